@@ -1,0 +1,28 @@
+"""POST /v1/callbacks/{provider}/{task_id}?token=...: a provider reports a result."""
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from sora_relay.api import install_error_handlers, json_response
+from sora_relay.observability import logger, metrics, tracer
+from sora_relay.record_callback import record_callback
+
+app = APIGatewayRestResolver()
+install_error_handlers(app)
+
+
+@app.post("/v1/callbacks/<provider>/<task_id>")
+@tracer.capture_method
+def provider_callback(provider: str, task_id: str) -> Response:
+    event = app.current_event
+    body = (event.decoded_body or "").encode()
+    task, changed = record_callback(provider, task_id, event.get_query_string_value("token"), body)
+    return json_response(200, {"received": True, "changed": changed, "status": task.status.value})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)

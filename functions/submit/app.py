@@ -1,0 +1,30 @@
+"""POST /v1/videos: accept a generation request and start it at the provider."""
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from sora_relay.api import caller, install_error_handlers, json_response, public_base_url, request_body
+from sora_relay.models import parse_create_request
+from sora_relay.observability import logger, metrics, tracer
+from sora_relay.settings import get_settings
+from sora_relay.submit_video import submit_video
+
+app = APIGatewayRestResolver()
+install_error_handlers(app)
+
+
+@app.post("/v1/videos")
+@tracer.capture_method
+def create_video() -> Response:
+    event = app.current_event
+    request = parse_create_request(request_body(event), allow_loopback=get_settings().allow_loopback_urls)
+    video = submit_video(request, owner=caller(event), public_base_url=public_base_url(event))
+    return json_response(202, video)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)

@@ -1,0 +1,1 @@
+"""sora-relay: asynchronous AI video generation as an AWS serverless job service."""

@@ -1,0 +1,81 @@
+"""What every API handler shares: the caller's identity, JSON answers, and the error mapping."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
+from pydantic import BaseModel
+
+from sora_relay.errors import RequestTooLarge, SoraRelayError, Unauthorized
+from sora_relay.observability import logger
+from sora_relay.settings import get_settings
+
+JSON = "application/json"
+
+
+def error_body(code: str, message: str, param: str | None = None) -> str:
+    return json.dumps({"error": {"code": code, "message": message, "param": param}})
+
+
+def json_response(
+    status: int, body: BaseModel | dict[str, Any], headers: dict[str, str] | None = None
+) -> Response:
+    text = body.model_dump_json() if isinstance(body, BaseModel) else json.dumps(body)
+    return Response(status_code=status, content_type=JSON, body=text, headers=headers)
+
+
+def caller(event: APIGatewayProxyEvent) -> str:
+    """The owner of the request: the id of the API key API Gateway checked."""
+    key_id = event.request_context.identity.api_key_id
+    if not key_id:
+        raise Unauthorized("An API key is required (x-api-key header)", code="missing_api_key")
+    return key_id
+
+
+def public_base_url(event: APIGatewayProxyEvent) -> str:
+    """Our own stage URL, for callback links: configured, or the one this request came in on."""
+    configured = get_settings().public_base_url
+    if configured:
+        return configured
+    context = event.request_context
+    return f"https://{context.domain_name}/{context.stage}"
+
+
+def request_body(event: APIGatewayProxyEvent) -> str:
+    body = event.decoded_body or ""
+    if len(body.encode()) > get_settings().max_request_body_bytes:
+        raise RequestTooLarge(
+            f"The request body is larger than {get_settings().max_request_body_bytes} bytes"
+        )
+    return body
+
+
+def install_error_handlers(app: APIGatewayRestResolver) -> None:
+    """Every failure becomes `{"error": {"code", "message", "param"}}`; no stack trace leaves."""
+
+    @app.exception_handler(SoraRelayError)
+    def _known(error: SoraRelayError) -> Response:
+        if error.status_code >= 500:
+            logger.warning("Request failed", extra={"error_code": error.code})
+        return Response(
+            status_code=error.status_code,
+            content_type=JSON,
+            body=error_body(error.code, error.message, error.param),
+            headers=error.headers(),
+        )
+
+    @app.not_found
+    def _no_route(_: Exception) -> Response:
+        return Response(status_code=404, content_type=JSON, body=error_body("not_found", "No such route"))
+
+    @app.exception_handler(Exception)
+    def _unexpected(error: Exception) -> Response:
+        logger.exception("Unexpected error")
+        return Response(
+            status_code=500,
+            content_type=JSON,
+            body=error_body("internal_error", "Something went wrong on our side"),
+        )

@@ -1,0 +1,115 @@
+"""Domain exceptions and, in one table, the HTTP status and error code each maps to."""
+
+from __future__ import annotations
+
+
+class SoraRelayError(Exception):
+    """Base of every error the API reports as `{"error": {"code", "message", "param"}}`."""
+
+    status_code = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code:
+            self.code = code
+
+    def headers(self) -> dict[str, str]:
+        return {}
+
+
+class InvalidRequest(SoraRelayError):
+    status_code = 400
+    code = "invalid_request"
+
+
+class RequestTooLarge(SoraRelayError):
+    status_code = 413
+    code = "request_too_large"
+
+
+class Unauthorized(SoraRelayError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class NotFound(SoraRelayError):
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(SoraRelayError):
+    status_code = 409
+    code = "conflict"
+
+
+class ProviderRejected(SoraRelayError):
+    """The provider refused the request itself (its 400): the client's input is the problem."""
+
+    status_code = 400
+    code = "provider_rejected"
+
+
+class ProviderAuthFailed(SoraRelayError):
+    """The provider refused our key or our quota is used up: our problem, not the client's."""
+
+    status_code = 502
+    code = "provider_auth_error"
+
+
+class ProviderUnavailable(SoraRelayError):
+    """The provider is rate limiting, failing or slow; worth trying again later."""
+
+    status_code = 503
+    code = "provider_unavailable"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(max(1, round(self.retry_after or 1)))}
+
+
+class ProviderProtocolError(SoraRelayError):
+    """The provider answered something that does not follow its contract."""
+
+    status_code = 502
+    code = "provider_protocol_error"
+
+
+class UnsafeUrl(SoraRelayError):
+    """An outbound URL that is not https or points at a private, loopback or link-local address."""
+
+    status_code = 400
+    code = "unsafe_url"
+
+
+class UpstreamRejected(SoraRelayError):
+    """A fetched resource is permanently unusable (404, wrong type, too large)."""
+
+    status_code = 502
+    code = "video_fetch_failed"
+
+
+class UpstreamUnavailable(SoraRelayError):
+    """A fetched resource failed in a way that may pass (5xx, timeout, connection reset)."""
+
+    status_code = 502
+    code = "video_fetch_unavailable"
+
+
+class StorageError(SoraRelayError):
+    """DynamoDB or S3 failed: our own fault."""
+
+    status_code = 500
+    code = "storage_error"
+
+
+class TransitionRejected(SoraRelayError):
+    """A conditional state change lost: the task is no longer in a state that allows it."""
+
+    status_code = 409
+    code = "invalid_transition"

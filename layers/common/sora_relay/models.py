@@ -1,0 +1,183 @@
+"""The public API's shapes: the create request and the video object (OpenAI Videos field names)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from sora_relay.errors import InvalidRequest
+from sora_relay.storage import DownloadLink
+from sora_relay.task import Status, Task
+from sora_relay.urls import parse_outbound_url
+
+# The per-model table we control (complaint: stale enums upstream waste attempts).
+MODEL_SIZES: dict[str, tuple[str, ...]] = {
+    "sora-2": ("1280x720", "720x1280"),
+    "sora-2-pro": ("1280x720", "720x1280", "1792x1024", "1024x1792"),
+}
+DURATIONS = (4, 8, 12)
+DEFAULT_MODEL = "sora-2"
+DEFAULT_SIZE = "1280x720"
+DEFAULT_DURATION = 4
+MAX_PROMPT_CHARS = 4000
+MAX_IMAGES = 4
+
+
+class CreateVideoRequest(BaseModel):
+    """`POST /v1/videos`: the seed tool's fields, plus OpenAI's `seconds` and `input_reference`."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
+    model: str = DEFAULT_MODEL
+    duration: int | None = None
+    seconds: Literal["4", "8", "12"] | None = None
+    size: str = DEFAULT_SIZE
+    callback_url: str | None = None
+    image_urls: list[str] | None = Field(default=None, max_length=MAX_IMAGES)
+    input_reference: str | None = None
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        if value not in MODEL_SIZES:
+            raise ValueError(f"must be one of {', '.join(MODEL_SIZES)}")
+        return value
+
+    @field_validator("duration")
+    @classmethod
+    def _known_duration(cls, value: int | None) -> int | None:
+        if value is not None and value not in DURATIONS:
+            raise ValueError(f"must be one of {', '.join(map(str, DURATIONS))} (seconds)")
+        return value
+
+    @field_validator("seconds", mode="before")
+    @classmethod
+    def _seconds_as_text(cls, value: Any) -> Any:
+        # OpenAI documents a string; an integer is an obvious enough intent to accept.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> CreateVideoRequest:
+        if self.duration is not None and self.seconds is not None and int(self.seconds) != self.duration:
+            raise _FieldProblem("seconds", "seconds and duration disagree; send one of them")
+        if self.size not in MODEL_SIZES[self.model]:
+            offered = ", ".join(MODEL_SIZES[self.model])
+            raise _FieldProblem(
+                "size", f"size {self.size!r} is not offered by {self.model} (offered: {offered})"
+            )
+        return self
+
+    @property
+    def video_seconds(self) -> int:
+        if self.duration is not None:
+            return self.duration
+        return int(self.seconds) if self.seconds is not None else DEFAULT_DURATION
+
+    @property
+    def image_url(self) -> str | None:
+        """The one reference image the provider uses (the first of `image_urls`)."""
+        return self.image_urls[0] if self.image_urls else self.input_reference
+
+
+class _FieldProblem(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+def parse_create_request(body: str | bytes | None, *, allow_loopback: bool) -> CreateVideoRequest:
+    """Decode and validate a create body; every problem is an InvalidRequest naming its field."""
+    if body is None or (isinstance(body, (str, bytes)) and not body.strip()):
+        raise InvalidRequest("The request body must be a JSON object", code="invalid_json")
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as error:
+        raise InvalidRequest("The request body is not valid JSON", code="invalid_json") from error
+    if not isinstance(data, dict):
+        raise InvalidRequest("The request body must be a JSON object", code="invalid_json")
+    try:
+        request = CreateVideoRequest.model_validate(data)
+    except ValidationError as error:
+        raise _as_invalid_request(error) from None
+    if request.callback_url is not None:
+        parse_outbound_url(request.callback_url, field="callback_url", allow_loopback=allow_loopback)
+    for url in request.image_urls or []:
+        parse_outbound_url(url, field="image_urls", allow_loopback=allow_loopback)
+    if request.input_reference is not None:
+        parse_outbound_url(request.input_reference, field="input_reference", allow_loopback=allow_loopback)
+    return request
+
+
+def _as_invalid_request(error: ValidationError) -> InvalidRequest:
+    first = error.errors(include_url=False)[0]
+    cause = first.get("ctx", {}).get("error")
+    if isinstance(cause, _FieldProblem):
+        return InvalidRequest(cause.message, param=cause.field, code="invalid_value")
+    field = ".".join(str(part) for part in first["loc"]) or None
+    kind = first["type"]
+    if kind == "missing":
+        return InvalidRequest(f"{field} is required", param=field, code="missing_parameter")
+    if kind == "extra_forbidden":
+        return InvalidRequest(f"{field} is not a known parameter", param=field, code="unknown_parameter")
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return InvalidRequest(f"{field}: {message}", param=field, code="invalid_value")
+
+
+class VideoError(BaseModel):
+    code: str
+    message: str
+
+
+class VideoObject(BaseModel):
+    id: str
+    object: Literal["video"] = "video"
+    model: str
+    status: Status
+    progress: int
+    created_at: int
+    completed_at: int | None
+    expires_at: int | None
+    prompt: str
+    seconds: str
+    size: str
+    error: VideoError | None
+    callback_url: str | None
+    download_url: str | None = None
+    download_expires_at: int | None = None
+
+    @classmethod
+    def from_task(cls, task: Task, link: DownloadLink | None = None) -> VideoObject:
+        error = (
+            VideoError(code=task.error_code, message=task.error_message or task.error_code)
+            if task.error_code
+            else None
+        )
+        return cls(
+            id=task.task_id,
+            model=task.model,
+            status=task.status,
+            # The provider reports no progress; 100 only when the video is in our bucket.
+            progress=100 if task.status is Status.COMPLETED else 0,
+            created_at=task.created_ms // 1000,
+            completed_at=task.completed_ms // 1000 if task.completed_ms else None,
+            expires_at=task.expires_at,
+            prompt=task.prompt,
+            seconds=str(task.seconds),
+            size=task.size,
+            error=error,
+            callback_url=task.callback_url,
+            download_url=link.url if link else None,
+            download_expires_at=link.expires_at if link else None,
+        )
+
+
+class VideoList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[VideoObject]
+    first_id: str | None
+    last_id: str | None
+    has_more: bool

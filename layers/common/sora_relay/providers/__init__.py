@@ -1,0 +1,1 @@
+"""Provider adapters, looked up by the name used in callback routes and task records."""

@@ -1,0 +1,84 @@
+"""The service's collaborators, built on first use from settings and cached for warm invocations.
+
+Handlers and use cases ask here instead of constructing clients, so tests can swap one piece
+(for example the HTTP transport to the provider) without touching the rest.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import httpx
+
+from sora_relay.aws import dynamodb_client, reset_clients, s3_client
+from sora_relay.errors import NotFound
+from sora_relay.providers.acedata import AceDataSora
+from sora_relay.providers.base import VideoProvider
+from sora_relay.secret_values import read_secret
+from sora_relay.settings import get_settings
+from sora_relay.storage import VideoStore
+from sora_relay.store import TaskStore
+from sora_relay.urls import SafeHttp
+from sora_relay.webhooks import WebhookSender
+
+
+@lru_cache(maxsize=1)
+def task_store() -> TaskStore:
+    return TaskStore(dynamodb_client(), get_settings().tasks_table_name)
+
+
+@lru_cache(maxsize=1)
+def video_store() -> VideoStore:
+    settings = get_settings()
+    return VideoStore(
+        s3_client(),
+        settings.videos_bucket_name,
+        part_bytes=settings.video_part_bytes,
+        max_bytes=settings.max_video_bytes,
+    )
+
+
+@lru_cache(maxsize=1)
+def provider_http() -> httpx.Client:
+    """HTTP to the provider's own API (a URL we configure, so no SSRF checks)."""
+    return httpx.Client(timeout=get_settings().provider_timeout_seconds, follow_redirects=False)
+
+
+@lru_cache(maxsize=1)
+def outbound_http() -> SafeHttp:
+    """HTTP to strangers' URLs: client webhooks and the provider's video URLs."""
+    settings = get_settings()
+    client = httpx.Client(timeout=settings.video_fetch_timeout_seconds, follow_redirects=False)
+    return SafeHttp(client, allow_loopback=settings.allow_loopback_urls)
+
+
+def provider(name: str) -> VideoProvider:
+    settings = get_settings()
+    if name != AceDataSora.name:
+        raise NotFound(f"Unknown provider {name!r}", param="provider")
+    return AceDataSora(
+        provider_http(),
+        base_url=settings.provider_base_url,
+        api_key=lambda: read_secret(settings.provider_api_key_secret_id, purpose="provider API key"),
+        timeout=settings.provider_timeout_seconds,
+    )
+
+
+@lru_cache(maxsize=1)
+def webhook_sender() -> WebhookSender:
+    return WebhookSender(outbound_http(), timeout_seconds=get_settings().webhook_timeout_seconds)
+
+
+def callback_key() -> str:
+    return read_secret(get_settings().callback_token_secret_id, purpose="callback token key")
+
+
+def webhook_secret() -> str:
+    return read_secret(get_settings().webhook_secret_id, purpose="webhook signing secret")
+
+
+def reset() -> None:
+    """Forget every cached collaborator and setting (tests change the environment between runs)."""
+    for cached in (task_store, video_store, provider_http, outbound_http, webhook_sender, get_settings):
+        cached.cache_clear()
+    reset_clients()

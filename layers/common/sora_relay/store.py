@@ -1,0 +1,162 @@
+"""TaskStore: the only code that talks to DynamoDB. ClientErrors become domain exceptions."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import BotoCoreError, ClientError
+
+from sora_relay.errors import StorageError, TransitionRejected
+from sora_relay.task import Status, Task, TaskChange, WebhookDelivery, now_millis, sources_of
+
+OWNER_INDEX = "owner-created-index"
+
+_serializer = TypeSerializer()
+_deserializer = TypeDeserializer()
+
+
+def _to_attrs(values: dict[str, Any]) -> dict[str, Any]:
+    return {key: _serializer.serialize(value) for key, value in values.items()}
+
+
+def _from_attrs(item: dict[str, Any]) -> dict[str, Any]:
+    def plain(value: Any) -> Any:
+        if isinstance(value, Decimal):
+            return int(value) if value == value.to_integral_value() else float(value)
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [plain(v) for v in value]
+        return value
+
+    return {key: plain(_deserializer.deserialize(value)) for key, value in item.items()}
+
+
+def _is_condition_failure(error: ClientError) -> bool:
+    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+class TaskStore:
+    def __init__(self, client: Any, table_name: str) -> None:
+        self._client = client
+        self._table = table_name
+
+    def create(self, task: Task) -> None:
+        try:
+            self._client.put_item(
+                TableName=self._table,
+                Item=_to_attrs(task.to_item()),
+                ConditionExpression="attribute_not_exists(task_id)",
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise StorageError("Could not store the task") from error
+
+    def get(self, task_id: str) -> Task | None:
+        try:
+            answer = self._client.get_item(
+                TableName=self._table, Key=_to_attrs({"task_id": task_id}), ConsistentRead=True
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise StorageError("Could not read the task") from error
+        item = answer.get("Item")
+        return Task.from_item(_from_attrs(item)) if item else None
+
+    def transition(self, task_id: str, target: Status, change: TaskChange | None = None) -> Task:
+        """Move the task to `target` if the state machine allows it from its current state.
+
+        Raises TransitionRejected when the task is missing or already past that point, so two
+        racing writers (duplicate callbacks, submit vs. callback) cannot both win.
+        """
+        values = {"status": target.value, "updated_ms": now_millis(), **(change.values() if change else {})}
+        sources = sorted(source.value for source in sources_of(target))
+        names = {f"#k{i}": key for i, key in enumerate(values)}
+        placeholders = {f":v{i}": value for i, value in enumerate(values.values())}
+        sets = ", ".join(f"#k{i} = :v{i}" for i in range(len(values)))
+        source_refs = {f":s{i}": source for i, source in enumerate(sources)}
+        condition = f"#status IN ({', '.join(source_refs)})"
+        # A provider task id, once known, must not be replaced by another one.
+        if "provider_task_id" in values:
+            condition += " AND (attribute_not_exists(provider_task_id) OR provider_task_id = :ptid)"
+            placeholders[":ptid"] = values["provider_task_id"]
+        return self._update(
+            task_id,
+            update=f"SET {sets} ADD #version :one",
+            condition=f"attribute_exists(task_id) AND {condition}",
+            names={**names, "#status": "status", "#version": "version"},
+            values={**placeholders, **source_refs, ":one": 1},
+        )
+
+    def record_copy_error(self, task_id: str, provider_video_url: str, message: str) -> Task:
+        """Remember a failed copy of a finished video so that it can be copied again later."""
+        return self._update(
+            task_id,
+            update="SET provider_video_url = :url, copy_error = :msg, updated_ms = :now ADD #version :one",
+            condition="attribute_exists(task_id) AND #status IN (:q, :p)",
+            names={"#status": "status", "#version": "version"},
+            values={
+                ":url": provider_video_url,
+                ":msg": message,
+                ":now": now_millis(),
+                ":one": 1,
+                ":q": Status.QUEUED.value,
+                ":p": Status.IN_PROGRESS.value,
+            },
+        )
+
+    def record_webhook(self, task_id: str, delivery: WebhookDelivery) -> Task:
+        return self._update(
+            task_id,
+            update="SET webhook = :w, updated_ms = :now ADD #version :one",
+            condition="attribute_exists(task_id)",
+            names={"#version": "version"},
+            values={
+                ":w": delivery.model_dump(mode="json", exclude_none=True),
+                ":now": now_millis(),
+                ":one": 1,
+            },
+        )
+
+    def list_for_owner(self, owner: str, *, limit: int, after: Task | None = None) -> tuple[list[Task], bool]:
+        """The owner's tasks newest first, starting after `after`; also whether more remain."""
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": OWNER_INDEX,
+            "KeyConditionExpression": "#owner = :owner",
+            "ExpressionAttributeNames": {"#owner": "owner"},
+            "ExpressionAttributeValues": _to_attrs({":owner": owner}),
+            "ScanIndexForward": False,
+            "Limit": limit + 1,
+        }
+        if after is not None:
+            query["ExclusiveStartKey"] = _to_attrs(
+                {"task_id": after.task_id, "owner": after.owner, "created_ms": after.created_ms}
+            )
+        try:
+            items = self._client.query(**query).get("Items", [])
+        except (ClientError, BotoCoreError) as error:
+            raise StorageError("Could not list tasks") from error
+        tasks = [Task.from_item(_from_attrs(item)) for item in items]
+        return tasks[:limit], len(tasks) > limit
+
+    def _update(
+        self, task_id: str, *, update: str, condition: str, names: dict[str, str], values: dict[str, Any]
+    ) -> Task:
+        try:
+            answer = self._client.update_item(
+                TableName=self._table,
+                Key=_to_attrs({"task_id": task_id}),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=_to_attrs(values),
+                ReturnValues="ALL_NEW",
+            )
+        except ClientError as error:
+            if _is_condition_failure(error):
+                raise TransitionRejected(f"Task {task_id} does not allow this change") from error
+            raise StorageError("Could not update the task") from error
+        except BotoCoreError as error:
+            raise StorageError("Could not update the task") from error
+        return Task.from_item(_from_attrs(answer["Attributes"]))

@@ -1,0 +1,139 @@
+"""The task as stored in DynamoDB, and the state machine every change goes through."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class Status(StrEnum):
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (Status.COMPLETED, Status.FAILED)
+
+
+# queued -> in_progress -> completed | failed; a fast provider may finish a task before submit has
+# recorded `in_progress`, so queued may also end directly. Terminal states never change.
+_NEXT: dict[Status, frozenset[Status]] = {
+    Status.QUEUED: frozenset({Status.IN_PROGRESS, Status.COMPLETED, Status.FAILED}),
+    Status.IN_PROGRESS: frozenset({Status.COMPLETED, Status.FAILED}),
+    Status.COMPLETED: frozenset(),
+    Status.FAILED: frozenset(),
+}
+
+
+def sources_of(target: Status) -> frozenset[Status]:
+    """The states a task may be in for a change to `target` to be allowed."""
+    return frozenset(source for source, targets in _NEXT.items() if target in targets)
+
+
+class WebhookDelivery(BaseModel):
+    """What happened to the signed POST to the client's callback_url for the terminal event."""
+
+    event_id: str
+    state: str  # delivered | failed
+    attempts: int = 0
+    last_status_code: int | None = None
+    last_error: str | None = None
+    last_attempt_ms: int | None = None
+
+
+class Task(BaseModel):
+    """One DynamoDB item of the tasks table (key `task_id`, GSI on owner + created_ms)."""
+
+    task_id: str
+    owner: str
+    status: Status = Status.QUEUED
+    version: int = 1
+    model: str
+    prompt: str
+    seconds: int
+    size: str
+    image_url: str | None = None
+    callback_url: str | None = None
+    provider: str
+    provider_task_id: str | None = None
+    created_ms: int
+    updated_ms: int
+    completed_ms: int | None = None
+    expires_at: int  # epoch seconds; the table's TTL attribute
+    error_code: str | None = None
+    error_message: str | None = None
+    provider_video_url: str | None = None
+    copy_error: str | None = None
+    video_key: str | None = None
+    video_bytes: int | None = None
+    video_sha256: str | None = None
+    webhook: WebhookDelivery | None = None
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        owner: str,
+        model: str,
+        prompt: str,
+        seconds: int,
+        size: str,
+        image_url: str | None,
+        callback_url: str | None,
+        provider: str,
+        retention_days: int,
+        now_ms: int | None = None,
+    ) -> Task:
+        now_ms = now_ms if now_ms is not None else now_millis()
+        return cls(
+            task_id=new_task_id(),
+            owner=owner,
+            model=model,
+            prompt=prompt,
+            seconds=seconds,
+            size=size,
+            image_url=image_url,
+            callback_url=callback_url,
+            provider=provider,
+            created_ms=now_ms,
+            updated_ms=now_ms,
+            expires_at=now_ms // 1000 + retention_days * 86400,
+        )
+
+    def to_item(self) -> dict[str, Any]:
+        """Plain values for DynamoDB; absent fields are left out rather than stored as NULL."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Task:
+        return cls.model_validate(item)
+
+
+class TaskChange(BaseModel):
+    """The attributes a state change sets alongside the new status."""
+
+    provider_task_id: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    provider_video_url: str | None = None
+    video_key: str | None = None
+    video_bytes: int | None = None
+    video_sha256: str | None = None
+    completed_ms: int | None = Field(default=None)
+
+    def values(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude_none=True)
+
+
+def new_task_id() -> str:
+    return f"video_{uuid.uuid4().hex}"
+
+
+def now_millis() -> int:
+    return time.time_ns() // 1_000_000

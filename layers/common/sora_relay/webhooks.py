@@ -1,0 +1,86 @@
+"""Outbound webhooks to the client's callback_url, signed per Standard Webhooks (v1).
+
+Headers `webhook-id` (stable for one event across retries), `webhook-timestamp` and
+`webhook-signature` (`v1,<base64 HMAC-SHA256 of "id.timestamp.body">`), so clients can verify
+with any Standard Webhooks library. Only 2xx counts as delivered; redirects are not followed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from sora_relay.errors import SoraRelayError
+from sora_relay.urls import SafeHttp
+
+_SECRET_PREFIX = "whsec_"  # noqa: S105  (a format prefix, not a secret)
+
+
+def signing_key(secret: str) -> bytes:
+    """The HMAC key: the base64 value after the optional `whsec_` prefix."""
+    return base64.b64decode(secret.removeprefix(_SECRET_PREFIX))
+
+
+def sign(secret: str, event_id: str, timestamp: int, body: bytes) -> str:
+    signed = f"{event_id}.{timestamp}.".encode() + body
+    mac = hmac.new(signing_key(secret), signed, hashlib.sha256).digest()
+    return f"v1,{base64.b64encode(mac).decode()}"
+
+
+def event_id(task_id: str, event_type: str) -> str:
+    return f"evt_{task_id.removeprefix('video_')}_{event_type.rsplit('.', 1)[-1]}"
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    delivered: bool
+    status_code: int | None = None
+    error: str | None = None
+
+
+def event_body(event_type: str, event: str, created_at: int, data: dict[str, Any]) -> bytes:
+    payload = {"id": event, "object": "event", "type": event_type, "created_at": created_at, "data": data}
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+class WebhookSender:
+    def __init__(self, http: SafeHttp, *, timeout_seconds: float) -> None:
+        self._http = http
+        self._timeout = timeout_seconds
+
+    def deliver(
+        self, url: str, *, secret: str, event: str, body: bytes, now: int | None = None
+    ) -> DeliveryResult:
+        timestamp = now if now is not None else int(time.time())
+        headers = {
+            "content-type": "application/json",
+            "user-agent": "sora-relay-webhooks/1",
+            "webhook-id": event,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(secret, event, timestamp, body),
+        }
+        try:
+            with self._http.stream(
+                "POST",
+                url,
+                field="callback_url",
+                headers=headers,
+                content=body,
+                follow_redirects=False,
+                timeout=self._timeout,
+            ) as response:
+                status = response.status_code
+        except SoraRelayError as error:
+            return DeliveryResult(delivered=False, error=error.message)
+        except httpx.HTTPError as error:
+            return DeliveryResult(delivered=False, error=f"{type(error).__name__}: {error}"[:300])
+        if 200 <= status < 300:
+            return DeliveryResult(delivered=True, status_code=status)
+        return DeliveryResult(delivered=False, status_code=status, error=f"HTTP {status}")
