@@ -1,0 +1,228 @@
+"""template.yaml as the single source of truth for local runs (dev-only; Lambda code never imports it).
+
+Reads the SAM template, provisions what the functions need (the tasks table with its GSI, the
+videos bucket, the secrets) into whatever AWS endpoint boto3 points at (moto in process or
+moto's server), and computes each function's environment and the API's routes from it.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "template.yaml"
+REGION = "us-east-1"
+ACCOUNT = "123456789012"
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """YAML loader that keeps CloudFormation's short-form tags as their long-form dicts."""
+
+
+def _construct_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> Any:
+    name = "Ref" if tag_suffix == "Ref" else f"Fn::{tag_suffix}"
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+        if name == "Fn::GetAtt":
+            value = value.split(".", 1)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    return {name: value}
+
+
+_CfnLoader.add_multi_constructor("!", _construct_tag)
+
+
+def load_template(path: Path = TEMPLATE) -> dict[str, Any]:
+    with path.open() as handle:
+        return yaml.load(handle, Loader=_CfnLoader)  # noqa: S506  (a SafeLoader subclass)
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str  # upper case
+    path: str  # as in the template, e.g. /v1/videos/{video_id}
+    function_id: str
+    api_key_required: bool
+
+    def match(self, method: str, path: str) -> dict[str, str] | None:
+        if method.upper() != self.method:
+            return None
+        pattern = "^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(self.path)) + "$"
+        found = re.match(pattern, path)
+        return found.groupdict() if found else None
+
+
+@dataclass
+class Stack:
+    """Physical names and attributes of provisioned resources, for resolving Ref and GetAtt."""
+
+    template: dict[str, Any]
+    parameters: dict[str, str]
+    refs: dict[str, str] = field(default_factory=dict)
+    attributes: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    # --- reading the template ---
+    def functions(self) -> dict[str, dict[str, Any]]:
+        return {
+            name: resource
+            for name, resource in self.template["Resources"].items()
+            if resource["Type"] == "AWS::Serverless::Function"
+        }
+
+    def routes(self) -> list[Route]:
+        api_auth = {}
+        for resource in self.template["Resources"].values():
+            if resource["Type"] == "AWS::Serverless::Api":
+                api_auth = resource.get("Properties", {}).get("Auth", {})
+        default_required = bool(api_auth.get("ApiKeyRequired", False))
+        routes = []
+        for name, function in self.functions().items():
+            for event in function.get("Properties", {}).get("Events", {}).values():
+                if event.get("Type") != "Api":
+                    continue
+                props = event["Properties"]
+                required = props.get("Auth", {}).get("ApiKeyRequired", default_required)
+                routes.append(Route(props["Method"].upper(), props["Path"], name, bool(required)))
+        return routes
+
+    def function_environment(self, function_id: str) -> dict[str, str]:
+        """Globals plus the function's own variables, with Refs resolved to provisioned names."""
+        global_vars = (
+            self.template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
+        )
+        own = self.functions()[function_id].get("Properties", {}).get("Environment", {}).get("Variables", {})
+        return {key: str(self.resolve(value)) for key, value in {**global_vars, **own}.items()}
+
+    def code_dir(self, function_id: str) -> Path:
+        return ROOT / self.functions()[function_id]["Properties"]["CodeUri"]
+
+    # --- resolving intrinsics ---
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, dict) and len(value) == 1:
+            ((name, argument),) = value.items()
+            if name == "Ref":
+                return self._ref(argument)
+            if name == "Fn::GetAtt":
+                return self.attributes[(argument[0], argument[1])]
+            if name == "Fn::Sub":
+                return re.sub(r"\$\{([^}]+)\}", lambda m: self._sub(m.group(1)), argument)
+        if isinstance(value, (str, int, float, bool)):
+            return value
+        raise ValueError(f"Cannot resolve {value!r} locally")
+
+    def _ref(self, name: str) -> str:
+        pseudo = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::URLSuffix": "amazonaws.com"}
+        if name in pseudo:
+            return pseudo[name]
+        if name in self.parameters:
+            return self.parameters[name]
+        if name in self.refs:
+            return self.refs[name]
+        raise KeyError(f"{name} is not provisioned locally")
+
+    def _sub(self, name: str) -> str:
+        if "." in name:
+            resource, attribute = name.split(".", 1)
+            return self.attributes[(resource, attribute)]
+        return self._ref(name)
+
+
+def _variables(function_props: dict[str, Any]) -> dict[str, Any]:
+    return function_props.get("Environment", {}).get("Variables", {})
+
+
+def parameter_values(template: dict[str, Any], overrides: dict[str, str]) -> dict[str, str]:
+    values = {
+        name: str(spec["Default"])
+        for name, spec in template.get("Parameters", {}).items()
+        if "Default" in spec
+    }
+    values.update(overrides)
+    missing = [name for name in template.get("Parameters", {}) if name not in values]
+    if missing:
+        raise ValueError(f"Template parameters without a value: {', '.join(missing)}")
+    return values
+
+
+def _generated_secret(spec: dict[str, Any]) -> str:
+    alphabet = string.ascii_letters + string.digits
+    if not spec.get("ExcludePunctuation"):
+        alphabet += "!#$%&()*+,-.:;<=>?@[]^_{|}~"
+    return "".join(secrets.choice(alphabet) for _ in range(int(spec.get("PasswordLength", 32))))
+
+
+def provision(prefix: str, parameters: dict[str, str], *, template: dict[str, Any] | None = None) -> Stack:
+    """Create the template's table, bucket and secrets through boto3's current endpoint."""
+    template = template or load_template()
+    stack = Stack(template, parameter_values(template, parameters))
+    dynamodb = boto3.client("dynamodb", region_name=REGION)
+    s3 = boto3.client("s3", region_name=REGION)
+    secretsmanager = boto3.client("secretsmanager", region_name=REGION)
+    resources = template["Resources"]
+    for name, resource in resources.items():
+        props = resource.get("Properties", {})
+        kind = resource["Type"]
+        if kind == "AWS::DynamoDB::Table":
+            table = f"{prefix}-{name}"
+            request: dict[str, Any] = {
+                "TableName": table,
+                "AttributeDefinitions": props["AttributeDefinitions"],
+                "KeySchema": props["KeySchema"],
+                "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
+            }
+            if props.get("GlobalSecondaryIndexes"):
+                request["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+            if props.get("StreamSpecification"):
+                request["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
+            description = dynamodb.create_table(**request)["TableDescription"]
+            ttl = props.get("TimeToLiveSpecification")
+            if ttl:
+                dynamodb.update_time_to_live(TableName=table, TimeToLiveSpecification=ttl)
+            stack.refs[name] = table
+            stack.attributes[(name, "Arn")] = description["TableArn"]
+            if description.get("LatestStreamArn"):
+                stack.attributes[(name, "StreamArn")] = description["LatestStreamArn"]
+        elif kind == "AWS::S3::Bucket":
+            bucket = f"{prefix}-{name}".lower()
+            s3.create_bucket(Bucket=bucket)
+            if props.get("PublicAccessBlockConfiguration"):
+                s3.put_public_access_block(
+                    Bucket=bucket, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
+                )
+            if props.get("BucketEncryption"):
+                s3.put_bucket_encryption(
+                    Bucket=bucket,
+                    # CloudFormation's names differ from the API's here.
+                    ServerSideEncryptionConfiguration={
+                        "Rules": [
+                            {"ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"]}
+                            for rule in props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+                        ]
+                    },
+                )
+            stack.refs[name] = bucket
+            stack.attributes[(name, "Arn")] = f"arn:aws:s3:::{bucket}"
+        elif kind == "AWS::SecretsManager::Secret":
+            if "SecretString" in props:
+                value = str(stack.resolve(props["SecretString"]))
+            else:
+                value = _generated_secret(props.get("GenerateSecretString", {}))
+            arn = secretsmanager.create_secret(Name=f"{prefix}/{name}", SecretString=value)["ARN"]
+            stack.refs[name] = arn
+    return stack
+
+
+def secret_value(stack: Stack, logical_id: str) -> str:
+    client = boto3.client("secretsmanager", region_name=REGION)
+    return client.get_secret_value(SecretId=stack.refs[logical_id])["SecretString"]

@@ -1,0 +1,259 @@
+"""Handlers in process against moto (in process) and a fake provider behind httpx transports.
+
+The table, bucket and secrets come from template.yaml (devstack.template.provision), and each
+handler runs with the environment the template gives its function.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import boto3
+import httpx
+import pytest
+from aws_lambda_powertools.utilities import parameters
+from aws_lambda_powertools.utilities.parameters import base as parameters_base
+from moto import mock_aws
+
+from devstack.mp4 import render_mp4
+from devstack.template import Stack, provision, secret_value
+from sora_relay import services, urls
+from tests.conftest import LambdaContext, load_event, load_handler
+
+PROVIDER_TOKEN = "provider-test-token"
+PROVIDER_HOST = "api.acedata.cloud"
+CDN_HOST = "cdn.provider.test"
+CLIENT_HOST = "client.example.com"
+# Fake DNS: every public test host resolves to this public address (nothing connects to it).
+PUBLIC_ADDRESS = "93.184.215.14"
+OWNER = "sample-api-key-id"
+OTHER_OWNER = "other-api-key-id"
+
+
+@pytest.fixture(scope="session")
+def mp4_bytes() -> bytes:
+    """A real, playable H.264 MP4 (2 s, 320x180), rendered once."""
+    buffer = io.BytesIO()
+    render_mp4(buffer, width=320, height=180, seconds=2, seed="integration")
+    return buffer.getvalue()
+
+
+@dataclass
+class FakeInternet:
+    """The outside world as an httpx transport: the provider's API, its video CDN, client receivers.
+
+    Requests to strangers' URLs arrive pinned to an IP address; the Host header names the site.
+    """
+
+    video: bytes
+    provider_calls: list[dict[str, Any]] = field(default_factory=list)
+    create_failures: list[httpx.Response] = field(default_factory=list)
+    videos: dict[str, Callable[[], httpx.Response]] = field(default_factory=dict)
+    webhooks: list[httpx.Request] = field(default_factory=list)
+    webhook_status: int = 204
+    fetched_urls: list[str] = field(default_factory=list)
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        host = request.headers.get("host", request.url.host).split(":")[0]
+        if host == PROVIDER_HOST:
+            return self._provider(request)
+        if host == CDN_HOST:
+            self.fetched_urls.append(str(request.url))
+            maker = self.videos.get(request.url.path)
+            if maker is not None:
+                return maker()
+            return httpx.Response(200, headers={"content-type": "video/mp4"}, content=self.video)
+        if host == CLIENT_HOST:
+            request.read()
+            self.webhooks.append(request)
+            return httpx.Response(self.webhook_status)
+        raise httpx.ConnectError(f"no route to {host}", request=request)
+
+    def _provider(self, request: httpx.Request) -> httpx.Response:
+        if request.headers.get("authorization") != f"Bearer {PROVIDER_TOKEN}":
+            return httpx.Response(401, json={"error": {"code": "invalid_token", "message": "bad token"}})
+        body = json.loads(request.content)
+        if request.url.path == "/sora/videos":
+            if self.create_failures:
+                return self.create_failures.pop(0)
+            provider_task_id = str(uuid.uuid4())
+            self.provider_calls.append({"task_id": provider_task_id, "body": body})
+            return httpx.Response(200, json={"success": True, "task_id": provider_task_id})
+        return httpx.Response(404, json={"error": {"code": "no_api", "message": "no such api"}})
+
+    # --- what the provider would send back ---
+    def last_call(self) -> dict[str, Any]:
+        return self.provider_calls[-1]
+
+    def success_body(self, call: dict[str, Any], *, video_path: str | None = None) -> bytes:
+        path = video_path or f"/videos/{call['task_id']}.mp4"
+        return json.dumps(
+            {
+                "success": True,
+                "task_id": call["task_id"],
+                "trace_id": str(uuid.uuid4()),
+                "data": [
+                    {"id": "sora-2:vid", "video_url": f"https://{CDN_HOST}{path}", "state": "succeeded"}
+                ],
+            }
+        ).encode()
+
+    def failure_body(self, call: dict[str, Any], code: str = "api_error", message: str = "boom") -> bytes:
+        return json.dumps(
+            {"success": False, "task_id": call["task_id"], "error": {"code": code, "message": message}}
+        ).encode()
+
+
+def _fake_resolve(host: str, port: int) -> list[str]:
+    addresses = {PROVIDER_HOST: PUBLIC_ADDRESS, CDN_HOST: PUBLIC_ADDRESS, CLIENT_HOST: PUBLIC_ADDRESS}
+    if host in addresses:
+        return [addresses[host]]
+    if host == "internal.client.test":  # a name that resolves to the metadata service
+        return ["169.254.169.254"]
+    raise OSError(f"{host} does not resolve")
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "SoraRelayTest",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+
+def apply_function_env(monkeypatch: pytest.MonkeyPatch, stack: Stack, **overrides: str) -> None:
+    """Every function's environment from the template (they agree where they overlap)."""
+    for function_id in stack.functions():
+        for name, value in stack.function_environment(function_id).items():
+            monkeypatch.setenv(name, value)
+    for name, value in overrides.items():
+        monkeypatch.setenv(name, value)
+    services.reset()
+    parameters.clear_caches()
+    parameters_base.DEFAULT_PROVIDERS.clear()
+
+
+@pytest.fixture
+def stack(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    with mock_aws():
+        provisioned = provision("test", {"ProviderApiKey": PROVIDER_TOKEN})
+        apply_function_env(monkeypatch, provisioned)
+        yield provisioned
+
+
+@pytest.fixture
+def internet(stack: Stack, mp4_bytes: bytes, monkeypatch: pytest.MonkeyPatch) -> FakeInternet:
+    fake = FakeInternet(video=mp4_bytes)
+    transport = httpx.MockTransport(fake)
+    monkeypatch.setattr(services, "provider_http", lambda: httpx.Client(transport=transport))
+    monkeypatch.setattr(
+        services,
+        "outbound_http",
+        lambda: urls.SafeHttp(httpx.Client(transport=transport), allow_loopback=False),
+    )
+    monkeypatch.setattr(urls, "resolve_host", _fake_resolve)
+    services.webhook_sender.cache_clear()
+    return fake
+
+
+@dataclass
+class Api:
+    """Invokes the three handlers with API Gateway events built from events/*.json."""
+
+    handlers: dict[str, Any]
+
+    def call(self, function: str, event: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
+        answer = self.handlers[function].lambda_handler(event, LambdaContext())
+        body = answer.get("body") or ""
+        parsed = json.loads(body) if body else None
+        headers = {key.lower(): value for key, value in (answer.get("headers") or {}).items()}
+        for key, values in (answer.get("multiValueHeaders") or {}).items():
+            headers.setdefault(key.lower(), values[0])
+        return answer["statusCode"], headers, parsed
+
+    def submit(
+        self, body: Any, *, owner: str | None = OWNER, raw: str | None = None
+    ) -> tuple[int, dict, Any]:
+        event = load_event("submit")
+        event["body"] = raw if raw is not None else json.dumps(body)
+        event["requestContext"]["identity"]["apiKeyId"] = owner
+        return self.call("submit", event)
+
+    def callback(
+        self, callback_url: str, body: bytes, *, token: str | None = "keep"
+    ) -> tuple[int, dict, Any]:
+        parts = urlsplit(callback_url)
+        # {public base}/v1/callbacks/{provider}/{task_id}; the base may carry the stage name.
+        segments = parts.path.split("/")[-4:]
+        provider, task_id = segments[2], segments[3]
+        query = {key: values[0] for key, values in parse_qs(parts.query).items()}
+        if token != "keep":
+            query = {"token": token} if token is not None else {}
+        event = load_event("callback-success")
+        event["path"] = "/" + "/".join(segments)
+        event["pathParameters"] = {"provider": provider, "task_id": task_id}
+        event["queryStringParameters"] = query or None
+        event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} or None
+        event["body"] = body.decode()
+        return self.call("callback", event)
+
+    def get(self, video_id: str, *, owner: str = OWNER, content: bool = False) -> tuple[int, dict, Any]:
+        event = load_event("content" if content else "get")
+        event["path"] = f"/v1/videos/{video_id}" + ("/content" if content else "")
+        event["pathParameters"] = {"video_id": video_id}
+        event["requestContext"]["identity"]["apiKeyId"] = owner
+        return self.call("status", event)
+
+    def list(self, *, owner: str = OWNER, **query: str) -> tuple[int, dict, Any]:
+        event = load_event("list")
+        event["queryStringParameters"] = query or None
+        event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} or None
+        event["requestContext"]["identity"]["apiKeyId"] = owner
+        return self.call("status", event)
+
+
+@pytest.fixture(scope="session")
+def handlers() -> dict[str, Any]:
+    return {name: load_handler(name) for name in ("submit", "callback", "status")}
+
+
+@pytest.fixture
+def api(handlers: dict[str, Any], internet: FakeInternet) -> Api:
+    return Api(handlers)
+
+
+@pytest.fixture
+def webhook_secret(stack: Stack) -> str:
+    return "whsec_" + secret_value(stack, "WebhookSigningSecret")
+
+
+@pytest.fixture
+def s3(stack: Stack) -> Any:
+    return boto3.client("s3", region_name="us-east-1")
+
+
+VALID = {
+    "prompt": "A paper boat drifting down a rainy street",
+    "callback_url": f"https://{CLIENT_HOST}/hooks",
+}
+
+
+def submitted(api: Api, internet: FakeInternet, **fields: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Submit a valid request; returns the video object and the provider call it made."""
+    status, _, video = api.submit({**VALID, **fields})
+    assert status == 202, video
+    return video, internet.last_call()

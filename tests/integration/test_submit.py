@@ -1,0 +1,176 @@
+"""POST /v1/videos: validation, provider error mapping, retries."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.integration.conftest import VALID, submitted
+
+pytestmark = pytest.mark.usefixtures("internet")
+
+
+@pytest.mark.parametrize(
+    ("body", "param", "code"),
+    [
+        ({"model": "sora-2"}, "prompt", "missing_parameter"),
+        ({"prompt": ""}, "prompt", "invalid_value"),
+        ({"prompt": "   "}, "prompt", "invalid_value"),
+        ({"prompt": "x" * 4001}, "prompt", "invalid_value"),
+        ({"prompt": "ok", "model": "sora-3"}, "model", "invalid_value"),
+        ({"prompt": "ok", "duration": 5}, "duration", "invalid_value"),
+        ({"prompt": "ok", "duration": "ten"}, "duration", "invalid_value"),
+        ({"prompt": "ok", "seconds": "6"}, "seconds", "invalid_value"),
+        ({"prompt": "ok", "seconds": "4", "duration": 8}, "seconds", "invalid_value"),
+        ({"prompt": "ok", "size": "640x480"}, "size", "invalid_value"),
+        ({"prompt": "ok", "size": "1792x1024"}, "size", "invalid_value"),  # needs sora-2-pro
+        ({"prompt": "ok", "callback_url": "http://client.example.com/h"}, "callback_url", "unsafe_url"),
+        ({"prompt": "ok", "callback_url": "https://127.0.0.1/h"}, "callback_url", "unsafe_url"),
+        ({"prompt": "ok", "callback_url": "https://10.0.0.8/h"}, "callback_url", "unsafe_url"),
+        ({"prompt": "ok", "callback_url": "https://169.254.169.254/latest"}, "callback_url", "unsafe_url"),
+        ({"prompt": "ok", "callback_url": "https://[::ffff:10.0.0.1]/h"}, "callback_url", "unsafe_url"),
+        ({"prompt": "ok", "callback_url": "https://localhost/h"}, "callback_url", "unsafe_url"),
+        ({"prompt": "ok", "callback_url": "not a url"}, "callback_url", "unsafe_url"),
+        ({"prompt": "ok", "image_urls": ["https://192.168.1.1/a.png"]}, "image_urls", "unsafe_url"),
+        ({"prompt": "ok", "image_urls": "https://cdn.example.com/a.png"}, "image_urls", "invalid_value"),
+        (
+            {"prompt": "ok", "image_urls": [f"https://cdn.example.com/{i}.png" for i in range(5)]},
+            "image_urls",
+            "invalid_value",
+        ),
+        ({"prompt": "ok", "input_reference": "file:///etc/passwd"}, "input_reference", "unsafe_url"),
+        ({"prompt": "ok", "colour": "blue"}, "colour", "unknown_parameter"),
+    ],
+)
+def test_bad_input_is_a_400_naming_the_field(api, internet, body, param, code):
+    status, headers, answer = api.submit(body)
+    assert status == 400, answer
+    assert headers["content-type"] == "application/json"
+    assert answer["error"]["param"] == param
+    assert answer["error"]["code"] == code
+    assert answer["error"]["message"]
+    assert internet.provider_calls == []  # nothing was sent on
+
+
+@pytest.mark.parametrize("raw", ["{not json", "[1, 2]", "", '"a string"'])
+def test_a_body_that_is_not_a_json_object_is_a_400(api, raw):
+    status, _, answer = api.submit(None, raw=raw)
+    assert status == 400
+    assert answer["error"]["code"] == "invalid_json"
+
+
+def test_an_oversized_body_is_a_413(api):
+    status, _, answer = api.submit(None, raw='{"prompt": "' + "x" * 70_000 + '"}')
+    assert status == 413 and answer["error"]["code"] == "request_too_large"
+
+
+def test_defaults_and_openai_names_are_accepted(api, internet):
+    video, call = submitted(
+        api, internet, seconds="12", input_reference="https://cdn.example.com/ref.png", callback_url=None
+    )
+    assert video["seconds"] == "12" and video["size"] == "1280x720" and video["model"] == "sora-2"
+    assert call["body"]["duration"] == 12
+    assert call["body"]["image_urls"] == ["https://cdn.example.com/ref.png"]
+
+
+def test_only_the_first_image_is_sent(api, internet):
+    _, call = submitted(
+        api, internet, image_urls=["https://cdn.example.com/a.png", "https://cdn.example.com/b.png"]
+    )
+    assert call["body"]["image_urls"] == ["https://cdn.example.com/a.png"]
+
+
+def test_provider_400_is_our_400_with_its_message_and_the_task_fails(api, internet, stack):
+    internet.create_failures.append(
+        httpx.Response(400, json={"error": {"code": "bad_request", "message": "prompt violates policy"}})
+    )
+    status, _, answer = api.submit(VALID)
+    assert status == 400
+    assert answer["error"] == {
+        "code": "provider_rejected",
+        "message": "prompt violates policy",
+        "param": None,
+    }
+    assert _only_task_status(stack) == ("failed", "provider_rejected")
+
+
+@pytest.mark.parametrize(
+    ("http_status", "code"), [(401, "invalid_token"), (403, "used_up"), (400, "token_mismatched")]
+)
+def test_provider_auth_or_quota_problems_are_502_blaming_our_key(api, internet, stack, http_status, code):
+    internet.create_failures.append(
+        httpx.Response(http_status, json={"error": {"code": code, "message": "no"}})
+    )
+    status, _, answer = api.submit(VALID)
+    assert status == 502
+    assert answer["error"]["code"] == "provider_auth_error"
+    assert "not your request" in answer["error"]["message"]
+    assert _only_task_status(stack) == ("failed", "provider_auth_error")
+
+
+def test_provider_overload_is_retried_then_accepted(api, internet, monkeypatch):
+    monkeypatch.setenv("PROVIDER_RETRY_BASE_DELAY_SECONDS", "0")
+    _reload_settings()
+    internet.create_failures += [
+        httpx.Response(429, json={"error": {"code": "too_many_requests", "message": "slow"}}),
+        httpx.Response(500, json={"error": {"code": "api_error", "message": "oops"}}),
+    ]
+    status, _, video = api.submit(VALID)
+    assert status == 202 and video["status"] == "in_progress"
+    assert len(internet.provider_calls) == 1
+
+
+def test_provider_still_down_after_retries_is_a_503_with_retry_after(api, internet, stack, monkeypatch):
+    monkeypatch.setenv("PROVIDER_RETRY_BASE_DELAY_SECONDS", "0")
+    _reload_settings()
+    internet.create_failures += [
+        httpx.Response(503, json={"error": {"code": "api_error", "message": "down"}}) for _ in range(3)
+    ]
+    status, headers, answer = api.submit(VALID)
+    assert status == 503
+    assert int(headers["retry-after"]) >= 1
+    assert answer["error"]["code"] == "provider_unavailable"
+    assert internet.create_failures == []  # all three attempts were made
+    assert _only_task_status(stack) == ("failed", "provider_unavailable")
+
+
+def test_provider_timeout_is_retried_within_the_budget(api, internet, monkeypatch):
+    monkeypatch.setenv("PROVIDER_RETRY_BASE_DELAY_SECONDS", "0")
+    _reload_settings()
+    attempts = []
+
+    def timeout_then_ok(request: httpx.Request) -> httpx.Response:
+        attempts.append(request)
+        if len(attempts) == 1:
+            raise httpx.ReadTimeout("slow", request=request)
+        return httpx.Response(200, json={"task_id": "4b0c7d2e-0000-4000-8000-000000000001"})
+
+    internet.create_failures.clear()
+    from sora_relay import services
+
+    monkeypatch.setattr(
+        services, "provider_http", lambda: httpx.Client(transport=httpx.MockTransport(timeout_then_ok))
+    )
+    status, _, video = api.submit(VALID)
+    assert status == 202 and len(attempts) == 2
+
+
+def test_a_missing_api_key_identity_is_refused(api):
+    status, _, answer = api.submit(VALID, owner=None)
+    assert status == 401 and answer["error"]["code"] == "missing_api_key"
+
+
+def _reload_settings() -> None:
+    from sora_relay.settings import get_settings
+
+    get_settings.cache_clear()
+
+
+def _only_task_status(stack) -> tuple[str, str]:
+    import boto3
+
+    items = boto3.client("dynamodb", region_name="us-east-1").scan(TableName=stack.refs["TasksTable"])[
+        "Items"
+    ]
+    assert len(items) == 1
+    return items[0]["status"]["S"], items[0]["error_code"]["S"]
