@@ -155,9 +155,8 @@ def stack(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
         yield provisioned
 
 
-@pytest.fixture
-def internet(stack: Stack, mp4_bytes: bytes, monkeypatch: pytest.MonkeyPatch) -> FakeInternet:
-    fake = FakeInternet(video=mp4_bytes)
+def connect_internet(monkeypatch: pytest.MonkeyPatch, fake: FakeInternet) -> None:
+    """Route the service's HTTP (provider API and strangers' URLs) to `fake`, with fake DNS."""
     transport = httpx.MockTransport(fake)
     monkeypatch.setattr(services, "provider_http", lambda: httpx.Client(transport=transport))
     monkeypatch.setattr(
@@ -167,6 +166,12 @@ def internet(stack: Stack, mp4_bytes: bytes, monkeypatch: pytest.MonkeyPatch) ->
     )
     monkeypatch.setattr(urls, "resolve_host", _fake_resolve)
     services.webhook_sender.cache_clear()
+
+
+@pytest.fixture
+def internet(stack: Stack, mp4_bytes: bytes, monkeypatch: pytest.MonkeyPatch) -> FakeInternet:
+    fake = FakeInternet(video=mp4_bytes)
+    connect_internet(monkeypatch, fake)
     return fake
 
 

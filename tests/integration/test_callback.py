@@ -34,7 +34,7 @@ def test_a_missing_or_wrong_token_is_401_and_changes_nothing(api, internet, stac
 
 
 def test_a_token_for_another_task_is_401(api, internet, stack):
-    first, first_call = submitted(api, internet)
+    _first, first_call = submitted(api, internet)
     second, _ = submitted(api, internet)
     first_token = first_call["body"]["callback_url"].split("token=")[1]
     second_url = internet.last_call()["body"]["callback_url"]

@@ -151,7 +151,7 @@ def test_provider_timeout_is_retried_within_the_budget(api, internet, monkeypatc
     monkeypatch.setattr(
         services, "provider_http", lambda: httpx.Client(transport=httpx.MockTransport(timeout_then_ok))
     )
-    status, _, video = api.submit(VALID)
+    status, _, _video = api.submit(VALID)
     assert status == 202 and len(attempts) == 2
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+
 from sora_relay_cli.api import ApiClient, ApiError
 from sora_relay_cli.main import main
 
