@@ -1,0 +1,1 @@
+"""Local development stack: the provider simulator and its test-video renderer (dev-only)."""

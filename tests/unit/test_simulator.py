@@ -1,0 +1,836 @@
+"""The AceDataCloud Sora simulator over real HTTP on 127.0.0.1: contract, videos, fault modes."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import av
+import httpx
+import pytest
+
+from devstack.mp4 import render_mp4
+from devstack.simulator import FAULTS, ProviderSimulator, SimulatorConfig
+
+TOKEN = "sim-test-token"
+DELAY = 0.1  # callback_delay_s for the shared fixture
+LATE = 0.5  # late_delay_s
+REPO_ROOT = Path(__file__).resolve().parents[2]
+_DROP = object()  # marks a field to remove from the base create body
+
+
+# -- helpers and fixtures ---------------------------------------------------------------------------
+
+
+@dataclass
+class Delivery:
+    at: float
+    path: str
+    headers: dict[str, str]
+    body: Any
+
+
+class CallbackReceiver:
+    """A tiny webhook endpoint that records every POST and answers with a chosen status."""
+
+    def __init__(self, status: int = 200) -> None:
+        self.status = status
+        self.deliveries: list[Delivery] = []
+        self._cond = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                with receiver._cond:
+                    receiver.deliveries.append(
+                        Delivery(time.time(), self.path, dict(self.headers), json.loads(raw))
+                    )
+                    receiver._cond.notify_all()
+                self.send_response(receiver.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
+        self._thread.start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
+
+    def wait_for(self, count: int, timeout: float = 3.0) -> list[Delivery]:
+        with self._cond:
+            self._cond.wait_for(lambda: len(self.deliveries) >= count, timeout)
+            assert len(self.deliveries) >= count, f"expected {count} callbacks, got {len(self.deliveries)}"
+            return list(self.deliveries)
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+def make_sim(**overrides: Any) -> ProviderSimulator:
+    settings: dict[str, Any] = {"api_token": TOKEN, "callback_delay_s": DELAY, "late_delay_s": LATE}
+    settings.update(overrides)
+    return ProviderSimulator(SimulatorConfig(**settings))
+
+
+@pytest.fixture
+def sim() -> Iterator[ProviderSimulator]:
+    with make_sim() as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def slow_sim() -> Iterator[ProviderSimulator]:
+    """Tasks never finish during the test: for pending states (stop() cancels the timers)."""
+    with make_sim(callback_delay_s=30.0) as simulator:
+        yield simulator
+
+
+@pytest.fixture
+def receiver() -> Iterator[CallbackReceiver]:
+    hook = CallbackReceiver()
+    yield hook
+    hook.close()
+
+
+@cache
+def tls() -> ssl.SSLContext:
+    # httpx loads the CA bundle for every new client (~40 ms); one shared context keeps tests fast.
+    return ssl.create_default_context()
+
+
+def api(simulator: ProviderSimulator, token: str | None = TOKEN) -> httpx.Client:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    return httpx.Client(base_url=simulator.url, headers=headers, timeout=10, verify=tls())
+
+
+@pytest.fixture(scope="module")
+def web() -> Iterator[httpx.Client]:
+    """A plain client for absolute URLs (video links, control routes, unauthenticated calls)."""
+    with httpx.Client(timeout=30, verify=tls()) as http:
+        yield http
+
+
+@pytest.fixture
+def client(sim: ProviderSimulator) -> Iterator[httpx.Client]:
+    with api(sim) as http:
+        yield http
+
+
+def create_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "prompt": "a lighthouse at dusk",
+        "model": "sora-2",
+        "version": "2.0",
+        "duration": 4,
+        "size": "1280x720",
+    }
+    body.update(overrides)
+    return {key: value for key, value in body.items() if value is not _DROP}
+
+
+def retrieve(http: httpx.Client, task_id: str) -> dict[str, Any]:
+    answer = http.post("/sora/tasks", json={"action": "retrieve", "id": task_id})
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def wait_finished(http: httpx.Client, task_id: str) -> dict[str, Any]:
+    wait_until(lambda: "response" in retrieve(http, task_id))
+    return retrieve(http, task_id)
+
+
+def assert_error(answer: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    assert answer.status_code == status, answer.text
+    body = answer.json()
+    assert set(body) == {"success", "error", "trace_id"}
+    assert body["success"] is False
+    assert set(body["error"]) == {"code", "message"}
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
+    uuid.UUID(body["trace_id"])
+    return dict(body)
+
+
+def submit_with_callback(http: httpx.Client, hook: CallbackReceiver, prompt: str) -> str:
+    answer = http.post("/sora/videos", json=create_body(prompt=prompt, callback_url=hook.url))
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["task_id"])
+
+
+def probe(data: bytes) -> dict[str, Any]:
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        return {
+            "seconds": container.duration / 1_000_000,
+            "width": stream.width,
+            "height": stream.height,
+            "codec": stream.codec_context.name,
+            "pix_fmt": stream.format.name,
+            "frames": frames,
+            "title": container.metadata.get("title"),
+        }
+
+
+# -- basics and auth --------------------------------------------------------------------------------
+
+
+def test_healthz_answers_without_auth(web: httpx.Client, sim: ProviderSimulator) -> None:
+    answer = web.get(f"{sim.url}/healthz")
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "ok"}
+
+
+def test_unknown_route_is_no_api(client: httpx.Client) -> None:
+    assert_error(client.post("/sora/images", json={}), 404, "no_api")
+
+
+@pytest.mark.parametrize("path", ["/sora/videos", "/sora/tasks"])
+@pytest.mark.parametrize("header", [None, "", "Bearer"])
+def test_missing_token_is_no_token(
+    web: httpx.Client, sim: ProviderSimulator, path: str, header: str | None
+) -> None:
+    headers = {"Authorization": header} if header is not None else {}
+    answer = web.post(f"{sim.url}{path}", json=create_body(), headers=headers)
+    assert_error(answer, 400, "no_token")
+
+
+@pytest.mark.parametrize("path", ["/sora/videos", "/sora/tasks"])
+@pytest.mark.parametrize("header", ["Bearer wrong-token", f"Basic {TOKEN}", f"Bearer {TOKEN}x"])
+def test_wrong_token_is_invalid_token(
+    web: httpx.Client, sim: ProviderSimulator, path: str, header: str
+) -> None:
+    answer = web.post(f"{sim.url}{path}", json=create_body(), headers={"Authorization": header})
+    assert_error(answer, 401, "invalid_token")
+    assert sim.tasks == {}
+
+
+# -- create validation ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"prompt": _DROP}, "prompt"),
+        ({"prompt": ""}, "prompt"),
+        ({"prompt": "   "}, "prompt"),
+        ({"prompt": 42}, "prompt"),
+        ({"model": _DROP}, "model"),
+        ({"model": "sora-1"}, "model"),
+        ({"version": _DROP}, "version"),
+        ({"version": "1.0"}, "version"),
+        ({"version": "2"}, "version"),
+        ({"version": 3}, "version"),
+        ({"version": True}, "version"),
+        ({"duration": 5}, "duration"),
+        ({"duration": 10}, "duration"),
+        ({"duration": "4"}, "duration"),
+        ({"duration": True}, "duration"),
+        ({"size": "small"}, "size"),
+        ({"size": "1920x1080"}, "size"),
+        ({"size": "1792x1024", "model": "sora-2"}, "size"),
+        ({"size": "1024x1792", "model": "sora-2"}, "size"),
+        ({"image_urls": "https://example.com/a.png"}, "image_urls"),
+        ({"image_urls": [1]}, "image_urls"),
+        ({"callback_url": 5}, "callback_url"),
+        ({"callback_url": "ftp://example.com/hook"}, "callback_url"),
+        ({"async": "yes"}, "async"),
+    ],
+)
+def test_invalid_create_is_bad_request_naming_the_field(
+    sim: ProviderSimulator, client: httpx.Client, overrides: dict[str, Any], field: str
+) -> None:
+    body = assert_error(client.post("/sora/videos", json=create_body(**overrides)), 400, "bad_request")
+    assert field in body["error"]["message"]
+    assert sim.tasks == {}
+
+
+@pytest.mark.parametrize("content", [b"not json", b"", b"[1, 2]", b'"text"'])
+def test_non_object_body_is_bad_request(client: httpx.Client, content: bytes) -> None:
+    answer = client.post("/sora/videos", content=content, headers={"Content-Type": "application/json"})
+    assert_error(answer, 400, "bad_request")
+
+
+@pytest.mark.parametrize("version", ["2.0", 2])
+def test_version_string_and_integer_are_both_accepted(client: httpx.Client, version: object) -> None:
+    answer = client.post("/sora/videos", json=create_body(version=version, **{"async": True}))
+    assert answer.status_code == 200, answer.text
+    uuid.UUID(answer.json()["task_id"])
+
+
+@pytest.mark.parametrize("size", ["720x1280", "1280x720", "1024x1792", "1792x1024"])
+@pytest.mark.parametrize("duration", [4, 8, 12])
+def test_every_documented_size_and_duration_is_accepted_with_pro(
+    client: httpx.Client, size: str, duration: int
+) -> None:
+    body = create_body(model="sora-2-pro", size=size, duration=duration, image_urls=["https://x/a.png"])
+    answer = client.post("/sora/videos", json={**body, "async": True})
+    assert answer.status_code == 200, answer.text
+
+
+# -- the three answer modes -------------------------------------------------------------------------
+
+
+def test_callback_is_delivered_with_the_documented_body(
+    web: httpx.Client, sim: ProviderSimulator, client: httpx.Client, receiver: CallbackReceiver
+) -> None:
+    # Given a create call with a callback_url
+    body = create_body(callback_url=receiver.url, image_urls=["https://example.com/first.png"])
+    started = time.time()
+
+    # When it is submitted
+    answer = client.post("/sora/videos", json=body)
+
+    # Then it answers with the task id
+    assert answer.status_code == 200
+    assert set(answer.json()) == {"success", "task_id"}
+    assert answer.json()["success"] is True
+    task_id = answer.json()["task_id"]
+    uuid.UUID(task_id)
+
+    # And after the delay the success callback arrives in the documented shape
+    (delivery,) = receiver.wait_for(1)
+    assert delivery.at - started >= DELAY
+    assert delivery.headers["Content-Type"] == "application/json"
+    callback = delivery.body
+    assert set(callback) == {"success", "task_id", "trace_id", "data"}
+    assert callback["success"] is True
+    assert callback["task_id"] == task_id
+    uuid.UUID(callback["trace_id"])
+    (video,) = callback["data"]
+    assert set(video) == {"id", "video_url", "state"}
+    assert video["state"] == "succeeded"
+    assert video["id"].startswith("sora-2:task_")
+    assert video["video_url"] == f"{sim.url}/files/{task_id}.mp4"
+
+    # And the provider's record matches it
+    record = retrieve(client, task_id)
+    assert record["id"] == task_id
+    assert record["type"] == "videos"
+    assert record["request"] == body
+    assert record["response"] == callback
+    assert record["trace_id"] == callback["trace_id"]
+    assert isinstance(record["created_at"], float)
+    assert record["created_at"] <= record["started_at"] < record["finished_at"]
+    assert record["finished_at"] - record["created_at"] >= DELAY
+
+    # And the control route shows one attempt that the receiver accepted
+    state = web.get(f"{sim.url}/_sim/tasks/{task_id}").json()
+    assert state["record"] == record
+    assert state["fault"] == "none"
+    assert [(a["url"], a["status"], a["error"]) for a in state["callbacks"]] == [(receiver.url, 200, None)]
+
+
+def test_a_failing_receiver_is_recorded_and_not_retried(sim: ProviderSimulator, client: httpx.Client) -> None:
+    hook = CallbackReceiver(status=500)
+    try:
+        task_id = submit_with_callback(client, hook, "a receiver that errors")
+        hook.wait_for(1)
+        time.sleep(3 * DELAY)
+        assert len(hook.deliveries) == 1
+        state = sim.task_state(task_id)
+        assert state is not None
+        assert [attempt["status"] for attempt in state["callbacks"]] == [500]
+    finally:
+        hook.close()
+
+
+def test_an_unreachable_receiver_is_recorded_as_an_error(
+    sim: ProviderSimulator, client: httpx.Client
+) -> None:
+    with socket.socket() as sock:  # a port that was free a moment ago: nobody listens there now
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    body = create_body(callback_url=f"http://127.0.0.1:{port}/hook")
+    task_id = client.post("/sora/videos", json=body).json()["task_id"]
+
+    wait_until(lambda: bool((sim.task_state(task_id) or {}).get("callbacks")))
+    state = sim.task_state(task_id)
+    assert state is not None
+    (attempt,) = state["callbacks"]
+    assert attempt["status"] is None
+    assert "ConnectError" in attempt["error"]
+
+
+def test_callback_mode_answers_before_the_task_finishes(
+    slow_sim: ProviderSimulator, receiver: CallbackReceiver
+) -> None:
+    with api(slow_sim) as http:
+        started = time.monotonic()
+        answer = http.post("/sora/videos", json=create_body(callback_url=receiver.url))
+        assert time.monotonic() - started < 5  # the task itself takes 30 s
+        assert answer.status_code == 200
+        assert answer.json() == {"success": True, "task_id": answer.json()["task_id"]}
+        assert "response" not in retrieve(http, answer.json()["task_id"])
+    assert receiver.deliveries == []
+
+
+def test_async_mode_answers_the_task_id_and_finishes_later(slow_sim: ProviderSimulator) -> None:
+    with api(slow_sim) as http:
+        answer = http.post("/sora/videos", json=create_body(**{"async": True}))
+        assert answer.status_code == 200
+        assert set(answer.json()) == {"task_id"}
+        record = retrieve(http, answer.json()["task_id"])
+    assert "response" not in record
+    assert "finished_at" not in record
+
+
+def test_async_mode_task_becomes_queryable_without_a_callback(client: httpx.Client) -> None:
+    task_id = client.post("/sora/videos", json=create_body(**{"async": True})).json()["task_id"]
+    record = wait_finished(client, task_id)
+    assert record["response"]["success"] is True
+    assert record["response"]["task_id"] == task_id
+
+
+def test_synchronous_mode_blocks_and_answers_the_success_body(
+    sim: ProviderSimulator, client: httpx.Client
+) -> None:
+    started = time.monotonic()
+    answer = client.post("/sora/videos", json=create_body())
+    assert time.monotonic() - started >= DELAY
+    assert answer.status_code == 200
+    body = answer.json()
+    assert set(body) == {"success", "task_id", "trace_id", "data"}
+    assert body["success"] is True
+    assert body["data"][0]["video_url"] == f"{sim.url}/files/{body['task_id']}.mp4"
+    assert retrieve(client, body["task_id"])["response"] == body
+
+
+# -- /sora/tasks -------------------------------------------------------------------------------------
+
+
+def test_retrieve_shows_pending_then_finished(client: httpx.Client) -> None:
+    task_id = client.post("/sora/videos", json=create_body(**{"async": True})).json()["task_id"]
+    pending = retrieve(client, task_id)
+    assert "response" not in pending
+    finished = wait_finished(client, task_id)
+    assert finished["response"]["success"] is True
+    assert {key: finished[key] for key in pending} == pending  # finishing only adds fields
+
+
+def test_retrieve_unknown_id_is_not_found(client: httpx.Client) -> None:
+    answer = client.post("/sora/tasks", json={"action": "retrieve", "id": str(uuid.uuid4())})
+    assert_error(answer, 404, "not_found")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"action": "retrieve"},
+        {"action": "retrieve", "id": 5},
+        {"action": "delete", "id": "x"},
+        {"id": "x"},
+        {"action": "retrieve_batch", "ids": "x"},
+        {"action": "retrieve_batch"},
+        [1],
+    ],
+)
+def test_bad_task_queries_are_bad_request(client: httpx.Client, body: Any) -> None:
+    assert_error(client.post("/sora/tasks", json=body), 400, "bad_request")
+
+
+def test_retrieve_batch_returns_known_items_in_order(client: httpx.Client) -> None:
+    ids = [
+        client.post("/sora/videos", json=create_body(**{"async": True})).json()["task_id"] for _ in range(3)
+    ]
+    answer = client.post("/sora/tasks", json={"action": "retrieve_batch", "ids": [*ids, str(uuid.uuid4())]})
+    assert answer.status_code == 200
+    body = answer.json()
+    assert set(body) == {"items", "count"}
+    assert body["count"] == 3
+    assert [item["id"] for item in body["items"]] == ids
+    assert all(item["type"] == "videos" for item in body["items"])
+
+
+def test_retrieve_batch_accepts_50_ids_and_refuses_51(client: httpx.Client) -> None:
+    ids = [str(uuid.uuid4()) for _ in range(51)]
+    ok = client.post("/sora/tasks", json={"action": "retrieve_batch", "ids": ids[:50]})
+    assert ok.status_code == 200
+    assert ok.json() == {"items": [], "count": 0}
+    refused = client.post("/sora/tasks", json={"action": "retrieve_batch", "ids": ids})
+    assert "ids" in assert_error(refused, 400, "bad_request")["error"]["message"]
+
+
+def test_tasks_snapshot_is_a_copy(sim: ProviderSimulator, client: httpx.Client) -> None:
+    task_id = client.post("/sora/videos", json=create_body(**{"async": True})).json()["task_id"]
+    snapshot = sim.tasks
+    snapshot[task_id]["type"] = "tampered"
+    assert sim.tasks[task_id]["type"] == "videos"
+
+
+# -- the served video ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "size", "duration"),
+    [("sora-2", "1280x720", 8), ("sora-2", None, None), ("sora-2-pro", "1792x1024", 4)],
+)
+def test_served_video_is_a_real_mp4_of_the_requested_shape(
+    web: httpx.Client, client: httpx.Client, model: str, size: str | None, duration: int | None
+) -> None:
+    # Given a finished task (None = leave the field to its documented default)
+    body = create_body(model=model, size=size or _DROP, duration=duration or _DROP)
+    result = client.post("/sora/videos", json=body).json()
+
+    # When its video_url is fetched
+    video = web.get(result["data"][0]["video_url"])
+
+    # Then it is an H.264 MP4 of exactly the requested size and duration
+    assert video.status_code == 200
+    assert video.headers["Content-Type"] == "video/mp4"
+    assert int(video.headers["Content-Length"]) == len(video.content)
+    width, height = (int(part) for part in (size or "720x1280").split("x"))
+    seconds = duration or 4
+    assert probe(video.content) == {
+        "seconds": pytest.approx(seconds, abs=1e-3),
+        "width": width,
+        "height": height,
+        "codec": "h264",
+        "pix_fmt": "yuv420p",
+        "frames": seconds * 4,
+        "title": result["task_id"],
+    }
+
+
+def test_videos_differ_per_task_and_are_rendered_once(
+    web: httpx.Client, sim: ProviderSimulator, client: httpx.Client
+) -> None:
+    first, second = (client.post("/sora/videos", json=create_body()).json() for _ in range(2))
+    first_url, second_url = (task["data"][0]["video_url"] for task in (first, second))
+
+    first_bytes = web.get(first_url).content
+    first_file = sim.video_dir / f"{first['task_id']}.mp4"
+    rendered_at = first_file.stat().st_mtime_ns
+    again = web.get(first_url).content
+    second_bytes = web.get(second_url).content
+
+    assert hashlib.sha256(first_bytes).digest() != hashlib.sha256(second_bytes).digest()
+    assert again == first_bytes
+    assert first_file.stat().st_mtime_ns == rendered_at  # served from the cache, not re-rendered
+    assert sorted(path.name for path in sim.video_dir.iterdir()) == sorted(
+        f"{task['task_id']}.mp4" for task in (first, second)
+    )
+
+
+def test_head_on_a_video_gives_its_length(web: httpx.Client, client: httpx.Client) -> None:
+    url = client.post("/sora/videos", json=create_body()).json()["data"][0]["video_url"]
+    head = web.head(url)
+    assert head.status_code == 200
+    assert int(head.headers["Content-Length"]) == len(web.get(url).content)
+
+
+def test_video_of_unknown_or_unfinished_task_is_404(slow_sim: ProviderSimulator) -> None:
+    with api(slow_sim) as http:
+        task_id = http.post("/sora/videos", json=create_body(**{"async": True})).json()["task_id"]
+        assert http.get(f"/files/{task_id}.mp4").status_code == 404
+        assert http.get(f"/files/{uuid.uuid4()}.mp4").status_code == 404
+
+
+# -- fault modes ---------------------------------------------------------------------------------------
+
+# Every mode in the table must have a test below; a new mode without one fails this check.
+TESTED_MODES = {"none", "fail", "no-callback", "double-callback", "late-callback", "video-404"}
+TESTED_MODES |= {"429", "500", "504"}
+
+
+def test_every_fault_mode_is_covered() -> None:
+    assert set(FAULTS) == TESTED_MODES
+
+
+def test_fault_none_behaves_normally(client: httpx.Client, receiver: CallbackReceiver) -> None:
+    task_id = submit_with_callback(client, receiver, "[sim:none] calm sea")
+    (delivery,) = receiver.wait_for(1)
+    assert delivery.body["success"] is True
+    assert delivery.body["task_id"] == task_id
+
+
+def test_fault_fail_sends_the_failure_callback(
+    web: httpx.Client, sim: ProviderSimulator, client: httpx.Client, receiver: CallbackReceiver
+) -> None:
+    task_id = submit_with_callback(client, receiver, "[sim:fail] a doomed clip")
+    (delivery,) = receiver.wait_for(1)
+    record = retrieve(client, task_id)
+    assert delivery.body == {
+        "success": False,
+        "task_id": task_id,
+        "trace_id": record["trace_id"],
+        "error": {"code": "api_error", "message": "simulated generation failure"},
+    }
+    assert record["response"] == delivery.body
+    assert web.get(f"{sim.url}/files/{task_id}.mp4").status_code == 404
+
+
+def test_fault_fail_in_synchronous_mode_answers_the_failure_body(client: httpx.Client) -> None:
+    answer = client.post("/sora/videos", json=create_body(prompt="[sim:fail] now"))
+    assert answer.status_code == 500
+    assert answer.json()["success"] is False
+    assert answer.json()["error"]["code"] == "api_error"
+    uuid.UUID(answer.json()["task_id"])
+
+
+def test_fault_no_callback_finishes_but_never_calls_back(
+    sim: ProviderSimulator, client: httpx.Client, receiver: CallbackReceiver
+) -> None:
+    task_id = submit_with_callback(client, receiver, "[sim:no-callback] lost in the post")
+    assert wait_finished(client, task_id)["response"]["success"] is True
+    time.sleep(3 * DELAY)
+    assert receiver.deliveries == []
+    state = sim.task_state(task_id)
+    assert state is not None
+    assert state["callbacks"] == []
+
+
+def test_fault_double_callback_sends_the_same_body_twice(
+    sim: ProviderSimulator, client: httpx.Client, receiver: CallbackReceiver
+) -> None:
+    task_id = submit_with_callback(client, receiver, "[sim:double-callback] echo")
+    first, second = receiver.wait_for(2)
+    time.sleep(3 * DELAY)
+    assert len(receiver.deliveries) == 2
+    assert first.body == second.body
+    assert first.body["task_id"] == task_id
+    assert second.at - first.at < DELAY  # back to back, not one delay apart
+    state = sim.task_state(task_id)
+    assert state is not None
+    assert [attempt["status"] for attempt in state["callbacks"]] == [200, 200]
+
+
+def test_fault_late_callback_finishes_on_time_but_calls_back_late(
+    client: httpx.Client, receiver: CallbackReceiver
+) -> None:
+    started = time.time()
+    task_id = submit_with_callback(client, receiver, "[sim:late-callback] tardy")
+    record = wait_finished(client, task_id)
+    assert record["finished_at"] - started < LATE
+    assert receiver.deliveries == []
+    (delivery,) = receiver.wait_for(1)
+    assert delivery.at - started >= LATE
+    assert delivery.body == record["response"]
+
+
+def test_fault_video_404_succeeds_with_a_missing_video(
+    web: httpx.Client, client: httpx.Client, receiver: CallbackReceiver
+) -> None:
+    submit_with_callback(client, receiver, "[sim:video-404] vanishing")
+    (delivery,) = receiver.wait_for(1)
+    assert delivery.body["success"] is True
+    video_url = delivery.body["data"][0]["video_url"]
+    assert web.get(video_url).status_code == 404
+    assert web.head(video_url).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("mode", "status", "code"),
+    [("429", 429, "too_many_requests"), ("500", 500, "api_error"), ("504", 504, "timeout")],
+)
+def test_create_faults_refuse_every_attempt(
+    sim: ProviderSimulator, client: httpx.Client, mode: str, status: int, code: str
+) -> None:
+    for _ in range(3):
+        answer = client.post("/sora/videos", json=create_body(prompt=f"[sim:{mode}] busy"))
+        assert_error(answer, status, code)
+        assert answer.headers.get("Retry-After") == ("1" if status == 429 else None)
+    assert sim.tasks == {}
+
+
+@pytest.mark.parametrize(("mode", "status"), [("429x2", 429), ("500x2", 500), ("504x1", 504)])
+def test_counted_create_faults_fail_only_the_first_attempts_of_that_prompt(
+    sim: ProviderSimulator, client: httpx.Client, mode: str, status: int
+) -> None:
+    limit = int(mode.split("x")[1])
+    body = create_body(prompt=f"[sim:{mode}] retry me", **{"async": True})
+    statuses = [client.post("/sora/videos", json=body).status_code for _ in range(limit + 2)]
+    assert statuses == [status] * limit + [200, 200]
+    # Another prompt has its own count.
+    other = create_body(prompt=f"[sim:{mode}] another", **{"async": True})
+    assert client.post("/sora/videos", json=other).status_code == status
+    assert len(sim.tasks) == 2
+
+
+@pytest.mark.parametrize("marker", ["[sim:explode]", "[sim:failx2]", "[sim:429x0]"])
+def test_unknown_fault_marker_is_bad_request(client: httpx.Client, marker: str) -> None:
+    answer = client.post("/sora/videos", json=create_body(prompt=f"{marker} hello"))
+    assert "prompt" in assert_error(answer, 400, "bad_request")["error"]["message"]
+
+
+# -- choosing the default fault ------------------------------------------------------------------------
+
+
+def test_config_fault_applies_to_every_task(receiver: CallbackReceiver) -> None:
+    with make_sim(fault="fail") as simulator, api(simulator) as http:
+        submit_with_callback(http, receiver, "first")
+        submit_with_callback(http, receiver, "second")
+        deliveries = receiver.wait_for(2)
+    assert [delivery.body["success"] for delivery in deliveries] == [False, False]
+
+
+def test_prompt_marker_overrides_the_default_fault(receiver: CallbackReceiver) -> None:
+    with make_sim(fault="fail") as simulator, api(simulator) as http:
+        submit_with_callback(http, receiver, "[sim:none] spared")
+        (delivery,) = receiver.wait_for(1)
+    assert delivery.body["success"] is True
+
+
+def test_set_fault_changes_later_tasks_and_none_restores(
+    sim: ProviderSimulator, client: httpx.Client
+) -> None:
+    sim.set_fault("429")
+    assert_error(client.post("/sora/videos", json=create_body()), 429, "too_many_requests")
+    sim.set_fault(None)
+    assert client.post("/sora/videos", json=create_body(**{"async": True})).status_code == 200
+
+
+def test_fault_control_route_sets_the_default(
+    web: httpx.Client, sim: ProviderSimulator, client: httpx.Client
+) -> None:
+    answer = web.post(f"{sim.url}/_sim/fault", json={"mode": "500x1"})
+    assert answer.status_code == 200
+    assert answer.json() == {"mode": "500x1"}
+    assert sim.fault == "500x1"
+    assert client.post("/sora/videos", json=create_body(**{"async": True})).status_code == 500
+    assert client.post("/sora/videos", json=create_body(**{"async": True})).status_code == 200
+    assert web.post(f"{sim.url}/_sim/fault", json={"mode": None}).status_code == 200
+    assert sim.fault is None
+
+
+@pytest.mark.parametrize("body", [{"mode": "explode"}, {"mode": 5}, {}])
+def test_fault_control_route_refuses_bad_modes(
+    web: httpx.Client, sim: ProviderSimulator, body: dict[str, Any]
+) -> None:
+    assert_error(web.post(f"{sim.url}/_sim/fault", json=body), 400, "bad_request")
+    assert sim.fault is None
+
+
+def test_unknown_fault_in_config_or_set_fault_raises(sim: ProviderSimulator) -> None:
+    with pytest.raises(ValueError, match="unknown simulator fault"):
+        make_sim(fault="explode")
+    with pytest.raises(ValueError, match="unknown simulator fault"):
+        sim.set_fault("explode")
+
+
+def test_sim_task_route_unknown_is_404(web: httpx.Client, sim: ProviderSimulator) -> None:
+    assert_error(web.get(f"{sim.url}/_sim/tasks/{uuid.uuid4()}"), 404, "not_found")
+
+
+# -- lifecycle ----------------------------------------------------------------------------------------
+
+
+def test_stop_cancels_pending_callbacks_and_closes_the_port(
+    web: httpx.Client, receiver: CallbackReceiver
+) -> None:
+    simulator = make_sim(callback_delay_s=0.3).start()
+    with api(simulator) as http:
+        submit_with_callback(http, receiver, "never delivered")
+    url = simulator.url
+
+    started = time.monotonic()
+    simulator.stop()
+    assert time.monotonic() - started < 1.0
+
+    time.sleep(0.5)
+    assert receiver.deliveries == []
+    with pytest.raises(httpx.ConnectError):
+        web.get(f"{url}/healthz")
+
+
+def test_stop_removes_its_temporary_video_dir_but_keeps_a_given_one(
+    web: httpx.Client, tmp_path: Path
+) -> None:
+    with make_sim() as owned:
+        owned_dir = owned.video_dir
+    assert not owned_dir.exists()
+    with make_sim(video_dir=tmp_path / "videos") as given, api(given) as http:
+        url = http.post("/sora/videos", json=create_body()).json()["data"][0]["video_url"]
+        assert web.get(url).status_code == 200
+    assert len(list((tmp_path / "videos").glob("*.mp4"))) == 1
+
+
+def test_cli_runs_in_the_foreground_until_interrupted() -> None:
+    # Given the module started the way the docs say (port 0 so it cannot clash)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devstack.simulator", "--port", "0", "--token", TOKEN, "--delay", "0.05"],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    killer = threading.Timer(20, process.kill)  # never hang the suite
+    killer.start()
+    try:
+        # When it prints its URL
+        line = process.stdout.readline() if process.stdout else ""
+        assert "http://127.0.0.1:" in line
+        url = line.strip().split()[-1]
+
+        # Then it serves the API with the given token
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+            assert http.post("/sora/videos", json=create_body()).json()["success"] is True
+
+        # And Ctrl-C stops it cleanly
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=10) == 0
+    finally:
+        killer.cancel()
+        process.kill()
+        process.wait()
+
+
+# -- the renderer on its own ----------------------------------------------------------------------------
+
+
+def test_render_mp4_to_a_file_object_reports_the_bytes_written() -> None:
+    buffer = io.BytesIO()
+    written = render_mp4(buffer, width=320, height=240, seconds=2, seed="seed-a", fps=5)
+    assert written == len(buffer.getvalue()) > 0
+    info = probe(buffer.getvalue())
+    assert (info["width"], info["height"], info["frames"], info["title"]) == (320, 240, 10, "seed-a")
+    assert info["seconds"] == pytest.approx(2.0, abs=1e-3)
+
+
+def test_render_mp4_to_a_path_is_deterministic_per_seed(tmp_path: Path) -> None:
+    paths = [tmp_path / f"{name}.mp4" for name in ("a1", "a2", "b")]
+    for path, seed in zip(paths, ["a", "a", "b"], strict=True):
+        assert render_mp4(path, width=160, height=96, seconds=1, seed=seed) == path.stat().st_size
+    a1, a2, b = (path.read_bytes() for path in paths)
+    assert a1 == a2
+    assert a1 != b
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "seconds", "fps"),
+    [(321, 240, 1, 4), (320, 0, 1, 4), (320, 240, 0, 4), (320, 240, 1.1, 4), (320, 240, 1, 0)],
+)
+def test_render_mp4_refuses_shapes_it_cannot_render_exactly(
+    width: int, height: int, seconds: float, fps: int
+) -> None:
+    with pytest.raises(ValueError):
+        render_mp4(io.BytesIO(), width=width, height=height, seconds=seconds, seed="s", fps=fps)
