@@ -29,6 +29,7 @@ from tests.conftest import LambdaContext, load_event, load_handler
 PROVIDER_TOKEN = "provider-test-token"
 PROVIDER_HOST = "api.acedata.cloud"
 CDN_HOST = "cdn.provider.test"
+SAMPLE_CDN_HOST = "videos.provider.example"  # the host in events/callback-success.json
 CLIENT_HOST = "client.example.com"
 # Fake DNS: every public test host resolves to this public address (nothing connects to it).
 PUBLIC_ADDRESS = "93.184.215.14"
@@ -63,7 +64,7 @@ class FakeInternet:
         host = request.headers.get("host", request.url.host).split(":")[0]
         if host == PROVIDER_HOST:
             return self._provider(request)
-        if host == CDN_HOST:
+        if host in (CDN_HOST, SAMPLE_CDN_HOST):
             self.fetched_urls.append(str(request.url))
             maker = self.videos.get(request.url.path)
             if maker is not None:
@@ -111,7 +112,10 @@ class FakeInternet:
 
 
 def _fake_resolve(host: str, port: int) -> list[str]:
-    addresses = {PROVIDER_HOST: PUBLIC_ADDRESS, CDN_HOST: PUBLIC_ADDRESS, CLIENT_HOST: PUBLIC_ADDRESS}
+    addresses = {
+        host: PUBLIC_ADDRESS
+        for host in (PROVIDER_HOST, CDN_HOST, SAMPLE_CDN_HOST, CLIENT_HOST, "client.example.com")
+    }
     if host in addresses:
         return [addresses[host]]
     if host == "internal.client.test":  # a name that resolves to the metadata service

@@ -1,0 +1,99 @@
+"""Every events/*.json (what `sam local invoke -e` takes) runs through its handler as committed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from sora_relay import services
+from sora_relay.task import Status, Task, TaskChange
+from sora_relay.tokens import callback_token
+from tests.conftest import EVENTS, load_event
+
+SAMPLE_ID = "video_0123456789abcdef0123456789abcdef"
+SAMPLE_OWNER = "sample-api-key-id"
+SAMPLE_PROVIDER_TASK = "6f1d2b8e-3c3a-4f4e-9a51-2b1d0c9e7a10"
+
+
+@pytest.fixture
+def sample_task(stack) -> Task:
+    """The task the sample events name, in progress at the provider."""
+    task = Task.new(
+        owner=SAMPLE_OWNER,
+        model="sora-2",
+        prompt="A paper boat",
+        seconds=8,
+        size="1280x720",
+        image_url=None,
+        callback_url="https://client.example.com/hooks/sora",
+        provider="acedata",
+        retention_days=30,
+    ).model_copy(update={"task_id": SAMPLE_ID})
+    store = services.task_store()
+    store.create(task)
+    return store.transition(SAMPLE_ID, Status.IN_PROGRESS, TaskChange(provider_task_id=SAMPLE_PROVIDER_TASK))
+
+
+def with_token(event: dict) -> dict:
+    token = callback_token(SAMPLE_ID, services.callback_key())
+    event["queryStringParameters"] = {"token": token}
+    event["multiValueQueryStringParameters"] = {"token": [token]}
+    return event
+
+
+def test_every_event_file_is_covered_here():
+    names = {path.stem for path in EVENTS.glob("*.json")} - {"env"}
+    assert names == {
+        "submit",
+        "submit-invalid",
+        "callback-success",
+        "callback-failure",
+        "callback-bad-token",
+        "get",
+        "list",
+        "content",
+    }
+
+
+def test_submit_event(api, internet):
+    status, _, video = api.call("submit", load_event("submit"))
+    assert (
+        status == 202
+        and video["seconds"] == "8"
+        and video["callback_url"] == "https://client.example.com/hooks/sora"
+    )
+
+
+def test_submit_invalid_event(api):
+    status, _, answer = api.call("submit", load_event("submit-invalid"))
+    assert status == 400 and answer["error"]["param"] == "model"
+
+
+def test_callback_events(api, internet, sample_task):
+    assert api.call("callback", load_event("callback-bad-token"))[0] == 401
+    assert (
+        api.call("callback", load_event("callback-success"))[0] == 401
+    )  # its placeholder token is not valid
+    status, _, answer = api.call("callback", with_token(load_event("callback-success")))
+    assert status == 200 and answer["status"] == "completed"
+    assert internet.fetched_urls and json.loads(internet.webhooks[0].content)["type"] == "video.completed"
+    status, _, answer = api.call("callback", with_token(load_event("callback-failure")))
+    assert status == 200 and answer == {"received": True, "changed": False, "status": "completed"}
+
+
+def test_callback_failure_event(api, internet, sample_task):
+    status, _, answer = api.call("callback", with_token(load_event("callback-failure")))
+    assert status == 200 and answer["status"] == "failed"
+
+
+def test_read_events(api, internet, sample_task):
+    status, _, video = api.call("status", load_event("get"))
+    assert status == 200 and video["id"] == SAMPLE_ID
+    status, _, listing = api.call("status", load_event("list"))
+    assert status == 200 and [v["id"] for v in listing["data"]] == [SAMPLE_ID]
+    status, _, answer = api.call("status", load_event("content"))
+    assert status == 404 and answer["error"]["code"] == "video_not_ready"
+    api.call("callback", with_token(load_event("callback-success")))
+    status, headers, _ = api.call("status", load_event("content"))
+    assert status == 302 and SAMPLE_ID in headers["location"]
