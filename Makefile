@@ -1,0 +1,77 @@
+# sora-relay command surface. `make help` lists the targets; each installs what it needs.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+PYTHON ?= python3
+VENV := .venv
+# aws-sam-cli pins boto3, click and pydantic, so it and cfn-lint live apart from the project venv.
+# They resolve together, and sharing a venv makes `sam validate --lint` use the pinned cfn-lint.
+TOOLS := .tools-venv
+SAM_CLI_VERSION := 1.170.0
+# cfn-lint 1.54+ no longer runs the SAM transform (misses bad runtimes, dangling !GetAtt).
+CFN_LINT_VERSION := 1.53.3
+CFN_LINT_SERVERLESS_VERSION := 0.3.5
+SAM := SAM_CLI_TELEMETRY=0 $(TOOLS)/bin/sam
+
+PY_DIRS := $(wildcard layers functions devstack client tests bench scripts)
+BUILD_DIR := .aws-sam/build
+# The functions run on arm64; an aarch64 .so cannot load on an x86_64 host, so the import check
+# uses a second build for the host's architecture.
+HOST_ARCH := $(shell uname -m | sed -e 's/^aarch64$$/arm64/')
+HOST_BUILD_DIR := $(if $(filter arm64,$(HOST_ARCH)),$(BUILD_DIR),.aws-sam/build-$(HOST_ARCH))
+
+.PHONY: help .venv tools lint-template lint test build deploy clean distclean
+
+help: ## list the targets
+	@grep -hE '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+.venv: $(VENV)/.installed ## the project's dev venv (python 3.11), reinstalled when pyproject.toml changes
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -qq -e '.[dev]'
+	touch $@
+
+TOOLS_STAMP := $(TOOLS)/.installed-sam$(SAM_CLI_VERSION)-cfnlint$(CFN_LINT_VERSION)-$(CFN_LINT_SERVERLESS_VERSION)
+tools: $(TOOLS_STAMP) ## aws-sam-cli and the pinned cfn-lint (+ serverless rules) in .tools-venv
+$(TOOLS_STAMP):
+	rm -rf $(TOOLS) && $(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -qq aws-sam-cli==$(SAM_CLI_VERSION) cfn-lint==$(CFN_LINT_VERSION) \
+		cfn-lint-serverless==$(CFN_LINT_SERVERLESS_VERSION)
+	$(TOOLS)/bin/pip check
+	touch $@
+
+# Warnings fail too: the template is warning-free; the one known false positive (W3005 on
+# resources SAM generates) is ignored in template.yaml's Metadata, with the reason.
+lint-template: tools ## cfn-lint (+ serverless rules) and sam validate --lint; env.json vs template
+	$(TOOLS)/bin/cfn-lint template.yaml -a cfn_lint_serverless.rules
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(SAM) validate --lint
+	$(TOOLS)/bin/python scripts/check_env_json.py
+
+lint: .venv lint-template ## ruff check + format check over the python dirs, and lint-template
+	$(VENV)/bin/ruff check $(PY_DIRS)
+	$(VENV)/bin/ruff format --check $(PY_DIRS)
+
+test: lint ## lint, then the test suite
+	$(VENV)/bin/pytest
+
+build: tools ## sam build (python3.12, arm64) and prove the layer fits the runtime (scripts/check_layer.py)
+	scripts/sam-build.sh arm64 $(BUILD_DIR)
+ifneq ($(HOST_BUILD_DIR),$(BUILD_DIR))
+	scripts/sam-build.sh $(HOST_ARCH) $(HOST_BUILD_DIR)
+endif
+	$(TOOLS)/bin/python scripts/check_layer.py --build-dir $(BUILD_DIR) --arch arm64 \
+		--import-build-dir $(HOST_BUILD_DIR)
+
+# The first deploy needs ProviderApiKey: `make deploy GUIDED=1` asks for it with hidden input and
+# saves the other answers to samconfig.toml (never the key); later deploys keep its old value.
+deploy: build ## sam deploy with samconfig.toml (first time: make deploy GUIDED=1)
+	$(SAM) deploy --template-file $(BUILD_DIR)/template.yaml $(if $(GUIDED),--guided)
+
+clean: ## remove build output and caches
+	rm -rf .aws-sam .pytest_cache .ruff_cache
+	find . -path ./$(VENV) -prune -o -path ./$(TOOLS) -prune -o -name __pycache__ -type d -prune \
+		-exec rm -rf {} +
+
+distclean: clean ## also remove both venvs
+	rm -rf $(VENV) $(TOOLS)
