@@ -5,10 +5,10 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sora_relay.api import caller, install_error_handlers, json_response, public_base_url, request_body
+from sora_relay.idempotency import HEADER, submit_once
 from sora_relay.models import parse_create_request
 from sora_relay.observability import logger, metrics, tracer
 from sora_relay.settings import get_settings
-from sora_relay.submit_video import submit_video
 
 app = APIGatewayRestResolver()
 install_error_handlers(app)
@@ -19,7 +19,13 @@ install_error_handlers(app)
 def create_video() -> Response:
     event = app.current_event
     request = parse_create_request(request_body(event), allow_loopback=get_settings().allow_loopback_urls)
-    video = submit_video(request, owner=caller(event), public_base_url=public_base_url(event))
+    video = submit_once(
+        request,
+        owner=caller(event),
+        public_base_url=public_base_url(event),
+        key=event.headers.get(HEADER),
+        context=app.lambda_context,
+    )
     return json_response(202, video)
 
 

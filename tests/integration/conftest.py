@@ -23,7 +23,7 @@ from moto import mock_aws
 
 from devstack.mp4 import render_mp4
 from devstack.template import Stack, provision, secret_value
-from sora_relay import services, urls
+from sora_relay import idempotency, services, urls
 from tests.conftest import LambdaContext, load_event, load_handler
 
 PROVIDER_TOKEN = "provider-test-token"
@@ -147,6 +147,7 @@ def apply_function_env(monkeypatch: pytest.MonkeyPatch, stack: Stack, **override
     for name, value in overrides.items():
         monkeypatch.setenv(name, value)
     services.reset()
+    idempotency.reset()
     parameters.clear_caches()
     parameters_base.DEFAULT_PROVIDERS.clear()
 
@@ -195,10 +196,18 @@ class Api:
         return answer["statusCode"], headers, parsed
 
     def submit(
-        self, body: Any, *, owner: str | None = OWNER, raw: str | None = None
+        self,
+        body: Any,
+        *,
+        owner: str | None = OWNER,
+        raw: str | None = None,
+        idempotency_key: str | None = None,
     ) -> tuple[int, dict, Any]:
         event = load_event("submit")
         event["body"] = raw if raw is not None else json.dumps(body)
+        if idempotency_key is not None:
+            event["headers"]["idempotency-key"] = idempotency_key
+            event["multiValueHeaders"]["idempotency-key"] = [idempotency_key]
         event["requestContext"]["identity"]["apiKeyId"] = owner
         return self.call("submit", event)
 

@@ -45,6 +45,11 @@ class Conflict(SoraRelayError):
     code = "conflict"
 
 
+class Unprocessable(SoraRelayError):
+    status_code = 422
+    code = "unprocessable"
+
+
 class ProviderRejected(SoraRelayError):
     """The provider refused the request itself (its 400): the client's input is the problem."""
 

@@ -15,6 +15,9 @@ class Settings(BaseSettings):
 
     tasks_table_name: str = Field(min_length=1)
     videos_bucket_name: str = Field(min_length=1)
+    # Only the submit function has it: the Idempotency-Key records.
+    idempotency_table_name: str | None = None
+    idempotency_ttl_seconds: int = Field(24 * 3600, ge=60)
 
     provider_name: str = "acedata"
     provider_base_url: str = "https://api.acedata.cloud"

@@ -1,0 +1,93 @@
+"""Idempotency-Key on POST /v1/videos (Stripe's semantics, through Powertools idempotency).
+
+Scoped to the caller and kept 24 h: the same key with the same request answers the first answer
+again and makes no second task; the same key with a different request is a 422; the same key
+while the first request is still running is a 409. A request that fails (validation, provider
+refusal) leaves no record, so it can be retried with the same key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from sora_relay.aws import dynamodb_client
+from sora_relay.errors import Conflict, InvalidRequest, Unprocessable
+from sora_relay.models import CreateVideoRequest, VideoObject
+from sora_relay.settings import get_settings
+from sora_relay.submit_video import submit_video
+
+HEADER = "Idempotency-Key"
+_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, at most 255 characters
+
+
+@lru_cache(maxsize=1)
+def _idempotent_submit() -> tuple[Callable[..., dict[str, Any]], IdempotencyConfig]:
+    settings = get_settings()
+    if not settings.idempotency_table_name:
+        raise InvalidRequest(f"{HEADER} is not supported by this deployment", param=HEADER)
+    config = IdempotencyConfig(
+        event_key_jmespath="[owner, key]",
+        payload_validation_jmespath="request",
+        expires_after_seconds=settings.idempotency_ttl_seconds,
+    )
+    store = DynamoDBPersistenceLayer(
+        table_name=settings.idempotency_table_name, boto3_client=dynamodb_client()
+    )
+
+    @idempotent_function(data_keyword_argument="submission", persistence_store=store, config=config)
+    def submit(submission: dict[str, Any], public_base_url: str) -> dict[str, Any]:
+        request = CreateVideoRequest.model_validate(submission["request"])
+        video = submit_video(request, owner=submission["owner"], public_base_url=public_base_url)
+        return video.model_dump(mode="json")
+
+    return submit, config
+
+
+def submit_once(
+    request: CreateVideoRequest,
+    *,
+    owner: str,
+    public_base_url: str,
+    key: str | None,
+    context: LambdaContext | None = None,
+) -> VideoObject:
+    if key is None:
+        return submit_video(request, owner=owner, public_base_url=public_base_url)
+    if not _KEY.match(key):
+        raise InvalidRequest(f"{HEADER} must be 1 to 255 visible ASCII characters", param=HEADER)
+    submit, config = _idempotent_submit()
+    if context is not None:
+        # Lets a crashed attempt's "in progress" record expire with the invocation, not in 24 h.
+        config.register_lambda_context(context)
+    submission = {"owner": owner, "key": key, "request": request.model_dump(mode="json")}
+    try:
+        answer = submit(submission=submission, public_base_url=public_base_url)
+    except IdempotencyAlreadyInProgressError as error:
+        raise Conflict(
+            f"A request with this {HEADER} is still being processed",
+            param=HEADER,
+            code="idempotency_key_in_use",
+        ) from error
+    except IdempotencyValidationError as error:
+        raise Unprocessable(
+            f"This {HEADER} was used with a different request", param=HEADER, code="idempotency_key_reused"
+        ) from error
+    return VideoObject.model_validate(answer)
+
+
+def reset() -> None:
+    _idempotent_submit.cache_clear()
