@@ -7,6 +7,7 @@ moto's server), and computes each function's environment and the API's routes fr
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import string
@@ -169,8 +170,11 @@ def provision(prefix: str, parameters: dict[str, str], *, template: dict[str, An
     dynamodb = boto3.client("dynamodb", region_name=REGION)
     s3 = boto3.client("s3", region_name=REGION)
     secretsmanager = boto3.client("secretsmanager", region_name=REGION)
+    sqs = boto3.client("sqs", region_name=REGION)
     resources = template["Resources"]
-    for name, resource in resources.items():
+    # Queues that others redrive into must exist first.
+    ordered = sorted(resources.items(), key=lambda item: "RedrivePolicy" in item[1].get("Properties", {}))
+    for name, resource in ordered:
         props = resource.get("Properties", {})
         kind = resource["Type"]
         if kind == "AWS::DynamoDB::Table":
@@ -213,6 +217,21 @@ def provision(prefix: str, parameters: dict[str, str], *, template: dict[str, An
                 )
             stack.refs[name] = bucket
             stack.attributes[(name, "Arn")] = f"arn:aws:s3:::{bucket}"
+        elif kind == "AWS::SQS::Queue":
+            attributes = {
+                key: str(stack.resolve(props[key]))
+                for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds")
+                if key in props
+            }
+            if "RedrivePolicy" in props:
+                redrive = {key: stack.resolve(value) for key, value in props["RedrivePolicy"].items()}
+                attributes["RedrivePolicy"] = json.dumps(redrive)
+            url = sqs.create_queue(QueueName=f"{prefix}-{name}", Attributes=attributes)["QueueUrl"]
+            stack.refs[name] = url
+            stack.attributes[(name, "Arn")] = sqs.get_queue_attributes(
+                QueueUrl=url, AttributeNames=["QueueArn"]
+            )["Attributes"]["QueueArn"]
+            stack.attributes[(name, "QueueName")] = f"{prefix}-{name}"
         elif kind == "AWS::SecretsManager::Secret":
             if "SecretString" in props:
                 value = str(stack.resolve(props["SecretString"]))

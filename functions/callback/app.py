@@ -21,7 +21,7 @@ def provider_callback(provider: str, task_id: str) -> Response:
     return json_response(200, {"received": True, "changed": changed, "status": task.status.value})
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict, context: LambdaContext) -> dict:

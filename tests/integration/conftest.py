@@ -246,7 +246,7 @@ class Api:
 
 @pytest.fixture(scope="session")
 def handlers() -> dict[str, Any]:
-    return {name: load_handler(name) for name in ("submit", "callback", "status")}
+    return {name: load_handler(name) for name in ("submit", "callback", "status", "dispatch")}
 
 
 @pytest.fixture
@@ -275,3 +275,27 @@ def submitted(api: Api, internet: FakeInternet, **fields: Any) -> tuple[dict[str
     status, _, video = api.submit({**VALID, **fields})
     assert status == 202, video
     return video, internet.last_call()
+
+
+def sqs_event(stack: Stack, logical_id: str, *, max_messages: int = 10) -> dict[str, Any]:
+    """Receive what is visible on a queue and shape it as the SQS event Lambda would deliver."""
+    client = boto3.client("sqs", region_name="us-east-1")
+    received = client.receive_message(
+        QueueUrl=stack.refs[logical_id], MaxNumberOfMessages=max_messages, AttributeNames=["All"]
+    ).get("Messages", [])
+    return {
+        "Records": [
+            {
+                "messageId": message["MessageId"],
+                "receiptHandle": message["ReceiptHandle"],
+                "body": message["Body"],
+                "attributes": message.get("Attributes", {}),
+                "messageAttributes": {},
+                "md5OfBody": message["MD5OfBody"],
+                "eventSource": "aws:sqs",
+                "eventSourceARN": stack.attributes[(logical_id, "Arn")],
+                "awsRegion": "us-east-1",
+            }
+            for message in received
+        ]
+    }

@@ -53,6 +53,7 @@ def test_every_event_file_is_covered_here():
         "get",
         "list",
         "content",
+        "dispatch",
     }
 
 
@@ -97,3 +98,32 @@ def test_read_events(api, internet, sample_task):
     api.call("callback", with_token(load_event("callback-success")))
     status, headers, _ = api.call("status", load_event("content"))
     assert status == 302 and SAMPLE_ID in headers["location"]
+
+
+def test_dispatch_event(api, internet, stack, handlers):
+    from tests.conftest import LambdaContext
+
+    # Given the sample task still queued (the provider was overloaded at submit)
+    task = Task.new(
+        owner=SAMPLE_OWNER,
+        model="sora-2",
+        prompt="A paper boat",
+        seconds=8,
+        size="1280x720",
+        image_url=None,
+        callback_url=None,
+        provider="acedata",
+        retention_days=30,
+    ).model_copy(update={"task_id": SAMPLE_ID})
+    services.task_store().create(task)
+
+    # When the dispatch function gets the sample event (its receipt handle is not a live one)
+    answer = handlers["dispatch"].lambda_handler(load_event("dispatch"), LambdaContext())
+
+    # Then the task is started at the provider
+    assert answer == {"batchItemFailures": []}
+    started = services.task_store().get(SAMPLE_ID)
+    assert started is not None and started.status is Status.IN_PROGRESS
+    assert internet.last_call()["body"]["callback_url"].startswith(
+        "https://abc123.execute-api.us-east-1.amazonaws.com/live/v1/callbacks/acedata/" + SAMPLE_ID
+    )

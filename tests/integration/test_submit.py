@@ -108,6 +108,14 @@ def test_provider_auth_or_quota_problems_are_502_blaming_our_key(api, internet, 
     assert _only_task_status(stack) == ("failed", "provider_auth_error")
 
 
+@pytest.fixture
+def no_dispatch_queue(stack, monkeypatch):
+    """The fallback without a dispatch queue: retry in line, then 503."""
+    monkeypatch.setenv("DISPATCH_QUEUE_URL", "")
+    _reload_settings()
+
+
+@pytest.mark.usefixtures("no_dispatch_queue")
 def test_provider_overload_is_retried_then_accepted(api, internet, monkeypatch):
     monkeypatch.setenv("PROVIDER_RETRY_BASE_DELAY_SECONDS", "0")
     _reload_settings()
@@ -120,6 +128,7 @@ def test_provider_overload_is_retried_then_accepted(api, internet, monkeypatch):
     assert len(internet.provider_calls) == 1
 
 
+@pytest.mark.usefixtures("no_dispatch_queue")
 def test_provider_still_down_after_retries_is_a_503_with_retry_after(api, internet, stack, monkeypatch):
     monkeypatch.setenv("PROVIDER_RETRY_BASE_DELAY_SECONDS", "0")
     _reload_settings()
@@ -134,6 +143,7 @@ def test_provider_still_down_after_retries_is_a_503_with_retry_after(api, intern
     assert _only_task_status(stack) == ("failed", "provider_unavailable")
 
 
+@pytest.mark.usefixtures("no_dispatch_queue")
 def test_provider_timeout_is_retried_within_the_budget(api, internet, monkeypatch):
     monkeypatch.setenv("PROVIDER_RETRY_BASE_DELAY_SECONDS", "0")
     _reload_settings()

@@ -23,7 +23,12 @@ def s3_client() -> Any:
     return boto3.client("s3", config=_CONFIG.merge(Config(signature_version="s3v4")))
 
 
+@lru_cache(maxsize=1)
+def sqs_client() -> Any:
+    return boto3.client("sqs", config=_CONFIG)
+
+
 def reset_clients() -> None:
     """Forget the cached clients (tests switch endpoints between runs)."""
-    dynamodb_client.cache_clear()
-    s3_client.cache_clear()
+    for factory in (dynamodb_client, s3_client, sqs_client):
+        factory.cache_clear()

@@ -10,10 +10,11 @@ from functools import lru_cache
 
 import httpx
 
-from sora_relay.aws import dynamodb_client, reset_clients, s3_client
+from sora_relay.aws import dynamodb_client, reset_clients, s3_client, sqs_client
 from sora_relay.errors import NotFound
 from sora_relay.providers.acedata import AceDataSora
 from sora_relay.providers.base import VideoProvider
+from sora_relay.queues import WorkQueue
 from sora_relay.secret_values import read_secret
 from sora_relay.settings import get_settings
 from sora_relay.storage import VideoStore
@@ -65,6 +66,14 @@ def provider(name: str) -> VideoProvider:
 
 
 @lru_cache(maxsize=1)
+def dispatch_queue() -> WorkQueue:
+    url = get_settings().dispatch_queue_url
+    if not url:
+        raise NotFound("No dispatch queue is configured", code="configuration_error")
+    return WorkQueue(sqs_client(), url)
+
+
+@lru_cache(maxsize=1)
 def webhook_sender() -> WebhookSender:
     return WebhookSender(outbound_http(), timeout_seconds=get_settings().webhook_timeout_seconds)
 
@@ -79,6 +88,14 @@ def webhook_secret() -> str:
 
 def reset() -> None:
     """Forget every cached collaborator and setting (tests change the environment between runs)."""
-    for cached in (task_store, video_store, provider_http, outbound_http, webhook_sender, get_settings):
+    for cached in (
+        task_store,
+        video_store,
+        provider_http,
+        outbound_http,
+        webhook_sender,
+        dispatch_queue,
+        get_settings,
+    ):
         cached.cache_clear()
     reset_clients()

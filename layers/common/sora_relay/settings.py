@@ -39,6 +39,14 @@ class Settings(BaseSettings):
     provider_retry_budget_seconds: float = Field(8.0, ge=0)
     provider_retry_base_delay_seconds: float = Field(0.5, ge=0)
 
+    # Durable dispatch (submit and the dispatch function): where a task waits while the provider is
+    # rate limiting or failing, and how long it keeps trying. The attempts match the queue's
+    # redrive maxReceiveCount in template.yaml, so the last attempt is the one before the DLQ.
+    dispatch_queue_url: str | None = None
+    dispatch_max_attempts: int = Field(8, ge=1, le=50)
+    dispatch_base_delay_seconds: float = Field(2.0, ge=0)
+    dispatch_max_delay_seconds: int = Field(900, ge=0, le=43200)
+
     webhook_timeout_seconds: float = Field(10.0, gt=0)
     video_fetch_timeout_seconds: float = Field(30.0, gt=0)
     max_video_bytes: int = Field(2 * 1024 * MIB, ge=1)

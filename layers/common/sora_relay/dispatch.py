@@ -1,0 +1,138 @@
+"""Use case: get a task started at the provider, now or, while it is unavailable, from a queue.
+
+Submit makes one attempt. On a 429, a 5xx or a timeout the task stays `queued` and goes to the
+dispatch queue. The dispatch function makes one attempt per delivery and waits between
+deliveries with exponential backoff and full jitter, honouring `Retry-After`. On the last
+attempt the task becomes `failed` with `provider_unavailable`, and the message goes on to the
+dead-letter queue. A refusal that retrying cannot fix (the provider's 4xx) fails the task at once.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+
+from sora_relay import services
+from sora_relay.errors import ProviderUnavailable, SoraRelayError, TransitionRejected
+from sora_relay.observability import logger, metrics
+from sora_relay.providers.base import GenerationRequest
+from sora_relay.retry import with_backoff
+from sora_relay.settings import get_settings
+from sora_relay.task import Status, Task, TaskChange, now_millis
+from sora_relay.tokens import callback_token
+
+
+def callback_url_for(public_base_url: str, provider_name: str, task_id: str, key: str) -> str:
+    token = callback_token(task_id, key)
+    return f"{public_base_url}/v1/callbacks/{provider_name}/{task_id}?token={token}"
+
+
+def fail_task(task_id: str, error: SoraRelayError) -> Task | None:
+    try:
+        return services.task_store().transition(
+            task_id,
+            Status.FAILED,
+            TaskChange(error_code=error.code, error_message=error.message, completed_ms=now_millis()),
+        )
+    except TransitionRejected:
+        return None  # already finished by someone else
+
+
+def start_generation(
+    task: Task, public_base_url: str, *, attempts: int = 1, budget_seconds: float = 0
+) -> Task:
+    """Submit `task` to its provider and record `in_progress` with the provider's task id.
+
+    ProviderUnavailable is raised as is (the caller decides: queue it or give up); any other
+    refusal fails the task and is raised.
+    """
+    settings = get_settings()
+    provider = services.provider(task.provider)
+    generation = GenerationRequest(
+        prompt=task.prompt, model=task.model, seconds=task.seconds, size=task.size, image_url=task.image_url
+    )
+    callback_url = callback_url_for(public_base_url, provider.name, task.task_id, services.callback_key())
+    try:
+        provider_task_id = with_backoff(
+            lambda: provider.submit(generation, callback_url=callback_url),
+            attempts=attempts,
+            budget_seconds=budget_seconds,
+            base_delay=settings.provider_retry_base_delay_seconds,
+        )
+    except ProviderUnavailable:
+        raise
+    except SoraRelayError as error:
+        fail_task(task.task_id, error)
+        metrics.add_metric(name="SubmitFailed", unit="Count", value=1)
+        logger.warning("Provider refused the task", extra={"error_code": error.code})
+        raise
+    try:
+        started = services.task_store().transition(
+            task.task_id, Status.IN_PROGRESS, TaskChange(provider_task_id=provider_task_id)
+        )
+    except TransitionRejected:
+        # A fast provider's callback finished the task before we got here: report what it is now.
+        started = services.task_store().get(task.task_id) or task
+    metrics.add_metric(name="TaskStarted", unit="Count", value=1)
+    logger.info("Task started at the provider", extra={"provider_task_id": provider_task_id})
+    return started
+
+
+def queue_dispatch(task_id: str, public_base_url: str, *, delay_seconds: float = 0) -> None:
+    services.dispatch_queue().send(
+        {"task_id": task_id, "public_base_url": public_base_url}, delay_seconds=delay_seconds
+    )
+    metrics.add_metric(name="DispatchQueued", unit="Count", value=1)
+
+
+@dataclass(frozen=True)
+class DispatchOutcome:
+    action: str  # started | skipped | failed | retry | gave_up
+    delay_seconds: float = 0
+
+
+def backoff_delay(attempt: int, retry_after: float | None) -> float:
+    settings = get_settings()
+    cap = min(settings.dispatch_base_delay_seconds * 2 ** (attempt - 1), settings.dispatch_max_delay_seconds)
+    return min(max(random.uniform(cap / 2, cap), retry_after or 0.0), settings.dispatch_max_delay_seconds)
+
+
+def dispatch_task(task_id: str, public_base_url: str, *, attempt: int) -> DispatchOutcome:
+    """One delivery of a dispatch message; `attempt` is SQS's receive count (1 for the first)."""
+    logger.append_keys(task_id=task_id)
+    task = services.task_store().get(task_id)
+    if task is None or task.status is not Status.QUEUED:
+        return DispatchOutcome("skipped")  # started, finished or gone: a repeat delivery
+    try:
+        start_generation(task, public_base_url)
+    except ProviderUnavailable as error:
+        if attempt >= get_settings().dispatch_max_attempts:
+            fail_task(task_id, ProviderUnavailable(f"{error.message}; gave up after {attempt} attempts"))
+            metrics.add_metric(name="DispatchGaveUp", unit="Count", value=1)
+            logger.warning("Provider still unavailable; task failed", extra={"attempts": attempt})
+            return DispatchOutcome("gave_up")
+        delay = backoff_delay(attempt, error.retry_after)
+        logger.info(
+            "Provider unavailable; will retry", extra={"attempt": attempt, "delay_s": round(delay, 1)}
+        )
+        return DispatchOutcome("retry", delay)
+    except SoraRelayError:
+        return DispatchOutcome("failed")  # refused for good; start_generation recorded why
+    return DispatchOutcome("started")
+
+
+class DispatchDeferred(Exception):
+    """The message stays on the queue: retried after its delay, or moved on to the DLQ."""
+
+
+def dispatch_message(body: str, *, attempt: int, receipt_handle: str) -> DispatchOutcome:
+    """Handle one dispatch queue message; raises DispatchDeferred to leave it on the queue."""
+    message = json.loads(body)
+    outcome = dispatch_task(message["task_id"], message["public_base_url"], attempt=attempt)
+    if outcome.action == "retry":
+        services.dispatch_queue().retry_later(receipt_handle, outcome.delay_seconds)
+        raise DispatchDeferred(f"provider unavailable; next attempt in {outcome.delay_seconds:.0f} s")
+    if outcome.action == "gave_up":
+        raise DispatchDeferred("provider unavailable on the last attempt; to the dead-letter queue")
+    return outcome

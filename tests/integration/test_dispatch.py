@@ -1,0 +1,149 @@
+"""Durable dispatch: an overloaded provider means 202 `queued`, then retries from SQS with backoff."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import httpx
+import pytest
+
+from tests.conftest import LambdaContext
+from tests.integration.conftest import VALID, sqs_event
+
+
+def overloaded(status: int = 429, retry_after: str | None = None) -> httpx.Response:
+    headers = {"retry-after": retry_after} if retry_after else {}
+    return httpx.Response(
+        status, headers=headers, json={"error": {"code": "too_many_requests", "message": "slow"}}
+    )
+
+
+def _status(stack, task_id: str) -> dict:
+    item = boto3.client("dynamodb", region_name="us-east-1").get_item(
+        TableName=stack.refs["TasksTable"], Key={"task_id": {"S": task_id}}
+    )["Item"]
+    return {key: next(iter(value.values())) for key, value in item.items()}
+
+
+def _dispatch(handlers, event: dict) -> dict:
+    return handlers["dispatch"].lambda_handler(event, LambdaContext())
+
+
+def _queue_counts(stack, logical_id: str) -> dict[str, str]:
+    return boto3.client("sqs", region_name="us-east-1").get_queue_attributes(
+        QueueUrl=stack.refs[logical_id], AttributeNames=["All"]
+    )["Attributes"]
+
+
+@pytest.fixture
+def queued_task(api, internet, stack) -> dict:
+    """A task submitted while the provider answered 429."""
+    internet.create_failures.append(overloaded())
+    status, _, video = api.submit(VALID)
+    assert status == 202 and video["status"] == "queued"
+    return video
+
+
+def test_an_overloaded_provider_still_gets_a_202_and_a_dispatch_message(queued_task, stack, internet):
+    assert internet.provider_calls == []  # the one attempt failed
+    event = sqs_event(stack, "DispatchQueue")
+    assert len(event["Records"]) == 1
+    message = json.loads(event["Records"][0]["body"])
+    assert message["task_id"] == queued_task["id"]
+    assert message["public_base_url"].startswith("https://")
+
+
+def test_retry_after_delays_the_dispatch_message(api, internet, stack):
+    internet.create_failures.append(overloaded(503, retry_after="30"))
+    assert api.submit(VALID)[2]["status"] == "queued"
+    counts = _queue_counts(stack, "DispatchQueue")
+    assert (
+        counts["ApproximateNumberOfMessagesDelayed"] == "1" and counts["ApproximateNumberOfMessages"] == "0"
+    )
+
+
+def test_dispatch_starts_the_task_once_the_provider_accepts(queued_task, stack, internet, handlers, api):
+    # When the dispatch function gets the message and the provider now accepts
+    answer = _dispatch(handlers, sqs_event(stack, "DispatchQueue"))
+
+    # Then the task is in progress with the provider's task id, and the callback finishes it
+    assert answer == {"batchItemFailures": []}
+    task = _status(stack, queued_task["id"])
+    assert task["status"] == "in_progress" and task["provider_task_id"] == internet.last_call()["task_id"]
+    call = internet.last_call()
+    status, _, result = api.callback(call["body"]["callback_url"], internet.success_body(call))
+    assert status == 200 and result["status"] == "completed"
+
+
+def test_dispatch_backs_off_while_the_provider_is_still_down(queued_task, stack, internet, handlers):
+    # Given the provider still overloaded, asking for 20 s
+    internet.create_failures.append(overloaded(retry_after="20"))
+    event = sqs_event(stack, "DispatchQueue")
+
+    # When the dispatch function tries
+    answer = _dispatch(handlers, event)
+
+    # Then the message is reported failed, hidden for the backoff, and the task still queued
+    assert answer == {"batchItemFailures": [{"itemIdentifier": event["Records"][0]["messageId"]}]}
+    assert sqs_event(stack, "DispatchQueue")["Records"] == []
+    assert _queue_counts(stack, "DispatchQueue")["ApproximateNumberOfMessagesNotVisible"] == "1"
+    assert _status(stack, queued_task["id"])["status"] == "queued"
+
+
+def test_the_last_attempt_fails_the_task_and_the_message_goes_to_the_dlq(
+    queued_task, stack, internet, handlers, monkeypatch
+):
+    # Given a queue that redrives after one receive, and the function told so
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    dlq_arn = stack.attributes[("DispatchDeadLetterQueue", "Arn")]
+    sqs.set_queue_attributes(
+        QueueUrl=stack.refs["DispatchQueue"],
+        Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 1})},
+    )
+    monkeypatch.setenv("DISPATCH_MAX_ATTEMPTS", "1")
+    from sora_relay.settings import get_settings
+
+    get_settings.cache_clear()
+    internet.create_failures.append(overloaded(500))
+    event = sqs_event(stack, "DispatchQueue")
+
+    # When that attempt fails too
+    answer = _dispatch(handlers, event)
+
+    # Then the task is failed with the reason, and the message ends in the dead-letter queue
+    assert answer["batchItemFailures"] == [{"itemIdentifier": event["Records"][0]["messageId"]}]
+    task = _status(stack, queued_task["id"])
+    assert task["status"] == "failed" and task["error_code"] == "provider_unavailable"
+    assert "gave up after 1 attempts" in task["error_message"]
+    sqs.change_message_visibility(
+        QueueUrl=stack.refs["DispatchQueue"],
+        ReceiptHandle=event["Records"][0]["receiptHandle"],
+        VisibilityTimeout=0,
+    )
+    assert sqs_event(stack, "DispatchQueue")["Records"] == []  # SQS moved it instead of delivering it
+    dead = sqs_event(stack, "DispatchDeadLetterQueue")["Records"]
+    assert [json.loads(record["body"])["task_id"] for record in dead] == [queued_task["id"]]
+
+
+def test_a_refusal_during_dispatch_fails_the_task_and_drops_the_message(
+    queued_task, stack, internet, handlers
+):
+    internet.create_failures.append(
+        httpx.Response(400, json={"error": {"code": "bad_request", "message": "prompt refused"}})
+    )
+    assert _dispatch(handlers, sqs_event(stack, "DispatchQueue")) == {"batchItemFailures": []}
+    task = _status(stack, queued_task["id"])
+    assert (task["status"], task["error_code"], task["error_message"]) == (
+        "failed",
+        "provider_rejected",
+        "prompt refused",
+    )
+
+
+def test_a_repeat_delivery_of_a_started_task_does_nothing(queued_task, stack, internet, handlers):
+    event = sqs_event(stack, "DispatchQueue")
+    _dispatch(handlers, event)
+    calls = len(internet.provider_calls)
+    assert _dispatch(handlers, event) == {"batchItemFailures": []}
+    assert len(internet.provider_calls) == calls
