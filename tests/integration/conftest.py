@@ -59,6 +59,9 @@ class FakeInternet:
     webhooks: list[httpx.Request] = field(default_factory=list)
     webhook_status: int = 204
     fetched_urls: list[str] = field(default_factory=list)
+    # What /sora/tasks reports per provider task id (absent: no response yet).
+    task_results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    queries: list[list[str]] = field(default_factory=list)
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         host = request.headers.get("host", request.url.host).split(":")[0]
@@ -86,6 +89,18 @@ class FakeInternet:
             provider_task_id = str(uuid.uuid4())
             self.provider_calls.append({"task_id": provider_task_id, "body": body})
             return httpx.Response(200, json={"success": True, "task_id": provider_task_id})
+        if request.url.path == "/sora/tasks" and body.get("action") == "retrieve_batch":
+            self.queries.append(body["ids"])
+            items = [
+                {
+                    "id": task_id,
+                    "created_at": 1.0,
+                    "type": "videos",
+                    **({"response": self.task_results[task_id]} if task_id in self.task_results else {}),
+                }
+                for task_id in body["ids"]
+            ]
+            return httpx.Response(200, json={"items": items, "count": len(items)})
         return httpx.Response(404, json={"error": {"code": "no_api", "message": "no such api"}})
 
     # --- what the provider would send back ---
@@ -246,7 +261,7 @@ class Api:
 
 @pytest.fixture(scope="session")
 def handlers() -> dict[str, Any]:
-    return {name: load_handler(name) for name in ("submit", "callback", "status", "dispatch")}
+    return {name: load_handler(name) for name in ("submit", "callback", "status", "dispatch", "reconcile")}
 
 
 @pytest.fixture

@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     dispatch_base_delay_seconds: float = Field(2.0, ge=0)
     dispatch_max_delay_seconds: int = Field(900, ge=0, le=43200)
 
+    # The reconciler: tasks with no result after `stale` are looked up at the provider; tasks with
+    # no result after `deadline` fail with `timeout`.
+    reconcile_stale_after_seconds: int = Field(900, ge=60)
+    reconcile_deadline_seconds: int = Field(6 * 3600, ge=300)
+    reconcile_max_tasks: int = Field(500, ge=1)
+
     webhook_timeout_seconds: float = Field(10.0, gt=0)
     video_fetch_timeout_seconds: float = Field(30.0, gt=0)
     max_video_bytes: int = Field(2 * 1024 * MIB, ge=1)

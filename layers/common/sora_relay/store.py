@@ -12,6 +12,7 @@ from sora_relay.errors import StorageError, TransitionRejected
 from sora_relay.task import Status, Task, TaskChange, WebhookDelivery, now_millis, sources_of
 
 OWNER_INDEX = "owner-created-index"
+STATUS_INDEX = "status-created-index"
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -139,6 +140,27 @@ class TaskStore:
             raise StorageError("Could not list tasks") from error
         tasks = [Task.from_item(_from_attrs(item)) for item in items]
         return tasks[:limit], len(tasks) > limit
+
+    def list_by_status(self, status: Status, *, created_before_ms: int, limit: int) -> list[Task]:
+        """Tasks in `status` created before the given time, oldest first (at most `limit`)."""
+        tasks: list[Task] = []
+        query: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": STATUS_INDEX,
+            "KeyConditionExpression": "#status = :status AND created_ms < :before",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": _to_attrs({":status": status.value, ":before": created_before_ms}),
+        }
+        try:
+            while len(tasks) < limit:
+                page = self._client.query(**query, Limit=limit - len(tasks))
+                tasks += [Task.from_item(_from_attrs(item)) for item in page.get("Items", [])]
+                if "LastEvaluatedKey" not in page:
+                    break
+                query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        except (ClientError, BotoCoreError) as error:
+            raise StorageError("Could not list tasks by status") from error
+        return tasks
 
     def _update(
         self, task_id: str, *, update: str, condition: str, names: dict[str, str], values: dict[str, Any]

@@ -1,0 +1,104 @@
+"""The reconciler: lost callbacks, failed copies and the hard deadline, through the callback's path."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import httpx
+
+from sora_relay.task import now_millis
+from tests.conftest import LambdaContext
+from tests.integration.conftest import submitted
+
+MINUTE_MS = 60_000
+
+
+def _age(stack, task_id: str, minutes: int) -> None:
+    """Pretend the task was created `minutes` ago."""
+    boto3.client("dynamodb", region_name="us-east-1").update_item(
+        TableName=stack.refs["TasksTable"],
+        Key={"task_id": {"S": task_id}},
+        UpdateExpression="SET created_ms = :c",
+        ExpressionAttributeValues={":c": {"N": str(now_millis() - minutes * MINUTE_MS)}},
+    )
+
+
+def _task(stack, task_id: str) -> dict:
+    item = boto3.client("dynamodb", region_name="us-east-1").get_item(
+        TableName=stack.refs["TasksTable"], Key={"task_id": {"S": task_id}}
+    )["Item"]
+    return {key: next(iter(value.values())) for key, value in item.items()}
+
+
+def _reconcile(handlers) -> dict:
+    return handlers["reconcile"].lambda_handler({"source": "aws.scheduler"}, LambdaContext())
+
+
+def test_a_lost_callback_is_finished_from_the_provider_query(api, internet, stack, handlers, mp4_bytes):
+    # Given a task whose callback never came, long finished at the provider
+    video, call = submitted(api, internet)
+    _age(stack, video["id"], 20)
+    internet.task_results[call["task_id"]] = json.loads(internet.success_body(call))
+
+    # When the reconciler runs
+    outcomes = _reconcile(handlers)
+
+    # Then it is completed through the callback's path: the video copied, the client told
+    assert outcomes == {"completed": 1}
+    task = _task(stack, video["id"])
+    assert task["status"] == "completed" and int(task["video_bytes"]) == len(mp4_bytes)
+    assert json.loads(internet.webhooks[0].content)["type"] == "video.completed"
+    assert internet.queries == [[call["task_id"]]]
+
+
+def test_a_provider_failure_found_by_query_fails_the_task(api, internet, stack, handlers):
+    video, call = submitted(api, internet)
+    _age(stack, video["id"], 20)
+    internet.task_results[call["task_id"]] = json.loads(internet.failure_body(call, "api_error", "nope"))
+    assert _reconcile(handlers) == {"failed": 1}
+    assert _task(stack, video["id"])["error_code"] == "api_error"
+
+
+def test_tasks_still_running_or_recent_are_left_alone(api, internet, stack, handlers):
+    old, old_call = submitted(api, internet)
+    recent, _ = submitted(api, internet)
+    _age(stack, old["id"], 20)
+    internet.task_results[old_call["task_id"]] = {"task_id": old_call["task_id"]}  # processing
+    assert _reconcile(handlers) == {"still_running": 1}
+    assert internet.queries == [[old_call["task_id"]]]  # the recent task was not even asked about
+    assert _task(stack, old["id"])["status"] == _task(stack, recent["id"])["status"] == "in_progress"
+
+
+def test_a_failed_copy_is_copied_again(api, internet, stack, handlers, mp4_bytes):
+    # Given a callback whose video copy hit a 503
+    video, call = submitted(api, internet)
+    internet.videos["/flaky.mp4"] = lambda: httpx.Response(503)
+    api.callback(call["body"]["callback_url"], internet.success_body(call, video_path="/flaky.mp4"))
+    assert _task(stack, video["id"])["copy_error"]
+    _age(stack, video["id"], 20)
+
+    # When the URL works again and the reconciler runs
+    del internet.videos["/flaky.mp4"]
+    assert _reconcile(handlers) == {"completed": 1}
+
+    # Then the copy is made from the recorded URL, without asking the provider
+    assert int(_task(stack, video["id"])["video_bytes"]) == len(mp4_bytes)
+    assert internet.queries == []
+
+
+def test_past_the_deadline_a_task_times_out(api, internet, stack, handlers):
+    video, _ = submitted(api, internet)
+    _age(stack, video["id"], 7 * 60)
+    assert _reconcile(handlers) == {"timed_out": 1}
+    task = _task(stack, video["id"])
+    assert task["status"] == "failed" and task["error_code"] == "timeout"
+    assert json.loads(internet.webhooks[0].content)["type"] == "video.failed"
+
+
+def test_the_provider_is_asked_50_ids_at_a_time(api, internet, stack, handlers):
+    ids = [submitted(api, internet, prompt=f"v{n}")[0]["id"] for n in range(55)]
+    for task_id in ids:
+        _age(stack, task_id, 20)
+    assert _reconcile(handlers) == {"still_running": 55}
+    assert sorted(len(batch) for batch in internet.queries) == [5, 50]
