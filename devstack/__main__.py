@@ -1,0 +1,315 @@
+"""`python -m devstack run` (the local stack until Ctrl-C) and `python -m devstack demo` (one video,
+end to end, checked), dev-only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from devstack.receiver import WebhookReceiver
+from devstack.stack import DEFAULT_LOG_DIR, LocalStack
+from devstack.template import ROOT
+
+DEMO_PROMPT = "A paper boat drifting down a rainy street at dusk, cinematic"
+DEMO_DURATION = 4
+DEMO_SIZE = "1280x720"
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM and SIGHUP end the process like Ctrl-C, so `finally` blocks stop every child.
+
+    SIGINT is set explicitly too: a shell starts background jobs with it ignored, and then
+    `kill -INT` would leave the stack running.
+    """
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)
+
+
+def cli_command() -> list[str]:
+    """The `sora-relay` console script of this environment (or the module if it is missing)."""
+    script = Path(sys.executable).with_name("sora-relay")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "sora_relay_cli.main"]
+
+
+def _relative(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+# -- run -------------------------------------------------------------------------------------------
+
+
+def _show_simulator_log() -> None:
+    # The simulator logs each request and callback; only its logger, not every library's.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[simulator] %(message)s"))
+    simulator_log = logging.getLogger("devstack.simulator")
+    simulator_log.addHandler(handler)
+    simulator_log.setLevel(logging.INFO)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.verbose:
+        _show_simulator_log()
+    stack = LocalStack(
+        callback_delay=args.delay,
+        late_callback_delay=args.late_delay,
+        workers=args.workers,
+        console_logs=args.verbose,
+    )
+    try:
+        stack.start()
+        _print_banner(stack, args)
+        threading.Event().wait()  # until Ctrl-C or SIGTERM
+    except KeyboardInterrupt:
+        print("\nstopping the local stack ...", file=sys.stderr)
+    finally:
+        stack.stop()
+    return 0
+
+
+def _print_banner(stack: LocalStack, args: argparse.Namespace) -> None:
+    assert stack.simulator is not None
+    prompt = "A paper boat drifting down a rainy street at dusk"
+    body = json.dumps({"prompt": prompt, "duration": 4, "size": "1280x720"})
+    curl = " ".join(
+        [
+            "curl -sS -X POST",
+            shlex.quote(f"{stack.api_url}/v1/videos"),
+            "-H",
+            shlex.quote(f"x-api-key: {stack.api_key}"),
+            "-H 'content-type: application/json'",
+            "-d",
+            shlex.quote(body),
+        ]
+    )
+    cli = (
+        f"SORA_RELAY_API_URL={shlex.quote(stack.api_url)} SORA_RELAY_API_KEY={shlex.quote(stack.api_key)} "
+        f"sora-relay submit {shlex.quote(prompt)} --wait --out video.mp4"
+    )
+    logs = "this console (--verbose)" if args.verbose else f"{_relative(DEFAULT_LOG_DIR)}/"
+    consumers = ", ".join(
+        f"{source.queue_url.rsplit('/', 1)[-1]} -> {source.function_id}" for source in stack.event_sources
+    )
+    print(
+        f"""sora-relay local stack is up (Ctrl-C stops it)
+
+  API URL          {stack.api_url}
+  API key          {stack.api_key}   (key id {stack.api_key_id})
+  second API key   {stack.other_api_key}   (key id {stack.other_api_key_id})
+  webhook secret   {stack.webhook_secret}
+  provider sim     {stack.simulator.url}   (callback after {args.delay:g} s; prompt markers such as
+                   [sim:fail] [sim:no-callback] [sim:double-callback] [sim:late-callback]
+                   [sim:video-404] [sim:429] [sim:500] [sim:429x2] inject faults)
+  AWS (moto)       {stack.moto_url}
+  queue consumers  {consumers or "none"}
+  logs             {logs}
+
+Create a video:
+  {curl}
+
+Or with the CLI:
+  {cli}
+""",
+        flush=True,
+    )
+
+
+# -- demo ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mp4Info:
+    seconds: float
+    width: int
+    height: int
+    codec: str
+    frames: int
+
+
+def probe_mp4(path: Path) -> Mp4Info:
+    """Open the file with PyAV and decode every frame: a real, playable MP4 or an exception."""
+    import av  # heavy; only the demo needs it
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        seconds = float(container.duration / av.time_base) if container.duration else 0.0
+        context = stream.codec_context
+        return Mp4Info(seconds, context.width, context.height, context.name, frames)
+
+
+class DemoFailed(Exception):
+    pass
+
+
+def demo(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    print("sora-relay demo: the local stack, the sora-relay CLI and a webhook receiver", flush=True)
+    stack = LocalStack(callback_delay=args.delay, console_logs=args.verbose)
+    try:
+        stack.start()
+        print(f"  stack up in {time.monotonic() - started:.1f} s at {stack.api_url}", flush=True)
+        with WebhookReceiver(stack.webhook_secret) as receiver:
+            summary = _demo_flow(stack, receiver, args.prompt, out)
+    except DemoFailed as failure:
+        print(f"demo FAILED: {failure}", file=sys.stderr)
+        _hint_logs(args)
+        return 1
+    except KeyboardInterrupt:
+        print("demo interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # the stack itself did not come up, or broke
+        print(f"demo FAILED: {type(error).__name__}: {error}", file=sys.stderr)
+        _hint_logs(args)
+        return 1
+    finally:
+        stack.stop()
+    for label, value in summary:
+        print(f"  {label:<9} {value}")
+    print(f"  {'elapsed':<9} {time.monotonic() - started:.1f} s")
+    print("demo OK")
+    return 0
+
+
+def _hint_logs(args: argparse.Namespace) -> None:
+    if not args.verbose:
+        print(f"  (function, API and moto logs: {_relative(DEFAULT_LOG_DIR)}/)", file=sys.stderr)
+
+
+def _demo_flow(stack: LocalStack, receiver: WebhookReceiver, prompt: str, out: Path) -> list[tuple[str, str]]:
+    command = [
+        *cli_command(),
+        "submit",
+        prompt,
+        "--duration",
+        str(DEMO_DURATION),
+        "--size",
+        DEMO_SIZE,
+        "--callback-url",
+        receiver.url,
+        "--wait",
+        "--interval",
+        "0.5",
+        "--timeout",
+        "45",
+        "--out",
+        str(out),
+        "--json",
+    ]
+    shown = ["sora-relay", *command[len(cli_command()) :]]
+    print(f"  $ {shlex.join(shown)}", flush=True)
+    env = {**os.environ, "SORA_RELAY_API_URL": stack.api_url, "SORA_RELAY_API_KEY": stack.api_key}
+    try:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+    except subprocess.TimeoutExpired as error:
+        raise DemoFailed("the CLI did not finish within 60 s") from error
+    if done.returncode != 0:
+        detail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise DemoFailed(f"the CLI exited {done.returncode}: {detail}")
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+    video = next((line for line in lines if line.get("object") == "video"), None)
+    download = next((line for line in lines if "sha256" in line and "path" in line), None)
+    if video is None or download is None:
+        raise DemoFailed(f"unexpected CLI output: {done.stdout.strip()[:300]}")
+    video_id = video["id"]
+
+    problems: list[str] = []
+    if video.get("status") != "completed":
+        problems.append(f"status is {video.get('status')}, not completed")
+
+    # The file: a real MP4 of the requested shape, byte for byte what the service archived.
+    data = out.read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    item = stack.task_item(video_id) or {}
+    stored = item.get("video_sha256")
+    if digest != stored or digest != download["sha256"]:
+        problems.append(f"sha256 {digest} differs from the stored {stored} or the CLI's {download['sha256']}")
+    try:
+        info = probe_mp4(out)
+    except Exception as error:
+        raise DemoFailed(f"{out} is not a playable MP4: {error}") from error
+    width, height = (int(part) for part in DEMO_SIZE.split("x"))
+    if (info.width, info.height) != (width, height) or abs(info.seconds - DEMO_DURATION) > 0.5:
+        problems.append(f"the MP4 is {info.seconds:.2f} s {info.width}x{info.height}, not what was asked")
+
+    # The webhook: delivered, and verifiable by a client with the standardwebhooks library.
+    try:
+        delivery = receiver.wait_for_video(video_id, timeout=15)
+    except TimeoutError as error:
+        raise DemoFailed("no webhook arrived within 15 s") from error
+    try:
+        event = receiver.verify(delivery)
+        verified = "yes"
+    except Exception as error:  # standardwebhooks raises its own WebhookVerificationError
+        event, verified = {}, f"NO ({error})"
+        problems.append(f"the webhook did not verify: {error}")
+    if event and event.get("type") != "video.completed":
+        problems.append(f"the webhook's event type is {event.get('type')}")
+
+    if problems:
+        raise DemoFailed("; ".join(problems))
+    return [
+        ("task", video_id),
+        ("status", str(video["status"])),
+        ("bytes", f"{len(data)} (stored: {item.get('video_bytes')})"),
+        ("sha256", f"{digest} (matches DynamoDB: yes)"),
+        ("mp4", f"{info.seconds:.2f} s, {info.width}x{info.height}, {info.codec}, {info.frames} frames"),
+        ("webhook", f"{event.get('type')} {delivery.headers.get('webhook-id')}, verified: {verified}"),
+        ("file", _relative(out)),
+    ]
+
+
+# -- entry point -----------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m devstack", description="sora-relay's local stack.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run_parser = commands.add_parser("run", help="start the local stack and keep it running until Ctrl-C")
+    run_parser.add_argument("--delay", type=float, default=1.0, help="seconds until the provider calls back")
+    run_parser.add_argument(
+        "--late-delay", type=float, default=6.0, help="seconds until a [sim:late-callback] arrives"
+    )
+    run_parser.add_argument("--workers", type=int, default=4, help="instances per function (default 4)")
+    run_parser.add_argument("--verbose", action="store_true", help="function and API logs on the console")
+
+    demo_parser = commands.add_parser("demo", help="generate one video end to end and check everything")
+    demo_parser.add_argument("--prompt", default=DEMO_PROMPT)
+    demo_parser.add_argument("--delay", type=float, default=1.0, help="seconds until the provider calls back")
+    demo_parser.add_argument("--out", default=str(ROOT / ".devstack" / "demo.mp4"), help="where the MP4 goes")
+    demo_parser.add_argument("--verbose", action="store_true", help="function and API logs on the console")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _stop_on_signals()
+    return run(args) if args.command == "run" else demo(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

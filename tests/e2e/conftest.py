@@ -1,0 +1,206 @@
+"""End-to-end fixtures: one local stack per session (moto's server, the provider simulator, the
+local gateway with the real handlers in worker processes), driven over real HTTP on 127.0.0.1.
+
+Waiting is always polling against a deadline; nothing assumes how long a step takes. Helpers
+reach the tests as fixtures (`eventually`, `unique`, `probe_mp4`), not imports of this file.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import av
+import httpx
+import pytest
+
+from devstack.receiver import WebhookReceiver
+from devstack.stack import LocalStack
+from devstack.template import ROOT
+
+CALLBACK_DELAY = 0.3  # seconds until the simulator calls back
+LATE_DELAY = 1.5  # seconds until a [sim:late-callback] arrives
+DEADLINE = 20.0  # the most any single wait may take before the test fails
+TERMINAL = frozenset({"completed", "failed"})
+
+T = TypeVar("T")
+
+
+def eventually(probe: Callable[[], T | None], *, timeout: float = DEADLINE, what: str = "a condition") -> T:
+    """Poll `probe` until it returns something truthy; fail the test at the deadline."""
+    deadline = time.monotonic() + timeout
+    interval = 0.02
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+        interval = min(interval * 1.5, 0.2)
+
+
+def unique(prompt: str) -> str:
+    """A prompt no other test uses (the simulator counts [sim:429x2] attempts per prompt)."""
+    return f"{prompt} ({uuid.uuid4().hex[:8]})"
+
+
+@dataclass
+class VideoApi:
+    """The public API as one caller (one API key) sees it."""
+
+    client: httpx.Client
+
+    def create(self, prompt: str, **fields: Any) -> dict[str, Any]:
+        response = self.client.post("/v1/videos", json={"prompt": prompt, **fields})
+        assert response.status_code == 202, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    def get(self, video_id: str) -> dict[str, Any]:
+        response = self.client.get(f"/v1/videos/{video_id}")
+        assert response.status_code == 200, response.text
+        return response.json()  # type: ignore[no-any-return]
+
+    def wait(self, video_id: str, *, timeout: float = DEADLINE) -> dict[str, Any]:
+        """The video once it is completed or failed."""
+        return eventually(
+            lambda: video if (video := self.get(video_id))["status"] in TERMINAL else None,
+            timeout=timeout,
+            what=f"{video_id} to finish",
+        )
+
+    def ids(self) -> list[str]:
+        response = self.client.get("/v1/videos", params={"limit": 100})
+        assert response.status_code == 200, response.text
+        return [video["id"] for video in response.json()["data"]]
+
+
+@dataclass(frozen=True)
+class Mp4Info:
+    seconds: float
+    width: int
+    height: int
+    frames: int
+
+
+def probe_mp4(data: bytes) -> Mp4Info:
+    """Decode every frame with PyAV: proves the bytes are a real, playable MP4."""
+    with av.open(io.BytesIO(data), format="mp4") as container:
+        stream = container.streams.video[0]
+        frames = sum(1 for _ in container.decode(stream))
+        seconds = float(container.duration / av.time_base) if container.duration else 0.0
+        return Mp4Info(seconds, stream.codec_context.width, stream.codec_context.height, frames)
+
+
+def _client(base_url: str, api_key: str | None) -> httpx.Client:
+    headers = {"x-api-key": api_key} if api_key else {}
+    # trust_env=False: a developer's proxy settings must not reroute 127.0.0.1.
+    return httpx.Client(base_url=base_url, headers=headers, timeout=30, trust_env=False)
+
+
+@pytest.fixture(name="eventually")
+def eventually_fixture() -> Callable[..., Any]:
+    return eventually
+
+
+@pytest.fixture(name="unique")
+def unique_fixture() -> Callable[[str], str]:
+    return unique
+
+
+@pytest.fixture(name="probe_mp4")
+def probe_mp4_fixture() -> Callable[[bytes], Mp4Info]:
+    return probe_mp4
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack]:
+    with LocalStack(
+        moto_port=0,
+        simulator_port=0,
+        gateway_port=0,
+        callback_delay=CALLBACK_DELAY,
+        late_callback_delay=LATE_DELAY,
+        log_dir=ROOT / ".devstack" / "e2e-logs",
+        # Quick retries on provider 5xx; 429 still waits the simulator's Retry-After (1 s).
+        function_env={"PROVIDER_RETRY_BASE_DELAY_SECONDS": "0.1", "DISPATCH_BASE_DELAY_SECONDS": "0.2"},
+        # With durable dispatch: give up (and dead-letter) after 3 provider attempts, not 10.
+        parameters={"DispatchMaxAttempts": "3"},
+    ) as local:
+        yield local
+
+
+@pytest.fixture
+def dispatch(stack: LocalStack) -> str:
+    """How submit copes with an unavailable provider in this template: "inline" retries then 503,
+    or "queue": 202 `queued`, and a function consuming the dispatch queue keeps trying."""
+    assert stack.stack is not None
+    environment = {**stack.stack.function_environment("SubmitFunction"), **stack.function_env}
+    queue_url = environment.get("DISPATCH_QUEUE_URL")
+    if not queue_url:
+        return "inline"
+    if not any(source.queue_url == queue_url for source in stack.event_sources):
+        pytest.fail(
+            "SubmitFunction queues work on DISPATCH_QUEUE_URL, but no function consumes that queue "
+            "locally (a Type: SQS event on a function whose code exists)"
+        )
+    return "queue"
+
+
+@pytest.fixture
+def receiver(stack: LocalStack) -> Iterator[WebhookReceiver]:
+    with WebhookReceiver(stack.webhook_secret) as webhooks:
+        yield webhooks
+
+
+@pytest.fixture
+def videos(stack: LocalStack) -> Iterator[VideoApi]:
+    with _client(stack.api_url, stack.api_key) as client:
+        yield VideoApi(client)
+
+
+@pytest.fixture
+def other_videos(stack: LocalStack) -> Iterator[VideoApi]:
+    with _client(stack.api_url, stack.other_api_key) as client:
+        yield VideoApi(client)
+
+
+@pytest.fixture
+def anonymous(stack: LocalStack) -> Iterator[httpx.Client]:
+    with _client(stack.api_url, None) as client:
+        yield client
+
+
+@pytest.fixture
+def plain_http() -> Iterator[httpx.Client]:
+    """No API key and no redirects followed: for presigned URLs and raw checks."""
+    with httpx.Client(timeout=30, trust_env=False) as client:
+        yield client
+
+
+@pytest.fixture
+def cli(stack: LocalStack) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """Run the `sora-relay` CLI as a subprocess against the stack (first API key by default)."""
+    script = Path(sys.executable).with_name("sora-relay")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "sora_relay_cli.main"]
+
+    def run(*args: str, api_key: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            "SORA_RELAY_API_URL": stack.api_url,
+            "SORA_RELAY_API_KEY": api_key or stack.api_key,
+            "NO_PROXY": "127.0.0.1,localhost",
+        }
+        return subprocess.run(
+            [*command, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+
+    return run

@@ -1,0 +1,282 @@
+"""The local gateway itself, on a small template of its own: event shape, API Gateway's own answers,
+and what happens when a function raises, crashes, hangs or answers nonsense.
+
+These functions are tiny stdlib handlers, so the checks stay fast and need no AWS at all.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from devstack.gateway import LocalApiGateway
+from devstack.template import ROOT, Stack
+
+pytestmark = pytest.mark.e2e
+
+API_KEY, API_KEY_ID = "local-test-key", "k3y1d00001"
+MAX_BODY = 4096
+
+ECHO = """
+import base64, json, os, sys, time
+
+
+def lambda_handler(event, context):
+    body = event.get("body") or ""
+    print("stdout from the function")  # must land in the log, not in the gateway's protocol
+    print("stderr from the function", file=sys.stderr)
+    if body == "crash":
+        os._exit(3)
+    if body == "hang":
+        time.sleep(30)
+    if body == "raise":
+        raise RuntimeError("boom")
+    if body == "malformed":
+        return {"status": 200}
+    if body == "nap":
+        time.sleep(0.3)
+    if body == "binary":
+        return {"statusCode": 200, "headers": {"Content-Type": "application/octet-stream"},
+                "body": base64.b64encode(bytes(range(256))).decode(), "isBase64Encoded": True}
+    return {
+        "statusCode": 201,
+        "headers": {"Content-Type": "application/json", "X-Single": "one"},
+        "multiValueHeaders": {"X-Multi": ["a", "b"]},
+        "body": json.dumps({"event": event, "pid": os.getpid(),
+                            "remaining_ms": context.get_remaining_time_in_millis(),
+                            "cwd": os.getcwd(), "table": os.environ.get("TABLE")}),
+    }
+"""
+
+
+def _api_event(path: str, method: str, **extra: object) -> dict:
+    return {"Type": "Api", "Properties": {"Path": path, "Method": method, **extra}}
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory) -> LocalApiGateway:
+    code = tmp_path_factory.mktemp("functions")
+    (code / "echo").mkdir()
+    (code / "echo" / "app.py").write_text(textwrap.dedent(ECHO))
+    (code / "broken").mkdir()
+    (code / "broken" / "app.py").write_text("raise ImportError('a missing dependency')\n")
+    template = {
+        "Globals": {
+            "Function": {
+                "Handler": "app.lambda_handler",
+                "Timeout": 5,
+                "Environment": {"Variables": {"TABLE": "from-globals"}},
+            }
+        },
+        "Resources": {
+            "Api": {
+                "Type": "AWS::Serverless::Api",
+                "Properties": {"StageName": "live", "Auth": {"ApiKeyRequired": True}},
+            },
+            "EchoFunction": {
+                "Type": "AWS::Serverless::Function",
+                "Properties": {
+                    "CodeUri": str(code / "echo"),
+                    "Events": {
+                        "Post": _api_event("/things/{thing_id}", "post"),
+                        "Get": _api_event("/things/{thing_id}", "get"),
+                        "Literal": _api_event("/things/special", "get"),
+                        "Open": _api_event("/open", "post", Auth={"ApiKeyRequired": False}),
+                    },
+                },
+            },
+            "SlowFunction": {
+                "Type": "AWS::Serverless::Function",
+                "Properties": {
+                    "CodeUri": str(code / "echo"),
+                    "Timeout": 1,
+                    "Events": {"Hang": _api_event("/slow", "post")},
+                },
+            },
+            "BrokenFunction": {
+                "Type": "AWS::Serverless::Function",
+                "Properties": {
+                    "CodeUri": str(code / "broken"),
+                    "Events": {"Any": _api_event("/broken", "get")},
+                },
+            },
+        },
+    }
+    logs = tmp_path_factory.mktemp("logs")
+    with LocalApiGateway(
+        Stack(template, {}), {API_KEY: API_KEY_ID}, pool_size=2, warm=1, log_dir=logs, max_body_bytes=MAX_BODY
+    ) as local:
+        assert local.wait_ready(30)
+        yield local
+
+
+@pytest.fixture
+def http(gateway) -> httpx.Client:
+    with httpx.Client(
+        base_url=gateway.url, headers={"x-api-key": API_KEY}, timeout=30, trust_env=False
+    ) as client:
+        yield client
+
+
+def test_the_event_is_shaped_like_the_sample_events(gateway, http):
+    response = http.post(
+        "/things/th%20ing?a=1&a=2&b=",
+        content='{"hello": "world"}',
+        headers={"content-type": "application/json", "x-extra": "yes"},
+    )
+
+    assert response.status_code == 201
+    event = response.json()["event"]
+    samples = [json.loads(path.read_text()) for path in sorted((ROOT / "events").glob("*.json"))]
+    api_samples = [sample for sample in samples if "requestContext" in sample]  # not env.json, SQS
+    assert api_samples
+    for expected in api_samples:
+        assert set(event) == set(expected), expected["resource"]
+        assert set(event["requestContext"]) == set(expected["requestContext"]), expected["resource"]
+        assert set(event["requestContext"]["identity"]) == set(expected["requestContext"]["identity"])
+    assert event["resource"] == "/things/{thing_id}"
+    assert event["path"] == "/things/th%20ing"
+    assert event["httpMethod"] == "POST"
+    assert event["pathParameters"] == {"thing_id": "th ing"}
+    assert event["queryStringParameters"] == {"a": "2", "b": ""}
+    assert event["multiValueQueryStringParameters"] == {"a": ["1", "2"], "b": [""]}
+    assert event["headers"]["x-extra"] == "yes"
+    assert event["multiValueHeaders"]["x-extra"] == ["yes"]
+    assert event["body"] == '{"hello": "world"}'
+    assert event["isBase64Encoded"] is False
+    assert event["stageVariables"] is None
+    context = event["requestContext"]
+    assert context["stage"] == "live"
+    assert context["path"] == "/live/things/th%20ing"
+    assert context["resourcePath"] == "/things/{thing_id}"
+    assert context["domainName"] == f"127.0.0.1:{gateway.port}"
+    assert context["requestId"] == response.headers["x-amzn-requestid"]
+    assert context["identity"]["apiKeyId"] == API_KEY_ID
+    assert context["identity"]["apiKey"] == API_KEY
+    assert context["identity"]["sourceIp"] == "127.0.0.1"
+
+
+def test_the_function_runs_like_a_lambda_instance(gateway, http):
+    body = http.get("/things/x").json()
+
+    # cwd is the CodeUri directory, the environment comes from the template plus local overrides
+    assert Path(body["cwd"]).name == "echo"
+    assert body["table"] == "from-globals"
+    assert 0 < body["remaining_ms"] <= 5000
+    assert body["event"]["queryStringParameters"] is None
+    assert body["event"]["body"] is None
+
+
+def test_the_proxy_result_becomes_the_http_answer(http):
+    response = http.get("/things/x")
+    assert response.status_code == 201
+    assert response.headers["x-single"] == "one"
+    assert response.headers.get_list("x-multi") == ["a", "b"]
+
+    binary = http.post("/things/x", content="binary")
+    assert binary.status_code == 200
+    assert binary.content == bytes(range(256))
+
+
+def test_a_literal_route_wins_over_a_parameter(http):
+    assert http.get("/things/special").json()["event"]["resource"] == "/things/special"
+
+
+def test_a_missing_or_unknown_api_key_is_forbidden(gateway):
+    with httpx.Client(base_url=gateway.url, trust_env=False) as anonymous:
+        for headers in ({}, {"x-api-key": "wrong"}):
+            response = anonymous.get("/things/x", headers=headers)
+            assert response.status_code == 403
+            assert response.json() == {"message": "Forbidden"}
+        # A route that needs no key reaches the function, with no key identity
+        opened = anonymous.post("/open", content="hi")
+        assert opened.status_code == 201
+        assert opened.json()["event"]["requestContext"]["identity"]["apiKeyId"] is None
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), [("GET", "/nothing"), ("DELETE", "/things/x"), ("GET", "/things/x/y"), ("GET", "/")]
+)
+def test_an_unknown_route_is_missing_authentication_token(gateway, http, method, path):
+    response = http.request(method, path)
+    assert response.status_code == 403
+    assert response.json() == {"message": "Missing Authentication Token"}
+
+
+def test_a_path_outside_the_stage_is_unknown(gateway):
+    response = httpx.get(
+        f"http://{gateway.domain_name}/things/x", headers={"x-api-key": API_KEY}, trust_env=False
+    )
+    assert response.status_code == 403
+    assert response.json() == {"message": "Missing Authentication Token"}
+
+
+def test_a_body_over_the_limit_is_413(http):
+    response = http.post("/things/x", content=b"x" * (MAX_BODY + 1))
+    assert response.status_code == 413
+    assert response.json() == {"message": "Request Too Long"}
+    assert http.post("/things/x", content=b"x" * MAX_BODY).status_code == 201
+
+
+@pytest.mark.parametrize("body", ["raise", "malformed"])
+def test_a_function_error_is_502_and_the_instance_stays(http, body):
+    before = http.get("/things/x").json()["pid"]
+
+    response = http.post("/things/x", content=body)
+
+    assert response.status_code == 502
+    assert response.json() == {"message": "Internal server error"}
+    assert http.get("/things/x").json()["pid"] == before
+
+
+def test_a_crashed_instance_is_502_and_is_replaced(gateway, http, eventually):
+    response = http.post("/things/x", content="crash")
+
+    assert response.status_code == 502
+    assert response.json() == {"message": "Internal server error"}
+    # The pool is back to its warm size, and the next request is served
+    eventually(lambda: len(gateway.pools["EchoFunction"].pids()) >= 1, what="a replacement instance")
+    assert http.get("/things/x").status_code == 201
+
+
+def test_an_invocation_past_the_functions_timeout_is_502(gateway, http):
+    started = time.monotonic()
+
+    response = http.post("/slow", content="hang")
+
+    elapsed = time.monotonic() - started
+    assert response.status_code == 502
+    assert 1.0 <= elapsed < 5  # SlowFunction's Timeout is 1 s
+    assert http.post("/slow", content="fine").status_code == 201
+
+
+def test_an_import_error_fails_every_invocation_with_502(http):
+    for _ in range(2):
+        assert http.get("/broken").status_code == 502
+
+
+def test_instances_serve_one_event_at_a_time(gateway, http):
+    # Four slow requests on a pool of two: each instance takes them in turn, all succeed.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        answers = list(pool.map(lambda _: http.post("/things/x", content="nap"), range(4)))
+
+    assert [answer.status_code for answer in answers] == [201] * 4
+    assert len({answer.json()["pid"] for answer in answers}) <= 2
+
+
+def test_function_output_goes_to_its_log_not_to_the_protocol(gateway, http, eventually):
+    http.get("/things/x")
+
+    log = gateway.log_dir / "EchoFunction.log"
+    text = eventually(
+        lambda: content if "stderr from the function" in (content := log.read_text()) else None,
+        what="the function log",
+    )
+    assert "stdout from the function" in text
+    assert "START RequestId:" in text and "REPORT RequestId:" in text
