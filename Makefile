@@ -21,10 +21,16 @@ BUILD_DIR := .aws-sam/build
 HOST_ARCH := $(shell uname -m | sed -e 's/^aarch64$$/arm64/')
 HOST_BUILD_DIR := $(if $(filter arm64,$(HOST_ARCH)),$(BUILD_DIR),.aws-sam/build-$(HOST_ARCH))
 
-.PHONY: help .venv tools lint-template lint test build deploy clean distclean
+.PHONY: help demo run .venv tools lint-template lint test build deploy clean distclean
 
 help: ## list the targets
 	@grep -hE '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+demo: .venv ## local stack, one video end to end (CLI, signed webhook, MP4 checks), then stop
+	$(VENV)/bin/python -m devstack demo
+
+run: .venv ## local stack on 127.0.0.1 until Ctrl-C; prints the API URL, keys and ready commands
+	$(VENV)/bin/python -m devstack run
 
 .venv: $(VENV)/.installed ## the project's dev venv (python 3.11), reinstalled when pyproject.toml changes
 $(VENV)/.installed: pyproject.toml

@@ -147,3 +147,28 @@ def test_a_repeat_delivery_of_a_started_task_does_nothing(queued_task, stack, in
     calls = len(internet.provider_calls)
     assert _dispatch(handlers, event) == {"batchItemFailures": []}
     assert len(internet.provider_calls) == calls
+
+
+def test_giving_up_tells_the_client(api, internet, stack, handlers, monkeypatch, webhook_secret):
+    from standardwebhooks import Webhook
+
+    from sora_relay.settings import get_settings
+
+    internet.create_failures.append(overloaded())
+    status, _, video = api.submit(VALID)  # VALID carries a callback_url
+    assert status == 202
+    monkeypatch.setenv("DISPATCH_MAX_ATTEMPTS", "1")
+    get_settings.cache_clear()
+    internet.create_failures.append(overloaded(500))
+    _dispatch(handlers, sqs_event(stack, "DispatchQueue"))
+    payload = Webhook(webhook_secret).verify(internet.webhooks[0].content, dict(internet.webhooks[0].headers))
+    assert payload["type"] == "video.failed" and payload["data"]["id"] == video["id"]
+    assert payload["data"]["error"]["code"] == "provider_unavailable"
+
+
+def test_a_refusal_during_dispatch_tells_the_client(queued_task, internet, handlers, stack):
+    internet.create_failures.append(
+        httpx.Response(400, json={"error": {"code": "bad_request", "message": "no"}})
+    )
+    _dispatch(handlers, sqs_event(stack, "DispatchQueue"))
+    assert json.loads(internet.webhooks[0].content)["data"]["error"]["code"] == "provider_rejected"

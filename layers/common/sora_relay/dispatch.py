@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from sora_relay import services
 from sora_relay.errors import ProviderUnavailable, SoraRelayError, TransitionRejected
+from sora_relay.finish_task import notify_client
 from sora_relay.observability import logger, metrics
 from sora_relay.providers.base import GenerationRequest
 from sora_relay.retry import with_backoff
@@ -108,7 +109,11 @@ def dispatch_task(task_id: str, public_base_url: str, *, attempt: int) -> Dispat
         start_generation(task, public_base_url)
     except ProviderUnavailable as error:
         if attempt >= get_settings().dispatch_max_attempts:
-            fail_task(task_id, ProviderUnavailable(f"{error.message}; gave up after {attempt} attempts"))
+            failed = fail_task(
+                task_id, ProviderUnavailable(f"{error.message}; gave up after {attempt} attempts")
+            )
+            if failed is not None:
+                notify_client(failed)  # the client got 202 `queued`; this is how it hears the end
             metrics.add_metric(name="DispatchGaveUp", unit="Count", value=1)
             logger.warning("Provider still unavailable; task failed", extra={"attempts": attempt})
             return DispatchOutcome("gave_up")
@@ -118,7 +123,11 @@ def dispatch_task(task_id: str, public_base_url: str, *, attempt: int) -> Dispat
         )
         return DispatchOutcome("retry", delay)
     except SoraRelayError:
-        return DispatchOutcome("failed")  # refused for good; start_generation recorded why
+        # Refused for good; start_generation recorded why. The client got 202, so tell it.
+        refused = services.task_store().get(task_id)
+        if refused is not None and refused.status is Status.FAILED:
+            notify_client(refused)
+        return DispatchOutcome("failed")
     return DispatchOutcome("started")
 
 
