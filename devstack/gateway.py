@@ -35,11 +35,12 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import parse_qsl, unquote
 
+from devstack.processes import QuietHTTPServer, stop_process
 from devstack.template import ACCOUNT, REGION, Route, Stack
 from devstack.worker import FRAME_HEADER
 
@@ -191,20 +192,6 @@ class _Worker:
                 pass
 
 
-def _end_process(process: subprocess.Popen[Any], grace_s: float) -> None:
-    try:
-        process.wait(timeout=grace_s)
-        return
-    except subprocess.TimeoutExpired:
-        pass
-    process.terminate()
-    try:
-        process.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def _pump_lines(stream: IO[bytes], prefix: str) -> None:
     for line in iter(stream.readline, b""):
         sys.stderr.write(prefix + line.decode(errors="replace"))
@@ -352,7 +339,7 @@ def stop_workers(workers: list[_Worker], grace_s: float = 2.0) -> None:
     for worker in workers:
         worker.close_pipes()
     for worker in workers:
-        _end_process(worker.process, grace_s)
+        stop_process(worker.process, grace_s, terminate=False)
 
 
 # -- events and responses ------------------------------------------------------------------------
@@ -513,15 +500,8 @@ class GatewayResponses:
 # -- the HTTP server -----------------------------------------------------------------------------
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(QuietHTTPServer):
     gateway: LocalApiGateway
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that drops a kept-alive connection (a worker exiting) is not an error.
-        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
-            return
-        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -13,15 +13,16 @@ next N deliveries with a given status, and verifies a delivery the way a client 
 from __future__ import annotations
 
 import json
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from standardwebhooks import Webhook
+
+from devstack.processes import QuietHTTPServer
 
 
 @dataclass(frozen=True)
@@ -42,15 +43,8 @@ class Delivery:
         return 200 <= self.answered < 300
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
+class _Server(QuietHTTPServer):
     receiver: WebhookReceiver
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that drops a kept-alive connection (a worker exiting) is not an error.
-        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
-            return
-        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

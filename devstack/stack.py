@@ -33,6 +33,7 @@ import boto3
 from boto3.dynamodb.types import TypeDeserializer
 
 from devstack.gateway import InvocationFailed, LocalApiGateway
+from devstack.processes import stop_process
 from devstack.simulator import ProviderSimulator, SimulatorConfig
 from devstack.template import REGION, ROOT, Stack, provision, secret_value
 
@@ -414,7 +415,7 @@ class LocalStack:
                 self.moto_port = port
                 self.moto_url = f"http://{HOST}:{port}"
                 return
-            _stop_process(self._moto)
+            stop_process(self._moto)
             self._moto = None
             preferred = 0
         raise RuntimeError("moto's server did not start (see .devstack/logs/moto.log)")
@@ -532,7 +533,7 @@ class LocalStack:
             self.gateway.stop()
             self.gateway = None
         if self._moto is not None:
-            _stop_process(self._moto)
+            stop_process(self._moto)
             self._moto = None
         for log in (self._moto_log, self._access_log):
             if log is not None:
@@ -544,13 +545,3 @@ class LocalStack:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
-
-
-def _stop_process(process: subprocess.Popen[Any], grace_s: float = 5.0) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()

@@ -16,9 +16,8 @@ SAMPLE_OWNER = "sample-api-key-id"
 SAMPLE_PROVIDER_TASK = "6f1d2b8e-3c3a-4f4e-9a51-2b1d0c9e7a10"
 
 
-@pytest.fixture
-def sample_task(stack) -> Task:
-    """The task the sample events name, in progress at the provider."""
+def create_sample_task(callback_url: str | None) -> Task:
+    """The task the sample events name, still `queued`."""
     task = Task.new(
         owner=SAMPLE_OWNER,
         model="sora-2",
@@ -26,13 +25,21 @@ def sample_task(stack) -> Task:
         seconds=8,
         size="1280x720",
         image_url=None,
-        callback_url="https://client.example.com/hooks/sora",
+        callback_url=callback_url,
         provider="acedata",
         retention_days=30,
     ).model_copy(update={"task_id": SAMPLE_ID})
-    store = services.task_store()
-    store.create(task)
-    return store.transition(SAMPLE_ID, Status.IN_PROGRESS, TaskChange(provider_task_id=SAMPLE_PROVIDER_TASK))
+    services.task_store().create(task)
+    return task
+
+
+@pytest.fixture
+def sample_task(stack) -> Task:
+    """The sample task, in progress at the provider."""
+    create_sample_task("https://client.example.com/hooks/sora")
+    return services.task_store().transition(
+        SAMPLE_ID, Status.IN_PROGRESS, TaskChange(provider_task_id=SAMPLE_PROVIDER_TASK)
+    )
 
 
 def with_token(event: dict) -> dict:
@@ -104,18 +111,7 @@ def test_dispatch_event(api, internet, stack, handlers):
     from tests.conftest import LambdaContext
 
     # Given the sample task still queued (the provider was overloaded at submit)
-    task = Task.new(
-        owner=SAMPLE_OWNER,
-        model="sora-2",
-        prompt="A paper boat",
-        seconds=8,
-        size="1280x720",
-        image_url=None,
-        callback_url=None,
-        provider="acedata",
-        retention_days=30,
-    ).model_copy(update={"task_id": SAMPLE_ID})
-    services.task_store().create(task)
+    create_sample_task(callback_url=None)
 
     # When the dispatch function gets the sample event (its receipt handle is not a live one)
     answer = handlers["dispatch"].lambda_handler(load_event("dispatch"), LambdaContext())
