@@ -568,7 +568,6 @@ class LocalApiGateway:
         self.routes = sorted(stack.routes(), key=lambda route: route.path.count("{"))
         self._server = _Server((host, port), _Handler)
         self._server.gateway = self
-        self._thread: threading.Thread | None = None
         self._logs: list[IO[bytes]] = []
         self.pools: dict[str, FunctionPool] = {}
 
@@ -655,14 +654,7 @@ class LocalApiGateway:
             )
             self.pools[function_id] = pool
             pool.start()
-        self._thread = threading.Thread(
-            # A short poll interval makes shutdown() quick.
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="local-api-gateway",
-            daemon=True,
-        )
-        self._thread.start()
+        self._server.start_background("local-api-gateway")
         return self
 
     def wait_ready(self, timeout_s: float = INIT_TIMEOUT_S) -> bool:
@@ -670,11 +662,7 @@ class LocalApiGateway:
         return all(pool.wait_ready(max(0.0, deadline - time.monotonic())) for pool in self.pools.values())
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._server.server_close()
+        self._server.stop_background()
         stop_workers([worker for pool in self.pools.values() for worker in pool.close()])
         for log in self._logs:
             log.close()

@@ -75,7 +75,6 @@ class WebhookReceiver:
         self.secret = secret
         self._server = _Server((host, port), _Handler)
         self._server.receiver = self
-        self._thread: threading.Thread | None = None
         self._cond = threading.Condition()
         self._deliveries: list[Delivery] = []
         self._fail_left = 0
@@ -87,21 +86,11 @@ class WebhookReceiver:
         return f"http://{host}:{port}/hooks/sora"
 
     def start(self) -> WebhookReceiver:
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},  # a quick shutdown(): tests start one per test
-            name="webhook-receiver",
-            daemon=True,
-        )
-        self._thread.start()
+        self._server.start_background("webhook-receiver")
         return self
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-            self._thread = None
-        self._server.server_close()
+        self._server.stop_background()
 
     def __enter__(self) -> WebhookReceiver:
         return self.start()

@@ -150,3 +150,22 @@ class TestVideoObject:
         task = _task(provider_task_id="p-1", video_bytes=10)
         assert Task.from_item(task.to_item()) == task
         assert "video_key" not in task.to_item()  # absent, not NULL
+
+
+def test_a_missing_setting_is_our_500_not_the_callers_404(monkeypatch):
+    from sora_relay import services
+    from sora_relay.errors import ConfigurationError
+    from sora_relay.secret_values import read_secret
+
+    monkeypatch.setenv("TASKS_TABLE_NAME", "t")
+    monkeypatch.setenv("VIDEOS_BUCKET_NAME", "b")
+    monkeypatch.delenv("DISPATCH_QUEUE_URL", raising=False)
+    services.reset()
+    try:
+        with pytest.raises(ConfigurationError) as caught:
+            services.dispatch_queue()
+        assert caught.value.status_code == 500 and caught.value.code == "configuration_error"
+        with pytest.raises(ConfigurationError):
+            read_secret(None, purpose="webhook signing secret")
+    finally:
+        services.reset()

@@ -106,6 +106,13 @@ class UpstreamUnavailable(SoraRelayError):
     code = "video_fetch_unavailable"
 
 
+class ConfigurationError(SoraRelayError):
+    """A setting the running function needs is missing: a deployment fault, ours."""
+
+    status_code = 500
+    code = "configuration_error"
+
+
 class StorageError(SoraRelayError):
     """DynamoDB or S3 failed: our own fault."""
 

@@ -2,19 +2,15 @@
 
 from aws_lambda_powertools.utilities import parameters
 
-from sora_relay.errors import SoraRelayError
+from sora_relay.errors import ConfigurationError
 from sora_relay.settings import get_settings
-
-
-class MissingSecretConfig(SoraRelayError):
-    code = "configuration_error"
 
 
 def read_secret(secret_id: str | None, *, purpose: str) -> str:
     """The secret's string value; cached for `secrets_max_age_seconds` so rotation is picked up."""
     if not secret_id:
-        raise MissingSecretConfig(f"No secret is configured for the {purpose}")
+        raise ConfigurationError(f"No secret is configured for the {purpose}")
     value = parameters.get_secret(secret_id, max_age=get_settings().secrets_max_age_seconds)
     if not isinstance(value, str) or not value:
-        raise MissingSecretConfig(f"The secret for the {purpose} is empty")
+        raise ConfigurationError(f"The secret for the {purpose} is empty")
     return value

@@ -11,7 +11,7 @@ from functools import lru_cache
 import httpx
 
 from sora_relay.aws import dynamodb_client, reset_clients, s3_client, sqs_client
-from sora_relay.errors import NotFound
+from sora_relay.errors import ConfigurationError, NotFound
 from sora_relay.providers.acedata import AceDataSora
 from sora_relay.providers.base import VideoProvider
 from sora_relay.queues import WorkQueue
@@ -69,7 +69,7 @@ def provider(name: str) -> VideoProvider:
 def dispatch_queue() -> WorkQueue:
     url = get_settings().dispatch_queue_url
     if not url:
-        raise NotFound("No dispatch queue is configured", code="configuration_error")
+        raise ConfigurationError("No dispatch queue is configured")
     return WorkQueue(sqs_client(), url)
 
 
