@@ -28,7 +28,12 @@ def sqs_client() -> Any:
     return boto3.client("sqs", config=_CONFIG)
 
 
+@lru_cache(maxsize=1)
+def events_client() -> Any:
+    return boto3.client("events", config=_CONFIG)
+
+
 def reset_clients() -> None:
     """Forget the cached clients (tests switch endpoints between runs)."""
-    for factory in (dynamodb_client, s3_client, sqs_client):
+    for factory in (dynamodb_client, s3_client, sqs_client, events_client):
         factory.cache_clear()

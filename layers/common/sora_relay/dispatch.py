@@ -14,8 +14,7 @@ import random
 from dataclasses import dataclass
 
 from sora_relay import services
-from sora_relay.errors import ProviderUnavailable, SoraRelayError, TransitionRejected
-from sora_relay.finish_task import notify_client
+from sora_relay.errors import ProviderUnavailable, SoraRelayError, StorageError, TransitionRejected
 from sora_relay.observability import logger, metrics
 from sora_relay.providers.base import GenerationRequest
 from sora_relay.retry import with_backoff
@@ -75,6 +74,12 @@ def start_generation(
     except TransitionRejected:
         # A fast provider's callback finished the task before we got here: report what it is now.
         started = services.task_store().get(task.task_id) or task
+    except StorageError:
+        # The provider has the job and will call back with the task id, which finishes the task
+        # from `queued` as well; raising here would only make the client submit it a second time.
+        logger.warning("Could not record in_progress; the callback or the reconciler will finish the task")
+        metrics.add_metric(name="StartNotRecorded", unit="Count", value=1)
+        return task
     metrics.add_metric(name="TaskStarted", unit="Count", value=1)
     logger.info("Task started at the provider", extra={"provider_task_id": provider_task_id})
     return started
@@ -109,11 +114,8 @@ def dispatch_task(task_id: str, public_base_url: str, *, attempt: int) -> Dispat
         start_generation(task, public_base_url)
     except ProviderUnavailable as error:
         if attempt >= get_settings().dispatch_max_attempts:
-            failed = fail_task(
-                task_id, ProviderUnavailable(f"{error.message}; gave up after {attempt} attempts")
-            )
-            if failed is not None:
-                notify_client(failed)  # the client got 202 `queued`; this is how it hears the end
+            # The client got 202 `queued`: the failed transition reaches its webhook via the stream.
+            fail_task(task_id, ProviderUnavailable(f"{error.message}; gave up after {attempt} attempts"))
             metrics.add_metric(name="DispatchGaveUp", unit="Count", value=1)
             logger.warning("Provider still unavailable; task failed", extra={"attempts": attempt})
             return DispatchOutcome("gave_up")
@@ -123,11 +125,7 @@ def dispatch_task(task_id: str, public_base_url: str, *, attempt: int) -> Dispat
         )
         return DispatchOutcome("retry", delay)
     except SoraRelayError:
-        # Refused for good; start_generation recorded why. The client got 202, so tell it.
-        refused = services.task_store().get(task_id)
-        if refused is not None and refused.status is Status.FAILED:
-            notify_client(refused)
-        return DispatchOutcome("failed")
+        return DispatchOutcome("failed")  # refused for good; start_generation recorded why
     return DispatchOutcome("started")
 
 

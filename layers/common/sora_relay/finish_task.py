@@ -2,31 +2,27 @@
 
 On success the video is copied into our bucket first (provider URLs expire), then the task is
 completed with the copy's size and sha256; on failure the provider's code and message are kept.
-Only the writer that wins the conditional state change tells the client, so a duplicate or
-racing result never sends a second webhook.
+Only the writer that wins the conditional state change makes the terminal transition, and the
+table's stream turns that one transition into the client's webhook and the bus event
+(task_events), so a duplicate or racing result never tells anyone twice.
 """
 
 from __future__ import annotations
-
-import time
 
 import httpx
 
 from sora_relay import services
 from sora_relay.errors import (
-    SoraRelayError,
     TransitionRejected,
     UnsafeUrl,
     UpstreamRejected,
     UpstreamUnavailable,
 )
-from sora_relay.models import VideoObject
 from sora_relay.observability import logger, metrics
 from sora_relay.providers.base import ProviderResult, ProviderState
 from sora_relay.settings import get_settings
 from sora_relay.storage import ArchivedVideo, video_key
-from sora_relay.task import Status, Task, TaskChange, WebhookDelivery, now_millis
-from sora_relay.webhooks import event_body, event_id
+from sora_relay.task import Status, Task, TaskChange, now_millis
 
 _VIDEO_TYPES = {"video/mp4", "application/octet-stream", "binary/octet-stream"}
 _READ_CHUNK = 1024 * 1024
@@ -96,7 +92,7 @@ def finish_task(task: Task, result: ProviderResult) -> Task:
         return tasks.get(task.task_id) or task
     metrics.add_metric(name=f"Task{target.value.title().replace('_', '')}", unit="Count", value=1)
     logger.info("Task finished", extra={"status": finished.status.value, "video_bytes": finished.video_bytes})
-    return notify_client(finished)
+    return finished
 
 
 def _failure(code: str, message: str, result: ProviderResult) -> TaskChange:
@@ -106,43 +102,3 @@ def _failure(code: str, message: str, result: ProviderResult) -> TaskChange:
         error_message=message[:1000],
         completed_ms=now_millis(),
     )
-
-
-def notify_client(task: Task) -> Task:
-    """POST the terminal event to the client's callback_url once and record what happened."""
-    if not task.callback_url or not task.status.is_terminal:
-        return task
-    settings = get_settings()
-    now = int(time.time())
-    link = None
-    if task.status is Status.COMPLETED and task.video_key:
-        link = services.video_store().download_link(
-            task.video_key, ttl_seconds=settings.presigned_url_ttl_seconds, now=now
-        )
-    event_type = f"video.{task.status.value}"
-    event = event_id(task.task_id, event_type)
-    body = event_body(event_type, event, now, VideoObject.from_task(task, link).model_dump(mode="json"))
-    try:
-        secret = services.webhook_secret()
-    except SoraRelayError as error:
-        logger.error("No webhook secret; webhook not sent", extra={"reason": error.message})
-        return task
-    outcome = services.webhook_sender().deliver(
-        task.callback_url, secret=secret, event=event, body=body, now=now
-    )
-    previous = task.webhook.attempts if task.webhook and task.webhook.event_id == event else 0
-    delivery = WebhookDelivery(
-        event_id=event,
-        state="delivered" if outcome.delivered else "failed",
-        attempts=previous + 1,
-        last_status_code=outcome.status_code,
-        last_error=outcome.error,
-        last_attempt_ms=now_millis(),
-    )
-    metrics.add_metric(
-        name="WebhookDelivered" if outcome.delivered else "WebhookFailed", unit="Count", value=1
-    )
-    logger.info(
-        "Webhook attempted", extra={"delivered": outcome.delivered, "status_code": outcome.status_code}
-    )
-    return services.task_store().record_webhook(task.task_id, delivery)

@@ -3,7 +3,8 @@
 Run on a schedule. Tasks `in_progress` for longer than a threshold are looked up with the
 provider's batch query (50 ids a call) and finished through the same code path a callback uses.
 A task whose copy to S3 failed is copied again from the URL the provider gave. A task still
-without a result past the hard deadline becomes `failed` with `timeout`.
+without a result past the hard deadline, `in_progress` or still `queued`, becomes `failed` with
+`timeout`. Every terminal transition reaches the client through the table's stream.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from itertools import groupby
 
 from sora_relay import services
 from sora_relay.errors import SoraRelayError, TransitionRejected
-from sora_relay.finish_task import finish_task, notify_client
+from sora_relay.finish_task import finish_task
 from sora_relay.observability import logger, metrics
 from sora_relay.providers.base import ProviderResult, ProviderState
 from sora_relay.settings import get_settings
@@ -26,7 +27,7 @@ def reconcile(now_ms: int | None = None) -> dict[str, int]:
     now_ms = now_ms if now_ms is not None else now_millis()
     stale = services.task_store().list_by_status(
         Status.IN_PROGRESS,
-        created_before_ms=now_ms - settings.reconcile_stale_after_seconds * 1000,
+        created_before_ms=now_ms - int(settings.reconcile_stale_after_seconds * 1000),
         limit=settings.reconcile_max_tasks,
     )
     outcomes: Counter[str] = Counter()
@@ -40,6 +41,14 @@ def reconcile(now_ms: int | None = None) -> dict[str, int]:
             results = {}
         for task in tasks:
             outcomes[_settle(task, results.get(task.provider_task_id or ""), now_ms)] += 1
+    # A task still `queued` past the deadline has outlived every dispatch attempt (about 30 min of
+    # backoff) or lost its start: nothing will move it any more.
+    for task in services.task_store().list_by_status(
+        Status.QUEUED,
+        created_before_ms=now_ms - int(settings.reconcile_deadline_seconds * 1000),
+        limit=settings.reconcile_max_tasks,
+    ):
+        outcomes[_time_out(task)] += 1
     for outcome, count in outcomes.items():
         metrics.add_metric(name=f"Reconciled_{outcome}", unit="Count", value=count)
     logger.info("Reconciled", extra={"outcomes": dict(outcomes), "examined": len(stale)})
@@ -74,7 +83,7 @@ def _settle(task: Task, result: ProviderResult | None, now_ms: int) -> str:
 
 def _time_out(task: Task) -> str:
     try:
-        failed = services.task_store().transition(
+        services.task_store().transition(
             task.task_id,
             Status.FAILED,
             TaskChange(
@@ -85,5 +94,4 @@ def _time_out(task: Task) -> str:
         )
     except TransitionRejected:
         return "already_finished"
-    notify_client(failed)
-    return "timed_out"
+    return "timed_out"  # the stream tells the client

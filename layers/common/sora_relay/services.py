@@ -10,7 +10,8 @@ from functools import lru_cache
 
 import httpx
 
-from sora_relay.aws import dynamodb_client, reset_clients, s3_client, sqs_client
+from sora_relay.aws import dynamodb_client, events_client, reset_clients, s3_client, sqs_client
+from sora_relay.bus import EventBus
 from sora_relay.errors import ConfigurationError, NotFound
 from sora_relay.providers.acedata import AceDataSora
 from sora_relay.providers.base import VideoProvider
@@ -67,10 +68,31 @@ def provider(name: str) -> VideoProvider:
 
 @lru_cache(maxsize=1)
 def dispatch_queue() -> WorkQueue:
-    url = get_settings().dispatch_queue_url
+    return _queue(get_settings().dispatch_queue_url, "dispatch queue")
+
+
+def _queue(url: str | None, name: str) -> WorkQueue:
     if not url:
-        raise ConfigurationError("No dispatch queue is configured")
+        raise ConfigurationError(f"No {name} is configured")
     return WorkQueue(sqs_client(), url)
+
+
+@lru_cache(maxsize=1)
+def webhook_queue() -> WorkQueue:
+    return _queue(get_settings().webhook_queue_url, "webhook queue")
+
+
+@lru_cache(maxsize=1)
+def webhook_dead_letter_queue() -> WorkQueue:
+    return _queue(get_settings().webhook_dead_letter_queue_url, "webhook dead-letter queue")
+
+
+@lru_cache(maxsize=1)
+def event_bus() -> EventBus:
+    name = get_settings().event_bus_name
+    if not name:
+        raise ConfigurationError("No event bus is configured")
+    return EventBus(events_client(), name)
 
 
 @lru_cache(maxsize=1)
@@ -95,6 +117,9 @@ def reset() -> None:
         outbound_http,
         webhook_sender,
         dispatch_queue,
+        webhook_queue,
+        webhook_dead_letter_queue,
+        event_bus,
         get_settings,
     ):
         cached.cache_clear()

@@ -49,16 +49,37 @@ class Settings(BaseSettings):
 
     # The reconciler: tasks with no result after `stale` are looked up at the provider; tasks with
     # no result after `deadline` fail with `timeout`.
-    reconcile_stale_after_seconds: int = Field(900, ge=60)
-    reconcile_deadline_seconds: int = Field(6 * 3600, ge=300)
+    reconcile_stale_after_seconds: float = Field(900, ge=0)
+    reconcile_deadline_seconds: float = Field(6 * 3600, ge=0)
     reconcile_max_tasks: int = Field(500, ge=1)
 
+    # Terminal events: the bus they are published on, and the webhook deliveries. A delivery that
+    # fails is tried again after the next delay of the schedule (seconds; Standard Webhooks' spread,
+    # about 24 h in all); after `webhook_max_attempts` the event goes to the dead-letter queue.
+    event_bus_name: str | None = None
+    webhook_queue_url: str | None = None
+    webhook_dead_letter_queue_url: str | None = None
+    webhook_max_attempts: int = Field(8, ge=1, le=20)
+    webhook_retry_schedule: str = "5,300,1800,7200,18000,28800,28800"
     webhook_timeout_seconds: float = Field(10.0, gt=0)
     video_fetch_timeout_seconds: float = Field(30.0, gt=0)
     max_video_bytes: int = Field(2 * 1024 * MIB, ge=1)
     # S3 multipart part size: the memory a copy holds at once (S3 needs at least 5 MiB).
     video_part_bytes: int = Field(8 * MIB, ge=5 * MIB)
     max_request_body_bytes: int = Field(64 * 1024, ge=1024)
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _check_schedule(cls, value: str) -> str:
+        delays = [float(part) for part in value.split(",") if part.strip()]
+        if not delays or any(delay < 0 or delay > 43200 for delay in delays):
+            raise ValueError("webhook_retry_schedule: 0 to 43200 seconds each, comma-separated")
+        return value
+
+    def webhook_delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1 for the first)."""
+        delays = [float(part) for part in self.webhook_retry_schedule.split(",") if part.strip()]
+        return delays[min(max(attempt, 1), len(delays)) - 1]
 
     @field_validator("public_base_url", "provider_base_url")
     @classmethod

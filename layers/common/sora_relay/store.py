@@ -54,6 +54,11 @@ class TaskStore:
         except (ClientError, BotoCoreError) as error:
             raise StorageError("Could not store the task") from error
 
+    @staticmethod
+    def from_image(image: dict[str, Any]) -> Task:
+        """A task from a stream record's NewImage/OldImage (DynamoDB's typed attribute values)."""
+        return Task.from_item(_from_attrs(image))
+
     def get(self, task_id: str) -> Task | None:
         try:
             answer = self._client.get_item(
@@ -106,13 +111,25 @@ class TaskStore:
             },
         )
 
-    def record_webhook(self, task_id: str, delivery: WebhookDelivery) -> Task:
+    def write_webhook(self, task_id: str, delivery: WebhookDelivery, *, expect_attempts: int) -> Task:
+        """Replace the task's webhook record if it still shows `expect_attempts` attempts.
+
+        The count is the lock: of two deliveries of the same event racing, only the one that read
+        the current count may claim the next attempt; the other gets TransitionRejected.
+        """
+        if expect_attempts == 0:
+            condition = "attribute_exists(task_id) AND attribute_not_exists(webhook)"
+            values: dict[str, Any] = {}
+        else:
+            condition = "webhook.event_id = :event AND webhook.attempts = :seen"
+            values = {":event": delivery.event_id, ":seen": expect_attempts}
         return self._update(
             task_id,
             update="SET webhook = :w, updated_ms = :now ADD #version :one",
-            condition="attribute_exists(task_id)",
+            condition=condition,
             names={"#version": "version"},
             values={
+                **values,
                 ":w": delivery.model_dump(mode="json", exclude_none=True),
                 ":now": now_millis(),
                 ":one": 1,

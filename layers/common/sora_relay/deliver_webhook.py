@@ -1,0 +1,156 @@
+"""Use case: deliver a task's terminal event to the client's callback_url until it is heard.
+
+One SQS message per event (queued by task_events). Each delivery of the message:
+- reads the task; an event already delivered, refused with 410 or given up is done;
+- waits (message hidden again) if the next attempt is not due yet, so a duplicate message never
+  sends ahead of the schedule;
+- claims the next attempt with a conditional write on the attempt count, so two copies of the
+  message never send at once;
+- POSTs the event, signed, with the same `webhook-id` every time, and records the attempt on the
+  task: 2xx delivered, 410 gone (stop), anything else retried after the schedule's next delay;
+  after the last attempt the event goes to the dead-letter queue and the task says `failed`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+
+from sora_relay import services
+from sora_relay.errors import SoraRelayError, TransitionRejected
+from sora_relay.models import VideoObject
+from sora_relay.observability import logger, metrics
+from sora_relay.settings import get_settings
+from sora_relay.task import Task, WebhookAttempt, WebhookDelivery, WebhookState, now_millis
+from sora_relay.webhooks import DeliveryResult, event_body
+
+_LEASE_MARGIN_SECONDS = 20  # a claimed attempt may take the HTTP timeout plus this
+_CLAIM_RACE_DELAY_SECONDS = 2
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    action: str  # delivered | gone | retry | gave_up | wait | done | missing
+    delay_seconds: float = 0
+
+
+class WebhookDeferred(Exception):
+    """The message stays on the queue and comes back after its delay."""
+
+
+def deliver_event(task_id: str, event: str) -> DeliveryOutcome:
+    """One try at delivering `event` of task `task_id`."""
+    logger.append_keys(task_id=task_id, webhook_id=event)
+    store = services.task_store()
+    task = store.get(task_id)
+    if task is None or not task.callback_url or not task.status.is_terminal:
+        logger.warning("No deliverable task for this webhook event")
+        return DeliveryOutcome("missing")
+    current = task.webhook if task.webhook and task.webhook.event_id == event else None
+    if current is not None and current.state.is_final:
+        return DeliveryOutcome("done")
+    now_ms = now_millis()
+    if current is not None and current.next_attempt_ms and current.next_attempt_ms > now_ms:
+        return DeliveryOutcome("wait", (current.next_attempt_ms - now_ms) / 1000)
+
+    settings = get_settings()
+    seen = current.attempts if current else 0
+    attempt = seen + 1
+    lease_ms = int((settings.webhook_timeout_seconds + _LEASE_MARGIN_SECONDS) * 1000)
+    claimed = WebhookDelivery(
+        event_id=event,
+        state=WebhookState.SENDING,
+        attempts=attempt,
+        last_status_code=current.last_status_code if current else None,
+        last_error=current.last_error if current else None,
+        last_attempt_ms=current.last_attempt_ms if current else None,
+        next_attempt_ms=now_ms + lease_ms,
+        history=current.history if current else [],
+    )
+    try:
+        task = store.write_webhook(task_id, claimed, expect_attempts=seen)
+    except TransitionRejected:
+        return DeliveryOutcome("wait", _CLAIM_RACE_DELAY_SECONDS)  # another copy got there first
+
+    result, duration_ms = _post(task, event)
+    done_ms = now_millis()
+    record = WebhookAttempt(
+        attempt=attempt,
+        at_ms=now_ms,
+        status_code=result.status_code,
+        error=result.error,
+        duration_ms=duration_ms,
+    )
+    if result.delivered:
+        state, outcome = WebhookState.DELIVERED, DeliveryOutcome("delivered")
+    elif result.status_code == 410:
+        state, outcome = WebhookState.GONE, DeliveryOutcome("gone")
+    elif attempt >= settings.webhook_max_attempts:
+        state, outcome = WebhookState.FAILED, DeliveryOutcome("gave_up")
+    else:
+        delay = settings.webhook_delay(attempt)
+        state, outcome = WebhookState.RETRYING, DeliveryOutcome("retry", delay)
+    finished = claimed.model_copy(
+        update={
+            "state": state,
+            "last_status_code": result.status_code,
+            "last_error": result.error,
+            "last_attempt_ms": now_ms,
+            "next_attempt_ms": (
+                done_ms + int(outcome.delay_seconds * 1000) if state is WebhookState.RETRYING else None
+            ),
+            "history": [*claimed.history, record],
+        }
+    )
+    store.write_webhook(task_id, finished, expect_attempts=attempt)
+    metrics.add_metric(name=f"Webhook{outcome.action.title().replace('_', '')}", unit="Count", value=1)
+    logger.info(
+        "Webhook attempted",
+        extra={"attempt": attempt, "status_code": result.status_code, "outcome": outcome.action},
+    )
+    return outcome
+
+
+def _post(task: Task, event: str) -> tuple[DeliveryResult, int]:
+    settings = get_settings()
+    now = int(time.time())
+    link = None
+    if task.video_key:
+        link = services.video_store().download_link(
+            task.video_key, ttl_seconds=settings.presigned_url_ttl_seconds, now=now
+        )
+    event_type = f"video.{task.status.value}"
+    # created_at is the transition's time, so every attempt carries the same event.
+    created_at = (task.completed_ms or task.updated_ms) // 1000
+    body = event_body(
+        event_type, event, created_at, VideoObject.from_task(task, link).model_dump(mode="json")
+    )
+    started = time.monotonic()
+    try:
+        secret = services.webhook_secret()
+    except SoraRelayError as error:  # recorded as a failed attempt, and tried again on schedule
+        logger.error("No webhook signing secret", extra={"error_code": error.code})
+        return DeliveryResult(delivered=False, error=f"not sent: {error.message}"), 0
+    result = services.webhook_sender().deliver(
+        task.callback_url or "", secret=secret, event=event, body=body, now=now
+    )
+    return result, int((time.monotonic() - started) * 1000)
+
+
+def deliver_message(body: str, *, receipt_handle: str) -> DeliveryOutcome:
+    """Handle one webhook queue message; raises WebhookDeferred to leave it on the queue."""
+    message = json.loads(body)
+    try:
+        outcome = deliver_event(message["task_id"], message["event_id"])
+    except SoraRelayError as error:
+        # Our own trouble (the table, the secret): the message comes back after its visibility timeout.
+        logger.warning("Webhook delivery could not run", extra={"error_code": error.code})
+        raise
+    if outcome.action in ("retry", "wait"):
+        services.webhook_queue().retry_later(receipt_handle, math.ceil(outcome.delay_seconds))
+        raise WebhookDeferred(f"next attempt in {outcome.delay_seconds:.0f} s")
+    if outcome.action == "gave_up":
+        services.webhook_dead_letter_queue().send({**message, "reason": "every attempt failed"})
+    return outcome
