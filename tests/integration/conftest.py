@@ -21,6 +21,7 @@ from aws_lambda_powertools.utilities import parameters
 from aws_lambda_powertools.utilities.parameters import base as parameters_base
 from moto import mock_aws
 
+from devstack.event_sources import StreamReader, matches_any
 from devstack.mp4 import render_mp4
 from devstack.template import Stack, provision, secret_value
 from sora_relay import idempotency, services, urls
@@ -155,9 +156,12 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def apply_function_env(monkeypatch: pytest.MonkeyPatch, stack: Stack, **overrides: str) -> None:
-    """Every function's environment from the template (they agree where they overlap)."""
+    """Every function's environment from the template (they agree where they overlap, except the
+    intake function's PUBLIC_BASE_URL, which the API functions leave empty: tests that need it set it)."""
     for function_id in stack.functions():
         for name, value in stack.function_environment(function_id).items():
+            if function_id == "IntakeFunction" and name == "PUBLIC_BASE_URL":
+                continue
             monkeypatch.setenv(name, value)
     for name, value in overrides.items():
         monkeypatch.setenv(name, value)
@@ -261,7 +265,8 @@ class Api:
 
 @pytest.fixture(scope="session")
 def handlers() -> dict[str, Any]:
-    return {name: load_handler(name) for name in ("submit", "callback", "status", "dispatch", "reconcile")}
+    names = ("submit", "callback", "status", "dispatch", "reconcile", "task_events", "webhook", "intake")
+    return {name: load_handler(name) for name in names}
 
 
 @pytest.fixture
@@ -296,7 +301,10 @@ def sqs_event(stack: Stack, logical_id: str, *, max_messages: int = 10) -> dict[
     """Receive what is visible on a queue and shape it as the SQS event Lambda would deliver."""
     client = boto3.client("sqs", region_name="us-east-1")
     received = client.receive_message(
-        QueueUrl=stack.refs[logical_id], MaxNumberOfMessages=max_messages, AttributeNames=["All"]
+        QueueUrl=stack.refs[logical_id],
+        MaxNumberOfMessages=max_messages,
+        AttributeNames=["All"],
+        MessageAttributeNames=["All"],
     ).get("Messages", [])
     return {
         "Records": [
@@ -305,7 +313,15 @@ def sqs_event(stack: Stack, logical_id: str, *, max_messages: int = 10) -> dict[
                 "receiptHandle": message["ReceiptHandle"],
                 "body": message["Body"],
                 "attributes": message.get("Attributes", {}),
-                "messageAttributes": {},
+                "messageAttributes": {
+                    name: {
+                        "stringValue": value.get("StringValue"),
+                        "stringListValues": [],
+                        "binaryListValues": [],
+                        "dataType": value["DataType"],
+                    }
+                    for name, value in (message.get("MessageAttributes") or {}).items()
+                },
                 "md5OfBody": message["MD5OfBody"],
                 "eventSource": "aws:sqs",
                 "eventSourceARN": stack.attributes[(logical_id, "Arn")],
@@ -314,3 +330,96 @@ def sqs_event(stack: Stack, logical_id: str, *, max_messages: int = 10) -> dict[
             for message in received
         ]
     }
+
+
+def run_queue(stack: Stack, logical_id: str, handler: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One poll of a queue into its function, as Lambda's event source mapping does it: the
+    messages the function does not report as failed are deleted; the others stay (hidden for
+    their visibility timeout, or for the delay the function set). Returns the event and answer."""
+    event = sqs_event(stack, logical_id)
+    if not event["Records"]:
+        return event, {"batchItemFailures": []}
+    answer = handler.lambda_handler(event, LambdaContext())
+    failed = {item["itemIdentifier"] for item in answer.get("batchItemFailures", [])}
+    done = [record for record in event["Records"] if record["messageId"] not in failed]
+    if done:
+        boto3.client("sqs", region_name="us-east-1").delete_message_batch(
+            QueueUrl=stack.refs[logical_id],
+            Entries=[{"Id": str(n), "ReceiptHandle": r["receiptHandle"]} for n, r in enumerate(done)],
+        )
+    return event, answer
+
+
+@dataclass
+class Downstream:
+    """What follows a terminal transition, run the way Lambda would run it, in process: the table's
+    stream (through the template's filter) into TaskEventsFunction, the webhook queue into
+    WebhookFunction, and a rule on the bus copying every event to a queue the test reads."""
+
+    stack: Stack
+    handlers: dict[str, Any]
+    reader: Any
+    filters: list[Any]
+    tap_url: str
+    stream_batches: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    def pump_stream(self) -> dict[str, Any]:
+        records = [record for record in self.reader.read() if matches_any(self.filters, record)]
+        if not records:
+            return {"batchItemFailures": []}
+        event = {"Records": records}
+        self.stream_batches.append(event)
+        return self.handlers["task_events"].lambda_handler(event, LambdaContext())
+
+    def pump_webhooks(self, *, rounds: int = 5) -> list[dict[str, Any]]:
+        answers = []
+        for _ in range(rounds):
+            event, answer = run_queue(self.stack, "WebhookQueue", self.handlers["webhook"])
+            if not event["Records"]:
+                break
+            answers.append(answer)
+        return answers
+
+    def pump(self) -> None:
+        """Stream, then webhooks: what a client would see shortly after a task finishes."""
+        answer = self.pump_stream()
+        assert answer == {"batchItemFailures": []}, answer
+        self.pump_webhooks()
+
+    def bus_events(self) -> list[dict[str, Any]]:
+        """Every event published on the bus so far (the tap queue is drained into `events`)."""
+        client = boto3.client("sqs", region_name="us-east-1")
+        while True:
+            messages = client.receive_message(QueueUrl=self.tap_url, MaxNumberOfMessages=10).get(
+                "Messages", []
+            )
+            if not messages:
+                return self.events
+            for message in messages:
+                self.events.append(json.loads(message["Body"]))
+                client.delete_message(QueueUrl=self.tap_url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def stream_filters(stack: Stack, function_id: str = "TaskEventsFunction") -> list[Any]:
+    events = stack.functions()[function_id]["Properties"]["Events"]
+    source = next(event for event in events.values() if event["Type"] == "DynamoDB")
+    return [entry["Pattern"] for entry in source["Properties"].get("FilterCriteria", {}).get("Filters", [])]
+
+
+@pytest.fixture
+def downstream(stack: Stack, handlers: dict[str, Any], internet: FakeInternet) -> Downstream:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    tap_url = sqs.create_queue(QueueName="test-event-tap")["QueueUrl"]
+    tap_arn = sqs.get_queue_attributes(QueueUrl=tap_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    events = boto3.client("events", region_name="us-east-1")
+    bus = stack.refs["EventBus"]
+    events.put_rule(Name="tap", EventBusName=bus, EventPattern=json.dumps({"source": ["sora-relay"]}))
+    events.put_targets(Rule="tap", EventBusName=bus, Targets=[{"Id": "tap", "Arn": tap_arn}])
+    reader = StreamReader(
+        boto3.client("dynamodbstreams", region_name="us-east-1"),
+        stack.attributes[("TasksTable", "StreamArn")],
+    )
+    return Downstream(stack, handlers, reader, stream_filters(stack), tap_url)

@@ -82,7 +82,7 @@ def test_a_malformed_callback_body_is_400_and_changes_nothing(api, internet, sta
     assert _item(stack, video["id"])["status"]["S"] == "in_progress"
 
 
-def test_a_duplicate_callback_is_200_and_changes_nothing(api, internet, stack):
+def test_a_duplicate_callback_is_200_and_changes_nothing(api, internet, stack, downstream):
     # Given a task the provider already completed
     video, call = submitted(api, internet)
     body = internet.success_body(call)
@@ -97,7 +97,9 @@ def test_a_duplicate_callback_is_200_and_changes_nothing(api, internet, stack):
     assert again[0] == 200 and again[2] == {"received": True, "changed": False, "status": "completed"}
     assert late_failure[0] == 200 and late_failure[2]["status"] == "completed"
     assert _item(stack, video["id"]) == after_first
+    downstream.pump()
     assert len(internet.fetched_urls) == 1 and len(internet.webhooks) == 1
+    assert len(downstream.stream_batches) == 1 and len(downstream.stream_batches[0]["Records"]) == 1
 
 
 def test_a_callback_before_submit_recorded_in_progress_still_completes(api, internet, stack):
@@ -142,7 +144,7 @@ def test_a_callback_before_submit_recorded_in_progress_still_completes(api, inte
     ],
 )
 def test_a_video_that_cannot_be_used_fails_the_task_and_leaves_no_object(
-    api, internet, stack, response, code
+    api, internet, stack, response, code, downstream
 ):
     video, call = submitted(api, internet)
     internet.videos["/bad.mp4"] = response
@@ -153,6 +155,7 @@ def test_a_video_that_cannot_be_used_fails_the_task_and_leaves_no_object(
     item = _item(stack, video["id"])
     assert item["status"]["S"] == "failed" and item["error_code"]["S"] == code
     assert _objects(stack) == []
+    downstream.pump()
     assert json.loads(internet.webhooks[0].content)["type"] == "video.failed"
 
 
@@ -181,7 +184,9 @@ def test_a_video_larger_than_the_limit_is_refused_while_streaming(api, internet,
     assert uploads.get("Uploads", []) == []  # the partial upload was aborted
 
 
-def test_a_transient_video_failure_keeps_the_task_running_with_the_url_recorded(api, internet, stack):
+def test_a_transient_video_failure_keeps_the_task_running_with_the_url_recorded(
+    api, internet, stack, downstream
+):
     video, call = submitted(api, internet)
     internet.videos["/flaky.mp4"] = lambda: httpx.Response(503, text="try later")
     status, _, answer = api.callback(
@@ -191,4 +196,5 @@ def test_a_transient_video_failure_keeps_the_task_running_with_the_url_recorded(
     item = _item(stack, video["id"])
     assert item["copy_error"]["S"] == "The video URL answered HTTP 503"
     assert item["provider_video_url"]["S"].endswith("/flaky.mp4")
-    assert internet.webhooks == []
+    downstream.pump()
+    assert internet.webhooks == [] and downstream.stream_batches == []

@@ -149,7 +149,7 @@ def test_a_repeat_delivery_of_a_started_task_does_nothing(queued_task, stack, in
     assert len(internet.provider_calls) == calls
 
 
-def test_giving_up_tells_the_client(api, internet, stack, handlers, monkeypatch, webhook_secret):
+def test_giving_up_tells_the_client(api, internet, stack, handlers, monkeypatch, webhook_secret, downstream):
     from standardwebhooks import Webhook
 
     from sora_relay.settings import get_settings
@@ -161,14 +161,16 @@ def test_giving_up_tells_the_client(api, internet, stack, handlers, monkeypatch,
     get_settings.cache_clear()
     internet.create_failures.append(overloaded(500))
     _dispatch(handlers, sqs_event(stack, "DispatchQueue"))
+    downstream.pump()
     payload = Webhook(webhook_secret).verify(internet.webhooks[0].content, dict(internet.webhooks[0].headers))
     assert payload["type"] == "video.failed" and payload["data"]["id"] == video["id"]
     assert payload["data"]["error"]["code"] == "provider_unavailable"
 
 
-def test_a_refusal_during_dispatch_tells_the_client(queued_task, internet, handlers, stack):
+def test_a_refusal_during_dispatch_tells_the_client(queued_task, internet, handlers, stack, downstream):
     internet.create_failures.append(
         httpx.Response(400, json={"error": {"code": "bad_request", "message": "no"}})
     )
     _dispatch(handlers, sqs_event(stack, "DispatchQueue"))
+    downstream.pump()
     assert json.loads(internet.webhooks[0].content)["data"]["error"]["code"] == "provider_rejected"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import boto3
 import pytest
 
 from sora_relay import services
@@ -61,6 +62,11 @@ def test_every_event_file_is_covered_here():
         "list",
         "content",
         "dispatch",
+        "task-completed-stream",
+        "webhook",
+        "intake",
+        "intake-invalid",
+        "reconcile",
     }
 
 
@@ -78,13 +84,14 @@ def test_submit_invalid_event(api):
     assert status == 400 and answer["error"]["param"] == "model"
 
 
-def test_callback_events(api, internet, sample_task):
+def test_callback_events(api, internet, sample_task, downstream):
     assert api.call("callback", load_event("callback-bad-token"))[0] == 401
     assert (
         api.call("callback", load_event("callback-success"))[0] == 401
     )  # its placeholder token is not valid
     status, _, answer = api.call("callback", with_token(load_event("callback-success")))
     assert status == 200 and answer["status"] == "completed"
+    downstream.pump()
     assert internet.fetched_urls and json.loads(internet.webhooks[0].content)["type"] == "video.completed"
     status, _, answer = api.call("callback", with_token(load_event("callback-failure")))
     assert status == 200 and answer == {"received": True, "changed": False, "status": "completed"}
@@ -123,3 +130,55 @@ def test_dispatch_event(api, internet, stack, handlers):
     assert internet.last_call()["body"]["callback_url"].startswith(
         "https://abc123.execute-api.us-east-1.amazonaws.com/live/v1/callbacks/acedata/" + SAMPLE_ID
     )
+
+
+def test_task_completed_stream_event(api, internet, stack, handlers, downstream):
+    from tests.conftest import LambdaContext
+
+    answer = handlers["task_events"].lambda_handler(load_event("task-completed-stream"), LambdaContext())
+    assert answer == {"batchItemFailures": []}
+    [event] = downstream.bus_events()
+    assert event["detail-type"] == "Video Generation Completed" and event["detail"]["id"] == SAMPLE_ID
+    queued = json.loads(
+        boto3.client("sqs", region_name="us-east-1").receive_message(QueueUrl=stack.refs["WebhookQueue"])[
+            "Messages"
+        ][0]["Body"]
+    )
+    assert queued == json.loads(load_event("webhook")["Records"][0]["body"])
+
+
+def test_webhook_event(api, internet, sample_task, handlers, stack):
+    from tests.conftest import LambdaContext
+
+    api.call("callback", with_token(load_event("callback-success")))
+    answer = handlers["webhook"].lambda_handler(load_event("webhook"), LambdaContext())
+    assert answer == {"batchItemFailures": []}
+    [hook] = internet.webhooks
+    assert hook.headers["webhook-id"] == "evt_0123456789abcdef0123456789abcdef_completed"
+    assert services.task_store().get(SAMPLE_ID).webhook.state == "delivered"
+
+
+def test_intake_events(api, internet, stack, handlers, monkeypatch, downstream):
+    from sora_relay import idempotency
+    from tests.conftest import LambdaContext
+
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://abc123.execute-api.us-east-1.amazonaws.com/live")
+    services.reset()
+    idempotency.reset()
+    assert handlers["intake"].lambda_handler(load_event("intake"), LambdaContext()) == {
+        "batchItemFailures": []
+    }
+    assert handlers["intake"].lambda_handler(load_event("intake-invalid"), LambdaContext()) == {
+        "batchItemFailures": []
+    }
+    events = {event["detail-type"]: event["detail"] for event in downstream.bus_events()}
+    assert events["Video Submission Accepted"]["idempotency_key"] == "order-2026-11-24-0001"
+    assert events["Video Submission Accepted"]["video"]["seconds"] == "8"
+    assert events["Video Submission Rejected"]["error"]["param"] == "prompt"
+
+
+def test_reconcile_event(api, internet, sample_task, handlers):
+    from tests.conftest import LambdaContext
+
+    # The sample task is fresh, so the scheduled run finds nothing to do yet.
+    assert handlers["reconcile"].lambda_handler(load_event("reconcile"), LambdaContext()) == {}

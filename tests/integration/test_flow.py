@@ -11,7 +11,7 @@ from standardwebhooks import Webhook
 from tests.integration.conftest import CLIENT_HOST, VALID, submitted
 
 
-def test_submit_callback_status_content(api, internet, s3, stack, webhook_secret, mp4_bytes):
+def test_submit_callback_status_content(api, internet, s3, stack, webhook_secret, mp4_bytes, downstream):
     # Given a submitted task
     video, call = submitted(api, internet, model="sora-2-pro", duration=8, size="1792x1024")
     assert video["status"] == "in_progress"
@@ -47,7 +47,10 @@ def test_submit_callback_status_content(api, internet, s3, stack, webhook_secret
     assert "X-Amz-Algorithm=AWS4-HMAC-SHA256" in done["download_url"]
     assert done["download_expires_at"] > done["completed_at"]
 
-    # And the client's webhook was signed per Standard Webhooks and carries the video object
+    # And once the table's stream has run, the client's webhook was signed per Standard Webhooks
+    # and carries the video object
+    assert internet.webhooks == []
+    downstream.pump()
     assert len(internet.webhooks) == 1
     hook = internet.webhooks[0]
     assert hook.headers["host"] == CLIENT_HOST
@@ -71,7 +74,7 @@ def test_submit_callback_status_content(api, internet, s3, stack, webhook_secret
 
 
 def test_failure_callback_records_the_provider_reason_and_tells_the_client(
-    api, internet, stack, webhook_secret
+    api, internet, stack, webhook_secret, downstream
 ):
     # Given a submitted task
     video, call = submitted(api, internet)
@@ -87,13 +90,14 @@ def test_failure_callback_records_the_provider_reason_and_tells_the_client(
     assert failed["status"] == "failed"
     assert failed["error"] == {"code": "api_error", "message": "content policy"}
     assert failed["download_url"] is None
+    downstream.pump()
     payload = Webhook(webhook_secret).verify(internet.webhooks[0].content, dict(internet.webhooks[0].headers))
     assert payload["type"] == "video.failed" and payload["data"]["error"]["code"] == "api_error"
     status, _, error = api.get(video["id"], content=True)
     assert status == 404 and error["error"]["code"] == "video_not_ready"
 
 
-def test_webhook_receiver_down_is_recorded_not_fatal(api, internet, stack):
+def test_webhook_receiver_down_is_recorded_and_retried_later(api, internet, stack, downstream):
     # Given a client whose receiver answers 503
     internet.webhook_status = 503
     video, call = submitted(api, internet)
@@ -101,19 +105,22 @@ def test_webhook_receiver_down_is_recorded_not_fatal(api, internet, stack):
     # When the task completes
     status, _, answer = api.callback(call["body"]["callback_url"], internet.success_body(call))
 
-    # Then the task is still completed and the failed attempt is on record
+    # Then the task is still completed, the failed attempt is on record and the next is scheduled
     assert status == 200 and answer["status"] == "completed"
+    downstream.pump()
     webhook = _item(stack, video["id"])["webhook"]["M"]
-    assert webhook["state"]["S"] == "failed"
+    assert webhook["state"]["S"] == "retrying"
     assert webhook["last_status_code"]["N"] == "503"
     assert webhook["attempts"]["N"] == "1"
+    assert int(webhook["next_attempt_ms"]["N"]) > int(webhook["last_attempt_ms"]["N"])
 
 
-def test_no_callback_url_means_no_webhook(api, internet, stack):
+def test_no_callback_url_means_no_webhook(api, internet, stack, downstream):
     status, _, video = api.submit({"prompt": "no webhook please"})
     assert status == 202
     call = internet.last_call()
     api.callback(call["body"]["callback_url"], internet.success_body(call))
+    downstream.pump()
     assert internet.webhooks == []
     assert "webhook" not in _item(stack, video["id"])
 
@@ -125,9 +132,10 @@ def _item(stack, task_id: str) -> dict:
     return client.get_item(TableName=stack.refs["TasksTable"], Key={"task_id": {"S": task_id}})["Item"]
 
 
-def test_webhook_body_is_compact_json(api, internet):
+def test_webhook_body_is_compact_json(api, internet, downstream):
     _, call = submitted(api, internet)
     api.callback(call["body"]["callback_url"], internet.success_body(call))
+    downstream.pump()
     body = internet.webhooks[0].content
     assert json.loads(body)["object"] == "event"
     assert internet.webhooks[0].headers["content-type"] == "application/json"

@@ -9,7 +9,7 @@ import httpx
 
 from sora_relay.task import now_millis
 from tests.conftest import LambdaContext
-from tests.integration.conftest import submitted
+from tests.integration.conftest import VALID, submitted
 
 MINUTE_MS = 60_000
 
@@ -35,7 +35,9 @@ def _reconcile(handlers) -> dict:
     return handlers["reconcile"].lambda_handler({"source": "aws.scheduler"}, LambdaContext())
 
 
-def test_a_lost_callback_is_finished_from_the_provider_query(api, internet, stack, handlers, mp4_bytes):
+def test_a_lost_callback_is_finished_from_the_provider_query(
+    api, internet, stack, handlers, mp4_bytes, downstream
+):
     # Given a task whose callback never came, long finished at the provider
     video, call = submitted(api, internet)
     _age(stack, video["id"], 20)
@@ -48,6 +50,7 @@ def test_a_lost_callback_is_finished_from_the_provider_query(api, internet, stac
     assert outcomes == {"completed": 1}
     task = _task(stack, video["id"])
     assert task["status"] == "completed" and int(task["video_bytes"]) == len(mp4_bytes)
+    downstream.pump()
     assert json.loads(internet.webhooks[0].content)["type"] == "video.completed"
     assert internet.queries == [[call["task_id"]]]
 
@@ -87,12 +90,13 @@ def test_a_failed_copy_is_copied_again(api, internet, stack, handlers, mp4_bytes
     assert internet.queries == []
 
 
-def test_past_the_deadline_a_task_times_out(api, internet, stack, handlers):
+def test_past_the_deadline_a_task_times_out(api, internet, stack, handlers, downstream):
     video, _ = submitted(api, internet)
     _age(stack, video["id"], 7 * 60)
     assert _reconcile(handlers) == {"timed_out": 1}
     task = _task(stack, video["id"])
     assert task["status"] == "failed" and task["error_code"] == "timeout"
+    downstream.pump()
     assert json.loads(internet.webhooks[0].content)["type"] == "video.failed"
 
 
@@ -102,3 +106,17 @@ def test_the_provider_is_asked_50_ids_at_a_time(api, internet, stack, handlers):
         _age(stack, task_id, 20)
     assert _reconcile(handlers) == {"still_running": 55}
     assert sorted(len(batch) for batch in internet.queries) == [5, 50]
+
+
+def test_a_task_still_queued_past_the_deadline_times_out(api, internet, stack, handlers, downstream):
+    # Given a task the provider never accepted (its dispatch gave up silently, or its start was lost)
+    internet.create_failures.append(httpx.Response(503, json={"error": {"code": "busy", "message": "x"}}))
+    status, _, video = api.submit(VALID)
+    assert status == 202 and video["status"] == "queued"
+    _age(stack, video["id"], 7 * 60)
+
+    # When the reconciler runs, it fails it with timeout, and the client hears it
+    assert _reconcile(handlers) == {"timed_out": 1}
+    assert _task(stack, video["id"])["error_code"] == "timeout"
+    downstream.pump()
+    assert json.loads(internet.webhooks[0].content)["data"]["error"]["code"] == "timeout"

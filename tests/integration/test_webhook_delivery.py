@@ -1,0 +1,192 @@
+"""Webhook redelivery: from the table's stream to the client, on a schedule, until it is heard."""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from standardwebhooks import Webhook
+
+from devstack.template import load_template
+from sora_relay import services
+from sora_relay.errors import TransitionRejected
+from sora_relay.settings import Settings, get_settings
+from sora_relay.task import WebhookDelivery, WebhookState
+from tests.integration.conftest import submitted
+
+
+def _task(stack, task_id: str) -> dict:
+    item = boto3.client("dynamodb", region_name="us-east-1").get_item(
+        TableName=stack.refs["TasksTable"], Key={"task_id": {"S": task_id}}
+    )["Item"]
+    from sora_relay.store import TaskStore
+
+    return TaskStore.from_image(item).model_dump(mode="json")
+
+
+def _queue_counts(stack, logical_id: str) -> tuple[int, int]:
+    attributes = boto3.client("sqs", region_name="us-east-1").get_queue_attributes(
+        QueueUrl=stack.refs[logical_id], AttributeNames=["All"]
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]), int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+def _settings(monkeypatch, **values: str) -> None:
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def completed(api, internet):
+    """A task completed by its provider callback (the webhook not yet sent)."""
+
+    def make():
+        video, call = submitted(api, internet)
+        status, _, answer = api.callback(call["body"]["callback_url"], internet.success_body(call))
+        assert status == 200 and answer["status"] == "completed"
+        return video
+
+    return make
+
+
+def test_a_receiver_that_fails_three_times_gets_the_same_event_on_the_fourth(
+    completed, internet, stack, downstream, monkeypatch, webhook_secret
+):
+    # Given a schedule with no waiting (the real one waits 5 s, 5 min, 30 min, ...)
+    _settings(monkeypatch, WEBHOOK_RETRY_SCHEDULE="0")
+    video = completed()
+    answers = iter([503, 500, 429, 204])
+
+    # When the receiver answers 503, 500 and 429 before it accepts
+    downstream.pump_stream()
+    for _ in range(4):
+        internet.webhook_status = next(answers)
+        downstream.pump_webhooks(rounds=1)
+
+    # Then it got four POSTs of one event: the same webhook-id and payload id, each verifiable
+    assert len(internet.webhooks) == 4
+    ids = {hook.headers["webhook-id"] for hook in internet.webhooks}
+    assert ids == {f"evt_{video['id'].removeprefix('video_')}_completed"}
+    payloads = [
+        Webhook(webhook_secret).verify(hook.content, dict(hook.headers)) for hook in internet.webhooks
+    ]
+    assert {payload["id"] for payload in payloads} == ids
+    assert {payload["created_at"] for payload in payloads} == {payloads[0]["created_at"]}
+
+    # And every attempt is on the task, and the queue is empty
+    webhook = _task(stack, video["id"])["webhook"]
+    assert webhook["state"] == "delivered" and webhook["attempts"] == 4
+    assert [attempt["status_code"] for attempt in webhook["history"]] == [503, 500, 429, 204]
+    assert [attempt["attempt"] for attempt in webhook["history"]] == [1, 2, 3, 4]
+    assert _queue_counts(stack, "WebhookQueue") == (0, 0)
+    assert _queue_counts(stack, "WebhookDeadLetterQueue") == (0, 0)
+
+
+def test_a_failed_attempt_hides_the_message_until_the_next_one_is_due(completed, internet, stack, downstream):
+    internet.webhook_status = 503
+    video = completed()
+    downstream.pump()
+    # The first delay of the schedule is 5 s: the message is on the queue, hidden.
+    assert _queue_counts(stack, "WebhookQueue") == (0, 1)
+    webhook = _task(stack, video["id"])["webhook"]
+    assert webhook["state"] == "retrying" and webhook["attempts"] == 1
+    assert 4000 <= webhook["next_attempt_ms"] - webhook["history"][0]["at_ms"] <= 7000
+    assert len(internet.webhooks) == 1
+
+
+def test_410_gone_stops_delivery(completed, internet, stack, downstream, monkeypatch):
+    _settings(monkeypatch, WEBHOOK_RETRY_SCHEDULE="0")
+    internet.webhook_status = 410
+    video = completed()
+    downstream.pump()
+    downstream.pump_webhooks()
+    assert len(internet.webhooks) == 1
+    webhook = _task(stack, video["id"])["webhook"]
+    assert webhook["state"] == "gone" and webhook["attempts"] == 1 and webhook["last_status_code"] == 410
+    assert _queue_counts(stack, "WebhookQueue") == (0, 0)
+    assert _queue_counts(stack, "WebhookDeadLetterQueue") == (0, 0)
+
+
+def test_after_the_last_attempt_the_event_goes_to_the_dead_letter_queue(
+    completed, internet, stack, downstream, monkeypatch
+):
+    _settings(monkeypatch, WEBHOOK_RETRY_SCHEDULE="0", WEBHOOK_MAX_ATTEMPTS="3")
+    internet.webhook_status = 500
+    video = completed()
+    downstream.pump_stream()
+    downstream.pump_webhooks(rounds=10)
+    assert len(internet.webhooks) == 3
+    webhook = _task(stack, video["id"])["webhook"]
+    assert webhook["state"] == "failed" and webhook["attempts"] == 3 and len(webhook["history"]) == 3
+    assert _queue_counts(stack, "WebhookQueue") == (0, 0)
+    dead = boto3.client("sqs", region_name="us-east-1").receive_message(
+        QueueUrl=stack.refs["WebhookDeadLetterQueue"]
+    )["Messages"]
+    assert json.loads(dead[0]["Body"]) == {
+        "task_id": video["id"],
+        "event_id": webhook["event_id"],
+        "type": "video.completed",
+        "reason": "every attempt failed",
+    }
+
+
+def test_a_duplicate_message_never_sends_twice(completed, internet, stack, downstream):
+    # Given the stream handed the same transition over twice (two identical webhook messages)
+    video = completed()
+    downstream.pump_stream()
+    queue = services.webhook_queue()
+    message = {
+        "task_id": video["id"],
+        "event_id": f"evt_{video['id'].removeprefix('video_')}_completed",
+        "type": "video.completed",
+    }
+    queue.send(message)
+
+    # When both are delivered
+    downstream.pump_webhooks()
+
+    # Then the client heard the event once
+    assert len(internet.webhooks) == 1
+    assert _task(stack, video["id"])["webhook"]["attempts"] == 1
+
+
+def test_a_duplicate_waits_for_the_schedule_instead_of_sending_early(completed, internet, stack, downstream):
+    internet.webhook_status = 503
+    video = completed()
+    downstream.pump()  # attempt 1 failed; attempt 2 is due in 5 s
+    services.webhook_queue().send(
+        {
+            "task_id": video["id"],
+            "event_id": f"evt_{video['id'].removeprefix('video_')}_completed",
+            "type": "video.completed",
+        }
+    )
+    downstream.pump_webhooks()
+    assert len(internet.webhooks) == 1  # the copy was hidden until then, not sent
+    assert _queue_counts(stack, "WebhookQueue") == (0, 2)
+
+
+def test_only_one_writer_claims_an_attempt(completed, stack):
+    video = completed()
+    store = services.task_store()
+    claim = WebhookDelivery(event_id="evt_x_completed", state=WebhookState.SENDING, attempts=1)
+    store.write_webhook(video["id"], claim, expect_attempts=0)
+    with pytest.raises(TransitionRejected):
+        store.write_webhook(video["id"], claim, expect_attempts=0)
+    with pytest.raises(TransitionRejected):
+        store.write_webhook(video["id"], claim.model_copy(update={"attempts": 2}), expect_attempts=2)
+    store.write_webhook(video["id"], claim.model_copy(update={"attempts": 2}), expect_attempts=1)
+
+
+def test_the_default_schedule_spans_about_a_day_within_sqs_limits():
+    settings = Settings(tasks_table_name="t", videos_bucket_name="b")
+    parameters = load_template()["Parameters"]
+    attempts = int(parameters["WebhookMaxAttempts"]["Default"])
+    delays = [settings.webhook_delay(attempt) for attempt in range(1, attempts)]
+    assert delays == [5, 300, 1800, 7200, 18000, 28800, 28800]
+    assert 23 * 3600 <= sum(delays) <= 25 * 3600
+    assert max(delays) <= 43200  # SQS's longest visibility timeout
