@@ -12,7 +12,7 @@ processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failu
 
 @tracer.capture_method
 def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
-    key = record.message_attributes.get(KEY_ATTRIBUTE)
+    key = record.message_attributes[KEY_ATTRIBUTE]  # None when absent (Powertools' __getitem__)
     submit_message(
         record.body,
         message_id=record.message_id,

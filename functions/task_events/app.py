@@ -7,7 +7,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from sora_relay.observability import logger, metrics, tracer
 from sora_relay.task_events import publish_transition
 
-processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
+# A failed record is reported (batchItemFailures): Lambda retries the stream from it, in order.
+processor = BatchProcessor(event_type=EventType.DynamoDBStreams, raise_on_entire_batch_failure=False)
 
 
 @tracer.capture_method

@@ -160,10 +160,11 @@ def test_webhook_event(api, internet, sample_task, handlers, stack):
 
 def test_intake_events(api, internet, stack, handlers, monkeypatch, downstream):
     from sora_relay import idempotency
+    from sora_relay.settings import get_settings
     from tests.conftest import LambdaContext
 
     monkeypatch.setenv("PUBLIC_BASE_URL", "https://abc123.execute-api.us-east-1.amazonaws.com/live")
-    services.reset()
+    get_settings.cache_clear()
     idempotency.reset()
     assert handlers["intake"].lambda_handler(load_event("intake"), LambdaContext()) == {
         "batchItemFailures": []

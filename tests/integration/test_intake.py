@@ -9,13 +9,15 @@ import httpx
 import pytest
 
 from sora_relay import idempotency, services
+from sora_relay.settings import get_settings
+from tests.conftest import LambdaContext
 from tests.integration.conftest import VALID, run_queue
 
 
 @pytest.fixture
 def intake(stack, internet, downstream, monkeypatch, handlers):
     monkeypatch.setenv("PUBLIC_BASE_URL", "https://api.sora-relay.test/live")
-    services.reset()
+    get_settings.cache_clear()
     idempotency.reset()
 
     class Intake:
@@ -61,7 +63,7 @@ def test_a_redelivered_message_makes_no_second_task(intake, handlers, internet):
     intake.send(VALID)
     event, _ = intake.run()
     # Lambda hands the same message over again (its visibility ran out before the delete, say)
-    assert handlers["intake"].lambda_handler(event, None) == {"batchItemFailures": []}
+    assert handlers["intake"].lambda_handler(event, LambdaContext()) == {"batchItemFailures": []}
     assert len(intake.tasks()) == 1 and len(internet.provider_calls) == 1
     accepted = intake.events("Video Submission Accepted")
     assert len(accepted) == 2 and len({event["detail"]["video"]["id"] for event in accepted}) == 1
@@ -107,7 +109,8 @@ def test_a_key_reused_with_another_body_is_rejected(intake):
 def test_our_own_failure_leaves_the_message_for_a_retry(intake, monkeypatch):
     message_id = intake.send(VALID)
     monkeypatch.setenv("TASKS_TABLE_NAME", "no-such-table")
-    services.reset()
+    get_settings.cache_clear()
+    services.task_store.cache_clear()
     _, answer = intake.run()
     assert answer == {"batchItemFailures": [{"itemIdentifier": message_id}]}
     assert intake.events("Video Submission Rejected") == []
