@@ -21,13 +21,16 @@ BUILD_DIR := .aws-sam/build
 HOST_ARCH := $(shell uname -m | sed -e 's/^aarch64$$/arm64/')
 HOST_BUILD_DIR := $(if $(filter arm64,$(HOST_ARCH)),$(BUILD_DIR),.aws-sam/build-$(HOST_ARCH))
 
-.PHONY: help demo run .venv tools lint-template lint test build deploy clean distclean
+.PHONY: help demo load run .venv tools lint-template lint test build deploy clean distclean
 
 help: ## list the targets
 	@grep -hE '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 demo: .venv ## local stack, one video end to end (CLI, signed webhook, MP4 checks), then stop
 	$(VENV)/bin/python -m devstack demo
+
+load: .venv ## 300 tasks at once through the local gateway, faults on: lost, duplicates, throughput
+	$(VENV)/bin/python -m devstack load --tasks $(or $(TASKS),300)
 
 run: .venv ## local stack on 127.0.0.1 until Ctrl-C; prints the API URL, keys and ready commands
 	$(VENV)/bin/python -m devstack run

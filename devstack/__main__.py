@@ -107,9 +107,7 @@ def _print_banner(stack: LocalStack, args: argparse.Namespace) -> None:
         f"sora-relay submit {shlex.quote(prompt)} --wait --out video.mp4"
     )
     logs = "this console (--verbose)" if args.verbose else f"{_relative(DEFAULT_LOG_DIR)}/"
-    consumers = ", ".join(
-        f"{source.queue_url.rsplit('/', 1)[-1]} -> {source.function_id}" for source in stack.event_sources
-    )
+    consumers = ", ".join(source.description for source in stack.event_sources)
     print(
         f"""sora-relay local stack is up (Ctrl-C stops it)
 
@@ -302,13 +300,80 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser.add_argument("--delay", type=float, default=1.0, help="seconds until the provider calls back")
     demo_parser.add_argument("--out", default=str(ROOT / ".devstack" / "demo.mp4"), help="where the MP4 goes")
     demo_parser.add_argument("--verbose", action="store_true", help="function and API logs on the console")
+
+    load_parser = commands.add_parser(
+        "load", help="submit many tasks at once with faults on; print lost, duplicates, throughput"
+    )
+    load_parser.add_argument("--tasks", type=int, default=300)
+    load_parser.add_argument("--concurrency", type=int, default=300, help="submits in flight at once")
+    load_parser.add_argument("--workers", type=int, default=4, help="instances per function (default 4)")
+    load_parser.add_argument(
+        "--aws-fault-rate",
+        type=float,
+        default=0.02,
+        help="share of DynamoDB and S3 calls that fail (0 = off)",
+    )
+    load_parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for every task")
+    load_parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    load_parser.add_argument("--verbose", action="store_true", help="function and API logs on the console")
     return parser
+
+
+def load(args: argparse.Namespace) -> int:
+    from devstack.load import (
+        FAST_FUNCTION_ENV,
+        FAST_PARAMETERS,
+        FAST_SCHEDULE_SECONDS,
+        LoadRunner,
+        print_report,
+    )
+
+    print(
+        f"sora-relay load run: {args.tasks} tasks, {args.concurrency} at once, simulator faults on,"
+        f" AWS fault rate {args.aws_fault_rate:g}",
+        flush=True,
+    )
+    stack = LocalStack(
+        moto_port=0,
+        simulator_port=0,
+        gateway_port=0,
+        callback_delay=1.0,
+        late_callback_delay=3.0,
+        workers=args.workers,
+        console_logs=args.verbose,
+        function_env=FAST_FUNCTION_ENV,
+        parameters=FAST_PARAMETERS,
+        schedule_interval_s=FAST_SCHEDULE_SECONDS,
+        aws_fault_rate=args.aws_fault_rate,
+    )
+    try:
+        stack.start()
+        with WebhookReceiver(stack.webhook_secret) as receiver:
+            runner = LoadRunner(
+                stack,
+                receiver,
+                concurrency=args.concurrency,
+                settle_timeout=args.timeout,
+                progress=lambda line: print(line, flush=True),
+            )
+            try:
+                report = runner.run(args.tasks)
+            finally:
+                runner.close()
+    except KeyboardInterrupt:
+        print("load run interrupted", file=sys.stderr)
+        return 130
+    finally:
+        stack.stop()
+    print_report(report, as_json=args.json)
+    return 0 if report.ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _stop_on_signals()
-    return run(args) if args.command == "run" else demo(args)
+    commands = {"run": run, "demo": demo, "load": load}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

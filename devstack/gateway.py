@@ -51,7 +51,7 @@ INIT_TIMEOUT_S = 30.0  # generous: cold starts on a busy 2-core machine take a f
 ACQUIRE_TIMEOUT_S = 30.0  # how long a request waits for a free instance when all are busy
 API_ID = "local"
 # Event types whose functions get instances here; devstack.stack polls the SQS ones.
-LOCAL_EVENT_TYPES = frozenset({"Api", "SQS"})
+LOCAL_EVENT_TYPES = frozenset({"Api", "SQS", "DynamoDB", "Schedule", "ScheduleV2"})
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,9 @@
 
 It records every delivery (path, headers, raw body, what it answered), can be told to fail the
 next N deliveries with a given status, and verifies a delivery the way a client would, with the
-`standardwebhooks` library:
+`standardwebhooks` library. A callback_url can also choose its own behaviour per event:
+`{url}?fail=3&status=503` answers each event's first 3 deliveries with 503 (counted by
+webhook-id), and `?status=410` always answers 410:
 
     with WebhookReceiver(stack.webhook_secret) as receiver:
         ... submit with callback_url=receiver.url ...
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from standardwebhooks import Webhook
 
@@ -79,6 +82,7 @@ class WebhookReceiver:
         self._deliveries: list[Delivery] = []
         self._fail_left = 0
         self._fail_status = 500
+        self._seen_per_event: dict[tuple[str, str], int] = {}
 
     @property
     def url(self) -> str:
@@ -106,10 +110,23 @@ class WebhookReceiver:
             self._fail_left = count
             self._fail_status = status
 
+    def url_failing(self, times: int, status: int = 503) -> str:
+        """A callback_url whose every event is refused `times` times with `status`, then accepted."""
+        return f"{self.url}?fail={times}&status={status}"
+
     def _record(self, path: str, headers: dict[str, str], body: bytes) -> int:
         with self._cond:
             status = 200
-            if self._fail_left > 0:
+            query = parse_qs(urlsplit(path).query)
+            if "status" in query or "fail" in query:
+                key = (urlsplit(path).path, headers.get("webhook-id", ""))
+                seen = self._seen_per_event.get(key, 0)
+                self._seen_per_event[key] = seen + 1
+                chosen = int(query.get("status", ["503"])[0])
+                times = int(query["fail"][0]) if "fail" in query else None
+                if times is None or seen < times:
+                    status = chosen
+            elif self._fail_left > 0:
                 self._fail_left -= 1
                 status = self._fail_status
             self._deliveries.append(Delivery(path, headers, body, time.time(), status))

@@ -4,11 +4,16 @@
         print(stack.api_url, stack.api_key)
 
 `start()` starts moto's server as a child process, the AceDataCloud simulator in a thread,
-provisions template.yaml's tables, bucket, queues and secrets into moto, serves the API on the
-local gateway, whose function workers talk to moto (AWS_ENDPOINT_URL) and to the simulator, and
-polls the template's SQS event sources into their functions. `stop()`
-stops everything it started, by process id. Nothing leaves 127.0.0.1 and no real AWS credential
-is read: every process gets fake credentials and no AWS config file.
+provisions template.yaml's tables, bucket, queues, event bus and secrets into moto, serves the API
+on the local gateway, whose function workers talk to moto (AWS_ENDPOINT_URL) and to the
+simulator, and runs the template's other event sources (devstack.event_sources): SQS queues and
+the DynamoDB stream polled into their functions, schedules on timers. `stop()` stops everything
+it started, by process id. Nothing leaves 127.0.0.1 and no real AWS credential is read: every
+process gets fake credentials and no AWS config file.
+
+What the functions publish on the event bus is visible to tests: an "event tap" rule on each bus
+sends every `source: sora-relay` event to the SQS queue `{prefix}-event-tap`, and `bus_events()`
+reads it. `queue_messages()` looks into any of the template's queues (a dead-letter queue, say).
 """
 
 from __future__ import annotations
@@ -25,17 +30,29 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 import boto3
 from boto3.dynamodb.types import TypeDeserializer
 
-from devstack.gateway import InvocationFailed, LocalApiGateway
+from devstack.chaos import ChaosProxy
+from devstack.event_sources import (
+    EventSource,
+    SqsEventSource,
+    build_event_sources,
+    sqs_event_sources,
+)
+from devstack.gateway import LocalApiGateway
 from devstack.processes import stop_process
 from devstack.simulator import ProviderSimulator, SimulatorConfig
 from devstack.template import REGION, ROOT, Stack, provision, secret_value
+
+__all__ = ["FAKE_AWS", "LocalStack", "SqsEventSource", "aws_environment", "free_port", "sqs_event_sources"]
+
+# What the event tap lets through: every event the service publishes.
+EVENT_TAP_PATTERN = {"source": ["sora-relay"]}
 
 DEFAULT_LOG_DIR = ROOT / ".devstack" / "logs"
 HOST = "127.0.0.1"
@@ -113,181 +130,16 @@ def aws_environment(endpoint_url: str) -> Iterator[None]:
         boto3.DEFAULT_SESSION = saved_session
 
 
-class SqsEventSource:
-    """Lambda's SQS event source mapping, locally: polls a moto queue and invokes the function.
-
-    Like the real one: batches of up to BatchSize, at most MaximumConcurrency invocations at
-    once, every message of a successful invocation deleted except those the function lists in
-    `batchItemFailures` (with ReportBatchItemFailures), and nothing deleted when it fails, so
-    those messages come back after their visibility timeout (or the one the function set), and
-    the queue's redrive policy moves them to the dead-letter queue in the end.
-    """
-
-    def __init__(
-        self,
-        *,
-        function_id: str,
-        queue_url: str,
-        queue_arn: str,
-        invoke: Callable[[dict[str, Any]], Any],
-        client: Any,
-        batch_size: int = 10,
-        concurrency: int = 2,
-        report_failures: bool = False,
-        idle_poll_s: float = 0.1,
-    ) -> None:
-        self.function_id = function_id
-        self.queue_url = queue_url
-        self.queue_arn = queue_arn
-        self._invoke = invoke
-        self._client = client
-        self._batch_size = max(1, min(batch_size, 10))  # one ReceiveMessage returns at most 10
-        self._slots = threading.BoundedSemaphore(max(1, concurrency))
-        self._report_failures = report_failures
-        self._idle_poll_s = idle_poll_s
-        self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._running: set[threading.Thread] = set()
-        self._lock = threading.Lock()
-
-    def start(self) -> SqsEventSource:
-        self._thread = threading.Thread(target=self._poll, name=f"sqs-{self.function_id}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop polling and wait (bounded) for the invocations in flight."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=timeout_s)
-        with self._lock:
-            running = list(self._running)
-        for thread in running:
-            thread.join(timeout=timeout_s)
-
-    def _poll(self) -> None:
-        while not self._stopping.is_set():
-            if not self._slots.acquire(timeout=self._idle_poll_s):
-                continue
-            try:
-                messages = self._client.receive_message(
-                    QueueUrl=self.queue_url,
-                    MaxNumberOfMessages=self._batch_size,
-                    AttributeNames=["All"],
-                    MessageAttributeNames=["All"],
-                ).get("Messages", [])
-            except Exception as error:  # moto going away at shutdown, or a hiccup: poll again
-                self._slots.release()
-                if not self._stopping.is_set():
-                    print(f"[sqs] {self.function_id}: receive failed: {error}", file=sys.stderr)
-                self._stopping.wait(1.0)
-                continue
-            if not messages:
-                self._slots.release()
-                self._stopping.wait(self._idle_poll_s)
-                continue
-            worker = threading.Thread(target=self._deliver, args=(messages,), daemon=True)
-            with self._lock:
-                self._running.add(worker)
-            worker.start()
-
-    def _deliver(self, messages: list[dict[str, Any]]) -> None:
-        try:
-            failed = self._failed_ids(messages)
-            done = [message for message in messages if message["MessageId"] not in failed]
-            if done:
-                self._client.delete_message_batch(
-                    QueueUrl=self.queue_url,
-                    Entries=[
-                        {"Id": str(number), "ReceiptHandle": message["ReceiptHandle"]}
-                        for number, message in enumerate(done)
-                    ],
-                )
-        except Exception as error:  # a failed delete only means a redelivery, as on AWS
-            print(f"[sqs] {self.function_id}: delete failed: {error}", file=sys.stderr)
-        finally:
-            with self._lock:
-                self._running.discard(threading.current_thread())
-            self._slots.release()
-
-    def _failed_ids(self, messages: list[dict[str, Any]]) -> set[str]:
-        """The ids to leave on the queue: all of them if the invocation failed."""
-        ids = {message["MessageId"] for message in messages}
-        try:
-            result = self._invoke({"Records": [self._record(message) for message in messages]})
-        except InvocationFailed:
-            return ids
-        if not self._report_failures or not isinstance(result, dict):
-            return set()
-        reported = {
-            str(item.get("itemIdentifier"))
-            for item in result.get("batchItemFailures") or []
-            if isinstance(item, dict)
-        }
-        # An identifier that is not in the batch makes Lambda treat the whole batch as failed.
-        return reported if reported <= ids else ids
-
-    def _record(self, message: dict[str, Any]) -> dict[str, Any]:
-        """One record of Lambda's SQS event."""
-        attributes = {
-            name: {
-                "stringValue": value.get("StringValue"),
-                "binaryValue": value.get("BinaryValue"),
-                "stringListValues": [],
-                "binaryListValues": [],
-                "dataType": value.get("DataType"),
-            }
-            for name, value in (message.get("MessageAttributes") or {}).items()
-        }
-        return {
-            "messageId": message["MessageId"],
-            "receiptHandle": message["ReceiptHandle"],
-            "body": message["Body"],
-            "attributes": message.get("Attributes", {}),
-            "messageAttributes": attributes,
-            "md5OfBody": message.get("MD5OfBody"),
-            "eventSource": "aws:sqs",
-            "eventSourceARN": self.queue_arn,
-            "awsRegion": REGION,
-        }
-
-
-def sqs_event_sources(
-    stack: Stack, gateway: LocalApiGateway, client: Any, *, default_concurrency: int
-) -> list[SqsEventSource]:
-    """One SqsEventSource per enabled `Type: SQS` event of the template's running functions."""
-    sources = []
-    for function_id, function in stack.functions().items():
-        if function_id not in gateway.pools:
-            continue
-        for event in function.get("Properties", {}).get("Events", {}).values():
-            props = event.get("Properties", {})
-            if event.get("Type") != "SQS" or props.get("Enabled", True) is False:
-                continue
-            queue_arn = str(stack.resolve(props["Queue"]))
-            queue_url = client.get_queue_url(QueueName=queue_arn.rsplit(":", 1)[-1])["QueueUrl"]
-            scaling = props.get("ScalingConfig", {})
-            concurrency = scaling.get("MaximumConcurrency")
-            sources.append(
-                SqsEventSource(
-                    function_id=function_id,
-                    queue_url=queue_url,
-                    queue_arn=queue_arn,
-                    invoke=lambda record, target=function_id: gateway.invoke(target, record),
-                    client=client,
-                    batch_size=int(stack.resolve(props.get("BatchSize", 10))),
-                    concurrency=int(stack.resolve(concurrency)) if concurrency else default_concurrency,
-                    report_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
-                )
-            )
-    return sources
-
-
 class LocalStack:
-    """moto + simulator + gateway on 127.0.0.1; a context manager.
+    """moto + simulator + gateway + event sources on 127.0.0.1; a context manager.
 
     Ports: 4566 (moto), 8701 (simulator) and 3000 (gateway) by default; a default that is taken
     is replaced by a free port, and 0 always means "any free port".
+
+    `schedule_interval_s` runs every Schedule/ScheduleV2 event at that interval instead of its
+    rate() (None: the template's; the first tick comes one interval after start).
+    `stream_retry_delay_s` is the pause before a DynamoDB stream batch is retried.
+    PUBLIC_BASE_URL is the gateway's stage URL (`api_url`) unless `parameters` give PublicBaseUrl.
     """
 
     def __init__(
@@ -306,6 +158,11 @@ class LocalStack:
         parameters: Mapping[str, str] | None = None,
         prefix: str = "sora-relay-local",
         startup_timeout: float = 60.0,
+        schedule_interval_s: float | None = None,
+        stream_retry_delay_s: float = 0.5,
+        aws_faults: bool = False,
+        aws_fault_rate: float = 0.0,
+        aws_fault_seed: int = 11,
     ) -> None:
         self.moto_port = moto_port
         self.simulator_port = simulator_port
@@ -320,6 +177,15 @@ class LocalStack:
         self.parameters = dict(parameters or {})  # template parameter values
         self.prefix = prefix
         self.startup_timeout = startup_timeout
+        self.schedule_interval_s = schedule_interval_s
+        self.stream_retry_delay_s = stream_retry_delay_s
+        # With aws_faults (or a rate above 0) the functions reach moto through a fault proxy,
+        # `chaos`: tests add rules to it, and a rate fails that share of their DynamoDB and S3
+        # calls from the start (half server errors, half throttling).
+        self.aws_faults = aws_faults or aws_fault_rate > 0
+        self.aws_fault_rate = aws_fault_rate
+        self.aws_fault_seed = aws_fault_seed
+        self.chaos: ChaosProxy | None = None
 
         self.api_key = _token(40)
         self.api_key_id = _key_id()
@@ -334,9 +200,12 @@ class LocalStack:
         self.moto_url = ""
         self.simulator: ProviderSimulator | None = None
         self.gateway: LocalApiGateway | None = None
-        self.event_sources: list[SqsEventSource] = []
+        self.event_sources: list[EventSource] = []
         self.stack: Stack | None = None
         self.webhook_secret = ""
+        self.event_tap_url = ""
+        self._bus_events: list[dict[str, Any]] = []
+        self._tap_lock = threading.Lock()
         self._started = False
 
     # -- what callers use --
@@ -373,6 +242,64 @@ class LocalStack:
         deserializer = TypeDeserializer()
         return {name: deserializer.deserialize(value) for name, value in item.items()}
 
+    def bus_events(self, wait_s: float = 0) -> list[dict[str, Any]]:
+        """Every event published on the stack's event bus (source sora-relay) so far, oldest
+        first, as EventBridge delivers them to an SQS target ({"id", "detail-type", "source",
+        "time", "region", "resources", "detail"}). With `wait_s`, waits up to that long for one
+        more than there were when called."""
+        if not self.event_tap_url:
+            raise RuntimeError("the stack is not started")
+        client = self.aws_client("sqs")
+        deadline = time.monotonic() + wait_s
+        with self._tap_lock:
+            known = len(self._bus_events)
+            while True:
+                for message in self._drain(client, self.event_tap_url):
+                    self._bus_events.append(json.loads(message["Body"]))
+                if len(self._bus_events) > known or time.monotonic() >= deadline:
+                    return list(self._bus_events)
+                time.sleep(0.05)
+
+    def queue_url(self, logical_id: str) -> str:
+        """The URL of one of the template's queues, by logical id (e.g. "TaskEventsDeadLetterQueue")."""
+        if self.stack is None:
+            raise RuntimeError("the stack is not started")
+        return self.stack.refs[logical_id]
+
+    def queue_messages(self, logical_id: str, *, drain: bool = False) -> list[dict[str, Any]]:
+        """The messages on one of the template's queues now, as boto3 returns them ("Body",
+        "MessageId", "Attributes", ...). A peek leaves them there (each look counts as a receive,
+        so peek at dead-letter queues, not at queues a redrive policy watches); `drain` deletes them."""
+        client = self.aws_client("sqs")
+        url = self.queue_url(logical_id)
+        if drain:
+            return self._drain(client, url)
+        seen: dict[str, dict[str, Any]] = {}
+        for _ in range(100):
+            messages = client.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0, AttributeNames=["All"]
+            ).get("Messages", [])
+            fresh = [message for message in messages if message["MessageId"] not in seen]
+            if not fresh:
+                break
+            seen.update((message["MessageId"], message) for message in fresh)
+        return list(seen.values())
+
+    @staticmethod
+    def _drain(client: Any, url: str) -> list[dict[str, Any]]:
+        drained: list[dict[str, Any]] = []
+        while True:
+            messages = client.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]
+            ).get("Messages", [])
+            if not messages:
+                return drained
+            client.delete_message_batch(
+                QueueUrl=url,
+                Entries=[{"Id": str(n), "ReceiptHandle": m["ReceiptHandle"]} for n, m in enumerate(messages)],
+            )
+            drained += messages
+
     # -- lifecycle --
 
     def start(self) -> LocalStack:
@@ -384,6 +311,7 @@ class LocalStack:
             if self.log_dir is not None:
                 self.log_dir.mkdir(parents=True, exist_ok=True)
             self._start_moto()
+            self._start_chaos()
             self._start_simulator()
             self._provision()
             self._start_gateway()
@@ -464,12 +392,41 @@ class LocalStack:
                 },
             )
             self.webhook_secret = "whsec_" + secret_value(self.stack, "WebhookSigningSecret")
+        self._start_event_tap()
+
+    def _start_event_tap(self) -> None:
+        """A rule on each of the template's event buses sending the service's events to one queue."""
+        assert self.stack is not None
+        sqs = self.aws_client("sqs")
+        events = self.aws_client("events")
+        self.event_tap_url = sqs.create_queue(QueueName=f"{self.prefix}-event-tap")["QueueUrl"]
+        tap_arn = sqs.get_queue_attributes(QueueUrl=self.event_tap_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        for name, resource in self.stack.template["Resources"].items():
+            if resource["Type"] != "AWS::Events::EventBus":
+                continue
+            bus = self.stack.refs[name]
+            rule = f"{self.prefix}-event-tap"
+            events.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps(EVENT_TAP_PATTERN))
+            events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "event-tap", "Arn": tap_arn}])
+
+    def _start_chaos(self) -> None:
+        if not self.aws_faults:
+            return
+        self.chaos = ChaosProxy(self.moto_url).start()
+        half = self.aws_fault_rate / 2
+        for number, service in enumerate(("dynamodb", "s3")):
+            if half > 0:
+                seed = self.aws_fault_seed + 2 * number
+                self.chaos.add_fault(service, rate=half, kind="server_error", seed=seed)
+                self.chaos.add_fault(service, rate=half, kind="throttle", seed=seed + 1)
 
     def _start_gateway(self) -> None:
         assert self.stack is not None
         environment = {
             **FAKE_AWS,
-            "AWS_ENDPOINT_URL": self.moto_url,
+            "AWS_ENDPOINT_URL": self.chaos.url if self.chaos is not None else self.moto_url,
             "ALLOW_LOOPBACK_URLS": "true",
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_NAMESPACE": "SoraRelayLocal",
@@ -497,17 +454,33 @@ class LocalStack:
                 last_error = error
         if self.gateway is None:
             raise RuntimeError(f"the gateway could not start: {last_error}")
+        if not self.parameters.get("PublicBaseUrl"):
+            # The port is bound now, so the template's PublicBaseUrl can be the local API's URL
+            # (IntakeFunction's callback links need it; the gateway gives it to every function).
+            self.stack.parameters["PublicBaseUrl"] = self.gateway.url
         self.gateway.start()
         if not self.gateway.wait_ready(self.startup_timeout):
             raise RuntimeError("the function workers did not start (see the function logs)")
 
     def _start_event_sources(self) -> None:
         assert self.stack is not None and self.gateway is not None
-        self.event_sources = sqs_event_sources(
-            self.stack, self.gateway, self.aws_client("sqs"), default_concurrency=self.workers
+        self.event_sources = build_event_sources(
+            self.stack,
+            self.gateway,
+            self.aws_client,
+            default_concurrency=self.workers,
+            schedule_interval_s=self.schedule_interval_s,
+            stream_retry_delay_s=self.stream_retry_delay_s,
         )
         for source in self.event_sources:
             source.start()
+
+    def event_source(self, function_id: str, kind: str | None = None) -> EventSource:
+        """The running event source of a function ("sqs", "dynamodb" or "schedule")."""
+        for source in self.event_sources:
+            if source.function_id == function_id and kind in (None, source.kind):
+                return source
+        raise LookupError(f"no {kind or ''} event source runs {function_id}")
 
     def _log_access(self, record: dict[str, Any]) -> None:
         line = json.dumps(record)
@@ -519,10 +492,12 @@ class LocalStack:
                 print(f"[api] {line}", file=sys.stderr, flush=True)
 
     def stop(self) -> None:
-        """Stop what start() started: queue pollers and simulator timers first (what they have in
-        flight still reaches the gateway), then the gateway and its workers, then moto. Safe to
-        call twice."""
+        """Stop what start() started: event sources (queue and stream pollers, schedules) and
+        simulator timers first (what they have in flight still reaches the gateway), then the
+        gateway and its workers, then moto. Safe to call twice."""
         atexit.unregister(self.stop)
+        for source in self.event_sources:
+            source.request_stop()  # all at once, then wait for each
         for source in self.event_sources:
             source.stop()
         self.event_sources = []
@@ -532,6 +507,9 @@ class LocalStack:
         if self.gateway is not None:
             self.gateway.stop()
             self.gateway = None
+        if self.chaos is not None:
+            self.chaos.stop()
+            self.chaos = None
         if self._moto is not None:
             stop_process(self._moto)
             self._moto = None

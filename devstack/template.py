@@ -1,8 +1,10 @@
 """template.yaml as the single source of truth for local runs (dev-only; Lambda code never imports it).
 
-Reads the SAM template, provisions what the functions need (the tasks table with its GSI, the
-videos bucket, the secrets) into whatever AWS endpoint boto3 points at (moto in process or
-moto's server), and computes each function's environment and the API's routes from it.
+Reads the SAM template, provisions what the functions need (the tables with their GSIs and
+streams, the videos bucket, the queues, the event bus, the secrets) into whatever AWS endpoint
+boto3 points at (moto in process or moto's server), and computes each function's environment and
+the API's routes from it. Intrinsics resolve as CloudFormation would (Ref, GetAtt, Sub, If with
+the template's Conditions, Join, Select); AWS::StackName is the local prefix.
 """
 
 from __future__ import annotations
@@ -22,6 +24,18 @@ ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "template.yaml"
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
+# What `!Ref` of the API resolves to locally: the id the local gateway puts in requestContext.apiId.
+LOCAL_API_ID = "local"
+
+
+class _NoValue:
+    """AWS::NoValue: a property or list item that resolves to it is left out."""
+
+    def __repr__(self) -> str:
+        return "AWS::NoValue"
+
+
+NO_VALUE: Any = _NoValue()
 
 
 class _CfnLoader(yaml.SafeLoader):
@@ -72,6 +86,7 @@ class Stack:
     parameters: dict[str, str]
     refs: dict[str, str] = field(default_factory=dict)
     attributes: dict[tuple[str, str], str] = field(default_factory=dict)
+    stack_name: str = "local"  # AWS::StackName (provision() uses its prefix)
 
     # --- reading the template ---
     def functions(self) -> dict[str, dict[str, Any]]:
@@ -103,7 +118,8 @@ class Stack:
             self.template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {})
         )
         own = self.functions()[function_id].get("Properties", {}).get("Environment", {}).get("Variables", {})
-        return {key: str(self.resolve(value)) for key, value in {**global_vars, **own}.items()}
+        resolved = {key: self.resolve(value) for key, value in {**global_vars, **own}.items()}
+        return {key: str(value) for key, value in resolved.items() if value is not NO_VALUE}
 
     def code_dir(self, function_id: str) -> Path:
         return ROOT / self.functions()[function_id]["Properties"]["CodeUri"]
@@ -115,15 +131,76 @@ class Stack:
             if name == "Ref":
                 return self._ref(argument)
             if name == "Fn::GetAtt":
-                return self.attributes[(argument[0], argument[1])]
+                resource, attribute = argument.split(".", 1) if isinstance(argument, str) else argument
+                return self.attributes[(resource, attribute)]
             if name == "Fn::Sub":
-                return re.sub(r"\$\{([^}]+)\}", lambda m: self._sub(m.group(1)), argument)
+                return self._substitute(argument)
+            if name == "Fn::If":
+                condition, when_true, when_false = argument
+                return self.resolve(when_true if self.condition(condition) else when_false)
+            if name == "Fn::Join":
+                separator, items = argument
+                return str(separator).join(str(item) for item in self.resolve(items))
+            if name == "Fn::Select":
+                index, items = argument
+                return self.resolve(items)[int(self.resolve(index))]
+            if name in _CONDITION_FUNCTIONS:
+                return self._truth(value)
+        if isinstance(value, list):
+            return [item for item in (self.resolve(item) for item in value) if item is not NO_VALUE]
         if isinstance(value, (str, int, float, bool)):
             return value
         raise ValueError(f"Cannot resolve {value!r} locally")
 
-    def _ref(self, name: str) -> str:
-        pseudo = {"AWS::Region": REGION, "AWS::AccountId": ACCOUNT, "AWS::URLSuffix": "amazonaws.com"}
+    def condition(self, name: str) -> bool:
+        """The value of one of the template's Conditions."""
+        conditions = self.template.get("Conditions", {})
+        if name not in conditions:
+            raise KeyError(f"{name} is not a condition of the template")
+        return self._truth(conditions[name])
+
+    def _truth(self, expression: Any) -> bool:
+        if isinstance(expression, bool):
+            return expression
+        if isinstance(expression, dict) and len(expression) == 1:
+            ((name, argument),) = expression.items()
+            if name == "Fn::Equals":
+                left, right = (self.resolve(item) for item in argument)
+                return _cfn_string(left) == _cfn_string(right)
+            if name == "Fn::Not":
+                (inner,) = argument
+                return not self._truth(inner)
+            if name == "Fn::And":
+                return all(self._truth(item) for item in argument)
+            if name == "Fn::Or":
+                return any(self._truth(item) for item in argument)
+            if name in ("Condition", "Fn::Condition"):
+                return self.condition(argument)
+        raise ValueError(f"Cannot evaluate the condition {expression!r} locally")
+
+    def _substitute(self, argument: Any) -> str:
+        text, variables = (argument, {}) if isinstance(argument, str) else argument
+
+        def value(found: re.Match[str]) -> str:
+            name = found.group(1)
+            if name.startswith("!"):
+                return "${" + name[1:] + "}"  # ${!Literal} is written as ${Literal}
+            if name in variables:
+                return str(self.resolve(variables[name]))
+            return self._sub(name)
+
+        return re.sub(r"\$\{([^}]+)\}", value, text)
+
+    def _ref(self, name: str) -> Any:
+        pseudo = {
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::Partition": "aws",
+            "AWS::StackName": self.stack_name,
+            "AWS::StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{self.stack_name}/local",
+            "AWS::NoValue": NO_VALUE,
+        }
         if name in pseudo:
             return pseudo[name]
         if name in self.parameters:
@@ -133,10 +210,20 @@ class Stack:
         raise KeyError(f"{name} is not provisioned locally")
 
     def _sub(self, name: str) -> str:
-        if "." in name:
+        if "." in name and not name.startswith("AWS::"):
             resource, attribute = name.split(".", 1)
             return self.attributes[(resource, attribute)]
-        return self._ref(name)
+        return str(self._ref(name))
+
+
+_CONDITION_FUNCTIONS = frozenset({"Fn::Equals", "Fn::Not", "Fn::And", "Fn::Or", "Condition", "Fn::Condition"})
+
+
+def _cfn_string(value: Any) -> str:
+    """How Fn::Equals sees a value: as CloudFormation's string (true/false for booleans)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
 
 def _variables(function_props: dict[str, Any]) -> dict[str, Any]:
@@ -164,13 +251,15 @@ def _generated_secret(spec: dict[str, Any]) -> str:
 
 
 def provision(prefix: str, parameters: dict[str, str], *, template: dict[str, Any] | None = None) -> Stack:
-    """Create the template's table, bucket and secrets through boto3's current endpoint."""
+    """Create the template's tables, bucket, queues, event buses and secrets through boto3's current
+    endpoint. Physical names start with `prefix`, which is also the stack's AWS::StackName."""
     template = template or load_template()
-    stack = Stack(template, parameter_values(template, parameters))
+    stack = Stack(template, parameter_values(template, parameters), stack_name=prefix)
     dynamodb = boto3.client("dynamodb", region_name=REGION)
     s3 = boto3.client("s3", region_name=REGION)
     secretsmanager = boto3.client("secretsmanager", region_name=REGION)
     sqs = boto3.client("sqs", region_name=REGION)
+    events = boto3.client("events", region_name=REGION)
     resources = template["Resources"]
     # Queues that others redrive into must exist first.
     ordered = sorted(resources.items(), key=lambda item: "RedrivePolicy" in item[1].get("Properties", {}))
@@ -232,6 +321,15 @@ def provision(prefix: str, parameters: dict[str, str], *, template: dict[str, An
                 QueueUrl=url, AttributeNames=["QueueArn"]
             )["Attributes"]["QueueArn"]
             stack.attributes[(name, "QueueName")] = f"{prefix}-{name}"
+        elif kind == "AWS::Events::EventBus":
+            bus = str(stack.resolve(props["Name"])) if "Name" in props else f"{prefix}-{name}"
+            arn = events.create_event_bus(Name=bus)["EventBusArn"]
+            stack.refs[name] = bus
+            stack.attributes[(name, "Arn")] = arn
+            stack.attributes[(name, "Name")] = bus
+        elif kind == "AWS::Serverless::Api":
+            # Nothing to create (devstack.gateway serves it); its id, for !Ref and ${RestApi}.
+            stack.refs[name] = LOCAL_API_ID
         elif kind == "AWS::SecretsManager::Secret":
             if "SecretString" in props:
                 value = str(stack.resolve(props["SecretString"]))

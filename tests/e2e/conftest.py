@@ -22,6 +22,7 @@ import av
 import httpx
 import pytest
 
+from devstack.load import FAST_FUNCTION_ENV, FAST_PARAMETERS, FAST_SCHEDULE_SECONDS
 from devstack.receiver import WebhookReceiver
 from devstack.stack import LocalStack
 from devstack.template import ROOT
@@ -130,10 +131,14 @@ def stack() -> Iterator[LocalStack]:
         callback_delay=CALLBACK_DELAY,
         late_callback_delay=LATE_DELAY,
         log_dir=ROOT / ".devstack" / "e2e-logs",
-        # Quick retries on provider 5xx; 429 still waits the simulator's Retry-After (1 s).
-        function_env={"PROVIDER_RETRY_BASE_DELAY_SECONDS": "0.1", "DISPATCH_BASE_DELAY_SECONDS": "0.2"},
-        # With durable dispatch: give up (and dead-letter) after 3 provider attempts, not 10.
-        parameters={"DispatchMaxAttempts": "3"},
+        # Every wait shortened (provider and dispatch backoff, the webhook schedule, the
+        # reconciler's thresholds); 429 still waits the simulator's Retry-After (1 s). Durable
+        # dispatch gives up (and dead-letters) after 3 provider attempts, not 10.
+        function_env=FAST_FUNCTION_ENV,
+        parameters=FAST_PARAMETERS,
+        schedule_interval_s=FAST_SCHEDULE_SECONDS,
+        # The functions reach moto through the fault proxy; the fault suite adds rules to it.
+        aws_faults=True,
     ) as local:
         yield local
 

@@ -1,8 +1,10 @@
-"""The local SQS event source mapping, on moto's real SQS, with a small stand-in function.
+"""The local event sources, on moto's server, with small stand-in functions and the real stack.
 
-It is what runs template functions triggered by `Type: SQS` events (the dispatch function), so
-its Lambda semantics are pinned here: batches, partial batch failures, redelivery after the
-visibility timeout, crashes, and the redrive to the dead-letter queue.
+The SQS event source mapping runs template functions triggered by `Type: SQS` events (the
+dispatch function), so its Lambda semantics are pinned here: batches, partial batch failures,
+redelivery after the visibility timeout, crashes, and the redrive to the dead-letter queue. The
+DynamoDB stream mapping is pinned the same way (filters, bisection, the on-failure queue), and
+the schedule and the event bus tap are checked on a running LocalStack.
 """
 
 from __future__ import annotations
@@ -11,9 +13,12 @@ import json
 import textwrap
 import uuid
 
+import httpx
 import pytest
 
+from devstack.event_sources import dynamodb_event_sources
 from devstack.gateway import LocalApiGateway
+from devstack.load import FAST_SCHEDULE_SECONDS
 from devstack.stack import sqs_event_sources
 from devstack.template import ROOT, Stack
 
@@ -165,3 +170,236 @@ def test_a_crashing_function_leaves_its_batch_on_the_queue(queues, consumer, eve
     eventually(lambda: [r["receive_count"] for r in _records(out)] == [1, 2], what="two deliveries")
     eventually(lambda: _depth(sqs, dlq_url) == 1, what="the dead-letter queue")
     assert not first & set(gateway.worker_pids())
+
+
+# -- the DynamoDB stream mapping -----------------------------------------------------------------
+
+STREAM_CONSUMER = """
+import json, os
+
+
+def lambda_handler(event, context):
+    records = event["Records"]
+    keys = [record["dynamodb"]["Keys"]["pk"]["S"] for record in records]
+    with open(os.environ["OUT"], "a") as out:
+        out.write(json.dumps({"keys": keys, "first": records[0]}) + "\\n")
+    if "poison" in keys:
+        raise RuntimeError("a record this function cannot handle")
+    return {"batchItemFailures": []}
+"""
+
+# INSERTs only, and not the ones marked "ignored": the rest never reach the function.
+STREAM_FILTER = json.dumps(
+    {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"kind": {"S": [{"anything-but": ["ignored"]}]}}}}
+)
+
+
+@pytest.fixture
+def stream_table(stack):
+    """A fresh table with a NEW_AND_OLD_IMAGES stream and a dead-letter queue, on the stack's moto."""
+    name = f"stream-{uuid.uuid4().hex[:8]}"
+    dynamodb = stack.aws_client("dynamodb")
+    stream_arn = dynamodb.create_table(
+        TableName=name,
+        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+        BillingMode="PAY_PER_REQUEST",
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )["TableDescription"]["LatestStreamArn"]
+    sqs = stack.aws_client("sqs")
+    dlq_url = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    return dynamodb, name, stream_arn, sqs, dlq_url, dlq_arn
+
+
+@pytest.fixture
+def stream_consumer(stack, stream_table, tmp_path):
+    """The stand-in function behind a `Type: DynamoDB` event shaped like TaskEventsFunction's."""
+    _, _, stream_arn, _, _, dlq_arn = stream_table
+    code = tmp_path / "stream_consumer"
+    code.mkdir()
+    (code / "app.py").write_text(textwrap.dedent(STREAM_CONSUMER))
+    out = tmp_path / "batches.jsonl"
+    out.touch()
+    template = {
+        "Globals": {"Function": {"Handler": "app.lambda_handler", "Timeout": 5}},
+        "Resources": {
+            "StreamConsumerFunction": {
+                "Type": "AWS::Serverless::Function",
+                "Properties": {
+                    "CodeUri": str(code),
+                    "Environment": {"Variables": {"OUT": str(out)}},
+                    "Events": {
+                        "Changes": {
+                            "Type": "DynamoDB",
+                            "Properties": {
+                                "Stream": stream_arn,
+                                "StartingPosition": "TRIM_HORIZON",
+                                "BatchSize": 10,
+                                "MaximumBatchingWindowInSeconds": 1,
+                                "BisectBatchOnFunctionError": True,
+                                "MaximumRetryAttempts": 1,
+                                "FunctionResponseTypes": ["ReportBatchItemFailures"],
+                                "DestinationConfig": {"OnFailure": {"Type": "SQS", "Destination": dlq_arn}},
+                                "FilterCriteria": {"Filters": [{"Pattern": STREAM_FILTER}]},
+                            },
+                        }
+                    },
+                },
+            }
+        },
+    }
+    local = Stack(template, {})
+    # A DynamoDB-only function still gets instances from the gateway.
+    with LocalApiGateway(local, {}, pool_size=1, warm=1, log_dir=tmp_path / "logs") as gateway:
+        assert gateway.wait_ready(30)
+        (source,) = dynamodb_event_sources(local, gateway, stack.aws_client, retry_delay_s=0.1)
+        source.start()
+        try:
+            yield out, source
+        finally:
+            source.stop()
+
+
+def _batches(out) -> list[dict]:
+    return [json.loads(line) for line in out.read_text().splitlines() if line.strip()]
+
+
+def test_stream_records_are_filtered_batched_bisected_and_dead_lettered(
+    stream_table, stream_consumer, eventually
+):
+    dynamodb, table, stream_arn, sqs, dlq_url, _ = stream_table
+    out, source = stream_consumer
+
+    def put(key: str, kind: str) -> None:
+        dynamodb.put_item(TableName=table, Item={"pk": {"S": key}, "kind": {"S": kind}})
+
+    for key in ("a", "b", "poison", "c"):
+        put(key, "task")
+    put("skip", "ignored")  # filtered out
+    dynamodb.update_item(  # a MODIFY: filtered out
+        TableName=table,
+        Key={"pk": {"S": "a"}},
+        UpdateExpression="SET kind = :k",
+        ExpressionAttributeValues={":k": {"S": "changed"}},
+    )
+
+    # The poison record ends in the on-failure queue, alone, once the others are through
+    message = eventually(
+        lambda: (
+            (found := sqs.receive_message(QueueUrl=dlq_url).get("Messages")) and json.loads(found[0]["Body"])
+        ),
+        what="the on-failure message",
+    )
+    batches = _batches(out)
+    delivered = [key for batch in batches if "poison" not in batch["keys"] for key in batch["keys"]]
+    assert sorted(delivered) == ["a", "b", "c"]
+    assert all("skip" not in batch["keys"] for batch in batches)
+    # One batch of all four (the window gathered them), then halves until the poison one is alone
+    assert batches[0]["keys"] == ["a", "b", "poison", "c"]
+    assert [batch["keys"] for batch in batches].count(["poison"]) == 2  # the try and its one retry
+    # Records in Lambda's DynamoDB format, from the stream over moto's HTTP API
+    first = batches[0]["first"]
+    assert first["eventSource"] == "aws:dynamodb" and first["eventSourceARN"] == stream_arn
+    assert first["dynamodb"]["NewImage"] == {"pk": {"S": "a"}, "kind": {"S": "task"}}
+    info = message["DDBStreamBatchInfo"]
+    assert info["batchSize"] == 1 and info["streamArn"] == stream_arn
+    assert message["requestContext"]["condition"] == "RetryAttemptsExhausted"
+    assert message["responseContext"]["functionError"] == "Unhandled"
+    assert source.dropped == 2
+
+
+# -- the running stack ---------------------------------------------------------------------------
+
+def test_every_event_source_of_the_template_runs(stack):
+    running = {(source.kind, source.function_id) for source in stack.event_sources}
+    assert running >= {
+        ("sqs", "DispatchFunction"),
+        ("dynamodb", "TaskEventsFunction"),
+        ("schedule", "ReconcileFunction"),
+    }
+    schedule = stack.event_source("ReconcileFunction", "schedule")
+    assert schedule.interval_s == FAST_SCHEDULE_SECONDS  # rate(5 minutes) unless told otherwise
+    stream = stack.event_source("TaskEventsFunction", "dynamodb")
+    assert stream.source_arn == stack.stack.attributes[("TasksTable", "StreamArn")]
+
+
+def test_the_intake_functions_public_base_url_is_the_local_api(stack):
+    assert stack.stack.function_environment("IntakeFunction")["PUBLIC_BASE_URL"] == stack.api_url
+    assert stack.gateway.function_spec("IntakeFunction").environment["PUBLIC_BASE_URL"] == stack.api_url
+
+
+def test_the_event_tap_shows_what_is_published_on_the_bus(stack, eventually):
+    marker = uuid.uuid4().hex
+    bus = stack.stack.refs["EventBus"]
+    stack.aws_client("events").put_events(
+        Entries=[
+            {
+                "Source": "sora-relay",
+                "DetailType": "Tap Check",
+                "Detail": json.dumps({"marker": marker}),
+                "EventBusName": bus,
+            },
+            {
+                "Source": "somebody-else",
+                "DetailType": "Tap Check",
+                "Detail": json.dumps({"marker": marker}),
+                "EventBusName": bus,
+            },
+        ]
+    )
+
+    def ours():
+        return [
+            e
+            for e in stack.bus_events()
+            if isinstance(e["detail"], dict) and e["detail"].get("marker") == marker
+        ]
+
+    eventually(ours, what="the event on the tap")
+    stack.bus_events(wait_s=0.5)  # the other one would have arrived by now
+    (event,) = ours()  # only the sora-relay one
+    assert event["source"] == "sora-relay" and event["detail-type"] == "Tap Check"
+    assert event in stack.bus_events()  # kept: later calls still return it
+
+
+def test_the_reconciler_runs_on_its_schedule_and_finishes_a_lost_callback(stack, eventually):
+    schedule = stack.event_source("ReconcileFunction", "schedule")
+    assert schedule.interval_s == FAST_SCHEDULE_SECONDS
+
+    # The schedule invokes the real ReconcileFunction, again and again
+    eventually(
+        lambda: schedule.invocations >= 2 and schedule.last_result is not None, what="two scheduled runs"
+    )
+    assert schedule.errors == 0
+    log = (ROOT / ".devstack" / "e2e-schedule-logs" / "ReconcileFunction.log").read_text()
+    assert '"message":"Reconciled"' in log
+
+    # And its runs have an effect: a task whose callback never came, old enough to be looked up
+    with httpx.Client(
+        base_url=stack.api_url, headers={"x-api-key": stack.api_key}, trust_env=False, timeout=30
+    ) as client:
+        created = client.post(
+            "/v1/videos", json={"prompt": f"[sim:no-callback] A quiet pond {uuid.uuid4().hex[:6]}"}
+        )
+        assert created.status_code == 202, created.text
+        video_id = created.json()["id"]
+        provider_task = stack.task_item(video_id)["provider_task_id"]
+        eventually(
+            lambda: "response" in (stack.simulator.record(provider_task) or {}), what="the provider to finish"
+        )
+        assert client.get(f"/v1/videos/{video_id}").json()["status"] == "in_progress"
+        stack.aws_client("dynamodb").update_item(  # created 20 minutes ago (stale after 15)
+            TableName=stack.stack.refs["TasksTable"],
+            Key={"task_id": {"S": video_id}},
+            UpdateExpression="SET created_ms = created_ms - :age",
+            ExpressionAttributeValues={":age": {"N": str(20 * 60 * 1000)}},
+        )
+        finished = eventually(
+            lambda: (video := client.get(f"/v1/videos/{video_id}").json())["status"] == "completed" and video,
+            what="the reconciler to finish the task",
+        )
+    assert finished["status"] == "completed"
+    assert stack.simulator.task_state(provider_task)["callbacks"] == []  # no callback did it

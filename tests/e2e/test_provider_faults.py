@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from devstack.simulator import FAILURE_MESSAGE
@@ -28,9 +30,9 @@ def test_a_failed_generation_ends_failed_with_the_providers_code_and_message(sta
     assert event["data"]["error"]["code"] == "api_error"
 
 
-def test_a_lost_callback_leaves_the_task_in_progress(stack, videos, unique, eventually):
+def test_a_lost_callback_is_finished_by_the_reconciler(stack, videos, receiver, unique, eventually):
     # Given a task whose provider finishes but never calls back
-    created = videos.create(unique("[sim:no-callback] A quiet library"))
+    created = videos.create(unique("[sim:no-callback] A quiet library"), callback_url=receiver.url)
     provider_task = _provider_task(stack, created["id"])
 
     # When the provider has finished it (its record carries the response; no callback is coming)
@@ -39,14 +41,14 @@ def test_a_lost_callback_leaves_the_task_in_progress(stack, videos, unique, even
     )
     assert stack.simulator.task_state(provider_task)["callbacks"] == []
 
-    # Then the relay still reports it in progress: nothing polls the provider yet (a later issue
-    # adds a reconciler; this asserts today's behaviour).
-    video = videos.get(created["id"])
-    assert video["status"] == "in_progress"
-    assert video["progress"] == 0
-    not_ready = videos.client.get(f"/v1/videos/{created['id']}/content")
-    assert not_ready.status_code == 404
-    assert not_ready.json()["error"]["code"] == "video_not_ready"
+    # Then the scheduled reconciler (every second here, for tasks older than 4 s) asks the
+    # provider, copies the video and completes the task, and the client hears of it
+    video = videos.wait(created["id"], timeout=30)
+    assert video["status"] == "completed" and video["progress"] == 100
+    assert stack.simulator.task_state(provider_task)["callbacks"] == []
+    assert videos.client.get(f"/v1/videos/{created['id']}/content").status_code == 302
+    event = receiver.verify(receiver.wait_for_video(created["id"], timeout=20))
+    assert event["type"] == "video.completed"
 
 
 def test_a_duplicated_callback_completes_the_task_once_and_sends_one_webhook(
@@ -55,7 +57,7 @@ def test_a_duplicated_callback_completes_the_task_once_and_sends_one_webhook(
     created = videos.create(unique("[sim:double-callback] Two moons"), callback_url=receiver.url)
     provider_task = _provider_task(stack, created["id"])
 
-    # When both callbacks have been answered (the webhook is sent before a callback is answered)
+    # When both callbacks have been answered
     state = eventually(
         lambda: s if len((s := stack.simulator.task_state(provider_task))["callbacks"]) == 2 else None,
         what="both callbacks",
@@ -64,6 +66,11 @@ def test_a_duplicated_callback_completes_the_task_once_and_sends_one_webhook(
     # Then both were accepted, the task completed, and the client heard about it exactly once
     assert [attempt["status"] for attempt in state["callbacks"]] == [200, 200]
     assert videos.get(created["id"])["status"] == "completed"
+    eventually(
+        lambda: ((stack.task_item(created["id"]) or {}).get("webhook") or {}).get("state") == "delivered",
+        what="the webhook to be delivered",
+    )
+    time.sleep(1.0)  # room for a second delivery, were there one
     deliveries = receiver.deliveries_for(created["id"])
     assert len(deliveries) == 1
     assert receiver.verify(deliveries[0])["type"] == "video.completed"

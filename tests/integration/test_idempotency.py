@@ -48,13 +48,36 @@ def test_malformed_keys_are_400(api, key):
     assert status == 400 and answer["error"]["param"] == "Idempotency-Key"
 
 
-def test_a_failed_request_is_not_stored_and_can_be_retried(api, internet, stack):
+def test_an_invalid_request_is_not_stored_and_can_be_retried(api, internet, stack):
+    assert api.submit({**VALID, "duration": 5}, idempotency_key="retry-me")[0] == 400
+    status, _, video = api.submit(VALID, idempotency_key="retry-me")
+    assert status == 202 and video["status"] == "in_progress"
+
+
+def test_a_retry_after_a_provider_refusal_answers_the_failed_task_and_makes_no_other(api, internet, stack):
     internet.create_failures.append(
         httpx.Response(400, json={"error": {"code": "bad_request", "message": "no"}})
     )
-    assert api.submit(VALID, idempotency_key="retry-me")[0] == 400
-    status, _, video = api.submit(VALID, idempotency_key="retry-me")
-    assert status == 202 and video["status"] == "in_progress"
+    assert api.submit(VALID, idempotency_key="refused")[0] == 400
+    status, _, video = api.submit(VALID, idempotency_key="refused")
+    assert status == 202 and video["status"] == "failed"
+    assert video["error"]["code"] == "provider_rejected" and internet.provider_calls == []
+
+
+def test_a_lost_idempotency_record_still_makes_no_second_task(api, internet, stack):
+    # Given a submission whose idempotency record is gone (its write failed, or it expired early)
+    status, _, first = api.submit(VALID, idempotency_key="order-1")
+    assert status == 202
+    table = stack.refs["IdempotencyTable"]
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    for item in dynamodb.scan(TableName=table)["Items"]:
+        dynamodb.delete_item(TableName=table, Key={"id": item["id"]})
+
+    # When the client retries with the same key, the table itself finds the first task
+    status, _, again = api.submit(VALID, idempotency_key="order-1")
+    assert status == 202 and again["id"] == first["id"]
+    assert len(internet.provider_calls) == 1
+    assert dynamodb.scan(TableName=stack.refs["TasksTable"])["Count"] == 1
 
 
 def test_same_key_while_the_first_is_in_flight_is_409(api, internet, stack, monkeypatch):

@@ -2,12 +2,15 @@
 
 Scoped to the caller and kept 24 h: the same key with the same request answers the first answer
 again and makes no second task; the same key with a different request is a 422; the same key
-while the first request is still running is a 409. A request that fails (validation, provider
-refusal) leaves no record, so it can be retried with the same key.
+while the first request is still running is a 409. A request refused before a task exists
+(validation) leaves no record, so it can be retried with the same key. The task id itself is
+derived from (caller, key), so even a lost idempotency record cannot make a second task: a retry
+finds the first one (a provider refusal therefore answers that failed task on a retry).
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Callable
 from functools import lru_cache
@@ -51,10 +54,21 @@ def _idempotent_submit() -> tuple[Callable[..., dict[str, Any]], IdempotencyConf
     @idempotent_function(data_keyword_argument="submission", persistence_store=store, config=config)
     def submit(submission: dict[str, Any], public_base_url: str) -> dict[str, Any]:
         request = CreateVideoRequest.model_validate(submission["request"])
-        video = submit_video(request, owner=submission["owner"], public_base_url=public_base_url)
+        task_id = task_id_for(submission["owner"], submission["key"])
+        video = submit_video(
+            request, owner=submission["owner"], public_base_url=public_base_url, task_id=task_id
+        )
         return video.model_dump(mode="json")
 
     return submit, config
+
+
+def task_id_for(owner: str, key: str) -> str:
+    """The task id of (owner, Idempotency-Key): the table's own guard against a second task when
+    the idempotency record itself could not be written (its in-flight record then expires, and a
+    retry runs the submission again, which finds this task)."""
+    digest = hashlib.sha256(f"sora-relay/idempotency/v1\0{owner}\0{key}".encode()).hexdigest()
+    return f"video_{digest[:32]}"
 
 
 def submit_once(

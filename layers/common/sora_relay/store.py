@@ -45,13 +45,18 @@ class TaskStore:
         self._table = table_name
 
     def create(self, task: Task) -> None:
+        """Store a new task; TransitionRejected if a task with its id exists already."""
         try:
             self._client.put_item(
                 TableName=self._table,
                 Item=_to_attrs(task.to_item()),
                 ConditionExpression="attribute_not_exists(task_id)",
             )
-        except (ClientError, BotoCoreError) as error:
+        except ClientError as error:
+            if _is_condition_failure(error):
+                raise TransitionRejected(f"Task {task.task_id} exists already") from error
+            raise StorageError("Could not store the task") from error
+        except BotoCoreError as error:
             raise StorageError("Could not store the task") from error
 
     @staticmethod

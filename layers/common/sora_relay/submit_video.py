@@ -9,14 +9,18 @@ from __future__ import annotations
 
 from sora_relay import services
 from sora_relay.dispatch import fail_task, queue_dispatch, start_generation
-from sora_relay.errors import ProviderUnavailable
+from sora_relay.errors import ProviderUnavailable, StorageError, TransitionRejected, Unprocessable
 from sora_relay.models import CreateVideoRequest, VideoObject
 from sora_relay.observability import logger, metrics
 from sora_relay.settings import get_settings
-from sora_relay.task import Task
+from sora_relay.task import Status, Task
 
 
-def submit_video(request: CreateVideoRequest, *, owner: str, public_base_url: str) -> VideoObject:
+def submit_video(
+    request: CreateVideoRequest, *, owner: str, public_base_url: str, task_id: str | None = None
+) -> VideoObject:
+    """`task_id`, when given, makes the submission idempotent in the table itself: a second
+    submission with that id finds the first task instead of making another."""
     settings = get_settings()
     task = Task.new(
         owner=owner,
@@ -29,7 +33,15 @@ def submit_video(request: CreateVideoRequest, *, owner: str, public_base_url: st
         provider=settings.provider_name,
         retention_days=settings.task_retention_days,
     )
-    services.task_store().create(task)
+    if task_id is not None:
+        task = task.model_copy(update={"task_id": task_id})
+    try:
+        services.task_store().create(task)
+    except TransitionRejected:
+        existing = _earlier_attempt(task)
+        if existing.status is not Status.QUEUED or existing.provider_task_id:
+            return VideoObject.from_task(existing)
+        task = existing  # an earlier attempt stopped before the provider had it: carry on
     logger.append_keys(task_id=task.task_id)
     logger.info("Task accepted", extra={"prompt_chars": len(task.prompt), "model": task.model})
     metrics.add_metric(name="TaskAccepted", unit="Count", value=1)
@@ -54,3 +66,18 @@ def submit_video(request: CreateVideoRequest, *, owner: str, public_base_url: st
         fail_task(task.task_id, error)  # the client hears 503 now; the task still records why
         raise
     return VideoObject.from_task(task)
+
+
+def _earlier_attempt(task: Task) -> Task:
+    """The task an earlier attempt of the same submission made, if it was the same request."""
+    existing = services.task_store().get(task.task_id)
+    if existing is None or existing.owner != task.owner:
+        raise StorageError("Could not store the task")
+    same = ("model", "prompt", "seconds", "size", "image_url", "callback_url")
+    if any(getattr(existing, name) != getattr(task, name) for name in same):
+        raise Unprocessable(
+            "This idempotency key was used with a different request",
+            param="Idempotency-Key",
+            code="idempotency_key_reused",
+        )
+    return existing

@@ -1,0 +1,403 @@
+"""Load and fault runs against the local stack (dev-only): many tasks at once, faults switched on.
+
+    python -m devstack load --tasks 300 --concurrency 300
+
+Every task is submitted through the local gateway with its own Idempotency-Key and retried with
+that key on 429, 5xx, 409 and connection errors, as a careful client would. Prompts carry the
+simulator's fault markers in a fixed mix, callback URLs ask the webhook receiver to refuse each
+event a few times first, and the stack may put a fault proxy in front of moto for DynamoDB and
+S3 errors. Then it waits until every accepted task is terminal and checks, from the table, the
+bucket and the receiver:
+
+- lost: accepted tasks that never reached `completed` or `failed` (must be 0);
+- duplicates: tasks made twice for one submission by a retried submit (must be 0);
+- outcomes that differ from what the task's fault should give;
+- every stored MP4 against its recorded size and sha256;
+- every terminal event of a task with a callback_url delivered (a 2xx), every repeat of an event
+  carrying the same webhook-id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import random
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from boto3.dynamodb.types import TypeDeserializer
+
+from devstack.receiver import WebhookReceiver
+from devstack.stack import LocalStack
+
+TERMINAL = ("completed", "failed")
+
+# Every wait of the service shortened so a fault run settles in seconds, not the production hours:
+# provider and dispatch backoff, the webhook schedule (production: 5 s ... 8 h), and the reconciler
+# (production: every 5 min, tasks older than 15 min, deadline 6 h).
+FAST_FUNCTION_ENV = {
+    "PROVIDER_RETRY_BASE_DELAY_SECONDS": "0.1",
+    "DISPATCH_BASE_DELAY_SECONDS": "0.2",
+    "WEBHOOK_RETRY_SCHEDULE": "0.5,1,1,2,2,3,3",
+    "RECONCILE_STALE_AFTER_SECONDS": "4",
+    "RECONCILE_DEADLINE_SECONDS": "120",
+}
+FAST_PARAMETERS = {"DispatchMaxAttempts": "3"}
+FAST_SCHEDULE_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One kind of task in the mix: a prompt marker and the outcome it must end in."""
+
+    name: str
+    marker: str
+    status: str  # the terminal status the task must reach
+    error_code: str | None = None  # for failed tasks, the reason it must record
+
+
+# The simulator's faults and what the relay must make of each.
+FAULTS = {
+    fault.name: fault
+    for fault in (
+        Fault("clean", "", "completed"),
+        Fault("fail", "[sim:fail]", "failed", "api_error"),
+        Fault("no-callback", "[sim:no-callback]", "completed"),  # found by the reconciler
+        Fault("double-callback", "[sim:double-callback]", "completed"),
+        Fault("late-callback", "[sim:late-callback]", "completed"),
+        Fault("video-404", "[sim:video-404]", "failed", "video_fetch_failed"),
+        Fault("429x2", "[sim:429x2]", "completed"),  # rate limited twice, then accepted
+        Fault("500", "[sim:500]", "failed", "provider_unavailable"),  # never accepted: dispatch gives up
+    )
+}
+DEFAULT_MIX = {
+    "clean": 10,
+    "fail": 2,
+    "no-callback": 2,
+    "double-callback": 2,
+    "late-callback": 2,
+    "video-404": 1,
+    "429x2": 2,
+    "500": 1,
+}
+
+
+@dataclass
+class Submission:
+    index: int
+    fault: Fault
+    prompt: str
+    key: str
+    callback_url: str | None
+    attempts: int = 0
+    answers: list[int] = field(default_factory=list)
+    task_id: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class LoadReport:
+    submitted: int = 0
+    accepted: int = 0
+    rejected: int = 0  # submissions never accepted after every retry
+    completed: int = 0
+    failed: int = 0
+    failed_reasons: dict[str, int] = field(default_factory=dict)
+    lost: int = 0
+    duplicates: int = 0
+    unexpected: list[str] = field(default_factory=list)
+    sha256_checked: int = 0
+    sha256_mismatches: list[str] = field(default_factory=list)
+    webhook_events: int = 0
+    webhook_undelivered: list[str] = field(default_factory=list)
+    webhook_deliveries: int = 0
+    webhook_repeats: int = 0  # deliveries beyond the first of an event (refused, or retried)
+    webhook_id_mismatches: list[str] = field(default_factory=list)
+    submit_retries: int = 0
+    submit_seconds: float = 0.0
+    settle_seconds: float = 0.0
+    aws_faults: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def throughput(self) -> float:
+        """Terminal tasks per second, from the first submit to the last task settling."""
+        return (self.completed + self.failed) / self.settle_seconds if self.settle_seconds else 0.0
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.lost == 0
+            and self.duplicates == 0
+            and self.rejected == 0
+            and not self.unexpected
+            and not self.sha256_mismatches
+            and not self.webhook_undelivered
+            and not self.webhook_id_mismatches
+        )
+
+    def lines(self) -> list[str]:
+        reasons = ", ".join(f"{code} {count}" for code, count in sorted(self.failed_reasons.items())) or "-"
+        faults = ", ".join(f"{name} {count}" for name, count in sorted(self.aws_faults.items())) or "none"
+        return [
+            f"submitted          {self.submitted} (accepted {self.accepted}, never accepted {self.rejected};"
+            f" {self.submit_retries} submit retries with the same Idempotency-Key)",
+            f"completed          {self.completed}",
+            f"failed             {self.failed} ({reasons})",
+            f"lost               {self.lost}",
+            f"duplicate tasks    {self.duplicates}",
+            f"unexpected outcome {len(self.unexpected)}"
+            + (f": {self.unexpected[:5]}" if self.unexpected else ""),
+            f"mp4 sha256 checked {self.sha256_checked}, mismatches {len(self.sha256_mismatches)}",
+            f"webhook events     {self.webhook_events}, undelivered {len(self.webhook_undelivered)},"
+            f" deliveries {self.webhook_deliveries} ({self.webhook_repeats} repeats),"
+            f" webhook-id mismatches {len(self.webhook_id_mismatches)}",
+            f"injected AWS faults {faults}",
+            f"submit phase       {self.submit_seconds:.1f} s ({self.submitted / max(self.submit_seconds, 1e-9):.1f}"
+            " submits/s)",
+            f"throughput         {self.throughput:.2f} tasks/s end to end ({self.settle_seconds:.1f} s in all)",
+            "result             " + ("OK" if self.ok else "PROBLEMS"),
+        ]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **{key: value for key, value in self.__dict__.items()},
+            "throughput": round(self.throughput, 3),
+            "ok": self.ok,
+        }
+
+
+def plan(
+    tasks: int, mix: dict[str, int], receiver: WebhookReceiver | None, *, seed: int = 7
+) -> list[Submission]:
+    """`tasks` submissions in the mix's proportions, shuffled; most with a callback_url that is
+    refused a few times per event first."""
+    weighted = list(itertools.chain.from_iterable([FAULTS[name]] * weight for name, weight in mix.items()))
+    rng = random.Random(seed)
+    run = uuid.uuid4().hex[:6]
+    submissions = []
+    for index in range(tasks):
+        fault = weighted[index % len(weighted)]
+        callback_url = None
+        if receiver is not None and index % 10 != 9:  # every tenth task has no webhook
+            callback_url = receiver.url_failing(index % 4) if index % 4 else receiver.url
+        prompt = f"load {run} #{index} {fault.marker}".strip()
+        submissions.append(Submission(index, fault, prompt, f"load-{run}-{index}", callback_url))
+    rng.shuffle(submissions)
+    return submissions
+
+
+class LoadRunner:
+    def __init__(
+        self,
+        stack: LocalStack,
+        receiver: WebhookReceiver | None,
+        *,
+        concurrency: int = 300,
+        submit_attempts: int = 8,
+        settle_timeout: float = 300.0,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        self.stack = stack
+        self.receiver = receiver
+        self.concurrency = concurrency
+        self.submit_attempts = submit_attempts
+        self.settle_timeout = settle_timeout
+        self.progress = progress or (lambda message: None)
+        self._client = httpx.Client(
+            base_url=stack.api_url,
+            headers={"x-api-key": stack.api_key},
+            timeout=60,
+            trust_env=False,
+            limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- submitting --
+
+    def _submit(self, submission: Submission, start: threading.Event) -> None:
+        start.wait()
+        body: dict[str, Any] = {"prompt": submission.prompt, "duration": 4}
+        if submission.callback_url:
+            body["callback_url"] = submission.callback_url
+        delay = 0.2
+        for _ in range(self.submit_attempts):
+            submission.attempts += 1
+            try:
+                response = self._client.post(
+                    "/v1/videos", json=body, headers={"Idempotency-Key": submission.key}
+                )
+            except httpx.HTTPError as error:
+                submission.answers.append(0)
+                submission.error = f"{type(error).__name__}"
+            else:
+                submission.answers.append(response.status_code)
+                if response.status_code == 202:
+                    submission.task_id = response.json()["id"]
+                    return
+                submission.error = response.text[:200]
+                if response.status_code not in (409, 429) and response.status_code < 500:
+                    return  # refused for good
+            time.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 3.0)
+
+    def submit_all(self, submissions: list[Submission]) -> float:
+        start = threading.Event()
+        began = time.monotonic()
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            futures = [pool.submit(self._submit, submission, start) for submission in submissions]
+            start.set()  # all at once
+            for future in futures:
+                future.result()
+        return time.monotonic() - began
+
+    # -- watching --
+
+    def tasks(self) -> list[dict[str, Any]]:
+        """Every task in the table, read straight from moto (not through any fault proxy)."""
+        assert self.stack.stack is not None
+        client = self.stack.aws_client("dynamodb")
+        deserializer = TypeDeserializer()
+        items: list[dict[str, Any]] = []
+        for page in client.get_paginator("scan").paginate(
+            TableName=self.stack.stack.refs["TasksTable"], ConsistentRead=True
+        ):
+            items += [{k: deserializer.deserialize(v) for k, v in item.items()} for item in page["Items"]]
+        return items
+
+    def settle(self, submissions: list[Submission], began: float) -> tuple[list[dict[str, Any]], float]:
+        """Wait until every accepted task is terminal and every webhook event delivered."""
+        wanted = {s.task_id for s in submissions if s.task_id}
+        hooks = {s.task_id for s in submissions if s.task_id and s.callback_url}
+        deadline = time.monotonic() + self.settle_timeout
+        last_note = 0.0
+        settled_at = None
+        while True:
+            tasks = {task["task_id"]: task for task in self.tasks()}
+            open_ids = [tid for tid in wanted if tasks.get(tid, {}).get("status") not in TERMINAL]
+            if not open_ids and settled_at is None:
+                settled_at = time.monotonic()
+            undelivered = [tid for tid in hooks if not self._delivered(tasks.get(tid))]
+            if not open_ids and not undelivered:
+                return list(tasks.values()), (settled_at or time.monotonic()) - began
+            if time.monotonic() > deadline:
+                return list(tasks.values()), (settled_at or time.monotonic()) - began
+            if time.monotonic() - last_note > 5:
+                self.progress(
+                    f"  {len(wanted) - len(open_ids)}/{len(wanted)} tasks terminal, {len(undelivered)} webhooks pending"
+                )
+                last_note = time.monotonic()
+            time.sleep(0.5)
+
+    @staticmethod
+    def _delivered(task: dict[str, Any] | None) -> bool:
+        webhook = (task or {}).get("webhook") or {}
+        return webhook.get("state") == "delivered"
+
+    # -- checking --
+
+    def check(self, submissions: list[Submission], tasks: list[dict[str, Any]], report: LoadReport) -> None:
+        assert self.stack.stack is not None
+        by_prompt: dict[str, list[dict[str, Any]]] = {}
+        for task in tasks:
+            by_prompt.setdefault(task["prompt"], []).append(task)
+        by_id = {task["task_id"]: task for task in tasks}
+        reasons: Counter[str] = Counter()
+        s3 = self.stack.aws_client("s3")
+        bucket = self.stack.stack.refs["VideosBucket"]
+        for submission in submissions:
+            made = by_prompt.get(submission.prompt, [])
+            report.duplicates += max(0, len(made) - 1)
+            report.submit_retries += submission.attempts - 1
+            if submission.task_id is None:
+                report.rejected += 1
+                # A submission that was never accepted must not have left an unfinished task behind.
+                report.lost += sum(1 for task in made if task["status"] not in TERMINAL)
+                continue
+            report.accepted += 1
+            task = by_id.get(submission.task_id)
+            if task is None or task["status"] not in TERMINAL:
+                report.lost += 1
+                continue
+            if task["status"] == "completed":
+                report.completed += 1
+                self._check_video(s3, bucket, task, report)
+            else:
+                report.failed += 1
+                reasons[str(task.get("error_code"))] += 1
+            expected = submission.fault
+            if task["status"] != expected.status or (
+                expected.error_code and task.get("error_code") != expected.error_code
+            ):
+                report.unexpected.append(
+                    f"{submission.fault.name}: {task['task_id']} {task['status']} {task.get('error_code')}"
+                )
+            if submission.callback_url:
+                self._check_webhooks(task, report)
+        report.failed_reasons = dict(reasons)
+
+    @staticmethod
+    def _check_video(s3: Any, bucket: str, task: dict[str, Any], report: LoadReport) -> None:
+        data = s3.get_object(Bucket=bucket, Key=task["video_key"])["Body"].read()
+        report.sha256_checked += 1
+        if (
+            hashlib.sha256(data).hexdigest() != task.get("video_sha256")
+            or len(data) != int(task.get("video_bytes", -1))
+            or data[4:8] != b"ftyp"
+        ):
+            report.sha256_mismatches.append(task["task_id"])
+
+    def _check_webhooks(self, task: dict[str, Any], report: LoadReport) -> None:
+        assert self.receiver is not None
+        report.webhook_events += 1
+        deliveries = self.receiver.deliveries_for(task["task_id"])
+        report.webhook_deliveries += len(deliveries)
+        report.webhook_repeats += max(0, len(deliveries) - 1)
+        ids = {delivery.headers.get("webhook-id") for delivery in deliveries}
+        expected_id = f"evt_{task['task_id'].removeprefix('video_')}_{task['status']}"
+        if ids != {expected_id}:
+            report.webhook_id_mismatches.append(f"{task['task_id']}: {sorted(map(str, ids))}")
+        accepted = [delivery for delivery in deliveries if delivery.accepted]
+        if not accepted:
+            report.webhook_undelivered.append(task["task_id"])
+            return
+        for delivery in accepted:
+            try:
+                self.receiver.verify(delivery)
+            except Exception:
+                report.webhook_id_mismatches.append(f"{task['task_id']}: signature did not verify")
+
+    # -- the whole run --
+
+    def run(self, tasks: int, mix: dict[str, int] | None = None) -> LoadReport:
+        submissions = plan(tasks, mix or DEFAULT_MIX, self.receiver)
+        report = LoadReport(submitted=len(submissions))
+        began = time.monotonic()
+        self.progress(f"submitting {len(submissions)} tasks, {self.concurrency} at once ...")
+        report.submit_seconds = self.submit_all(submissions)
+        self.progress(f"submitted in {report.submit_seconds:.1f} s; waiting for every task and webhook ...")
+        settled, report.settle_seconds = self.settle(submissions, began)
+        self.check(submissions, settled, report)
+        if self.stack.chaos is not None:
+            report.aws_faults = {
+                f"{service}:{operation}": count
+                for (service, operation), count in self.stack.chaos.fault_counts().items()
+            }
+        return report
+
+
+def print_report(report: LoadReport, *, as_json: bool = False) -> None:
+    if as_json:
+        print(json.dumps(report.as_dict(), indent=2, default=str))
+        return
+    for line in report.lines():
+        print(line)
