@@ -313,6 +313,7 @@ def test_stream_records_are_filtered_batched_bisected_and_dead_lettered(
 
 # -- the running stack ---------------------------------------------------------------------------
 
+
 def test_every_event_source_of_the_template_runs(stack):
     running = {(source.kind, source.function_id) for source in stack.event_sources}
     assert running >= {
