@@ -122,6 +122,7 @@ class LoadReport:
     webhook_repeats: int = 0  # deliveries beyond the first of an event (refused, or retried)
     webhook_id_mismatches: list[str] = field(default_factory=list)
     submit_retries: int = 0
+    submit_answers: dict[str, int] = field(default_factory=dict)  # every answer a submit got, by status
     submit_seconds: float = 0.0
     settle_seconds: float = 0.0
     aws_faults: dict[str, int] = field(default_factory=dict)
@@ -149,6 +150,8 @@ class LoadReport:
         return [
             f"submitted          {self.submitted} (accepted {self.accepted}, never accepted {self.rejected};"
             f" {self.submit_retries} submit retries with the same Idempotency-Key)",
+            "submit answers     "
+            + ", ".join(f"{code} x{count}" for code, count in sorted(self.submit_answers.items())),
             f"completed          {self.completed}",
             f"failed             {self.failed} ({reasons})",
             f"lost               {self.lost}",
@@ -312,12 +315,14 @@ class LoadRunner:
             by_prompt.setdefault(task["prompt"], []).append(task)
         by_id = {task["task_id"]: task for task in tasks}
         reasons: Counter[str] = Counter()
+        answers: Counter[str] = Counter()
         s3 = self.stack.aws_client("s3")
         bucket = self.stack.stack.refs["VideosBucket"]
         for submission in submissions:
             made = by_prompt.get(submission.prompt, [])
             report.duplicates += max(0, len(made) - 1)
             report.submit_retries += submission.attempts - 1
+            answers.update("conn-error" if code == 0 else str(code) for code in submission.answers)
             if submission.task_id is None:
                 report.rejected += 1
                 # A submission that was never accepted must not have left an unfinished task behind.
@@ -344,6 +349,7 @@ class LoadRunner:
             if submission.callback_url:
                 self._check_webhooks(task, report)
         report.failed_reasons = dict(reasons)
+        report.submit_answers = dict(answers)
 
     @staticmethod
     def _check_video(s3: Any, bucket: str, task: dict[str, Any], report: LoadReport) -> None:

@@ -1,0 +1,218 @@
+"""The fault suite: simulator faults, failing webhook receivers and injected DynamoDB/S3 errors
+(through the fault proxy in front of moto) against the whole local stack, and nothing is lost.
+
+Every task ends in the terminal state its fault calls for, every stored MP4 matches its sha256,
+every event reaches the receiver, and every repeat of an event carries the same webhook-id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from devstack.load import LoadRunner
+from devstack.stack import LocalStack
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def chaos(stack: LocalStack) -> Iterator[object]:
+    assert stack.chaos is not None, "the e2e stack runs its functions behind the fault proxy"
+    stack.chaos.clear()
+    yield stack.chaos
+    stack.chaos.clear()
+
+
+def _webhook(stack: LocalStack, task_id: str) -> dict:
+    return (stack.task_item(task_id) or {}).get("webhook") or {}
+
+
+def _stored_video_matches(stack: LocalStack, task_id: str) -> bool:
+    item = stack.task_item(task_id) or {}
+    assert stack.stack is not None
+    data = (
+        stack.aws_client("s3")
+        .get_object(Bucket=stack.stack.refs["VideosBucket"], Key=item["video_key"])["Body"]
+        .read()
+    )
+    return hashlib.sha256(data).hexdigest() == item["video_sha256"] and len(data) == int(item["video_bytes"])
+
+
+def test_a_mixed_fault_run_loses_nothing_and_makes_no_duplicates(stack, receiver, chaos):
+    # Given a fifth of the functions' DynamoDB and S3 calls failing (server errors and throttling;
+    # botocore retries most, some escape), every simulator fault in the mix, and receivers that
+    # refuse each event up to three times
+    for service in ("dynamodb", "s3"):
+        chaos.add_fault(service, rate=0.1, kind="server_error", seed=3)
+        chaos.add_fault(service, rate=0.1, kind="throttle", seed=4)
+    runner = LoadRunner(stack, receiver, concurrency=40, settle_timeout=150)
+    try:
+        # When 48 tasks are submitted at once, each retried with its Idempotency-Key on 5xx/429
+        report = runner.run(48)
+    finally:
+        runner.close()
+
+    # Then every task reached the outcome its fault calls for, and nothing was lost or doubled
+    assert report.accepted == report.submitted == 48, report.lines()
+    assert report.lost == 0 and report.duplicates == 0, report.lines()
+    assert report.unexpected == [], report.lines()
+    assert report.completed + report.failed == 48
+    assert set(report.failed_reasons) <= {"api_error", "video_fetch_failed", "provider_unavailable"}
+    # every stored MP4 matches its sha256, every event was delivered with one webhook-id
+    assert report.sha256_checked == report.completed and report.sha256_mismatches == []
+    assert report.webhook_undelivered == [] and report.webhook_id_mismatches == [], report.lines()
+    assert report.webhook_repeats > 0  # the refusing receivers were exercised
+    assert sum(report.aws_faults.values()) > 0  # and so were the injected AWS errors
+    assert report.ok
+
+
+def test_a_callback_whose_writes_fail_is_finished_by_the_reconciler(stack, videos, receiver, unique, chaos):
+    # Given a task in progress, and then every DynamoDB write failing for a while (more than
+    # botocore's retries): the provider's callback cannot be recorded and is answered 5xx
+    created = videos.create(unique("[sim:late-callback] A storm over the harbour"), callback_url=receiver.url)
+    rule = chaos.add_fault("dynamodb", "UpdateItem", count=12, kind="server_error")
+
+    # When the writes work again, the reconciler finds the task and finishes it through the
+    # callback's own path
+    video = videos.wait(created["id"], timeout=40)
+    assert rule.injected > 0
+    assert video["status"] == "completed"
+    assert _stored_video_matches(stack, created["id"])
+    delivery = receiver.wait_for_video(created["id"], timeout=20)
+    assert receiver.verify(delivery)["type"] == "video.completed"
+
+
+def test_a_failed_copy_to_s3_is_copied_again(stack, videos, unique, chaos, eventually):
+    # Given S3 refusing the copy of the next video (all of botocore's retries)
+    rule = chaos.add_fault("s3", count=30, kind="throttle")
+    created = videos.create(unique("A lighthouse at dusk"))
+
+    # Then the task still completes once S3 takes writes again, with the right bytes
+    video = videos.wait(created["id"], timeout=40)
+    assert rule.injected > 0
+    assert video["status"] == "completed" and _stored_video_matches(stack, created["id"])
+
+
+def test_a_submit_whose_write_fails_is_retried_with_its_key_and_makes_one_task(stack, videos, chaos):
+    # Given every DynamoDB PutItem failing for a while (the task or its idempotency record)
+    chaos.add_fault("dynamodb", "PutItem", count=8, kind="server_error")
+    key = f"order-{uuid.uuid4().hex[:8]}"
+    prompt = f"A market at dawn ({key})"
+    answers = []
+    for _ in range(6):
+        response = videos.client.post("/v1/videos", json={"prompt": prompt}, headers={"Idempotency-Key": key})
+        answers.append(response.status_code)
+        if response.status_code == 202:
+            break
+        assert response.status_code >= 500 or response.status_code == 409, response.text
+        assert response.json()["error"]["code"]  # the JSON error shape even then
+        time.sleep(0.5)
+    # Then the retries got through, and one task exists for the key
+    assert answers[-1] == 202 and answers[0] != 202, answers
+    runner = LoadRunner(stack, None)
+    try:
+        assert [task["prompt"] for task in runner.tasks()].count(prompt) == 1
+    finally:
+        runner.close()
+
+
+def test_a_receiver_that_fails_three_times_gets_the_same_event_a_fourth_time(
+    stack, videos, receiver, unique, eventually
+):
+    created = videos.create(unique("A kite over dunes"), callback_url=receiver.url_failing(3, status=503))
+    webhook = eventually(
+        lambda: w if (w := _webhook(stack, created["id"])).get("state") == "delivered" else None,
+        timeout=30,
+        what="the fourth delivery",
+    )
+    deliveries = receiver.deliveries_for(created["id"])
+    assert [delivery.answered for delivery in deliveries] == [503, 503, 503, 200]
+    assert len({delivery.headers["webhook-id"] for delivery in deliveries}) == 1
+    assert {receiver.verify(delivery)["id"] for delivery in deliveries} == {
+        deliveries[0].headers["webhook-id"]
+    }
+    assert [attempt["status_code"] for attempt in webhook["history"]] == [503, 503, 503, 200]
+
+
+def test_410_gone_stops_delivery(stack, videos, receiver, unique, eventually):
+    created = videos.create(unique("A closed door"), callback_url=f"{receiver.url}?status=410")
+    webhook = eventually(
+        lambda: w if (w := _webhook(stack, created["id"])).get("state") == "gone" else None,
+        what="the 410",
+    )
+    time.sleep(2.0)  # longer than the next two delays of the schedule
+    assert webhook["attempts"] == 1 and len(receiver.deliveries_for(created["id"])) == 1
+
+
+def test_an_event_nobody_accepts_goes_to_the_dead_letter_queue(stack, videos, receiver, unique, eventually):
+    # Given a receiver that always answers 500, and the local schedule (8 attempts in ~13 s)
+    created = videos.create(unique("An empty stage"), callback_url=f"{receiver.url}?status=500")
+    webhook = eventually(
+        lambda: w if (w := _webhook(stack, created["id"])).get("state") == "failed" else None,
+        timeout=40,
+        what="the last attempt",
+    )
+    assert webhook["attempts"] == 8 and len(webhook["history"]) == 8
+    assert len(receiver.deliveries_for(created["id"])) == 8
+    dead = [json.loads(message["Body"]) for message in stack.queue_messages("WebhookDeadLetterQueue")]
+    assert {"task_id": created["id"], "event_id": webhook["event_id"]}.items() <= next(
+        message for message in dead if message["task_id"] == created["id"]
+    ).items()
+
+
+def test_terminal_transitions_are_published_on_the_bus(stack, videos, unique, eventually):
+    done = videos.create(unique("A red balloon"))
+    failed = videos.create(unique("[sim:fail] A grey balloon"))
+    videos.wait(done["id"]), videos.wait(failed["id"])
+
+    def published() -> dict[str, dict] | None:
+        events = {event["detail"].get("id"): event for event in stack.bus_events()}
+        return events if done["id"] in events and failed["id"] in events else None
+
+    events = eventually(published, what="both bus events")
+    assert events[done["id"]]["detail-type"] == "Video Generation Completed"
+    assert events[done["id"]]["detail"]["status"] == "completed"
+    assert events[failed["id"]]["detail-type"] == "Video Generation Failed"
+    assert events[failed["id"]]["detail"]["error"]["code"] == "api_error"
+    ids = [event["detail"].get("id") for event in stack.bus_events()]
+    assert ids.count(done["id"]) == 1 and ids.count(failed["id"]) == 1
+
+
+def test_submissions_from_the_queue_are_validated_reported_and_run(stack, unique, eventually):
+    sqs = stack.aws_client("sqs")
+    prompt = unique("A paper crane, from a queue")
+    good = sqs.send_message(
+        QueueUrl=stack.queue_url("SubmitQueue"), MessageBody=json.dumps({"prompt": prompt})
+    )
+    bad = sqs.send_message(
+        QueueUrl=stack.queue_url("SubmitQueue"), MessageBody=json.dumps({"prompt": "x", "duration": 7})
+    )
+
+    def by_message(detail_type: str, message_id: str) -> dict | None:
+        return next(
+            (
+                event["detail"]
+                for event in stack.bus_events()
+                if event["detail-type"] == detail_type and event["detail"].get("message_id") == message_id
+            ),
+            None,
+        )
+
+    accepted = eventually(lambda: by_message("Video Submission Accepted", good["MessageId"]), what="accepted")
+    rejected = eventually(lambda: by_message("Video Submission Rejected", bad["MessageId"]), what="rejected")
+    assert rejected["error"]["param"] == "duration" and rejected["status"] == 400
+    task_id = accepted["video"]["id"]
+    eventually(
+        lambda: any(
+            event["detail"].get("id") == task_id and event["detail-type"] == "Video Generation Completed"
+            for event in stack.bus_events()
+        ),
+        what="the queued submission to complete",
+    )
+    assert (stack.task_item(task_id) or {})["owner"].startswith("sqs:")
