@@ -90,7 +90,7 @@ def test_a_callback_whose_writes_fail_is_finished_by_the_reconciler(stack, video
 
 def test_a_failed_copy_to_s3_is_copied_again(stack, videos, unique, chaos, eventually):
     # Given S3 refusing the copy of the next video (all of botocore's retries)
-    rule = chaos.add_fault("s3", count=30, kind="throttle")
+    rule = chaos.add_fault("s3", count=6, kind="server_error")
     created = videos.create(unique("A lighthouse at dusk"))
 
     # Then the task still completes once S3 takes writes again, with the right bytes
