@@ -375,7 +375,8 @@ def test_the_reconciler_runs_on_its_schedule_and_finishes_a_lost_callback(stack,
         lambda: schedule.invocations >= 2 and schedule.last_result is not None, what="two scheduled runs"
     )
     assert schedule.errors == 0
-    log = (ROOT / ".devstack" / "e2e-schedule-logs" / "ReconcileFunction.log").read_text()
+    assert stack.log_dir is not None
+    log = (stack.log_dir / "ReconcileFunction.log").read_text()
     assert '"message":"Reconciled"' in log
 
     # And its runs have an effect: a task whose callback never came, old enough to be looked up
