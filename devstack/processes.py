@@ -32,6 +32,9 @@ class QuietHTTPServer(ThreadingHTTPServer):
     """A threading HTTP server that does not report clients dropping kept-alive connections."""
 
     daemon_threads = True
+    # socketserver's default listen backlog is 5: a burst of clients connecting at once (the load
+    # run opens 300) would be refused by the kernel before a thread could take them.
+    request_queue_size = 1024
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
