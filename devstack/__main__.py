@@ -310,7 +310,7 @@ def build_parser() -> argparse.ArgumentParser:
     load_parser.add_argument(
         "--aws-fault-rate",
         type=float,
-        default=0.02,
+        default=0.2,
         help="share of DynamoDB and S3 calls that fail (0 = off)",
     )
     load_parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for every task")
