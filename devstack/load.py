@@ -48,7 +48,10 @@ FAST_FUNCTION_ENV = {
     "DISPATCH_BASE_DELAY_SECONDS": "0.2",
     "WEBHOOK_RETRY_SCHEDULE": "0.5,1,1,2,2,3,3",
     "RECONCILE_STALE_AFTER_SECONDS": "4",
-    "RECONCILE_DEADLINE_SECONDS": "120",
+    # Well past the longest dispatch backoff and a few 60 s visibility timeouts, as production's
+    # 6 h is past its ~30 min of dispatch attempts: otherwise a task the provider never accepts
+    # may time out before dispatch gives up on it (still terminal, but for the other reason).
+    "RECONCILE_DEADLINE_SECONDS": "900",
 }
 FAST_PARAMETERS = {"DispatchMaxAttempts": "3"}
 FAST_SCHEDULE_SECONDS = 1.0
