@@ -47,7 +47,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from devstack.gateway import InvocationFailed, LocalApiGateway
-from devstack.template import ACCOUNT, REGION, Stack
+from devstack.template import ACCOUNT, REGION, Stack, function_events
 
 # The event types devstack runs for the template's functions (besides Api routes).
 EVENT_SOURCE_TYPES = frozenset({"SQS", "DynamoDB", "Schedule", "ScheduleV2"})
@@ -136,9 +136,8 @@ def template_filters(
     template: Mapping[str, Any], function_id: str, event_type: str = "DynamoDB"
 ) -> list[dict[str, Any]]:
     """The FilterCriteria patterns of a function's `event_type` events in a template (all of them)."""
-    function = template["Resources"][function_id]
     patterns: list[dict[str, Any]] = []
-    for event in function.get("Properties", {}).get("Events", {}).values():
+    for event in function_events(dict(template), function_id).values():
         if event.get("Type") == event_type:
             patterns += filter_patterns(event.get("Properties", {}).get("FilterCriteria"))
     return patterns
@@ -1062,10 +1061,10 @@ def _events(
 ) -> list[tuple[str, str, dict[str, Any]]]:
     """(function id, event name, event) of the enabled events of these types, for running functions."""
     found = []
-    for function_id, function in stack.functions().items():
+    for function_id in stack.functions():
         if function_id not in gateway.pools:
             continue
-        for event_name, event in function.get("Properties", {}).get("Events", {}).items():
+        for event_name, event in stack.function_events(function_id).items():
             if event.get("Type") in types and event.get("Properties", {}).get("Enabled", True) is not False:
                 found.append((function_id, event_name, event))
     return found

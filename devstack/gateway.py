@@ -622,8 +622,8 @@ class LocalApiGateway:
         """The functions something local can call: API routes and the event sources devstack runs."""
         triggered = {
             function_id
-            for function_id, function in self.stack.functions().items()
-            for event in function.get("Properties", {}).get("Events", {}).values()
+            for function_id in self.stack.functions()
+            for event in self.stack.function_events(function_id).values()
             if event.get("Type") in LOCAL_EVENT_TYPES
         }
         return sorted(triggered | {route.function_id for route in self.routes})

@@ -96,6 +96,10 @@ class Stack:
             if resource["Type"] == "AWS::Serverless::Function"
         }
 
+    def function_events(self, function_id: str) -> dict[str, dict[str, Any]]:
+        """function_events(self.template, function_id): SAM Events and event source mappings."""
+        return function_events(self.template, function_id)
+
     def routes(self) -> list[Route]:
         api_auth = {}
         for resource in self.template["Resources"].values():
@@ -228,6 +232,41 @@ def _cfn_string(value: Any) -> str:
 
 def _variables(function_props: dict[str, Any]) -> dict[str, Any]:
     return function_props.get("Environment", {}).get("Variables", {})
+
+
+# SAM event types of the resources an AWS::Lambda::EventSourceMapping reads, and the property
+# that names the source in SAM's own event shape.
+_MAPPED_SOURCES = {"AWS::SQS::Queue": ("SQS", "Queue"), "AWS::DynamoDB::Table": ("DynamoDB", "Stream")}
+
+
+def function_events(template: dict[str, Any], function_id: str) -> dict[str, dict[str, Any]]:
+    """A function's triggers in SAM's event shape ({name: {"Type", "Properties"}}): its own
+    `Events`, plus every AWS::Lambda::EventSourceMapping whose FunctionName refers to it (named by
+    its logical id; the template uses those to keep SAM's managed policies with Resource "*" off
+    the functions' roles)."""
+    resources = template["Resources"]
+    events = dict(resources[function_id].get("Properties", {}).get("Events", {}))
+    for name, resource in resources.items():
+        if resource["Type"] != "AWS::Lambda::EventSourceMapping":
+            continue
+        props = dict(resource.get("Properties", {}))
+        if _logical_id(props.get("FunctionName")) != function_id:
+            continue
+        source = props.pop("EventSourceArn")
+        kind, key = _MAPPED_SOURCES[resources[_logical_id(source)]["Type"]]
+        props.pop("FunctionName")
+        events[name] = {"Type": kind, "Properties": {key: source, **props}}
+    return events
+
+
+def _logical_id(value: Any) -> str | None:
+    """The logical id a !Ref or !GetAtt points at (None for anything else)."""
+    if isinstance(value, dict) and "Ref" in value:
+        return str(value["Ref"])
+    if isinstance(value, dict) and "Fn::GetAtt" in value:
+        target = value["Fn::GetAtt"]
+        return str(target[0] if isinstance(target, list) else target.split(".", 1)[0])
+    return None
 
 
 def parameter_values(template: dict[str, Any], overrides: dict[str, str]) -> dict[str, str]:

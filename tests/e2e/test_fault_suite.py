@@ -51,7 +51,7 @@ def test_a_mixed_fault_run_loses_nothing_and_makes_no_duplicates(stack, receiver
     for service in ("dynamodb", "s3"):
         chaos.add_fault(service, rate=0.1, kind="server_error", seed=3)
         chaos.add_fault(service, rate=0.1, kind="throttle", seed=4)
-    runner = LoadRunner(stack, receiver, concurrency=40, settle_timeout=150)
+    runner = LoadRunner(stack, receiver, concurrency=40, settle_timeout=300)
     try:
         # When 48 tasks are submitted at once, each retried with its Idempotency-Key on 5xx/429
         report = runner.run(48)

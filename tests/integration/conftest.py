@@ -402,7 +402,7 @@ class Downstream:
 
 
 def stream_filters(stack: Stack, function_id: str = "TaskEventsFunction") -> list[Any]:
-    events = stack.functions()[function_id]["Properties"]["Events"]
+    events = stack.function_events(function_id)
     source = next(event for event in events.values() if event["Type"] == "DynamoDB")
     return [entry["Pattern"] for entry in source["Properties"].get("FilterCriteria", {}).get("Filters", [])]
 
