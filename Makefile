@@ -13,6 +13,10 @@ SAM_CLI_VERSION := 1.170.0
 CFN_LINT_VERSION := 1.53.3
 CFN_LINT_SERVERLESS_VERSION := 0.3.5
 SAM := SAM_CLI_TELEMETRY=0 $(TOOLS)/bin/sam
+# pip-audit and uv (for the locks in locks/) live apart too.
+AUDIT := .audit-venv
+PIP_AUDIT_VERSION := 2.10.1
+UV_VERSION := 0.13.9
 
 PY_DIRS := $(wildcard layers functions devstack client tests bench scripts)
 BUILD_DIR := .aws-sam/build
@@ -21,7 +25,7 @@ BUILD_DIR := .aws-sam/build
 HOST_ARCH := $(shell uname -m | sed -e 's/^aarch64$$/arm64/')
 HOST_BUILD_DIR := $(if $(filter arm64,$(HOST_ARCH)),$(BUILD_DIR),.aws-sam/build-$(HOST_ARCH))
 
-.PHONY: help demo load run .venv tools lint-template lint test build deploy clean distclean
+.PHONY: help demo load audit lock run .venv tools lint-template lint test build deploy clean distclean
 
 help: ## list the targets
 	@grep -hE '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -36,15 +40,15 @@ run: .venv ## local stack on 127.0.0.1 until Ctrl-C; prints the API URL, keys an
 	$(VENV)/bin/python -m devstack run
 
 .venv: $(VENV)/.installed ## the project's dev venv (python 3.11), reinstalled when pyproject.toml changes
-$(VENV)/.installed: pyproject.toml
-	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -qq -e '.[dev]'
+$(VENV)/.installed: pyproject.toml locks/dev.txt
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv --upgrade-deps $(VENV)
+	$(VENV)/bin/pip install -qq -e '.[dev]' -c locks/dev.txt
 	touch $@
 
 TOOLS_STAMP := $(TOOLS)/.installed-sam$(SAM_CLI_VERSION)-cfnlint$(CFN_LINT_VERSION)-$(CFN_LINT_SERVERLESS_VERSION)
 tools: $(TOOLS_STAMP) ## aws-sam-cli and the pinned cfn-lint (+ serverless rules) in .tools-venv
 $(TOOLS_STAMP):
-	rm -rf $(TOOLS) && $(PYTHON) -m venv $(TOOLS)
+	rm -rf $(TOOLS) && $(PYTHON) -m venv --upgrade-deps $(TOOLS)
 	$(TOOLS)/bin/pip install -qq aws-sam-cli==$(SAM_CLI_VERSION) cfn-lint==$(CFN_LINT_VERSION) \
 		cfn-lint-serverless==$(CFN_LINT_SERVERLESS_VERSION)
 	$(TOOLS)/bin/pip check
@@ -77,10 +81,26 @@ endif
 deploy: build ## sam deploy with samconfig.toml (first time: make deploy GUIDED=1)
 	$(SAM) deploy --template-file $(BUILD_DIR)/template.yaml $(if $(GUIDED),--guided)
 
+AUDIT_STAMP := $(AUDIT)/.installed-pipaudit$(PIP_AUDIT_VERSION)-uv$(UV_VERSION)
+$(AUDIT_STAMP):
+	rm -rf $(AUDIT) && $(PYTHON) -m venv --upgrade-deps $(AUDIT)
+	$(AUDIT)/bin/pip install -qq pip-audit==$(PIP_AUDIT_VERSION) uv==$(UV_VERSION)
+	$(AUDIT)/bin/pip check
+	touch $@
+
+# Needs the vulnerability service (PyPI's JSON API or OSV); it fails, never passes, when that
+# cannot be reached (docs/security.md, Dependencies).
+audit: $(AUDIT_STAMP) ## lock check + pip-audit over locks/layer.txt and locks/dev.txt
+	$(AUDIT)/bin/python scripts/audit.py audit $(if $(AUDIT_SERVICE),--service $(AUDIT_SERVICE))
+
+lock: $(AUDIT_STAMP) ## re-resolve locks/layer.txt and locks/dev.txt after changing pyproject or requirements
+	$(AUDIT)/bin/python scripts/audit.py lock
+
 clean: ## remove build output and caches
 	rm -rf .aws-sam .pytest_cache .ruff_cache
-	find . -path ./$(VENV) -prune -o -path ./$(TOOLS) -prune -o -name __pycache__ -type d -prune \
+	find . -path ./$(VENV) -prune -o -path ./$(TOOLS) -prune -o -path ./$(AUDIT) -prune \
+		-o -name __pycache__ -type d -prune \
 		-exec rm -rf {} +
 
-distclean: clean ## also remove both venvs
-	rm -rf $(VENV) $(TOOLS)
+distclean: clean ## also remove the venvs
+	rm -rf $(VENV) $(TOOLS) $(AUDIT)
