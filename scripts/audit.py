@@ -472,7 +472,7 @@ def unreachable(service: str, detail: str, pins: list[Pin], latest_fallback: boo
             f"  {other} answers: run `make audit AUDIT_SERVICE={other}`.\n"
             if other_ok
             else "  No package was checked for known vulnerabilities. Run `make audit` where PyPI's JSON API\n"
-            "  or api.osv.dev is reachable (docs/security-audit.md).\n"
+            "  or api.osv.dev is reachable (docs/security.md).\n"
         ),
         file=sys.stderr,
     )

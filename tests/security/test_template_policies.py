@@ -58,7 +58,7 @@ ACCEPTED_WILDCARD_RESOURCE_POLICIES = {
     # "*" is the only Resource they accept. SAM attaches it for `Tracing: Active`.
     "AWSXrayWriteOnlyAccess": "X-Ray write actions have no resource-level permissions",
     # logs:CreateLogGroup/CreateLogStream/PutLogEvents. SAM attaches it to every role it generates;
-    # scoping it to the function's log group takes an explicit Role per function (docs/security-audit.md).
+    # scoping it to the function's log group takes an explicit Role per function (docs/security.md).
     "AWSLambdaBasicExecutionRole": "log writes only; SAM attaches it to every generated role",
 }
 KNOWN_MANAGED_POLICIES = {*ACCEPTED_WILDCARD_RESOURCE_POLICIES, *SAM_EVENT_SOURCE_POLICIES}
