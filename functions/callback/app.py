@@ -4,7 +4,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sora_relay.api import install_error_handlers, json_response
+from sora_relay.api import install_error_handlers, json_response, request_body
 from sora_relay.observability import logger, metrics, tracer
 from sora_relay.record_callback import record_callback
 
@@ -16,7 +16,7 @@ install_error_handlers(app)
 @tracer.capture_method
 def provider_callback(provider: str, task_id: str) -> Response:
     event = app.current_event
-    body = (event.decoded_body or "").encode()
+    body = request_body(event).encode()
     task, changed = record_callback(provider, task_id, event.get_query_string_value("token"), body)
     return json_response(200, {"received": True, "changed": changed, "status": task.status.value})
 

@@ -9,7 +9,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from pydantic import BaseModel
 
-from sora_relay.errors import RequestTooLarge, SoraRelayError, Unauthorized
+from sora_relay.errors import InvalidRequest, RequestTooLarge, SoraRelayError, Unauthorized
 from sora_relay.observability import logger
 from sora_relay.settings import get_settings
 
@@ -45,7 +45,11 @@ def public_base_url(event: APIGatewayProxyEvent) -> str:
 
 
 def request_body(event: APIGatewayProxyEvent) -> str:
-    body = event.decoded_body or ""
+    """The body as text: 413 over the size limit, 400 if it is not UTF-8 (JSON must be)."""
+    try:
+        body = event.decoded_body or ""
+    except (UnicodeDecodeError, ValueError) as error:
+        raise InvalidRequest("The request body is not valid UTF-8 JSON", code="invalid_json") from error
     if len(body.encode()) > get_settings().max_request_body_bytes:
         raise RequestTooLarge(
             f"The request body is larger than {get_settings().max_request_body_bytes} bytes"

@@ -52,7 +52,8 @@ def video_content_url(owner: str, video_id: str) -> str:
 def parse_limit(raw: str | None) -> int:
     if raw is None or raw == "":
         return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+    # isascii: "²".isdigit() is True, but int("²") fails.
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_LIMIT:
         raise InvalidRequest(
             f"limit must be a whole number from 1 to {MAX_LIMIT}", param="limit", code="invalid_value"
         )

@@ -19,4 +19,5 @@ def callback_token(task_id: str, key: str) -> str:
 def token_matches(task_id: str, token: str | None, key: str) -> bool:
     if not token:
         return False
-    return hmac.compare_digest(callback_token(task_id, key), token)
+    # As bytes: compare_digest refuses str with non-ASCII characters (a stranger chooses the token).
+    return hmac.compare_digest(callback_token(task_id, key).encode(), token.encode("utf-8", "replace"))
