@@ -42,7 +42,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 from botocore.exceptions import ClientError
 
@@ -76,9 +76,18 @@ class EventSource:
     source_arn = ""
     queue_url: str | None = None  # SQS sources only
     _stopping: threading.Event
+    _thread: threading.Thread | None = None
 
-    def start(self) -> EventSource:  # pragma: no cover - overridden
+    def _loop(self) -> None:  # pragma: no cover - overridden
+        """The source's polling or timer loop, run on its own thread until _stopping is set."""
         raise NotImplementedError
+
+    def start(self) -> Self:
+        self._thread = threading.Thread(
+            target=self._loop, name=f"{self.kind}-{self.function_id}", daemon=True
+        )
+        self._thread.start()
+        return self
 
     @property
     def description(self) -> str:
@@ -89,8 +98,11 @@ class EventSource:
         """Take no new work from now on; stop() also waits for what is in flight."""
         self._stopping.set()
 
-    def stop(self, timeout_s: float = 10.0) -> None:  # pragma: no cover - overridden
-        raise NotImplementedError
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop the loop; what it has in flight finishes first (bounded by `timeout_s`)."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout_s)
 
 
 # -- event patterns ------------------------------------------------------------------------------
@@ -553,7 +565,6 @@ class DynamoDBStreamSource(EventSource):
         self._clock = clock
         self._shards: dict[str, _ShardWork] = {}
         self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
         # What happened so far (for tests and the curious).
         self.invocations = 0
         self.delivered = 0  # records in batches that succeeded
@@ -562,18 +573,7 @@ class DynamoDBStreamSource(EventSource):
 
     # -- running in a thread --
 
-    def start(self) -> DynamoDBStreamSource:
-        self._thread = threading.Thread(target=self._poll, name=f"ddb-{self.function_id}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop polling; an invocation in flight finishes first (bounded by `timeout_s`)."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=timeout_s)
-
-    def _poll(self) -> None:
+    def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
                 busy = self.poll_once()
@@ -821,21 +821,10 @@ class ScheduleSource(EventSource):
         self._event_factory = event_factory
         self._clock = clock
         self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
         self.invocations = 0
         self.errors = 0
         self.last_result: Any = None
         self.last_error: str | None = None
-
-    def start(self) -> ScheduleSource:
-        self._thread = threading.Thread(target=self._run, name=f"schedule-{self.function_id}", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=timeout_s)
 
     def tick(self) -> Any:
         """One scheduled invocation, now, in this thread: its result, or None if it failed."""
@@ -850,7 +839,7 @@ class ScheduleSource(EventSource):
             _log("schedule", f"{self.function_id}: invocation failed: {self.last_error}")
             return None
 
-    def _run(self) -> None:
+    def _loop(self) -> None:
         due = self._clock() + self.interval_s
         while not self._stopping.wait(max(0.0, due - self._clock())):
             self.tick()
@@ -943,26 +932,18 @@ class SqsEventSource(EventSource):
         self._report_failures = report_failures
         self._idle_poll_s = idle_poll_s
         self._stopping = threading.Event()
-        self._thread: threading.Thread | None = None
         self._running: set[threading.Thread] = set()
         self._lock = threading.Lock()
 
-    def start(self) -> SqsEventSource:
-        self._thread = threading.Thread(target=self._poll, name=f"sqs-{self.function_id}", daemon=True)
-        self._thread.start()
-        return self
-
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop polling and wait (bounded) for the invocations in flight."""
-        self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=timeout_s)
+        super().stop(timeout_s)
         with self._lock:
             running = list(self._running)
         for thread in running:
             thread.join(timeout=timeout_s)
 
-    def _poll(self) -> None:
+    def _loop(self) -> None:
         while not self._stopping.is_set():
             if not self._slots.acquire(timeout=self._idle_poll_s):
                 continue
