@@ -85,6 +85,42 @@ main(sys.argv[1:])
 """
 
 
+def wait_listening(port: int, process: subprocess.Popen[bytes], deadline: float) -> bool:
+    """Whether `process` listens on 127.0.0.1:`port` before `deadline` (False if it exits)."""
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            return False
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.settimeout(0.5)
+            if probe.connect_ex((HOST, port)) == 0:
+                return True
+        time.sleep(0.05)
+    return False
+
+
+@contextlib.contextmanager
+def moto_server(timeout_s: float = 30.0) -> Iterator[str]:
+    """moto's server alone, in a child process on a free 127.0.0.1 port with fake credentials
+    (for tests that need AWS over HTTP without the rest of the stack); yields its URL."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("AWS_", "MOTO_"))}
+    env.update(FAKE_AWS)
+    env["DEVSTACK_PARENT_PID"] = str(os.getpid())
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-c", _MOTO_BOOT, "-H", HOST, "-p", str(port)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        if not wait_listening(port, server, time.monotonic() + timeout_s):
+            raise RuntimeError("moto's server did not start")
+        yield f"http://{HOST}:{port}"
+    finally:
+        stop_process(server)
+
+
 def free_port(preferred: int = 0, host: str = HOST) -> int:
     """`preferred` if nothing listens there (0: any), else a port the OS picks."""
     for candidate in (preferred, 0) if preferred else (0,):
@@ -339,7 +375,7 @@ class LocalStack:
                 stderr=subprocess.STDOUT if self._moto_log else subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C reaches us; we stop it in order
             )
-            if self._wait_listening(port, self._moto, deadline):
+            if wait_listening(port, self._moto, deadline):
                 self.moto_port = port
                 self.moto_url = f"http://{HOST}:{port}"
                 return
@@ -347,18 +383,6 @@ class LocalStack:
             self._moto = None
             preferred = 0
         raise RuntimeError("moto's server did not start (see .devstack/logs/moto.log)")
-
-    @staticmethod
-    def _wait_listening(port: int, process: subprocess.Popen[bytes], deadline: float) -> bool:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                return False
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-                probe.settimeout(0.5)
-                if probe.connect_ex((HOST, port)) == 0:
-                    return True
-            time.sleep(0.05)
-        return False
 
     def _start_simulator(self) -> None:
         last_error: OSError | None = None

@@ -7,10 +7,6 @@ would be counted too and hide what our code holds.
 from __future__ import annotations
 
 import hashlib
-import socket
-import subprocess
-import sys
-import time
 import tracemalloc
 from collections.abc import Iterator
 
@@ -18,6 +14,7 @@ import boto3
 import httpx
 import pytest
 
+from devstack.stack import moto_server
 from devstack.template import provision
 from sora_relay import services
 from tests.integration.conftest import (
@@ -34,36 +31,11 @@ VIDEO_BYTES = 50 * MIB
 PART_BYTES = 5 * MIB
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def moto_endpoint(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    port = _free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{endpoint}/moto-api/", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("moto server did not start") from None
-                time.sleep(0.1)
+    with moto_server() as endpoint:
         monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
         yield endpoint
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def _video_chunks() -> Iterator[bytes]:

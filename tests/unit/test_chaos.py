@@ -39,6 +39,7 @@ from botocore.exceptions import ClientError, ConnectionClosedError
 
 from devstack.chaos import KINDS, ChaosControl, ChaosProxy, Counts, identify
 from devstack.processes import QuietHTTPServer, stop_process
+from devstack.stack import moto_server
 
 REGION = "us-east-1"
 MIB = 1024 * 1024
@@ -76,32 +77,8 @@ def fake_aws(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def moto_url() -> Iterator[str]:
-    env = {name: value for name, value in os.environ.items() if not name.startswith(("AWS_", "MOTO_"))}
-    env.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION=REGION)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                httpx.get(f"{url}/moto-api/", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("moto's server did not start") from None
-                time.sleep(0.05)
+    with moto_server() as url:
         yield url
-    finally:
-        stop_process(server)
 
 
 @pytest.fixture
