@@ -5,7 +5,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sora_relay.api import install_error_handlers, json_response, request_body
-from sora_relay.observability import logger, metrics, tracer
+from sora_relay.observability import logger, metrics
 from sora_relay.record_callback import record_callback
 
 app = APIGatewayRestResolver()
@@ -13,7 +13,6 @@ install_error_handlers(app)
 
 
 @app.post("/v1/callbacks/<provider>/<task_id>")
-@tracer.capture_method
 def provider_callback(provider: str, task_id: str) -> Response:
     event = app.current_event
     body = request_body(event).encode()
@@ -23,6 +22,5 @@ def provider_callback(provider: str, task_id: str) -> Response:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
 @metrics.log_metrics
-@tracer.capture_lambda_handler
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     return app.resolve(event, context)

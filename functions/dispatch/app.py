@@ -5,13 +5,12 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sora_relay.dispatch import dispatch_message
-from sora_relay.observability import logger, metrics, tracer
+from sora_relay.observability import logger, metrics
 
 # A batch whose every message is deferred is still a normal answer, not a function error.
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
-@tracer.capture_method
 def record_handler(record: SQSRecord) -> None:
     attempt = int(record.attributes.approximate_receive_count)
     dispatch_message(record.body, attempt=attempt, receipt_handle=record.receipt_handle)
@@ -19,7 +18,6 @@ def record_handler(record: SQSRecord) -> None:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-@tracer.capture_lambda_handler
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context

@@ -5,12 +5,11 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sora_relay.intake import KEY_ATTRIBUTE, submit_message
-from sora_relay.observability import logger, metrics, tracer
+from sora_relay.observability import logger, metrics
 
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
-@tracer.capture_method
 def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
     key = record.message_attributes[KEY_ATTRIBUTE]  # None when absent (Powertools' __getitem__)
     submit_message(
@@ -24,7 +23,6 @@ def record_handler(record: SQSRecord, lambda_context: LambdaContext) -> None:
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-@tracer.capture_lambda_handler
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     return process_partial_response(
         event=event, record_handler=record_handler, processor=processor, context=context

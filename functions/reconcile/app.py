@@ -2,12 +2,11 @@
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sora_relay.observability import logger, metrics, tracer
+from sora_relay.observability import logger, metrics
 from sora_relay.reconcile import reconcile
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
-@tracer.capture_lambda_handler
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     return reconcile()

@@ -5,7 +5,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sora_relay.api import caller, install_error_handlers, json_response
-from sora_relay.observability import logger, metrics, tracer
+from sora_relay.observability import logger, metrics
 from sora_relay.read_videos import get_video, list_videos, parse_limit, video_content_url
 
 app = APIGatewayRestResolver()
@@ -13,7 +13,6 @@ install_error_handlers(app)
 
 
 @app.get("/v1/videos")
-@tracer.capture_method
 def list_route() -> Response:
     event = app.current_event
     limit = parse_limit(event.get_query_string_value("limit"))
@@ -23,13 +22,11 @@ def list_route() -> Response:
 
 
 @app.get("/v1/videos/<video_id>")
-@tracer.capture_method
 def get_route(video_id: str) -> Response:
     return json_response(200, get_video(caller(app.current_event), video_id))
 
 
 @app.get("/v1/videos/<video_id>/content")
-@tracer.capture_method
 def content_route(video_id: str) -> Response:
     url = video_content_url(caller(app.current_event), video_id)
     return Response(status_code=302, headers={"Location": url}, body="")
@@ -37,6 +34,5 @@ def content_route(video_id: str) -> Response:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
 @metrics.log_metrics
-@tracer.capture_lambda_handler
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     return app.resolve(event, context)

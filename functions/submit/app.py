@@ -7,7 +7,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from sora_relay.api import caller, install_error_handlers, json_response, public_base_url, request_body
 from sora_relay.idempotency import HEADER, submit_once
 from sora_relay.models import parse_create_request
-from sora_relay.observability import logger, metrics, tracer
+from sora_relay.observability import logger, metrics
 from sora_relay.settings import get_settings
 
 app = APIGatewayRestResolver()
@@ -15,7 +15,6 @@ install_error_handlers(app)
 
 
 @app.post("/v1/videos")
-@tracer.capture_method
 def create_video() -> Response:
     event = app.current_event
     request = parse_create_request(request_body(event), allow_loopback=get_settings().allow_loopback_urls)
@@ -31,6 +30,5 @@ def create_video() -> Response:
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)
 @metrics.log_metrics
-@tracer.capture_lambda_handler
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     return app.resolve(event, context)
