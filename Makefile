@@ -25,7 +25,7 @@ BUILD_DIR := .aws-sam/build
 HOST_ARCH := $(shell uname -m | sed -e 's/^aarch64$$/arm64/')
 HOST_BUILD_DIR := $(if $(filter arm64,$(HOST_ARCH)),$(BUILD_DIR),.aws-sam/build-$(HOST_ARCH))
 
-.PHONY: help demo load fuzz audit lock run .venv tools lint-template lint test build deploy clean distclean
+.PHONY: help demo load fuzz bench audit lock run .venv tools lint-template lint test build deploy clean distclean
 
 help: ## list the targets
 	@grep -hE '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -35,6 +35,11 @@ demo: .venv ## local stack, one video end to end (CLI, signed webhook, MP4 check
 
 load: .venv ## 300 tasks at once through the local gateway, faults on: lost, duplicates, throughput
 	$(VENV)/bin/python -m devstack load --tasks $(or $(TASKS),300)
+
+# The six benchmarks of docs/performance.md, one after another; each figure printed with its target.
+# BENCH_ARGS: e.g. --quick (fewer repeats) or --only cold_start,warm.
+bench: .venv build ## cold start, warm overhead, archiving, artifact size, throughput, cost (docs/performance.md)
+	$(VENV)/bin/python -m bench $(BENCH_ARGS)
 
 run: .venv ## local stack on 127.0.0.1 until Ctrl-C; prints the API URL, keys and ready commands
 	$(VENV)/bin/python -m devstack run
