@@ -462,3 +462,21 @@ def test_no_managed_policy_grants_data_access_on_every_resource(transformed: dic
         if name not in ACCEPTED_WILDCARD_RESOURCE_POLICIES
     }
     assert not unaccepted, f"managed policies with Resource '*': {unaccepted}"
+
+
+def test_videos_expire_with_their_tasks(template: dict[str, Any]) -> None:
+    # A video is reachable only through its task, whose item expires after TASK_RETENTION_DAYS:
+    # the bucket must drop the video after the same parameter, or storage grows for ever.
+    env = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["TASK_RETENTION_DAYS"] == {"Ref": "TaskRetentionDays"}
+    parameter = template["Parameters"]["TaskRetentionDays"]
+    low, high = _bounds("task_retention_days")
+    assert low is not None and high is not None
+    assert low <= parameter["MinValue"] <= parameter["Default"] <= parameter["MaxValue"] <= high
+    rules = template["Resources"]["VideosBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    expiring = [
+        rule
+        for rule in rules
+        if rule["Status"] == "Enabled" and rule.get("ExpirationInDays") == {"Ref": "TaskRetentionDays"}
+    ]
+    assert [rule.get("Prefix") for rule in expiring] == ["videos/"]
