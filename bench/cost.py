@@ -1,0 +1,305 @@
+"""Benchmark 6: what 1,000 videos cost in AWS, priced from what the other benchmarks measured.
+
+    python -m bench.cost [--videos 1000] [--video-mb 8] [--cold-share 1.0] ...
+
+Measured inputs (bench/out/*.json, from the same `make bench` run):
+- throughput.json: invocations per task and median duration of each function in the local stack,
+  AWS calls per task (DynamoDB reads/writes, S3, SQS, EventBridge, Secrets Manager), API requests;
+- cold_start.json: each function's first event (fresh interpreter) and second event (warm), in ms;
+- archive.json: the callback's copy rate into S3 (MiB/s), which prices a real-sized video's copy.
+Assumptions are flags, printed with the result: the video's size (the simulator's clips are a few
+KB), how often a client reads the task, the real provider's answer time, the share of cold
+invocations. List prices: us-east-1, arm64, on-demand, free tiers ignored (PRICES below: edit them
+when AWS changes them). The provider's own charge for generating the video is not included.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from bench.harness import MIB, Figure, Spread, load, print_figures, save
+
+# us-east-1 list prices (USD), as published on the AWS pricing pages for each service.
+PRICES = {
+    "lambda_gb_second_arm64": 0.0000133334,
+    "lambda_request": 0.20 / 1e6,
+    "apigw_rest_request": 3.50 / 1e6,
+    "dynamodb_write_request_unit": 0.625 / 1e6,  # on-demand
+    "dynamodb_read_request_unit": 0.125 / 1e6,
+    "s3_put_request": 0.005 / 1000,  # PUT, COPY, POST, LIST
+    "s3_get_request": 0.0004 / 1000,
+    "s3_gb_month": 0.023,  # Standard, first 50 TB
+    "data_transfer_out_gb": 0.09,  # to the internet, first 10 TB
+    "sqs_request": 0.40 / 1e6,  # standard queue, per 64 KB chunk
+    "eventbridge_custom_event": 1.00 / 1e6,
+    "secrets_api_call": 0.05 / 10_000,
+    "secret_month": 0.40,
+    "logs_ingested_gb": 0.50,
+    "xray_trace_recorded": 5.00 / 1e6,
+}
+# The functions the API and the pipeline invoke per video, and the ones that run on a schedule.
+PER_VIDEO_FUNCTIONS = ["SubmitFunction", "CallbackFunction", "TaskEventsFunction", "WebhookFunction"]
+SCHEDULE_INVOCATIONS_PER_MONTH = 30 * 24 * 12  # ReconcileFunction: rate(5 minutes)
+# Lambda polls each SQS event source with 5 long polls (20 s) at a time, messages or not.
+SQS_EVENT_SOURCES = 3  # DispatchQueue, WebhookQueue, SubmitQueue
+SQS_IDLE_REQUESTS_PER_MONTH = SQS_EVENT_SOURCES * 5 * 3 * 60 * 24 * 30
+SECRETS = 3
+PART_BYTES = 8 * MIB  # settings.video_part_bytes' default
+
+
+@dataclass(frozen=True)
+class Assumptions:
+    videos: int
+    video_mb: float
+    status_reads_per_video: float
+    provider_latency_s: float
+    cold_share: float
+    retention_days: float
+    wru_per_write: int
+    log_kb_per_invocation: float
+
+
+@dataclass(frozen=True)
+class Line:
+    service: str
+    item: str
+    quantity: float
+    unit: str
+    usd: float
+
+
+def function_memory_mb() -> dict[str, int]:
+    from devstack.template import TEMPLATE, load_template
+
+    template = load_template(TEMPLATE)
+    default = template["Globals"]["Function"]["MemorySize"]
+    return {
+        name: int(resource["Properties"].get("MemorySize", default))
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::Serverless::Function"
+    }
+
+
+def _require(name: str) -> dict[str, Any]:
+    result = load(name)
+    if result is None:
+        sys.exit(f"bench/out/{name}.json is missing: run `python -m bench.{name}` (or `make bench`) first")
+    return result
+
+
+def price(assume: Assumptions) -> tuple[list[Line], list[Line], dict[str, Any]]:
+    """(lines per `videos` videos, fixed monthly lines, the measured inputs used)."""
+    throughput = _require("throughput")["cost"]
+    cold = _require("cold_start")["functions"]
+    archive = _require("archive")["cost_model"]
+    memory = function_memory_mb()
+    n = assume.videos
+    video_bytes = assume.video_mb * 1e6
+    copy_rate = archive["ours_median_mib_s"] * MIB  # bytes/s into S3, measured
+    calls = throughput["function_aws_calls_per_task"]
+
+    def init_ms(function: str) -> float:
+        # The init phase is billed (since August 2025): a cold invocation's extra time over a warm one.
+        timing = cold.get(function)
+        if not timing:
+            return 0.0
+        return max(timing["cold_handler_ms"]["median"] - timing["warm_handler_ms"]["median"], 0.0)
+
+    durations: dict[str, tuple[float, float]] = {}  # function -> (invocations per video, ms each)
+    for function in PER_VIDEO_FUNCTIONS:
+        measured = throughput["functions"].get(function, {"invocations_per_task": 0, "duration_ms_median": 0})
+        ms = measured["duration_ms_median"]
+        if function == "SubmitFunction":
+            ms += assume.provider_latency_s * 1000  # the simulator answers in ms; a provider does not
+        if function == "CallbackFunction":
+            ms += video_bytes / copy_rate * 1000  # the local clip is a few KB; a real one is not
+        durations[function] = (measured["invocations_per_task"], ms)
+    status_ms = cold["StatusFunction"]["warm_handler_ms"]["median"] if "StatusFunction" in cold else 50.0
+    durations["StatusFunction"] = (assume.status_reads_per_video, status_ms)
+
+    lines: list[Line] = []
+    invocations = 0.0
+    for function, (per_video, ms) in durations.items():
+        count = per_video * n
+        invocations += count
+        billed_ms = ms + assume.cold_share * init_ms(function)
+        gb_s = count * billed_ms / 1000 * memory[function] / 1024
+        lines.append(
+            Line(
+                "Lambda",
+                f"{function} ({memory[function]} MB, {billed_ms:.0f} ms x {per_video:g}/video)",
+                gb_s,
+                "GB-s",
+                gb_s * PRICES["lambda_gb_second_arm64"],
+            )
+        )
+    lines.append(Line("Lambda", "requests", invocations, "req", invocations * PRICES["lambda_request"]))
+
+    api_requests = (throughput["api_requests_per_task"] + assume.status_reads_per_video) * n
+    lines.append(
+        Line("API Gateway", "REST requests", api_requests, "req", api_requests * PRICES["apigw_rest_request"])
+    )
+
+    dynamo = throughput["dynamodb_per_task"]
+    reads = (dynamo["reads"] + assume.status_reads_per_video) * n
+    wru = dynamo["writes"] * assume.wru_per_write * n
+    lines.append(
+        Line("DynamoDB", "write request units", wru, "WRU", wru * PRICES["dynamodb_write_request_unit"])
+    )
+    lines.append(
+        Line("DynamoDB", "read request units", reads, "RRU", reads * PRICES["dynamodb_read_request_unit"])
+    )
+
+    s3_puts = (2 + math.ceil(video_bytes / PART_BYTES)) * n  # create, parts, complete
+    gb = video_bytes * n / 1e9
+    lines += [
+        Line("S3", "PUT-class requests (multipart)", s3_puts, "req", s3_puts * PRICES["s3_put_request"]),
+        Line("S3", "GET (one download per video)", n, "req", n * PRICES["s3_get_request"]),
+        Line(
+            "S3",
+            f"storage, {assume.retention_days:g} days (the lifecycle rule)",
+            gb * assume.retention_days / 30,
+            "GB-month",
+            gb * assume.retention_days / 30 * PRICES["s3_gb_month"],
+        ),
+        Line(
+            "Data transfer",
+            "videos downloaded to the internet",
+            gb,
+            "GB",
+            gb * PRICES["data_transfer_out_gb"],
+        ),
+    ]
+
+    # Each webhook message is sent once, then received and deleted by the event source mapping.
+    sqs = calls.get("sqs:SendMessage", 0) * 3 * n
+    lines.append(
+        Line("SQS", "webhook messages (send, receive, delete)", sqs, "req", sqs * PRICES["sqs_request"])
+    )
+    events = calls.get("events:PutEvents", 0) * n
+    lines.append(
+        Line("EventBridge", "custom events", events, "event", events * PRICES["eventbridge_custom_event"])
+    )
+    secret_calls = calls.get("secretsmanager:GetSecretValue", 0) * n
+    lines.append(
+        Line(
+            "Secrets Manager",
+            "GetSecretValue (cached 5 min)",
+            secret_calls,
+            "call",
+            secret_calls * PRICES["secrets_api_call"],
+        )
+    )
+    log_gb = invocations * assume.log_kb_per_invocation / 1e6
+    lines.append(Line("CloudWatch Logs", "ingestion", log_gb, "GB", log_gb * PRICES["logs_ingested_gb"]))
+    lines.append(
+        Line(
+            "X-Ray",
+            "traces (every invocation sampled)",
+            invocations,
+            "trace",
+            invocations * PRICES["xray_trace_recorded"],
+        )
+    )
+
+    reconcile_ms = (
+        cold["ReconcileFunction"]["warm_handler_ms"]["median"] if "ReconcileFunction" in cold else 100.0
+    )
+    reconcile_gb_s = SCHEDULE_INVOCATIONS_PER_MONTH * reconcile_ms / 1000 * memory["ReconcileFunction"] / 1024
+    fixed = [
+        Line(
+            "Lambda",
+            f"ReconcileFunction every 5 min ({reconcile_ms:.0f} ms)",
+            reconcile_gb_s,
+            "GB-s",
+            reconcile_gb_s * PRICES["lambda_gb_second_arm64"]
+            + SCHEDULE_INVOCATIONS_PER_MONTH * PRICES["lambda_request"],
+        ),
+        Line(
+            "SQS",
+            f"idle long polls of {SQS_EVENT_SOURCES} event sources",
+            SQS_IDLE_REQUESTS_PER_MONTH,
+            "req",
+            SQS_IDLE_REQUESTS_PER_MONTH * PRICES["sqs_request"],
+        ),
+        Line("Secrets Manager", f"{SECRETS} secrets", SECRETS, "secret", SECRETS * PRICES["secret_month"]),
+    ]
+    inputs = {
+        "copy_rate_mib_s": archive["ours_median_mib_s"],
+        "durations_ms": {f: ms for f, (_, ms) in durations.items()},
+        "init_ms": {f: init_ms(f) for f in durations},
+        "memory_mb": memory,
+        "dynamodb_per_task": dynamo,
+        "api_requests_per_task": throughput["api_requests_per_task"],
+    }
+    return lines, fixed, inputs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--videos", type=int, default=1000)
+    parser.add_argument("--video-mb", type=float, default=8.0, help="assumed size of one video (MB)")
+    parser.add_argument("--status-reads", type=float, default=2.0, help="GETs per video (status + content)")
+    parser.add_argument("--provider-latency-s", type=float, default=1.0, help="the provider's create call")
+    parser.add_argument(
+        "--cold-share", type=float, default=1.0, help="invocations that start cold (1.0: spread over a month)"
+    )
+    parser.add_argument("--retention-days", type=float, default=30.0)
+    parser.add_argument("--wru-per-write", type=int, default=2, help="task items are 1-2 KB")
+    parser.add_argument("--log-kb", type=float, default=2.0, help="log bytes per invocation (KB)")
+    args = parser.parse_args(argv)
+    assume = Assumptions(
+        videos=args.videos,
+        video_mb=args.video_mb,
+        status_reads_per_video=args.status_reads,
+        provider_latency_s=args.provider_latency_s,
+        cold_share=args.cold_share,
+        retention_days=args.retention_days,
+        wru_per_write=args.wru_per_write,
+        log_kb_per_invocation=args.log_kb,
+    )
+    lines, fixed, inputs = price(assume)
+    total = sum(line.usd for line in lines)
+    warm_lines, _, _ = price(Assumptions(**{**asdict(assume), "cold_share": 0.0}))
+    warm_total = sum(line.usd for line in warm_lines)
+    bigger, _, _ = price(Assumptions(**{**asdict(assume), "video_mb": assume.video_mb + 1}))
+    per_mb = sum(line.usd for line in bigger) - total
+
+    print(f"\n== 6. cost of {assume.videos:,} videos (USD, us-east-1 list prices, provider not included)")
+    print(f"  assumptions: {asdict(assume)}")
+    for line in sorted(lines, key=lambda line: line.usd, reverse=True):
+        print(f"  {line.service:<16} {line.item:<58} {line.quantity:>14,.2f} {line.unit:<8} ${line.usd:9.4f}")
+    print(f"  {'total':<75} {'':>23} ${total:9.4f}")
+    print("  fixed per month, whatever the volume:")
+    for line in fixed:
+        print(f"  {line.service:<16} {line.item:<58} {line.quantity:>14,.0f} {line.unit:<8} ${line.usd:9.4f}")
+    figures = [
+        Figure(
+            "cost",
+            f"AWS cost per {assume.videos:,} videos ({assume.video_mb:g} MB each)",
+            Spread.of([total]),
+            " USD",
+        ),
+        Figure("cost", "the same, every invocation warm", Spread.of([warm_total]), " USD"),
+        Figure("cost", "each extra MB of video adds", Spread.of([per_mb]), " USD"),
+        Figure("cost", "fixed per month", Spread.of([sum(line.usd for line in fixed)]), " USD"),
+    ]
+    print_figures("6. cost model", figures)
+    save(
+        "cost",
+        figures,
+        assumptions=asdict(assume),
+        prices=PRICES,
+        lines=[asdict(line) for line in lines],
+        fixed=[asdict(line) for line in fixed],
+        inputs=inputs,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
