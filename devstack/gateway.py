@@ -32,6 +32,7 @@ import threading
 import time
 import traceback
 import uuid
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -214,8 +215,10 @@ class FunctionPool:
         python: str = sys.executable,
         log: IO[bytes] | None = None,
         console: bool = False,
+        acquire_timeout_s: float = ACQUIRE_TIMEOUT_S,
     ) -> None:
         self.spec = spec
+        self.acquire_timeout_s = acquire_timeout_s
         self.size = max(1, size)
         self.warm = min(max(0, warm), self.size)
         self._python = python
@@ -226,6 +229,11 @@ class FunctionPool:
         self._all: set[_Worker] = set()
         self._starting = 0
         self._stopped = False
+        # One entry per invocation, for measuring (bench/throughput.py): (seconds waiting for a
+        # free instance, seconds the instance took, whether it produced a result). Bounded, so a
+        # long `make run` session does not grow it without end.
+        self.invocations: deque[tuple[float, float, bool]] = deque(maxlen=100_000)
+        self.cold_starts = 0
 
     def _spawn(self) -> None:
         """Start one instance; a starter thread waits for its import (the cold start)."""
@@ -235,6 +243,7 @@ class FunctionPool:
             worker = _Worker(self.spec, self._python, self._log, self._console)
             self._all.add(worker)
             self._starting += 1
+            self.cold_starts += 1
         threading.Thread(target=self._start, args=(worker,), daemon=True).start()
 
     def _start(self, worker: _Worker) -> None:
@@ -269,7 +278,7 @@ class FunctionPool:
 
     def _acquire(self) -> _Worker:
         """An idle instance, else a new one (one cold start per waiting request), else wait."""
-        deadline = time.monotonic() + min(self.spec.timeout_s, ACQUIRE_TIMEOUT_S)
+        deadline = time.monotonic() + min(self.spec.timeout_s, self.acquire_timeout_s)
         spawned = False
         with self._cond:
             while True:
@@ -304,15 +313,23 @@ class FunctionPool:
                 self._spawn()
 
     def invoke(self, event: dict[str, Any], request_id: str) -> dict[str, Any]:
-        worker = self._acquire()
+        asked = time.monotonic()
+        try:
+            worker = self._acquire()
+        except InvocationFailed:
+            self.invocations.append((time.monotonic() - asked, 0.0, False))
+            raise
+        acquired = time.monotonic()
         try:
             result = worker.invoke(event, request_id)
         except InvocationFailed as failure:
+            self.invocations.append((acquired - asked, time.monotonic() - acquired, False))
             if failure.kind in ("crash", "timeout"):
                 self._discard(worker)
             else:
                 self._release(worker)
             raise
+        self.invocations.append((acquired - asked, time.monotonic() - acquired, True))
         self._release(worker)
         return result
 
@@ -550,8 +567,11 @@ class LocalApiGateway:
         max_body_bytes: int = MAX_BODY_BYTES,
         template_responses: bool = True,
         python: str = sys.executable,
+        acquire_timeout_s: float = ACQUIRE_TIMEOUT_S,
     ) -> None:
         self.stack = stack
+        # How long a request waits for a free instance (at most the function's Timeout).
+        self.acquire_timeout_s = acquire_timeout_s
         self.api_keys = dict(api_keys)  # key value -> key id
         self.max_body_bytes = max_body_bytes
         self._environment = dict(environment or {})
@@ -651,6 +671,7 @@ class LocalApiGateway:
                 python=self._python,
                 log=log,
                 console=self._console,
+                acquire_timeout_s=self.acquire_timeout_s,
             )
             self.pools[function_id] = pool
             pool.start()

@@ -104,6 +104,8 @@ class Submission:
     answers: list[int] = field(default_factory=list)
     task_id: str | None = None
     error: str | None = None
+    sent_at: float | None = None  # epoch seconds of the first attempt
+    accepted_at: float | None = None  # epoch seconds of the 202
 
 
 @dataclass
@@ -181,10 +183,17 @@ class LoadReport:
 
 
 def plan(
-    tasks: int, mix: dict[str, int], receiver: WebhookReceiver | None, *, seed: int = 7
+    tasks: int,
+    mix: dict[str, int],
+    receiver: WebhookReceiver | None,
+    *,
+    seed: int = 7,
+    refuse_webhooks: bool = True,
+    all_webhooks: bool = False,
 ) -> list[Submission]:
     """`tasks` submissions in the mix's proportions, shuffled; most with a callback_url that is
-    refused a few times per event first."""
+    refused a few times per event first. `refuse_webhooks=False` makes every callback_url accept
+    at once; `all_webhooks` gives every task one (by default every tenth has none)."""
     weighted = list(itertools.chain.from_iterable([FAULTS[name]] * weight for name, weight in mix.items()))
     rng = random.Random(seed)
     run = uuid.uuid4().hex[:6]
@@ -192,8 +201,9 @@ def plan(
     for index in range(tasks):
         fault = weighted[index % len(weighted)]
         callback_url = None
-        if receiver is not None and index % 10 != 9:  # every tenth task has no webhook
-            callback_url = receiver.url_failing(index % 4) if index % 4 else receiver.url
+        if receiver is not None and (all_webhooks or index % 10 != 9):  # every tenth has none
+            refused = index % 4 if refuse_webhooks else 0
+            callback_url = receiver.url_failing(refused) if refused else receiver.url
         prompt = f"load {run} #{index} {fault.marker}".strip()
         submissions.append(Submission(index, fault, prompt, f"load-{run}-{index}", callback_url))
     rng.shuffle(submissions)
@@ -210,6 +220,7 @@ class LoadRunner:
         submit_attempts: int = 8,
         settle_timeout: float = 300.0,
         progress: Callable[[str], None] | None = None,
+        poll_s: float = 0.5,
     ) -> None:
         self.stack = stack
         self.receiver = receiver
@@ -217,6 +228,10 @@ class LoadRunner:
         self.submit_attempts = submit_attempts
         self.settle_timeout = settle_timeout
         self.progress = progress or (lambda message: None)
+        self.poll_s = poll_s
+        # What the last run() submitted and found in the table at the end (for measuring).
+        self.submissions: list[Submission] = []
+        self.final_tasks: list[dict[str, Any]] = []
         self._client = httpx.Client(
             base_url=stack.api_url,
             headers={"x-api-key": stack.api_key},
@@ -236,6 +251,7 @@ class LoadRunner:
         if submission.callback_url:
             body["callback_url"] = submission.callback_url
         delay = 0.2
+        submission.sent_at = time.time()
         for _ in range(self.submit_attempts):
             submission.attempts += 1
             try:
@@ -248,6 +264,7 @@ class LoadRunner:
             else:
                 submission.answers.append(response.status_code)
                 if response.status_code == 202:
+                    submission.accepted_at = time.time()
                     submission.task_id = response.json()["id"]
                     return
                 submission.error = response.text[:200]
@@ -271,7 +288,7 @@ class LoadRunner:
     def tasks(self) -> list[dict[str, Any]]:
         """Every task in the table, read straight from moto (not through any fault proxy)."""
         assert self.stack.stack is not None
-        client = self.stack.aws_client("dynamodb")
+        client = self.stack.aws_client("dynamodb", label="load-runner")
         deserializer = TypeDeserializer()
         items: list[dict[str, Any]] = []
         for page in client.get_paginator("scan").paginate(
@@ -280,29 +297,48 @@ class LoadRunner:
             items += [{k: deserializer.deserialize(v) for k, v in item.items()} for item in page["Items"]]
         return items
 
+    def read_tasks(self, task_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """These tasks (those that exist) by id, read straight from moto, 100 per BatchGetItem."""
+        assert self.stack.stack is not None
+        client = self.stack.aws_client("dynamodb", label="load-runner")
+        table = self.stack.stack.refs["TasksTable"]
+        deserializer = TypeDeserializer()
+        found: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(task_ids), 100):
+            keys: list[dict[str, Any]] = [{"task_id": {"S": tid}} for tid in task_ids[start : start + 100]]
+            while keys:
+                answer = client.batch_get_item(RequestItems={table: {"Keys": keys, "ConsistentRead": True}})
+                for item in answer.get("Responses", {}).get(table, []):
+                    task = {k: deserializer.deserialize(v) for k, v in item.items()}
+                    found[task["task_id"]] = task
+                keys = answer.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+        return found
+
     def settle(self, submissions: list[Submission], began: float) -> tuple[list[dict[str, Any]], float]:
-        """Wait until every accepted task is terminal and every webhook event delivered."""
+        """Wait until every accepted task is terminal and every webhook event delivered.
+
+        Only the tasks still open are read again (BatchGetItem), so watching puts less and less
+        load on moto as tasks finish; one scan at the end returns the whole table."""
         wanted = {s.task_id for s in submissions if s.task_id}
         hooks = {s.task_id for s in submissions if s.task_id and s.callback_url}
         deadline = time.monotonic() + self.settle_timeout
         last_note = 0.0
         settled_at = None
+        open_ids, undelivered = set(wanted), set(hooks)
         while True:
-            tasks = {task["task_id"]: task for task in self.tasks()}
-            open_ids = [tid for tid in wanted if tasks.get(tid, {}).get("status") not in TERMINAL]
+            tasks = self.read_tasks(sorted(open_ids | undelivered))
+            open_ids = {tid for tid in open_ids if tasks.get(tid, {}).get("status") not in TERMINAL}
             if not open_ids and settled_at is None:
                 settled_at = time.monotonic()
-            undelivered = [tid for tid in hooks if not self._delivered(tasks.get(tid))]
-            if not open_ids and not undelivered:
-                return list(tasks.values()), (settled_at or time.monotonic()) - began
-            if time.monotonic() > deadline:
-                return list(tasks.values()), (settled_at or time.monotonic()) - began
+            undelivered = {tid for tid in undelivered if not self._delivered(tasks.get(tid))}
+            if (not open_ids and not undelivered) or time.monotonic() > deadline:
+                return self.tasks(), (settled_at or time.monotonic()) - began
             if time.monotonic() - last_note > 5:
                 self.progress(
                     f"  {len(wanted) - len(open_ids)}/{len(wanted)} tasks terminal, {len(undelivered)} webhooks pending"
                 )
                 last_note = time.monotonic()
-            time.sleep(0.5)
+            time.sleep(self.poll_s)
 
     @staticmethod
     def _delivered(task: dict[str, Any] | None) -> bool:
@@ -319,7 +355,7 @@ class LoadRunner:
         by_id = {task["task_id"]: task for task in tasks}
         reasons: Counter[str] = Counter()
         answers: Counter[str] = Counter()
-        s3 = self.stack.aws_client("s3")
+        s3 = self.stack.aws_client("s3", label="load-runner")
         bucket = self.stack.stack.refs["VideosBucket"]
         for submission in submissions:
             made = by_prompt.get(submission.prompt, [])
@@ -387,14 +423,29 @@ class LoadRunner:
 
     # -- the whole run --
 
-    def run(self, tasks: int, mix: dict[str, int] | None = None) -> LoadReport:
-        submissions = plan(tasks, mix or DEFAULT_MIX, self.receiver)
+    def run(
+        self,
+        tasks: int,
+        mix: dict[str, int] | None = None,
+        *,
+        refuse_webhooks: bool = True,
+        all_webhooks: bool = False,
+    ) -> LoadReport:
+        submissions = plan(
+            tasks,
+            mix or DEFAULT_MIX,
+            self.receiver,
+            refuse_webhooks=refuse_webhooks,
+            all_webhooks=all_webhooks,
+        )
+        self.submissions = submissions
         report = LoadReport(submitted=len(submissions))
         began = time.monotonic()
         self.progress(f"submitting {len(submissions)} tasks, {self.concurrency} at once ...")
         report.submit_seconds = self.submit_all(submissions)
         self.progress(f"submitted in {report.submit_seconds:.1f} s; waiting for every task and webhook ...")
         settled, report.settle_seconds = self.settle(submissions, began)
+        self.final_tasks = settled
         self.check(submissions, settled, report)
         if self.stack.chaos is not None:
             report.aws_faults = {

@@ -24,6 +24,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -406,6 +407,8 @@ class ProviderSimulator:
         self._create_attempts: dict[tuple[str, str], int] = {}
         self._fault: str | None = config.fault
         self._timers: list[threading.Timer] = []
+        # Wall seconds of each MP4 render (on a task's first download), for measuring.
+        self.render_seconds: deque[float] = deque(maxlen=100_000)
         self._stopping = threading.Event()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -660,6 +663,7 @@ class ProviderSimulator:
             if not path.exists():
                 params = validate_create(task.record["request"])
                 partial = path.with_suffix(".part")
+                started = time.monotonic()
                 render_mp4(
                     partial,
                     width=params["width"],
@@ -669,6 +673,7 @@ class ProviderSimulator:
                     fps=self.config.render_fps,
                 )
                 partial.replace(path)  # atomic, so a reader never sees half a file
+                self.render_seconds.append(time.monotonic() - started)
         return path
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import errno
+import functools
 import json
 import os
 import secrets
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
@@ -44,7 +46,7 @@ from devstack.event_sources import (
     build_event_sources,
     sqs_event_sources,
 )
-from devstack.gateway import LocalApiGateway
+from devstack.gateway import ACQUIRE_TIMEOUT_S, LocalApiGateway
 from devstack.processes import stop_process
 from devstack.simulator import ProviderSimulator, SimulatorConfig
 from devstack.template import REGION, ROOT, Stack, provision, secret_value
@@ -80,8 +82,50 @@ def watch():
         time.sleep(0.5)
     os._exit(0)
 threading.Thread(target=watch, daemon=True).start()
+if os.environ.get("DEVSTACK_MOTO_PROFILE"):
+    exec(os.environ["DEVSTACK_MOTO_PROFILE_BOOT"])
 from moto.server import main
 main(sys.argv[1:])
+"""
+
+# With LocalStack(moto_profile=path): every request moto's server handles runs under cProfile (one
+# profiler per connection thread, timing that thread's CPU), and when it exits (SIGTERM: stop) the
+# merged profile is written to `path`.
+_MOTO_PROFILE_BOOT = """
+import atexit, cProfile, pstats
+from werkzeug.serving import WSGIRequestHandler
+_profilers, _lock, _state = [], threading.Lock(), {"active": 0, "stopping": False}
+_local = threading.local()
+_run_wsgi = WSGIRequestHandler.run_wsgi
+def _profiled_run_wsgi(self):
+    with _lock:
+        if _state["stopping"]:
+            return _run_wsgi(self)
+        profiler = getattr(_local, "profiler", None)
+        if profiler is None:
+            profiler = _local.profiler = cProfile.Profile(time.thread_time)
+            _profilers.append(profiler)
+        _state["active"] += 1
+    profiler.enable()
+    try:
+        return _run_wsgi(self)
+    finally:
+        profiler.disable()
+        with _lock:
+            _state["active"] -= 1
+WSGIRequestHandler.run_wsgi = _profiled_run_wsgi
+def _dump():
+    with _lock:
+        _state["stopping"] = True
+    deadline = time.monotonic() + 2
+    while _state["active"] and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stats = None
+    for profiler in list(_profilers):
+        stats = pstats.Stats(profiler) if stats is None else stats.add(profiler)
+    if stats is not None:
+        stats.dump_stats(os.environ["DEVSTACK_MOTO_PROFILE"])
+atexit.register(_dump)  # moto's server exits on SIGTERM (sys.exit in its own handler)
 """
 
 
@@ -176,6 +220,8 @@ class LocalStack:
     rate() (None: the template's; the first tick comes one interval after start).
     `stream_retry_delay_s` is the pause before a DynamoDB stream batch is retried.
     PUBLIC_BASE_URL is the gateway's stage URL (`api_url`) unless `parameters` give PublicBaseUrl.
+    `workers` instances per function at most; a request finding all busy waits up to
+    `acquire_timeout_s` (and the function's Timeout) for one, then is answered 500.
     """
 
     def __init__(
@@ -199,6 +245,8 @@ class LocalStack:
         aws_faults: bool = False,
         aws_fault_rate: float = 0.0,
         aws_fault_seed: int = 11,
+        moto_profile: Path | None = None,
+        acquire_timeout_s: float = ACQUIRE_TIMEOUT_S,
     ) -> None:
         self.moto_port = moto_port
         self.simulator_port = simulator_port
@@ -222,6 +270,12 @@ class LocalStack:
         self.aws_fault_rate = aws_fault_rate
         self.aws_fault_seed = aws_fault_seed
         self.chaos: ChaosProxy | None = None
+        # Measuring (bench/throughput.py): moto's server under cProfile, its profile written to
+        # this path when the stack stops; and every AWS call this process makes through
+        # aws_client(), counted by (label, service, operation).
+        self.moto_profile = moto_profile
+        self.acquire_timeout_s = acquire_timeout_s
+        self.api_calls: Counter[tuple[str, str, str]] = Counter()
 
         self.api_key = _token(40)
         self.api_key_id = _key_id()
@@ -256,14 +310,26 @@ class LocalStack:
     def api_keys(self) -> dict[str, str]:
         return {self.api_key: self.api_key_id, self.other_api_key: self.other_api_key_id}
 
-    def aws_client(self, service: str) -> Any:
-        """A boto3 client for moto (fake credentials, explicit endpoint: no global state)."""
+    def aws_client(self, service: str, *, label: str = "local") -> Any:
+        """A boto3 client for moto (fake credentials, explicit endpoint: no global state). Its
+        calls are counted in `api_calls` under `label` ("event-sources" for the stack's pollers)."""
         session = boto3.session.Session(
             aws_access_key_id="testing",
             aws_secret_access_key="testing",  # noqa: S106
             region_name=REGION,
         )
-        return session.client(service, endpoint_url=self.moto_url)
+        client = session.client(service, endpoint_url=self.moto_url)
+        client.meta.events.register("before-call", functools.partial(self._count_call, label))
+        return client
+
+    def _count_call(self, label: str, model: Any = None, **_: Any) -> None:
+        if model is not None:
+            self.api_calls[(label, model.service_model.service_name, model.name)] += 1
+
+    @property
+    def moto_pid(self) -> int | None:
+        """The process id of moto's server (None when it is not running)."""
+        return self._moto.pid if self._moto is not None else None
 
     def task_item(self, task_id: str) -> dict[str, Any] | None:
         """The task's DynamoDB item as plain Python values (what the service stored)."""
@@ -361,6 +427,9 @@ class LocalStack:
         env = {name: value for name, value in os.environ.items() if not name.startswith(("AWS_", "MOTO_"))}
         env.update(FAKE_AWS)
         env["DEVSTACK_PARENT_PID"] = str(os.getpid())
+        if self.moto_profile is not None:
+            env["DEVSTACK_MOTO_PROFILE"] = str(self.moto_profile)
+            env["DEVSTACK_MOTO_PROFILE_BOOT"] = _MOTO_PROFILE_BOOT
         if self.log_dir is not None:
             self._moto_log = (self.log_dir / "moto.log").open("wb")
         deadline = time.monotonic() + self.startup_timeout
@@ -472,6 +541,7 @@ class LocalStack:
                     log_dir=self.log_dir,
                     console_logs=self.console_logs,
                     access_log=self._log_access,
+                    acquire_timeout_s=self.acquire_timeout_s,
                 )
                 break
             except OSError as error:
@@ -491,7 +561,7 @@ class LocalStack:
         self.event_sources = build_event_sources(
             self.stack,
             self.gateway,
-            self.aws_client,
+            lambda service: self.aws_client(service, label="event-sources"),
             default_concurrency=self.workers,
             schedule_interval_s=self.schedule_interval_s,
             stream_retry_delay_s=self.stream_retry_delay_s,

@@ -15,6 +15,16 @@ the original; fd 0 becomes /dev/null so function code cannot swallow a frame eit
     worker -> gateway  {"ok": true, "result": ...} or {"ok": false, "errorType": ..., "errorMessage": ...}
 
 End of input (the gateway closed the pipe or died) ends the worker.
+
+Measuring (opt-in, for bench/throughput.py; off by default, and then nothing extra is imported):
+
+- `DEVSTACK_PROFILE_DIR`: each invocation runs under cProfile (one profiler per process, enabled
+  only around the handler call, so the cold start and the waits between events are not in it);
+  at end of input the process writes `<FunctionId>.<pid>.prof` there (pstats format).
+  `DEVSTACK_PROFILE_CLOCK=cpu` profiles CPU time (time.thread_time) instead of wall time.
+- `DEVSTACK_STATS_DIR`: every AWS API call the function makes through botocore is counted by
+  service and operation; at end of input the process writes `<FunctionId>.<pid>.json` there with
+  those counts, its invocation count and its init time.
 """
 
 from __future__ import annotations
@@ -94,7 +104,79 @@ def _error_reply(kind: str, error: BaseException) -> dict[str, Any]:
     return {"ok": False, "errorType": kind, "errorMessage": str(error)}
 
 
-def _invoke(handler: Callable[[Any, Any], Any], message: dict[str, Any]) -> dict[str, Any]:
+class Measure:
+    """The opt-in profile and API-call counts of this process (see the module docstring)."""
+
+    def __init__(self, function_id: str, environ: dict[str, str] | None = None) -> None:
+        environ = dict(os.environ if environ is None else environ)
+        self.function_id = function_id
+        self.profile_dir = environ.get("DEVSTACK_PROFILE_DIR") or None
+        self.stats_dir = environ.get("DEVSTACK_STATS_DIR") or None
+        self.profiler: Any = None
+        if self.profile_dir:
+            import cProfile
+
+            # wall (cProfile's default): where an invocation's time goes, waits included;
+            # cpu: this thread's CPU time only, what the invocation costs the machine.
+            cpu = environ.get("DEVSTACK_PROFILE_CLOCK", "wall") == "cpu"
+            self.profiler = cProfile.Profile(time.thread_time) if cpu else cProfile.Profile()
+        self.api_calls: dict[str, int] = {}
+        self.invocations = 0
+        self.init_ms = 0
+
+    def install(self) -> None:
+        """Count botocore API calls (before the handler imports anything that makes clients)."""
+        if not self.stats_dir:
+            return
+        from botocore.client import BaseClient
+
+        original = BaseClient._make_api_call
+        calls = self.api_calls
+
+        def counted(client: Any, operation_name: str, api_params: Any) -> Any:
+            key = f"{client.meta.service_model.service_name}:{operation_name}"
+            calls[key] = calls.get(key, 0) + 1
+            return original(client, operation_name, api_params)
+
+        BaseClient._make_api_call = counted  # type: ignore[method-assign]
+
+    def call(self, handler: Callable[[Any, Any], Any], event: Any, context: Any) -> Any:
+        self.invocations += 1
+        if self.profiler is None:
+            return handler(event, context)
+        self.profiler.enable()
+        try:
+            return handler(event, context)
+        finally:
+            self.profiler.disable()
+
+    def dump(self) -> None:
+        name = f"{self.function_id}.{os.getpid()}"
+        try:
+            if self.profiler is not None and self.profile_dir and self.invocations:
+                os.makedirs(self.profile_dir, exist_ok=True)
+                self.profiler.dump_stats(os.path.join(self.profile_dir, name + ".prof"))
+            if self.stats_dir:
+                os.makedirs(self.stats_dir, exist_ok=True)
+                stats = {
+                    "function_id": self.function_id,
+                    "pid": os.getpid(),
+                    "invocations": self.invocations,
+                    "init_ms": self.init_ms,
+                    "api_calls": self.api_calls,
+                }
+                with open(os.path.join(self.stats_dir, name + ".json"), "w") as out:
+                    json.dump(stats, out)
+        except OSError as error:  # measuring must never break the function
+            print(f"[devstack.worker] could not write the profile/stats: {error}", file=sys.stderr)
+
+
+_NO_MEASURE = Measure("function", {})
+
+
+def _invoke(
+    handler: Callable[[Any, Any], Any], message: dict[str, Any], measure: Measure = _NO_MEASURE
+) -> dict[str, Any]:
     context = message.get("context", {})
     request_id = str(context.get("aws_request_id", "local"))
     lambda_context = LocalContext(request_id, int(context.get("deadline_ms", 0)))
@@ -102,7 +184,7 @@ def _invoke(handler: Callable[[Any, Any], Any], message: dict[str, Any]) -> dict
     started = time.monotonic()
     reply: dict[str, Any]
     try:
-        result = handler(message.get("event"), lambda_context)
+        result = measure.call(handler, message.get("event"), lambda_context)
     except Exception as error:
         reply = _error_reply(type(error).__name__, error)
     else:
@@ -138,9 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
 
     started = time.monotonic()
+    measure = Measure(function_id)
     handler: Callable[[Any, Any], Any] | None = None
     init_error: dict[str, Any] | None = None
     try:
+        measure.install()
         handler = _load_handler()
     except Exception as error:
         print(f"[ERROR] Runtime.ImportModuleError in {function_id}: {error}", file=sys.stderr)
@@ -150,16 +234,17 @@ def main(argv: list[str] | None = None) -> int:
             "errorType": "Runtime.ImportModuleError",
             "errorMessage": f"Unable to import the handler: {error}",
         }
-    init_ms = round((time.monotonic() - started) * 1000)
+    init_ms = measure.init_ms = round((time.monotonic() - started) * 1000)
     print(f"INIT {function_id}: {init_ms} ms (pid {os.getpid()})", file=sys.stderr, flush=True)
     try:
         write_frame(channel_out, {"type": "init_error" if init_error else "ready", "init_ms": init_ms})
         while (message := read_frame(channel_in)) is not None:
             # A failed init fails every invocation, as on Lambda, without a crash loop.
-            reply = init_error or _invoke(handler, message)  # type: ignore[arg-type]
+            reply = init_error or _invoke(handler, message, measure)  # type: ignore[arg-type]
             write_frame(channel_out, reply)
     except BrokenPipeError:
         pass  # the gateway went away: nothing left to serve
+    measure.dump()
     return 0
 
 
