@@ -636,6 +636,9 @@ class ProviderSimulator:
         """POST the task's result to its callback_url as often as its fault mode says."""
         if body is None:
             body = self._finish(task)
+        # A provider calls back once the video is ready: render it now, in this timer thread, not
+        # while the callback's download holds a CallbackFunction instance (bench/throughput.py).
+        self.video_path(task.task_id)
         for _ in range(task.fault.callbacks):
             if self._stopping.is_set():
                 return
