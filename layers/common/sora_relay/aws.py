@@ -33,7 +33,12 @@ def events_client() -> Any:
     return boto3.client("events", config=_CONFIG)
 
 
+@lru_cache(maxsize=1)
+def secretsmanager_client() -> Any:
+    return boto3.client("secretsmanager", config=_CONFIG)
+
+
 def reset_clients() -> None:
     """Forget the cached clients (tests switch endpoints between runs)."""
-    for factory in (dynamodb_client, s3_client, sqs_client, events_client):
+    for factory in (dynamodb_client, s3_client, sqs_client, events_client, secretsmanager_client):
         factory.cache_clear()

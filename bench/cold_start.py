@@ -1,0 +1,768 @@
+"""Benchmark 1, cold start: each function's first event in a fresh interpreter, against a baseline.
+
+    .venv/bin/python -m bench.cold_start [--repeats N] [--functions SubmitFunction,...]
+
+For each function, a fresh python3.12 imports its handler module (app.py) and serves its first
+event, against moto's server and the provider simulator over real HTTP. The baseline is a fresh
+python3.12 that imports boto3 and httpx and makes the same AWS and HTTP calls, with no framework,
+in the same run. The figure is their ratio (target: at most 1.5), per function.
+
+The layout is the one Lambda runs: `make build`'s `.aws-sam/build-x86_64/<LogicalId>` (the
+function's code) + `CommonLayer/python` (the layer) + `.aws-sam/build-x86_64-runtime` (boto3, as
+the runtime provides it), on PYTHONPATH of `python3.12 -S` (no site-packages: nothing else can
+answer an import), with the function's environment from events/env.json, its resource names and
+endpoints pointed at this run's moto, simulator and receiver. Both children use that same
+interpreter and path, with fake AWS credentials and AWS_ENDPOINT_URL at moto. Bytecode is cached
+(PYTHONPYCACHEPREFIX, a temporary directory; the warm-up round fills it) for both alike, so the
+figure is import and run time, not compile time.
+
+How one round runs, per function (handler and baseline alternate, so drift hits both alike):
+1. moto is reset and the template provisioned again (devstack.template.provision); the state the
+   event needs is seeded: e.g. an `in_progress` task whose provider task exists at the simulator
+   and has finished (for the callback and the reconciler: the MP4 is real, rendered by
+   devstack.mp4 and served by the simulator), a `queued` task (dispatch), a `completed` task
+   (status, webhook). Each event does real work: submit and intake get a fresh Idempotency-Key,
+   the callback has a valid token and copies the MP4 into S3, the webhook is POSTed to a local
+   receiver, and so on.
+2. The handler child: `import app`, then `app.lambda_handler(event)`. The time is from spawning
+   the interpreter to the end of the first event (the child writes a byte on a pipe; its stdout,
+   where Powertools logs and metrics go, is /dev/null). The child records every AWS and HTTP call
+   (bench/replay.py: botocore and httpx patched at the lowest level; boto3 and httpx are imported
+   by the handler anyway) and how many boto3 and httpx clients it created.
+3. moto is reset and the same state seeded again; the baseline child imports boto3 and httpx and
+   replays that exact list: the same boto3 clients, created on first use, the same operations
+   and parameters, the same httpx requests. Values the backend makes anew (an UploadId, the
+   provider's task id) are carried over from the replay's own answers. Every outcome that differs
+   from the recording (success vs an error code) is counted and reported ("replay mismatches").
+4. After the first event each child is told to go on with a second event (seeded anew while it
+   waits): a warm call, timed inside the child. Its peak RSS is read after each event.
+
+A warm-up round is run first and discarded. Figures: per function, the cold ratio
+handler/baseline (median, min, max over the rounds). Also saved, for bench/cost.py, under
+`functions.<LogicalId>`: absolute medians in ms (cold handler, cold baseline, warm handler, warm
+baseline), the peak RSS in MB after the first and second events, and the calls made.
+Deferring imports into the first call gains nothing here: the clock stops after the first event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from bench import harness
+
+ROOT = harness.ROOT
+BUILD = ROOT / ".aws-sam" / "build-x86_64"
+RUNTIME = ROOT / ".aws-sam" / "build-x86_64-runtime"
+EVENTS = ROOT / "events"
+BENCH = "cold_start"
+LIMIT = 1.5
+PROVIDER_TOKEN = "bench-provider-token"
+OWNER = "sample-api-key-id"
+CHILD_TIMEOUT_S = 120.0
+
+# LogicalId -> the sample event it starts from.
+FUNCTIONS = {
+    "SubmitFunction": "submit",
+    "CallbackFunction": "callback-success",
+    "StatusFunction": "get",
+    "DispatchFunction": "dispatch",
+    "TaskEventsFunction": "task-completed-stream",
+    "WebhookFunction": "webhook",
+    "IntakeFunction": "intake",
+    "ReconcileFunction": "reconcile",
+}
+# What each function's first event must have done (its recorded calls), so no run is a no-op.
+EXPECTED_CALLS = {
+    "SubmitFunction": ["http POST", "aws UpdateItem"],
+    "CallbackFunction": ["http GET", "aws CompleteMultipartUpload", "aws UpdateItem"],
+    "StatusFunction": ["aws GetItem", "presign get_object"],
+    "DispatchFunction": ["aws GetItem", "http POST", "aws UpdateItem"],
+    "TaskEventsFunction": ["aws SendMessage", "aws PutEvents"],
+    "WebhookFunction": ["aws GetItem", "http POST", "aws UpdateItem"],
+    "IntakeFunction": ["http POST", "aws PutEvents"],
+    "ReconcileFunction": ["aws Query", "http POST", "http GET", "aws CompleteMultipartUpload"],
+}
+
+CHILD_MAIN = r"""
+
+def _child_main():
+    import os, sys, time
+
+    mode, workdir, marker = sys.argv[1], sys.argv[2], int(sys.argv[3])
+
+    class Context:
+        function_name = "sora-relay-bench"
+        memory_limit_in_mb = 512
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:sora-relay-bench"
+        aws_request_id = "00000000-0000-4000-8000-000000000000"
+
+        def get_remaining_time_in_millis(self):
+            return 30_000
+
+    def rss_mb():
+        # VmHWM, not ru_maxrss: Linux carries ru_maxrss over exec, from the forking parent.
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
+    def read(name):
+        with open(os.path.join(workdir, name)) as handle:
+            return json.load(handle)
+
+    result = {}
+    profile = os.environ.get("BENCH_PROFILE")  # a diagnostic: cProfile of the first event
+    if profile:
+        import cProfile
+        profiler = cProfile.Profile()
+        profiler.enable()
+    began = time.perf_counter()
+    if mode == "handler":
+        recorder = Recorder().install()
+        import app
+        imported = time.perf_counter()
+        answer = app.lambda_handler(read("event1.json"), Context())
+        first = recorder.mark()
+    else:
+        script = read("script.json")
+        replayer = Replayer(script["clients"], script["http_clients"])
+        imported = time.perf_counter()
+        replayer.run(script["calls1"])
+    result["import_s"] = imported - began
+    result["first_event_s"] = time.perf_counter() - imported
+    if profile:
+        profiler.disable()
+        profiler.dump_stats(f"{profile}.{mode}")
+    result["rss1_mb"] = rss_mb()
+    result["cpu_s"] = time.process_time()  # this process's CPU since it started, interpreter included
+    os.write(marker, b"1")  # the end of the first event: the parent stops its clock
+
+    sys.stdin.readline()  # the parent seeds the second event's state, then says go
+    started = time.perf_counter()
+    if mode == "handler":
+        answer2 = app.lambda_handler(read("event2.json"), Context())
+    else:
+        replayer.run(script["calls2"])
+    result["warm_s"] = time.perf_counter() - started
+    result["rss2_mb"] = rss_mb()
+    if mode == "handler":
+        recorder.uninstall()
+        whole = recorder.script()
+        result["answers"] = [answer, answer2]
+        result["script"] = {
+            "clients": whole["clients"],
+            "http_clients": whole["http_clients"],
+            "calls1": whole["calls"][:first],
+            "calls2": whole["calls"][first:],
+        }
+    else:
+        result["mismatches"] = replayer.mismatches
+    with open(os.path.join(workdir, "result.json"), "w") as handle:
+        json.dump(result, handle, default=str)
+    os.write(marker, b"2")
+
+
+_child_main()
+"""
+
+
+def child_source() -> str:
+    return (Path(__file__).parent / "replay.py").read_text() + CHILD_MAIN
+
+
+# --- the backends ---------------------------------------------------------------------------------
+
+
+class _Receiver(BaseHTTPRequestHandler):
+    """Answers 204 to anything: client webhooks and stray provider callbacks."""
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("content-length") or 0)
+        if length:
+            self.rfile.read(length)
+        self.send_response(204)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    do_POST = do_GET = do_PUT = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextmanager
+def receiver() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@dataclass
+class Backends:
+    """moto's server (reset and provisioned again before each run), the simulator, a receiver."""
+
+    endpoint: str
+    simulator: Any
+    receiver_url: str
+    stack: Any = None
+    callback_key: str = ""
+    _finished_task: str | None = None
+    _clients: dict[str, Any] = field(default_factory=dict)
+
+    def client(self, service: str) -> Any:
+        import boto3
+
+        if service not in self._clients:
+            self._clients[service] = boto3.client(service, region_name="us-east-1")
+        return self._clients[service]
+
+    def reset(self) -> None:
+        import httpx
+
+        from devstack.template import provision, secret_value
+
+        httpx.post(f"{self.endpoint}/moto-api/reset", timeout=30).raise_for_status()
+        self.stack = provision("bench", {"ProviderApiKey": PROVIDER_TOKEN})
+        self.callback_key = secret_value(self.stack, "CallbackTokenSecret")
+
+    def function_env(self, logical_id: str) -> dict[str, str]:
+        """events/env.json's variables, with this run's resource names, endpoints and secrets."""
+        env = dict(json.loads((EVENTS / "env.json").read_text())[logical_id])
+        provisioned = self.stack.function_environment(logical_id)
+        secret_names = {
+            arn: f"bench/{name}"
+            for name, arn in self.stack.refs.items()
+            if isinstance(arn, str) and arn.startswith("arn:aws:secretsmanager:")
+        }
+        for name in env:
+            if name in provisioned:
+                env[name] = secret_names.get(provisioned[name], provisioned[name])
+        env.update(
+            PROVIDER_BASE_URL=self.simulator.url,
+            PUBLIC_BASE_URL=self.receiver_url,
+            ALLOW_LOOPBACK_URLS="true",
+        )
+        return env
+
+    def finished_provider_task(self) -> str:
+        """A task the simulator has finished, its MP4 rendered (one for the whole run)."""
+        if self._finished_task is None:
+            import httpx
+
+            answer = httpx.post(
+                f"{self.simulator.url}/sora/videos",
+                headers={"authorization": f"Bearer {PROVIDER_TOKEN}"},
+                json={
+                    "prompt": "A paper boat drifting down a rainy street",
+                    "model": "sora-2",
+                    "version": "2.0",
+                    "duration": 4,
+                    "size": "720x1280",
+                    "callback_url": f"{self.receiver_url}/provider-callback",
+                },
+            )
+            task_id = answer.json()["task_id"]
+            deadline = time.monotonic() + 30
+            while "response" not in (self.simulator.record(task_id) or {}):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the simulator did not finish its task")
+                time.sleep(0.05)
+            video = httpx.get(f"{self.simulator.url}/files/{task_id}.mp4")
+            video.raise_for_status()
+            self._finished_task = task_id
+        return self._finished_task
+
+    def provider_result(self) -> dict[str, Any]:
+        return self.simulator.record(self.finished_provider_task())["response"]
+
+
+@contextmanager
+def backends() -> Iterator[Backends]:
+    from devstack.simulator import ProviderSimulator, SimulatorConfig
+    from devstack.stack import aws_environment, moto_server
+
+    # No provider callbacks while children run (the callback function's events are built here).
+    config = SimulatorConfig(api_token=PROVIDER_TOKEN, callback_delay_s=0.1, fault="no-callback")
+    with (
+        moto_server() as endpoint,
+        aws_environment(endpoint),
+        ProviderSimulator(config) as sim,
+        receiver() as receiver_url,
+    ):
+        yield Backends(endpoint, sim, receiver_url)
+
+
+# --- the events and the state they need -----------------------------------------------------------
+
+
+def _event(name: str) -> dict[str, Any]:
+    return json.loads((EVENTS / f"{name}.json").read_text())
+
+
+def _task_id(*parts: object) -> str:
+    return "video_" + hashlib.sha256(":".join(map(str, parts)).encode()).hexdigest()[:32]
+
+
+def put_task(backends: Backends, task_id: str, status: str, **fields: Any) -> dict[str, Any]:
+    """Store a task as submit and the callback would have left it; returns its item."""
+    from boto3.dynamodb.types import TypeSerializer
+
+    from sora_relay.task import Task, now_millis
+
+    now = now_millis()
+    created = fields.pop("created_ms", now)
+    task = Task(
+        task_id=task_id,
+        owner=OWNER,
+        status=status,
+        version=2 if status != "queued" else 1,
+        model="sora-2",
+        prompt="A paper boat drifting down a rainy street",
+        seconds=4,
+        size="720x1280",
+        provider="acedata",
+        created_ms=created,
+        updated_ms=created,
+        expires_at=created // 1000 + 30 * 86400,
+        **fields,
+    )
+    item = task.to_item()
+    serializer = TypeSerializer()
+    backends.client("dynamodb").put_item(
+        TableName=backends.stack.refs["TasksTable"],
+        Item={key: serializer.serialize(value) for key, value in item.items()},
+    )
+    return item
+
+
+def _api_event(name: str, path: str, path_parameters: dict[str, str] | None) -> dict[str, Any]:
+    event = _event(name)
+    event["path"] = path
+    event["requestContext"]["path"] = f"/live{path}"
+    event["pathParameters"] = path_parameters
+    return event
+
+
+def prepare(backends: Backends, logical_id: str, round_number: int, phase: int) -> dict[str, Any]:
+    """Seed the state the event needs in the freshly provisioned moto; return the event."""
+    from sora_relay.task import now_millis
+    from sora_relay.tokens import callback_token
+
+    task_id = _task_id(logical_id, round_number, phase)
+    receiver_hooks = f"{backends.receiver_url}/hooks"
+    if logical_id == "SubmitFunction":
+        event = _event("submit")
+        key = f"bench-{uuid.uuid4()}"
+        event["headers"]["Idempotency-Key"] = key
+        event["multiValueHeaders"]["Idempotency-Key"] = [key]
+        return event
+    if logical_id == "CallbackFunction":
+        provider_task = backends.finished_provider_task()
+        put_task(backends, task_id, "in_progress", provider_task_id=provider_task)
+        event = _api_event(
+            "callback-success",
+            f"/v1/callbacks/acedata/{task_id}",
+            {"provider": "acedata", "task_id": task_id},
+        )
+        token = callback_token(task_id, backends.callback_key)
+        event["queryStringParameters"] = {"token": token}
+        event["multiValueQueryStringParameters"] = {"token": [token]}
+        event["body"] = json.dumps(backends.provider_result())
+        return event
+    if logical_id == "StatusFunction":
+        put_task(
+            backends,
+            task_id,
+            "completed",
+            provider_task_id=str(uuid.uuid4()),
+            completed_ms=now_millis(),
+            video_key=f"videos/{task_id}.mp4",
+            video_bytes=6793,
+            video_sha256="0" * 64,
+        )
+        return _api_event("get", f"/v1/videos/{task_id}", {"video_id": task_id})
+    if logical_id == "DispatchFunction":
+        put_task(backends, task_id, "queued")
+        event = _event("dispatch")
+        event["Records"][0]["body"] = json.dumps(
+            {"task_id": task_id, "public_base_url": backends.receiver_url}
+        )
+        event["Records"][0]["messageId"] = str(uuid.uuid4())
+        return event
+    if logical_id == "TaskEventsFunction":
+        event = _event("task-completed-stream")
+        record = event["Records"][0]["dynamodb"]
+        for image in (record["Keys"], record["NewImage"], record["OldImage"]):
+            image["task_id"] = {"S": task_id}
+        record["NewImage"]["callback_url"] = {"S": receiver_hooks}
+        return event
+    if logical_id == "WebhookFunction":
+        put_task(
+            backends,
+            task_id,
+            "completed",
+            provider_task_id=str(uuid.uuid4()),
+            callback_url=receiver_hooks,
+            completed_ms=now_millis(),
+            video_key=f"videos/{task_id}.mp4",
+            video_bytes=6793,
+            video_sha256="0" * 64,
+        )
+        event = _event("webhook")
+        event["Records"][0]["body"] = json.dumps(
+            {"task_id": task_id, "event_id": f"evt_{task_id[6:]}_completed", "type": "video.completed"}
+        )
+        return event
+    if logical_id == "IntakeFunction":
+        event = _event("intake")
+        record = event["Records"][0]
+        record["messageId"] = str(uuid.uuid4())
+        record["messageAttributes"]["idempotency_key"]["stringValue"] = f"bench-{uuid.uuid4()}"
+        record["eventSourceARN"] = backends.stack.attributes[("SubmitQueue", "Arn")]
+        return event
+    if logical_id == "ReconcileFunction":
+        put_task(
+            backends,
+            task_id,
+            "in_progress",
+            provider_task_id=backends.finished_provider_task(),
+            created_ms=now_millis() - 3600 * 1000,
+        )
+        return _event("reconcile")
+    raise ValueError(logical_id)
+
+
+# --- one child ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    cold_s: float
+    warm_s: float
+    rss1_mb: float
+    rss2_mb: float
+    detail: dict[str, Any]
+
+
+class ChildFailed(RuntimeError):
+    pass
+
+
+def run_child(
+    mode: str,
+    logical_id: str,
+    round_number: int,
+    backends: Backends,
+    python: str,
+    pycache: Path,
+    workdir: Path,
+    script: dict[str, Any] | None = None,
+) -> Run:
+    """One fresh interpreter: `handler` (import app, two events) or `baseline` (replay `script`)."""
+    for stale in workdir.iterdir():
+        stale.unlink()
+    backends.reset()
+    event = prepare(backends, logical_id, round_number, 1)
+    if mode == "handler":
+        (workdir / "event1.json").write_text(json.dumps(event))
+    else:
+        (workdir / "script.json").write_text(json.dumps(script))
+    function_dir = BUILD / logical_id
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": os.pathsep.join(map(str, [function_dir, BUILD / "CommonLayer" / "python", RUNTIME])),
+        "PYTHONNOUSERSITE": "1",
+        "PYTHONPYCACHEPREFIX": str(pycache),
+        **({"BENCH_PROFILE": os.environ["BENCH_PROFILE"]} if os.environ.get("BENCH_PROFILE") else {}),
+        **_fake_aws(backends.endpoint),
+        **backends.function_env(logical_id),
+    }
+    read_end, write_end = os.pipe()
+    stderr = (workdir / "stderr.txt").open("wb")
+    try:
+        started = time.perf_counter()
+        child = subprocess.Popen(
+            [python, "-S", "-c", child_source(), mode, str(workdir), str(write_end)],
+            pass_fds=(write_end,),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            env=env,
+            cwd=function_dir,
+        )
+        os.close(write_end)
+        first = os.read(read_end, 1)
+        cold_s = time.perf_counter() - started
+        if first != b"1":
+            child.wait(timeout=CHILD_TIMEOUT_S)
+            raise ChildFailed(_failure(mode, logical_id, workdir))
+        event2 = prepare(backends, logical_id, round_number, 2)
+        (workdir / "event2.json").write_text(json.dumps(event2))
+        assert child.stdin is not None
+        child.stdin.write(b"go\n")
+        child.stdin.close()
+        second = os.read(read_end, 1)
+        child.wait(timeout=CHILD_TIMEOUT_S)
+        if second != b"2" or child.returncode != 0:
+            raise ChildFailed(_failure(mode, logical_id, workdir))
+    finally:
+        os.close(read_end)
+        stderr.close()
+    result = json.loads((workdir / "result.json").read_text())
+    return Run(cold_s, result["warm_s"], result["rss1_mb"], result["rss2_mb"], result)
+
+
+def _failure(mode: str, logical_id: str, workdir: Path) -> str:
+    text = (workdir / "stderr.txt").read_text(errors="replace")
+    return f"{logical_id} {mode} child failed:\n{text[-3000:]}"
+
+
+def _fake_aws(endpoint: str) -> dict[str, str]:
+    from devstack.stack import FAKE_AWS
+
+    return {**FAKE_AWS, "AWS_ENDPOINT_URL": endpoint}
+
+
+def check_handler_run(logical_id: str, run: Run) -> list[str]:
+    """The event did what it should: answered well, and made the calls its work needs."""
+    from bench.replay import Recorder
+
+    problems = []
+    for number, answer in enumerate(run.detail["answers"], start=1):
+        if isinstance(answer, dict) and answer.get("statusCode", 200) >= 300:
+            problems.append(f"event {number} answered {answer.get('statusCode')}: {answer.get('body')}")
+        if isinstance(answer, dict) and answer.get("batchItemFailures"):
+            problems.append(f"event {number} reported failures: {answer['batchItemFailures']}")
+    script = run.detail["script"]
+    for name in ("calls1", "calls2"):
+        made = Recorder.summary(script[name])
+        missing = [want for want in EXPECTED_CALLS[logical_id] if not any(m.startswith(want) for m in made)]
+        if missing:
+            problems.append(f"{name} lacks {missing}: {made}")
+    if logical_id == "ReconcileFunction" and run.detail["answers"][0] != {"completed": 1}:
+        problems.append(f"reconcile answered {run.detail['answers'][0]}")
+    return problems
+
+
+# --- the benchmark --------------------------------------------------------------------------------
+
+
+def python312() -> str:
+    found = subprocess.run(
+        [str(ROOT / "scripts" / "python312.sh")], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    if not found:
+        sys.exit("no python3.12 here (see scripts/python312.sh)")
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=5, help="measured rounds (default 5)")
+    parser.add_argument("--warmup", type=int, default=1, help="discarded rounds first (default 1)")
+    parser.add_argument("--functions", default=",".join(FUNCTIONS), help="comma-separated LogicalIds")
+    args = parser.parse_args(argv)
+    functions = [name.strip() for name in args.functions.split(",") if name.strip()]
+    unknown = [name for name in functions if name not in FUNCTIONS]
+    if unknown:
+        parser.error(f"unknown functions: {unknown}")
+    missing = [name for name in ["CommonLayer", *functions] if not (BUILD / name).is_dir()]
+    if missing or not (RUNTIME / "boto3").is_dir():
+        print(
+            f"no build at {BUILD} (missing {missing or ['runtime boto3']}): run `make build` first",
+            file=sys.stderr,
+        )
+        return 2
+    python = python312()
+
+    samples: dict[str, dict[str, list[float]]] = {
+        name: {
+            key: []
+            for key in (
+                "handler",
+                "baseline",
+                "warm_handler",
+                "warm_baseline",
+                "rss1",
+                "rss2",
+                "baseline_rss1",
+                "import_handler",
+                "import_baseline",
+                "event_handler",
+                "event_baseline",
+                "cpu_handler",
+                "cpu_baseline",
+            )
+        }
+        for name in functions
+    }
+    details: dict[str, dict[str, Any]] = {name: {"mismatches": [], "calls": None} for name in functions}
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-cold-") as temp, backends() as running:
+        pycache = Path(temp) / "pycache"
+        workdir = Path(temp) / "work"
+        workdir.mkdir()
+        for round_number in range(args.warmup + args.repeats):
+            measured = round_number >= args.warmup
+            label = f"round {round_number + 1 - args.warmup}" if measured else "warm-up"
+            print(f"{label}:", end="", flush=True)
+            for name in functions:
+                handler = run_child("handler", name, round_number, running, python, pycache, workdir)
+                problems = check_handler_run(name, handler)
+                if problems:
+                    raise ChildFailed(f"{name}: the event did not do its work: {problems}")
+                script = handler.detail["script"]
+                baseline = run_child(
+                    "baseline", name, round_number, running, python, pycache, workdir, script
+                )
+                ratio = handler.cold_s / baseline.cold_s
+                print(f" {name.removesuffix('Function')} {ratio:.2f}", end="", flush=True)
+                if not measured:
+                    continue
+                sample = samples[name]
+                sample["handler"].append(handler.cold_s)
+                sample["baseline"].append(baseline.cold_s)
+                sample["warm_handler"].append(handler.warm_s)
+                sample["warm_baseline"].append(baseline.warm_s)
+                sample["rss1"].append(handler.rss1_mb)
+                sample["rss2"].append(handler.rss2_mb)
+                sample["baseline_rss1"].append(baseline.rss1_mb)
+                sample["import_handler"].append(handler.detail["import_s"])
+                sample["import_baseline"].append(baseline.detail["import_s"])
+                sample["event_handler"].append(handler.detail["first_event_s"])
+                sample["event_baseline"].append(baseline.detail["first_event_s"])
+                sample["cpu_handler"].append(handler.detail["cpu_s"])
+                sample["cpu_baseline"].append(baseline.detail["cpu_s"])
+                details[name]["mismatches"] += baseline.detail["mismatches"]
+                if details[name]["calls"] is None:
+                    from bench.replay import Recorder
+
+                    details[name]["calls"] = {
+                        "first_event": Recorder.summary(script["calls1"]),
+                        "second_event": Recorder.summary(script["calls2"]),
+                        "boto3_clients": [client["service"] for client in script["clients"]],
+                        "httpx_clients": script["http_clients"],
+                    }
+            print(flush=True)
+    elapsed = time.monotonic() - started
+
+    figures = []
+    cpu_figures = []  # recorded, no target: the children's own CPU, less sensitive to a busy machine
+    per_function: dict[str, Any] = {}
+    for name in functions:
+        sample = samples[name]
+        cold = harness.ratios(sample["handler"], sample["baseline"])
+        warm = harness.ratios(sample["warm_handler"], sample["warm_baseline"])
+        mismatches = details[name]["mismatches"]
+        figures.append(
+            harness.Figure(
+                BENCH,
+                f"{name} cold start / baseline",
+                harness.Spread.of(cold),
+                "x",
+                limit=LIMIT,
+                note=(
+                    f"{statistics.median(sample['handler']) * 1000:.0f} ms vs "
+                    f"{statistics.median(sample['baseline']) * 1000:.0f} ms"
+                    + (f"; {len(mismatches)} replay mismatches" if mismatches else "")
+                ),
+            )
+        )
+        cpu = harness.ratios(sample["cpu_handler"], sample["cpu_baseline"])
+        cpu_figures.append(
+            harness.Figure(
+                BENCH,
+                f"{name} cold start CPU time / baseline",
+                harness.Spread.of(cpu),
+                "x",
+                note=(
+                    f"{statistics.median(sample['cpu_handler']) * 1000:.0f} ms vs "
+                    f"{statistics.median(sample['cpu_baseline']) * 1000:.0f} ms of CPU"
+                ),
+            )
+        )
+        per_function[name] = {
+            "cold_ratio": harness.Spread.of(cold),
+            "cold_cpu_ratio": harness.Spread.of(cpu),
+            "cold_cpu_handler_ms": _ms(sample["cpu_handler"]),
+            "cold_cpu_baseline_ms": _ms(sample["cpu_baseline"]),
+            "warm_ratio": harness.Spread.of(warm),
+            "cold_handler_ms": _ms(sample["handler"]),
+            "cold_baseline_ms": _ms(sample["baseline"]),
+            "warm_handler_ms": _ms(sample["warm_handler"]),
+            "warm_baseline_ms": _ms(sample["warm_baseline"]),
+            "peak_rss_mb_after_first_event": harness.Spread.of(sample["rss1"]),
+            "peak_rss_mb_after_second_event": harness.Spread.of(sample["rss2"]),
+            "baseline_peak_rss_mb_after_first_event": harness.Spread.of(sample["baseline_rss1"]),
+            # Inside the children: from their first line to the end of the imports, then the event.
+            "import_handler_ms": _ms(sample["import_handler"]),
+            "import_baseline_ms": _ms(sample["import_baseline"]),
+            "first_event_handler_ms": _ms(sample["event_handler"]),
+            "first_event_baseline_ms": _ms(sample["event_baseline"]),
+            "replay_mismatches": mismatches,
+            **details[name]["calls"],
+        }
+    figures += cpu_figures
+    harness.print_figures("Benchmark 1: cold start, handler vs boto3+httpx doing the same calls", figures)
+    print(
+        "\n  medians, handler / baseline: cold ms (import ms + first event ms), warm call ms; "
+        "handler peak RSS MB"
+    )
+    for name, found in per_function.items():
+        print(
+            f"  {name:20} {found['cold_handler_ms'].median:5.0f} / {found['cold_baseline_ms'].median:4.0f}"
+            f"  ({found['import_handler_ms'].median:4.0f} + {found['first_event_handler_ms'].median:4.0f}"
+            f" / {found['import_baseline_ms'].median:4.0f} + {found['first_event_baseline_ms'].median:4.0f})"
+            f"  {found['warm_handler_ms'].median:6.1f} / {found['warm_baseline_ms'].median:5.1f}"
+            f"  {found['peak_rss_mb_after_first_event'].median:5.1f}"
+        )
+    path = harness.save(
+        BENCH,
+        figures,
+        method="spawn -> end of first event, python3.12 -S on the sam build layout; baseline replays "
+        "the handler's recorded AWS/HTTP calls with plain boto3 + httpx (bench/replay.py)",
+        repeats=args.repeats,
+        warmup=args.warmup,
+        elapsed_s=round(elapsed, 1),
+        python312=python,
+        functions={
+            name: {
+                key: asdict(value) if isinstance(value, harness.Spread) else value
+                for key, value in found.items()
+            }
+            for name, found in per_function.items()
+        },
+    )
+    print(f"\n  saved {path.relative_to(ROOT)} ({elapsed:.0f} s)")
+    return harness.exit_code(figures)
+
+
+def _ms(values: list[float]) -> harness.Spread:
+    return harness.Spread.of([value * 1000 for value in values])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
