@@ -1,5 +1,9 @@
 """A 50 MB video is copied into S3 while the process's traced memory stays bounded.
 
+Parts upload on `VIDEO_UPLOAD_CONCURRENCY` threads while the next is read, so a copy holds at most
+that many parts plus the one being filled, whatever the video's size (bench/archive.py measures the
+resident memory of the same copy at 64 MiB and 1 GiB).
+
 moto runs as a separate server here (real HTTP): in process, moto's own copy of the object
 would be counted too and hide what our code holds.
 """
@@ -47,10 +51,18 @@ def _video_chunks() -> Iterator[bytes]:
         yield bytes(block)
 
 
-def test_a_50mb_video_is_copied_with_bounded_memory(moto_endpoint, monkeypatch, handlers, mp4_bytes):
+@pytest.mark.parametrize("concurrency", [1, 4], ids=lambda k: f"{k}-uploads")
+def test_a_50mb_video_is_copied_with_bounded_memory(
+    moto_endpoint, monkeypatch, handlers, mp4_bytes, concurrency
+):
     # Given the stack on moto's server and a provider whose video is 50 MB
     stack = provision("mem", {"ProviderApiKey": PROVIDER_TOKEN})
-    apply_function_env(monkeypatch, stack, VIDEO_PART_BYTES=str(PART_BYTES))
+    apply_function_env(
+        monkeypatch,
+        stack,
+        VIDEO_PART_BYTES=str(PART_BYTES),
+        VIDEO_UPLOAD_CONCURRENCY=str(concurrency),
+    )
     internet = FakeInternet(video=mp4_bytes)
     connect_internet(monkeypatch, internet)
     api = Api(handlers)
@@ -74,13 +86,15 @@ def test_a_50mb_video_is_copied_with_bounded_memory(moto_endpoint, monkeypatch, 
     finally:
         tracemalloc.stop()
 
-    # Then the object is whole and checksummed, and memory stayed near a few parts, not the video
+    # Then the object is whole and checksummed, and memory stayed near the parts in flight and the
+    # one being filled (less than one more part for everything else), not the video
     assert status == 200 and answer["status"] == "completed"
     head = boto3.client("s3").head_object(Bucket=stack.refs["VideosBucket"], Key=f"videos/{video['id']}.mp4")
     assert head["ContentLength"] == VIDEO_BYTES
     task = services.task_store().get(video["id"])
     assert task is not None and task.video_sha256 == expected.hexdigest() and task.video_bytes == VIDEO_BYTES
     print(
-        f"peak traced memory {peak / MIB:.1f} MiB for a {VIDEO_BYTES // MIB} MiB video ({PART_BYTES // MIB} MiB parts)"
+        f"peak traced memory {peak / MIB:.1f} MiB for a {VIDEO_BYTES // MIB} MiB video "
+        f"({PART_BYTES // MIB} MiB parts, {concurrency} uploading at once)"
     )
-    assert peak < 4 * PART_BYTES, f"peak {peak / MIB:.1f} MiB"
+    assert peak < (concurrency + 2) * PART_BYTES, f"peak {peak / MIB:.1f} MiB"

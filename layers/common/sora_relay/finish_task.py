@@ -25,7 +25,6 @@ from sora_relay.storage import ArchivedVideo, video_key
 from sora_relay.task import Status, Task, TaskChange, now_millis
 
 _VIDEO_TYPES = {"video/mp4", "application/octet-stream", "binary/octet-stream"}
-_READ_CHUNK = 1024 * 1024
 
 
 def archive_video(task_id: str, video_url: str) -> ArchivedVideo:
@@ -46,7 +45,7 @@ def archive_video(task_id: str, video_url: str) -> ArchivedVideo:
             length = response.headers.get("content-length")
             if length and length.isdigit() and int(length) > settings.max_video_bytes:
                 raise UpstreamRejected(f"The video is larger than {settings.max_video_bytes} bytes")
-            return services.video_store().archive(video_key(task_id), response.iter_bytes(_READ_CHUNK))
+            return services.video_store().archive(video_key(task_id), response.iter_bytes())
     except UnsafeUrl as error:
         raise UpstreamRejected(f"The provider's video URL was refused: {error.message}") from error
     except httpx.HTTPError as error:

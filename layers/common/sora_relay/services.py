@@ -37,6 +37,7 @@ def video_store() -> VideoStore:
         settings.videos_bucket_name,
         part_bytes=settings.video_part_bytes,
         max_bytes=settings.max_video_bytes,
+        concurrency=settings.video_upload_concurrency,
     )
 
 

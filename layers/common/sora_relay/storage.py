@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import queue
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +17,9 @@ from sora_relay.errors import StorageError, UpstreamRejected
 # Every MP4 starts with an `ftyp` box: a 4-byte size, then the type.
 _MP4_HEAD = 8
 _MP4_SIGNATURE = b"ftyp"
+# Each part carries its CRC32 (S3 checks it on arrival) and the object keeps the composite checksum,
+# as boto3's upload_fileobj does.
+_CHECKSUM = "CRC32"
 
 
 @dataclass(frozen=True)
@@ -35,22 +40,28 @@ def video_key(task_id: str) -> str:
 
 
 class VideoStore:
-    def __init__(self, client: Any, bucket: str, *, part_bytes: int, max_bytes: int) -> None:
+    def __init__(
+        self, client: Any, bucket: str, *, part_bytes: int, max_bytes: int, concurrency: int = 1
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
         self._client = client
         self._bucket = bucket
         self._part_bytes = part_bytes
         self._max_bytes = max_bytes
+        self._concurrency = concurrency
 
     def archive(self, key: str, chunks: Iterable[bytes]) -> ArchivedVideo:
         """Copy a stream of bytes into `key` through a multipart upload.
 
-        At most one part (plus one incoming chunk) is held in memory, whatever the video's size.
-        The stream must be an MP4 and at most `max_bytes`; otherwise, or on any error, the upload
-        is aborted and nothing is left in the bucket.
+        Parts are uploaded on up to `concurrency` threads while the next part is read, so at most
+        `concurrency + 1` parts (plus one incoming chunk) are held in memory, whatever the video's
+        size. The stream must be an MP4 and at most `max_bytes`; otherwise, or on any error (here
+        or in a part's upload), the upload is aborted and nothing is left in the bucket.
         """
         try:
             upload_id = self._client.create_multipart_upload(
-                Bucket=self._bucket, Key=key, ContentType="video/mp4"
+                Bucket=self._bucket, Key=key, ContentType="video/mp4", ChecksumAlgorithm=_CHECKSUM
             )["UploadId"]
         except (ClientError, BotoCoreError) as error:
             raise StorageError("Could not start the video upload") from error
@@ -63,31 +74,45 @@ class VideoStore:
 
     def _upload_parts(self, key: str, upload_id: str, chunks: Iterable[bytes]) -> ArchivedVideo:
         digest = hashlib.sha256()
-        head = bytearray()
-        buffer = bytearray()
-        parts: list[dict[str, Any]] = []
+        head = b""
         total = 0
-        for chunk in chunks:
+        size = self._part_bytes
+        with _PartUploader(self, key, upload_id) as uploader:
+            buffer: bytearray | None = None
+            filled = 0
+            for chunk in chunks:
+                uploader.check()
+                if len(head) < _MP4_HEAD:
+                    head += chunk[: _MP4_HEAD - len(head)]
+                    if len(head) == _MP4_HEAD and head[4:] != _MP4_SIGNATURE:
+                        raise UpstreamRejected("The video is not an MP4 file")
+                length = len(chunk)
+                total += length
+                if total > self._max_bytes:
+                    raise UpstreamRejected(f"The video is larger than {self._max_bytes} bytes")
+                digest.update(chunk)
+                # Copy the chunk into the part being filled (the one copy a part needs); a full
+                # part goes to the uploader, which blocks here while `concurrency` are in flight.
+                offset = 0
+                while offset < length:
+                    if buffer is None:
+                        buffer, filled = uploader.take_buffer(), 0
+                    step = min(size - filled, length - offset)
+                    if step == length:
+                        buffer[filled : filled + step] = chunk
+                    else:
+                        with memoryview(chunk) as view:
+                            buffer[filled : filled + step] = view[offset : offset + step]
+                    filled += step
+                    offset += step
+                    if filled == size:
+                        uploader.submit(buffer)
+                        buffer = None
             if len(head) < _MP4_HEAD:
-                head += chunk[: _MP4_HEAD - len(head)]
-                if len(head) == _MP4_HEAD and head[4:] != _MP4_SIGNATURE:
-                    raise UpstreamRejected("The video is not an MP4 file")
-            total += len(chunk)
-            if total > self._max_bytes:
-                raise UpstreamRejected(f"The video is larger than {self._max_bytes} bytes")
-            digest.update(chunk)
-            buffer += chunk
-            while len(buffer) >= self._part_bytes:
-                parts.append(
-                    self._put_part(
-                        key, upload_id, len(parts) + 1, bytes(memoryview(buffer)[: self._part_bytes])
-                    )
-                )
-                del buffer[: self._part_bytes]
-        if len(head) < _MP4_HEAD:
-            raise UpstreamRejected("The video is empty or truncated")
-        if buffer or not parts:
-            parts.append(self._put_part(key, upload_id, len(parts) + 1, bytes(buffer)))
+                raise UpstreamRejected("The video is empty or truncated")
+            if buffer is not None or uploader.count == 0:
+                uploader.submit(_shrunk(buffer if buffer is not None else bytearray(), filled))
+            parts = uploader.finish()
         try:
             self._client.complete_multipart_upload(
                 Bucket=self._bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}
@@ -96,14 +121,22 @@ class VideoStore:
             raise StorageError("Could not finish the video upload") from error
         return ArchivedVideo(key=key, size=total, sha256=digest.hexdigest())
 
-    def _put_part(self, key: str, upload_id: str, number: int, body: bytes) -> dict[str, Any]:
+    def _put_part(self, key: str, upload_id: str, number: int, body: bytearray) -> dict[str, Any]:
         try:
             answer = self._client.upload_part(
-                Bucket=self._bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+                Bucket=self._bucket,
+                Key=key,
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=body,
+                ChecksumAlgorithm=_CHECKSUM,
             )
         except (ClientError, BotoCoreError) as error:
             raise StorageError("Could not upload a part of the video") from error
-        return {"PartNumber": number, "ETag": answer["ETag"]}
+        part = {"PartNumber": number, "ETag": answer["ETag"]}
+        if answer.get("ChecksumCRC32"):
+            part["ChecksumCRC32"] = answer["ChecksumCRC32"]
+        return part
 
     def _abort(self, key: str, upload_id: str) -> None:
         # Best effort: the bucket's lifecycle rule removes any upload this misses.
@@ -120,3 +153,81 @@ class VideoStore:
         except (ClientError, BotoCoreError) as error:
             raise StorageError("Could not sign the download link") from error
         return DownloadLink(url=url, expires_at=now + ttl_seconds)
+
+
+def _shrunk(buffer: bytearray, length: int) -> bytearray:
+    """`buffer` cut to `length` bytes, in place (no copy) unless something still views it."""
+    try:
+        del buffer[length:]
+    except BufferError:
+        return bytearray(memoryview(buffer)[:length])
+    return buffer
+
+
+class _PartUploader:
+    """Uploads numbered parts on up to `concurrency` threads while the caller fills the next one.
+
+    Part buffers are recycled: at most `concurrency + 1` exist (the ones being uploaded and the one
+    being filled), and `take_buffer` blocks until an upload gives one back, which bounds memory.
+    The first failure of any upload is raised in the caller's thread (`check`, `take_buffer`,
+    `submit`, `finish`); leaving the `with` block waits for the uploads still running, so the
+    caller aborts the multipart upload only once no part can land after the abort.
+    """
+
+    def __init__(self, store: VideoStore, key: str, upload_id: str) -> None:
+        self._store = store
+        self._key = key
+        self._upload_id = upload_id
+        self._buffers_left = store._concurrency + 1
+        self._free: queue.SimpleQueue[bytearray] = queue.SimpleQueue()
+        self._parts: dict[int, dict[str, Any]] = {}
+        self._error: BaseException | None = None
+        self._lock = threading.Lock()
+        # Imported here: only a copy needs it, not every function that imports this module.
+        from concurrent.futures import ThreadPoolExecutor
+
+        self._pool = ThreadPoolExecutor(max_workers=store._concurrency, thread_name_prefix="video-part")
+        self.count = 0
+
+    def __enter__(self) -> _PartUploader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def check(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def take_buffer(self) -> bytearray:
+        self.check()
+        if self._buffers_left:
+            self._buffers_left -= 1
+            return bytearray(self._store._part_bytes)
+        buffer = self._free.get()  # every upload gives its buffer back, failed or not
+        self.check()
+        return buffer
+
+    def submit(self, body: bytearray) -> None:
+        self.check()
+        self.count += 1
+        self._pool.submit(self._upload, self.count, body)
+
+    def _upload(self, number: int, body: bytearray) -> None:
+        try:
+            if self._error is None:
+                part = self._store._put_part(self._key, self._upload_id, number, body)
+                with self._lock:
+                    self._parts[number] = part
+        except BaseException as error:
+            with self._lock:
+                if self._error is None:
+                    self._error = error
+        finally:
+            self._free.put(body)
+
+    def finish(self) -> list[dict[str, Any]]:
+        """Wait for every part; their numbers and ETags in order."""
+        self._pool.shutdown(wait=True)
+        self.check()
+        return [self._parts[number] for number in range(1, self.count + 1)]

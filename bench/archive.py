@@ -1,0 +1,467 @@
+"""Benchmark 2: archiving a video (issue 6).
+
+The real callback code path (sora_relay.finish_task.archive_video with the real services: SafeHttp,
+VideoStore, the boto3 S3 client of sora_relay.aws) copies an MP4 from a local HTTP server into S3 on
+moto's server. The baseline, in the same run and against the same moto, is httpx streaming into
+boto3's `upload_fileobj` (default TransferConfig).
+
+Targets: throughput at least 0.9 of the baseline's (256 MiB video); peak resident memory growth at
+most 64 MiB, at 64 MiB and at 1 GiB of video alike.
+
+Every copy runs in a fresh process: imports done and clients created first, then its resident set
+is read (VmRSS) and its peak reset (/proc/self/clear_refs), then the copy, then the peak (VmHWM)
+minus the resident set before is its "peak RSS growth". The video server and moto each run in
+their own process, so their memory is not counted. The video is a small real MP4 (devstack.mp4)
+padded to the exact size with a trailing top-level `free` box, generated on the fly.
+
+    .venv/bin/python -m bench.archive [--repeats 7] [--memory-repeats 2] [--size-mib 256] [--small-mib 64] [--large-mib 1024]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+from bench import harness
+from bench.harness import MIB, Figure, Spread
+
+BENCH = "archive"
+HOST = "127.0.0.1"
+RESULT = "BENCH-RESULT "
+_PAD_CHUNK = MIB
+# What the callback function is given in local mode (events/env.json), so Settings load as deployed.
+_ENV_JSON = harness.ROOT / "events" / "env.json"
+_FUNCTION = "CallbackFunction"
+
+
+# ---------------------------------------------------------------------------------------------
+# The video: a real small MP4, then a `free` box up to the exact size (never all in memory)
+
+
+def video_pieces(head: bytes, size: int) -> Iterator[bytes | memoryview]:
+    """`head` (a whole MP4) followed by one top-level `free` box making the file `size` bytes."""
+    pad = size - len(head)
+    if pad < 16:
+        raise ValueError(f"the video must be at least {len(head) + 16} bytes")
+    if pad <= 0xFFFFFFFF:
+        box = pad.to_bytes(4, "big") + b"free"
+    else:  # 64-bit box size: size field 1, then the largesize
+        box = (1).to_bytes(4, "big") + b"free" + pad.to_bytes(8, "big")
+    yield head + box
+    zeros = memoryview(bytes(_PAD_CHUNK))
+    left = pad - len(box)
+    while left > 0:
+        step = min(left, _PAD_CHUNK)
+        yield zeros[:step]
+        left -= step
+
+
+def video_sha256(head: bytes, size: int) -> str:
+    digest = hashlib.sha256()
+    for piece in video_pieces(head, size):
+        digest.update(piece)
+    return digest.hexdigest()
+
+
+def render_head() -> bytes:
+    from devstack.mp4 import render_mp4
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "head.mp4"
+        render_mp4(path, width=320, height=240, seconds=1, seed="bench-archive")
+        return path.read_bytes()
+
+
+def serve(port: int, head_path: str) -> None:
+    """The video server's process: GET /<size>.mp4 answers that many bytes of MP4."""
+    head = Path(head_path).read_bytes()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            name = self.path.strip("/").removesuffix(".mp4")
+            if not name.isdigit():
+                self.send_error(404)
+                return
+            size = int(name)
+            self.send_response(200)
+            self.send_header("Content-Type", "video/mp4")
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            for piece in video_pieces(head, size):
+                self.wfile.write(piece)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    ThreadingHTTPServer((HOST, port), Handler).serve_forever()
+
+
+# ---------------------------------------------------------------------------------------------
+# One measured copy, in its own process
+
+
+def _status_bytes(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _reset_peak() -> bool:
+    """Reset VmHWM to the current resident set (Linux 4.0+); False when not allowed."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+class _StreamReader:
+    """The minimal file object upload_fileobj needs: read(n) over an iterator of byte chunks."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._left = b""
+
+    def read(self, size: int = -1) -> bytes:
+        pieces = [self._left] if self._left else []
+        have = len(self._left)
+        self._left = b""
+        while size < 0 or have < size:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                break
+            pieces.append(chunk)
+            have += len(chunk)
+        data = b"".join(pieces)
+        if 0 <= size < len(data):
+            data, self._left = data[:size], data[size:]
+        return data
+
+
+def child(spec: dict[str, Any]) -> dict[str, Any]:
+    """Copy one video (spec: mode, url, size, bucket, sha256) and measure it; runs in a fresh process."""
+    bucket, size, url = spec["bucket"], spec["size"], spec["url"]
+    if spec["mode"] == "ours":
+        from sora_relay import aws, services
+        from sora_relay.finish_task import archive_video
+        from sora_relay.storage import video_key
+
+        task_id = f"bench-{uuid.uuid4().hex}"
+        key = video_key(task_id)
+        s3 = aws.s3_client()
+        services.video_store()
+        services.outbound_http()
+        s3.head_bucket(Bucket=bucket)  # the same warm-up as the baseline's
+
+        def copy() -> dict[str, Any]:
+            archived = archive_video(task_id, url)
+            return {"size": archived.size, "sha256": archived.sha256}
+    else:
+        import boto3
+        import httpx
+        from boto3.s3.transfer import TransferConfig  # noqa: F401  (imported before measuring)
+        from s3transfer.manager import TransferManager  # noqa: F401
+
+        key = f"videos/baseline-{uuid.uuid4().hex}.mp4"
+        s3 = boto3.client("s3")
+        http = httpx.Client()
+        s3.head_bucket(Bucket=bucket)
+
+        def copy() -> dict[str, Any]:
+            with http.stream("GET", url) as response:
+                response.raise_for_status()
+                s3.upload_fileobj(_StreamReader(response.iter_bytes()), bucket, key)
+            return {}
+
+    before = _status_bytes("VmRSS")
+    reset = _reset_peak()
+    cpu_before = time.process_time()
+    started = time.perf_counter()
+    answer = copy()
+    seconds = time.perf_counter() - started
+    cpu = time.process_time() - cpu_before
+    peak = _status_bytes("VmHWM")
+    stored = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+    s3.delete_object(Bucket=bucket, Key=key)
+    if stored != size or answer.get("size", size) != size:
+        raise RuntimeError(f"{spec['mode']}: stored {stored} bytes, answered {answer}, expected {size}")
+    if "sha256" in answer and answer["sha256"] != spec["sha256"]:
+        raise RuntimeError(f"{spec['mode']}: sha256 {answer['sha256']} != {spec['sha256']}")
+    return {
+        "mode": spec["mode"],
+        "size": size,
+        "seconds": seconds,
+        "mib_s": size / MIB / seconds,
+        "cpu_seconds": cpu,
+        "rss_before": before,
+        "peak": peak,
+        "growth": peak - before,
+        "peak_reset": reset,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+def _child_env(endpoint: str) -> dict[str, str]:
+    from devstack.stack import FAKE_AWS
+
+    env = {name: value for name, value in os.environ.items() if not name.startswith(("AWS_", "MOTO_"))}
+    env.update(FAKE_AWS)
+    env["AWS_ENDPOINT_URL"] = endpoint
+    env.update(json.loads(_ENV_JSON.read_text())[_FUNCTION])
+    env["ALLOW_LOOPBACK_URLS"] = "true"
+    env["POWERTOOLS_TRACE_DISABLED"] = "true"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(harness.ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+class Runner:
+    def __init__(self, env: dict[str, str], video_url: str, head: bytes) -> None:
+        self.env = env
+        self.video_url = video_url
+        self.head = head
+        self.bucket = env["VIDEOS_BUCKET_NAME"]
+        self._sha: dict[int, str] = {}
+        self.runs: list[dict[str, Any]] = []
+
+    def run(self, mode: str, size: int) -> dict[str, Any]:
+        if size not in self._sha:
+            self._sha[size] = video_sha256(self.head, size)
+        spec = {
+            "mode": mode,
+            "size": size,
+            "url": f"{self.video_url}/{size}.mp4",
+            "bucket": self.bucket,
+            "sha256": self._sha[size],
+        }
+        done = subprocess.run(
+            [sys.executable, "-m", "bench.archive", "--child", json.dumps(spec)],
+            env=self.env,
+            cwd=harness.ROOT,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT)]
+        if done.returncode != 0 or not lines:
+            raise RuntimeError(f"{mode} copy of {size} bytes failed:\n{done.stdout}\n{done.stderr}")
+        result = json.loads(lines[-1][len(RESULT) :])
+        self.runs.append(result)
+        print(
+            f"  {mode:8} {size / MIB:6.0f} MiB  {result['seconds']:6.2f} s  {result['mib_s']:6.1f} MiB/s  "
+            f"peak RSS growth {result['growth'] / MIB:6.1f} MiB  CPU {result['cpu_seconds']:5.2f} s",
+            flush=True,
+        )
+        return result
+
+
+def _sizes_text(size: int) -> str:
+    return (
+        f"{size // 1024 // MIB} GiB"
+        if size >= 1024 * MIB and size % (1024 * MIB) == 0
+        else f"{size // MIB} MiB"
+    )
+
+
+def measure(args: argparse.Namespace) -> int:
+    from devstack.processes import stop_process
+    from devstack.stack import free_port, moto_server, wait_listening
+
+    head = render_head()
+    size = args.size_mib * MIB
+    small, large = args.small_mib * MIB, args.large_mib * MIB
+    with tempfile.TemporaryDirectory() as folder, moto_server() as endpoint:
+        head_path = Path(folder) / "head.mp4"
+        head_path.write_bytes(head)
+        port = free_port()
+        server = subprocess.Popen(
+            [sys.executable, "-m", "bench.archive", "--serve", str(port), str(head_path)],
+            cwd=harness.ROOT,
+            stdin=subprocess.DEVNULL,
+        )
+        try:
+            if not wait_listening(port, server, time.monotonic() + 30):
+                raise RuntimeError("the video server did not start")
+            env = _child_env(endpoint)
+            import boto3
+
+            s3 = boto3.client(
+                "s3",
+                endpoint_url=endpoint,
+                region_name=env["AWS_DEFAULT_REGION"],
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
+            s3.create_bucket(Bucket=env["VIDEOS_BUCKET_NAME"])
+            runner = Runner(env, f"http://{HOST}:{port}", head)
+
+            print(f"throughput: {args.size_mib} MiB, {args.repeats} rounds (+1 warm-up), interleaved")
+            main = harness.interleaved(
+                {
+                    "ours": lambda: runner.run("ours", size),
+                    "baseline": lambda: runner.run("baseline", size),
+                },
+                args.repeats,
+            )
+            print(f"memory: {_sizes_text(small)} and {_sizes_text(large)}, {args.memory_repeats} rounds each")
+            memory = {
+                target: harness.interleaved(
+                    {
+                        "ours": lambda target=target: runner.run("ours", target),
+                        "baseline": lambda target=target: runner.run("baseline", target),
+                    },
+                    args.memory_repeats,
+                    warmup=0,
+                )
+                for target in (small, large)
+            }
+        finally:
+            stop_process(server)
+
+    def values(results: list[dict[str, Any]], field: str, scale: float = 1.0) -> list[float]:
+        return [result[field] / scale for result in results]
+
+    ours, base = main["ours"], main["baseline"]
+    ratio = harness.ratios(values(ours, "mib_s"), values(base, "mib_s"))
+    growth = {
+        ("ours", size): values(ours, "growth", MIB),
+        ("baseline", size): values(base, "growth", MIB),
+    }
+    for target, runs in memory.items():
+        growth[("ours", target)] = values(runs["ours"], "growth", MIB)
+        growth[("baseline", target)] = values(runs["baseline"], "growth", MIB)
+
+    label = _sizes_text(size)
+    figures = [
+        Figure(
+            BENCH,
+            f"throughput ours/baseline ({label})",
+            Spread.of(ratio),
+            "x",
+            limit=0.9,
+            at_least=True,
+            note="MiB/s of archive_video over MiB/s of httpx + upload_fileobj, round by round",
+        ),
+        Figure(BENCH, f"throughput ours ({label})", Spread.of(values(ours, "mib_s")), " MiB/s"),
+        Figure(BENCH, f"throughput baseline ({label})", Spread.of(values(base, "mib_s")), " MiB/s"),
+    ]
+    for target in (small, size, large):
+        figures.append(
+            Figure(
+                BENCH,
+                f"peak RSS growth ours ({_sizes_text(target)})",
+                Spread.of(growth[("ours", target)]),
+                " MiB",
+                limit=64,
+            )
+        )
+    for target in (small, size, large):
+        figures.append(
+            Figure(
+                BENCH,
+                f"peak RSS growth baseline ({_sizes_text(target)})",
+                Spread.of(growth[("baseline", target)]),
+                " MiB",
+            )
+        )
+    for target, runs in memory.items():
+        for mode in ("ours", "baseline"):
+            figures.append(
+                Figure(
+                    BENCH,
+                    f"throughput {mode} ({_sizes_text(target)})",
+                    Spread.of(values(runs[mode], "mib_s")),
+                    " MiB/s",
+                )
+            )
+    harness.print_figures("archiving a video (benchmark 2)", figures)
+
+    import statistics
+
+    extra = {
+        "video_mib": args.size_mib,
+        "cost_model": {
+            "ours_median_seconds": statistics.median(values(ours, "seconds")),
+            "baseline_median_seconds": statistics.median(values(base, "seconds")),
+            "ours_median_mib_s": statistics.median(values(ours, "mib_s")),
+            "baseline_median_mib_s": statistics.median(values(base, "mib_s")),
+            "ours_median_cpu_seconds": statistics.median(values(ours, "cpu_seconds")),
+            "baseline_median_cpu_seconds": statistics.median(values(base, "cpu_seconds")),
+            "ours_peak_rss_mib": {
+                _sizes_text(target): statistics.median(
+                    [
+                        run["peak"] / MIB
+                        for run in runner.runs
+                        if run["mode"] == "ours" and run["size"] == target
+                    ]
+                )
+                for target in (small, size, large)
+            },
+            "ours_peak_rss_growth_mib": {
+                _sizes_text(target): statistics.median(growth[("ours", target)])
+                for target in (small, size, large)
+            },
+            "baseline_peak_rss_growth_mib": {
+                _sizes_text(target): statistics.median(growth[("baseline", target)])
+                for target in (small, size, large)
+            },
+        },
+        "settings": _copy_settings(),
+        "runs": runner.runs,
+    }
+    path = harness.save(BENCH, figures, **extra)
+    print(f"\nsaved {path}")
+    return harness.exit_code(figures)
+
+
+def _copy_settings() -> dict[str, int]:
+    """The part size and upload concurrency the measured copies used (environment or default)."""
+    from sora_relay.settings import Settings
+
+    return {
+        name: int(os.environ.get(name.upper(), Settings.model_fields[name].default))
+        for name in ("video_part_bytes", "video_upload_concurrency")
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.archive", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=7, help="measured rounds at --size-mib (default 7)")
+    parser.add_argument(
+        "--memory-repeats", type=int, default=2, help="rounds at each memory size (default 2)"
+    )
+    parser.add_argument("--size-mib", type=int, default=256, help="video for the throughput figure")
+    parser.add_argument("--small-mib", type=int, default=64, help="small video for the memory figure")
+    parser.add_argument("--large-mib", type=int, default=1024, help="large video for the memory figure")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        result = child(json.loads(args.child))
+        print(RESULT + json.dumps(result), flush=True)
+        return 0
+    if args.serve:
+        serve(int(args.serve[0]), args.serve[1])
+        return 0
+    return measure(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
