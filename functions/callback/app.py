@@ -1,14 +1,14 @@
 """POST /v1/callbacks/{provider}/{task_id}?token=...: a provider reports a result."""
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sora_relay.api import install_error_handlers, json_response, request_body
 from sora_relay.observability import logger, metrics
 from sora_relay.record_callback import record_callback
+from sora_relay.rest import Response, RestRouter
 
-app = APIGatewayRestResolver()
+app = RestRouter()
 install_error_handlers(app)
 
 

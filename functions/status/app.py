@@ -1,14 +1,14 @@
 """GET /v1/videos, /v1/videos/{video_id} and /v1/videos/{video_id}/content for the caller's tasks."""
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sora_relay.api import caller, install_error_handlers, json_response
 from sora_relay.observability import logger, metrics
 from sora_relay.read_videos import get_video, list_videos, parse_limit, video_content_url
+from sora_relay.rest import Response, RestRouter
 
-app = APIGatewayRestResolver()
+app = RestRouter()
 install_error_handlers(app)
 
 

@@ -1,6 +1,5 @@
 """POST /v1/videos: accept a generation request and start it at the provider."""
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -8,9 +7,10 @@ from sora_relay.api import caller, install_error_handlers, json_response, public
 from sora_relay.idempotency import HEADER, submit_once
 from sora_relay.models import parse_create_request
 from sora_relay.observability import logger, metrics
+from sora_relay.rest import Response, RestRouter
 from sora_relay.settings import get_settings
 
-app = APIGatewayRestResolver()
+app = RestRouter()
 install_error_handlers(app)
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from pydantic import BaseModel
 
 from sora_relay.errors import InvalidRequest, RequestTooLarge, SoraRelayError, Unauthorized
 from sora_relay.observability import logger
+from sora_relay.rest import Response, RestEvent, RestRouter
 from sora_relay.settings import get_settings
 
 JSON = "application/json"
@@ -27,7 +26,7 @@ def json_response(
     return Response(status_code=status, content_type=JSON, body=text, headers=headers)
 
 
-def caller(event: APIGatewayProxyEvent) -> str:
+def caller(event: RestEvent) -> str:
     """The owner of the request: the id of the API key API Gateway checked."""
     key_id = event.request_context.identity.api_key_id
     if not key_id:
@@ -35,7 +34,7 @@ def caller(event: APIGatewayProxyEvent) -> str:
     return key_id
 
 
-def public_base_url(event: APIGatewayProxyEvent) -> str:
+def public_base_url(event: RestEvent) -> str:
     """Our own stage URL, for callback links: configured, or the one this request came in on."""
     configured = get_settings().public_base_url
     if configured:
@@ -44,7 +43,7 @@ def public_base_url(event: APIGatewayProxyEvent) -> str:
     return f"https://{context.domain_name}/{context.stage}"
 
 
-def request_body(event: APIGatewayProxyEvent) -> str:
+def request_body(event: RestEvent) -> str:
     """The body as text: 413 over the size limit, 400 if it is not UTF-8 (JSON must be)."""
     try:
         body = event.decoded_body or ""
@@ -57,7 +56,7 @@ def request_body(event: APIGatewayProxyEvent) -> str:
     return body
 
 
-def install_error_handlers(app: APIGatewayRestResolver) -> None:
+def install_error_handlers(app: RestRouter) -> None:
     """Every failure becomes `{"error": {"code", "message", "param"}}`; no stack trace leaves."""
 
     @app.exception_handler(SoraRelayError)
@@ -72,7 +71,7 @@ def install_error_handlers(app: APIGatewayRestResolver) -> None:
         )
 
     @app.not_found
-    def _no_route(_: Exception) -> Response:
+    def _no_route(_: Exception) -> Response:  # also an unknown method on a known path
         return Response(status_code=404, content_type=JSON, body=error_body("not_found", "No such route"))
 
     @app.exception_handler(Exception)
