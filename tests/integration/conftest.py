@@ -17,14 +17,12 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import httpx
 import pytest
-from aws_lambda_powertools.utilities import parameters
-from aws_lambda_powertools.utilities.parameters import base as parameters_base
 from moto import mock_aws
 
 from devstack.event_sources import StreamReader, matches_any
 from devstack.mp4 import render_mp4
 from devstack.template import Stack, provision, secret_value
-from sora_relay import idempotency, services, urls
+from sora_relay import idempotency, secret_values, services, urls
 from tests.conftest import LambdaContext, load_event, load_handler
 
 PROVIDER_TOKEN = "provider-test-token"
@@ -167,8 +165,7 @@ def apply_function_env(monkeypatch: pytest.MonkeyPatch, stack: Stack, **override
         monkeypatch.setenv(name, value)
     services.reset()
     idempotency.reset()
-    parameters.clear_caches()
-    parameters_base.DEFAULT_PROVIDERS.clear()
+    secret_values.clear_cache()
 
 
 @pytest.fixture
