@@ -118,6 +118,24 @@ def test_parse_success_and_failure_callbacks():
     assert empty.state is ProviderState.FAILED and empty.error_code == "no_video"
 
 
+def test_the_http_client_is_built_only_for_a_request_to_the_provider():
+    # A callback only parses a body: its function must not build the provider's client (a TLS
+    # context and a connection pool: tens of ms of its cold start, bench/cold_start.py).
+    built = []
+
+    def client() -> httpx.Client:
+        built.append(1)
+        return httpx.Client(
+            transport=httpx.MockTransport(lambda r: httpx.Response(200, json={"task_id": "t"}))
+        )
+
+    provider = AceDataSora(client, base_url="https://api.acedata.cloud", api_key=lambda: "tok", timeout=3)
+    provider.parse_callback(b'{"success": false, "task_id": "t", "error": {"code": "x", "message": "y"}}')
+    assert built == []
+    assert provider.submit(REQUEST, callback_url="https://cb/1") == "t"
+    assert built == [1]
+
+
 @pytest.mark.parametrize(
     "body", [b"", b"nope", b"[]", b'{"success": true}', b'{"task_id": 5, "success": "maybe"}']
 )

@@ -60,7 +60,7 @@ def provider(name: str) -> VideoProvider:
     if name != AceDataSora.name:
         raise NotFound(f"Unknown provider {name!r}", param="provider")
     return AceDataSora(
-        provider_http(),
+        provider_http,  # built on the first request to the provider, never for a callback
         base_url=settings.provider_base_url,
         api_key=lambda: read_secret(settings.provider_api_key_secret_id, purpose="provider API key"),
         timeout=settings.provider_timeout_seconds,

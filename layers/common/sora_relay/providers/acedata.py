@@ -108,9 +108,16 @@ class AceDataSora:
     name = "acedata"
 
     def __init__(
-        self, client: httpx.Client, *, base_url: str, api_key: Callable[[], str], timeout: float
+        self,
+        client: httpx.Client | Callable[[], httpx.Client],
+        *,
+        base_url: str,
+        api_key: Callable[[], str],
+        timeout: float,
     ) -> None:
-        self._client = client
+        # A client, or where to get one when a request is made: a callback only parses a body, so
+        # its function never builds the provider's client (and its TLS context) at all.
+        self._client = client if callable(client) else lambda: client
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key  # read per call: the secret cache picks up rotation
         self._timeout = timeout
@@ -158,7 +165,7 @@ class AceDataSora:
     def _post(self, path: str, payload: dict[str, Any]) -> dict[str, Any]:
         headers = {"authorization": f"Bearer {self._api_key()}", "accept": "application/json"}
         try:
-            response = self._client.post(
+            response = self._client().post(
                 f"{self._base_url}{path}", json=payload, headers=headers, timeout=self._timeout
             )
         except httpx.TimeoutException as error:
