@@ -1,0 +1,120 @@
+"""The benchmarks' arithmetic: spreads, verdicts against targets, and the cost model's sums.
+
+No timing here: the figures themselves come from `make bench`, never from a test.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import cost, harness
+from bench.harness import Figure, Spread
+
+
+def test_spread_is_median_min_max() -> None:
+    spread = Spread.of([3.0, 1.0, 2.0, 10.0])
+    assert (spread.median, spread.min, spread.max, spread.n) == (2.5, 1.0, 10.0, 4)
+    with pytest.raises(ValueError):
+        Spread.of([])
+
+
+def test_figures_meet_or_miss_their_targets_on_the_median() -> None:
+    at_most = Figure("b", "ratio", Spread.of([1.2, 1.4, 1.9]), "x", limit=1.5)
+    at_least = Figure("b", "throughput", Spread.of([0.85, 0.95, 0.99]), "x", limit=0.9, at_least=True)
+    missed = Figure("b", "ratio", Spread.of([1.6, 1.7]), "x", limit=1.5)
+    recorded = Figure("b", "size", Spread.of([4.0]), " MB")
+    assert (at_most.ok, at_least.ok, missed.ok, recorded.ok) == (True, True, False, None)
+    assert "[MISS]" in missed.line() and "target ≤ 1.5x" in missed.line()
+    assert harness.exit_code([at_most, at_least, recorded]) == 0
+    assert harness.exit_code([at_most, missed]) == 1
+
+
+def test_ratios_pair_runs_made_side_by_side() -> None:
+    assert harness.ratios([2.0, 3.0], [1.0, 2.0]) == [2.0, 1.5]
+    with pytest.raises(ValueError):
+        harness.ratios([1.0], [1.0, 2.0])
+    calls: list[str] = []
+    runs = {"a": lambda: calls.append("a") or 1.0, "b": lambda: calls.append("b") or 2.0}
+    results = harness.interleaved(runs, repeats=2, warmup=1)
+    assert calls == ["a", "b"] * 3 and results == {"a": [1.0, 1.0], "b": [2.0, 2.0]}
+
+
+def _write(out: Path, name: str, payload: dict) -> None:
+    (out / f"{name}.json").write_text(json.dumps(payload))
+
+
+def _timing(ms: float) -> dict:
+    return {"median": ms, "min": ms, "max": ms, "n": 1}
+
+
+@pytest.fixture
+def measured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(harness, "OUT", tmp_path)
+    functions = {
+        name: {"invocations_per_task": 1.0, "duration_ms_median": 100.0} for name in cost.PER_VIDEO_FUNCTIONS
+    }
+    _write(
+        tmp_path,
+        "throughput",
+        {
+            "cost": {
+                "functions": functions,
+                "function_aws_calls_per_task": {"sqs:SendMessage": 1.0, "events:PutEvents": 1.0},
+                "dynamodb_per_task": {"reads": 2.0, "writes": 7.0},
+                "api_requests_per_task": 2.0,
+            }
+        },
+    )
+    cold = {
+        name: {"cold_handler_ms": _timing(600.0), "warm_handler_ms": _timing(100.0)}
+        for name in [*cost.PER_VIDEO_FUNCTIONS, "StatusFunction", "ReconcileFunction"]
+    }
+    _write(tmp_path, "cold_start", {"functions": cold})
+    _write(tmp_path, "archive", {"cost_model": {"ours_median_mib_s": 100.0}})
+    return tmp_path
+
+
+def _assume(**changes: float) -> cost.Assumptions:
+    base = {
+        "videos": 1000,
+        "video_mb": 8.0,
+        "status_reads_per_video": 2.0,
+        "provider_latency_s": 0.0,
+        "cold_share": 0.0,
+        "retention_days": 30.0,
+        "wru_per_write": 2,
+        "log_kb_per_invocation": 2.0,
+    }
+    return cost.Assumptions(**{**base, **changes})
+
+
+def _usd(lines: list[cost.Line], service: str, item: str = "") -> float:
+    return sum(line.usd for line in lines if line.service == service and item in line.item)
+
+
+def test_cost_model_prices_what_was_measured(measured: Path) -> None:
+    lines, fixed, inputs = cost.price(_assume())
+    # API Gateway: 2 measured requests per task + 2 client reads, for 1,000 videos.
+    assert _usd(lines, "API Gateway") == pytest.approx(4000 * cost.PRICES["apigw_rest_request"])
+    # DynamoDB: 7 writes x 2 WRU, and 2 + 2 reads, per video.
+    assert _usd(lines, "DynamoDB", "write") == pytest.approx(14_000 * cost.PRICES["dynamodb_write_request_unit"])
+    assert _usd(lines, "DynamoDB", "read") == pytest.approx(4000 * cost.PRICES["dynamodb_read_request_unit"])
+    # The callback copies 8 MB at the measured 100 MiB/s on top of its measured 100 ms, at 1024 MB.
+    copy_ms = 8e6 / (100 * harness.MIB) * 1000
+    assert inputs["durations_ms"]["CallbackFunction"] == pytest.approx(100.0 + copy_ms)
+    memory = inputs["memory_mb"]["CallbackFunction"] / 1024
+    expected = 1000 * (100.0 + copy_ms) / 1000 * memory * cost.PRICES["lambda_gb_second_arm64"]
+    assert _usd(lines, "Lambda", "CallbackFunction") == pytest.approx(expected)
+    # Downloads: 8 GB out to the internet.
+    assert _usd(lines, "Data transfer") == pytest.approx(8 * cost.PRICES["data_transfer_out_gb"])
+    assert {line.service for line in fixed} == {"Lambda", "SQS", "Secrets Manager"}
+
+
+def test_cold_starts_and_bigger_videos_cost_more(measured: Path) -> None:
+    warm = sum(line.usd for line in cost.price(_assume())[0])
+    cold = sum(line.usd for line in cost.price(_assume(cold_share=1.0))[0])
+    bigger = sum(line.usd for line in cost.price(_assume(video_mb=16.0))[0])
+    assert warm < cold and warm < bigger
