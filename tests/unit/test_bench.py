@@ -97,12 +97,14 @@ def _usd(lines: list[cost.Line], service: str, item: str = "") -> float:
 
 def test_cost_model_prices_what_was_measured(measured: Path) -> None:
     lines, fixed, inputs = cost.price(_assume())
-    # API Gateway: 2 measured requests per task + 2 client reads, for 1,000 videos.
+    # API Gateway: a submit and a callback per video + 2 client reads, for 1,000 videos.
     assert _usd(lines, "API Gateway") == pytest.approx(4000 * cost.PRICES["apigw_rest_request"])
     # DynamoDB: 7 writes x 2 WRU, and 2 + 2 reads, per video.
-    assert _usd(lines, "DynamoDB", "write") == pytest.approx(14_000 * cost.PRICES["dynamodb_write_request_unit"])
+    assert _usd(lines, "DynamoDB", "write") == pytest.approx(
+        14_000 * cost.PRICES["dynamodb_write_request_unit"]
+    )
     assert _usd(lines, "DynamoDB", "read") == pytest.approx(4000 * cost.PRICES["dynamodb_read_request_unit"])
-    # The callback copies 8 MB at the measured 100 MiB/s on top of its measured 100 ms, at 1024 MB.
+    # The callback copies 8 MB at the measured 100 MiB/s on top of its measured warm 100 ms, at 1024 MB.
     copy_ms = 8e6 / (100 * harness.MIB) * 1000
     assert inputs["durations_ms"]["CallbackFunction"] == pytest.approx(100.0 + copy_ms)
     memory = inputs["memory_mb"]["CallbackFunction"] / 1024
