@@ -142,13 +142,24 @@ def wait_listening(port: int, process: subprocess.Popen[bytes], deadline: float)
     return False
 
 
-@contextlib.contextmanager
-def moto_server(timeout_s: float = 30.0) -> Iterator[str]:
-    """moto's server alone, in a child process on a free 127.0.0.1 port with fake credentials
-    (for tests that need AWS over HTTP without the rest of the stack); yields its URL."""
+def moto_environment(profile: Path | None = None) -> dict[str, str]:
+    """The environment moto's server runs in: ours without AWS/MOTO settings, fake credentials,
+    our pid (it exits with us), and with `profile`, cProfile over every request it serves."""
     env = {name: value for name, value in os.environ.items() if not name.startswith(("AWS_", "MOTO_"))}
     env.update(FAKE_AWS)
     env["DEVSTACK_PARENT_PID"] = str(os.getpid())
+    if profile is not None:
+        env["DEVSTACK_MOTO_PROFILE"] = str(profile)
+        env["DEVSTACK_MOTO_PROFILE_BOOT"] = _MOTO_PROFILE_BOOT
+    return env
+
+
+@contextlib.contextmanager
+def moto_server(timeout_s: float = 30.0, *, profile: Path | None = None) -> Iterator[str]:
+    """moto's server alone, in a child process on a free 127.0.0.1 port with fake credentials
+    (for tests that need AWS over HTTP without the rest of the stack); yields its URL. With
+    `profile`, the server writes its merged profile there when it is stopped."""
+    env = moto_environment(profile)
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-c", _MOTO_BOOT, "-H", HOST, "-p", str(port)],
@@ -424,12 +435,7 @@ class LocalStack:
         return self
 
     def _start_moto(self) -> None:
-        env = {name: value for name, value in os.environ.items() if not name.startswith(("AWS_", "MOTO_"))}
-        env.update(FAKE_AWS)
-        env["DEVSTACK_PARENT_PID"] = str(os.getpid())
-        if self.moto_profile is not None:
-            env["DEVSTACK_MOTO_PROFILE"] = str(self.moto_profile)
-            env["DEVSTACK_MOTO_PROFILE_BOOT"] = _MOTO_PROFILE_BOOT
+        env = moto_environment(self.moto_profile)
         if self.log_dir is not None:
             self._moto_log = (self.log_dir / "moto.log").open("wb")
         deadline = time.monotonic() + self.startup_timeout
