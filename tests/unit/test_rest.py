@@ -274,11 +274,6 @@ def test_request_context() -> None:
     assert current.request_context.identity.api_key_id == "sample-api-key-id"
     assert current.request_context.domain_name == "abc123.execute-api.us-east-1.amazonaws.com"
     assert current.request_context.stage == "live"
-    assert current.request_context.request_id == source["requestContext"]["requestId"]
-    assert current.path_parameters == {}
-    assert RestEvent(load_event("get")).path_parameters == {
-        "video_id": "video_0123456789abcdef0123456789abcdef"
-    }
 
 
 def test_a_base64_body_is_decoded() -> None:

@@ -56,10 +56,6 @@ class Identity:
         """The id of the API key API Gateway checked, if the route requires one."""
         return self._data.get("apiKeyId")
 
-    @property
-    def source_ip(self) -> str | None:
-        return self._data.get("sourceIp")
-
 
 class RequestContext:
     def __init__(self, data: Mapping[str, Any]) -> None:
@@ -76,14 +72,6 @@ class RequestContext:
     @property
     def stage(self) -> str:
         return self._data["stage"]  # type: ignore[no-any-return]
-
-    @property
-    def path(self) -> str:
-        return self._data["path"]  # type: ignore[no-any-return]
-
-    @property
-    def request_id(self) -> str:
-        return self._data["requestId"]  # type: ignore[no-any-return]
 
 
 class RestEvent:
@@ -102,19 +90,11 @@ class RestEvent:
         return self.raw_event["path"]  # type: ignore[no-any-return]
 
     @property
-    def resource(self) -> str | None:
-        return self.raw_event.get("resource")
-
-    @property
     def query_string_parameters(self) -> dict[str, str]:
         return self.raw_event.get("queryStringParameters") or {}
 
     def get_query_string_value(self, name: str, default_value: str | None = None) -> str | None:
         return self.query_string_parameters.get(name, default_value)
-
-    @property
-    def path_parameters(self) -> dict[str, str]:
-        return self.raw_event.get("pathParameters") or {}
 
     @property
     def request_context(self) -> RequestContext:
@@ -202,6 +182,8 @@ class RestRouter:
     def route(self, rule: str, method: str) -> Callable[[H], H]:
         def register(func: H) -> H:
             self._routes.append(_Route(method, rule.rstrip("/"), func))
+            # Static routes first, then dynamic ones, each in the order they were registered.
+            self._routes.sort(key=lambda route: route.dynamic)
             return func
 
         return register
@@ -227,10 +209,7 @@ class RestRouter:
         self.lambda_context = context
         method = current.http_method.upper()
         path = current.path
-        # Static routes first, then dynamic ones, each in the order they were registered.
-        routes = [route for route in self._routes if not route.dynamic]
-        routes += [route for route in self._routes if route.dynamic]
-        for route in routes:
+        for route in self._routes:
             if route.method != method:
                 continue
             match = route.regex.match(path)
