@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 
 from sora_relay import services
-from sora_relay.errors import SoraRelayError, TransitionRejected
+from sora_relay.errors import Deferred, SoraRelayError, TransitionRejected
 from sora_relay.models import VideoObject
 from sora_relay.observability import logger, metrics
 from sora_relay.settings import get_settings
@@ -36,7 +36,7 @@ class DeliveryOutcome:
     delay_seconds: float = 0
 
 
-class WebhookDeferred(Exception):
+class WebhookDeferred(Deferred):
     """The message stays on the queue and comes back after its delay."""
 
 

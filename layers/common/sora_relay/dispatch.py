@@ -14,7 +14,7 @@ import random
 from dataclasses import dataclass
 
 from sora_relay import services
-from sora_relay.errors import ProviderUnavailable, SoraRelayError, StorageError, TransitionRejected
+from sora_relay.errors import Deferred, ProviderUnavailable, SoraRelayError, StorageError, TransitionRejected
 from sora_relay.observability import logger, metrics
 from sora_relay.providers.base import GenerationRequest
 from sora_relay.retry import with_backoff
@@ -129,7 +129,7 @@ def dispatch_task(task_id: str, public_base_url: str, *, attempt: int) -> Dispat
     return DispatchOutcome("started")
 
 
-class DispatchDeferred(Exception):
+class DispatchDeferred(Deferred):
     """The message stays on the queue: retried after its delay, or moved on to the DLQ."""
 
 

@@ -125,3 +125,25 @@ class TransitionRejected(SoraRelayError):
 
     status_code = 409
     code = "invalid_transition"
+
+
+# The provider's own final word on a task: retrying cannot change it, so it fails the task. Any
+# other error (ours: storage, configuration, a secret that cannot be read) is retried.
+PROVIDER_REFUSALS: tuple[type[SoraRelayError], ...] = (
+    ProviderRejected,
+    ProviderAuthFailed,
+    ProviderProtocolError,
+)
+
+
+class Deferred(Exception):
+    """A queue message is left on its queue on purpose: retried after its delay, or moved on to
+    the dead-letter queue by the redrive policy. Batch handlers log it as a deferral, not a crash."""
+
+
+def describe_cause(error: BaseException) -> str:
+    """The root cause of `error` in one line (type and message), for logs: what AWS answered."""
+    cause: BaseException = error
+    while cause.__cause__ is not None:
+        cause = cause.__cause__
+    return f"{type(cause).__name__}: {cause}"[:500]
