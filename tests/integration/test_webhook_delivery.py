@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
+from collections.abc import Iterator
 
 import boto3
 import pytest
@@ -13,7 +16,7 @@ from sora_relay import services
 from sora_relay.errors import TransitionRejected
 from sora_relay.settings import Settings, get_settings
 from sora_relay.task import WebhookDelivery, WebhookState
-from tests.integration.conftest import submitted
+from tests.integration.conftest import VALID, run_queue, submitted
 
 
 def _task(stack, task_id: str) -> dict:
@@ -38,6 +41,34 @@ def _settings(monkeypatch, **values: str) -> None:
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     get_settings.cache_clear()
+
+
+def _show_again(stack, event: dict) -> None:
+    """Make the received messages visible at once (instead of after their visibility timeout)."""
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    for record in event["Records"]:
+        sqs.change_message_visibility(
+            QueueUrl=stack.refs["WebhookQueue"], ReceiptHandle=record["receiptHandle"], VisibilityTimeout=0
+        )
+
+
+@pytest.fixture
+def service_logs() -> Iterator[io.StringIO]:
+    """The JSON lines the service's logger writes."""
+    handler = next(
+        h for h in logging.getLogger("sora-relay").handlers if isinstance(h, logging.StreamHandler)
+    )
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    try:
+        yield buffer
+    finally:
+        handler.setStream(previous)
+
+
+def _failure_logs(logs: io.StringIO) -> list[dict]:
+    lines = [json.loads(line) for line in logs.getvalue().splitlines() if line.startswith("{")]
+    return [line for line in lines if line["level"] in ("WARNING", "ERROR")]
 
 
 @pytest.fixture
@@ -190,3 +221,37 @@ def test_the_default_schedule_spans_about_a_day_within_sqs_limits():
     assert delays == [5, 300, 1800, 7200, 18000, 28800, 28800]
     assert 23 * 3600 <= sum(delays) <= 25 * 3600
     assert max(delays) <= 43200  # SQS's longest visibility timeout
+
+
+def test_a_secret_that_cannot_be_read_claims_no_attempt_and_the_message_comes_back(
+    completed, internet, stack, downstream, handlers, webhook_secret, service_logs
+):
+    # Given a completed task whose webhook is queued, and a signing secret Secrets Manager refuses
+    video = completed()
+    downstream.pump_stream()
+    secrets = boto3.client("secretsmanager", region_name="us-east-1")
+    secret_id = get_settings().webhook_secret_id
+    secrets.delete_secret(SecretId=secret_id, RecoveryWindowInDays=7)
+
+    # When the message is delivered
+    event, answer = run_queue(stack, "WebhookQueue", handlers["webhook"])
+
+    # Then nothing was sent or claimed, and the message is reported failed, to come back
+    assert internet.webhooks == []
+    assert _task(stack, video["id"])["webhook"] is None
+    assert answer["batchItemFailures"] == [{"itemIdentifier": event["Records"][0]["messageId"]}]
+    assert _queue_counts(stack, "WebhookQueue") == (0, 1)
+    # And the cause is logged once, with the task id, and neither the secret nor the prompt
+    [failure] = _failure_logs(service_logs)
+    assert failure["task_id"] == video["id"] and "InvalidRequestException" in json.dumps(failure)
+    assert webhook_secret.removeprefix("whsec_") not in service_logs.getvalue()
+    assert VALID["prompt"] not in service_logs.getvalue()
+
+    # When the secret is back and so is the message, the first attempt is attempt 1
+    secrets.restore_secret(SecretId=secret_id)
+    _show_again(stack, event)
+    downstream.pump_webhooks()
+    assert len(internet.webhooks) == 1
+    webhook = _task(stack, video["id"])["webhook"]
+    assert webhook["state"] == "delivered" and webhook["attempts"] == 1
+    assert [attempt["attempt"] for attempt in webhook["history"]] == [1]

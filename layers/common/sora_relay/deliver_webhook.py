@@ -18,13 +18,15 @@ import math
 import time
 from dataclasses import dataclass
 
+from botocore.exceptions import BotoCoreError, ClientError
+
 from sora_relay import services
-from sora_relay.errors import Deferred, SoraRelayError, TransitionRejected
+from sora_relay.errors import Deferred, SoraRelayError, TransitionRejected, describe_cause
 from sora_relay.models import VideoObject
 from sora_relay.observability import logger, metrics
 from sora_relay.settings import get_settings
 from sora_relay.task import Task, WebhookAttempt, WebhookDelivery, WebhookState, now_millis
-from sora_relay.webhooks import DeliveryResult, event_body
+from sora_relay.webhooks import event_body
 
 _LEASE_MARGIN_SECONDS = 20  # a claimed attempt may take the HTTP timeout plus this
 _CLAIM_RACE_DELAY_SECONDS = 2
@@ -58,6 +60,10 @@ def deliver_event(task_id: str, event: str) -> DeliveryOutcome:
     settings = get_settings()
     seen = current.attempts if current else 0
     attempt = seen + 1
+    # What the POST needs is read before the claim: if it cannot be (the secret, the link), the
+    # delivery raises having claimed nothing, and the message comes back with no attempt spent.
+    body = _body(task, event)
+    secret = services.webhook_secret()
     lease_ms = int((settings.webhook_timeout_seconds + _LEASE_MARGIN_SECONDS) * 1000)
     claimed = WebhookDelivery(
         event_id=event,
@@ -74,7 +80,9 @@ def deliver_event(task_id: str, event: str) -> DeliveryOutcome:
     except TransitionRejected:
         return DeliveryOutcome("wait", _CLAIM_RACE_DELAY_SECONDS)  # another copy got there first
 
-    result, duration_ms = _post(task, event)
+    started = time.monotonic()
+    result = services.webhook_sender().deliver(task.callback_url or "", secret=secret, event=event, body=body)
+    duration_ms = int((time.monotonic() - started) * 1000)
     done_ms = now_millis()
     record = WebhookAttempt(
         attempt=attempt,
@@ -113,30 +121,17 @@ def deliver_event(task_id: str, event: str) -> DeliveryOutcome:
     return outcome
 
 
-def _post(task: Task, event: str) -> tuple[DeliveryResult, int]:
-    settings = get_settings()
-    now = int(time.time())
+def _body(task: Task, event: str) -> bytes:
+    """The event's body, with a fresh download link; created_at is the transition's time, so
+    every attempt carries the same event."""
     link = None
     if task.video_key:
         link = services.video_store().download_link(
-            task.video_key, ttl_seconds=settings.presigned_url_ttl_seconds, now=now
+            task.video_key, ttl_seconds=get_settings().presigned_url_ttl_seconds, now=int(time.time())
         )
-    event_type = f"video.{task.status.value}"
-    # created_at is the transition's time, so every attempt carries the same event.
     created_at = (task.completed_ms or task.updated_ms) // 1000
-    body = event_body(
-        event_type, event, created_at, VideoObject.from_task(task, link).model_dump(mode="json")
-    )
-    started = time.monotonic()
-    try:
-        secret = services.webhook_secret()
-    except SoraRelayError as error:  # recorded as a failed attempt, and tried again on schedule
-        logger.error("No webhook signing secret", extra={"error_code": error.code})
-        return DeliveryResult(delivered=False, error=f"not sent: {error.message}"), 0
-    result = services.webhook_sender().deliver(
-        task.callback_url or "", secret=secret, event=event, body=body, now=now
-    )
-    return result, int((time.monotonic() - started) * 1000)
+    data = VideoObject.from_task(task, link).model_dump(mode="json")
+    return event_body(f"video.{task.status.value}", event, created_at, data)
 
 
 def deliver_message(body: str, *, receipt_handle: str) -> DeliveryOutcome:
@@ -144,9 +139,10 @@ def deliver_message(body: str, *, receipt_handle: str) -> DeliveryOutcome:
     message = json.loads(body)
     try:
         outcome = deliver_event(message["task_id"], message["event_id"])
-    except SoraRelayError as error:
-        # Our own trouble (the table, the secret): the message comes back after its visibility timeout.
-        logger.warning("Webhook delivery could not run", extra={"error_code": error.code})
+    except (SoraRelayError, ClientError, BotoCoreError) as error:
+        # Our own trouble (the table, the secret, a queue): logged here once, and the message comes
+        # back after its visibility timeout.
+        logger.warning("Webhook delivery could not run", extra={"cause": describe_cause(error)})
         raise
     if outcome.action in ("retry", "wait"):
         services.webhook_queue().retry_later(receipt_handle, math.ceil(outcome.delay_seconds))
