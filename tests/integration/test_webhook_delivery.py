@@ -43,6 +43,10 @@ def _settings(monkeypatch, **values: str) -> None:
     get_settings.cache_clear()
 
 
+def _event_id(video: dict) -> str:
+    return f"evt_{video['id'].removeprefix('video_')}_completed"
+
+
 def _show_again(stack, event: dict) -> None:
     """Make the received messages visible at once (instead of after their visibility timeout)."""
     sqs = boto3.client("sqs", region_name="us-east-1")
@@ -50,6 +54,13 @@ def _show_again(stack, event: dict) -> None:
         sqs.change_message_visibility(
             QueueUrl=stack.refs["WebhookQueue"], ReceiptHandle=record["receiptHandle"], VisibilityTimeout=0
         )
+
+
+def _dead_letters(stack) -> list[dict]:
+    messages = boto3.client("sqs", region_name="us-east-1").receive_message(
+        QueueUrl=stack.refs["WebhookDeadLetterQueue"], MaxNumberOfMessages=10
+    )
+    return [json.loads(message["Body"]) for message in messages.get("Messages", [])]
 
 
 @pytest.fixture
@@ -255,3 +266,42 @@ def test_a_secret_that_cannot_be_read_claims_no_attempt_and_the_message_comes_ba
     webhook = _task(stack, video["id"])["webhook"]
     assert webhook["state"] == "delivered" and webhook["attempts"] == 1
     assert [attempt["attempt"] for attempt in webhook["history"]] == [1]
+
+
+def test_a_delivery_at_the_attempt_limit_sends_no_more_and_gives_up(
+    completed, internet, stack, downstream, monkeypatch
+):
+    # Given a task whose record shows the last attempt claimed, and then nothing: the run that
+    # claimed it stopped before recording (its lease is over)
+    _settings(monkeypatch, WEBHOOK_RETRY_SCHEDULE="0", WEBHOOK_MAX_ATTEMPTS="2")
+    video = completed()
+    downstream.pump_stream()
+    store = services.task_store()
+    last = WebhookDelivery(
+        event_id=_event_id(video), state=WebhookState.SENDING, attempts=2, next_attempt_ms=1
+    )
+    store.write_webhook(video["id"], last, expect_attempts=0)
+
+    # When the message is delivered
+    downstream.pump_webhooks()
+
+    # Then no third attempt: the event is dead-lettered and the task says failed
+    assert internet.webhooks == []
+    webhook = _task(stack, video["id"])["webhook"]
+    assert webhook["state"] == "failed" and webhook["attempts"] == 2
+    assert [message["event_id"] for message in _dead_letters(stack)] == [_event_id(video)]
+    assert _queue_counts(stack, "WebhookQueue") == (0, 0)
+
+
+def test_a_claim_past_the_attempt_limit_is_refused(completed, stack):
+    video = completed()
+    store = services.task_store()
+    claim = WebhookDelivery(event_id="evt_x_completed", state=WebhookState.SENDING, attempts=1)
+    store.write_webhook(video["id"], claim, expect_attempts=0, max_attempts=1)
+    with pytest.raises(TransitionRejected):
+        store.write_webhook(
+            video["id"], claim.model_copy(update={"attempts": 2}), expect_attempts=1, max_attempts=1
+        )
+    # Recording the outcome of the last attempt is not a claim
+    failed = claim.model_copy(update={"state": WebhookState.FAILED})
+    store.write_webhook(video["id"], failed, expect_attempts=1, max_attempts=1)

@@ -58,6 +58,9 @@ def deliver_event(task_id: str, event: str) -> DeliveryOutcome:
         return DeliveryOutcome("wait", (current.next_attempt_ms - now_ms) / 1000)
 
     settings = get_settings()
+    if current is not None and current.attempts >= settings.webhook_max_attempts:
+        # The last attempt was made but its end never recorded (the run stopped): no more sends.
+        return _give_up(task_id, current)
     seen = current.attempts if current else 0
     attempt = seen + 1
     # What the POST needs is read before the claim: if it cannot be (the secret, the link), the
@@ -76,7 +79,9 @@ def deliver_event(task_id: str, event: str) -> DeliveryOutcome:
         history=current.history if current else [],
     )
     try:
-        task = store.write_webhook(task_id, claimed, expect_attempts=seen)
+        task = store.write_webhook(
+            task_id, claimed, expect_attempts=seen, max_attempts=settings.webhook_max_attempts
+        )
     except TransitionRejected:
         return DeliveryOutcome("wait", _CLAIM_RACE_DELAY_SECONDS)  # another copy got there first
 
@@ -119,6 +124,18 @@ def deliver_event(task_id: str, event: str) -> DeliveryOutcome:
         extra={"attempt": attempt, "status_code": result.status_code, "outcome": outcome.action},
     )
     return outcome
+
+
+def _give_up(task_id: str, delivery: WebhookDelivery) -> DeliveryOutcome:
+    """Record `failed` on a delivery that has made every attempt."""
+    failed = delivery.model_copy(update={"state": WebhookState.FAILED, "next_attempt_ms": None})
+    try:
+        services.task_store().write_webhook(task_id, failed, expect_attempts=delivery.attempts)
+    except TransitionRejected:
+        return DeliveryOutcome("wait", _CLAIM_RACE_DELAY_SECONDS)  # another copy got there first
+    metrics.add_metric(name="WebhookGaveUp", unit="Count", value=1)
+    logger.warning("Webhook given up at the attempt limit", extra={"attempts": delivery.attempts})
+    return DeliveryOutcome("gave_up")
 
 
 def _body(task: Task, event: str) -> bytes:

@@ -116,11 +116,20 @@ class TaskStore:
             },
         )
 
-    def write_webhook(self, task_id: str, delivery: WebhookDelivery, *, expect_attempts: int) -> Task:
+    def write_webhook(
+        self,
+        task_id: str,
+        delivery: WebhookDelivery,
+        *,
+        expect_attempts: int,
+        max_attempts: int | None = None,
+    ) -> Task:
         """Replace the task's webhook record if it still shows `expect_attempts` attempts.
 
         The count is the lock: of two deliveries of the same event racing, only the one that read
-        the current count may claim the next attempt; the other gets TransitionRejected.
+        the current count may claim the next attempt; the other gets TransitionRejected. With
+        `max_attempts`, a claim (more attempts than expected) is also refused once the record shows
+        that many, so no copy ever makes an attempt past the limit.
         """
         if expect_attempts == 0:
             condition = "attribute_exists(task_id) AND attribute_not_exists(webhook)"
@@ -128,6 +137,9 @@ class TaskStore:
         else:
             condition = "webhook.event_id = :event AND webhook.attempts = :seen"
             values = {":event": delivery.event_id, ":seen": expect_attempts}
+        if max_attempts is not None and expect_attempts and delivery.attempts > expect_attempts:
+            condition += " AND webhook.attempts < :max"
+            values[":max"] = max_attempts
         return self._update(
             task_id,
             update="SET webhook = :w, updated_ms = :now ADD #version :one",
