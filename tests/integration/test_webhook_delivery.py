@@ -305,3 +305,41 @@ def test_a_claim_past_the_attempt_limit_is_refused(completed, stack):
     # Recording the outcome of the last attempt is not a claim
     failed = claim.model_copy(update={"state": WebhookState.FAILED})
     store.write_webhook(video["id"], failed, expect_attempts=1, max_attempts=1)
+
+
+def test_a_failed_dead_letter_send_leaves_the_task_open_and_the_message_back(
+    completed, internet, stack, downstream, handlers, monkeypatch, service_logs
+):
+    # Given two attempts at most, a receiver that always fails, and a dead-letter queue that is gone
+    _settings(monkeypatch, WEBHOOK_RETRY_SCHEDULE="0", WEBHOOK_MAX_ATTEMPTS="2")
+    missing = "https://sqs.us-east-1.amazonaws.com/123456789012/no-such-queue"
+    monkeypatch.setenv("WEBHOOK_DEAD_LETTER_QUEUE_URL", missing)
+    services.webhook_dead_letter_queue.cache_clear()
+    internet.webhook_status = 500
+    video = completed()
+    downstream.pump_stream()
+
+    # When both attempts are made
+    run_queue(stack, "WebhookQueue", handlers["webhook"])
+    event, answer = run_queue(stack, "WebhookQueue", handlers["webhook"])
+
+    # Then the task does not say failed, both attempts are on it, and the message comes back
+    assert len(internet.webhooks) == 2
+    webhook = _task(stack, video["id"])["webhook"]
+    assert webhook["state"] != "failed" and webhook["attempts"] == 2
+    assert [attempt["status_code"] for attempt in webhook["history"]] == [500, 500]
+    assert answer["batchItemFailures"] == [{"itemIdentifier": event["Records"][0]["messageId"]}]
+    [failure] = [log for log in _failure_logs(service_logs) if "QueueDoesNotExist" in json.dumps(log)]
+    assert failure["task_id"] == video["id"]
+
+    # When the dead-letter queue is back, the next delivery dead-letters without a third POST
+    monkeypatch.setenv("WEBHOOK_DEAD_LETTER_QUEUE_URL", stack.refs["WebhookDeadLetterQueue"])
+    get_settings.cache_clear()
+    services.webhook_dead_letter_queue.cache_clear()
+    _show_again(stack, event)
+    downstream.pump_webhooks()
+    assert len(internet.webhooks) == 2
+    webhook = _task(stack, video["id"])["webhook"]
+    assert webhook["state"] == "failed" and webhook["attempts"] == 2 and len(webhook["history"]) == 2
+    assert [message["event_id"] for message in _dead_letters(stack)] == [_event_id(video)]
+    assert _queue_counts(stack, "WebhookQueue") == (0, 0)

@@ -4,11 +4,17 @@ One SQS message per event (queued by task_events). Each delivery of the message:
 - reads the task; an event already delivered, refused with 410 or given up is done;
 - waits (message hidden again) if the next attempt is not due yet, so a duplicate message never
   sends ahead of the schedule;
-- claims the next attempt with a conditional write on the attempt count, so two copies of the
-  message never send at once;
+- gives up without sending if the record already shows `webhook_max_attempts` attempts (the run
+  that made the last one stopped, or its dead-letter send failed);
+- builds the body and reads the signing secret, so that a failure there claims nothing;
+- claims the next attempt with a conditional write on the attempt count (and the limit), so two
+  copies of the message never send at once and never past the limit;
 - POSTs the event, signed, with the same `webhook-id` every time, and records the attempt on the
   task: 2xx delivered, 410 gone (stop), anything else retried after the schedule's next delay;
-  after the last attempt the event goes to the dead-letter queue and the task says `failed`.
+  after the last attempt is recorded the event goes to the dead-letter queue, and only then does
+  the task say `failed`.
+Our own failures (the table, the secret, a queue) raise: the message comes back after its
+visibility timeout, and deliver_message logs the cause once.
 """
 
 from __future__ import annotations
@@ -59,8 +65,8 @@ def deliver_event(task_id: str, event: str) -> DeliveryOutcome:
 
     settings = get_settings()
     if current is not None and current.attempts >= settings.webhook_max_attempts:
-        # The last attempt was made but its end never recorded (the run stopped): no more sends.
-        return _give_up(task_id, current)
+        # The last attempt was made, and then the run stopped or the dead-letter send failed.
+        return _give_up(task, current)
     seen = current.attempts if current else 0
     attempt = seen + 1
     # What the POST needs is read before the claim: if it cannot be (the secret, the link), the
@@ -100,8 +106,8 @@ def deliver_event(task_id: str, event: str) -> DeliveryOutcome:
         state, outcome = WebhookState.DELIVERED, DeliveryOutcome("delivered")
     elif result.status_code == 410:
         state, outcome = WebhookState.GONE, DeliveryOutcome("gone")
-    elif attempt >= settings.webhook_max_attempts:
-        state, outcome = WebhookState.FAILED, DeliveryOutcome("gave_up")
+    elif attempt >= settings.webhook_max_attempts:  # recorded, then dead-lettered, then `failed`
+        state, outcome = WebhookState.RETRYING, DeliveryOutcome("gave_up")
     else:
         delay = settings.webhook_delay(attempt)
         state, outcome = WebhookState.RETRYING, DeliveryOutcome("retry", delay)
@@ -112,29 +118,39 @@ def deliver_event(task_id: str, event: str) -> DeliveryOutcome:
             "last_error": result.error,
             "last_attempt_ms": now_ms,
             "next_attempt_ms": (
-                done_ms + int(outcome.delay_seconds * 1000) if state is WebhookState.RETRYING else None
+                done_ms + int(outcome.delay_seconds * 1000) if outcome.action == "retry" else None
             ),
             "history": [*claimed.history, record],
         }
     )
     store.write_webhook(task_id, finished, expect_attempts=attempt)
-    metrics.add_metric(name=f"Webhook{outcome.action.title().replace('_', '')}", unit="Count", value=1)
     logger.info(
         "Webhook attempted",
-        extra={"attempt": attempt, "status_code": result.status_code, "outcome": outcome.action},
+        extra={
+            "attempt": attempt,
+            "status_code": result.status_code,
+            "error": result.error,
+            "outcome": outcome.action,
+        },
     )
+    if outcome.action == "gave_up":
+        return _give_up(task, finished)
+    metrics.add_metric(name=f"Webhook{outcome.action.title()}", unit="Count", value=1)
     return outcome
 
 
-def _give_up(task_id: str, delivery: WebhookDelivery) -> DeliveryOutcome:
-    """Record `failed` on a delivery that has made every attempt."""
+def _give_up(task: Task, delivery: WebhookDelivery) -> DeliveryOutcome:
+    """Every attempt is made: the event goes to the dead-letter queue, and only then is `failed`
+    recorded. A failed send raises first, so the message comes back and this is done again."""
+    message = {"task_id": task.task_id, "event_id": delivery.event_id, "type": f"video.{task.status.value}"}
+    services.webhook_dead_letter_queue().send({**message, "reason": "every attempt failed"})
     failed = delivery.model_copy(update={"state": WebhookState.FAILED, "next_attempt_ms": None})
     try:
-        services.task_store().write_webhook(task_id, failed, expect_attempts=delivery.attempts)
+        services.task_store().write_webhook(task.task_id, failed, expect_attempts=delivery.attempts)
     except TransitionRejected:
         return DeliveryOutcome("wait", _CLAIM_RACE_DELAY_SECONDS)  # another copy got there first
     metrics.add_metric(name="WebhookGaveUp", unit="Count", value=1)
-    logger.warning("Webhook given up at the attempt limit", extra={"attempts": delivery.attempts})
+    logger.warning("Webhook given up; event dead-lettered", extra={"attempts": delivery.attempts})
     return DeliveryOutcome("gave_up")
 
 
@@ -164,6 +180,4 @@ def deliver_message(body: str, *, receipt_handle: str) -> DeliveryOutcome:
     if outcome.action in ("retry", "wait"):
         services.webhook_queue().retry_later(receipt_handle, math.ceil(outcome.delay_seconds))
         raise WebhookDeferred(f"next attempt in {outcome.delay_seconds:.0f} s")
-    if outcome.action == "gave_up":
-        services.webhook_dead_letter_queue().send({**message, "reason": "every attempt failed"})
     return outcome
