@@ -245,6 +245,18 @@ def test_a_dispatch_that_failed_on_our_side_starts_the_task_on_a_later_delivery(
     assert _status(stack, queued_task["id"])["status"] == "in_progress"
 
 
+@pytest.mark.parametrize(("variable", "secret_id"), BROKEN_SECRETS)
+def test_our_own_error_at_submit_queues_the_task_for_dispatch(
+    api, internet, stack, monkeypatch, variable, secret_id
+):
+    _break_secret(monkeypatch, variable, secret_id)
+    status, _, video = api.submit(VALID)
+    assert status == 202 and video["status"] == "queued" and video.get("error") is None
+    assert _status(stack, video["id"])["status"] == "queued"
+    message = json.loads(sqs_event(stack, "DispatchQueue")["Records"][0]["body"])
+    assert message["task_id"] == video["id"]
+
+
 def test_our_own_error_at_submit_without_a_dispatch_queue_is_a_500_and_a_retry_starts_the_task(
     api, internet, stack, monkeypatch
 ):
