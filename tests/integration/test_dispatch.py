@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import LambdaContext
-from tests.integration.conftest import VALID, sqs_event
+from tests.integration.conftest import VALID, run_queue, sqs_event
 
 
 def overloaded(status: int = 429, retry_after: str | None = None) -> httpx.Response:
@@ -174,3 +174,104 @@ def test_a_refusal_during_dispatch_tells_the_client(queued_task, internet, handl
     _dispatch(handlers, sqs_event(stack, "DispatchQueue"))
     downstream.pump()
     assert json.loads(internet.webhooks[0].content)["data"]["error"]["code"] == "provider_rejected"
+
+
+def _break_secret(monkeypatch, variable: str, secret_id: str) -> None:
+    """Point a function's secret at nothing ("": not configured) or at a secret that is not there."""
+    from sora_relay import secret_values
+    from sora_relay.settings import get_settings
+
+    monkeypatch.setenv(variable, secret_id)
+    get_settings.cache_clear()
+    secret_values.clear_cache()
+
+
+BROKEN_SECRETS = [
+    pytest.param("CALLBACK_TOKEN_SECRET_ID", "", id="callback-key-not-configured"),
+    pytest.param("CALLBACK_TOKEN_SECRET_ID", "gone", id="callback-key-unreadable"),
+    pytest.param("PROVIDER_API_KEY_SECRET_ID", "", id="api-key-not-configured"),
+    pytest.param("PROVIDER_API_KEY_SECRET_ID", "gone", id="api-key-unreadable"),
+]
+
+
+@pytest.mark.parametrize(("variable", "secret_id"), BROKEN_SECRETS)
+def test_our_own_error_during_dispatch_leaves_the_task_queued_and_the_message_for_later(
+    queued_task, stack, internet, handlers, monkeypatch, variable, secret_id
+):
+    # Given a secret the dispatch function cannot read
+    _break_secret(monkeypatch, variable, secret_id)
+
+    # When the dispatch function gets the message
+    event, answer = run_queue(stack, "DispatchQueue", handlers["dispatch"])
+
+    # Then the message is reported (SQS delivers it again), the task is still queued
+    assert answer["batchItemFailures"] == [{"itemIdentifier": event["Records"][0]["messageId"]}]
+    assert _status(stack, queued_task["id"])["status"] == "queued"
+    assert internet.provider_calls == []
+    assert _queue_counts(stack, "DispatchQueue")["ApproximateNumberOfMessagesNotVisible"] == "1"
+
+
+@pytest.mark.parametrize(("variable", "secret_id"), BROKEN_SECRETS[1:3])
+def test_our_own_error_on_the_last_attempt_fails_the_task_and_keeps_the_message(
+    queued_task, stack, internet, handlers, monkeypatch, variable, secret_id
+):
+    # Given the last attempt, and a secret the dispatch function cannot read
+    monkeypatch.setenv("DISPATCH_MAX_ATTEMPTS", "1")
+    _break_secret(monkeypatch, variable, secret_id)
+
+    # When the dispatch function gets the message
+    event, answer = run_queue(stack, "DispatchQueue", handlers["dispatch"])
+
+    # Then nothing accepted stays open: the task fails as ours, and the message goes on to the DLQ
+    assert answer["batchItemFailures"] == [{"itemIdentifier": event["Records"][0]["messageId"]}]
+    task = _status(stack, queued_task["id"])
+    assert (task["status"], task["error_code"]) == ("failed", "dispatch_failed")
+    assert "after 1 attempts" in task["error_message"]
+
+
+def test_a_dispatch_that_failed_on_our_side_starts_the_task_on_a_later_delivery(
+    queued_task, stack, internet, handlers, monkeypatch
+):
+    _break_secret(monkeypatch, "PROVIDER_API_KEY_SECRET_ID", "")
+    event, _ = run_queue(stack, "DispatchQueue", handlers["dispatch"])
+    _break_secret(monkeypatch, "PROVIDER_API_KEY_SECRET_ID", stack.refs["ProviderApiKeySecret"])
+    boto3.client("sqs", region_name="us-east-1").change_message_visibility(
+        QueueUrl=stack.refs["DispatchQueue"],
+        ReceiptHandle=event["Records"][0]["receiptHandle"],
+        VisibilityTimeout=0,
+    )
+    _, answer = run_queue(stack, "DispatchQueue", handlers["dispatch"])
+    assert answer == {"batchItemFailures": []}
+    assert _status(stack, queued_task["id"])["status"] == "in_progress"
+
+
+@pytest.mark.parametrize(("variable", "secret_id"), BROKEN_SECRETS)
+def test_our_own_error_at_submit_queues_the_task_for_dispatch(
+    api, internet, stack, monkeypatch, variable, secret_id
+):
+    _break_secret(monkeypatch, variable, secret_id)
+    status, _, video = api.submit(VALID)
+    assert status == 202 and video["status"] == "queued" and video.get("error") is None
+    assert _status(stack, video["id"])["status"] == "queued"
+    message = json.loads(sqs_event(stack, "DispatchQueue")["Records"][0]["body"])
+    assert message["task_id"] == video["id"]
+
+
+def test_our_own_error_at_submit_without_a_dispatch_queue_is_a_500_and_a_retry_starts_the_task(
+    api, internet, stack, monkeypatch
+):
+    # Given no dispatch queue and a provider API key that cannot be read
+    monkeypatch.setenv("DISPATCH_QUEUE_URL", "")
+    _break_secret(monkeypatch, "PROVIDER_API_KEY_SECRET_ID", "")
+
+    # When a client submits, it hears a 500, and the task is not failed as if the provider refused it
+    status, _, answer = api.submit(VALID, idempotency_key="ours")
+    assert status == 500 and answer["error"]["code"] == "configuration_error"
+    tasks = boto3.client("dynamodb", region_name="us-east-1").scan(TableName=stack.refs["TasksTable"])
+    assert [item["status"]["S"] for item in tasks["Items"]] == ["queued"]
+
+    # And once the secret is back, the retry with the same key starts that task
+    _break_secret(monkeypatch, "PROVIDER_API_KEY_SECRET_ID", stack.refs["ProviderApiKeySecret"])
+    status, _, video = api.submit(VALID, idempotency_key="ours")
+    assert status == 202 and video["status"] == "in_progress"
+    assert video["id"] == tasks["Items"][0]["task_id"]["S"]

@@ -54,14 +54,35 @@ def test_an_invalid_request_is_not_stored_and_can_be_retried(api, internet, stac
     assert status == 202 and video["status"] == "in_progress"
 
 
-def test_a_retry_after_a_provider_refusal_answers_the_failed_task_and_makes_no_other(api, internet, stack):
+@pytest.mark.parametrize(
+    ("provider_status", "status", "code"),
+    [(400, 400, "provider_rejected"), (401, 502, "provider_auth_error")],
+)
+def test_a_retry_after_a_provider_refusal_gets_the_same_refusal_and_makes_no_other_call(
+    api, internet, stack, provider_status, status, code
+):
+    internet.create_failures.append(
+        httpx.Response(provider_status, json={"error": {"code": "bad_request", "message": "no"}})
+    )
+    first = api.submit(VALID, idempotency_key="refused")
+    assert first[0] == status and first[2]["error"]["code"] == code
+    tripwire = httpx.Response(500)  # what a second call to the provider would take
+    internet.create_failures.append(tripwire)
+
+    again = api.submit(VALID, idempotency_key="refused")
+
+    assert (again[0], again[2]) == (first[0], first[2])
+    assert internet.create_failures == [tripwire] and internet.provider_calls == []
+    assert _task_count(stack) == 1
+
+
+def test_a_refusal_is_not_stored_for_another_caller_or_another_key(api, internet, stack):
     internet.create_failures.append(
         httpx.Response(400, json={"error": {"code": "bad_request", "message": "no"}})
     )
     assert api.submit(VALID, idempotency_key="refused")[0] == 400
-    status, _, video = api.submit(VALID, idempotency_key="refused")
-    assert status == 202 and video["status"] == "failed"
-    assert video["error"]["code"] == "provider_rejected" and internet.provider_calls == []
+    assert api.submit(VALID, idempotency_key="refused", owner=OTHER_OWNER)[0] == 202
+    assert api.submit(VALID, idempotency_key="another")[0] == 202
 
 
 def test_a_lost_idempotency_record_still_makes_no_second_task(api, internet, stack):

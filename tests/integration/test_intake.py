@@ -126,3 +126,17 @@ def test_a_busy_provider_queues_the_submission_for_dispatch(intake, internet, st
         QueueUrl=stack.refs["DispatchQueue"]
     )
     assert json.loads(dispatch["Messages"][0]["Body"])["task_id"] == accepted["detail"]["video"]["id"]
+
+
+def test_a_refused_message_is_rejected_again_when_redelivered(intake, handlers, internet):
+    internet.create_failures.append(httpx.Response(400, json={"error": {"code": "bad", "message": "no"}}))
+    intake.send(VALID)
+    event, answer = intake.run()
+    assert answer == {"batchItemFailures": []}
+    # Lambda hands the same message over again: the stored refusal answers, the provider is not asked
+    assert handlers["intake"].lambda_handler(event, LambdaContext()) == {"batchItemFailures": []}
+    rejected = intake.events("Video Submission Rejected")
+    assert [(r["detail"]["status"], r["detail"]["error"]["code"]) for r in rejected] == [
+        (400, "provider_rejected")
+    ] * 2
+    assert intake.events("Video Submission Accepted") == [] and internet.provider_calls == []

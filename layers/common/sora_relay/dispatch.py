@@ -2,9 +2,14 @@
 
 Submit makes one attempt. On a 429, a 5xx or a timeout the task stays `queued` and goes to the
 dispatch queue. The dispatch function makes one attempt per delivery and waits between
-deliveries with exponential backoff and full jitter, honouring `Retry-After`. On the last
-attempt the task becomes `failed` with `provider_unavailable`, and the message goes on to the
-dead-letter queue. A refusal that retrying cannot fix (the provider's 4xx) fails the task at once.
+deliveries with exponential backoff and equal jitter (a wait drawn from the upper half of the
+capped exponential step), honouring `Retry-After`. On the last attempt the task becomes `failed`
+with `provider_unavailable`, and the message goes on to the dead-letter queue.
+
+Only the provider's final word (`PROVIDER_REFUSALS`: its 4xx, or an answer that breaks its
+contract) fails the task at once. Our own errors (a table, a secret that is missing or cannot be
+read) leave the task `queued` and the message on the queue, retried the same way; on the last
+attempt they fail the task with `dispatch_failed`, so nothing accepted stays open for ever.
 """
 
 from __future__ import annotations
@@ -14,7 +19,15 @@ import random
 from dataclasses import dataclass
 
 from sora_relay import services
-from sora_relay.errors import Deferred, ProviderUnavailable, SoraRelayError, StorageError, TransitionRejected
+from sora_relay.errors import (
+    PROVIDER_REFUSALS,
+    Deferred,
+    ProviderUnavailable,
+    SoraRelayError,
+    StorageError,
+    TransitionRejected,
+    describe_cause,
+)
 from sora_relay.observability import logger, metrics
 from sora_relay.providers.base import GenerationRequest
 from sora_relay.retry import with_backoff
@@ -44,8 +57,9 @@ def start_generation(
 ) -> Task:
     """Submit `task` to its provider and record `in_progress` with the provider's task id.
 
-    ProviderUnavailable is raised as is (the caller decides: queue it or give up); any other
-    refusal fails the task and is raised.
+    A provider refusal (`PROVIDER_REFUSALS`) fails the task and is raised. Anything else is
+    raised as is and leaves the task `queued`: ProviderUnavailable and our own errors (storage, a
+    secret), which the caller retries or queues.
     """
     settings = get_settings()
     provider = services.provider(task.provider)
@@ -60,9 +74,7 @@ def start_generation(
             budget_seconds=budget_seconds,
             base_delay=settings.provider_retry_base_delay_seconds,
         )
-    except ProviderUnavailable:
-        raise
-    except SoraRelayError as error:
+    except PROVIDER_REFUSALS as error:
         fail_task(task.task_id, error)
         metrics.add_metric(name="SubmitFailed", unit="Count", value=1)
         logger.warning("Provider refused the task", extra={"error_code": error.code})
@@ -96,6 +108,7 @@ def queue_dispatch(task_id: str, public_base_url: str, *, delay_seconds: float =
 class DispatchOutcome:
     action: str  # started | skipped | failed | retry | gave_up
     delay_seconds: float = 0
+    reason: str = ""  # why a retry or a give-up: the DispatchDeferred message
 
 
 def backoff_delay(attempt: int, retry_after: float | None) -> float:
@@ -117,16 +130,39 @@ def dispatch_task(task_id: str, public_base_url: str, *, attempt: int) -> Dispat
             # The client got 202 `queued`: the failed transition reaches its webhook via the stream.
             fail_task(task_id, ProviderUnavailable(f"{error.message}; gave up after {attempt} attempts"))
             metrics.add_metric(name="DispatchGaveUp", unit="Count", value=1)
-            logger.warning("Provider still unavailable; task failed", extra={"attempts": attempt})
-            return DispatchOutcome("gave_up")
+            logger.warning(
+                "Provider still unavailable; task failed", extra={"attempts": attempt, "cause": error.message}
+            )
+            return DispatchOutcome("gave_up", reason="provider unavailable on the last attempt")
         delay = backoff_delay(attempt, error.retry_after)
         logger.info(
-            "Provider unavailable; will retry", extra={"attempt": attempt, "delay_s": round(delay, 1)}
+            "Provider unavailable; will retry",
+            extra={"attempt": attempt, "delay_s": round(delay, 1), "cause": error.message},
         )
-        return DispatchOutcome("retry", delay)
-    except SoraRelayError:
+        return DispatchOutcome("retry", delay, "provider unavailable")
+    except PROVIDER_REFUSALS:
         return DispatchOutcome("failed")  # refused for good; start_generation recorded why
+    except Exception as error:  # ours (storage, a secret): retried like an unavailable provider
+        return _our_error(task_id, error, attempt=attempt)
     return DispatchOutcome("started")
+
+
+def _our_error(task_id: str, error: Exception, *, attempt: int) -> DispatchOutcome:
+    cause = describe_cause(error)
+    kind = error.code if isinstance(error, SoraRelayError) else type(error).__name__
+    if attempt >= get_settings().dispatch_max_attempts:
+        # Only the kind of error reaches the client; the cause (AWS's answer) stays in the log.
+        message = f"The task could not be started after {attempt} attempts ({kind})"
+        fail_task(task_id, SoraRelayError(message, code="dispatch_failed"))
+        metrics.add_metric(name="DispatchFailed", unit="Count", value=1)
+        logger.error("Could not dispatch the task; task failed", extra={"attempts": attempt, "cause": cause})
+        return DispatchOutcome("gave_up", reason=f"{kind} on the last attempt")
+    delay = backoff_delay(attempt, None)
+    logger.warning(
+        "Could not dispatch the task; will retry",
+        extra={"attempt": attempt, "delay_s": round(delay, 1), "cause": cause},
+    )
+    return DispatchOutcome("retry", delay, kind)
 
 
 class DispatchDeferred(Deferred):
@@ -139,7 +175,7 @@ def dispatch_message(body: str, *, attempt: int, receipt_handle: str) -> Dispatc
     outcome = dispatch_task(message["task_id"], message["public_base_url"], attempt=attempt)
     if outcome.action == "retry":
         services.dispatch_queue().retry_later(receipt_handle, outcome.delay_seconds)
-        raise DispatchDeferred(f"provider unavailable; next attempt in {outcome.delay_seconds:.0f} s")
+        raise DispatchDeferred(f"{outcome.reason}; next attempt in {outcome.delay_seconds:.0f} s")
     if outcome.action == "gave_up":
-        raise DispatchDeferred("provider unavailable on the last attempt; to the dead-letter queue")
+        raise DispatchDeferred(f"{outcome.reason}; to the dead-letter queue")
     return outcome

@@ -2,10 +2,12 @@
 
 Scoped to the caller and kept 24 h: the same key with the same request answers the first answer
 again and makes no second task; the same key with a different request is a 422; the same key
-while the first request is still running is a 409. A request refused before a task exists
-(validation) leaves no record, so it can be retried with the same key. The task id itself is
-derived from (caller, key), so even a lost idempotency record cannot make a second task: a retry
-finds the first one (a provider refusal therefore answers that failed task on a retry).
+while the first request is still running is a 409. The provider's refusal (`PROVIDER_REFUSALS`)
+is an answer too: it is stored, and a retry gets the same error (status, code, message, param)
+without asking the provider again. A request refused before a task exists (validation), or failed
+by our own error (a 5xx), leaves no record, so it can be retried with the same key. The task id
+itself is derived from (caller, key), so even a lost idempotency record cannot make a second task:
+a retry finds the first one (only then does a refused request answer its failed task).
 """
 
 from __future__ import annotations
@@ -28,13 +30,30 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sora_relay.aws import dynamodb_client
-from sora_relay.errors import Conflict, InvalidRequest, Unprocessable
+from sora_relay.errors import PROVIDER_REFUSALS, Conflict, InvalidRequest, SoraRelayError, Unprocessable
 from sora_relay.models import CreateVideoRequest, VideoObject
 from sora_relay.settings import get_settings
 from sora_relay.submit_video import submit_video
 
 HEADER = "Idempotency-Key"
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, at most 255 characters
+_REFUSED = "refused"  # the key of a stored answer that is the provider's refusal, not a video
+
+
+class StoredRefusal(SoraRelayError):
+    """The provider's refusal of the first request with this key, answered again as it was."""
+
+    def __init__(self, *, status: int, code: str, message: str, param: str | None) -> None:
+        super().__init__(message, param=param, code=code)
+        self.status_code = status
+
+    @classmethod
+    def of(cls, error: SoraRelayError) -> StoredRefusal:
+        return cls(status=error.status_code, code=error.code, message=error.message, param=error.param)
+
+    def answer(self) -> dict[str, Any]:
+        fields = {"status": self.status_code, "code": self.code, "message": self.message, "param": self.param}
+        return {_REFUSED: fields}
 
 
 @lru_cache(maxsize=1)
@@ -55,9 +74,12 @@ def _idempotent_submit() -> tuple[Callable[..., dict[str, Any]], IdempotencyConf
     def submit(submission: dict[str, Any], public_base_url: str) -> dict[str, Any]:
         request = CreateVideoRequest.model_validate(submission["request"])
         task_id = task_id_for(submission["owner"], submission["key"])
-        video = submit_video(
-            request, owner=submission["owner"], public_base_url=public_base_url, task_id=task_id
-        )
+        try:
+            video = submit_video(
+                request, owner=submission["owner"], public_base_url=public_base_url, task_id=task_id
+            )
+        except PROVIDER_REFUSALS as error:
+            return StoredRefusal.of(error).answer()  # returned, so Powertools stores it
         return video.model_dump(mode="json")
 
     return submit, config
@@ -100,6 +122,8 @@ def submit_once(
         raise Unprocessable(
             f"This {HEADER} was used with a different request", param=HEADER, code="idempotency_key_reused"
         ) from error
+    if _REFUSED in answer:
+        raise StoredRefusal(**answer[_REFUSED])
     return VideoObject.model_validate(answer)
 
 

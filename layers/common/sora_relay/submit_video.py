@@ -2,14 +2,24 @@
 
 With a dispatch queue configured (the deployed template has one) a provider that is rate limiting
 or failing does not fail the request: the task stays `queued` and the dispatch function retries.
-Without one, submit retries briefly in line and then answers 503.
+Without one, submit retries briefly in line and then answers 503. Our own errors on the way to the
+provider (a table, a secret) are never the provider's refusal: with a dispatch queue the task is
+queued for dispatch all the same; without one the error is raised (a 5xx) and the task stays
+`queued`, so a retry with the same Idempotency-Key carries on with it.
 """
 
 from __future__ import annotations
 
 from sora_relay import services
 from sora_relay.dispatch import fail_task, queue_dispatch, start_generation
-from sora_relay.errors import ProviderUnavailable, StorageError, TransitionRejected, Unprocessable
+from sora_relay.errors import (
+    PROVIDER_REFUSALS,
+    ProviderUnavailable,
+    StorageError,
+    TransitionRejected,
+    Unprocessable,
+    describe_cause,
+)
 from sora_relay.models import CreateVideoRequest, VideoObject
 from sora_relay.observability import logger, metrics
 from sora_relay.settings import get_settings
@@ -53,6 +63,13 @@ def submit_video(
             # Accepted all the same: the dispatch function keeps trying within the provider's limits.
             queue_dispatch(task.task_id, public_base_url, delay_seconds=error.retry_after or 0)
             logger.info("Provider unavailable; task queued for dispatch", extra={"error_code": error.code})
+        except PROVIDER_REFUSALS:
+            raise  # start_generation failed the task and logged why
+        except Exception as error:  # ours (storage, a secret): the dispatch function retries it
+            queue_dispatch(task.task_id, public_base_url)
+            logger.warning(
+                "Could not start the task; queued for dispatch", extra={"cause": describe_cause(error)}
+            )
         return VideoObject.from_task(task)
 
     try:
