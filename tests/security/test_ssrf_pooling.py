@@ -9,6 +9,7 @@ b.test. A local HTTPS server on 127.0.0.1 presents a certificate valid only for 
 from __future__ import annotations
 
 import datetime
+import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from sora_relay import services, urls
+from sora_relay.errors import UnsafeUrl
 
 
 @dataclass(frozen=True)
@@ -143,14 +145,14 @@ def outbound(monkeypatch: pytest.MonkeyPatch, pki: Pki) -> Iterator[urls.SafeHtt
     services.reset()
 
 
-@pytest.mark.xfail(strict=True, reason="SafeHttp rewrites URLs to the IP, so httpx pools by address")
 def test_a_connection_verified_for_one_host_is_not_reused_for_another_on_the_same_address(
     https_server, shared_address, outbound
 ):
     port = https_server.server_address[1]
-    with outbound.stream("GET", f"https://a.test:{port}/", field="callback_url") as response:
-        assert response.status_code == 200 and response.read() == b"ok"
-    assert https_server.connections == 1  # and it stays open in the client's pool
+    for _ in range(2):  # a.test resolves to 127.0.0.1 only in the test's DNS: the pin connected there
+        with outbound.stream("GET", f"https://a.test:{port}/", field="callback_url") as response:
+            assert response.status_code == 200 and response.read() == b"ok"
+    assert https_server.connections == 1  # the same host reuses its kept-alive connection
 
     # b.test needs its own connection, verified for b.test: the certificate is a.test's only
     with (
@@ -158,3 +160,56 @@ def test_a_connection_verified_for_one_host_is_not_reused_for_another_on_the_sam
         outbound.stream("GET", f"https://b.test:{port}/", field="callback_url"),
     ):
         pass
+
+
+@pytest.fixture
+def no_connections(monkeypatch: pytest.MonkeyPatch) -> list[tuple[object, ...]]:
+    """Every socket the client tries to open, refused (so a test never reaches the network)."""
+    attempts: list[tuple[object, ...]] = []
+
+    def refuse(*args: object, **kwargs: object) -> socket.socket:
+        attempts.append(args)
+        raise ConnectionRefusedError("no connections in this test")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    return attempts
+
+
+def test_a_name_that_rebinds_to_the_metadata_service_after_the_check_is_not_connected(
+    monkeypatch, no_connections
+):
+    # Public when SafeHttp checks the URL, the metadata service when the connection opens
+    answers = iter([["93.184.215.14"], ["169.254.169.254"]])
+    lookups: list[str] = []
+
+    def rebinding(host: str, port: int) -> list[str]:
+        lookups.append(host)
+        return next(answers)
+
+    monkeypatch.setattr(urls, "resolve_host", rebinding)
+    http = urls.SafeHttp(urls.pinned_client(timeout=5, allow_loopback=False))
+    with (
+        pytest.raises(UnsafeUrl, match="callback_url was refused at connect time") as refused,
+        http.stream("POST", "https://rebind.example.com/hook", field="callback_url", content=b"{}"),
+    ):
+        pass
+    assert refused.value.param == "callback_url"
+    assert lookups == ["rebind.example.com", "rebind.example.com"]  # checked, then checked again
+    assert no_connections == []  # nothing was connected
+
+
+def test_the_pinned_client_checks_the_address_on_its_own(monkeypatch, no_connections):
+    monkeypatch.setattr(urls, "resolve_host", lambda host, port: ["10.0.0.7"])
+    with (
+        urls.pinned_client(timeout=5, allow_loopback=False) as client,
+        pytest.raises(UnsafeUrl, match="resolves to a private"),
+    ):
+        client.get("https://internal.example.com/")
+    assert no_connections == []
+
+
+def test_the_pinned_client_connects_to_the_checked_address(monkeypatch, no_connections):
+    monkeypatch.setattr(urls, "resolve_host", lambda host, port: ["93.184.215.14"])
+    with urls.pinned_client(timeout=5, allow_loopback=False) as client, pytest.raises(httpx.ConnectError):
+        client.get("https://cdn.example.com:8443/")
+    assert [args[0] for args in no_connections] == [("93.184.215.14", 8443)]
