@@ -48,7 +48,8 @@ def mp4_bytes() -> bytes:
 class FakeInternet:
     """The outside world as an httpx transport: the provider's API, its video CDN, client receivers.
 
-    Requests to strangers' URLs arrive pinned to an IP address; the Host header names the site.
+    Requests keep their host names: the address pin lives in urls.pinned_client's network backend,
+    which this transport stands in for (the fake DNS is still checked before each request).
     """
 
     video: bytes

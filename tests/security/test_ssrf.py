@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from devstack.template import load_template
-from tests.integration.conftest import CDN_HOST, PUBLIC_ADDRESS, VALID, submitted
+from tests.integration.conftest import CDN_HOST, VALID, submitted
 
 UNSAFE = [
     "http://client.example.com/hooks",  # not https
@@ -70,13 +70,15 @@ def test_a_redirect_to_a_private_address_is_not_followed(api, internet, stack):
     assert [url.rsplit("/", 1)[-1] for url in internet.fetched_urls] == ["moved.mp4"]  # one hop only
 
 
-def test_the_fetch_connects_to_the_address_it_checked(api, internet, stack):
-    # The name is resolved once and checked; the connection goes to that address (Host header
-    # and SNI keep the name), so a DNS answer that changes between check and connect is no use
+def test_the_fetch_keeps_the_name_in_its_url(api, internet, stack):
+    # The name is checked before the request is sent, and again as the connection opens: the
+    # outbound client (urls.pinned_client, replaced here by the fake transport) connects to the
+    # address it checked (tests/security/test_ssrf_pooling.py). The URL keeps the name, so
+    # connections are pooled, and TLS verified, per host rather than per address.
     _, call = submitted(api, internet)
     api.callback(call["body"]["callback_url"], internet.success_body(call))
     [fetched] = internet.fetched_urls
-    assert httpx.URL(fetched).host == PUBLIC_ADDRESS
+    assert httpx.URL(fetched).host == CDN_HOST
 
 
 def test_a_webhook_to_a_name_that_resolves_privately_is_not_sent(api, internet, stack, downstream):

@@ -98,7 +98,8 @@ class TestSafeHttp:
         monkeypatch.setattr(urls, "resolve_host", lambda host, port: [table[host]])
         return SafeHttp(httpx.Client(transport=httpx.MockTransport(handler)))
 
-    def test_connects_to_the_checked_address_with_the_real_host_and_sni(self, monkeypatch):
+    def test_requests_keep_the_host_name_so_pooling_and_tls_are_per_host(self, monkeypatch):
+        # The address is pinned as the connection opens (pinned_client), not by rewriting the URL
         seen = []
 
         def handler(request: httpx.Request) -> httpx.Response:
@@ -108,9 +109,19 @@ class TestSafeHttp:
         http = self._client(handler, monkeypatch)
         with http.stream("GET", "https://cdn.example.com/v.mp4?sig=1", field="video_url") as response:
             assert response.read() == b"ok"
-        assert str(seen[0].url) == "https://93.184.215.14/v.mp4?sig=1"
+        assert str(seen[0].url) == "https://cdn.example.com/v.mp4?sig=1"
         assert seen[0].headers["host"] == "cdn.example.com"
-        assert seen[0].extensions["sni_hostname"] == "cdn.example.com"
+        assert "sni_hostname" not in seen[0].extensions
+
+    def test_a_name_that_resolves_privately_is_refused_before_sending(self, monkeypatch):
+        seen = []
+        http = self._client(lambda request: seen.append(request) or httpx.Response(200), monkeypatch)
+        with (
+            pytest.raises(UnsafeUrl, match="callback_url resolves to a private") as refused,
+            http.stream("POST", "https://evil.example.com/hook", field="callback_url"),
+        ):
+            pass
+        assert refused.value.param == "callback_url" and seen == []
 
     def test_a_redirect_to_a_private_address_is_refused(self, monkeypatch):
         def handler(request: httpx.Request) -> httpx.Response:

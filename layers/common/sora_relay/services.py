@@ -20,7 +20,7 @@ from sora_relay.secret_values import read_secret
 from sora_relay.settings import get_settings
 from sora_relay.storage import VideoStore
 from sora_relay.store import TaskStore
-from sora_relay.urls import SafeHttp
+from sora_relay.urls import SafeHttp, pinned_client
 from sora_relay.webhooks import WebhookSender
 
 
@@ -51,7 +51,9 @@ def provider_http() -> httpx.Client:
 def outbound_http() -> SafeHttp:
     """HTTP to strangers' URLs: client webhooks and the provider's video URLs."""
     settings = get_settings()
-    client = httpx.Client(timeout=settings.video_fetch_timeout_seconds, follow_redirects=False)
+    client = pinned_client(
+        timeout=settings.video_fetch_timeout_seconds, allow_loopback=settings.allow_loopback_urls
+    )
     return SafeHttp(client, allow_loopback=settings.allow_loopback_urls)
 
 

@@ -3,19 +3,25 @@
 Client `callback_url`, `image_urls` and the provider's `video_url` are strangers' URLs that we
 fetch or POST to. A URL is refused when it is not https or its host is (or resolves to) a
 loopback, private, link-local, multicast, reserved or unique-local address, including IPv4
-addresses mapped into IPv6. Fetches connect to the very address that was checked (no second DNS
-lookup an attacker could answer differently) and follow redirects only after checking each hop.
+addresses mapped into IPv6. `SafeHttp` checks each URL (and each redirect hop) before sending,
+so a refusal names the field. The pin happens at connect time, in the network backend of
+`pinned_client()`: it resolves the name, checks every address again and connects to the checked
+one, so a DNS answer that changes after the check is refused too. Request URLs keep their host
+names, so connections are pooled per host and TLS verifies the real name: a connection made for
+one tenant's host is never reused for another host that shares its address.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Iterator
+import ssl
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import httpcore
 import httpx
 
 from sora_relay.errors import UnsafeUrl
@@ -109,12 +115,16 @@ def resolve_host(host: str, port: int) -> list[str]:
 
 def checked_address(target: OutboundUrl, *, field: str, allow_loopback: bool = False) -> str:
     """The address to connect to: every address the name resolves to must be public."""
-    literal = _ip_literal(target.host)
+    return _checked_host(target.host, target.port, field=field, allow_loopback=allow_loopback)
+
+
+def _checked_host(host: str, port: int, *, field: str, allow_loopback: bool) -> str:
+    literal = _ip_literal(host)
     if literal is not None:
         addresses = [str(literal)]
     else:
         try:
-            addresses = resolve_host(target.host, target.port)
+            addresses = resolve_host(host, port)
         except OSError as error:
             raise UnsafeUrl(f"{field} host does not resolve", param=field) from error
     if not addresses:
@@ -125,15 +135,66 @@ def checked_address(target: OutboundUrl, *, field: str, allow_loopback: bool = F
     return addresses[0]
 
 
+class _PinnedBackend(httpcore.SyncBackend):
+    """Connects to the address the name resolves to now, after checking it like any URL."""
+
+    def __init__(self, *, allow_loopback: bool) -> None:
+        self._allow_loopback = allow_loopback
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.NetworkStream:
+        # `host` names what TLS verifies; only the socket goes to the checked address.
+        address = _checked_host(host, port, field=host, allow_loopback=self._allow_loopback)
+        return super().connect_tcp(address, port, timeout, local_address, socket_options)
+
+
+class _PinnedTransport(httpx.HTTPTransport):
+    # HTTPTransport takes no network_backend, so replace its pool with the one it would build
+    # (same TLS context and limits, no proxy: a proxy would connect for us and defeat the pin)
+    # plus the pinning backend.
+    def __init__(self, *, allow_loopback: bool, verify: ssl.SSLContext | str | bool = True) -> None:
+        ssl_context = httpx.create_ssl_context(verify=verify)
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=20)  # httpx's defaults
+        super().__init__(verify=ssl_context, limits=limits)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_PinnedBackend(allow_loopback=allow_loopback),
+        )
+
+
+def pinned_client(
+    *, timeout: float, allow_loopback: bool, verify: ssl.SSLContext | str | bool = True
+) -> httpx.Client:
+    """An httpx client for strangers' URLs: every connection goes to an address checked as it opens."""
+    return httpx.Client(
+        transport=_PinnedTransport(allow_loopback=allow_loopback, verify=verify),
+        timeout=timeout,
+        follow_redirects=False,
+        trust_env=False,  # no proxies or .netrc credentials for strangers' URLs
+    )
+
+
 class SafeHttp:
-    """httpx requests to untrusted URLs, pinned to checked addresses, redirects checked per hop."""
+    """httpx requests to untrusted URLs, each URL and redirect hop checked before it is sent.
+
+    Give it a `pinned_client()` so connections are checked (and pinned) as they open as well.
+    """
 
     def __init__(self, client: httpx.Client, *, allow_loopback: bool = False, max_redirects: int = 3) -> None:
         self._client = client
         self._allow_loopback = allow_loopback
         self._max_redirects = max_redirects
 
-    def _pinned_request(
+    def _request(
         self,
         method: str,
         target: OutboundUrl,
@@ -143,20 +204,14 @@ class SafeHttp:
         content: bytes | None,
         timeout: float | None,
     ) -> httpx.Request:
-        address = checked_address(target, field=field, allow_loopback=self._allow_loopback)
-        netloc = f"[{address}]" if ":" in address else address
-        pinned = f"{target.scheme}://{netloc}:{target.port}{target.target}"
-        host_header = target.host if target.port in (80, 443) else f"{target.host}:{target.port}"
-        if ":" in target.host:
-            host_header = f"[{target.host}]" if target.port in (80, 443) else f"[{target.host}]:{target.port}"
+        # Refuse before anything is sent (naming the field); pinned_client checks again at connect.
+        checked_address(target, field=field, allow_loopback=self._allow_loopback)
         return self._client.build_request(
             method,
-            pinned,
-            headers={**headers, "Host": host_header},
+            target.url,
+            headers=headers,
             content=content,
             timeout=timeout if timeout is not None else self._client.timeout,
-            # TLS is checked against the real name, not the address we connect to.
-            extensions={"sni_hostname": target.host},
         )
 
     @contextmanager
@@ -175,10 +230,15 @@ class SafeHttp:
         current = url
         for _ in range(self._max_redirects + 1):
             target = parse_outbound_url(current, field=field, allow_loopback=self._allow_loopback)
-            request = self._pinned_request(
+            request = self._request(
                 method, target, field=field, headers=headers or {}, content=content, timeout=timeout
             )
-            response = self._client.send(request, stream=True, follow_redirects=False)
+            try:
+                response = self._client.send(request, stream=True, follow_redirects=False)
+            except UnsafeUrl as error:  # the name resolved differently when the connection opened
+                raise UnsafeUrl(
+                    f"{field} was refused at connect time: {error.message}", param=field
+                ) from error
             location = response.headers.get("location")
             if follow_redirects and response.status_code in _REDIRECTS and location:
                 response.close()
