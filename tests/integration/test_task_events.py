@@ -6,6 +6,10 @@ import json
 
 import boto3
 
+from devstack.event_sources import matches_any
+from sora_relay import services
+from sora_relay.errors import StorageError
+from sora_relay.store import TaskStore
 from tests.conftest import LambdaContext
 from tests.integration.conftest import submitted
 
@@ -92,3 +96,37 @@ def test_a_bus_that_refuses_the_event_reports_the_record_for_a_retry(
     terminal = [record for record in records if record["dynamodb"]["NewImage"]["status"]["S"] == "completed"]
     answer = handlers["task_events"].lambda_handler({"Records": terminal}, LambdaContext())
     assert answer == {"batchItemFailures": [{"itemIdentifier": terminal[0]["dynamodb"]["SequenceNumber"]}]}
+
+
+def test_a_stream_batch_stops_at_its_first_failure_so_a_retry_publishes_each_event_once(
+    api, internet, downstream, monkeypatch
+):
+    # Given two tasks finished, whose terminal records arrive in one batch
+    for _ in range(2):
+        _video, call = submitted(api, internet)
+        api.callback(call["body"]["callback_url"], internet.success_body(call))
+    records = [record for record in downstream.reader.read() if matches_any(downstream.filters, record)]
+    assert len(records) == 2
+    # ... and a bus that refuses the first event once
+    real_bus = services.event_bus()
+    refusals = [StorageError("The event bus refused 1 events (ThrottlingException)")]
+
+    class FlakyBus:
+        def publish(self, events):
+            if refusals:
+                raise refusals.pop()
+            real_bus.publish(events)
+
+    monkeypatch.setattr(services, "event_bus", FlakyBus)
+    task_events = downstream.handlers["task_events"]
+
+    # When the batch runs: the first record fails
+    answer = task_events.lambda_handler({"Records": records}, LambdaContext())
+
+    # Then nothing after it ran, and Lambda's retry (from the failed record on) publishes each once
+    assert answer == {"batchItemFailures": [{"itemIdentifier": records[0]["dynamodb"]["SequenceNumber"]}]}
+    assert downstream.bus_events() == []
+    assert task_events.lambda_handler({"Records": records}, LambdaContext()) == {"batchItemFailures": []}
+    assert sorted(event["detail"]["id"] for event in downstream.bus_events()) == sorted(
+        TaskStore.from_image(record["dynamodb"]["NewImage"]).task_id for record in records
+    )

@@ -1,4 +1,4 @@
-"""What the partial-batch helper logs about a failed record."""
+"""What the partial-batch helper logs about a failed record, and how a stream batch stops."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import pytest
 from botocore.exceptions import ClientError
 
-from sora_relay.batch import process_partial_response, sqs_message_id
+from sora_relay.batch import process_partial_response, sqs_message_id, stream_sequence_number
 from sora_relay.errors import Deferred, StorageError
 from sora_relay.observability import logger
 from tests.conftest import log_lines
@@ -85,3 +85,22 @@ def test_a_record_does_not_log_under_the_previous_record_s_task(service_logs):
 
     [line] = log_lines(service_logs)
     assert line["record_id"] == "m-b" and "task_id" not in line
+
+
+def test_a_stream_batch_stops_at_its_first_failure():
+    seen = []
+
+    def handler(record):
+        seen.append(record["id"])
+        if record["id"] == "b":
+            raise RuntimeError("boom")
+
+    event = {"Records": [{"id": key, "dynamodb": {"SequenceNumber": f"1{n}"}} for n, key in enumerate("abc")]}
+
+    answer = process_partial_response(
+        event, handler, item_identifier=stream_sequence_number, stop_at_first_failure=True
+    )
+
+    # Lambda goes on from the failed record, in order: "c" is handled then, once.
+    assert seen == ["a", "b"]
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "11"}]}

@@ -6,10 +6,12 @@ in `batchItemFailures` (SQS: its messageId; a stream: its SequenceNumber, from w
 retries) and the others are not, even when every record failed (we never asked Powertools to
 raise on an entire-batch failure). An event without records is refused, as Powertools refused it.
 
-One difference: each failure is logged once, with the keys its handler appended (the task id),
-never the record's body (it may hold a prompt): a `Deferred` at info as a deferral, a
-`SoraRelayError` at error with its code and root cause, anything else with its traceback. Keys a
-handler appends are dropped after its record, so a record never logs under the previous one's task.
+Two differences. A stream batch (`stop_at_first_failure=True`) stops at its first failed record:
+Lambda goes on from that record, in order, so handling the later ones now would handle them twice.
+And each failure is logged once, with the keys its handler appended (the task id), never the
+record's body (it may hold a prompt): a `Deferred` at info as a deferral, a `SoraRelayError` at
+error with its code and root cause, anything else with its traceback. Keys a handler appends are
+dropped after its record, so a record never logs under the previous record's task.
 
 Why not Powertools' own: importing `aws_lambda_powertools.utilities.batch` builds the pydantic
 models of its parser (SQS, DynamoDB, Kinesis, Kafka, ...) because pydantic is installed, and
@@ -45,8 +47,13 @@ def process_partial_response(
     record_handler: Callable[[Record], object],
     *,
     item_identifier: Callable[[Record], str],
+    stop_at_first_failure: bool = False,
 ) -> dict[str, list[dict[str, str]]]:
-    """Run `record_handler` on each record; report (and log) the ones that raised."""
+    """Run `record_handler` on each record; report (and log) the ones that raised.
+
+    With `stop_at_first_failure` (a stream), the first failure ends the batch: it is reported and
+    the records after it are left for Lambda's retry, which starts from it.
+    """
     records = event.get("Records", []) if isinstance(event, dict) else None
     if not records or not isinstance(records, list):
         raise UnexpectedBatchEvent(
@@ -57,6 +64,8 @@ def process_partial_response(
         record_id = item_identifier(record)
         if not _handled(record_handler, record, record_id):
             failures.append({"itemIdentifier": record_id})
+            if stop_at_first_failure:
+                break
     return {"batchItemFailures": failures}
 
 
