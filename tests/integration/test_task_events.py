@@ -33,8 +33,10 @@ def test_a_completed_task_is_published_with_the_video_object(api, internet, down
     _, _, current = api.get(video["id"])
     detail = event["detail"]
     assert detail["id"] == video["id"] and detail["status"] == "completed" and detail["progress"] == 100
-    # The detail is the video object the API returns, without the short-lived download link.
-    assert detail == {**current, "download_url": None, "download_expires_at": None}
+    # The detail is the video object the API returns, without the short-lived download link, and
+    # the event's id (the webhook's).
+    event_id = f"evt_{video['id'].removeprefix('video_')}_completed"
+    assert detail == {**current, "download_url": None, "download_expires_at": None, "event_id": event_id}
 
 
 def test_a_failed_task_is_published_with_its_error(api, internet, downstream):
@@ -130,3 +132,18 @@ def test_a_stream_batch_stops_at_its_first_failure_so_a_retry_publishes_each_eve
     assert sorted(event["detail"]["id"] for event in downstream.bus_events()) == sorted(
         TaskStore.from_image(record["dynamodb"]["NewImage"]).task_id for record in records
     )
+
+
+def test_a_replayed_record_publishes_an_event_with_the_same_id_as_its_webhook(api, internet, downstream):
+    video, call = submitted(api, internet, prompt="the same event twice")
+    api.callback(call["body"]["callback_url"], internet.success_body(call))
+    records = [record for record in downstream.reader.read() if matches_any(downstream.filters, record)]
+
+    for _ in range(2):  # the record, and Lambda delivering it again
+        answer = downstream.handlers["task_events"].lambda_handler({"Records": records}, LambdaContext())
+        assert answer == {"batchItemFailures": []}
+
+    first, again = downstream.bus_events()
+    assert first["id"] != again["id"]  # EventBridge's own id is new each time; the detail's is not
+    assert first["detail"]["event_id"] == again["detail"]["event_id"]
+    assert first["detail"]["event_id"] == f"evt_{video['id'].removeprefix('video_')}_completed"
