@@ -74,3 +74,8 @@ def service_logs() -> Iterator[io.StringIO]:
 def log_lines(logs: io.StringIO) -> list[dict[str, Any]]:
     """The JSON lines `service_logs` captured so far."""
     return [json.loads(line) for line in logs.getvalue().splitlines() if line.strip()]
+
+
+def failure_lines(logs: io.StringIO) -> list[dict[str, Any]]:
+    """The captured lines at warning level or above."""
+    return [line for line in log_lines(logs) if line["level"] in ("WARNING", "ERROR", "CRITICAL")]
