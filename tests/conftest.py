@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import io
 import json
+import logging
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -52,3 +55,27 @@ def load_handler(function: str) -> ModuleType:
 @pytest.fixture
 def lambda_context() -> LambdaContext:
     return LambdaContext()
+
+
+@pytest.fixture
+def service_logs() -> Iterator[io.StringIO]:
+    """What the service's Powertools logger writes (its JSON lines), captured at its handler."""
+    handler = next(
+        h for h in logging.getLogger("sora-relay").handlers if isinstance(h, logging.StreamHandler)
+    )
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    try:
+        yield buffer
+    finally:
+        handler.setStream(previous)
+
+
+def log_lines(logs: io.StringIO) -> list[dict[str, Any]]:
+    """The JSON lines `service_logs` captured so far."""
+    return [json.loads(line) for line in logs.getvalue().splitlines() if line.strip()]
+
+
+def failure_lines(logs: io.StringIO) -> list[dict[str, Any]]:
+    """The captured lines at warning level or above."""
+    return [line for line in log_lines(logs) if line["level"] in ("WARNING", "ERROR", "CRITICAL")]

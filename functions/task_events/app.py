@@ -7,8 +7,11 @@ from sora_relay.observability import logger, metrics
 from sora_relay.task_events import publish_transition
 
 
-# A failed record is reported (batchItemFailures): Lambda retries the stream from it, in order.
+# A stream is ordered: the batch stops at a failed record, which is reported (batchItemFailures),
+# and Lambda retries from it, so the records before it are not handled (and published) again.
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return process_partial_response(event, publish_transition, item_identifier=stream_sequence_number)
+    return process_partial_response(
+        event, publish_transition, item_identifier=stream_sequence_number, stop_at_first_failure=True
+    )

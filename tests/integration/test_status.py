@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from botocore.exceptions import ClientError
 
+from sora_relay import services
+from tests.conftest import failure_lines
 from tests.integration.conftest import OTHER_OWNER, OWNER, submitted
 
 
@@ -73,3 +76,23 @@ def test_an_unknown_route_is_a_json_404(api):
     event["path"] = "/v1/nothing-here"
     status, _, answer = api.call("status", event)
     assert status == 404 and answer["error"]["code"] == "not_found"
+
+
+def test_a_failed_read_is_logged_once_with_the_task_id_and_what_aws_answered(
+    api, internet, monkeypatch, service_logs
+):
+    video, _call = submitted(api, internet, prompt="a violet giraffe")
+    service_logs.seek(0)
+    service_logs.truncate()
+
+    def denied(**_: object) -> None:
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}}, "GetItem")
+
+    monkeypatch.setattr(services.task_store()._client, "get_item", denied)
+
+    status, _, answer = api.get(video["id"])
+
+    assert status == 500 and answer["error"]["code"] == "storage_error"
+    [line] = failure_lines(service_logs)
+    assert line["task_id"] == video["id"] and "(AccessDeniedException)" in line["cause"]
+    assert "violet giraffe" not in service_logs.getvalue()

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from botocore.exceptions import ClientError
 
+from sora_relay import services
+from tests.conftest import failure_lines
 from tests.integration.conftest import VALID, submitted
 
 pytestmark = pytest.mark.usefixtures("internet")
@@ -168,6 +171,41 @@ def test_provider_timeout_is_retried_within_the_budget(api, internet, monkeypatc
 def test_a_missing_api_key_identity_is_refused(api):
     status, _, answer = api.submit(VALID, owner=None)
     assert status == 401 and answer["error"]["code"] == "missing_api_key"
+
+
+PROMPT = "A prompt that must never reach the logs: a violet giraffe"
+
+
+def test_a_storage_failure_is_a_500_logged_once_with_what_aws_answered(api, monkeypatch, service_logs):
+    def throttled(**_: object) -> None:
+        raise ClientError(
+            {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "Rate exceeded"}},
+            "PutItem",
+        )
+
+    monkeypatch.setattr(services.task_store()._client, "put_item", throttled)
+
+    status, _, answer = api.submit({**VALID, "prompt": PROMPT})
+
+    assert status == 500 and answer["error"]["code"] == "storage_error"
+    [line] = failure_lines(service_logs)
+    assert line["error_code"] == "storage_error"
+    assert "ProvisionedThroughputExceededException" in line["cause"] and "Rate exceeded" in line["cause"]
+    assert "violet giraffe" not in service_logs.getvalue()
+
+
+def test_an_unexpected_error_is_a_500_logged_once_with_its_traceback(api, monkeypatch, service_logs):
+    def broken(**_: object) -> None:
+        raise RuntimeError("a bug of ours")
+
+    monkeypatch.setattr(services.task_store()._client, "put_item", broken)
+
+    status, _, answer = api.submit({**VALID, "prompt": PROMPT})
+
+    assert status == 500 and answer["error"]["code"] == "internal_error"
+    [line] = failure_lines(service_logs)
+    assert "Traceback" in line["exception"] and line["cause"] == "RuntimeError: a bug of ours"
+    assert "violet giraffe" not in service_logs.getvalue()
 
 
 def _reload_settings() -> None:

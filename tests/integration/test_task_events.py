@@ -6,6 +6,10 @@ import json
 
 import boto3
 
+from devstack.event_sources import matches_any
+from sora_relay import services
+from sora_relay.errors import StorageError
+from sora_relay.store import TaskStore
 from tests.conftest import LambdaContext
 from tests.integration.conftest import submitted
 
@@ -29,8 +33,10 @@ def test_a_completed_task_is_published_with_the_video_object(api, internet, down
     _, _, current = api.get(video["id"])
     detail = event["detail"]
     assert detail["id"] == video["id"] and detail["status"] == "completed" and detail["progress"] == 100
-    # The detail is the video object the API returns, without the short-lived download link.
-    assert detail == {**current, "download_url": None, "download_expires_at": None}
+    # The detail is the video object the API returns, without the short-lived download link, and
+    # the event's id (the webhook's).
+    event_id = f"evt_{video['id'].removeprefix('video_')}_completed"
+    assert detail == {**current, "download_url": None, "download_expires_at": None, "event_id": event_id}
 
 
 def test_a_failed_task_is_published_with_its_error(api, internet, downstream):
@@ -92,3 +98,52 @@ def test_a_bus_that_refuses_the_event_reports_the_record_for_a_retry(
     terminal = [record for record in records if record["dynamodb"]["NewImage"]["status"]["S"] == "completed"]
     answer = handlers["task_events"].lambda_handler({"Records": terminal}, LambdaContext())
     assert answer == {"batchItemFailures": [{"itemIdentifier": terminal[0]["dynamodb"]["SequenceNumber"]}]}
+
+
+def test_a_stream_batch_stops_at_its_first_failure_so_a_retry_publishes_each_event_once(
+    api, internet, downstream, monkeypatch
+):
+    # Given two tasks finished, whose terminal records arrive in one batch
+    for _ in range(2):
+        _video, call = submitted(api, internet)
+        api.callback(call["body"]["callback_url"], internet.success_body(call))
+    records = [record for record in downstream.reader.read() if matches_any(downstream.filters, record)]
+    assert len(records) == 2
+    # ... and a bus that refuses the first event once
+    real_bus = services.event_bus()
+    refusals = [StorageError("The event bus refused 1 events (ThrottlingException)")]
+
+    class FlakyBus:
+        def publish(self, events):
+            if refusals:
+                raise refusals.pop()
+            real_bus.publish(events)
+
+    monkeypatch.setattr(services, "event_bus", FlakyBus)
+    task_events = downstream.handlers["task_events"]
+
+    # When the batch runs: the first record fails
+    answer = task_events.lambda_handler({"Records": records}, LambdaContext())
+
+    # Then nothing after it ran, and Lambda's retry (from the failed record on) publishes each once
+    assert answer == {"batchItemFailures": [{"itemIdentifier": records[0]["dynamodb"]["SequenceNumber"]}]}
+    assert downstream.bus_events() == []
+    assert task_events.lambda_handler({"Records": records}, LambdaContext()) == {"batchItemFailures": []}
+    assert sorted(event["detail"]["id"] for event in downstream.bus_events()) == sorted(
+        TaskStore.from_image(record["dynamodb"]["NewImage"]).task_id for record in records
+    )
+
+
+def test_a_replayed_record_publishes_an_event_with_the_same_id_as_its_webhook(api, internet, downstream):
+    video, call = submitted(api, internet, prompt="the same event twice")
+    api.callback(call["body"]["callback_url"], internet.success_body(call))
+    records = [record for record in downstream.reader.read() if matches_any(downstream.filters, record)]
+
+    for _ in range(2):  # the record, and Lambda delivering it again
+        answer = downstream.handlers["task_events"].lambda_handler({"Records": records}, LambdaContext())
+        assert answer == {"batchItemFailures": []}
+
+    first, again = downstream.bus_events()
+    assert first["id"] != again["id"]  # EventBridge's own id is new each time; the detail's is not
+    assert first["detail"]["event_id"] == again["detail"]["event_id"]
+    assert first["detail"]["event_id"] == f"evt_{video['id'].removeprefix('video_')}_completed"

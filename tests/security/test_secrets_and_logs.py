@@ -3,32 +3,13 @@ reaches the logs (they carry ids, lengths and codes)."""
 
 from __future__ import annotations
 
-import io
-import logging
-from collections.abc import Iterator
-
 import boto3
-import pytest
 
 from devstack.template import secret_value
 from sora_relay import services
 from tests.integration.conftest import PROVIDER_TOKEN, VALID, submitted
 
 PROMPT = "An unmistakable prompt about a violet giraffe reciting poetry"
-
-
-@pytest.fixture
-def service_logs() -> Iterator[io.StringIO]:
-    """What the service's Powertools logger writes (its JSON lines), captured at its handler."""
-    handler = next(
-        h for h in logging.getLogger("sora-relay").handlers if isinstance(h, logging.StreamHandler)
-    )
-    buffer = io.StringIO()
-    previous = handler.setStream(buffer)
-    try:
-        yield buffer
-    finally:
-        handler.setStream(previous)
 
 
 def test_a_whole_flow_logs_no_secret_and_no_prompt(api, internet, stack, downstream, service_logs):

@@ -38,12 +38,14 @@ def test_sqs_failures_are_reported_by_message_id_and_every_record_is_tried():
 
 
 def test_stream_failures_are_reported_by_sequence_number_even_when_all_fail():
-    handler, _ = _failing_on({"a", "b"})
+    handler, seen = _failing_on({"a", "b"})
     event = {"Records": [{"id": key, "dynamodb": {"SequenceNumber": f"1{n}"}} for n, key in enumerate("ab")]}
 
-    answer = process_partial_response(event, handler, item_identifier=stream_sequence_number)
+    answer = process_partial_response(
+        event, handler, item_identifier=stream_sequence_number, stop_at_first_failure=True
+    )
 
-    assert answer == {"batchItemFailures": [{"itemIdentifier": "10"}, {"itemIdentifier": "11"}]}
+    assert answer == {"batchItemFailures": [{"itemIdentifier": "10"}]} and seen == ["a"]
 
 
 @pytest.mark.parametrize("event", [{}, {"Records": []}, {"Records": "x"}])

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from sora_relay.errors import InvalidRequest, RequestTooLarge, SoraRelayError, Unauthorized
+from sora_relay.errors import InvalidRequest, RequestTooLarge, SoraRelayError, Unauthorized, describe_cause
 from sora_relay.observability import logger
 from sora_relay.rest import Response, RestEvent, RestRouter
 from sora_relay.settings import get_settings
@@ -56,13 +56,28 @@ def request_body(event: RestEvent) -> str:
     return body
 
 
+def _failure_keys(app: RestRouter, error: Exception) -> dict[str, str]:
+    """What a failed request's log line says: the root cause and, if the route names one and the
+    handler did not append it, the task (never the body: it holds the prompt)."""
+    keys = {"cause": describe_cause(error)}
+    parameters = app.current_event.raw_event.get("pathParameters") or {}
+    task_id = parameters.get("video_id") or parameters.get("task_id")
+    if task_id and "task_id" not in logger.get_current_keys():
+        keys["task_id"] = str(task_id)
+    return keys
+
+
 def install_error_handlers(app: RestRouter) -> None:
-    """Every failure becomes `{"error": {"code", "message", "param"}}`; no stack trace leaves."""
+    """Every failure becomes `{"error": {"code", "message", "param"}}`; no stack trace leaves.
+
+    Ours (5xx) are logged once: a SoraRelayError with its code and root cause (what AWS answered),
+    anything else with its traceback.
+    """
 
     @app.exception_handler(SoraRelayError)
     def _known(error: SoraRelayError) -> Response:
         if error.status_code >= 500:
-            logger.warning("Request failed", extra={"error_code": error.code})
+            logger.warning("Request failed", extra={"error_code": error.code, **_failure_keys(app, error)})
         return Response(
             status_code=error.status_code,
             content_type=JSON,
@@ -76,7 +91,7 @@ def install_error_handlers(app: RestRouter) -> None:
 
     @app.exception_handler(Exception)
     def _unexpected(error: Exception) -> Response:
-        logger.exception("Unexpected error")
+        logger.exception("Unexpected error", extra=_failure_keys(app, error))
         return Response(
             status_code=500,
             content_type=JSON,

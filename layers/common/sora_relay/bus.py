@@ -1,8 +1,9 @@
 """EventBridge: the only code that publishes on the service's event bus.
 
 Integrations subscribe with their own rules on `source: sora-relay`. Detail types:
-`Video Generation Completed` / `Video Generation Failed` (the video object as detail), and for
-submissions from SQS `Video Submission Accepted` / `Video Submission Rejected`.
+`Video Generation Completed` / `Video Generation Failed` (the video object and the webhook's
+`event_id` as detail), and for submissions from SQS `Video Submission Accepted` / `Video
+Submission Rejected`.
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@
 The stream's filter (template.yaml) passes only MODIFY records whose old status was open and new
 status is terminal, so each task yields exactly one such record; this checks the same again.
 For it: the client's webhook is queued (delivered by deliver_webhook) and `Video Generation
-Completed` / `Video Generation Failed` is published on the bus with the video object as detail.
-A failure raises, the stream retries the record, and the webhook's event id keeps any repeat
-recognisable as the same event.
+Completed` / `Video Generation Failed` is published on the bus with the video object as detail,
+plus `event_id`: the webhook's event id. A failure raises, the stream retries the record, and that
+id (stable for the task and its outcome) keeps any repeat, webhook or bus event, recognisable as
+the same event.
 """
 
 from __future__ import annotations
@@ -36,9 +37,17 @@ def terminal_transition(record: dict[str, Any]) -> Task | None:
     return task
 
 
+def transition_event_id(task: Task) -> str:
+    """The id of the task's terminal event, the same for every replay: webhook-id and bus detail."""
+    return event_id(task.task_id, f"video.{task.status.value}")
+
+
 def webhook_message(task: Task) -> dict[str, str]:
-    event_type = f"video.{task.status.value}"
-    return {"task_id": task.task_id, "event_id": event_id(task.task_id, event_type), "type": event_type}
+    return {
+        "task_id": task.task_id,
+        "event_id": transition_event_id(task),
+        "type": f"video.{task.status.value}",
+    }
 
 
 def publish_transition(record: dict[str, Any]) -> str:
@@ -49,7 +58,7 @@ def publish_transition(record: dict[str, Any]) -> str:
     logger.append_keys(task_id=task.task_id)
     if task.callback_url:
         services.webhook_queue().send(webhook_message(task))
-    detail = VideoObject.from_task(task).model_dump(mode="json")
+    detail = {**VideoObject.from_task(task).model_dump(mode="json"), "event_id": transition_event_id(task)}
     services.event_bus().publish([BusEvent(DETAIL_TYPES[task.status], detail, resources=())])
     metrics.add_metric(name="TaskEventPublished", unit="Count", value=1)
     logger.info(
