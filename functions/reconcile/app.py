@@ -1,4 +1,4 @@
-"""Scheduled (EventBridge Scheduler): finish tasks whose callback was lost or whose copy failed."""
+"""Scheduled (EventBridge Scheduler): settle tasks whose callback was lost or whose copy stalled."""
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -9,4 +9,4 @@ from sora_relay.reconcile import reconcile
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return reconcile()
+    return reconcile(remaining_ms=context.get_remaining_time_in_millis)

@@ -199,9 +199,11 @@ def internet(stack: Stack, mp4_bytes: bytes, monkeypatch: pytest.MonkeyPatch) ->
 
 @dataclass
 class Api:
-    """Invokes the three handlers with API Gateway events built from events/*.json."""
+    """Invokes the API handlers with API Gateway events built from events/*.json; `callback` also
+    runs what Lambda runs right after it (the archive queue into ArchiveFunction)."""
 
     handlers: dict[str, Any]
+    stack: Stack
 
     def call(self, function: str, event: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
         answer = self.handlers[function].lambda_handler(event, LambdaContext())
@@ -229,8 +231,26 @@ class Api:
         return self.call("submit", event)
 
     def callback(
-        self, callback_url: str, body: bytes, *, token: str | None = "keep"
+        self, callback_url: str, body: bytes, *, token: str | None = "keep", archive: bool = True
     ) -> tuple[int, dict, Any]:
+        """POST a provider push; with `archive`, then copy what it queued (the callback's own
+        answer is returned: the task is `in_progress` in it, `completed` once archived)."""
+        answer = self.push(callback_url, body, token=token)
+        if archive:
+            self.archive()
+        return answer
+
+    def archive(self, *, rounds: int = 5) -> list[dict[str, Any]]:
+        """Poll the archive queue into ArchiveFunction until nothing is visible (as Lambda would)."""
+        answers = []
+        for _ in range(rounds):
+            event, answer = run_queue(self.stack, "ArchiveQueue", self.handlers["archive"])
+            if not event["Records"]:
+                break
+            answers.append(answer)
+        return answers
+
+    def push(self, callback_url: str, body: bytes, *, token: str | None = "keep") -> tuple[int, dict, Any]:
         parts = urlsplit(callback_url)
         # {public base}/v1/callbacks/{provider}/{task_id}; the base may carry the stage name.
         segments = parts.path.split("/")[-4:]
@@ -263,13 +283,23 @@ class Api:
 
 @pytest.fixture(scope="session")
 def handlers() -> dict[str, Any]:
-    names = ("submit", "callback", "status", "dispatch", "reconcile", "task_events", "webhook", "intake")
+    names = (
+        "submit",
+        "callback",
+        "archive",
+        "status",
+        "dispatch",
+        "reconcile",
+        "task_events",
+        "webhook",
+        "intake",
+    )
     return {name: load_handler(name) for name in names}
 
 
 @pytest.fixture
-def api(handlers: dict[str, Any], internet: FakeInternet) -> Api:
-    return Api(handlers)
+def api(handlers: dict[str, Any], internet: FakeInternet, stack: Stack) -> Api:
+    return Api(handlers, stack)
 
 
 @pytest.fixture

@@ -72,8 +72,8 @@ def test_dispatch_starts_the_task_once_the_provider_accepts(queued_task, stack, 
     task = _status(stack, queued_task["id"])
     assert task["status"] == "in_progress" and task["provider_task_id"] == internet.last_call()["task_id"]
     call = internet.last_call()
-    status, _, result = api.callback(call["body"]["callback_url"], internet.success_body(call))
-    assert status == 200 and result["status"] == "completed"
+    status, _, _result = api.callback(call["body"]["callback_url"], internet.success_body(call))
+    assert status == 200 and _status(stack, queued_task["id"])["status"] == "completed"
 
 
 def test_dispatch_backs_off_while_the_provider_is_still_down(queued_task, stack, internet, handlers):

@@ -62,6 +62,7 @@ def test_every_event_file_is_covered_here():
         "list",
         "content",
         "dispatch",
+        "archive",
         "task-completed-stream",
         "webhook",
         "intake",
@@ -90,7 +91,9 @@ def test_callback_events(api, internet, sample_task, downstream):
         api.call("callback", load_event("callback-success"))[0] == 401
     )  # its placeholder token is not valid
     status, _, answer = api.call("callback", with_token(load_event("callback-success")))
-    assert status == 200 and answer["status"] == "completed"
+    assert status == 200 and answer["status"] == "in_progress"  # recorded; the archive step copies it
+    api.archive()
+    assert services.task_store().get(SAMPLE_ID).status is Status.COMPLETED
     downstream.pump()
     assert internet.fetched_urls and json.loads(internet.webhooks[0].content)["type"] == "video.completed"
     status, _, answer = api.call("callback", with_token(load_event("callback-failure")))
@@ -110,6 +113,7 @@ def test_read_events(api, internet, sample_task):
     status, _, answer = api.call("status", load_event("content"))
     assert status == 404 and answer["error"]["code"] == "video_not_ready"
     api.call("callback", with_token(load_event("callback-success")))
+    api.archive()
     status, headers, _ = api.call("status", load_event("content"))
     assert status == 302 and SAMPLE_ID in headers["location"]
 
@@ -132,6 +136,21 @@ def test_dispatch_event(api, internet, stack, handlers):
     )
 
 
+def test_archive_event(api, internet, stack, handlers, sample_task):
+    from tests.conftest import LambdaContext
+
+    # Given the sample task's result recorded by its callback (the copy not made yet)
+    api.call("callback", with_token(load_event("callback-success")))
+    assert internet.fetched_urls == []
+
+    # When the archive function gets the sample event
+    answer = handlers["archive"].lambda_handler(load_event("archive"), LambdaContext())
+
+    # Then the video is copied and the task completed
+    assert answer == {"batchItemFailures": []}
+    assert internet.fetched_urls and services.task_store().get(SAMPLE_ID).status is Status.COMPLETED
+
+
 def test_task_completed_stream_event(api, internet, stack, handlers, downstream):
     from tests.conftest import LambdaContext
 
@@ -151,6 +170,7 @@ def test_webhook_event(api, internet, sample_task, handlers, stack):
     from tests.conftest import LambdaContext
 
     api.call("callback", with_token(load_event("callback-success")))
+    api.archive()
     answer = handlers["webhook"].lambda_handler(load_event("webhook"), LambdaContext())
     assert answer == {"batchItemFailures": []}
     [hook] = internet.webhooks

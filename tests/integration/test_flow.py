@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from standardwebhooks import Webhook
 
+from sora_relay import services
 from tests.integration.conftest import CLIENT_HOST, VALID, submitted
 
 
@@ -35,8 +36,10 @@ def test_submit_callback_status_content(api, internet, s3, stack, webhook_secret
     status, _, answer = api.callback(sent["callback_url"], internet.success_body(call))
 
     # Then the video is in S3 with its size and sha256 recorded, and the task is completed
-    assert status == 200 and answer == {"received": True, "changed": True, "status": "completed"}
-    stored = s3.get_object(Bucket=stack.refs["VideosBucket"], Key=f"videos/{video['id']}.mp4")
+    assert status == 200 and answer == {"received": True, "changed": True, "status": "in_progress"}
+    key = services.task_store().get(video["id"]).video_key
+    assert key.startswith(f"videos/{video['id']}/{call['task_id']}-") and key.endswith(".mp4")
+    stored = s3.get_object(Bucket=stack.refs["VideosBucket"], Key=key)
     body = stored["Body"].read()
     assert body == mp4_bytes
     assert stored["ContentType"] == "video/mp4"
@@ -69,7 +72,7 @@ def test_submit_callback_status_content(api, internet, s3, stack, webhook_secret
     status, headers, _ = api.get(video["id"], content=True)
     assert status == 302
     location = urlsplit(headers["location"])
-    assert location.path.endswith(f"/videos/{video['id']}.mp4")
+    assert location.path.endswith(f"/{key}")
     assert "X-Amz-Signature" in location.query
 
 
@@ -103,10 +106,10 @@ def test_webhook_receiver_down_is_recorded_and_retried_later(api, internet, stac
     video, call = submitted(api, internet)
 
     # When the task completes
-    status, _, answer = api.callback(call["body"]["callback_url"], internet.success_body(call))
+    status, _, _answer = api.callback(call["body"]["callback_url"], internet.success_body(call))
 
     # Then the task is still completed, the failed attempt is on record and the next is scheduled
-    assert status == 200 and answer["status"] == "completed"
+    assert status == 200 and api.get(video["id"])[2]["status"] == "completed"
     downstream.pump()
     webhook = _item(stack, video["id"])["webhook"]["M"]
     assert webhook["state"]["S"] == "retrying"

@@ -46,8 +46,13 @@ def test_a_lost_callback_is_finished_from_the_provider_query(
     # When the reconciler runs
     outcomes = _reconcile(handlers)
 
-    # Then it is completed through the callback's path: the video copied, the client told
-    assert outcomes == {"completed": 1}
+    # Then the result is recorded through the callback's path and the copy queued, not made here
+    assert outcomes == {"copy_queued": 1}
+    assert internet.fetched_urls == []
+    assert _task(stack, video["id"])["status"] == "in_progress"
+
+    # And the archive step completes it and the client is told
+    api.archive()
     task = _task(stack, video["id"])
     assert task["status"] == "completed" and int(task["video_bytes"]) == len(mp4_bytes)
     downstream.pump()
@@ -83,9 +88,10 @@ def test_a_failed_copy_is_copied_again(api, internet, stack, handlers, mp4_bytes
 
     # When the URL works again and the reconciler runs
     del internet.videos["/flaky.mp4"]
-    assert _reconcile(handlers) == {"completed": 1}
+    assert _reconcile(handlers) == {"copy_queued": 1}
 
-    # Then the copy is made from the recorded URL, without asking the provider
+    # Then the copy is queued again from the recorded URL, without asking the provider, and made
+    api.archive()
     assert int(_task(stack, video["id"])["video_bytes"]) == len(mp4_bytes)
     assert internet.queries == []
 
@@ -120,3 +126,23 @@ def test_a_task_still_queued_past_the_deadline_times_out(api, internet, stack, h
     assert _task(stack, video["id"])["error_code"] == "timeout"
     downstream.pump()
     assert json.loads(internet.webhooks[0].content)["data"]["error"]["code"] == "timeout"
+
+
+def test_a_run_stops_before_its_time_runs_out_and_the_next_run_carries_on(api, internet, stack, handlers):
+    # Given 60 stale tasks, and an invocation whose time runs short after the first lookup
+    ids = [submitted(api, internet, prompt=f"v{n}")[0]["id"] for n in range(60)]
+    for task_id in ids:
+        _age(stack, task_id, 20)
+    left = iter([120_000])
+
+    class ShortContext(LambdaContext):
+        def get_remaining_time_in_millis(self) -> int:
+            return next(left, 10_000)
+
+    # When it runs, it looks up one batch of 50 and leaves the rest for the next run
+    outcomes = handlers["reconcile"].lambda_handler({"source": "aws.scheduler"}, ShortContext())
+    assert outcomes == {"still_running": 50, "left_for_next_run": 10}
+    assert [len(batch) for batch in internet.queries] == [50]
+
+    # And the next run, with time enough, looks up all of them again (oldest first)
+    assert _reconcile(handlers) == {"still_running": 60}

@@ -88,8 +88,8 @@ def completed(api, internet):
 
     def make():
         video, call = submitted(api, internet)
-        status, _, answer = api.callback(call["body"]["callback_url"], internet.success_body(call))
-        assert status == 200 and answer["status"] == "completed"
+        status, _, _answer = api.callback(call["body"]["callback_url"], internet.success_body(call))
+        assert status == 200 and api.get(video["id"])[2]["status"] == "completed"
         return video
 
     return make

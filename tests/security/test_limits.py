@@ -41,14 +41,14 @@ def test_field_limits_are_400_naming_the_field(api, internet, fields, param):
 
 
 def test_an_html_page_instead_of_a_video_is_refused_and_stores_nothing(api, internet, stack):
-    _video, call = submitted(api, internet)
+    video, call = submitted(api, internet)
     internet.videos["/page.mp4"] = lambda: httpx.Response(
         200, headers={"content-type": "text/html"}, content=b"<html>login</html>"
     )
-    status, _, answer = api.callback(
+    status, _, _answer = api.callback(
         call["body"]["callback_url"], internet.success_body(call, video_path="/page.mp4")
     )
-    assert status == 200 and answer["status"] == "failed"
+    assert status == 200 and api.get(video["id"])[2]["status"] == "failed"
     assert _objects(stack) == []
 
 

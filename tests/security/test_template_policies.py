@@ -480,3 +480,33 @@ def test_videos_expire_with_their_tasks(template: dict[str, Any]) -> None:
         if rule["Status"] == "Enabled" and rule.get("ExpirationInDays") == {"Ref": "TaskRetentionDays"}
     ]
     assert [rule.get("Prefix") for rule in expiring] == ["videos/"]
+
+
+def _actions(function: dict[str, Any]) -> set[str]:
+    return {action for statement in _inline_statements(function) for action in _as_list(statement["Action"])}
+
+
+def test_the_callback_and_the_reconciler_cannot_write_videos(template):
+    # The archive step alone copies videos: the API's callback and the schedule only record and queue.
+    functions = _functions(template)
+    for name in ("CallbackFunction", "ReconcileFunction"):
+        assert not {action for action in _actions(functions[name]) if action.startswith("s3:")}, name
+    assert {"s3:PutObject", "s3:AbortMultipartUpload"} <= _actions(functions["ArchiveFunction"])
+
+
+def test_the_archive_queue_outlasts_its_function_and_redrives_after_its_attempts(template):
+    resources = template["Resources"]
+    function = resources["ArchiveFunction"]["Properties"]
+    queue = resources["ArchiveQueue"]["Properties"]
+    # A message is never handed out again while an attempt may still be running, and a crashed
+    # attempt's claim (its lease) has lapsed by the time it is.
+    assert queue["VisibilityTimeout"] >= function["Timeout"]
+    assert int(function["Environment"]["Variables"]["ARCHIVE_LEASE_SECONDS"]) >= function["Timeout"]
+    assert queue["VisibilityTimeout"] >= int(function["Environment"]["Variables"]["ARCHIVE_LEASE_SECONDS"])
+    # The function fails the task on the attempt SQS counts as the last before the dead-letter queue.
+    assert queue["RedrivePolicy"]["maxReceiveCount"] == {"Ref": "ArchiveMaxAttempts"}
+    assert function["Environment"]["Variables"]["ARCHIVE_MAX_ATTEMPTS"] == {"Ref": "ArchiveMaxAttempts"}
+
+
+def test_two_reconciler_runs_never_overlap(template):
+    assert template["Resources"]["ReconcileFunction"]["Properties"]["ReservedConcurrentExecutions"] == 1

@@ -24,10 +24,8 @@ import math
 import time
 from dataclasses import dataclass
 
-from botocore.exceptions import BotoCoreError, ClientError
-
 from sora_relay import services
-from sora_relay.errors import Deferred, SoraRelayError, TransitionRejected, describe_cause
+from sora_relay.errors import Deferred, TransitionRejected
 from sora_relay.models import VideoObject
 from sora_relay.observability import logger, metrics
 from sora_relay.settings import get_settings
@@ -170,13 +168,9 @@ def _body(task: Task, event: str) -> bytes:
 def deliver_message(body: str, *, receipt_handle: str) -> DeliveryOutcome:
     """Handle one webhook queue message; raises WebhookDeferred to leave it on the queue."""
     message = json.loads(body)
-    try:
-        outcome = deliver_event(message["task_id"], message["event_id"])
-    except (SoraRelayError, ClientError, BotoCoreError) as error:
-        # Our own trouble (the table, the secret, a queue): logged here once, and the message comes
-        # back after its visibility timeout.
-        logger.warning("Webhook delivery could not run", extra={"cause": describe_cause(error)})
-        raise
+    # Our own trouble (the table, the secret, a queue) raises: the batch handler logs its cause once,
+    # and the message comes back after its visibility timeout.
+    outcome = deliver_event(message["task_id"], message["event_id"])
     if outcome.action in ("retry", "wait"):
         services.webhook_queue().retry_later(receipt_handle, math.ceil(outcome.delay_seconds))
         raise WebhookDeferred(f"next attempt in {outcome.delay_seconds:.0f} s")

@@ -14,6 +14,7 @@ attempt they fail the task with `dispatch_failed`, so nothing accepted stays ope
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ from sora_relay.observability import logger, metrics
 from sora_relay.providers.base import GenerationRequest
 from sora_relay.retry import with_backoff
 from sora_relay.settings import get_settings
-from sora_relay.task import Status, Task, TaskChange, now_millis
+from sora_relay.task import Status, Task
 from sora_relay.tokens import callback_token
 
 
@@ -43,11 +44,7 @@ def callback_url_for(public_base_url: str, provider_name: str, task_id: str, key
 
 def fail_task(task_id: str, error: SoraRelayError) -> Task | None:
     try:
-        return services.task_store().transition(
-            task_id,
-            Status.FAILED,
-            TaskChange(error_code=error.code, error_message=error.message, completed_ms=now_millis()),
-        )
+        return services.task_store().fail(task_id, code=error.code, message=error.message)
     except TransitionRejected:
         return None  # already finished by someone else
 
@@ -80,9 +77,7 @@ def start_generation(
         logger.warning("Provider refused the task", extra={"error_code": error.code})
         raise
     try:
-        started = services.task_store().transition(
-            task.task_id, Status.IN_PROGRESS, TaskChange(provider_task_id=provider_task_id)
-        )
+        started = services.task_store().start(task.task_id, provider_task_id)
     except TransitionRejected:
         # A fast provider's callback finished the task before we got here: report what it is now.
         started = services.task_store().get(task.task_id) or task
@@ -153,7 +148,9 @@ def _our_error(task_id: str, error: Exception, *, attempt: int) -> DispatchOutco
     if attempt >= get_settings().dispatch_max_attempts:
         # Only the kind of error reaches the client; the cause (AWS's answer) stays in the log.
         message = f"The task could not be started after {attempt} attempts ({kind})"
-        fail_task(task_id, SoraRelayError(message, code="dispatch_failed"))
+        # A task's failure reason, not an answer to a request: recorded, never raised.
+        with contextlib.suppress(TransitionRejected):
+            services.task_store().fail(task_id, code="dispatch_failed", message=message)
         metrics.add_metric(name="DispatchFailed", unit="Count", value=1)
         logger.error("Could not dispatch the task; task failed", extra={"attempts": attempt, "cause": cause})
         return DispatchOutcome("gave_up", reason=f"{kind} on the last attempt")

@@ -1,54 +1,90 @@
-"""Use case: finish tasks whose callback never came, or whose video copy failed.
+"""Use case: settle tasks whose callback never came, or whose copy never finished.
 
-Run on a schedule. Tasks `in_progress` for longer than a threshold are looked up with the
-provider's batch query (50 ids a call) and finished through the same code path a callback uses.
-A task whose copy to S3 failed is copied again from the URL the provider gave. A task still
-without a result past the hard deadline, `in_progress` or still `queued`, becomes `failed` with
-`timeout`. Every terminal transition reaches the client through the table's stream.
+Run on a schedule, one run at a time (the function's reserved concurrency is 1). It only looks
+up and queues; the archive step copies:
+- open tasks older than a threshold with no recorded result are looked up with the provider's
+  batch query (50 ids a call) and their results applied as a callback's would be (a finished
+  video is recorded and queued for the archive step; a failure fails the task);
+- open tasks with a recorded result whose copy is not running (no live archive claim) are
+  queued for the archive step again, so a lost archive message is replaced;
+- a task without a result past the hard deadline, `in_progress` or still `queued`, fails with
+  `timeout`. A task whose result came is left to the archive step, whose last attempt fails it.
+A run stops taking new work when its invocation is about to run out of time; the next run
+carries on (the oldest tasks come first). Every terminal transition reaches the client through
+the table's stream.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from itertools import groupby
 
 from sora_relay import services
+from sora_relay.archive import queue_archive
 from sora_relay.errors import SoraRelayError, TransitionRejected
-from sora_relay.finish_task import finish_task
 from sora_relay.observability import logger, metrics
 from sora_relay.providers.base import ProviderResult, ProviderState
+from sora_relay.record_callback import apply_result
 from sora_relay.settings import get_settings
-from sora_relay.task import Status, Task, TaskChange, now_millis
+from sora_relay.task import Status, Task, now_millis
+
+_LOOKUP_BATCH = 50  # ids per provider lookup, and how often the time left is checked
 
 
-def reconcile(now_ms: int | None = None) -> dict[str, int]:
-    """One pass; returns how many tasks ended up in each outcome."""
+def reconcile(now_ms: int | None = None, *, remaining_ms: Callable[[], int] | None = None) -> dict[str, int]:
+    """One pass; returns how many tasks ended up in each outcome.
+
+    `remaining_ms` tells how much of the invocation is left (Lambda's context); without it the
+    run has no time limit.
+    """
     settings = get_settings()
     now_ms = now_ms if now_ms is not None else now_millis()
-    stale = services.task_store().list_by_status(
+    margin_ms = settings.reconcile_stop_margin_seconds * 1000
+
+    def out_of_time() -> bool:
+        return remaining_ms is not None and remaining_ms() < margin_ms
+
+    store = services.task_store()
+    stale = store.list_by_status(
         Status.IN_PROGRESS,
         created_before_ms=now_ms - int(settings.reconcile_stale_after_seconds * 1000),
         limit=settings.reconcile_max_tasks,
     )
     outcomes: Counter[str] = Counter()
-    for provider_name, group in groupby(sorted(stale, key=lambda t: t.provider), key=lambda t: t.provider):
+    recorded = [task for task in stale if task.provider_video_url]
+    for task in recorded:
+        if out_of_time():
+            outcomes["left_for_next_run"] += 1
+        elif task.archive_lease_ms and task.archive_lease_ms > now_ms:
+            outcomes["archiving"] += 1
+        else:
+            outcomes[_queue_copy(task)] += 1
+    waiting = sorted((task for task in stale if not task.provider_video_url), key=lambda t: t.provider)
+    for provider_name, group in groupby(waiting, key=lambda t: t.provider):
         tasks = list(group)
-        try:
-            results = _provider_results(provider_name, tasks)
-        except SoraRelayError as error:
-            logger.warning("Provider lookup failed; next run retries", extra={"error_code": error.code})
-            outcomes["lookup_failed"] += len(tasks)
-            results = {}
-        for task in tasks:
-            outcomes[_settle(task, results.get(task.provider_task_id or ""), now_ms)] += 1
+        for start in range(0, len(tasks), _LOOKUP_BATCH):
+            batch = tasks[start : start + _LOOKUP_BATCH]
+            if out_of_time():
+                outcomes["left_for_next_run"] += len(batch)
+                continue
+            try:
+                results = _provider_results(provider_name, batch)
+            except SoraRelayError as error:
+                logger.warning("Provider lookup failed; next run retries", extra={"error_code": error.code})
+                outcomes["lookup_failed"] += len(batch)
+                continue
+            for task in batch:
+                outcomes[_settle(task, results.get(task.provider_task_id or ""), now_ms)] += 1
     # A task still `queued` past the deadline has outlived every dispatch attempt (about 30 min of
     # backoff) or lost its start: nothing will move it any more.
-    for task in services.task_store().list_by_status(
-        Status.QUEUED,
-        created_before_ms=now_ms - int(settings.reconcile_deadline_seconds * 1000),
-        limit=settings.reconcile_max_tasks,
-    ):
-        outcomes[_time_out(task)] += 1
+    if not out_of_time():
+        for task in store.list_by_status(
+            Status.QUEUED,
+            created_before_ms=now_ms - int(settings.reconcile_deadline_seconds * 1000),
+            limit=settings.reconcile_max_tasks,
+        ):
+            outcomes[_time_out(task)] += 1
     for outcome, count in outcomes.items():
         metrics.add_metric(name=f"Reconciled_{outcome}", unit="Count", value=count)
     logger.info("Reconciled", extra={"outcomes": dict(outcomes), "examined": len(stale)})
@@ -56,26 +92,33 @@ def reconcile(now_ms: int | None = None) -> dict[str, int]:
 
 
 def _provider_results(provider_name: str, tasks: list[Task]) -> dict[str, ProviderResult]:
-    ids = [task.provider_task_id for task in tasks if task.provider_task_id and not task.provider_video_url]
+    ids = [task.provider_task_id for task in tasks if task.provider_task_id]
     if not ids:
         return {}
     return {result.provider_task_id: result for result in services.provider(provider_name).query(ids)}
 
 
+def _queue_copy(task: Task) -> str:
+    try:
+        queue_archive(task)
+    except SoraRelayError as error:
+        logger.warning("Could not queue the copy; next run retries", extra={"error_code": error.code})
+        return "error"
+    return "copy_queued"
+
+
 def _settle(task: Task, result: ProviderResult | None, now_ms: int) -> str:
-    if task.provider_video_url:
-        # The provider finished; our copy failed. Copy it again.
-        result = ProviderResult(
-            task.provider_task_id or "", ProviderState.SUCCEEDED, video_url=task.provider_video_url
-        )
     if result is not None and result.state in (ProviderState.SUCCEEDED, ProviderState.FAILED):
+        logger.append_keys(task_id=task.task_id)
         try:
-            finished = finish_task(task, result)
+            settled = apply_result(task, result)
         except SoraRelayError as error:
-            logger.warning("Could not finish a task; next run retries", extra={"error_code": error.code})
+            logger.warning("Could not apply the result; next run retries", extra={"error_code": error.code})
             return "error"
-        if finished.status.is_terminal:
-            return finished.status.value
+        if settled.status.is_terminal:
+            return settled.status.value
+        if settled.provider_video_url:
+            return "copy_queued"
     if now_ms - task.created_ms > get_settings().reconcile_deadline_seconds * 1000:
         return _time_out(task)
     return "still_running"
@@ -83,15 +126,7 @@ def _settle(task: Task, result: ProviderResult | None, now_ms: int) -> str:
 
 def _time_out(task: Task) -> str:
     try:
-        services.task_store().transition(
-            task.task_id,
-            Status.FAILED,
-            TaskChange(
-                error_code="timeout",
-                error_message="The provider did not finish the video in time",
-                completed_ms=now_millis(),
-            ),
-        )
+        services.task_store().time_out(task.task_id, message="The provider did not finish the video in time")
     except TransitionRejected:
         return "already_finished"
     return "timed_out"  # the stream tells the client

@@ -1,11 +1,18 @@
-"""Use case: a provider called back for one of our tasks."""
+"""Use case: a provider called back for one of our tasks (and the reconciler's lookups).
+
+The callback only records: a finished video's URL is kept on the task and queued for the
+archive step (archive.py), which copies it; a failure is recorded as the task's end. So the
+answer comes in milliseconds whatever the video's size, and the API function never holds S3
+write rights.
+"""
 
 from __future__ import annotations
 
 from sora_relay import services
-from sora_relay.errors import Conflict, NotFound, Unauthorized
-from sora_relay.finish_task import finish_task
-from sora_relay.observability import logger
+from sora_relay.archive import queue_archive
+from sora_relay.errors import Conflict, NotFound, TransitionRejected, Unauthorized
+from sora_relay.observability import logger, metrics
+from sora_relay.providers.base import ProviderResult, ProviderState
 from sora_relay.task import Task
 from sora_relay.tokens import token_matches
 
@@ -36,5 +43,39 @@ def record_callback(provider_name: str, task_id: str, token: str | None, body: b
     if task.status.is_terminal:
         logger.info("Duplicate or late callback; task already finished", extra={"status": task.status.value})
         return task, False
-    finished = finish_task(task, result)
-    return finished, finished.version != task.version
+    recorded = apply_result(task, result)
+    return recorded, recorded.version != task.version
+
+
+def apply_result(task: Task, result: ProviderResult) -> Task:
+    """Record what the provider says of an open task; returns the task as it now stands.
+
+    Succeeded: the URL is recorded and the copy queued (again, on a repeat: the archive step's
+    claim makes a repeat harmless, and a lost message is so replaced). Failed: the task fails
+    with the provider's code and message. Still running: nothing to record.
+    """
+    store = services.task_store()
+    try:
+        if result.state is ProviderState.SUCCEEDED and result.video_url:
+            if task.provider_video_url == result.video_url:
+                recorded = task  # a repeat of the same push: nothing new to write
+            else:
+                recorded = store.record_result(task.task_id, result.provider_task_id, result.video_url)
+                metrics.add_metric(name="ResultRecorded", unit="Count", value=1)
+            queue_archive(recorded)
+            logger.info("Result recorded; copy queued")
+            return recorded
+        if result.state is ProviderState.FAILED:
+            failed = store.fail(
+                task.task_id,
+                code=result.error_code or "provider_error",
+                message=result.error_message or "Generation failed",
+                provider_task_id=result.provider_task_id,
+            )
+            metrics.add_metric(name="TaskFailed", unit="Count", value=1)
+            logger.info("Provider reported a failure", extra={"error_code": failed.error_code})
+            return failed
+    except TransitionRejected:
+        logger.info("Result already recorded by another writer")
+        return store.get(task.task_id) or task
+    return task  # still running at the provider

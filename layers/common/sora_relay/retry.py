@@ -12,6 +12,13 @@ from sora_relay.errors import ProviderUnavailable
 T = TypeVar("T")
 
 
+def backoff_delay(attempt: int, *, base: float, cap: float, retry_after: float | None = None) -> float:
+    """Seconds before attempt `attempt + 1`: exponential from `base`, up to `cap`, with equal jitter
+    (a uniform draw from the upper half), never less than the server's `retry_after`."""
+    ceiling = min(base * 2 ** (max(attempt, 1) - 1), cap)
+    return min(max(random.uniform(ceiling / 2, ceiling), retry_after or 0.0), cap)
+
+
 def with_backoff(
     call: Callable[[], T],
     *,

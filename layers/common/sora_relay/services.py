@@ -81,6 +81,11 @@ def _queue(url: str | None, name: str) -> WorkQueue:
 
 
 @lru_cache(maxsize=1)
+def archive_queue() -> WorkQueue:
+    return _queue(get_settings().archive_queue_url, "archive queue")
+
+
+@lru_cache(maxsize=1)
 def webhook_queue() -> WorkQueue:
     return _queue(get_settings().webhook_queue_url, "webhook queue")
 
@@ -120,6 +125,7 @@ def reset() -> None:
         outbound_http,
         webhook_sender,
         dispatch_queue,
+        archive_queue,
         webhook_queue,
         webhook_dead_letter_queue,
         event_bus,

@@ -63,11 +63,23 @@ class Settings(BaseModel):
     dispatch_base_delay_seconds: float = Field(2.0, ge=0)
     dispatch_max_delay_seconds: int = Field(900, ge=0, le=43200)
 
+    # The archive step: the queue the callback and the reconciler put a recorded result on, how many
+    # copy attempts it gets (matching the queue's redrive maxReceiveCount in template.yaml, so the
+    # last attempt is the one before the DLQ) with backoff between them, and how long one attempt
+    # holds its claim (longer than the archive function's timeout, so a crashed attempt's lapses).
+    archive_queue_url: str | None = None
+    archive_max_attempts: int = Field(8, ge=1, le=50)
+    archive_base_delay_seconds: float = Field(10.0, ge=0)
+    archive_max_delay_seconds: int = Field(900, ge=0, le=43200)
+    archive_lease_seconds: int = Field(960, ge=1, le=43200)
+
     # The reconciler: tasks with no result after `stale` are looked up at the provider; tasks with
     # no result after `deadline` fail with `timeout`.
     reconcile_stale_after_seconds: float = Field(900, ge=0)
     reconcile_deadline_seconds: float = Field(6 * 3600, ge=0)
     reconcile_max_tasks: int = Field(500, ge=1)
+    # A run stops taking new work when less than this is left of its invocation's time.
+    reconcile_stop_margin_seconds: float = Field(30.0, ge=0)
 
     # Terminal events: the bus they are published on, and the webhook deliveries. A delivery that
     # fails is tried again after the next delay of the schedule (seconds; Standard Webhooks' spread,

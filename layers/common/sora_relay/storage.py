@@ -35,8 +35,11 @@ class DownloadLink:
     expires_at: int
 
 
-def video_key(task_id: str) -> str:
-    return f"videos/{task_id}.mp4"
+def video_key(task_id: str, provider_task_id: str, attempt: str) -> str:
+    """Where one archive attempt writes: two attempts never share an object, so the object a task
+    records is always the one whose bytes its sha256 describes."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in provider_task_id)[:100]
+    return f"videos/{task_id}/{safe}-{attempt}.mp4"
 
 
 class VideoStore:
@@ -142,6 +145,13 @@ class VideoStore:
         # Best effort: the bucket's lifecycle rule removes any upload this misses.
         with contextlib.suppress(ClientError, BotoCoreError):
             self._client.abort_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_id)
+
+    def delete(self, key: str) -> None:
+        """Remove an object an archive attempt wrote but could not record (it lost the race)."""
+        try:
+            self._client.delete_object(Bucket=self._bucket, Key=key)
+        except (ClientError, BotoCoreError) as error:
+            raise StorageError("Could not delete the video") from error
 
     def download_link(self, key: str, *, ttl_seconds: int, now: int) -> DownloadLink:
         try:

@@ -74,11 +74,21 @@ class TaskStore:
         item = answer.get("Item")
         return Task.from_item(_from_attrs(item)) if item else None
 
-    def transition(self, task_id: str, target: Status, change: TaskChange | None = None) -> Task:
+    def transition(
+        self,
+        task_id: str,
+        target: Status,
+        change: TaskChange | None = None,
+        *,
+        claim: str | None = None,
+        without_result: bool = False,
+    ) -> Task:
         """Move the task to `target` if the state machine allows it from its current state.
 
         Raises TransitionRejected when the task is missing or already past that point, so two
-        racing writers (duplicate callbacks, submit vs. callback) cannot both win.
+        racing writers (duplicate callbacks, submit vs. callback) cannot both win. With `claim`,
+        the change also needs the archive claim to be that one (and releases it); with
+        `without_result`, it needs the task to have no recorded provider result.
         """
         values = {"status": target.value, "updated_ms": now_millis(), **(change.values() if change else {})}
         sources = sorted(source.value for source in sources_of(target))
@@ -91,30 +101,126 @@ class TaskStore:
         if "provider_task_id" in values:
             condition += " AND (attribute_not_exists(provider_task_id) OR provider_task_id = :ptid)"
             placeholders[":ptid"] = values["provider_task_id"]
+        update = f"SET {sets} ADD #version :one"
+        if claim is not None:
+            condition += " AND archive_claim = :claim"
+            placeholders[":claim"] = claim
+        if without_result:
+            condition += " AND attribute_not_exists(provider_video_url)"
+        if target.is_terminal:
+            update += " REMOVE archive_claim, archive_lease_ms"
         return self._update(
             task_id,
-            update=f"SET {sets} ADD #version :one",
+            update=update,
             condition=f"attribute_exists(task_id) AND {condition}",
             names={**names, "#status": "status", "#version": "version"},
             values={**placeholders, **source_refs, ":one": 1},
         )
 
-    def record_copy_error(self, task_id: str, provider_video_url: str, message: str) -> Task:
-        """Remember a failed copy of a finished video so that it can be copied again later."""
+    # -- the task's named transitions: each requires the fields its state needs --
+
+    def start(self, task_id: str, provider_task_id: str) -> Task:
+        """queued -> in_progress: the provider accepted the task under `provider_task_id`."""
+        return self.transition(task_id, Status.IN_PROGRESS, TaskChange(provider_task_id=provider_task_id))
+
+    def record_result(self, task_id: str, provider_task_id: str, video_url: str) -> Task:
+        """The provider finished the video at `video_url`: keep it for the archive step.
+
+        Allowed while the task is open (a fast provider may push before submit recorded
+        `in_progress`: the task moves on to `in_progress` here). A later push refreshes the URL
+        (providers' links expire) and keeps the first arrival time.
+        """
+        now = now_millis()
         return self._update(
             task_id,
-            update="SET provider_video_url = :url, copy_error = :msg, updated_ms = :now ADD #version :one",
-            condition="attribute_exists(task_id) AND #status IN (:q, :p)",
+            update=(
+                "SET #status = :progress, provider_task_id = :ptid, provider_video_url = :url, "
+                "result_received_ms = if_not_exists(result_received_ms, :now), updated_ms = :now "
+                "ADD #version :one"
+            ),
+            condition=(
+                "attribute_exists(task_id) AND #status IN (:q, :p) "
+                "AND (attribute_not_exists(provider_task_id) OR provider_task_id = :ptid)"
+            ),
             names={"#status": "status", "#version": "version"},
             values={
-                ":url": provider_video_url,
-                ":msg": message,
-                ":now": now_millis(),
+                ":progress": Status.IN_PROGRESS.value,
+                ":ptid": provider_task_id,
+                ":url": video_url,
+                ":now": now,
                 ":one": 1,
                 ":q": Status.QUEUED.value,
                 ":p": Status.IN_PROGRESS.value,
             },
         )
+
+    def claim_archive(self, task_id: str, claim: str, *, lease_until_ms: int) -> Task:
+        """Take the copy of the task's video for one archive attempt, until `lease_until_ms`.
+
+        Only an open task with a recorded result whose previous claim (if any) has lapsed can be
+        claimed; otherwise TransitionRejected. The lease outlives the archive function's timeout,
+        so a crashed attempt's claim lapses and the next delivery of the message takes over.
+        """
+        now = now_millis()
+        return self._update(
+            task_id,
+            update="SET archive_claim = :claim, archive_lease_ms = :until, updated_ms = :now ADD #version :one",
+            condition=(
+                "attribute_exists(task_id) AND #status IN (:q, :p) AND attribute_exists(provider_video_url) "
+                "AND (attribute_not_exists(archive_lease_ms) OR archive_lease_ms < :now)"
+            ),
+            names={"#status": "status", "#version": "version"},
+            values={
+                ":claim": claim,
+                ":until": lease_until_ms,
+                ":now": now,
+                ":one": 1,
+                ":q": Status.QUEUED.value,
+                ":p": Status.IN_PROGRESS.value,
+            },
+        )
+
+    def release_archive(self, task_id: str, claim: str, *, reason: str) -> Task:
+        """Give the claim back after a failed copy attempt, recording why it failed."""
+        return self._update(
+            task_id,
+            update="SET copy_error = :reason, updated_ms = :now REMOVE archive_claim, archive_lease_ms ADD #version :one",
+            condition="attribute_exists(task_id) AND archive_claim = :claim",
+            names={"#version": "version"},
+            values={":claim": claim, ":reason": reason[:1000], ":now": now_millis(), ":one": 1},
+        )
+
+    def complete(
+        self, task_id: str, claim: str, *, video_key: str, video_bytes: int, video_sha256: str
+    ) -> Task:
+        """open -> completed, by the archive attempt holding `claim`, with the video it wrote."""
+        change = TaskChange(
+            video_key=video_key, video_bytes=video_bytes, video_sha256=video_sha256, completed_ms=now_millis()
+        )
+        return self.transition(task_id, Status.COMPLETED, change, claim=claim)
+
+    def fail(
+        self,
+        task_id: str,
+        *,
+        code: str,
+        message: str,
+        provider_task_id: str | None = None,
+        claim: str | None = None,
+    ) -> Task:
+        """open -> failed, with the reason (`code`, `message`) recorded for the client."""
+        change = TaskChange(
+            provider_task_id=provider_task_id,
+            error_code=code,
+            error_message=message[:1000],
+            completed_ms=now_millis(),
+        )
+        return self.transition(task_id, Status.FAILED, change, claim=claim)
+
+    def time_out(self, task_id: str, *, message: str) -> Task:
+        """open -> failed with `timeout`, unless a result came meanwhile (the archive step owns it)."""
+        change = TaskChange(error_code="timeout", error_message=message, completed_ms=now_millis())
+        return self.transition(task_id, Status.FAILED, change, without_result=True)
 
     def write_webhook(
         self,

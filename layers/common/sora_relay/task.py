@@ -92,7 +92,13 @@ class Task(BaseModel):
     expires_at: int  # epoch seconds; the table's TTL attribute
     error_code: str | None = None
     error_message: str | None = None
+    # The provider's result, recorded by the callback (or the reconciler) and copied by the
+    # archive step: when it came, the archive attempt holding the copy and until when, and why the
+    # last attempt failed.
     provider_video_url: str | None = None
+    result_received_ms: int | None = None
+    archive_claim: str | None = None
+    archive_lease_ms: int | None = None
     copy_error: str | None = None
     video_key: str | None = None
     video_bytes: int | None = None
