@@ -41,11 +41,12 @@ from devstack.stack import LocalStack
 TERMINAL = ("completed", "failed")
 
 # Every wait of the service shortened so a fault run settles in seconds, not the production hours:
-# provider and dispatch backoff, the webhook schedule (production: 5 s ... 8 h), and the reconciler
+# provider, dispatch and archive backoff, the webhook schedule (production: 5 s ... 8 h), and the reconciler
 # (production: every 5 min, tasks older than 15 min, deadline 6 h).
 FAST_FUNCTION_ENV = {
     "PROVIDER_RETRY_BASE_DELAY_SECONDS": "0.1",
     "DISPATCH_BASE_DELAY_SECONDS": "0.2",
+    "ARCHIVE_BASE_DELAY_SECONDS": "0.2",
     "WEBHOOK_RETRY_SCHEDULE": "0.5,1,1,2,2,3,3",
     "RECONCILE_STALE_AFTER_SECONDS": "4",
     # Well past the longest dispatch backoff and a few 60 s visibility timeouts, as production's
@@ -77,6 +78,7 @@ FAULTS = {
         Fault("double-callback", "[sim:double-callback]", "completed"),
         Fault("late-callback", "[sim:late-callback]", "completed"),
         Fault("video-404", "[sim:video-404]", "failed", "video_fetch_failed"),
+        Fault("video-503", "[sim:video-503]", "completed"),  # the archive queue copies it on a retry
         Fault("429x2", "[sim:429x2]", "completed"),  # rate limited twice, then accepted
         Fault("500", "[sim:500]", "failed", "provider_unavailable"),  # never accepted: dispatch gives up
     )
@@ -88,6 +90,7 @@ DEFAULT_MIX = {
     "double-callback": 2,
     "late-callback": 2,
     "video-404": 1,
+    "video-503": 1,
     "429x2": 2,
     "500": 1,
 }

@@ -79,6 +79,8 @@ class FaultMode:
     late_callback: bool = False
     # The task succeeds but its video_url answers 404.
     video_missing: bool = False
+    # The first N downloads of the video answer 503 (a CDN hiccup the archive step retries).
+    video_unavailable: int = 0
 
 
 # The fault table: add a mode here and it works from prompt markers, config, set_fault and the
@@ -90,6 +92,7 @@ FAULTS: dict[str, FaultMode] = {
     "double-callback": FaultMode(callbacks=2),
     "late-callback": FaultMode(late_callback=True),
     "video-404": FaultMode(video_missing=True),
+    "video-503": FaultMode(video_unavailable=2),
     "429": FaultMode(create_status=429, create_code="too_many_requests"),
     "500": FaultMode(create_status=500, create_code="api_error"),
     "504": FaultMode(create_status=504, create_code="timeout"),
@@ -165,6 +168,7 @@ class _Task:
     video_id: str
     callbacks: list[dict[str, Any]] = field(default_factory=list)
     render_lock: threading.Lock = field(default_factory=threading.Lock)
+    downloads: int = 0
 
     @property
     def task_id(self) -> str:
@@ -363,6 +367,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.sim.video_path(task_id)
         if path is None:
             raise ApiError(404, "not_found", f"no video for {task_id}")
+        if not head and self.sim.count_download(task_id):
+            raise ApiError(503, "service_unavailable", "the video is not available right now")
         size = path.stat().st_size
         self.send_response(200)
         self.send_header("Content-Type", "video/mp4")
@@ -651,6 +657,13 @@ class ProviderSimulator:
                 attempt["error"] = f"{type(error).__name__}: {error}"
             with self._lock:
                 task.callbacks.append(attempt)
+
+    def count_download(self, task_id: str) -> bool:
+        """Count a download of the task's video; True when its fault makes this one answer 503."""
+        with self._lock:
+            task = self._tasks[task_id]
+            task.downloads += 1
+            return task.downloads <= task.fault.video_unavailable
 
     def video_path(self, task_id: str) -> Path | None:
         """The task's MP4 on disk, rendered on first request; None when there is no video."""

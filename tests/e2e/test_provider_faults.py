@@ -65,7 +65,7 @@ def test_a_duplicated_callback_completes_the_task_once_and_sends_one_webhook(
 
     # Then both were accepted, the task completed, and the client heard about it exactly once
     assert [attempt["status"] for attempt in state["callbacks"]] == [200, 200]
-    assert videos.get(created["id"])["status"] == "completed"
+    assert videos.wait(created["id"])["status"] == "completed"
     eventually(
         lambda: ((stack.task_item(created["id"]) or {}).get("webhook") or {}).get("state") == "delivered",
         what="the webhook to be delivered",
@@ -103,6 +103,25 @@ def test_a_missing_video_fails_the_task_with_video_fetch_failed(stack, videos, r
     assert "404" in video["error"]["message"]
     event = receiver.verify(receiver.wait_for_video(created["id"], timeout=20))
     assert event["type"] == "video.failed"
+
+
+def test_a_video_the_cdn_refuses_twice_is_copied_by_the_archive_queue_on_a_retry(
+    stack, videos, receiver, unique
+):
+    # Given a finished video whose first two downloads answer 503
+    created = videos.create(unique("[sim:video-503] A flickering neon sign"), callback_url=receiver.url)
+
+    # When the callback has recorded it and the archive step copies it
+    video = videos.wait(created["id"], timeout=60)
+
+    # Then the archive queue's retries made the copy: one completed task, its attempts on record
+    assert video["status"] == "completed"
+    item = stack.task_item(created["id"])
+    assert item["copy_error"] == "The video URL answered HTTP 503"  # the failed attempts said why
+    assert item["video_key"].startswith(f"videos/{created['id']}/") and "archive_claim" not in item
+    assert item["result_received_ms"] <= item["completed_ms"]
+    event = receiver.verify(receiver.wait_for_video(created["id"], timeout=20))
+    assert event["type"] == "video.completed"
 
 
 # Provider 429/5xx at submit. Two designs, chosen by the template: without a dispatch queue,

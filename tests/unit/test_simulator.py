@@ -558,7 +558,7 @@ def test_video_of_unknown_or_unfinished_task_is_404(slow_sim: ProviderSimulator)
 # -- fault modes ---------------------------------------------------------------------------------------
 
 # Every mode in the table must have a test below; a new mode without one fails this check.
-TESTED_MODES = {"none", "fail", "no-callback", "double-callback", "late-callback", "video-404"}
+TESTED_MODES = {"none", "fail", "no-callback", "double-callback", "late-callback", "video-404", "video-503"}
 TESTED_MODES |= {"429", "500", "504"}
 
 
@@ -646,6 +646,16 @@ def test_fault_video_404_succeeds_with_a_missing_video(
     video_url = delivery.body["data"][0]["video_url"]
     assert web.get(video_url).status_code == 404
     assert web.head(video_url).status_code == 404
+
+
+def test_fault_video_503_fails_the_first_two_downloads_then_serves_the_video(
+    web: httpx.Client, client: httpx.Client, receiver: CallbackReceiver
+) -> None:
+    submit_with_callback(client, receiver, "[sim:video-503] flaky cdn")
+    (delivery,) = receiver.wait_for(1)
+    video_url = delivery.body["data"][0]["video_url"]
+    assert [web.get(video_url).status_code for _ in range(3)] == [503, 503, 200]
+    assert web.get(video_url).content[4:8] == b"ftyp"
 
 
 @pytest.mark.parametrize(

@@ -16,6 +16,7 @@ The terminal transition reaches the client through the table's stream (task_even
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from dataclasses import dataclass
@@ -25,11 +26,13 @@ import httpx
 from sora_relay import services
 from sora_relay.errors import (
     Deferred,
+    SoraRelayError,
     StorageError,
     TransitionRejected,
     UnsafeUrl,
     UpstreamRejected,
     UpstreamUnavailable,
+    describe_cause,
 )
 from sora_relay.observability import logger, metrics
 from sora_relay.retry import backoff_delay
@@ -90,21 +93,25 @@ def archive_task(task_id: str, *, attempt: int) -> ArchiveOutcome:
     logger.append_keys(task_id=task_id)
     settings = get_settings()
     store = services.task_store()
-    task = store.get(task_id)
-    if task is None or task.status.is_terminal or not task.provider_video_url:
-        return ArchiveOutcome("skipped")  # finished already, gone, or nothing recorded to copy
     claim = uuid.uuid4().hex[:16]
     try:
-        task = store.claim_archive(
-            task_id, claim, lease_until_ms=now_millis() + settings.archive_lease_seconds * 1000
-        )
-    except TransitionRejected:
-        current = store.get(task_id)
-        if current is None or current.status.is_terminal:
-            return ArchiveOutcome("skipped")
-        # Another attempt holds a live claim: look again once it has lapsed (or been settled).
-        lease_left = ((current.archive_lease_ms or 0) - now_millis()) / 1000
-        return ArchiveOutcome("busy", max(lease_left, 0) + 1)
+        task = store.get(task_id)
+        if task is None or task.status.is_terminal or not task.provider_video_url:
+            return ArchiveOutcome("skipped")  # finished already, gone, or nothing recorded to copy
+        try:
+            task = store.claim_archive(
+                task_id, claim, lease_until_ms=now_millis() + settings.archive_lease_seconds * 1000
+            )
+        except TransitionRejected:
+            current = store.get(task_id)
+            if current is None or current.status.is_terminal:
+                return ArchiveOutcome("skipped")
+            # Another attempt holds a live claim: look again once it has lapsed (or been settled).
+            lease_left = ((current.archive_lease_ms or 0) - now_millis()) / 1000
+            return ArchiveOutcome("busy", max(lease_left, 0) + 1)
+    except StorageError as error:  # nothing is held yet: simply try again soon
+        logger.warning("Could not claim the copy", extra={"attempt": attempt, "cause": describe_cause(error)})
+        return ArchiveOutcome("retry", _backoff(attempt))
 
     key = video_key(task_id, task.provider_task_id or "video", claim)
     try:
@@ -112,16 +119,7 @@ def archive_task(task_id: str, *, attempt: int) -> ArchiveOutcome:
     except UpstreamRejected as error:
         return _fail(task, claim, error.message, action="failed")
     except (UpstreamUnavailable, StorageError) as error:
-        reason = error.message
-        logger.warning("Video copy failed", extra={"attempt": attempt, "reason": reason})
-        metrics.add_metric(name="VideoCopyFailed", unit="Count", value=1)
-        if attempt >= settings.archive_max_attempts:
-            return _fail(task, claim, f"{reason}; gave up after {attempt} attempts", action="gave_up")
-        store.release_archive(task_id, claim, reason=reason)
-        delay = backoff_delay(
-            attempt, base=settings.archive_base_delay_seconds, cap=settings.archive_max_delay_seconds
-        )
-        return ArchiveOutcome("retry", delay)
+        return _attempt_failed(task, claim, error.message, attempt=attempt)
 
     try:
         finished = store.complete(
@@ -132,9 +130,43 @@ def archive_task(task_id: str, *, attempt: int) -> ArchiveOutcome:
         logger.info("Another writer settled the task; removing this attempt's copy")
         services.video_store().delete(archived.key)
         return ArchiveOutcome("lost_race")
+    except StorageError as error:
+        # The write may still have landed: the copy goes only if the task does not point at it.
+        return _attempt_failed(
+            task, claim, f"Recording the copy failed: {error.message}", attempt=attempt, written=archived.key
+        )
     metrics.add_metric(name="TaskCompleted", unit="Count", value=1)
     logger.info("Video archived; task completed", extra={"video_bytes": finished.video_bytes})
     return ArchiveOutcome("completed")
+
+
+def _backoff(attempt: int) -> float:
+    settings = get_settings()
+    return backoff_delay(
+        attempt, base=settings.archive_base_delay_seconds, cap=settings.archive_max_delay_seconds
+    )
+
+
+def _attempt_failed(
+    task: Task, claim: str, reason: str, *, attempt: int, written: str | None = None
+) -> ArchiveOutcome:
+    """A failure that may pass: give the claim back and come again after a backoff, or, on the
+    last attempt, fail the task with the reason."""
+    logger.warning("Video copy failed", extra={"attempt": attempt, "reason": reason})
+    metrics.add_metric(name="VideoCopyFailed", unit="Count", value=1)
+    store = services.task_store()
+    if attempt >= get_settings().archive_max_attempts:
+        return _fail(task, claim, f"{reason}; gave up after {attempt} attempts", action="gave_up")
+    # Best effort: a claim that cannot be given back lapses with its lease, and an object the
+    # task does not point at is removed by the bucket's lifecycle rule.
+    with contextlib.suppress(SoraRelayError):
+        store.release_archive(task.task_id, claim, reason=reason)
+    if written is not None:
+        with contextlib.suppress(SoraRelayError):
+            current = store.get(task.task_id)
+            if current is not None and current.video_key != written:
+                services.video_store().delete(written)
+    return ArchiveOutcome("retry", _backoff(attempt))
 
 
 def _fail(task: Task, claim: str, reason: str, *, action: str) -> ArchiveOutcome:
