@@ -154,6 +154,10 @@ class VideoServer:
                 count.connection()
                 return True
 
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that hung up
+                    super().handle_error(request, client_address)
+
         self._server = Server((HOST, 0), video_handler(head, count))
         self._thread = threading.Thread(target=self._server.serve_forever, name="video-server", daemon=True)
 
