@@ -1,4 +1,4 @@
-"""`make bench`: run the six benchmarks in order, then print every figure against its target.
+"""`make bench`: run the seven benchmarks in order, then print every figure against its target.
 
     python -m bench [--only cold_start,warm] [--quick]
 
@@ -23,6 +23,7 @@ BENCHMARKS = [
     ("cold_start", "1. cold start", ["--repeats", "3"]),
     ("warm", "3. warm handler overhead", ["--repeats", "3"]),
     ("archive", "2. archiving a video", ["--repeats", "1"]),
+    ("callback", "7. callback answer time against the video's size", ["--repeats", "3", "--warmup", "1"]),
     ("throughput", "5. local stack throughput", ["--repeats", "1", "--tasks", "50"]),
     ("cost", "6. cost of 1,000 videos", []),
 ]

@@ -1,9 +1,12 @@
 """Benchmark 2: archiving a video (issue 6).
 
-The real callback code path (sora_relay.finish_task.archive_video with the real services: SafeHttp,
-VideoStore, the boto3 S3 client of sora_relay.aws) copies an MP4 from a local HTTP server into S3 on
-moto's server. The baseline, in the same run and against the same moto, is httpx streaming into
-boto3's `upload_fileobj` (default TransferConfig).
+The archive function's code path (sora_relay.archive.copy_video, into a key from
+storage.video_key(task_id, provider_task_id, attempt), with the real services: SafeHttp,
+VideoStore, the boto3 S3 client of sora_relay.aws, and ArchiveFunction's environment from
+events/env.json) copies an MP4 from a local HTTP server into S3 on moto's server. The baseline,
+in the same run and against the same moto, is httpx streaming into boto3's `upload_fileobj`
+(default TransferConfig). The task bookkeeping around the copy (claim, complete) is not timed:
+it is a few table writes, whatever the size.
 
 Targets: throughput at least 0.9 of the baseline's (256 MiB video); peak resident memory growth at
 most 64 MiB, at 64 MiB and at 1 GiB of video alike.
@@ -12,7 +15,8 @@ Every copy runs in a fresh process: imports done and clients created first, then
 is read (VmRSS) and its peak reset (/proc/self/clear_refs), then the copy, then the peak (VmHWM)
 minus the resident set before is its "peak RSS growth". The video server and moto each run in
 their own process, so their memory is not counted. The video is a small real MP4 (devstack.mp4)
-padded to the exact size with a trailing top-level `free` box, generated on the fly.
+padded to the exact size with a trailing top-level `free` box, generated on the fly. The server
+(`video_handler`, `VideoServer`) is shared with bench/callback.py.
 
     .venv/bin/python -m bench.archive [--repeats 7] [--memory-repeats 2] [--size-mib 256] [--small-mib 64] [--large-mib 1024]
 """
@@ -26,6 +30,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -40,9 +45,9 @@ BENCH = "archive"
 HOST = "127.0.0.1"
 RESULT = "BENCH-RESULT "
 _PAD_CHUNK = MIB
-# What the callback function is given in local mode (events/env.json), so Settings load as deployed.
+# What the archive function is given in local mode (events/env.json), so Settings load as deployed.
 _ENV_JSON = harness.ROOT / "events" / "env.json"
-_FUNCTION = "CallbackFunction"
+_FUNCTION = "ArchiveFunction"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -83,12 +88,35 @@ def render_head() -> bytes:
         return path.read_bytes()
 
 
-def serve(port: int, head_path: str) -> None:
-    """The video server's process: GET /<size>.mp4 answers that many bytes of MP4."""
-    head = Path(head_path).read_bytes()
+class RequestCount:
+    """Connections accepted and requests read by a video server (any method, any path)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.connections = 0
+        self.requests = 0
+        self.paths: list[str] = []
+
+    def connection(self) -> None:
+        with self._lock:
+            self.connections += 1
+
+    def request(self, line: str) -> None:
+        with self._lock:
+            self.requests += 1
+            self.paths.append(line)
+
+
+def video_handler(head: bytes, count: RequestCount | None = None) -> type[BaseHTTPRequestHandler]:
+    """GET /<size>.mp4 answers that many bytes of MP4 (`head` padded); `count` sees every request."""
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+
+        def parse_request(self) -> bool:
+            if count is not None:  # every request line, before the method is even looked at
+                count.request(self.raw_requestline.decode("latin-1").strip())
+            return super().parse_request()
 
         def do_GET(self) -> None:
             name = self.path.strip("/").removesuffix(".mp4")
@@ -100,13 +128,57 @@ def serve(port: int, head_path: str) -> None:
             self.send_header("Content-Type", "video/mp4")
             self.send_header("Content-Length", str(size))
             self.end_headers()
-            for piece in video_pieces(head, size):
-                self.wfile.write(piece)
+            try:
+                for piece in video_pieces(head, size):
+                    self.wfile.write(piece)
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True  # the client stopped reading (a headers-only check)
 
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
-    ThreadingHTTPServer((HOST, port), Handler).serve_forever()
+    return Handler
+
+
+class VideoServer:
+    """The video server on a thread of this process, counting what reaches it (with: its URL)."""
+
+    def __init__(self, head: bytes) -> None:
+        self.count = RequestCount()
+        count = self.count
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def verify_request(self, request: Any, client_address: Any) -> bool:
+                count.connection()
+                return True
+
+            def handle_error(self, request: Any, client_address: Any) -> None:
+                if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that hung up
+                    super().handle_error(request, client_address)
+
+        self._server = Server((HOST, 0), video_handler(head, count))
+        self._thread = threading.Thread(target=self._server.serve_forever, name="video-server", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self._server.server_address[1]}"
+
+    def __enter__(self) -> VideoServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=10)
+
+
+def serve(port: int, head_path: str) -> None:
+    """The video server's process: GET /<size>.mp4 answers that many bytes of MP4."""
+    head = Path(head_path).read_bytes()
+    ThreadingHTTPServer((HOST, port), video_handler(head)).serve_forever()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -157,18 +229,20 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     bucket, size, url = spec["bucket"], spec["size"], spec["url"]
     if spec["mode"] == "ours":
         from sora_relay import aws, services
-        from sora_relay.finish_task import archive_video
+        from sora_relay.archive import copy_video
         from sora_relay.storage import video_key
 
-        task_id = f"bench-{uuid.uuid4().hex}"
-        key = video_key(task_id)
+        task_id = f"video_{uuid.uuid4().hex}"
+        key = video_key(task_id, "bench-provider-task", uuid.uuid4().hex[:16])  # as archive_task names it
         s3 = aws.s3_client()
         services.video_store()
         services.outbound_http()
         s3.head_bucket(Bucket=bucket)  # the same warm-up as the baseline's
 
         def copy() -> dict[str, Any]:
-            archived = archive_video(task_id, url)
+            archived = copy_video(url, key)
+            if archived.key != key:
+                raise RuntimeError(f"copy_video stored {archived.key}, not {key}")
             return {"size": archived.size, "sha256": archived.sha256}
     else:
         import boto3
@@ -357,7 +431,7 @@ def measure(args: argparse.Namespace) -> int:
             "x",
             limit=0.9,
             at_least=True,
-            note="MiB/s of archive_video over MiB/s of httpx + upload_fileobj, round by round",
+            note="MiB/s of copy_video over MiB/s of httpx + upload_fileobj, round by round",
         ),
         Figure(BENCH, f"throughput ours ({label})", Spread.of(values(ours, "mib_s")), " MiB/s"),
         Figure(BENCH, f"throughput baseline ({label})", Spread.of(values(base, "mib_s")), " MiB/s"),

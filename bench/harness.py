@@ -106,15 +106,19 @@ def load(bench: str) -> dict[str, Any] | None:
 
 
 def interleaved(
-    runs: dict[str, Callable[[], float]], repeats: int, warmup: int = 1
+    runs: dict[str, Callable[[], float]], repeats: int, warmup: int = 1, *, alternate: bool = False
 ) -> dict[str, list[float]]:
     """Run each callable `repeats` times, alternating between them so drift hits all alike.
 
     Each callable returns its own measurement (seconds, bytes...). Warm-up rounds are discarded.
+    With `alternate`, every other round runs them in reverse order, so none is always first.
     """
     results: dict[str, list[float]] = {name: [] for name in runs}
     for round_number in range(warmup + repeats):
-        for name, run in runs.items():
+        order = list(runs.items())
+        if alternate and round_number % 2:
+            order.reverse()
+        for name, run in order:
             value = run()
             if round_number >= warmup:
                 results[name].append(value)

@@ -40,6 +40,39 @@ def test_ratios_pair_runs_made_side_by_side() -> None:
     runs = {"a": lambda: calls.append("a") or 1.0, "b": lambda: calls.append("b") or 2.0}
     results = harness.interleaved(runs, repeats=2, warmup=1)
     assert calls == ["a", "b"] * 3 and results == {"a": [1.0, 1.0], "b": [2.0, 2.0]}
+    calls.clear()
+    results = harness.interleaved(runs, repeats=3, warmup=0, alternate=True)
+    assert calls == ["a", "b", "b", "a", "a", "b"] and results == {"a": [1.0] * 3, "b": [2.0] * 3}
+
+
+def test_the_callback_benchmark_pushes_what_the_provider_sends() -> None:
+    from bench import callback
+    from sora_relay.providers.acedata import AceDataSora
+
+    provider = AceDataSora(lambda: None, base_url="https://provider.test", api_key=lambda: "", timeout=1)  # type: ignore[arg-type]
+    url = "http://127.0.0.1:8000/1073741824.mp4"
+    result = provider.parse_callback(callback.push_body("prov-1", url).encode())
+    assert (result.provider_task_id, result.state.value, result.video_url) == ("prov-1", "succeeded", url)
+    event = callback.push_event("video_abc", "tok", "{}")
+    assert event["pathParameters"] == {"provider": "acedata", "task_id": "video_abc"}
+    assert event["queryStringParameters"] == {"token": "tok"} and event["body"] == "{}"
+    assert event["path"] == "/v1/callbacks/acedata/video_abc"
+    assert (callback.size_text(callback.MIB), callback.size_text(1024 * callback.MIB)) == ("1 MiB", "1 GiB")
+
+
+def test_the_padded_video_has_the_exact_size_and_one_free_box() -> None:
+    from bench.archive import video_pieces
+
+    head = b"\x00\x00\x00\x10ftypisom\x00\x00\x00\x00"
+    for size in (len(head) + 16, 3 * harness.MIB + 5):
+        pieces = list(video_pieces(head, size))
+        assert sum(len(piece) for piece in pieces) == size
+        assert bytes(pieces[0][len(head) : len(head) + 8]) == (size - len(head)).to_bytes(4, "big") + b"free"
+    big = 5 * 1024 * harness.MIB  # a 64-bit box: size field 1, then the 8-byte size
+    first = next(video_pieces(head, big))
+    assert first[len(head) :] == (1).to_bytes(4, "big") + b"free" + (big - len(head)).to_bytes(8, "big")
+    with pytest.raises(ValueError):
+        next(video_pieces(head, len(head) + 15))
 
 
 def _write(out: Path, name: str, payload: dict) -> None:
