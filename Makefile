@@ -36,9 +36,9 @@ demo: .venv ## local stack, one video end to end (CLI, signed webhook, MP4 check
 load: .venv ## 300 tasks at once through the local gateway, faults on: lost, duplicates, throughput
 	$(VENV)/bin/python -m devstack load --tasks $(or $(TASKS),300)
 
-# The six benchmarks of docs/performance.md, one after another; each figure printed with its target.
+# The seven benchmarks of docs/performance.md, one after another; each figure printed with its target.
 # BENCH_ARGS: e.g. --quick (fewer repeats) or --only cold_start,warm.
-bench: .venv build ## cold start, warm overhead, archiving, artifact size, throughput, cost (docs/performance.md)
+bench: .venv build ## cold start, warm overhead, archiving, artifact size, throughput, cost, callback answer (docs/performance.md)
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)
 
 run: .venv ## local stack on 127.0.0.1 until Ctrl-C; prints the API URL, keys and ready commands

@@ -80,6 +80,7 @@ CHILD_TIMEOUT_S = 120.0
 FUNCTIONS = {
     "SubmitFunction": "submit",
     "CallbackFunction": "callback-success",
+    "ArchiveFunction": "archive",
     "StatusFunction": "get",
     "DispatchFunction": "dispatch",
     "TaskEventsFunction": "task-completed-stream",
@@ -90,13 +91,14 @@ FUNCTIONS = {
 # What each function's first event must have done (its recorded calls), so no run is a no-op.
 EXPECTED_CALLS = {
     "SubmitFunction": ["http POST", "aws UpdateItem"],
-    "CallbackFunction": ["http GET", "aws CompleteMultipartUpload", "aws UpdateItem"],
+    "CallbackFunction": ["aws UpdateItem", "aws SendMessage"],
+    "ArchiveFunction": ["aws GetItem", "aws UpdateItem", "http GET", "aws CompleteMultipartUpload"],
     "StatusFunction": ["aws GetItem", "presign get_object"],
     "DispatchFunction": ["aws GetItem", "http POST", "aws UpdateItem"],
     "TaskEventsFunction": ["aws SendMessage", "aws PutEvents"],
     "WebhookFunction": ["aws GetItem", "http POST", "aws UpdateItem"],
     "IntakeFunction": ["http POST", "aws PutEvents"],
-    "ReconcileFunction": ["aws Query", "http POST", "http GET", "aws CompleteMultipartUpload"],
+    "ReconcileFunction": ["aws Query", "http POST", "aws UpdateItem", "aws SendMessage"],
 }
 
 CHILD_MAIN = r"""
@@ -392,6 +394,21 @@ def prepare(backends: Backends, logical_id: str, round_number: int, phase: int) 
         event["multiValueQueryStringParameters"] = {"token": [token]}
         event["body"] = json.dumps(backends.provider_result())
         return event
+    if logical_id == "ArchiveFunction":
+        provider_task = backends.finished_provider_task()
+        result = backends.provider_result()
+        put_task(
+            backends,
+            task_id,
+            "in_progress",
+            provider_task_id=provider_task,
+            provider_video_url=result["data"][0]["video_url"],
+            result_received_ms=now_millis(),
+        )
+        event = _event("archive")
+        event["Records"][0]["body"] = json.dumps({"task_id": task_id, "provider_task_id": provider_task})
+        event["Records"][0]["messageId"] = str(uuid.uuid4())
+        return event
     if logical_id == "StatusFunction":
         put_task(
             backends,
@@ -562,7 +579,7 @@ def check_handler_run(logical_id: str, run: Run) -> list[str]:
         missing = [want for want in EXPECTED_CALLS[logical_id] if not any(m.startswith(want) for m in made)]
         if missing:
             problems.append(f"{name} lacks {missing}: {made}")
-    if logical_id == "ReconcileFunction" and run.detail["answers"][0] != {"completed": 1}:
+    if logical_id == "ReconcileFunction" and run.detail["answers"][0] != {"copy_queued": 1}:
         problems.append(f"reconcile answered {run.detail['answers'][0]}")
     return problems
 

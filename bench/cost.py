@@ -7,7 +7,7 @@ Measured inputs (bench/out/*.json, from the same `make bench` run):
   task (DynamoDB reads/writes, S3, SQS, EventBridge, Secrets Manager), API requests;
 - cold_start.json: each function's warm call (the billed duration) and its first event in a fresh
   interpreter (the extra is the billed init), in ms;
-- archive.json: the callback's copy rate into S3 (MiB/s), which prices a real-sized video's copy.
+- archive.json: the archive function's copy rate into S3 (MiB/s), which prices a real-sized video's copy.
 Assumptions are flags, printed with the result: the video's size (the simulator's clips are a few
 KB), how often a client reads the task, the real provider's answer time, the share of cold
 invocations. List prices: us-east-1, arm64, on-demand, free tiers ignored (PRICES below: edit them
@@ -43,11 +43,17 @@ PRICES = {
     "xray_trace_recorded": 5.00 / 1e6,
 }
 # The functions the API and the pipeline invoke per video, and the ones that run on a schedule.
-PER_VIDEO_FUNCTIONS = ["SubmitFunction", "CallbackFunction", "TaskEventsFunction", "WebhookFunction"]
+PER_VIDEO_FUNCTIONS = [
+    "SubmitFunction",
+    "CallbackFunction",
+    "ArchiveFunction",
+    "TaskEventsFunction",
+    "WebhookFunction",
+]
 API_FUNCTIONS = {"SubmitFunction", "CallbackFunction"}
 SCHEDULE_INVOCATIONS_PER_MONTH = 30 * 24 * 12  # ReconcileFunction: rate(5 minutes)
 # Lambda polls each SQS event source with 5 long polls (20 s) at a time, messages or not.
-SQS_EVENT_SOURCES = 3  # DispatchQueue, WebhookQueue, SubmitQueue
+SQS_EVENT_SOURCES = 4  # DispatchQueue, ArchiveQueue, WebhookQueue, SubmitQueue
 SQS_IDLE_REQUESTS_PER_MONTH = SQS_EVENT_SOURCES * 5 * 3 * 60 * 24 * 30
 SECRETS = 3
 PART_BYTES = 8 * MIB  # settings.video_part_bytes' default
@@ -123,7 +129,7 @@ def price(assume: Assumptions) -> tuple[list[Line], list[Line], dict[str, Any]]:
         ms = timing["warm_handler_ms"]["median"] if timing else measured["duration_ms_median"]
         if function == "SubmitFunction":
             ms += assume.provider_latency_s * 1000  # the simulator answers in ms; a provider does not
-        if function == "CallbackFunction":
+        if function == "ArchiveFunction":
             ms += video_bytes / copy_rate * 1000  # the local clip is a few KB; a real one is not
         durations[function] = (per_video, ms)
     status_ms = cold["StatusFunction"]["warm_handler_ms"]["median"] if "StatusFunction" in cold else 50.0

@@ -137,12 +137,14 @@ def test_cost_model_prices_what_was_measured(measured: Path) -> None:
         14_000 * cost.PRICES["dynamodb_write_request_unit"]
     )
     assert _usd(lines, "DynamoDB", "read") == pytest.approx(4000 * cost.PRICES["dynamodb_read_request_unit"])
-    # The callback copies 8 MB at the measured 100 MiB/s on top of its measured warm 100 ms, at 1024 MB.
+    # The archive function copies 8 MB at the measured 100 MiB/s on top of its measured warm 100 ms,
+    # at 1024 MB; the callback only records (its warm 100 ms).
     copy_ms = 8e6 / (100 * harness.MIB) * 1000
-    assert inputs["durations_ms"]["CallbackFunction"] == pytest.approx(100.0 + copy_ms)
-    memory = inputs["memory_mb"]["CallbackFunction"] / 1024
+    assert inputs["durations_ms"]["ArchiveFunction"] == pytest.approx(100.0 + copy_ms)
+    assert inputs["durations_ms"]["CallbackFunction"] == pytest.approx(100.0)
+    memory = inputs["memory_mb"]["ArchiveFunction"] / 1024
     expected = 1000 * (100.0 + copy_ms) / 1000 * memory * cost.PRICES["lambda_gb_second_arm64"]
-    assert _usd(lines, "Lambda", "CallbackFunction") == pytest.approx(expected)
+    assert _usd(lines, "Lambda", "ArchiveFunction") == pytest.approx(expected)
     # Downloads: 8 GB out to the internet.
     assert _usd(lines, "Data transfer") == pytest.approx(8 * cost.PRICES["data_transfer_out_gb"])
     assert {line.service for line in fixed} == {"Lambda", "SQS", "Secrets Manager"}
