@@ -14,7 +14,7 @@ What invokes the template's functions other than the API, with Lambda's semantic
   (Scheduler) event every rate() interval, or faster when asked.
 
 The pieces are usable without any of the local stack: `filter_matches`/`matches_any` (Lambda's
-and EventBridge's event patterns), `StreamReader` (a DynamoDB stream read through a boto3
+and EventBridge's event patterns, through moto's matcher), `StreamReader` (a DynamoDB stream read through a boto3
 `dynamodbstreams` client as Lambda's event records; no threads, so it works under moto's
 in-process `mock_aws` as well as against moto's server) and `drain_stream`.
 
@@ -30,7 +30,6 @@ starts them).
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import math
 import re
@@ -45,6 +44,7 @@ from datetime import UTC, datetime
 from typing import Any, Self
 
 from botocore.exceptions import ClientError
+from moto.events.models import EventPattern, InvalidEventPatternException
 
 from devstack.gateway import InvocationFailed, LocalApiGateway
 from devstack.template import ACCOUNT, REGION, Stack, function_events
@@ -107,22 +107,17 @@ class EventSource:
 
 # -- event patterns ------------------------------------------------------------------------------
 
-_MISSING: Any = object()
-
 
 def filter_matches(pattern: Mapping[str, Any], event: Any) -> bool:
-    """Whether `event` matches an EventBridge / Lambda event-filtering pattern.
-
-    Supported: nested objects; arrays of exact values (strings, numbers compared as numbers, true,
-    false, null); `prefix`, `suffix`, `equals-ignore-case`, `wildcard`, `anything-but` (a value, a
-    list, or a prefix/suffix/equals-ignore-case), `exists`, `numeric` (`=`, `<`, `<=`, `>`, `>=`
-    pairs; a numeric string such as a DynamoDB "N" counts as a number), `cidr` and `$or`. An array
-    in the event matches when any element does. A ValueError says a pattern is malformed or uses
-    an operator this does not know.
-    """
+    """Whether `event` matches an EventBridge / Lambda event-filtering pattern: moto's own matcher
+    (the one its EventBridge rules use), so the local stack filters as moto's AWS does. A
+    ValueError says a pattern is malformed (as far as moto checks)."""
     if not isinstance(pattern, Mapping):
         raise ValueError(f"an event pattern is a JSON object, not {type(pattern).__name__}")
-    return _match_object(pattern, event)
+    try:
+        return EventPattern.load(json.dumps(pattern)).matches_event(event)
+    except (InvalidEventPatternException, KeyError, TypeError) as error:
+        raise ValueError(f"a malformed event pattern: {pattern!r}") from error
 
 
 def matches_any(filters: Iterable[str | Mapping[str, Any]] | None, event: Any) -> bool:
@@ -153,137 +148,6 @@ def template_filters(
         if event.get("Type") == event_type:
             patterns += filter_patterns(event.get("Properties", {}).get("FilterCriteria"))
     return patterns
-
-
-def _match_object(pattern: Mapping[str, Any], value: Any) -> bool:
-    if isinstance(value, list) and value:
-        # A pattern object against an array of objects: any element will do.
-        return any(_match_object(pattern, element) for element in value)
-    for key, rule in pattern.items():
-        if key == "$or":
-            if not isinstance(rule, list) or not rule:
-                raise ValueError("$or takes a non-empty array of patterns")
-            if not any(_match_object(parse_pattern(branch), value) for branch in rule):
-                return False
-            continue
-        child = value.get(key, _MISSING) if isinstance(value, Mapping) else _MISSING
-        if isinstance(rule, Mapping):
-            if not _match_object(rule, child):
-                return False
-        elif isinstance(rule, list):
-            if not _match_leaf(rule, child):
-                return False
-        else:
-            raise ValueError(f"the pattern for {key!r} must be an object or an array, not {rule!r}")
-    return True
-
-
-def _match_leaf(rules: list[Any], value: Any) -> bool:
-    if value is _MISSING or isinstance(value, Mapping):
-        # Only {"exists": ...} speaks about a field that is absent (or not a leaf).
-        present = value is not _MISSING
-        return any(isinstance(rule, Mapping) and rule.get("exists") is present for rule in rules)
-    values = value if isinstance(value, list) else [value]
-    return any(_match_value(rule, item) for rule in rules for item in values)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _as_number(value: Any) -> float | None:
-    if _is_number(value):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-        return number if math.isfinite(number) else None
-    return None
-
-
-def _equals(rule: Any, value: Any) -> bool:
-    if rule is None or isinstance(rule, bool):
-        return value is rule
-    if _is_number(rule):
-        return _is_number(value) and float(value) == float(rule)
-    if isinstance(rule, str):
-        return isinstance(value, str) and value == rule
-    raise ValueError(f"unsupported value in a pattern: {rule!r}")
-
-
-def _match_value(rule: Any, value: Any) -> bool:
-    if not isinstance(rule, Mapping):
-        return _equals(rule, value)
-    if len(rule) != 1:
-        raise ValueError(f"a pattern operator is an object with one key: {dict(rule)!r}")
-    ((operator, argument),) = rule.items()
-    if operator == "exists":
-        return argument is True  # the value is present here
-    if operator in ("prefix", "suffix"):
-        return _affix(operator, argument, value)
-    if operator == "equals-ignore-case":
-        return isinstance(value, str) and isinstance(argument, str) and value.lower() == argument.lower()
-    if operator == "wildcard":
-        return isinstance(value, str) and _wildcard(str(argument)).fullmatch(value) is not None
-    if operator == "anything-but":
-        return _anything_but(argument, value)
-    if operator == "numeric":
-        return _numeric(argument, value)
-    if operator == "cidr":
-        if not isinstance(value, str):
-            return False
-        try:
-            return ipaddress.ip_address(value) in ipaddress.ip_network(str(argument), strict=False)
-        except ValueError:
-            return False
-    raise ValueError(f"unsupported pattern operator {operator!r}")
-
-
-def _affix(operator: str, argument: Any, value: Any) -> bool:
-    if not isinstance(value, str):
-        return False
-    text = value
-    if isinstance(argument, Mapping) and set(argument) == {"equals-ignore-case"}:
-        argument, text = str(argument["equals-ignore-case"]).lower(), value.lower()
-    if not isinstance(argument, str):
-        raise ValueError(f"{operator} takes a string: {argument!r}")
-    return text.startswith(argument) if operator == "prefix" else text.endswith(argument)
-
-
-def _anything_but(argument: Any, value: Any) -> bool:
-    if isinstance(argument, Mapping):
-        return not _match_value(argument, value)
-    excluded = argument if isinstance(argument, list) else [argument]
-    return not any(_equals(item, value) for item in excluded)
-
-
-_NUMERIC_OPERATORS: dict[str, Callable[[float, float], bool]] = {
-    "=": lambda a, b: a == b,
-    "<": lambda a, b: a < b,
-    "<=": lambda a, b: a <= b,
-    ">": lambda a, b: a > b,
-    ">=": lambda a, b: a >= b,
-}
-
-
-def _numeric(argument: Any, value: Any) -> bool:
-    if not isinstance(argument, list) or not argument or len(argument) % 2:
-        raise ValueError(f"numeric takes operator/number pairs: {argument!r}")
-    number = _as_number(value)
-    if number is None:
-        return False
-    for operator, bound in zip(argument[::2], argument[1::2], strict=True):
-        if operator not in _NUMERIC_OPERATORS or not _is_number(bound):
-            raise ValueError(f"numeric: bad comparison {operator!r} {bound!r}")
-        if not _NUMERIC_OPERATORS[operator](number, float(bound)):
-            return False
-    return True
-
-
-def _wildcard(expression: str) -> re.Pattern[str]:
-    return re.compile(".*".join(re.escape(part) for part in expression.split("*")), re.DOTALL)
 
 
 # -- DynamoDB streams ----------------------------------------------------------------------------

@@ -69,97 +69,19 @@ def test_no_filters_let_everything_through_and_any_filter_is_enough():
     assert not matches_any(filters[:1], event)
 
 
-def test_exact_values_compare_by_type():
-    assert filter_matches({"n": [300]}, {"n": 300.0})
-    assert not filter_matches({"n": [300]}, {"n": "300"})
-    assert not filter_matches({"n": ["300"]}, {"n": 300})
-    assert filter_matches({"flag": [True]}, {"flag": True})
-    assert not filter_matches({"flag": [True]}, {"flag": 1})
-    assert filter_matches({"gone": [None]}, {"gone": None})
-    assert not filter_matches({"gone": [None]}, {})
-    assert filter_matches({"empty": [""]}, {"empty": ""})
-
-
-def test_nested_objects_and_arrays_in_the_event():
-    pattern = {"detail": {"video": {"status": ["completed", "failed"]}}}
-    assert filter_matches(pattern, {"detail": {"video": {"status": "failed"}}})
-    assert not filter_matches(pattern, {"detail": {"video": {"status": "queued"}}})
-    assert not filter_matches(pattern, {"detail": {}})
-    assert not filter_matches(pattern, {"detail": "completed"})
-    # An array value matches when one element does
-    assert filter_matches({"resources": ["arn:b"]}, {"resources": ["arn:a", "arn:b"]})
-    assert not filter_matches({"resources": ["arn:c"]}, {"resources": ["arn:a", "arn:b"]})
-
-
-def test_prefix_suffix_and_case():
+def test_patterns_are_matched_by_motos_matcher():
+    # The operators are moto's (its EventBridge rules use the same matcher); a few, to show it is wired.
+    assert filter_matches(
+        {"detail": {"video": {"status": ["completed", "failed"]}}},
+        {"detail": {"video": {"status": "failed"}}},
+    )
+    assert not filter_matches({"detail": {"video": {"status": ["completed"]}}}, {"detail": {}})
     assert filter_matches({"id": [{"prefix": "video_"}]}, {"id": "video_123"})
-    assert not filter_matches({"id": [{"prefix": "video_"}]}, {"id": "task_123"})
-    assert not filter_matches({"id": [{"prefix": "1"}]}, {"id": 123})
-    assert filter_matches({"file": [{"suffix": ".mp4"}]}, {"file": "a.mp4"})
-    assert filter_matches({"file": [{"suffix": {"equals-ignore-case": ".MP4"}}]}, {"file": "a.mp4"})
-    assert filter_matches({"s": [{"equals-ignore-case": "DONE"}]}, {"s": "done"})
-    assert filter_matches({"s": [{"wildcard": "vid*_*.mp4"}]}, {"s": "video_1.mp4"})
-    assert not filter_matches({"s": [{"wildcard": "vid*_*.mp4"}]}, {"s": "video_1.mov"})
+    assert filter_matches({"status": [{"anything-but": ["queued"]}]}, {"status": "completed"})
+    assert filter_matches({"$or": [{"a": ["x"]}, {"b": [{"numeric": [">", 3]}]}]}, {"b": 4})
 
 
-def test_anything_but():
-    pattern = {"status": [{"anything-but": ["queued", "in_progress"]}]}
-    assert filter_matches(pattern, {"status": "completed"})
-    assert not filter_matches(pattern, {"status": "queued"})
-    # anything-but needs the field to be there
-    assert not filter_matches(pattern, {})
-    assert filter_matches({"n": [{"anything-but": 0}]}, {"n": 1})
-    assert not filter_matches({"n": [{"anything-but": 0}]}, {"n": 0})
-    assert filter_matches({"id": [{"anything-but": {"prefix": "test-"}}]}, {"id": "prod-1"})
-    assert not filter_matches({"id": [{"anything-but": {"prefix": "test-"}}]}, {"id": "test-1"})
-
-
-def test_exists():
-    assert filter_matches({"detail": {"error": [{"exists": True}]}}, {"detail": {"error": "x"}})
-    assert not filter_matches({"detail": {"error": [{"exists": True}]}}, {"detail": {}})
-    assert filter_matches({"detail": {"error": [{"exists": False}]}}, {"detail": {}})
-    assert not filter_matches({"detail": {"error": [{"exists": False}]}}, {"detail": {"error": None}})
-    # A whole missing branch: the field does not exist either
-    assert filter_matches({"detail": {"error": [{"exists": False}]}}, {})
-    # DynamoDB images: an attribute is an object ({"S": ...}), and it exists
-    image = {"dynamodb": {"NewImage": {"callback_url": {"S": "https://x"}}}}
-    assert filter_matches({"dynamodb": {"NewImage": {"callback_url": [{"exists": True}]}}}, image)
-    assert not filter_matches({"dynamodb": {"NewImage": {"callback_url": [{"exists": False}]}}}, image)
-
-
-def test_numeric():
-    pattern = {"n": [{"numeric": [">", 0, "<=", 5]}]}
-    assert filter_matches(pattern, {"n": 5})
-    assert filter_matches(pattern, {"n": 0.5})
-    assert not filter_matches(pattern, {"n": 0})
-    assert not filter_matches(pattern, {"n": 6})
-    assert not filter_matches(pattern, {"n": "many"})
-    assert filter_matches({"n": [{"numeric": ["=", 300]}]}, {"n": 300.0})
-    # A DynamoDB number is a string in the record, and compares as a number
-    image = {"dynamodb": {"NewImage": {"bytes": {"N": "1024"}}}}
-    assert filter_matches({"dynamodb": {"NewImage": {"bytes": {"N": [{"numeric": [">=", 1000]}]}}}}, image)
-    assert not filter_matches({"dynamodb": {"NewImage": {"bytes": {"N": [{"numeric": ["<", 1000]}]}}}}, image)
-
-
-def test_or_and_cidr():
-    pattern = {"$or": [{"status": ["failed"]}, {"retries": [{"numeric": [">", 3]}]}]}
-    assert filter_matches(pattern, {"status": "failed", "retries": 0})
-    assert filter_matches(pattern, {"status": "ok", "retries": 4})
-    assert not filter_matches(pattern, {"status": "ok", "retries": 1})
-    assert filter_matches({"ip": [{"cidr": "10.0.0.0/24"}]}, {"ip": "10.0.0.7"})
-    assert not filter_matches({"ip": [{"cidr": "10.0.0.0/24"}]}, {"ip": "10.0.1.7"})
-
-
-@pytest.mark.parametrize(
-    "pattern",
-    [
-        {"a": "not-a-list"},
-        {"a": [{"numeric": [">"]}]},
-        {"a": [{"numeric": ["~", 1]}]},
-        {"a": [{"unknown-operator": 1}]},
-        {"a": [{"prefix": "x", "suffix": "y"}]},
-    ],
-)
+@pytest.mark.parametrize("pattern", [{"a": "not-a-list"}, {"a": [{"numeric": ["~", 1]}]}])
 def test_a_malformed_pattern_is_an_error(pattern):
     with pytest.raises(ValueError):
         filter_matches(pattern, {"a": 1})
