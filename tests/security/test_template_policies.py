@@ -510,3 +510,11 @@ def test_the_archive_queue_outlasts_its_function_and_redrives_after_its_attempts
 
 def test_two_reconciler_runs_never_overlap(template):
     assert template["Resources"]["ReconcileFunction"]["Properties"]["ReservedConcurrentExecutions"] == 1
+
+
+@pytest.mark.parametrize("name", ["SubmitFunction", "CallbackFunction", "StatusFunction"])
+def test_the_api_functions_start_from_a_snapshot(template, name):
+    # SnapStart needs published versions; the API events then invoke the alias SAM publishes.
+    properties = template["Resources"][name]["Properties"]
+    assert properties["SnapStart"] == {"ApplyOn": "PublishedVersions"}
+    assert properties["AutoPublishAlias"]
