@@ -24,13 +24,13 @@ import math
 import time
 from dataclasses import dataclass
 
-from sora_relay import services
-from sora_relay.errors import Deferred, TransitionRejected
-from sora_relay.models import VideoObject
+from sora_relay.adapters.webhooks import event_body
+from sora_relay.domain.errors import Deferred, TransitionRejected
+from sora_relay.domain.models import VideoObject
+from sora_relay.domain.task import Task, WebhookAttempt, WebhookDelivery, WebhookState, now_millis
 from sora_relay.observability import logger, metrics
-from sora_relay.settings import get_settings
-from sora_relay.task import Task, WebhookAttempt, WebhookDelivery, WebhookState, now_millis
-from sora_relay.webhooks import event_body
+from sora_relay.runtime import services
+from sora_relay.runtime.settings import get_settings
 
 _LEASE_MARGIN_SECONDS = 20  # a claimed attempt may take the HTTP timeout plus this
 _CLAIM_RACE_DELAY_SECONDS = 2
