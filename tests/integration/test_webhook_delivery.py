@@ -13,7 +13,7 @@ from standardwebhooks import Webhook
 
 from devstack.template import load_template
 from sora_relay.domain.errors import TransitionRejected
-from sora_relay.domain.task import WebhookDelivery, WebhookState
+from sora_relay.domain.webhook import WebhookDelivery, WebhookState
 from sora_relay.runtime import services
 from sora_relay.runtime.settings import Settings, get_settings
 from tests.integration.conftest import VALID, run_queue, submitted
