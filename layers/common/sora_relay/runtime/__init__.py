@@ -1,1 +1,2 @@
-"""Settings, the composition root, routing, batch handling: the only place that wires adapters to use cases."""
+"""Settings, the collaborators (services.py, a service locator built from settings), routing and
+batch handling: what runs the use cases in Lambda."""
