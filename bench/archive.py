@@ -1,8 +1,8 @@
 """Benchmark 2: archiving a video (issue 6).
 
-The archive function's code path (sora_relay.archive.copy_video, into a key from
+The archive function's code path (sora_relay.usecases.archive.copy_video, into a key from
 storage.video_key(task_id, provider_task_id, attempt), with the real services: SafeHttp,
-VideoStore, the boto3 S3 client of sora_relay.aws, and ArchiveFunction's environment from
+VideoStore, the boto3 S3 client of sora_relay.adapters.aws, and ArchiveFunction's environment from
 events/env.json) copies an MP4 from a local HTTP server into S3 on moto's server. The baseline,
 in the same run and against the same moto, is httpx streaming into boto3's `upload_fileobj`
 (default TransferConfig). The task bookkeeping around the copy (claim, complete) is not timed:
@@ -228,9 +228,10 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     """Copy one video (spec: mode, url, size, bucket, sha256) and measure it; runs in a fresh process."""
     bucket, size, url = spec["bucket"], spec["size"], spec["url"]
     if spec["mode"] == "ours":
-        from sora_relay import aws, services
-        from sora_relay.archive import copy_video
-        from sora_relay.storage import video_key
+        from sora_relay.adapters import aws
+        from sora_relay.domain.video import video_key
+        from sora_relay.runtime import services
+        from sora_relay.usecases.archive import copy_video
 
         task_id = f"video_{uuid.uuid4().hex}"
         key = video_key(task_id, "bench-provider-task", uuid.uuid4().hex[:16])  # as archive_task names it
@@ -507,7 +508,7 @@ def measure(args: argparse.Namespace) -> int:
 
 def _copy_settings() -> dict[str, int]:
     """The part size and upload concurrency the measured copies used (environment or default)."""
-    from sora_relay.settings import Settings
+    from sora_relay.runtime.settings import Settings
 
     return {
         name: int(os.environ.get(name.upper(), Settings.model_fields[name].default))

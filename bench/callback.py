@@ -8,7 +8,7 @@ against moto in process (mock_aws; the template provisioned by devstack.template
 CallbackFunction's own environment from the template. Each measured invocation is one provider
 push for a fresh task: every task is submitted beforehand (not timed) through the real
 SubmitFunction handler against the provider simulator, and its push carries the task's own
-callback token (sora_relay.tokens.callback_token under the CallbackTokenSecret's value, checked
+callback token (sora_relay.domain.tokens.callback_token under the CallbackTokenSecret's value, checked
 against the token the provider was given) and names a real video URL: a 1 MiB or a 1 GiB MP4 on
 a local HTTP server (bench/archive.py's VideoServer: devstack.mp4 padded with a `free` box).
 
@@ -96,11 +96,13 @@ def use_function_env(stack: Any, function_id: str, applied: set[str], **extra: s
         os.environ.pop(name, None)
     os.environ.update(wanted)
     # Imported after: Powertools reads its environment when sora_relay.observability is imported.
-    from sora_relay import idempotency, secret_values, services
+    from sora_relay.adapters import secrets
+    from sora_relay.runtime import services
+    from sora_relay.usecases import idempotency
 
     services.reset()
     idempotency.reset()
-    secret_values.clear_cache()
+    secrets.clear_cache()
     return set(wanted)
 
 
@@ -108,7 +110,7 @@ def submit_tasks(stack: Any, simulator: Any, count: int, key: str) -> list[tuple
     """Submit `count` tasks through SubmitFunction; returns (task_id, provider_task_id, token) each."""
     import boto3
 
-    from sora_relay.tokens import callback_token
+    from sora_relay.domain.tokens import callback_token
 
     submit = load_handler("submit")
     dynamodb = boto3.client("dynamodb", region_name="us-east-1")

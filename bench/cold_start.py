@@ -332,7 +332,7 @@ def put_task(backends: Backends, task_id: str, status: str, **fields: Any) -> di
     """Store a task as submit and the callback would have left it; returns its item."""
     from boto3.dynamodb.types import TypeSerializer
 
-    from sora_relay.task import Task, now_millis
+    from sora_relay.domain.task import Task, now_millis
 
     now = now_millis()
     created = fields.pop("created_ms", now)
@@ -370,8 +370,8 @@ def _api_event(name: str, path: str, path_parameters: dict[str, str] | None) -> 
 
 def prepare(backends: Backends, logical_id: str, round_number: int, phase: int) -> dict[str, Any]:
     """Seed the state the event needs in the freshly provisioned moto; return the event."""
-    from sora_relay.task import now_millis
-    from sora_relay.tokens import callback_token
+    from sora_relay.domain.task import now_millis
+    from sora_relay.domain.tokens import callback_token
 
     task_id = _task_id(logical_id, round_number, phase)
     receiver_hooks = f"{backends.receiver_url}/hooks"

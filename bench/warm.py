@@ -230,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.update(stack.function_environment(function_id))
         os.environ.update(PROVIDER_BASE_URL=simulator.url, PUBLIC_BASE_URL="", ALLOW_LOOPBACK_URLS="true")
         recorder = Recorder().install()
-        from sora_relay import idempotency, services
+        from sora_relay.runtime import services
+        from sora_relay.usecases import idempotency
 
         services.reset()
         idempotency.reset()
@@ -325,7 +326,7 @@ def _seed_tasks(stack: Any, dynamodb: Any) -> str:
     """A completed task (for get) among the owner's tasks (for list); returns its id."""
     from boto3.dynamodb.types import TypeSerializer
 
-    from sora_relay.task import Task, now_millis
+    from sora_relay.domain.task import Task, now_millis
 
     serializer = TypeSerializer()
     now = now_millis()

@@ -134,7 +134,7 @@ def is_error_shape(body: Any) -> bool:
 
 
 def _is_loopback_literal(host: str) -> bool:
-    from sora_relay.urls import _unmapped
+    from sora_relay.domain.outbound_url import _unmapped
 
     try:
         address = ipaddress.ip_address(host)
@@ -149,9 +149,9 @@ def _accepted_urls(body: dict[str, Any]) -> dict[str, list[int | None]] | None:
     body before looking at its URLs. Uses the service's own validation, so the two cannot differ."""
     from pydantic import ValidationError
 
-    from sora_relay.errors import UnsafeUrl
-    from sora_relay.models import CreateVideoRequest
-    from sora_relay.urls import parse_outbound_url
+    from sora_relay.domain.errors import UnsafeUrl
+    from sora_relay.domain.models import CreateVideoRequest
+    from sora_relay.domain.outbound_url import parse_outbound_url
 
     try:
         request = CreateVideoRequest.model_validate(json.loads(json.dumps(body)))
@@ -460,7 +460,7 @@ class FuzzRun:
 
     def _prepare(self, item: Planned) -> bool:
         """Adjust the case just before it is sent; True if that changed what it tests."""
-        from sora_relay.tokens import callback_token
+        from sora_relay.domain.tokens import callback_token
 
         case = item.case
         rng: random.Random = self._local.rng

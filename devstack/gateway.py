@@ -42,7 +42,7 @@ from typing import IO, Any
 from urllib.parse import parse_qsl, unquote
 
 from devstack.processes import QuietHTTPServer, stop_process
-from devstack.template import ACCOUNT, REGION, Route, Stack
+from devstack.template import ACCOUNT, REGION, ROOT, Route, Stack
 from devstack.worker import FRAME_HEADER
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
@@ -620,6 +620,9 @@ class LocalApiGateway:
             "LANG": "C.UTF-8",
             "TZ": "UTC",
             "PYTHONUNBUFFERED": "1",
+            # This checkout's layer (Lambda's /opt/python) and devstack, not whichever checkout an
+            # editable install of the package points at.
+            "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "common"), str(ROOT)]),
             "_HANDLER": handler,
             "LAMBDA_TASK_ROOT": str(self.stack.code_dir(function_id)),
             "AWS_REGION": REGION,

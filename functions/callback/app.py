@@ -3,10 +3,10 @@
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sora_relay.api import install_error_handlers, json_response, request_body
 from sora_relay.observability import logger, metrics
-from sora_relay.record_callback import record_callback
-from sora_relay.rest import Response, RestRouter
+from sora_relay.runtime.api import install_error_handlers, json_response, request_body
+from sora_relay.runtime.rest import Response, RestRouter
+from sora_relay.usecases.record_push import record_callback
 
 app = RestRouter()
 install_error_handlers(app)

@@ -2,9 +2,9 @@
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sora_relay.batch import Record, process_partial_response, sqs_message_id
-from sora_relay.dispatch import dispatch_message
 from sora_relay.observability import logger, metrics
+from sora_relay.runtime.batch import Record, process_partial_response, sqs_message_id
+from sora_relay.usecases.dispatch import dispatch_message
 
 
 def record_handler(record: Record) -> None:

@@ -3,7 +3,7 @@
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sora_relay.observability import logger, metrics
-from sora_relay.reconcile import reconcile
+from sora_relay.usecases.reconcile import reconcile
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -3,10 +3,10 @@
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sora_relay.api import caller, install_error_handlers, json_response
 from sora_relay.observability import logger, metrics
-from sora_relay.read_videos import get_video, list_videos, parse_limit, video_content_url
-from sora_relay.rest import Response, RestRouter
+from sora_relay.runtime.api import caller, install_error_handlers, json_response
+from sora_relay.runtime.rest import Response, RestRouter
+from sora_relay.usecases.read import get_video, list_videos, parse_limit, video_content_url
 
 app = RestRouter()
 install_error_handlers(app)

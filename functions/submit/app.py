@@ -3,12 +3,18 @@
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sora_relay.api import caller, install_error_handlers, json_response, public_base_url, request_body
-from sora_relay.idempotency import HEADER, submit_once
-from sora_relay.models import parse_create_request
+from sora_relay.domain.models import parse_create_request
 from sora_relay.observability import logger, metrics
-from sora_relay.rest import Response, RestRouter
-from sora_relay.settings import get_settings
+from sora_relay.runtime.api import (
+    caller,
+    install_error_handlers,
+    json_response,
+    public_base_url,
+    request_body,
+)
+from sora_relay.runtime.rest import Response, RestRouter
+from sora_relay.runtime.settings import get_settings
+from sora_relay.usecases.idempotency import HEADER, submit_once
 
 app = RestRouter()
 install_error_handlers(app)

@@ -2,9 +2,9 @@
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sora_relay.batch import process_partial_response, stream_sequence_number
 from sora_relay.observability import logger, metrics
-from sora_relay.task_events import publish_transition
+from sora_relay.runtime.batch import process_partial_response, stream_sequence_number
+from sora_relay.usecases.task_events import publish_transition
 
 
 # A stream is ordered: the batch stops at a failed record, which is reported (batchItemFailures),

@@ -22,7 +22,9 @@ from moto import mock_aws
 from devstack.event_sources import StreamReader, matches_any
 from devstack.mp4 import render_mp4
 from devstack.template import Stack, provision, secret_value
-from sora_relay import idempotency, secret_values, services, urls
+from sora_relay.adapters import outbound_http, secrets
+from sora_relay.runtime import services
+from sora_relay.usecases import idempotency
 from tests.conftest import LambdaContext, load_event, load_handler
 
 PROVIDER_TOKEN = "provider-test-token"
@@ -48,7 +50,7 @@ def mp4_bytes() -> bytes:
 class FakeInternet:
     """The outside world as an httpx transport: the provider's API, its video CDN, client receivers.
 
-    Requests keep their host names: the address pin lives in urls.pinned_client's network backend,
+    Requests keep their host names: the address pin lives in outbound_http.pinned_client's network backend,
     which this transport stands in for (the fake DNS is still checked before each request).
     """
 
@@ -166,7 +168,7 @@ def apply_function_env(monkeypatch: pytest.MonkeyPatch, stack: Stack, **override
         monkeypatch.setenv(name, value)
     services.reset()
     idempotency.reset()
-    secret_values.clear_cache()
+    secrets.clear_cache()
 
 
 @pytest.fixture
@@ -184,9 +186,9 @@ def connect_internet(monkeypatch: pytest.MonkeyPatch, fake: FakeInternet) -> Non
     monkeypatch.setattr(
         services,
         "outbound_http",
-        lambda: urls.SafeHttp(httpx.Client(transport=transport), allow_loopback=False),
+        lambda: outbound_http.SafeHttp(httpx.Client(transport=transport), allow_loopback=False),
     )
-    monkeypatch.setattr(urls, "resolve_host", _fake_resolve)
+    monkeypatch.setattr(outbound_http, "resolve_host", _fake_resolve)
     services.webhook_sender.cache_clear()
 
 

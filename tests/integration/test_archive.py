@@ -10,9 +10,9 @@ import httpx
 import pytest
 
 from devstack.template import provision
-from sora_relay import services
-from sora_relay.settings import get_settings
-from sora_relay.task import Status
+from sora_relay.domain.task import Status
+from sora_relay.runtime import services
+from sora_relay.runtime.settings import get_settings
 from tests.conftest import LambdaContext, load_event
 from tests.integration.conftest import PROVIDER_TOKEN, apply_function_env, run_queue, sqs_event, submitted
 
@@ -112,7 +112,7 @@ def test_a_writer_that_lost_its_claim_removes_its_copy_and_the_recorded_object_m
     # other bytes and records them first
     video, call = submitted(api, internet)
     api.callback(call["body"]["callback_url"], internet.success_body(call), archive=False)
-    from sora_relay import archive
+    from sora_relay.usecases import archive
 
     real_copy = archive.copy_video
     second: dict = {}

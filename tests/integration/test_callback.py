@@ -8,8 +8,8 @@ import boto3
 import httpx
 import pytest
 
-from sora_relay import services
-from sora_relay.task import Status, TaskChange
+from sora_relay.domain.task import Status, TaskChange
+from sora_relay.runtime import services
 from tests.integration.conftest import submitted
 
 
@@ -47,7 +47,7 @@ def test_an_unknown_task_with_a_valid_token_is_404(api, internet):
     _, call = submitted(api, internet)
     ghost = "video_" + "0" * 32
     key = services.callback_key()
-    from sora_relay.tokens import callback_token
+    from sora_relay.domain.tokens import callback_token
 
     url = (
         call["body"]["callback_url"].split("/v1/")[0]
@@ -162,7 +162,7 @@ def test_a_video_that_cannot_be_used_fails_the_task_and_leaves_no_object(
 
 def test_a_video_larger_than_the_limit_is_refused_while_streaming(api, internet, stack, monkeypatch):
     monkeypatch.setenv("MAX_VIDEO_BYTES", "100000")
-    from sora_relay.settings import get_settings
+    from sora_relay.runtime.settings import get_settings
 
     get_settings.cache_clear()
     services.video_store.cache_clear()

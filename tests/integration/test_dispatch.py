@@ -102,7 +102,7 @@ def test_the_last_attempt_fails_the_task_and_the_message_goes_to_the_dlq(
         Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 1})},
     )
     monkeypatch.setenv("DISPATCH_MAX_ATTEMPTS", "1")
-    from sora_relay.settings import get_settings
+    from sora_relay.runtime.settings import get_settings
 
     get_settings.cache_clear()
     internet.create_failures.append(overloaded(500))
@@ -152,7 +152,7 @@ def test_a_repeat_delivery_of_a_started_task_does_nothing(queued_task, stack, in
 def test_giving_up_tells_the_client(api, internet, stack, handlers, monkeypatch, webhook_secret, downstream):
     from standardwebhooks import Webhook
 
-    from sora_relay.settings import get_settings
+    from sora_relay.runtime.settings import get_settings
 
     internet.create_failures.append(overloaded())
     status, _, video = api.submit(VALID)  # VALID carries a callback_url
@@ -178,12 +178,12 @@ def test_a_refusal_during_dispatch_tells_the_client(queued_task, internet, handl
 
 def _break_secret(monkeypatch, variable: str, secret_id: str) -> None:
     """Point a function's secret at nothing ("": not configured) or at a secret that is not there."""
-    from sora_relay import secret_values
-    from sora_relay.settings import get_settings
+    from sora_relay.adapters import secrets
+    from sora_relay.runtime.settings import get_settings
 
     monkeypatch.setenv(variable, secret_id)
     get_settings.cache_clear()
-    secret_values.clear_cache()
+    secrets.clear_cache()
 
 
 BROKEN_SECRETS = [

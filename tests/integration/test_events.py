@@ -7,9 +7,9 @@ import json
 import boto3
 import pytest
 
-from sora_relay import services
-from sora_relay.task import Status, Task, TaskChange
-from sora_relay.tokens import callback_token
+from sora_relay.domain.task import Status, Task, TaskChange
+from sora_relay.domain.tokens import callback_token
+from sora_relay.runtime import services
 from tests.conftest import EVENTS, load_event
 
 SAMPLE_ID = "video_0123456789abcdef0123456789abcdef"
@@ -179,8 +179,8 @@ def test_webhook_event(api, internet, sample_task, handlers, stack):
 
 
 def test_intake_events(api, internet, stack, handlers, monkeypatch, downstream):
-    from sora_relay import idempotency
-    from sora_relay.settings import get_settings
+    from sora_relay.runtime.settings import get_settings
+    from sora_relay.usecases import idempotency
     from tests.conftest import LambdaContext
 
     monkeypatch.setenv("PUBLIC_BASE_URL", "https://abc123.execute-api.us-east-1.amazonaws.com/live")

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from standardwebhooks import Webhook
 
-from sora_relay import services
+from sora_relay.runtime import services
 from tests.integration.conftest import CLIENT_HOST, VALID, submitted
 
 

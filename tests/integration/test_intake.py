@@ -8,8 +8,9 @@ import boto3
 import httpx
 import pytest
 
-from sora_relay import idempotency, services
-from sora_relay.settings import get_settings
+from sora_relay.runtime import services
+from sora_relay.runtime.settings import get_settings
+from sora_relay.usecases import idempotency
 from tests.conftest import LambdaContext
 from tests.integration.conftest import VALID, run_queue
 

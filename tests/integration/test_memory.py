@@ -20,7 +20,7 @@ import pytest
 
 from devstack.stack import moto_server
 from devstack.template import provision
-from sora_relay import services
+from sora_relay.runtime import services
 from tests.integration.conftest import (
     PROVIDER_TOKEN,
     Api,

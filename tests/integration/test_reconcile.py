@@ -7,7 +7,7 @@ import json
 import boto3
 import httpx
 
-from sora_relay.task import now_millis
+from sora_relay.domain.task import now_millis
 from tests.conftest import LambdaContext
 from tests.integration.conftest import VALID, submitted
 

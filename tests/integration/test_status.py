@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from sora_relay import services
+from sora_relay.runtime import services
 from tests.conftest import failure_lines
 from tests.integration.conftest import OTHER_OWNER, OWNER, submitted
 

@@ -6,7 +6,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from sora_relay import services
+from sora_relay.runtime import services
 from tests.conftest import failure_lines
 from tests.integration.conftest import VALID, submitted
 
@@ -159,7 +159,7 @@ def test_provider_timeout_is_retried_within_the_budget(api, internet, monkeypatc
         return httpx.Response(200, json={"task_id": "4b0c7d2e-0000-4000-8000-000000000001"})
 
     internet.create_failures.clear()
-    from sora_relay import services
+    from sora_relay.runtime import services
 
     monkeypatch.setattr(
         services, "provider_http", lambda: httpx.Client(transport=httpx.MockTransport(timeout_then_ok))
@@ -209,7 +209,7 @@ def test_an_unexpected_error_is_a_500_logged_once_with_its_traceback(api, monkey
 
 
 def _reload_settings() -> None:
-    from sora_relay.settings import get_settings
+    from sora_relay.runtime.settings import get_settings
 
     get_settings.cache_clear()
 

@@ -7,9 +7,9 @@ import json
 import boto3
 
 from devstack.event_sources import matches_any
-from sora_relay import services
-from sora_relay.errors import StorageError
-from sora_relay.store import TaskStore
+from sora_relay.adapters.dynamodb import TaskStore
+from sora_relay.domain.errors import StorageError
+from sora_relay.runtime import services
 from tests.conftest import LambdaContext
 from tests.integration.conftest import submitted
 

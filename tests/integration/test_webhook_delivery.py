@@ -12,10 +12,10 @@ import pytest
 from standardwebhooks import Webhook
 
 from devstack.template import load_template
-from sora_relay import services
-from sora_relay.errors import TransitionRejected
-from sora_relay.settings import Settings, get_settings
-from sora_relay.task import WebhookDelivery, WebhookState
+from sora_relay.domain.errors import TransitionRejected
+from sora_relay.domain.webhook import WebhookDelivery, WebhookState
+from sora_relay.runtime import services
+from sora_relay.runtime.settings import Settings, get_settings
 from tests.integration.conftest import VALID, run_queue, submitted
 
 
@@ -23,7 +23,7 @@ def _task(stack, task_id: str) -> dict:
     item = boto3.client("dynamodb", region_name="us-east-1").get_item(
         TableName=stack.refs["TasksTable"], Key={"task_id": {"S": task_id}}
     )["Item"]
-    from sora_relay.store import TaskStore
+    from sora_relay.adapters.dynamodb import TaskStore
 
     return TaskStore.from_image(item).model_dump(mode="json")
 

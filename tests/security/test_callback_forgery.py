@@ -9,8 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import pytest
 
-from sora_relay import services
-from sora_relay.tokens import callback_token
+from sora_relay.domain.tokens import callback_token
+from sora_relay.runtime import services
 from tests.integration.conftest import submitted
 
 

@@ -33,10 +33,8 @@ from devstack.gateway import (
 from devstack.load import FAST_FUNCTION_ENV, FAST_PARAMETERS
 from devstack.stack import LocalStack, aws_environment
 from devstack.template import ROOT, Stack, load_template, secret_value
-from sora_relay import errors
-from sora_relay.api import error_body
-from sora_relay.idempotency import _KEY as SERVICE_IDEMPOTENCY_KEY
-from sora_relay.models import (
+from sora_relay.domain import errors
+from sora_relay.domain.models import (
     DURATIONS,
     MAX_IMAGES,
     MAX_PROMPT_CHARS,
@@ -46,9 +44,11 @@ from sora_relay.models import (
     VideoList,
     VideoObject,
 )
-from sora_relay.read_videos import DEFAULT_LIMIT, MAX_LIMIT
-from sora_relay.task import Status
-from sora_relay.tokens import callback_token
+from sora_relay.domain.task import Status
+from sora_relay.domain.tokens import callback_token
+from sora_relay.runtime.api import error_body
+from sora_relay.usecases.idempotency import _KEY as SERVICE_IDEMPOTENCY_KEY
+from sora_relay.usecases.read import DEFAULT_LIMIT, MAX_LIMIT
 
 DOCUMENT = ROOT / "docs" / "openapi.yaml"
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")

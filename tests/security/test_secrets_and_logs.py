@@ -6,7 +6,7 @@ from __future__ import annotations
 import boto3
 
 from devstack.template import secret_value
-from sora_relay import services
+from sora_relay.runtime import services
 from tests.integration.conftest import PROVIDER_TOKEN, VALID, submitted
 
 PROMPT = "An unmistakable prompt about a violet giraffe reciting poetry"

@@ -24,8 +24,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from sora_relay import services, urls
-from sora_relay.errors import UnsafeUrl
+from sora_relay.adapters import outbound_http
+from sora_relay.domain.errors import UnsafeUrl
+from sora_relay.runtime import services
 
 
 @dataclass(frozen=True)
@@ -137,11 +138,11 @@ def shared_address(monkeypatch: pytest.MonkeyPatch) -> None:
             raise OSError(f"{host} does not resolve")
         return table[host]
 
-    monkeypatch.setattr(urls, "resolve_host", resolve)
+    monkeypatch.setattr(outbound_http, "resolve_host", resolve)
 
 
 @pytest.fixture
-def outbound(monkeypatch: pytest.MonkeyPatch, pki: Pki) -> Iterator[urls.SafeHttp]:
+def outbound(monkeypatch: pytest.MonkeyPatch, pki: Pki) -> Iterator[outbound_http.SafeHttp]:
     """The service's own shared outbound client, trusting the test CA and allowing 127.0.0.1."""
     monkeypatch.setenv("TASKS_TABLE_NAME", "tasks")
     monkeypatch.setenv("VIDEOS_BUCKET_NAME", "videos")
@@ -194,8 +195,8 @@ def test_a_name_that_rebinds_to_the_metadata_service_after_the_check_is_not_conn
         lookups.append(host)
         return next(answers)
 
-    monkeypatch.setattr(urls, "resolve_host", rebinding)
-    http = urls.SafeHttp(urls.pinned_client(timeout=5, allow_loopback=False))
+    monkeypatch.setattr(outbound_http, "resolve_host", rebinding)
+    http = outbound_http.SafeHttp(outbound_http.pinned_client(timeout=5, allow_loopback=False))
     with (
         pytest.raises(UnsafeUrl, match="callback_url was refused at connect time") as refused,
         http.stream("POST", "https://rebind.example.com/hook", field="callback_url", content=b"{}"),
@@ -207,9 +208,9 @@ def test_a_name_that_rebinds_to_the_metadata_service_after_the_check_is_not_conn
 
 
 def test_the_pinned_client_checks_the_address_on_its_own(monkeypatch, no_connections):
-    monkeypatch.setattr(urls, "resolve_host", lambda host, port: ["10.0.0.7"])
+    monkeypatch.setattr(outbound_http, "resolve_host", lambda host, port: ["10.0.0.7"])
     with (
-        urls.pinned_client(timeout=5, allow_loopback=False) as client,
+        outbound_http.pinned_client(timeout=5, allow_loopback=False) as client,
         pytest.raises(UnsafeUrl, match="resolves to a private"),
     ):
         client.get("https://internal.example.com/")
@@ -217,7 +218,10 @@ def test_the_pinned_client_checks_the_address_on_its_own(monkeypatch, no_connect
 
 
 def test_the_pinned_client_connects_to_the_checked_address(monkeypatch, no_connections):
-    monkeypatch.setattr(urls, "resolve_host", lambda host, port: ["93.184.215.14"])
-    with urls.pinned_client(timeout=5, allow_loopback=False) as client, pytest.raises(httpx.ConnectError):
+    monkeypatch.setattr(outbound_http, "resolve_host", lambda host, port: ["93.184.215.14"])
+    with (
+        outbound_http.pinned_client(timeout=5, allow_loopback=False) as client,
+        pytest.raises(httpx.ConnectError),
+    ):
         client.get("https://cdn.example.com:8443/")
     assert [args[0] for args in no_connections] == [("93.184.215.14", 8443)]

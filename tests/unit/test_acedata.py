@@ -7,15 +7,15 @@ import json
 import httpx
 import pytest
 
-from sora_relay.errors import (
+from sora_relay.adapters.providers.acedata import AceDataSora
+from sora_relay.domain.errors import (
     InvalidRequest,
     ProviderAuthFailed,
     ProviderProtocolError,
     ProviderRejected,
     ProviderUnavailable,
 )
-from sora_relay.providers.acedata import AceDataSora
-from sora_relay.providers.base import GenerationRequest, ProviderState
+from sora_relay.domain.provider import GenerationRequest, ProviderState
 
 REQUEST = GenerationRequest(
     prompt="a fox", model="sora-2-pro", seconds=12, size="1024x1792", image_url="https://i/x.png"

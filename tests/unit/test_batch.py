@@ -7,9 +7,9 @@ import json
 import pytest
 from botocore.exceptions import ClientError
 
-from sora_relay.batch import process_partial_response, sqs_message_id, stream_sequence_number
-from sora_relay.errors import Deferred, StorageError
+from sora_relay.domain.errors import Deferred, StorageError
 from sora_relay.observability import logger
+from sora_relay.runtime.batch import process_partial_response, sqs_message_id, stream_sequence_number
 from tests.conftest import log_lines
 
 PROMPT = "A secret prompt about a violet giraffe"

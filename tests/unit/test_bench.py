@@ -47,7 +47,7 @@ def test_ratios_pair_runs_made_side_by_side() -> None:
 
 def test_the_callback_benchmark_pushes_what_the_provider_sends() -> None:
     from bench import callback
-    from sora_relay.providers.acedata import AceDataSora
+    from sora_relay.adapters.providers.acedata import AceDataSora
 
     provider = AceDataSora(lambda: None, base_url="https://provider.test", api_key=lambda: "", timeout=1)  # type: ignore[arg-type]
     url = "http://127.0.0.1:8000/1073741824.mp4"

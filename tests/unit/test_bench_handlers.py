@@ -7,13 +7,13 @@ import pytest
 from pydantic import ValidationError
 
 from bench.replay import _learn, _plain, _restore
-from sora_relay.batch import (
+from sora_relay.runtime.batch import (
     UnexpectedBatchEvent,
     process_partial_response,
     sqs_message_id,
     stream_sequence_number,
 )
-from sora_relay.settings import Settings
+from sora_relay.runtime.settings import Settings
 
 
 def _failing_on(bad: set[str]):

@@ -43,7 +43,7 @@ from devstack.stack import moto_server
 
 REGION = "us-east-1"
 MIB = 1024 * 1024
-# What sora_relay.aws configures. In a client Config, max_attempts counts the *retries*: 4 attempts.
+# What sora_relay.adapters.aws configures. In a client Config, max_attempts counts the *retries*: 4 attempts.
 STANDARD = {"mode": "standard", "max_attempts": 3}
 NO_RETRIES = {"mode": "standard", "total_max_attempts": 1}
 

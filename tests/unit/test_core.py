@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from sora_relay.errors import ProviderUnavailable
-from sora_relay.models import VideoObject
-from sora_relay.retry import with_backoff
-from sora_relay.storage import DownloadLink
-from sora_relay.task import Status, Task, sources_of
-from sora_relay.tokens import callback_token, token_matches
+from sora_relay.domain.errors import ProviderUnavailable
+from sora_relay.domain.models import VideoObject
+from sora_relay.domain.task import Status, Task, sources_of
+from sora_relay.domain.tokens import callback_token, token_matches
+from sora_relay.domain.video import DownloadLink
+from sora_relay.usecases.retry import with_backoff
 
 
 class TestStateMachine:
@@ -153,9 +153,9 @@ class TestVideoObject:
 
 
 def test_a_missing_setting_is_our_500_not_the_callers_404(monkeypatch):
-    from sora_relay import services
-    from sora_relay.errors import ConfigurationError
-    from sora_relay.secret_values import read_secret
+    from sora_relay.adapters.secrets import read_secret
+    from sora_relay.domain.errors import ConfigurationError
+    from sora_relay.runtime import services
 
     monkeypatch.setenv("TASKS_TABLE_NAME", "t")
     monkeypatch.setenv("VIDEOS_BUCKET_NAME", "b")
@@ -166,6 +166,6 @@ def test_a_missing_setting_is_our_500_not_the_callers_404(monkeypatch):
             services.dispatch_queue()
         assert caught.value.status_code == 500 and caught.value.code == "configuration_error"
         with pytest.raises(ConfigurationError):
-            read_secret(None, purpose="webhook signing secret")
+            read_secret(None, purpose="webhook signing secret", max_age_seconds=300)
     finally:
         services.reset()

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from sora_relay.errors import InvalidRequest, UnsafeUrl
-from sora_relay.models import MODEL_SIZES, parse_create_request
+from sora_relay.domain.errors import InvalidRequest, UnsafeUrl
+from sora_relay.domain.models import MODEL_SIZES, parse_create_request
 
 
 def parse(body, allow_loopback: bool = False):

@@ -1,4 +1,4 @@
-"""sora_relay.rest: the in-house REST router and event, and the error mapping api.py installs on it."""
+"""sora_relay.runtime.rest: the in-house REST router and event, and the error mapping api.py installs on it."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from sora_relay.api import install_error_handlers, json_response, request_body
-from sora_relay.errors import Conflict, NotFound, SoraRelayError
-from sora_relay.rest import Headers, Response, RestEvent, RestRouter
-from sora_relay.settings import get_settings
+from sora_relay.domain.errors import Conflict, NotFound, SoraRelayError
+from sora_relay.runtime.api import install_error_handlers, json_response, request_body
+from sora_relay.runtime.rest import Headers, Response, RestEvent, RestRouter
+from sora_relay.runtime.settings import get_settings
 from tests.conftest import LambdaContext, load_event
 
 NOT_FOUND = {"error": {"code": "not_found", "message": "No such route", "param": None}}

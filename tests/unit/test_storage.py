@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from sora_relay.errors import StorageError, UpstreamRejected
-from sora_relay.storage import VideoStore
+from sora_relay.adapters.s3 import VideoStore
+from sora_relay.domain.errors import StorageError, UpstreamRejected
 
 PART = 64 * 1024  # the store does not enforce S3's 5 MiB minimum; small parts keep tests fast
 MP4_HEAD = b"\x00\x00\x00\x18ftypisom"

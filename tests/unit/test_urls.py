@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from sora_relay import urls
-from sora_relay.errors import UnsafeUrl
-from sora_relay.urls import SafeHttp, checked_address, parse_outbound_url
+from sora_relay.adapters import outbound_http
+from sora_relay.adapters.outbound_http import SafeHttp, checked_address, parse_outbound_url
+from sora_relay.domain.errors import UnsafeUrl
 
 
 @pytest.mark.parametrize(
@@ -74,7 +74,7 @@ def test_loopback_only_when_explicitly_allowed():
     ],
 )
 def test_names_are_judged_by_every_address_they_resolve_to(monkeypatch, answers, safe):
-    monkeypatch.setattr(urls, "resolve_host", lambda host, port: answers)
+    monkeypatch.setattr(outbound_http, "resolve_host", lambda host, port: answers)
     target = parse_outbound_url("https://hooks.example.com/x", field="callback_url")
     if safe:
         assert checked_address(target, field="callback_url") == answers[0]
@@ -87,7 +87,7 @@ def test_unresolvable_names_are_refused(monkeypatch):
     def fail(host: str, port: int) -> list[str]:
         raise OSError("nxdomain")
 
-    monkeypatch.setattr(urls, "resolve_host", fail)
+    monkeypatch.setattr(outbound_http, "resolve_host", fail)
     with pytest.raises(UnsafeUrl, match="does not resolve"):
         checked_address(parse_outbound_url("https://nope.example/x", field="f"), field="f")
 
@@ -95,7 +95,7 @@ def test_unresolvable_names_are_refused(monkeypatch):
 class TestSafeHttp:
     def _client(self, handler, monkeypatch, dns=None):
         table = dns or {"cdn.example.com": "93.184.215.14", "evil.example.com": "10.0.0.7"}
-        monkeypatch.setattr(urls, "resolve_host", lambda host, port: [table[host]])
+        monkeypatch.setattr(outbound_http, "resolve_host", lambda host, port: [table[host]])
         return SafeHttp(httpx.Client(transport=httpx.MockTransport(handler)))
 
     def test_requests_keep_the_host_name_so_pooling_and_tls_are_per_host(self, monkeypatch):

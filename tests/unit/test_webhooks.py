@@ -9,9 +9,9 @@ import httpx
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from sora_relay import urls
-from sora_relay.urls import SafeHttp
-from sora_relay.webhooks import WebhookSender, event_body, event_id, sign
+from sora_relay.adapters import outbound_http
+from sora_relay.adapters.outbound_http import SafeHttp
+from sora_relay.adapters.webhooks import WebhookSender, event_body, event_id, sign
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 RAW_SECRET = "Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAb7dEf0hIj3k"  # 44 alphanumerics, as the template generates
@@ -43,7 +43,7 @@ def test_event_ids_are_stable_per_task_and_event():
 
 
 def _sender(handler, monkeypatch) -> WebhookSender:
-    monkeypatch.setattr(urls, "resolve_host", lambda host, port: ["93.184.215.14"])
+    monkeypatch.setattr(outbound_http, "resolve_host", lambda host, port: ["93.184.215.14"])
     return WebhookSender(SafeHttp(httpx.Client(transport=httpx.MockTransport(handler))), timeout_seconds=5)
 
 

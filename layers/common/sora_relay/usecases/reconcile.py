@@ -20,14 +20,14 @@ from collections import Counter
 from collections.abc import Callable
 from itertools import groupby
 
-from sora_relay import services
-from sora_relay.archive import queue_archive
-from sora_relay.errors import SoraRelayError, TransitionRejected
+from sora_relay.domain.errors import SoraRelayError, TransitionRejected
+from sora_relay.domain.provider import ProviderResult, ProviderState
+from sora_relay.domain.task import Status, Task, now_millis
 from sora_relay.observability import logger, metrics
-from sora_relay.providers.base import ProviderResult, ProviderState
-from sora_relay.record_callback import apply_result
-from sora_relay.settings import get_settings
-from sora_relay.task import Status, Task, now_millis
+from sora_relay.runtime import services
+from sora_relay.runtime.settings import get_settings
+from sora_relay.usecases.archive import queue_archive
+from sora_relay.usecases.record_push import apply_result
 
 _LOOKUP_BATCH = 50  # ids per provider lookup, and how often the time left is checked
 

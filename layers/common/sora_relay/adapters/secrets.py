@@ -10,19 +10,19 @@ from __future__ import annotations
 import threading
 import time
 
-from sora_relay.aws import secretsmanager_client
-from sora_relay.errors import ConfigurationError
-from sora_relay.settings import get_settings
+from sora_relay.adapters.aws import secretsmanager_client
+from sora_relay.domain.errors import ConfigurationError
 
 _lock = threading.Lock()
 _cache: dict[str, tuple[float, str]] = {}  # secret id -> (read at, monotonic; value)
 
 
-def read_secret(secret_id: str | None, *, purpose: str) -> str:
-    """The secret's string value; cached for `secrets_max_age_seconds` so rotation is picked up."""
+def read_secret(secret_id: str | None, *, purpose: str, max_age_seconds: float) -> str:
+    """The secret's string value; cached for `max_age_seconds` (the settings' `secrets_max_age_seconds`)
+    so rotation is picked up."""
     if not secret_id:
         raise ConfigurationError(f"No secret is configured for the {purpose}")
-    max_age = get_settings().secrets_max_age_seconds
+    max_age = max_age_seconds
     now = time.monotonic()
     with _lock:
         cached = _cache.get(secret_id)

@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
-from sora_relay.errors import SoraRelayError
-from sora_relay.urls import SafeHttp
+from sora_relay.adapters.outbound_http import SafeHttp
+from sora_relay.domain.errors import SoraRelayError
 
 _SECRET_PREFIX = "whsec_"  # noqa: S105  (a format prefix, not a secret)
 

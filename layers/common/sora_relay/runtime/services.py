@@ -10,18 +10,18 @@ from functools import lru_cache
 
 import httpx
 
-from sora_relay.aws import dynamodb_client, events_client, reset_clients, s3_client, sqs_client
-from sora_relay.bus import EventBus
-from sora_relay.errors import ConfigurationError, NotFound
-from sora_relay.providers.acedata import AceDataSora
-from sora_relay.providers.base import VideoProvider
-from sora_relay.queues import WorkQueue
-from sora_relay.secret_values import read_secret
-from sora_relay.settings import get_settings
-from sora_relay.storage import VideoStore
-from sora_relay.store import TaskStore
-from sora_relay.urls import SafeHttp, pinned_client
-from sora_relay.webhooks import WebhookSender
+from sora_relay.adapters.aws import dynamodb_client, events_client, reset_clients, s3_client, sqs_client
+from sora_relay.adapters.dynamodb import TaskStore
+from sora_relay.adapters.eventbridge import EventBus
+from sora_relay.adapters.outbound_http import SafeHttp, pinned_client
+from sora_relay.adapters.providers.acedata import AceDataSora
+from sora_relay.adapters.s3 import VideoStore
+from sora_relay.adapters.secrets import read_secret
+from sora_relay.adapters.sqs import WorkQueue
+from sora_relay.adapters.webhooks import WebhookSender
+from sora_relay.domain.errors import ConfigurationError, NotFound
+from sora_relay.domain.provider import VideoProvider
+from sora_relay.runtime.settings import get_settings
 
 
 @lru_cache(maxsize=1)
@@ -64,7 +64,11 @@ def provider(name: str) -> VideoProvider:
     return AceDataSora(
         provider_http,  # built on the first request to the provider, never for a callback
         base_url=settings.provider_base_url,
-        api_key=lambda: read_secret(settings.provider_api_key_secret_id, purpose="provider API key"),
+        api_key=lambda: read_secret(
+            settings.provider_api_key_secret_id,
+            purpose="provider API key",
+            max_age_seconds=settings.secrets_max_age_seconds,
+        ),
         timeout=settings.provider_timeout_seconds,
     )
 
@@ -109,11 +113,21 @@ def webhook_sender() -> WebhookSender:
 
 
 def callback_key() -> str:
-    return read_secret(get_settings().callback_token_secret_id, purpose="callback token key")
+    settings = get_settings()
+    return read_secret(
+        settings.callback_token_secret_id,
+        purpose="callback token key",
+        max_age_seconds=settings.secrets_max_age_seconds,
+    )
 
 
 def webhook_secret() -> str:
-    return read_secret(get_settings().webhook_secret_id, purpose="webhook signing secret")
+    settings = get_settings()
+    return read_secret(
+        settings.webhook_secret_id,
+        purpose="webhook signing secret",
+        max_age_seconds=settings.secrets_max_age_seconds,
+    )
 
 
 def reset() -> None:

@@ -8,14 +8,14 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from sora_relay.errors import (
+from sora_relay.domain.errors import (
     InvalidRequest,
     ProviderAuthFailed,
     ProviderProtocolError,
     ProviderRejected,
     ProviderUnavailable,
 )
-from sora_relay.providers.base import GenerationRequest, ProviderResult, ProviderState
+from sora_relay.domain.provider import GenerationRequest, ProviderResult, ProviderState
 
 MAX_BATCH = 50
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 import time
 
-from sora_relay import services
-from sora_relay.errors import InvalidRequest, NotFound
-from sora_relay.models import VideoList, VideoObject
-from sora_relay.settings import get_settings
-from sora_relay.storage import DownloadLink
-from sora_relay.task import Status, Task
+from sora_relay.domain.errors import InvalidRequest, NotFound
+from sora_relay.domain.models import VideoList, VideoObject
+from sora_relay.domain.task import Status, Task
+from sora_relay.domain.video import DownloadLink
+from sora_relay.runtime import services
+from sora_relay.runtime.settings import get_settings
 
 _TASK_ID = re.compile(r"^video_[0-9a-f]{32}$")
 DEFAULT_LIMIT = 20

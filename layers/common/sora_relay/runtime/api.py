@@ -7,10 +7,16 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from sora_relay.errors import InvalidRequest, RequestTooLarge, SoraRelayError, Unauthorized, describe_cause
+from sora_relay.domain.errors import (
+    InvalidRequest,
+    RequestTooLarge,
+    SoraRelayError,
+    Unauthorized,
+    describe_cause,
+)
 from sora_relay.observability import logger
-from sora_relay.rest import Response, RestEvent, RestRouter
-from sora_relay.settings import get_settings
+from sora_relay.runtime.rest import Response, RestEvent, RestRouter
+from sora_relay.runtime.settings import get_settings
 
 JSON = "application/json"
 

@@ -29,11 +29,17 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sora_relay.aws import dynamodb_client
-from sora_relay.errors import PROVIDER_REFUSALS, Conflict, InvalidRequest, SoraRelayError, Unprocessable
-from sora_relay.models import CreateVideoRequest, VideoObject
-from sora_relay.settings import get_settings
-from sora_relay.submit_video import submit_video
+from sora_relay.adapters.aws import dynamodb_client
+from sora_relay.domain.errors import (
+    PROVIDER_REFUSALS,
+    Conflict,
+    InvalidRequest,
+    SoraRelayError,
+    Unprocessable,
+)
+from sora_relay.domain.models import CreateVideoRequest, VideoObject
+from sora_relay.runtime.settings import get_settings
+from sora_relay.usecases.submit import submit_video
 
 HEADER = "Idempotency-Key"
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, at most 255 characters

@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sora_relay.errors import StorageError
+from sora_relay.domain.errors import StorageError
 
 SOURCE = "sora-relay"
 _BATCH = 10  # PutEvents takes at most 10 entries

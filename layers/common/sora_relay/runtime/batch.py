@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from sora_relay.errors import Deferred, SoraRelayError, describe_cause
+from sora_relay.domain.errors import Deferred, SoraRelayError, describe_cause
 from sora_relay.observability import logger
 
 Record = dict[str, Any]

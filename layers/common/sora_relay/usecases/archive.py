@@ -23,8 +23,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from sora_relay import services
-from sora_relay.errors import (
+from sora_relay.domain.errors import (
     Deferred,
     SoraRelayError,
     StorageError,
@@ -34,11 +33,12 @@ from sora_relay.errors import (
     UpstreamUnavailable,
     describe_cause,
 )
+from sora_relay.domain.task import Task, now_millis
+from sora_relay.domain.video import ArchivedVideo, video_key
 from sora_relay.observability import logger, metrics
-from sora_relay.retry import backoff_delay
-from sora_relay.settings import get_settings
-from sora_relay.storage import ArchivedVideo, video_key
-from sora_relay.task import Task, now_millis
+from sora_relay.runtime import services
+from sora_relay.runtime.settings import get_settings
+from sora_relay.usecases.retry import backoff_delay
 
 _VIDEO_TYPES = {"video/mp4", "application/octet-stream", "binary/octet-stream"}
 

@@ -13,13 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sora_relay import services
-from sora_relay.bus import BusEvent
-from sora_relay.models import VideoObject
+from sora_relay.adapters.dynamodb import TaskStore
+from sora_relay.adapters.eventbridge import BusEvent
+from sora_relay.adapters.webhooks import event_id
+from sora_relay.domain.models import VideoObject
+from sora_relay.domain.task import Status, Task
 from sora_relay.observability import logger, metrics
-from sora_relay.store import TaskStore
-from sora_relay.task import Status, Task
-from sora_relay.webhooks import event_id
+from sora_relay.runtime import services
 
 DETAIL_TYPES = {Status.COMPLETED: "Video Generation Completed", Status.FAILED: "Video Generation Failed"}
 

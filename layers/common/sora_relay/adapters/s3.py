@@ -7,12 +7,12 @@ import hashlib
 import queue
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sora_relay.errors import StorageError, UpstreamRejected
+from sora_relay.domain.errors import StorageError, UpstreamRejected
+from sora_relay.domain.video import ArchivedVideo, DownloadLink
 
 # Every MP4 starts with an `ftyp` box: a 4-byte size, then the type.
 _MP4_HEAD = 8
@@ -20,26 +20,6 @@ _MP4_SIGNATURE = b"ftyp"
 # Each part carries its CRC32 (S3 checks it on arrival) and the object keeps the composite checksum,
 # as boto3's upload_fileobj does.
 _CHECKSUM = "CRC32"
-
-
-@dataclass(frozen=True)
-class ArchivedVideo:
-    key: str
-    size: int
-    sha256: str
-
-
-@dataclass(frozen=True)
-class DownloadLink:
-    url: str
-    expires_at: int
-
-
-def video_key(task_id: str, provider_task_id: str, attempt: str) -> str:
-    """Where one archive attempt writes: two attempts never share an object, so the object a task
-    records is always the one whose bytes its sha256 describes."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in provider_task_id)[:100]
-    return f"videos/{task_id}/{safe}-{attempt}.mp4"
 
 
 class VideoStore:

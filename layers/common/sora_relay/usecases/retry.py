@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
-from sora_relay.errors import ProviderUnavailable
+from sora_relay.domain.errors import ProviderUnavailable
 
 T = TypeVar("T")
 

@@ -24,13 +24,14 @@ import math
 import time
 from dataclasses import dataclass
 
-from sora_relay import services
-from sora_relay.errors import Deferred, TransitionRejected
-from sora_relay.models import VideoObject
+from sora_relay.adapters.webhooks import event_body
+from sora_relay.domain.errors import Deferred, TransitionRejected
+from sora_relay.domain.models import VideoObject
+from sora_relay.domain.task import Task, now_millis
+from sora_relay.domain.webhook import WebhookAttempt, WebhookDelivery, WebhookState, checked_change
 from sora_relay.observability import logger, metrics
-from sora_relay.settings import get_settings
-from sora_relay.task import Task, WebhookAttempt, WebhookDelivery, WebhookState, now_millis
-from sora_relay.webhooks import event_body
+from sora_relay.runtime import services
+from sora_relay.runtime.settings import get_settings
 
 _LEASE_MARGIN_SECONDS = 20  # a claimed attempt may take the HTTP timeout plus this
 _CLAIM_RACE_DELAY_SECONDS = 2
@@ -72,15 +73,18 @@ def deliver_event(task_id: str, event: str) -> DeliveryOutcome:
     body = _body(task, event)
     secret = services.webhook_secret()
     lease_ms = int((settings.webhook_timeout_seconds + _LEASE_MARGIN_SECONDS) * 1000)
-    claimed = WebhookDelivery(
-        event_id=event,
-        state=WebhookState.SENDING,
-        attempts=attempt,
-        last_status_code=current.last_status_code if current else None,
-        last_error=current.last_error if current else None,
-        last_attempt_ms=current.last_attempt_ms if current else None,
-        next_attempt_ms=now_ms + lease_ms,
-        history=current.history if current else [],
+    claimed = checked_change(
+        current,
+        WebhookDelivery(
+            event_id=event,
+            state=WebhookState.SENDING,
+            attempts=attempt,
+            last_status_code=current.last_status_code if current else None,
+            last_error=current.last_error if current else None,
+            last_attempt_ms=current.last_attempt_ms if current else None,
+            next_attempt_ms=now_ms + lease_ms,
+            history=current.history if current else [],
+        ),
     )
     try:
         task = store.write_webhook(
@@ -109,17 +113,20 @@ def deliver_event(task_id: str, event: str) -> DeliveryOutcome:
     else:
         delay = settings.webhook_delay(attempt)
         state, outcome = WebhookState.RETRYING, DeliveryOutcome("retry", delay)
-    finished = claimed.model_copy(
-        update={
-            "state": state,
-            "last_status_code": result.status_code,
-            "last_error": result.error,
-            "last_attempt_ms": now_ms,
-            "next_attempt_ms": (
-                done_ms + int(outcome.delay_seconds * 1000) if outcome.action == "retry" else None
-            ),
-            "history": [*claimed.history, record],
-        }
+    finished = checked_change(
+        claimed,
+        claimed.model_copy(
+            update={
+                "state": state,
+                "last_status_code": result.status_code,
+                "last_error": result.error,
+                "last_attempt_ms": now_ms,
+                "next_attempt_ms": (
+                    done_ms + int(outcome.delay_seconds * 1000) if outcome.action == "retry" else None
+                ),
+                "history": [*claimed.history, record],
+            }
+        ),
     )
     store.write_webhook(task_id, finished, expect_attempts=attempt)
     logger.info(
@@ -142,7 +149,9 @@ def _give_up(task: Task, delivery: WebhookDelivery) -> DeliveryOutcome:
     recorded. A failed send raises first, so the message comes back and this is done again."""
     message = {"task_id": task.task_id, "event_id": delivery.event_id, "type": f"video.{task.status.value}"}
     services.webhook_dead_letter_queue().send({**message, "reason": "every attempt failed"})
-    failed = delivery.model_copy(update={"state": WebhookState.FAILED, "next_attempt_ms": None})
+    failed = checked_change(
+        delivery, delivery.model_copy(update={"state": WebhookState.FAILED, "next_attempt_ms": None})
+    )
     try:
         services.task_store().write_webhook(task.task_id, failed, expect_attempts=delivery.attempts)
     except TransitionRejected:

@@ -10,9 +10,7 @@ queued for dispatch all the same; without one the error is raised (a 5xx) and th
 
 from __future__ import annotations
 
-from sora_relay import services
-from sora_relay.dispatch import fail_task, queue_dispatch, start_generation
-from sora_relay.errors import (
+from sora_relay.domain.errors import (
     PROVIDER_REFUSALS,
     ProviderUnavailable,
     StorageError,
@@ -20,10 +18,12 @@ from sora_relay.errors import (
     Unprocessable,
     describe_cause,
 )
-from sora_relay.models import CreateVideoRequest, VideoObject
+from sora_relay.domain.models import CreateVideoRequest, VideoObject
+from sora_relay.domain.task import Status, Task
 from sora_relay.observability import logger, metrics
-from sora_relay.settings import get_settings
-from sora_relay.task import Status, Task
+from sora_relay.runtime import services
+from sora_relay.runtime.settings import get_settings
+from sora_relay.usecases.dispatch import fail_task, queue_dispatch, start_generation
 
 
 def submit_video(

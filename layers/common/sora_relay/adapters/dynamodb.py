@@ -8,8 +8,9 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sora_relay.errors import StorageError, TransitionRejected
-from sora_relay.task import Status, Task, TaskChange, WebhookDelivery, now_millis, sources_of
+from sora_relay.domain.errors import StorageError, TransitionRejected
+from sora_relay.domain.task import Status, Task, TaskChange, now_millis, sources_of
+from sora_relay.domain.webhook import WebhookDelivery
 
 OWNER_INDEX = "owner-created-index"
 STATUS_INDEX = "status-created-index"

@@ -19,8 +19,7 @@ import json
 import random
 from dataclasses import dataclass
 
-from sora_relay import services
-from sora_relay.errors import (
+from sora_relay.domain.errors import (
     PROVIDER_REFUSALS,
     Deferred,
     ProviderUnavailable,
@@ -29,12 +28,13 @@ from sora_relay.errors import (
     TransitionRejected,
     describe_cause,
 )
+from sora_relay.domain.provider import GenerationRequest
+from sora_relay.domain.task import Status, Task
+from sora_relay.domain.tokens import callback_token
 from sora_relay.observability import logger, metrics
-from sora_relay.providers.base import GenerationRequest
-from sora_relay.retry import with_backoff
-from sora_relay.settings import get_settings
-from sora_relay.task import Status, Task
-from sora_relay.tokens import callback_token
+from sora_relay.runtime import services
+from sora_relay.runtime.settings import get_settings
+from sora_relay.usecases.retry import with_backoff
 
 
 def callback_url_for(public_base_url: str, provider_name: str, task_id: str, key: str) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sora_relay.errors import StorageError
+from sora_relay.domain.errors import StorageError
 
 MAX_DELAY_SECONDS = 900  # SQS's limit for DelaySeconds
 MAX_VISIBILITY_SECONDS = 43200  # SQS's limit for a visibility timeout (12 h)

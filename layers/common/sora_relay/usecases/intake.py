@@ -18,13 +18,13 @@ from __future__ import annotations
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sora_relay import services
-from sora_relay.bus import BusEvent
-from sora_relay.errors import ConfigurationError, SoraRelayError
-from sora_relay.idempotency import submit_once
-from sora_relay.models import VideoObject, parse_create_request
+from sora_relay.adapters.eventbridge import BusEvent
+from sora_relay.domain.errors import ConfigurationError, SoraRelayError
+from sora_relay.domain.models import VideoObject, parse_create_request
 from sora_relay.observability import logger, metrics
-from sora_relay.settings import get_settings
+from sora_relay.runtime import services
+from sora_relay.runtime.settings import get_settings
+from sora_relay.usecases.idempotency import submit_once
 
 ACCEPTED = "Video Submission Accepted"
 REJECTED = "Video Submission Rejected"

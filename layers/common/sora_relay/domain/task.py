@@ -1,4 +1,7 @@
-"""The task as stored in DynamoDB, and the state machine every change goes through."""
+"""The task as stored in DynamoDB, and the state machine every change goes through.
+
+The webhook delivery it carries has its own model and state machine, in domain/webhook.py.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+from sora_relay.domain.webhook import WebhookDelivery
 
 
 class Status(StrEnum):
@@ -34,41 +39,6 @@ _NEXT: dict[Status, frozenset[Status]] = {
 def sources_of(target: Status) -> frozenset[Status]:
     """The states a task may be in for a change to `target` to be allowed."""
     return frozenset(source for source, targets in _NEXT.items() if target in targets)
-
-
-class WebhookAttempt(BaseModel):
-    """One POST of a webhook event to the client's callback_url."""
-
-    attempt: int
-    at_ms: int
-    status_code: int | None = None
-    error: str | None = None
-    duration_ms: int | None = None
-
-
-class WebhookState(StrEnum):
-    SENDING = "sending"  # an attempt holds the lease until next_attempt_ms
-    RETRYING = "retrying"  # the last attempt failed; the next one is due at next_attempt_ms
-    DELIVERED = "delivered"  # the client answered 2xx
-    GONE = "gone"  # the client answered 410: stop, as Standard Webhooks asks
-    FAILED = "failed"  # every attempt failed; the event went to the dead-letter queue
-
-    @property
-    def is_final(self) -> bool:
-        return self in (WebhookState.DELIVERED, WebhookState.GONE, WebhookState.FAILED)
-
-
-class WebhookDelivery(BaseModel):
-    """The delivery of the task's terminal event to its callback_url, with every attempt."""
-
-    event_id: str
-    state: WebhookState
-    attempts: int = 0
-    last_status_code: int | None = None
-    last_error: str | None = None
-    last_attempt_ms: int | None = None
-    next_attempt_ms: int | None = None
-    history: list[WebhookAttempt] = Field(default_factory=list)
 
 
 class Task(BaseModel):

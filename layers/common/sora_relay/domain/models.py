@@ -7,10 +7,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from sora_relay.errors import InvalidRequest
-from sora_relay.storage import DownloadLink
-from sora_relay.task import Status, Task
-from sora_relay.urls import parse_outbound_url
+from sora_relay.domain.errors import InvalidRequest
+from sora_relay.domain.outbound_url import parse_outbound_url
+from sora_relay.domain.task import Status, Task
+from sora_relay.domain.video import DownloadLink
 
 # The per-model table we control (complaint: stale enums upstream waste attempts).
 MODEL_SIZES: dict[str, tuple[str, ...]] = {

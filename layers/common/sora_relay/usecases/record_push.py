@@ -8,13 +8,13 @@ write rights.
 
 from __future__ import annotations
 
-from sora_relay import services
-from sora_relay.archive import queue_archive
-from sora_relay.errors import Conflict, NotFound, TransitionRejected, Unauthorized
+from sora_relay.domain.errors import Conflict, NotFound, TransitionRejected, Unauthorized
+from sora_relay.domain.provider import ProviderResult, ProviderState
+from sora_relay.domain.task import Task
+from sora_relay.domain.tokens import token_matches
 from sora_relay.observability import logger, metrics
-from sora_relay.providers.base import ProviderResult, ProviderState
-from sora_relay.task import Task
-from sora_relay.tokens import token_matches
+from sora_relay.runtime import services
+from sora_relay.usecases.archive import queue_archive
 
 
 def record_callback(provider_name: str, task_id: str, token: str | None, body: bytes) -> tuple[Task, bool]:
