@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
 from dataclasses import dataclass
 
 from sora_relay.domain.errors import (
@@ -34,6 +33,7 @@ from sora_relay.domain.tokens import callback_token
 from sora_relay.observability import logger, metrics
 from sora_relay.runtime import services
 from sora_relay.runtime.settings import get_settings
+from sora_relay.usecases import retry
 from sora_relay.usecases.retry import with_backoff
 
 
@@ -108,8 +108,12 @@ class DispatchOutcome:
 
 def backoff_delay(attempt: int, retry_after: float | None) -> float:
     settings = get_settings()
-    cap = min(settings.dispatch_base_delay_seconds * 2 ** (attempt - 1), settings.dispatch_max_delay_seconds)
-    return min(max(random.uniform(cap / 2, cap), retry_after or 0.0), settings.dispatch_max_delay_seconds)
+    return retry.backoff_delay(
+        attempt,
+        base=settings.dispatch_base_delay_seconds,
+        cap=settings.dispatch_max_delay_seconds,
+        retry_after=retry_after,
+    )
 
 
 def dispatch_task(task_id: str, public_base_url: str, *, attempt: int) -> DispatchOutcome:

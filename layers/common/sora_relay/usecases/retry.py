@@ -11,12 +11,16 @@ from sora_relay.domain.errors import ProviderUnavailable
 
 T = TypeVar("T")
 
+# Jitter drawn from the OS, not from `random`'s module state: under SnapStart every restored
+# instance would otherwise share the seed captured in the snapshot, and retry in step.
+_jitter = random.SystemRandom()
+
 
 def backoff_delay(attempt: int, *, base: float, cap: float, retry_after: float | None = None) -> float:
     """Seconds before attempt `attempt + 1`: exponential from `base`, up to `cap`, with equal jitter
     (a uniform draw from the upper half), never less than the server's `retry_after`."""
     ceiling = min(base * 2 ** (max(attempt, 1) - 1), cap)
-    return min(max(random.uniform(ceiling / 2, ceiling), retry_after or 0.0), cap)
+    return min(max(_jitter.uniform(ceiling / 2, ceiling), retry_after or 0.0), cap)
 
 
 def with_backoff(
@@ -40,7 +44,7 @@ def with_backoff(
         except ProviderUnavailable as error:
             if attempt == attempts:
                 raise
-            delay = random.uniform(0, base_delay * 2 ** (attempt - 1))
+            delay = _jitter.uniform(0, base_delay * 2 ** (attempt - 1))
             delay = max(delay, error.retry_after or 0.0)
             if clock() + delay > deadline:
                 raise

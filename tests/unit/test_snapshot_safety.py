@@ -1,0 +1,64 @@
+"""What SnapStart snapshots must hold nothing unique: the API functions' init opens no connection,
+builds no client, reads no setting or secret, and their jitter does not come from `random`'s
+module state (every restored instance would share it)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+
+from sora_relay.usecases import retry
+from tests.conftest import ROOT
+
+_PROBE = r"""
+import importlib.util, json, socket, sys
+
+def refuse(*args, **kwargs):
+    raise AssertionError("a socket was opened during init")
+
+socket.socket.connect = refuse
+socket.create_connection = refuse
+spec = importlib.util.spec_from_file_location("app", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+
+from sora_relay.adapters import aws
+from sora_relay.runtime import services, settings
+caches = {f"aws.{name}": getattr(aws, name).cache_info().currsize for name in dir(aws) if name.endswith("_client")}
+caches |= {
+    f"services.{name}": getattr(services, name).cache_info().currsize
+    for name in dir(services)
+    if hasattr(getattr(services, name), "cache_info")
+}
+caches["settings"] = settings.get_settings.cache_info().currsize
+print(json.dumps(caches))
+"""
+
+
+@pytest.mark.parametrize("function", ["submit", "callback", "status"])
+def test_the_init_phase_captures_nothing_a_restored_instance_must_not_share(function):
+    environment = {**os.environ, "PYTHONPATH": f"{ROOT / 'layers' / 'common'}{os.pathsep}{ROOT}"}
+    answer = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(ROOT / "functions" / function / "app.py")],
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=False,
+        timeout=120,
+    )
+    assert answer.returncode == 0, answer.stderr
+    caches = json.loads(answer.stdout.strip().splitlines()[-1])
+    assert caches and set(caches.values()) == {0}, caches
+
+
+def test_jitter_does_not_follow_the_random_modules_seed():
+    draws = []
+    for _ in range(2):
+        random.seed(7)  # what a snapshot would freeze
+        draws.append([retry.backoff_delay(3, base=2.0, cap=900.0) for _ in range(5)])
+    assert draws[0] != draws[1]
