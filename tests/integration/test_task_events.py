@@ -8,7 +8,7 @@ import boto3
 
 from devstack.event_sources import matches_any
 from sora_relay.adapters.dynamodb import TaskStore
-from sora_relay.domain.errors import StorageError
+from sora_relay.domain.errors import EventBusError
 from sora_relay.runtime import services
 from tests.conftest import LambdaContext
 from tests.integration.conftest import submitted
@@ -111,7 +111,7 @@ def test_a_stream_batch_stops_at_its_first_failure_so_a_retry_publishes_each_eve
     assert len(records) == 2
     # ... and a bus that refuses the first event once
     real_bus = services.event_bus()
-    refusals = [StorageError("The event bus refused 1 events (ThrottlingException)")]
+    refusals = [EventBusError("The event bus refused 1 events (ThrottlingException)")]
 
     class FlakyBus:
         def publish(self, events):

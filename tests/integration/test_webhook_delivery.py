@@ -12,7 +12,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from devstack.template import load_template
-from sora_relay.domain.errors import TransitionRejected
+from sora_relay.domain.errors import WebhookClaimLost
 from sora_relay.domain.webhook import WebhookDelivery, WebhookState
 from sora_relay.runtime import services
 from sora_relay.runtime.settings import Settings, get_settings
@@ -217,9 +217,9 @@ def test_only_one_writer_claims_an_attempt(completed, stack):
     store = services.task_store()
     claim = WebhookDelivery(event_id="evt_x_completed", state=WebhookState.SENDING, attempts=1)
     store.write_webhook(video["id"], claim, expect_attempts=0)
-    with pytest.raises(TransitionRejected):
+    with pytest.raises(WebhookClaimLost):
         store.write_webhook(video["id"], claim, expect_attempts=0)
-    with pytest.raises(TransitionRejected):
+    with pytest.raises(WebhookClaimLost):
         store.write_webhook(video["id"], claim.model_copy(update={"attempts": 2}), expect_attempts=2)
     store.write_webhook(video["id"], claim.model_copy(update={"attempts": 2}), expect_attempts=1)
 
@@ -298,7 +298,7 @@ def test_a_claim_past_the_attempt_limit_is_refused(completed, stack):
     store = services.task_store()
     claim = WebhookDelivery(event_id="evt_x_completed", state=WebhookState.SENDING, attempts=1)
     store.write_webhook(video["id"], claim, expect_attempts=0, max_attempts=1)
-    with pytest.raises(TransitionRejected):
+    with pytest.raises(WebhookClaimLost):
         store.write_webhook(
             video["id"], claim.model_copy(update={"attempts": 2}), expect_attempts=1, max_attempts=1
         )

@@ -8,7 +8,7 @@ from typing import Any
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sora_relay.domain.errors import StorageError, TransitionRejected
+from sora_relay.domain.errors import SoraRelayError, StorageError, TransitionRejected, WebhookClaimLost
 from sora_relay.domain.task import Status, Task, TaskChange, now_millis, sources_of
 from sora_relay.domain.webhook import WebhookDelivery
 
@@ -234,7 +234,7 @@ class TaskStore:
         """Replace the task's webhook record if it still shows `expect_attempts` attempts.
 
         The count is the lock: of two deliveries of the same event racing, only the one that read
-        the current count may claim the next attempt; the other gets TransitionRejected. With
+        the current count may claim the next attempt; the other gets WebhookClaimLost. With
         `max_attempts`, a claim (more attempts than expected) is also refused once the record shows
         that many, so no copy ever makes an attempt past the limit.
         """
@@ -249,6 +249,7 @@ class TaskStore:
             values[":max"] = max_attempts
         return self._update(
             task_id,
+            lost=WebhookClaimLost,
             update="SET webhook = :w, updated_ms = :now ADD #version :one",
             condition=condition,
             names={"#version": "version"},
@@ -304,8 +305,16 @@ class TaskStore:
         return tasks
 
     def _update(
-        self, task_id: str, *, update: str, condition: str, names: dict[str, str], values: dict[str, Any]
+        self,
+        task_id: str,
+        *,
+        update: str,
+        condition: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+        lost: type[SoraRelayError] = TransitionRejected,
     ) -> Task:
+        """One conditional UpdateItem; `lost` is raised when its condition does not hold."""
         try:
             answer = self._client.update_item(
                 TableName=self._table,
@@ -318,7 +327,7 @@ class TaskStore:
             )
         except ClientError as error:
             if _is_condition_failure(error):
-                raise TransitionRejected(f"Task {task_id} does not allow this change") from error
+                raise lost(f"Task {task_id} does not allow this change") from error
             raise StorageError("Could not update the task") from error
         except BotoCoreError as error:
             raise StorageError("Could not update the task") from error

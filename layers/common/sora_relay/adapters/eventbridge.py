@@ -14,7 +14,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sora_relay.domain.errors import StorageError
+from sora_relay.domain.errors import EventBusError
 
 SOURCE = "sora-relay"
 _BATCH = 10  # PutEvents takes at most 10 entries
@@ -33,7 +33,7 @@ class EventBus:
         self._bus = bus_name
 
     def publish(self, events: list[BusEvent]) -> None:
-        """Publish every event or raise StorageError (a partial failure counts as a failure)."""
+        """Publish every event or raise EventBusError (a partial failure counts as a failure)."""
         for start in range(0, len(events), _BATCH):
             entries = [
                 {
@@ -48,11 +48,11 @@ class EventBus:
             try:
                 answer = self._client.put_events(Entries=entries)
             except (ClientError, BotoCoreError) as error:
-                raise StorageError("Could not publish the events") from error
+                raise EventBusError("Could not publish the events") from error
             if answer.get("FailedEntryCount"):
                 codes = sorted(
                     {entry.get("ErrorCode", "?") for entry in answer["Entries"] if "ErrorCode" in entry}
                 )
-                raise StorageError(
+                raise EventBusError(
                     f"The event bus refused {answer['FailedEntryCount']} events ({', '.join(codes)})"
                 )

@@ -7,7 +7,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from sora_relay.domain.errors import StorageError
+from sora_relay.domain.errors import QueueError
 
 MAX_DELAY_SECONDS = 900  # SQS's limit for DelaySeconds
 MAX_VISIBILITY_SECONDS = 43200  # SQS's limit for a visibility timeout (12 h)
@@ -26,7 +26,7 @@ class WorkQueue:
                 DelaySeconds=int(min(max(delay_seconds, 0), MAX_DELAY_SECONDS)),
             )
         except (ClientError, BotoCoreError) as error:
-            raise StorageError("Could not queue the work") from error
+            raise QueueError("Could not queue the work") from error
 
     def retry_later(self, receipt_handle: str, delay_seconds: float) -> None:
         """Hide a received message for `delay_seconds`: SQS then hands it out again."""
@@ -37,4 +37,4 @@ class WorkQueue:
                 VisibilityTimeout=int(min(max(delay_seconds, 0), MAX_VISIBILITY_SECONDS)),
             )
         except (ClientError, BotoCoreError) as error:
-            raise StorageError("Could not delay the message") from error
+            raise QueueError("Could not delay the message") from error

@@ -113,11 +113,29 @@ class ConfigurationError(SoraRelayError):
     code = "configuration_error"
 
 
-class StorageError(SoraRelayError):
-    """DynamoDB or S3 failed: our own fault."""
+class AwsServiceError(SoraRelayError):
+    """An AWS service we depend on failed (after botocore's retries): our own fault, retried."""
 
     status_code = 500
+    code = "aws_error"
+
+
+class StorageError(AwsServiceError):
+    """DynamoDB or S3 failed."""
+
     code = "storage_error"
+
+
+class QueueError(AwsServiceError):
+    """SQS failed: a message could not be sent or its visibility changed."""
+
+    code = "queue_error"
+
+
+class EventBusError(AwsServiceError):
+    """EventBridge failed or refused some of the events."""
+
+    code = "event_bus_error"
 
 
 class TransitionRejected(SoraRelayError):
@@ -125,6 +143,14 @@ class TransitionRejected(SoraRelayError):
 
     status_code = 409
     code = "invalid_transition"
+
+
+class WebhookClaimLost(SoraRelayError):
+    """Another delivery of the same webhook event holds or has moved past this attempt: the
+    attempt count is the lock (TaskStore.write_webhook), and this delivery lost it."""
+
+    status_code = 409
+    code = "webhook_claim_lost"
 
 
 # The provider's own final word on a task: retrying cannot change it, so it fails the task. Any

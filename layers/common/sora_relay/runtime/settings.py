@@ -31,7 +31,7 @@ class Settings(BaseModel):
 
     tasks_table_name: str = Field(min_length=1)
     videos_bucket_name: str = Field(min_length=1)
-    # Only the submit function has it: the Idempotency-Key records.
+    # The submit and intake functions have it: the Idempotency-Key records (HTTP header, SQS attribute).
     idempotency_table_name: str | None = None
     idempotency_ttl_seconds: int = Field(24 * 3600, ge=60)
 

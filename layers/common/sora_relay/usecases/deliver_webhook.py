@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 
 from sora_relay.adapters.webhooks import event_body
-from sora_relay.domain.errors import Deferred, TransitionRejected
+from sora_relay.domain.errors import Deferred, WebhookClaimLost
 from sora_relay.domain.models import VideoObject
 from sora_relay.domain.task import Task, now_millis
 from sora_relay.domain.webhook import WebhookAttempt, WebhookDelivery, WebhookState, checked_change
@@ -90,7 +90,7 @@ def deliver_event(task_id: str, event: str) -> DeliveryOutcome:
         task = store.write_webhook(
             task_id, claimed, expect_attempts=seen, max_attempts=settings.webhook_max_attempts
         )
-    except TransitionRejected:
+    except WebhookClaimLost:
         return DeliveryOutcome("wait", _CLAIM_RACE_DELAY_SECONDS)  # another copy got there first
 
     started = time.monotonic()
@@ -154,7 +154,7 @@ def _give_up(task: Task, delivery: WebhookDelivery) -> DeliveryOutcome:
     )
     try:
         services.task_store().write_webhook(task.task_id, failed, expect_attempts=delivery.attempts)
-    except TransitionRejected:
+    except WebhookClaimLost:
         return DeliveryOutcome("wait", _CLAIM_RACE_DELAY_SECONDS)  # another copy got there first
     metrics.add_metric(name="WebhookGaveUp", unit="Count", value=1)
     logger.warning("Webhook given up; event dead-lettered", extra={"attempts": delivery.attempts})
