@@ -7,31 +7,23 @@ with any Standard Webhooks library. Only 2xx counts as delivered; redirects are 
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
+from standardwebhooks import Webhook
 
 from sora_relay.adapters.outbound_http import SafeHttp
 from sora_relay.domain.errors import SoraRelayError
 
-_SECRET_PREFIX = "whsec_"  # noqa: S105  (a format prefix, not a secret)
-
-
-def signing_key(secret: str) -> bytes:
-    """The HMAC key: the base64 value after the optional `whsec_` prefix."""
-    return base64.b64decode(secret.removeprefix(_SECRET_PREFIX))
-
 
 def sign(secret: str, event_id: str, timestamp: int, body: bytes) -> str:
-    signed = f"{event_id}.{timestamp}.".encode() + body
-    mac = hmac.new(signing_key(secret), signed, hashlib.sha256).digest()
-    return f"v1,{base64.b64encode(mac).decode()}"
+    """The `webhook-signature` value, by the reference implementation (`standardwebhooks`)."""
+    moment = datetime.fromtimestamp(timestamp, tz=UTC)
+    return Webhook(secret).sign(msg_id=event_id, timestamp=moment, data=body.decode())
 
 
 def event_id(task_id: str, event_type: str) -> str:
