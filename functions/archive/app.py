@@ -3,7 +3,7 @@
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sora_relay.observability import logger, metrics
-from sora_relay.runtime.batch import Record, process_partial_response, sqs_message_id
+from sora_relay.runtime.batch import EventType, Record, process_partial_response
 from sora_relay.usecases.archive import handle_archive_message
 
 
@@ -17,4 +17,4 @@ def record_handler(record: Record) -> None:
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return process_partial_response(event, record_handler, item_identifier=sqs_message_id)
+    return process_partial_response(event, record_handler, event_type=EventType.SQS, context=context)

@@ -3,7 +3,7 @@
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sora_relay.observability import logger, metrics
-from sora_relay.runtime.batch import Record, process_partial_response, sqs_message_id
+from sora_relay.runtime.batch import EventType, Record, process_partial_response
 from sora_relay.usecases.intake import KEY_ATTRIBUTE, submit_message
 
 
@@ -21,6 +21,5 @@ def record_handler(record: Record, lambda_context: LambdaContext | None = None) 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return process_partial_response(
-        event, lambda record: record_handler(record, context), item_identifier=sqs_message_id
-    )
+    # Powertools hands the record handler the invocation's context (it takes `lambda_context`).
+    return process_partial_response(event, record_handler, event_type=EventType.SQS, context=context)

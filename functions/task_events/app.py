@@ -3,7 +3,7 @@
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sora_relay.observability import logger, metrics
-from sora_relay.runtime.batch import process_partial_response, stream_sequence_number
+from sora_relay.runtime.batch import EventType, process_partial_response
 from sora_relay.usecases.task_events import publish_transition
 
 
@@ -13,5 +13,9 @@ from sora_relay.usecases.task_events import publish_transition
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     return process_partial_response(
-        event, publish_transition, item_identifier=stream_sequence_number, stop_at_first_failure=True
+        event,
+        publish_transition,
+        event_type=EventType.DynamoDBStreams,
+        context=context,
+        stop_at_first_failure=True,
     )

@@ -9,7 +9,7 @@ from botocore.exceptions import ClientError
 
 from sora_relay.domain.errors import Deferred, StorageError
 from sora_relay.observability import logger
-from sora_relay.runtime.batch import process_partial_response, sqs_message_id, stream_sequence_number
+from sora_relay.runtime.batch import EventType, process_partial_response
 from tests.conftest import log_lines
 
 PROMPT = "A secret prompt about a violet giraffe"
@@ -40,7 +40,7 @@ def test_a_failed_record_is_logged_once_with_its_cause_and_task_but_not_its_body
         logger.append_keys(task_id="video_abc")
         raise _throttled()
 
-    answer = process_partial_response(_sqs("a"), handler, item_identifier=sqs_message_id)
+    answer = process_partial_response(_sqs("a"), handler, event_type=EventType.SQS)
 
     assert answer == {"batchItemFailures": [{"itemIdentifier": "m-a"}]}
     [line] = log_lines(service_logs)
@@ -54,7 +54,7 @@ def test_an_unexpected_exception_is_logged_with_its_traceback(service_logs):
     def handler(record):
         raise KeyError("task_id")
 
-    process_partial_response(_sqs("a"), handler, item_identifier=sqs_message_id)
+    process_partial_response(_sqs("a"), handler, event_type=EventType.SQS)
 
     [line] = log_lines(service_logs)
     assert line["level"] == "ERROR" and "Traceback" in line["exception"]
@@ -66,7 +66,7 @@ def test_a_deferral_is_logged_as_such_not_as_a_crash_and_the_message_stays(servi
     def handler(record):
         raise Deferred("next attempt in 300 s")
 
-    answer = process_partial_response(_sqs("a"), handler, item_identifier=sqs_message_id)
+    answer = process_partial_response(_sqs("a"), handler, event_type=EventType.SQS)
 
     assert answer == {"batchItemFailures": [{"itemIdentifier": "m-a"}]}
     [line] = log_lines(service_logs)
@@ -81,7 +81,7 @@ def test_a_record_does_not_log_under_the_previous_record_s_task(service_logs):
             return
         raise ValueError("no task id in this body")
 
-    process_partial_response(_sqs("a", "b"), handler, item_identifier=sqs_message_id)
+    process_partial_response(_sqs("a", "b"), handler, event_type=EventType.SQS)
 
     [line] = log_lines(service_logs)
     assert line["record_id"] == "m-b" and "task_id" not in line
@@ -98,7 +98,7 @@ def test_a_stream_batch_stops_at_its_first_failure():
     event = {"Records": [{"id": key, "dynamodb": {"SequenceNumber": f"1{n}"}} for n, key in enumerate("abc")]}
 
     answer = process_partial_response(
-        event, handler, item_identifier=stream_sequence_number, stop_at_first_failure=True
+        event, handler, event_type=EventType.DynamoDBStreams, stop_at_first_failure=True
     )
 
     # Lambda goes on from the failed record, in order: "c" is handled then, once.

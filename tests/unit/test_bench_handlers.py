@@ -1,18 +1,14 @@
-"""What the handlers were given in place of Powertools' batch processor and pydantic-settings,
-and the benchmarks' record/replay of calls (bench/replay.py)."""
+"""The batch answers Powertools' processor gives the queue and stream handlers, the settings
+model in place of pydantic-settings, and the benchmarks' record/replay of calls (bench/replay.py)."""
 
 from __future__ import annotations
 
 import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import UnexpectedBatchTypeError
 from pydantic import ValidationError
 
 from bench.replay import _learn, _plain, _restore
-from sora_relay.runtime.batch import (
-    UnexpectedBatchEvent,
-    process_partial_response,
-    sqs_message_id,
-    stream_sequence_number,
-)
+from sora_relay.runtime.batch import EventType, process_partial_response
 from sora_relay.runtime.settings import Settings
 
 
@@ -31,7 +27,7 @@ def test_sqs_failures_are_reported_by_message_id_and_every_record_is_tried():
     handler, seen = _failing_on({"b"})
     event = {"Records": [{"id": key, "messageId": f"m-{key}"} for key in "abc"]}
 
-    answer = process_partial_response(event, handler, item_identifier=sqs_message_id)
+    answer = process_partial_response(event, handler, event_type=EventType.SQS)
 
     assert answer == {"batchItemFailures": [{"itemIdentifier": "m-b"}]}
     assert seen == ["a", "b", "c"]
@@ -42,7 +38,7 @@ def test_stream_failures_are_reported_by_sequence_number_even_when_all_fail():
     event = {"Records": [{"id": key, "dynamodb": {"SequenceNumber": f"1{n}"}} for n, key in enumerate("ab")]}
 
     answer = process_partial_response(
-        event, handler, item_identifier=stream_sequence_number, stop_at_first_failure=True
+        event, handler, event_type=EventType.DynamoDBStreams, stop_at_first_failure=True
     )
 
     assert answer == {"batchItemFailures": [{"itemIdentifier": "10"}]} and seen == ["a"]
@@ -50,8 +46,8 @@ def test_stream_failures_are_reported_by_sequence_number_even_when_all_fail():
 
 @pytest.mark.parametrize("event", [{}, {"Records": []}, {"Records": "x"}])
 def test_an_event_without_records_is_refused(event):
-    with pytest.raises(UnexpectedBatchEvent):
-        process_partial_response(event, lambda record: None, item_identifier=sqs_message_id)
+    with pytest.raises((ValueError, UnexpectedBatchTypeError)):
+        process_partial_response(event, lambda record: None, event_type=EventType.SQS)
 
 
 def test_settings_come_from_the_environment_case_insensitively_and_arguments_win(monkeypatch):
