@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
-from collections.abc import Iterator
 
 import boto3
 import pytest
@@ -61,20 +59,6 @@ def _dead_letters(stack) -> list[dict]:
         QueueUrl=stack.refs["WebhookDeadLetterQueue"], MaxNumberOfMessages=10
     )
     return [json.loads(message["Body"]) for message in messages.get("Messages", [])]
-
-
-@pytest.fixture
-def service_logs() -> Iterator[io.StringIO]:
-    """The JSON lines the service's logger writes."""
-    handler = next(
-        h for h in logging.getLogger("sora-relay").handlers if isinstance(h, logging.StreamHandler)
-    )
-    buffer = io.StringIO()
-    previous = handler.setStream(buffer)
-    try:
-        yield buffer
-    finally:
-        handler.setStream(previous)
 
 
 def _failure_logs(logs: io.StringIO) -> list[dict]:

@@ -64,11 +64,7 @@ def provider(name: str) -> VideoProvider:
     return AceDataSora(
         provider_http,  # built on the first request to the provider, never for a callback
         base_url=settings.provider_base_url,
-        api_key=lambda: read_secret(
-            settings.provider_api_key_secret_id,
-            purpose="provider API key",
-            max_age_seconds=settings.secrets_max_age_seconds,
-        ),
+        api_key=lambda: _secret(settings.provider_api_key_secret_id, "provider API key"),
         timeout=settings.provider_timeout_seconds,
     )
 
@@ -112,22 +108,16 @@ def webhook_sender() -> WebhookSender:
     return WebhookSender(outbound_http(), timeout_seconds=get_settings().webhook_timeout_seconds)
 
 
+def _secret(secret_id: str | None, purpose: str) -> str:
+    return read_secret(secret_id, purpose=purpose, max_age_seconds=get_settings().secrets_max_age_seconds)
+
+
 def callback_key() -> str:
-    settings = get_settings()
-    return read_secret(
-        settings.callback_token_secret_id,
-        purpose="callback token key",
-        max_age_seconds=settings.secrets_max_age_seconds,
-    )
+    return _secret(get_settings().callback_token_secret_id, "callback token key")
 
 
 def webhook_secret() -> str:
-    settings = get_settings()
-    return read_secret(
-        settings.webhook_secret_id,
-        purpose="webhook signing secret",
-        max_age_seconds=settings.secrets_max_age_seconds,
-    )
+    return _secret(get_settings().webhook_secret_id, "webhook signing secret")
 
 
 def reset() -> None:
