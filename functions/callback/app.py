@@ -1,14 +1,14 @@
 """POST /v1/callbacks/{provider}/{task_id}?token=...: a provider reports a result."""
 
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sora_relay.observability import logger, metrics
-from sora_relay.runtime.api import install_error_handlers, json_response, request_body
-from sora_relay.runtime.rest import Response, RestRouter
+from sora_relay.runtime.api import STRIP_PREFIXES, install_error_handlers, json_response, request_body
 from sora_relay.usecases.record_push import record_callback
 
-app = RestRouter()
+app = APIGatewayRestResolver(strip_prefixes=STRIP_PREFIXES)
 install_error_handlers(app)
 
 

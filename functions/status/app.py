@@ -1,14 +1,14 @@
 """GET /v1/videos, /v1/videos/{video_id} and /v1/videos/{video_id}/content for the caller's tasks."""
 
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sora_relay.observability import logger, metrics
-from sora_relay.runtime.api import caller, install_error_handlers, json_response
-from sora_relay.runtime.rest import Response, RestRouter
+from sora_relay.runtime.api import STRIP_PREFIXES, caller, install_error_handlers, json_response
 from sora_relay.usecases.read import get_video, list_videos, parse_limit, video_content_url
 
-app = RestRouter()
+app = APIGatewayRestResolver(strip_prefixes=STRIP_PREFIXES)
 install_error_handlers(app)
 
 

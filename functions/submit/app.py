@@ -1,22 +1,23 @@
 """POST /v1/videos: accept a generation request and start it at the provider."""
 
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sora_relay.domain.models import parse_create_request
 from sora_relay.observability import logger, metrics
 from sora_relay.runtime.api import (
+    STRIP_PREFIXES,
     caller,
     install_error_handlers,
     json_response,
     public_base_url,
     request_body,
 )
-from sora_relay.runtime.rest import Response, RestRouter
 from sora_relay.runtime.settings import get_settings
 from sora_relay.usecases.idempotency import HEADER, submit_once
 
-app = RestRouter()
+app = APIGatewayRestResolver(strip_prefixes=STRIP_PREFIXES)
 install_error_handlers(app)
 
 

@@ -223,6 +223,7 @@ class Api:
         owner: str | None = OWNER,
         raw: str | None = None,
         idempotency_key: str | None = None,
+        base_path: str | None = None,
     ) -> tuple[int, dict, Any]:
         event = load_event("submit")
         event["body"] = raw if raw is not None else json.dumps(body)
@@ -230,6 +231,8 @@ class Api:
             event["headers"]["idempotency-key"] = idempotency_key
             event["multiValueHeaders"]["idempotency-key"] = [idempotency_key]
         event["requestContext"]["identity"]["apiKeyId"] = owner
+        if base_path is not None:
+            through_a_custom_domain(event, base_path)
         return self.call("submit", event)
 
     def callback(
@@ -252,7 +255,9 @@ class Api:
             answers.append(answer)
         return answers
 
-    def push(self, callback_url: str, body: bytes, *, token: str | None = "keep") -> tuple[int, dict, Any]:
+    def push(
+        self, callback_url: str, body: bytes, *, token: str | None = "keep", base_path: str | None = None
+    ) -> tuple[int, dict, Any]:
         parts = urlsplit(callback_url)
         # {public base}/v1/callbacks/{provider}/{task_id}; the base may carry the stage name.
         segments = parts.path.split("/")[-4:]
@@ -266,6 +271,8 @@ class Api:
         event["queryStringParameters"] = query or None
         event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} or None
         event["body"] = body.decode()
+        if base_path is not None:
+            through_a_custom_domain(event, base_path)
         return self.call("callback", event)
 
     def get(self, video_id: str, *, owner: str = OWNER, content: bool = False) -> tuple[int, dict, Any]:
@@ -281,6 +288,16 @@ class Api:
         event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} or None
         event["requestContext"]["identity"]["apiKeyId"] = owner
         return self.call("status", event)
+
+
+def through_a_custom_domain(event: dict, base_path: str = "/relay") -> dict:
+    """The event as API Gateway sends it for a custom domain whose base path mapping is `base_path`:
+    `path` carries the base path (`resource` does not), and there is no stage in it."""
+    event["path"] = base_path + event["path"]
+    event["requestContext"]["path"] = event["path"]
+    event["requestContext"]["domainName"] = "api.example.com"
+    event["headers"]["Host"] = event["multiValueHeaders"]["Host"][0] = "api.example.com"
+    return event
 
 
 @pytest.fixture(scope="session")

@@ -200,3 +200,12 @@ def test_a_transient_video_failure_keeps_the_task_running_with_the_url_recorded(
     assert item["provider_video_url"]["S"].endswith("/flaky.mp4")
     downstream.pump()
     assert internet.webhooks == [] and downstream.stream_batches == []
+
+
+def test_a_custom_domain_with_a_base_path_routes(api, internet):
+    video, call = submitted(api, internet)
+    status, _, answer = api.push(
+        call["body"]["callback_url"], internet.success_body(call), base_path="/relay"
+    )
+    assert status == 200 and answer["received"] is True
+    assert api.get(video["id"])[2]["id"] == video["id"]

@@ -7,7 +7,7 @@ from botocore.exceptions import ClientError
 
 from sora_relay.runtime import services
 from tests.conftest import failure_lines
-from tests.integration.conftest import OTHER_OWNER, OWNER, submitted
+from tests.integration.conftest import OTHER_OWNER, OWNER, submitted, through_a_custom_domain
 
 
 def test_another_owner_sees_404_on_every_route(api, internet):
@@ -96,3 +96,26 @@ def test_a_failed_read_is_logged_once_with_the_task_id_and_what_aws_answered(
     [line] = failure_lines(service_logs)
     assert line["task_id"] == video["id"] and "(AccessDeniedException)" in line["cause"]
     assert "violet giraffe" not in service_logs.getvalue()
+
+
+@pytest.mark.parametrize("base_path", ["/relay", "/relay/eu"])
+def test_a_custom_domain_with_a_base_path_routes(api, internet, base_path):
+    from tests.conftest import load_event
+
+    video, _ = submitted(api, internet)
+
+    event = load_event("get")
+    event["path"] = f"/v1/videos/{video['id']}"
+    event["pathParameters"] = {"video_id": video["id"]}
+    status, _, answer = api.call("status", through_a_custom_domain(event, base_path))
+    assert status == 200, answer
+    assert answer["id"] == video["id"]
+
+    status, _, listing = api.call("status", through_a_custom_domain(load_event("list"), base_path))
+    assert status == 200 and [v["id"] for v in listing["data"]] == [video["id"]]
+
+    # An unknown route under the base path is still our JSON 404
+    event = through_a_custom_domain(load_event("get"), base_path)
+    event["path"] = f"{base_path}/v1/nothing-here"
+    status, _, answer = api.call("status", event)
+    assert status == 404 and answer["error"]["code"] == "not_found"

@@ -222,3 +222,8 @@ def _only_task_status(stack) -> tuple[str, str]:
     ]
     assert len(items) == 1
     return items[0]["status"]["S"], items[0]["error_code"]["S"]
+
+
+def test_a_custom_domain_with_a_base_path_routes(api):
+    status, _, video = api.submit(VALID, base_path="/relay")
+    assert status == 202 and video["id"].startswith("video_")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from pydantic import BaseModel
 
 from sora_relay.domain.errors import (
@@ -15,10 +18,22 @@ from sora_relay.domain.errors import (
     describe_cause,
 )
 from sora_relay.observability import logger
-from sora_relay.runtime.rest import Response, RestEvent, RestRouter
 from sora_relay.runtime.settings import get_settings
 
-JSON = "application/json"
+JSON = content_types.APPLICATION_JSON
+
+# Every route of the API is under /v1 (template.yaml). On the execute-api URL, `event.path` is that
+# route path (the stage is not in it); through a custom domain it also carries the domain's base
+# path mapping, e.g. `/relay/v1/videos` for the resource `/v1/videos`. So the resolver strips
+# whatever whole segments come before the first `/v1` segment, rather than a base path taken from a
+# parameter: the mapping is configured on the domain, outside this stack, may be several segments
+# deep, and the same function may be reached both ways. A path that already starts with `/v1` is
+# left alone (so a `v1` further in, say a video id, is never taken for the version), and a path with
+# no `/v1` segment is left alone too and answers not_found.
+API_VERSION_PREFIX = "/v1"
+STRIP_PREFIXES: list[str | re.Pattern[str]] = [
+    re.compile(rf"^(?!{API_VERSION_PREFIX}(?:/|$))(?:/[^/]+)+?(?={API_VERSION_PREFIX}(?:/|$))")
+]
 
 
 def error_body(code: str, message: str, param: str | None = None) -> str:
@@ -32,7 +47,7 @@ def json_response(
     return Response(status_code=status, content_type=JSON, body=text, headers=headers)
 
 
-def caller(event: RestEvent) -> str:
+def caller(event: APIGatewayProxyEvent) -> str:
     """The owner of the request: the id of the API key API Gateway checked."""
     key_id = event.request_context.identity.api_key_id
     if not key_id:
@@ -40,7 +55,7 @@ def caller(event: RestEvent) -> str:
     return key_id
 
 
-def public_base_url(event: RestEvent) -> str:
+def public_base_url(event: APIGatewayProxyEvent) -> str:
     """Our own stage URL, for callback links: configured, or the one this request came in on."""
     configured = get_settings().public_base_url
     if configured:
@@ -49,7 +64,7 @@ def public_base_url(event: RestEvent) -> str:
     return f"https://{context.domain_name}/{context.stage}"
 
 
-def request_body(event: RestEvent) -> str:
+def request_body(event: APIGatewayProxyEvent) -> str:
     """The body as text: 413 over the size limit, 400 if it is not UTF-8 (JSON must be)."""
     try:
         body = event.decoded_body or ""
@@ -62,7 +77,7 @@ def request_body(event: RestEvent) -> str:
     return body
 
 
-def _failure_keys(app: RestRouter, error: Exception) -> dict[str, str]:
+def _failure_keys(app: APIGatewayRestResolver, error: Exception) -> dict[str, str]:
     """What a failed request's log line says: the root cause and, if the route names one and the
     handler did not append it, the task (never the body: it holds the prompt)."""
     keys = {"cause": describe_cause(error)}
@@ -73,7 +88,7 @@ def _failure_keys(app: RestRouter, error: Exception) -> dict[str, str]:
     return keys
 
 
-def install_error_handlers(app: RestRouter) -> None:
+def install_error_handlers(app: APIGatewayRestResolver) -> None:
     """Every failure becomes `{"error": {"code", "message", "param"}}`; no stack trace leaves.
 
     Ours (5xx) are logged once: a SoraRelayError with its code and root cause (what AWS answered),
@@ -92,7 +107,7 @@ def install_error_handlers(app: RestRouter) -> None:
         )
 
     @app.not_found
-    def _no_route(_: Exception) -> Response:  # also an unknown method on a known path
+    def _no_route(_: Exception) -> Response:  # Powertools: also an unknown method on a known path
         return Response(status_code=404, content_type=JSON, body=error_body("not_found", "No such route"))
 
     @app.exception_handler(Exception)
