@@ -2,7 +2,7 @@
 
 `--tasks` tasks (200) are submitted at once through the local gateway (devstack.load.LoadRunner,
 one thread per task, each with its Idempotency-Key) to a fresh devstack.stack.LocalStack, with no
-faults: no simulator fault markers, no AWS fault proxy, every callback_url accepting at once. A
+faults: no simulator fault markers, no AWS faults, every callback_url accepting at once. A
 task counts when it is done end to end: submit accepted (202), the provider's callback in, the
 MP4 in S3 (`completed`) and the signed webhook received by the local receiver. Throughput = tasks /
 (the last webhook received - the first submit sent), from the receiver's own timestamps.

@@ -5,9 +5,9 @@
 Every task is submitted through the local gateway with its own Idempotency-Key and retried with
 that key on 429, 5xx, 409 and connection errors, as a careful client would. Prompts carry the
 simulator's fault markers in a fixed mix, callback URLs ask the webhook receiver to refuse each
-event a few times first, and the stack may put a fault proxy in front of moto for DynamoDB and
-S3 errors. Then it waits until every accepted task is terminal and checks, from the table, the
-bucket and the receiver:
+event a few times first, and the stack may fail the functions' DynamoDB and S3 calls with AWS
+errors (devstack.chaos). Then it waits until every accepted task is terminal and checks, from the
+table, the bucket and the receiver:
 
 - lost: accepted tasks that never reached `completed` or `failed` (must be 0);
 - duplicates: tasks made twice for one submission by a retried submit (must be 0);
@@ -289,7 +289,7 @@ class LoadRunner:
     # -- watching --
 
     def tasks(self) -> list[dict[str, Any]]:
-        """Every task in the table, read straight from moto (not through any fault proxy)."""
+        """Every task in the table, read straight from moto (this process injects no faults)."""
         assert self.stack.stack is not None
         client = self.stack.aws_client("dynamodb", label="load-runner")
         deserializer = TypeDeserializer()

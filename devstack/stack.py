@@ -39,7 +39,7 @@ from typing import IO, Any
 import boto3
 from boto3.dynamodb.types import TypeDeserializer
 
-from devstack.chaos import ChaosProxy
+from devstack.chaos import Chaos
 from devstack.event_sources import (
     EventSource,
     SqsEventSource,
@@ -274,13 +274,13 @@ class LocalStack:
         self.startup_timeout = startup_timeout
         self.schedule_interval_s = schedule_interval_s
         self.stream_retry_delay_s = stream_retry_delay_s
-        # With aws_faults (or a rate above 0) the functions reach moto through a fault proxy,
-        # `chaos`: tests add rules to it, and a rate fails that share of their DynamoDB and S3
-        # calls from the start (half server errors, half throttling).
+        # With aws_faults (or a rate above 0) the function workers install devstack.chaos's
+        # botocore hook, whose rules are `chaos`: tests add rules to it, and a rate fails that
+        # share of their DynamoDB and S3 calls from the start (half server errors, half throttling).
         self.aws_faults = aws_faults or aws_fault_rate > 0
         self.aws_fault_rate = aws_fault_rate
         self.aws_fault_seed = aws_fault_seed
-        self.chaos: ChaosProxy | None = None
+        self.chaos: Chaos | None = None
         # Measuring (bench/throughput.py): moto's server under cProfile, its profile written to
         # this path when the stack stops; and every AWS call this process makes through
         # aws_client(), counted by (label, service, operation).
@@ -513,7 +513,7 @@ class LocalStack:
     def _start_chaos(self) -> None:
         if not self.aws_faults:
             return
-        self.chaos = ChaosProxy(self.moto_url).start()
+        self.chaos = Chaos().start()
         half = self.aws_fault_rate / 2
         for number, service in enumerate(("dynamodb", "s3")):
             if half > 0:
@@ -525,7 +525,8 @@ class LocalStack:
         assert self.stack is not None
         environment = {
             **FAKE_AWS,
-            "AWS_ENDPOINT_URL": self.chaos.url if self.chaos is not None else self.moto_url,
+            "AWS_ENDPOINT_URL": self.moto_url,
+            **(self.chaos.environment if self.chaos is not None else {}),
             "ALLOW_LOOPBACK_URLS": "true",
             "POWERTOOLS_TRACE_DISABLED": "true",
             "POWERTOOLS_METRICS_NAMESPACE": "SoraRelayLocal",

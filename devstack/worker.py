@@ -16,6 +16,10 @@ the original; fd 0 becomes /dev/null so function code cannot swallow a frame eit
 
 End of input (the gateway closed the pipe or died) ends the worker.
 
+With `DEVSTACK_CHAOS_FILE` set (the stack's `aws_faults`), devstack.chaos's botocore hook is
+installed before the handler is imported, so every client the function makes can be failed by
+the rules in that file.
+
 Measuring (opt-in, for bench/throughput.py; off by default, and then nothing extra is imported):
 
 - `DEVSTACK_PROFILE_DIR`: each invocation runs under cProfile (one profiler per process, enabled
@@ -224,6 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     handler: Callable[[Any, Any], Any] | None = None
     init_error: dict[str, Any] | None = None
     try:
+        if os.environ.get("DEVSTACK_CHAOS_FILE"):  # the fault suite's AWS faults (devstack.chaos)
+            from devstack.chaos import install
+
+            install(os.environ["DEVSTACK_CHAOS_FILE"])
         measure.install()
         handler = _load_handler()
     except Exception as error:

@@ -137,7 +137,7 @@ def stack() -> Iterator[LocalStack]:
         function_env=FAST_FUNCTION_ENV,
         parameters=FAST_PARAMETERS,
         schedule_interval_s=FAST_SCHEDULE_SECONDS,
-        # The functions reach moto through the fault proxy; the fault suite adds rules to it.
+        # The functions install the AWS fault hook; the fault suite adds rules to stack.chaos.
         aws_faults=True,
     ) as local:
         yield local

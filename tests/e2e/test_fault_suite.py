@@ -1,5 +1,5 @@
 """The fault suite: simulator faults, failing webhook receivers and injected DynamoDB/S3 errors
-(through the fault proxy in front of moto) against the whole local stack, and nothing is lost.
+(devstack.chaos's botocore hook in the function workers) against the whole local stack, and nothing is lost.
 
 Every task ends in the terminal state its fault calls for, every stored MP4 matches its sha256,
 every event reaches the receiver, and every repeat of an event carries the same webhook-id.
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def chaos(stack: LocalStack) -> Iterator[object]:
-    assert stack.chaos is not None, "the e2e stack runs its functions behind the fault proxy"
+    assert stack.chaos is not None, "the e2e stack installs the AWS fault hook in its functions"
     stack.chaos.clear()
     yield stack.chaos
     stack.chaos.clear()
