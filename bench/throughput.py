@@ -1,7 +1,7 @@
 """Benchmark 5: throughput of the local stack, end to end, and where the time goes (issue 6).
 
 `--tasks` tasks (200) are submitted at once through the local gateway (devstack.load.LoadRunner,
-one thread per task, each with its Idempotency-Key) to a fresh devstack.stack.LocalStack, with no
+one thread per task, each with its Idempotency-Key) to a fresh devstack.stack.DevStack, with no
 faults: no simulator fault markers, no AWS faults, every callback_url accepting at once. A
 task counts when it is done end to end: submit accepted (202), the provider's callback in, the
 MP4 in S3 (`completed`) and the signed webhook received by the local receiver. Throughput = tasks /
@@ -21,7 +21,7 @@ Each repeat starts two fresh stacks (delay 1 s, then delay 0, alternating the or
 repeats). The profile comes from one extra run of a quarter as many tasks (not in the throughput
 figures: profiling slows what it measures, moto's server about 4x), with the function workers
 under cProfile timing CPU (DEVSTACK_PROFILE_DIR, DEVSTACK_PROFILE_CLOCK=cpu; see
-devstack/worker.py) and moto's server under cProfile (LocalStack(moto_profile=...)).
+devstack/worker.py) and moto's server under cProfile (DevStack(moto_profile=...)).
 
 Where the time goes, from that data:
 - per-stage latency per task (median/p95) from the timestamps the stack keeps anyway: the client's
@@ -37,7 +37,7 @@ Where the time goes, from that data:
 
     .venv/bin/python -m bench.throughput [--tasks 200] [--repeats 2] [--no-profile] [--profile-tasks N]
 
-Requests wait up to 300 s for a free function instance here (LocalStack(acquire_timeout_s=...);
+Requests wait up to 300 s for a free function instance here (DevStack(acquire_timeout_s=...);
 the stack's default is 30 s): with the default, a burst of 200 provider callbacks against 4
 CallbackFunction instances gets 500s after 30 s, the simulator does not send a callback twice,
 and those tasks wait for the reconciler (15 min), which is a finding, not a throughput figure.
@@ -66,7 +66,7 @@ from bench import harness
 from bench.harness import Figure, Spread
 from devstack.load import LoadReport, LoadRunner, plan
 from devstack.receiver import WebhookReceiver
-from devstack.stack import LocalStack
+from devstack.stack import DevStack
 
 BENCH = "throughput"
 PROVIDER_DELAY_S = 1.0  # the simulator's generation time, as `make load` runs it
@@ -209,7 +209,7 @@ class CpuWindow:
 
 
 class CpuMeter:
-    def __init__(self, stack: LocalStack, receiver: WebhookReceiver) -> None:
+    def __init__(self, stack: DevStack, receiver: WebhookReceiver) -> None:
         assert stack.gateway is not None and stack.simulator is not None
         self.stack = stack
         receiver_port = int(receiver.url.split(":")[2].split("/")[0])
@@ -271,7 +271,7 @@ class RunResult:
     startup_s: float
 
 
-def single_task(stack: LocalStack, receiver: WebhookReceiver, client: httpx.Client, n: int) -> float:
+def single_task(stack: DevStack, receiver: WebhookReceiver, client: httpx.Client, n: int) -> float:
     """Seconds from sending one submit to its webhook arriving, nothing else running."""
     sent = time.time()
     answer = client.post(
@@ -303,7 +303,7 @@ def log_offsets(log_dir: Path) -> dict[str, int]:
 
 
 def stages(
-    runner: LoadRunner, stack: LocalStack, receiver: WebhookReceiver
+    runner: LoadRunner, stack: DevStack, receiver: WebhookReceiver
 ) -> tuple[dict[str, list[float]], float, float, int]:
     """Per-stage milliseconds of every task that finished end to end, and the run's window."""
     assert stack.simulator is not None
@@ -355,7 +355,7 @@ def run_once(tasks: int, delay_s: float, *, profile_dir: Path | None = None, wor
         if profile_dir is not None:
             env["DEVSTACK_PROFILE_DIR"] = str(profile_dir)
             env["DEVSTACK_PROFILE_CLOCK"] = "cpu"
-        stack = LocalStack(
+        stack = DevStack(
             moto_port=0,
             simulator_port=0,
             gateway_port=0,

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 
 from devstack.receiver import WebhookReceiver
-from devstack.stack import DEFAULT_LOG_DIR, LocalStack
+from devstack.stack import DEFAULT_LOG_DIR, DevStack
 from devstack.template import ROOT
 
 DEMO_PROMPT = "A paper boat drifting down a rainy street at dusk, cinematic"
@@ -70,7 +70,7 @@ def _show_simulator_log() -> None:
 def run(args: argparse.Namespace) -> int:
     if args.verbose:
         _show_simulator_log()
-    stack = LocalStack(
+    stack = DevStack(
         callback_delay=args.delay,
         late_callback_delay=args.late_delay,
         workers=args.workers,
@@ -87,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_banner(stack: LocalStack, args: argparse.Namespace) -> None:
+def _print_banner(stack: DevStack, args: argparse.Namespace) -> None:
     assert stack.simulator is not None
     prompt = "A paper boat drifting down a rainy street at dusk"
     body = json.dumps({"prompt": prompt, "duration": 4, "size": "1280x720"})
@@ -166,7 +166,7 @@ def demo(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
     print("sora-relay demo: the local stack, the sora-relay CLI and a webhook receiver", flush=True)
-    stack = LocalStack(callback_delay=args.delay, console_logs=args.verbose)
+    stack = DevStack(callback_delay=args.delay, console_logs=args.verbose)
     try:
         stack.start()
         print(f"  stack up in {time.monotonic() - started:.1f} s at {stack.api_url}", flush=True)
@@ -197,7 +197,7 @@ def _hint_logs(args: argparse.Namespace) -> None:
         print(f"  (function, API and moto logs: {_relative(DEFAULT_LOG_DIR)}/)", file=sys.stderr)
 
 
-def _demo_flow(stack: LocalStack, receiver: WebhookReceiver, prompt: str, out: Path) -> list[tuple[str, str]]:
+def _demo_flow(stack: DevStack, receiver: WebhookReceiver, prompt: str, out: Path) -> list[tuple[str, str]]:
     command = [
         *cli_command(),
         "submit",
@@ -333,7 +333,7 @@ def load(args: argparse.Namespace) -> int:
         f" AWS fault rate {args.aws_fault_rate:g}",
         flush=True,
     )
-    stack = LocalStack(
+    stack = DevStack(
         moto_port=0,
         simulator_port=0,
         gateway_port=0,

@@ -2,7 +2,7 @@
 
     python -m devstack.fuzz --requests 1000
 
-Starts a LocalStack on free ports of 127.0.0.1, loads the OpenAPI document with schemathesis and
+Starts a DevStack on free ports of 127.0.0.1, loads the OpenAPI document with schemathesis and
 sends at least `--requests` generated requests, spread over every operation: schemathesis's
 coverage cases (boundary values, missing and wrong-typed fields, unexpected methods) and then
 Hypothesis-generated cases from each operation's strategy, positive (valid per the document) and
@@ -53,7 +53,7 @@ import httpx
 import yaml
 
 from devstack.load import FAST_FUNCTION_ENV, FAST_PARAMETERS
-from devstack.stack import LocalStack, aws_environment
+from devstack.stack import DevStack, aws_environment
 from devstack.template import ROOT, secret_value
 
 OPENAPI = ROOT / "docs" / "openapi.yaml"
@@ -306,7 +306,7 @@ def _wait_for(probe: Callable[[], bool], timeout_s: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def make_seeds(stack: LocalStack) -> Seeds:
+def make_seeds(stack: DevStack) -> Seeds:
     """A completed, a failed and an in-progress video of the first key, and one of the second."""
 
     def create(client: httpx.Client, prompt: str) -> str:
@@ -437,7 +437,7 @@ def plan_requests(schema: Any, requests: int, seed: int) -> list[Planned]:
 
 
 class FuzzRun:
-    def __init__(self, stack: LocalStack, schema: Any, seeds: Seeds, callback_key: str, *, seed: int) -> None:
+    def __init__(self, stack: DevStack, schema: Any, seeds: Seeds, callback_key: str, *, seed: int) -> None:
         self.stack = stack
         self.schema = schema
         self.seeds = seeds
@@ -579,7 +579,7 @@ class FuzzRun:
 
 
 def run_fuzz(
-    stack: LocalStack, requests: int, *, seed: int = 1, concurrency: int = 4, progress: bool = True
+    stack: DevStack, requests: int, *, seed: int = 1, concurrency: int = 4, progress: bool = True
 ) -> FuzzReport:
     """Fuzz a started stack; the report of what was sent and answered."""
     import schemathesis
@@ -665,7 +665,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"sora-relay fuzz: schemathesis with {OPENAPI.relative_to(ROOT)} against the local stack", flush=True
     )
-    stack = LocalStack(
+    stack = DevStack(
         moto_port=0,
         simulator_port=0,
         gateway_port=0,

@@ -36,7 +36,7 @@ import httpx
 from boto3.dynamodb.types import TypeDeserializer
 
 from devstack.receiver import WebhookReceiver
-from devstack.stack import LocalStack
+from devstack.stack import DevStack
 
 TERMINAL = ("completed", "failed")
 
@@ -216,7 +216,7 @@ def plan(
 class LoadRunner:
     def __init__(
         self,
-        stack: LocalStack,
+        stack: DevStack,
         receiver: WebhookReceiver | None,
         *,
         concurrency: int = 300,

@@ -1,6 +1,6 @@
 """The whole local stack in one object: moto's server, the provider simulator, the gateway (dev-only).
 
-    with LocalStack() as stack:
+    with DevStack() as stack:
         print(stack.api_url, stack.api_key)
 
 `start()` starts moto's server as a child process, the AceDataCloud simulator in a thread,
@@ -51,7 +51,7 @@ from devstack.processes import stop_process
 from devstack.simulator import ProviderSimulator, SimulatorConfig
 from devstack.template import REGION, ROOT, Stack, provision, secret_value
 
-__all__ = ["FAKE_AWS", "LocalStack", "SqsEventSource", "aws_environment", "free_port", "sqs_event_sources"]
+__all__ = ["FAKE_AWS", "DevStack", "SqsEventSource", "aws_environment", "free_port", "sqs_event_sources"]
 
 # What the event tap lets through: every event the service publishes.
 EVENT_TAP_PATTERN = {"source": ["sora-relay"]}
@@ -88,7 +88,7 @@ from moto.server import main
 main(sys.argv[1:])
 """
 
-# With LocalStack(moto_profile=path): every request moto's server handles runs under cProfile (one
+# With DevStack(moto_profile=path): every request moto's server handles runs under cProfile (one
 # profiler per connection thread, timing that thread's CPU), and when it exits (SIGTERM: stop) the
 # merged profile is written to `path`.
 _MOTO_PROFILE_BOOT = """
@@ -221,7 +221,7 @@ def aws_environment(endpoint_url: str) -> Iterator[None]:
         boto3.DEFAULT_SESSION = saved_session
 
 
-class LocalStack:
+class DevStack:
     """moto + simulator + gateway + event sources on 127.0.0.1; a context manager.
 
     Ports: 4566 (moto), 8701 (simulator) and 3000 (gateway) by default; a default that is taken
@@ -415,7 +415,7 @@ class LocalStack:
 
     # -- lifecycle --
 
-    def start(self) -> LocalStack:
+    def start(self) -> DevStack:
         if self._started:
             raise RuntimeError("the stack is already started")
         self._started = True
@@ -619,7 +619,7 @@ class LocalStack:
                 log.close()
         self._moto_log = self._access_log = None
 
-    def __enter__(self) -> LocalStack:
+    def __enter__(self) -> DevStack:
         return self.start()
 
     def __exit__(self, *exc_info: object) -> None:

@@ -24,7 +24,7 @@ import pytest
 
 from devstack.load import FAST_FUNCTION_ENV, FAST_PARAMETERS, FAST_SCHEDULE_SECONDS
 from devstack.receiver import WebhookReceiver
-from devstack.stack import LocalStack
+from devstack.stack import DevStack
 from devstack.template import ROOT
 
 CALLBACK_DELAY = 0.3  # seconds until the simulator calls back
@@ -123,8 +123,8 @@ def probe_mp4_fixture() -> Callable[[bytes], Mp4Info]:
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[LocalStack]:
-    with LocalStack(
+def stack() -> Iterator[DevStack]:
+    with DevStack(
         moto_port=0,
         simulator_port=0,
         gateway_port=0,
@@ -144,7 +144,7 @@ def stack() -> Iterator[LocalStack]:
 
 
 @pytest.fixture
-def dispatch(stack: LocalStack) -> str:
+def dispatch(stack: DevStack) -> str:
     """How submit copes with an unavailable provider in this template: "inline" retries then 503,
     or "queue": 202 `queued`, and a function consuming the dispatch queue keeps trying."""
     assert stack.stack is not None
@@ -161,25 +161,25 @@ def dispatch(stack: LocalStack) -> str:
 
 
 @pytest.fixture
-def receiver(stack: LocalStack) -> Iterator[WebhookReceiver]:
+def receiver(stack: DevStack) -> Iterator[WebhookReceiver]:
     with WebhookReceiver(stack.webhook_secret) as webhooks:
         yield webhooks
 
 
 @pytest.fixture
-def videos(stack: LocalStack) -> Iterator[VideoApi]:
+def videos(stack: DevStack) -> Iterator[VideoApi]:
     with _client(stack.api_url, stack.api_key) as client:
         yield VideoApi(client)
 
 
 @pytest.fixture
-def other_videos(stack: LocalStack) -> Iterator[VideoApi]:
+def other_videos(stack: DevStack) -> Iterator[VideoApi]:
     with _client(stack.api_url, stack.other_api_key) as client:
         yield VideoApi(client)
 
 
 @pytest.fixture
-def anonymous(stack: LocalStack) -> Iterator[httpx.Client]:
+def anonymous(stack: DevStack) -> Iterator[httpx.Client]:
     with _client(stack.api_url, None) as client:
         yield client
 
@@ -192,7 +192,7 @@ def plain_http() -> Iterator[httpx.Client]:
 
 
 @pytest.fixture
-def cli(stack: LocalStack) -> Callable[..., subprocess.CompletedProcess[str]]:
+def cli(stack: DevStack) -> Callable[..., subprocess.CompletedProcess[str]]:
     """Run the `sora-relay` CLI as a subprocess against the stack (first API key by default)."""
     script = Path(sys.executable).with_name("sora-relay")
     command = [str(script)] if script.exists() else [sys.executable, "-m", "sora_relay_cli.main"]

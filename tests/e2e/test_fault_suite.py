@@ -16,24 +16,24 @@ from collections.abc import Iterator
 import pytest
 
 from devstack.load import LoadRunner
-from devstack.stack import LocalStack
+from devstack.stack import DevStack
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def chaos(stack: LocalStack) -> Iterator[object]:
+def chaos(stack: DevStack) -> Iterator[object]:
     assert stack.chaos is not None, "the e2e stack installs the AWS fault hook in its functions"
     stack.chaos.clear()
     yield stack.chaos
     stack.chaos.clear()
 
 
-def _webhook(stack: LocalStack, task_id: str) -> dict:
+def _webhook(stack: DevStack, task_id: str) -> dict:
     return (stack.task_item(task_id) or {}).get("webhook") or {}
 
 
-def _stored_video_matches(stack: LocalStack, task_id: str) -> bool:
+def _stored_video_matches(stack: DevStack, task_id: str) -> bool:
     item = stack.task_item(task_id) or {}
     assert stack.stack is not None
     data = (

@@ -4,7 +4,7 @@ The SQS event source mapping runs template functions triggered by `Type: SQS` ev
 dispatch function), so its Lambda semantics are pinned here: batches, partial batch failures,
 redelivery after the visibility timeout, crashes, and the redrive to the dead-letter queue. The
 DynamoDB stream mapping is pinned the same way (filters, bisection, the on-failure queue), and
-the schedule and the event bus tap are checked on a running LocalStack.
+the schedule and the event bus tap are checked on a running DevStack.
 """
 
 from __future__ import annotations

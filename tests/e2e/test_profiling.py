@@ -1,4 +1,4 @@
-"""LocalStack(moto_profile=...): moto's server profiles the requests it serves and writes the
+"""DevStack(moto_profile=...): moto's server profiles the requests it serves and writes the
 merged profile when it is stopped (bench/throughput.py reads it)."""
 
 from __future__ import annotations

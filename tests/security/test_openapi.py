@@ -31,7 +31,7 @@ from devstack.gateway import (
     GatewayResponses,
 )
 from devstack.load import FAST_FUNCTION_ENV, FAST_PARAMETERS
-from devstack.stack import LocalStack, aws_environment
+from devstack.stack import DevStack, aws_environment
 from devstack.template import ROOT, Stack, load_template, secret_value
 from sora_relay.domain import errors
 from sora_relay.domain.models import (
@@ -413,8 +413,8 @@ def check_answer(method: str, path: str, response: httpx.Response) -> dict[str, 
 
 
 @pytest.fixture(scope="module")
-def live_stack() -> Iterator[LocalStack]:
-    with LocalStack(
+def live_stack() -> Iterator[DevStack]:
+    with DevStack(
         moto_port=0,
         simulator_port=0,
         gateway_port=0,
@@ -427,7 +427,7 @@ def live_stack() -> Iterator[LocalStack]:
 
 
 @pytest.fixture
-def client(live_stack: LocalStack) -> Iterator[httpx.Client]:
+def client(live_stack: DevStack) -> Iterator[httpx.Client]:
     headers = {"x-api-key": live_stack.api_key}
     # trust_env=False: a developer's proxy settings must not reroute 127.0.0.1.
     with httpx.Client(base_url=live_stack.api_url, headers=headers, timeout=30, trust_env=False) as http:
