@@ -65,6 +65,7 @@ import httpx
 from bench import harness
 from bench.harness import Figure, Spread
 from devstack.load import LoadReport, LoadRunner, plan
+from devstack.processes import local_http
 from devstack.receiver import WebhookReceiver
 from devstack.stack import DevStack
 
@@ -371,9 +372,7 @@ def run_once(tasks: int, delay_s: float, *, profile_dir: Path | None = None, wor
             stack.start()
             startup_s = time.monotonic() - began
             with WebhookReceiver(stack.webhook_secret) as receiver:
-                with httpx.Client(
-                    base_url=stack.api_url, headers={"x-api-key": stack.api_key}, timeout=60, trust_env=False
-                ) as client:
+                with local_http(stack.api_url, headers={"x-api-key": stack.api_key}, timeout=60) as client:
                     single_task(stack, receiver, client, 0)  # warm-up: first calls, secrets, clients
                     singles = [single_task(stack, receiver, client, n) for n in range(1, SINGLE_TASKS + 1)]
                 assert stack.gateway is not None

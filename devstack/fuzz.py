@@ -53,6 +53,7 @@ import httpx
 import yaml
 
 from devstack.load import FAST_FUNCTION_ENV, FAST_PARAMETERS
+from devstack.processes import eventually
 from devstack.stack import DevStack, aws_environment
 from devstack.template import ROOT, secret_value
 
@@ -299,11 +300,7 @@ class Seeds:
 
 
 def _wait_for(probe: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not probe():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+    eventually(probe, timeout=timeout_s, what=what)
 
 
 def make_seeds(stack: DevStack) -> Seeds:

@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 from boto3.dynamodb.types import TypeDeserializer
 
+from devstack.processes import local_http
 from devstack.receiver import WebhookReceiver
 from devstack.stack import DevStack
 
@@ -235,11 +236,10 @@ class LoadRunner:
         # What the last run() submitted and found in the table at the end (for measuring).
         self.submissions: list[Submission] = []
         self.final_tasks: list[dict[str, Any]] = []
-        self._client = httpx.Client(
-            base_url=stack.api_url,
+        self._client = local_http(
+            stack.api_url,
             headers={"x-api-key": stack.api_key},
             timeout=60,
-            trust_env=False,
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
         )
 

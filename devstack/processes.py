@@ -5,8 +5,38 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from http.server import ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
+
+import httpx
+
+T = TypeVar("T")
+
+
+class TimedOut(AssertionError):
+    """`eventually` ran out of time (an AssertionError, so pytest reports it as a failed check)."""
+
+
+def eventually(probe: Callable[[], T | None], *, timeout: float, what: str = "a condition") -> T:
+    """Poll `probe` until it returns something truthy and return it; TimedOut at the deadline."""
+    deadline = time.monotonic() + timeout
+    interval = 0.01
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimedOut(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(interval)
+        interval = min(interval * 1.5, 0.2)
+
+
+def local_http(base_url: str = "", **options: Any) -> httpx.Client:
+    """An httpx client for the local stack's servers: trust_env=False, so a developer's proxy
+    settings never reroute 127.0.0.1."""
+    return httpx.Client(base_url=base_url, trust_env=False, **{"timeout": 30, **options})
 
 
 def stop_process(process: subprocess.Popen[Any], grace_s: float = 5.0, *, terminate: bool = True) -> None:

@@ -11,7 +11,6 @@ import io
 import os
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import av
 import httpx
 import pytest
 
+from devstack import processes
 from devstack.load import FAST_FUNCTION_ENV, FAST_PARAMETERS, FAST_SCHEDULE_SECONDS
 from devstack.receiver import WebhookReceiver
 from devstack.stack import DevStack
@@ -37,16 +37,7 @@ T = TypeVar("T")
 
 def eventually(probe: Callable[[], T | None], *, timeout: float = DEADLINE, what: str = "a condition") -> T:
     """Poll `probe` until it returns something truthy; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    interval = 0.02
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(interval)
-        interval = min(interval * 1.5, 0.2)
+    return processes.eventually(probe, timeout=timeout, what=what)
 
 
 def unique(prompt: str) -> str:
@@ -103,8 +94,7 @@ def probe_mp4(data: bytes) -> Mp4Info:
 
 def _client(base_url: str, api_key: str | None) -> httpx.Client:
     headers = {"x-api-key": api_key} if api_key else {}
-    # trust_env=False: a developer's proxy settings must not reroute 127.0.0.1.
-    return httpx.Client(base_url=base_url, headers=headers, timeout=30, trust_env=False)
+    return processes.local_http(base_url, headers=headers)
 
 
 @pytest.fixture(name="eventually")
@@ -187,7 +177,7 @@ def anonymous(stack: DevStack) -> Iterator[httpx.Client]:
 @pytest.fixture
 def plain_http() -> Iterator[httpx.Client]:
     """No API key and no redirects followed: for presigned URLs and raw checks."""
-    with httpx.Client(timeout=30, trust_env=False) as client:
+    with processes.local_http() as client:
         yield client
 
 

@@ -13,12 +13,12 @@ import json
 import textwrap
 import uuid
 
-import httpx
 import pytest
 
 from devstack.event_sources import dynamodb_event_sources
 from devstack.gateway import LocalApiGateway
 from devstack.load import FAST_SCHEDULE_SECONDS
+from devstack.processes import local_http
 from devstack.stack import sqs_event_sources
 from devstack.template import ROOT, Stack
 
@@ -382,9 +382,7 @@ def test_the_reconciler_runs_on_its_schedule_and_finishes_a_lost_callback(stack,
     assert '"message":"Reconciled"' in log
 
     # And its runs have an effect: a task whose callback never came, old enough to be looked up
-    with httpx.Client(
-        base_url=stack.api_url, headers={"x-api-key": stack.api_key}, trust_env=False, timeout=30
-    ) as client:
+    with local_http(stack.api_url, headers={"x-api-key": stack.api_key}) as client:
         created = client.post(
             "/v1/videos", json={"prompt": f"[sim:no-callback] A quiet pond {uuid.uuid4().hex[:6]}"}
         )

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from devstack.gateway import LocalApiGateway
+from devstack.processes import local_http
 from devstack.template import ROOT, Stack
 
 pytestmark = pytest.mark.e2e
@@ -118,9 +119,7 @@ def gateway(tmp_path_factory) -> LocalApiGateway:
 
 @pytest.fixture
 def http(gateway) -> httpx.Client:
-    with httpx.Client(
-        base_url=gateway.url, headers={"x-api-key": API_KEY}, timeout=30, trust_env=False
-    ) as client:
+    with local_http(gateway.url, headers={"x-api-key": API_KEY}) as client:
         yield client
 
 
@@ -189,7 +188,7 @@ def test_a_literal_route_wins_over_a_parameter(http):
 
 
 def test_a_missing_or_unknown_api_key_is_forbidden(gateway):
-    with httpx.Client(base_url=gateway.url, trust_env=False) as anonymous:
+    with local_http(gateway.url) as anonymous:
         for headers in ({}, {"x-api-key": "wrong"}):
             response = anonymous.get("/things/x", headers=headers)
             assert response.status_code == 403

@@ -9,7 +9,6 @@ import copy
 import functools
 import json
 import re
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -31,6 +30,7 @@ from devstack.gateway import (
     GatewayResponses,
 )
 from devstack.load import FAST_FUNCTION_ENV, FAST_PARAMETERS
+from devstack.processes import eventually, local_http
 from devstack.stack import DevStack, aws_environment
 from devstack.template import ROOT, Stack, load_template, secret_value
 from sora_relay.domain import errors
@@ -429,18 +429,12 @@ def live_stack() -> Iterator[DevStack]:
 @pytest.fixture
 def client(live_stack: DevStack) -> Iterator[httpx.Client]:
     headers = {"x-api-key": live_stack.api_key}
-    # trust_env=False: a developer's proxy settings must not reroute 127.0.0.1.
-    with httpx.Client(base_url=live_stack.api_url, headers=headers, timeout=30, trust_env=False) as http:
+    with local_http(live_stack.api_url, headers=headers) as http:
         yield http
 
 
 def _eventually(probe: Callable[[], Any], what: str, timeout: float = 30) -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := probe()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.1)
-    return value
+    return eventually(probe, timeout=timeout, what=what)
 
 
 VIDEOS = "/v1/videos"
@@ -545,12 +539,7 @@ def test_read_refusals_answer_as_documented(client, method, path, url, params, s
 
 @pytest.mark.e2e
 def test_another_owners_video_is_a_documented_404(client, live_stack):
-    with httpx.Client(
-        base_url=live_stack.api_url,
-        headers={"x-api-key": live_stack.other_api_key},
-        timeout=30,
-        trust_env=False,
-    ) as other:
+    with local_http(live_stack.api_url, headers={"x-api-key": live_stack.other_api_key}) as other:
         theirs = other.post(VIDEOS, json={"prompt": "not yours"}).json()["id"]
     for path, url in ((VIDEO, f"/v1/videos/{theirs}"), (CONTENT, f"/v1/videos/{theirs}/content")):
         answer = client.get(url)

@@ -25,6 +25,7 @@ import httpx
 import pytest
 
 from devstack.mp4 import render_mp4
+from devstack.processes import eventually
 from devstack.simulator import FAULTS, ProviderSimulator, SimulatorConfig
 
 TOKEN = "sim-test-token"
@@ -89,10 +90,7 @@ class CallbackReceiver:
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
+    eventually(predicate, timeout=timeout)
 
 
 def make_sim(**overrides: Any) -> ProviderSimulator:
