@@ -46,7 +46,8 @@ from devstack.event_sources import (
     build_event_sources,
     sqs_event_sources,
 )
-from devstack.gateway import ACQUIRE_TIMEOUT_S, LocalApiGateway
+from devstack.functions import ACQUIRE_TIMEOUT_S
+from devstack.gateway import LocalApiGateway
 from devstack.processes import stop_process
 from devstack.simulator import ProviderSimulator, SimulatorConfig
 from devstack.template import REGION, ROOT, Stack, provision, secret_value

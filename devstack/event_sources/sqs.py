@@ -6,7 +6,7 @@ import threading
 from typing import Any
 
 from devstack.event_sources.base import EventSource, Invoke, _log
-from devstack.gateway import InvocationFailed
+from devstack.functions import InvocationFailed
 from devstack.template import REGION
 
 # -- SQS -----------------------------------------------------------------------------------------

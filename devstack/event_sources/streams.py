@@ -18,7 +18,7 @@ from botocore.exceptions import ClientError
 
 from devstack.event_sources.base import EventSource, Invoke, _iso, _log, function_arn
 from devstack.event_sources.patterns import matches_any, parse_pattern
-from devstack.gateway import InvocationFailed
+from devstack.functions import InvocationFailed
 from devstack.template import REGION
 
 # -- DynamoDB streams ----------------------------------------------------------------------------

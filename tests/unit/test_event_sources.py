@@ -28,7 +28,7 @@ from devstack.event_sources import (
     sqs_destination,
     template_filters,
 )
-from devstack.gateway import InvocationFailed
+from devstack.functions import InvocationFailed
 from devstack.template import NO_VALUE, Stack, load_template, provision
 
 TEMPLATE = load_template()
