@@ -97,11 +97,11 @@ def use_function_env(stack: Any, function_id: str, applied: set[str], **extra: s
     os.environ.update(wanted)
     # Imported after: Powertools reads its environment when sora_relay.observability is imported.
     from sora_relay.adapters import secrets
-    from sora_relay.runtime import services
-    from sora_relay.usecases import idempotency
+    from sora_relay.adapters.aws import reset_clients
+    from sora_relay.runtime import container
 
-    services.reset()
-    idempotency.reset()
+    reset_clients()
+    container.install(None)  # the handlers' next current() is built from this environment
     secrets.clear_cache()
     return set(wanted)
 

@@ -230,11 +230,11 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.update(stack.function_environment(function_id))
         os.environ.update(PROVIDER_BASE_URL=simulator.url, PUBLIC_BASE_URL="", ALLOW_LOOPBACK_URLS="true")
         recorder = Recorder().install()
-        from sora_relay.runtime import services
-        from sora_relay.usecases import idempotency
+        from sora_relay.adapters.aws import reset_clients
+        from sora_relay.runtime import container
 
-        services.reset()
-        idempotency.reset()
+        reset_clients()
+        container.install(None)  # the handlers' next current() is built from this environment
         submit = load_handler("submit")
         status = load_handler("status")
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")

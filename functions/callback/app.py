@@ -6,6 +6,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sora_relay.observability import logger, metrics
 from sora_relay.runtime.api import STRIP_PREFIXES, install_error_handlers, json_response, request_body
+from sora_relay.runtime.container import current
 from sora_relay.usecases.record_push import record_callback
 
 app = APIGatewayRestResolver(strip_prefixes=STRIP_PREFIXES)
@@ -16,7 +17,7 @@ install_error_handlers(app)
 def provider_callback(provider: str, task_id: str) -> Response:
     event = app.current_event
     body = request_body(event).encode()
-    task, changed = record_callback(provider, task_id, event.get_query_string_value("token"), body)
+    task, changed = record_callback(current(), provider, task_id, event.get_query_string_value("token"), body)
     return json_response(200, {"received": True, "changed": changed, "status": task.status.value})
 
 

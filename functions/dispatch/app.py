@@ -4,12 +4,13 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sora_relay.observability import logger, metrics
 from sora_relay.runtime.batch import EventType, Record, process_partial_response
+from sora_relay.runtime.container import current
 from sora_relay.usecases.dispatch import dispatch_message
 
 
 def record_handler(record: Record) -> None:
     attempt = int(record["attributes"]["ApproximateReceiveCount"])
-    dispatch_message(record["body"], attempt=attempt, receipt_handle=record["receiptHandle"])
+    dispatch_message(current(), record["body"], attempt=attempt, receipt_handle=record["receiptHandle"])
 
 
 # A batch whose every message is deferred is still a normal answer, not a function error.

@@ -4,12 +4,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sora_relay.observability import logger, metrics
 from sora_relay.runtime.batch import EventType, Record, process_partial_response
+from sora_relay.runtime.container import current
 from sora_relay.usecases.intake import KEY_ATTRIBUTE, submit_message
 
 
 def record_handler(record: Record, lambda_context: LambdaContext | None = None) -> None:
     key = record["messageAttributes"].get(KEY_ATTRIBUTE)  # None when absent
     submit_message(
+        current(),
         record["body"],
         message_id=record["messageId"],
         event_source_arn=record["eventSourceARN"],

@@ -6,6 +6,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sora_relay.observability import logger, metrics
 from sora_relay.runtime.api import STRIP_PREFIXES, caller, install_error_handlers, json_response
+from sora_relay.runtime.container import current
 from sora_relay.usecases.read import get_video, list_videos, parse_limit, video_content_url
 
 app = APIGatewayRestResolver(strip_prefixes=STRIP_PREFIXES)
@@ -17,18 +18,18 @@ def list_route() -> Response:
     event = app.current_event
     limit = parse_limit(event.get_query_string_value("limit"))
     return json_response(
-        200, list_videos(caller(event), limit=limit, after=event.get_query_string_value("after"))
+        200, list_videos(current(), caller(event), limit=limit, after=event.get_query_string_value("after"))
     )
 
 
 @app.get("/v1/videos/<video_id>")
 def get_route(video_id: str) -> Response:
-    return json_response(200, get_video(caller(app.current_event), video_id))
+    return json_response(200, get_video(current(), caller(app.current_event), video_id))
 
 
 @app.get("/v1/videos/<video_id>/content")
 def content_route(video_id: str) -> Response:
-    url = video_content_url(caller(app.current_event), video_id)
+    url = video_content_url(current(), caller(app.current_event), video_id)
     return Response(status_code=302, headers={"Location": url}, body="")
 
 

@@ -14,7 +14,7 @@ from sora_relay.runtime.api import (
     public_base_url,
     request_body,
 )
-from sora_relay.runtime.settings import get_settings
+from sora_relay.runtime.container import current
 from sora_relay.usecases.idempotency import HEADER, submit_once
 
 app = APIGatewayRestResolver(strip_prefixes=STRIP_PREFIXES)
@@ -24,8 +24,9 @@ install_error_handlers(app)
 @app.post("/v1/videos")
 def create_video() -> Response:
     event = app.current_event
-    request = parse_create_request(request_body(event), allow_loopback=get_settings().allow_loopback_urls)
+    request = parse_create_request(request_body(event), allow_loopback=current().settings.allow_loopback_urls)
     video = submit_once(
+        current(),
         request,
         owner=caller(event),
         public_base_url=public_base_url(event),

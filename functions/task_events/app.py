@@ -4,6 +4,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sora_relay.observability import logger, metrics
 from sora_relay.runtime.batch import EventType, process_partial_response
+from sora_relay.runtime.container import current
 from sora_relay.usecases.task_events import publish_transition
 
 
@@ -12,9 +13,10 @@ from sora_relay.usecases.task_events import publish_transition
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    deps = current()
     return process_partial_response(
         event,
-        publish_transition,
+        lambda record: publish_transition(deps, record),
         event_type=EventType.DynamoDBStreams,
         context=context,
         stop_at_first_failure=True,

@@ -4,11 +4,12 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sora_relay.observability import logger, metrics
 from sora_relay.runtime.batch import EventType, Record, process_partial_response
+from sora_relay.runtime.container import current
 from sora_relay.usecases.deliver_webhook import deliver_message
 
 
 def record_handler(record: Record) -> None:
-    deliver_message(record["body"], receipt_handle=record["receiptHandle"])
+    deliver_message(current(), record["body"], receipt_handle=record["receiptHandle"])
 
 
 # A batch whose every message is deferred is still a normal answer, not a function error.

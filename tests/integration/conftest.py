@@ -23,8 +23,10 @@ from devstack.event_sources import StreamReader, matches_any
 from devstack.mp4 import render_mp4
 from devstack.template import Stack, provision, secret_value
 from sora_relay.adapters import outbound_http, secrets
-from sora_relay.runtime import services
-from sora_relay.usecases import idempotency
+from sora_relay.adapters.aws import reset_clients
+from sora_relay.runtime import container as runtime_container
+from sora_relay.runtime.container import Container, current
+from sora_relay.settings import Settings
 from tests.conftest import LambdaContext, load_event, load_handler
 
 PROVIDER_TOKEN = "provider-test-token"
@@ -166,9 +168,21 @@ def apply_function_env(monkeypatch: pytest.MonkeyPatch, stack: Stack, **override
             monkeypatch.setenv(name, value)
     for name, value in overrides.items():
         monkeypatch.setenv(name, value)
-    services.reset()
-    idempotency.reset()
+    reset_clients()  # boto3's, and the secrets read: the adapters' own, per endpoint and stack
     secrets.clear_cache()
+    install_container(monkeypatch, Container())
+
+
+def install_container(monkeypatch: pytest.MonkeyPatch, built: Container) -> Container:
+    """`built` is the process's container (the handlers' `current()`) until the test ends."""
+    monkeypatch.setattr(runtime_container, "_current", built)
+    return built
+
+
+def reload_settings(monkeypatch: pytest.MonkeyPatch) -> Container:
+    """After a test changed the environment: settings read again, the same collaborators given
+    (the fake internet), the rest built afresh from the new settings."""
+    return install_container(monkeypatch, current().replace(settings=Settings()))
 
 
 @pytest.fixture
@@ -182,14 +196,14 @@ def stack(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
 def connect_internet(monkeypatch: pytest.MonkeyPatch, fake: FakeInternet) -> None:
     """Route the service's HTTP (provider API and strangers' URLs) to `fake`, with fake DNS."""
     transport = httpx.MockTransport(fake)
-    monkeypatch.setattr(services, "provider_http", lambda: httpx.Client(transport=transport))
-    monkeypatch.setattr(
-        services,
-        "outbound_http",
-        lambda: outbound_http.SafeHttp(httpx.Client(transport=transport), allow_loopback=False),
+    install_container(
+        monkeypatch,
+        current().replace(
+            provider_http=httpx.Client(transport=transport),
+            outbound_http=outbound_http.SafeHttp(httpx.Client(transport=transport), allow_loopback=False),
+        ),
     )
     monkeypatch.setattr(outbound_http, "resolve_host", _fake_resolve)
-    services.webhook_sender.cache_clear()
 
 
 @pytest.fixture

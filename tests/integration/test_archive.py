@@ -11,8 +11,7 @@ import pytest
 
 from devstack.template import provision
 from sora_relay.domain.task import Status
-from sora_relay.runtime import services
-from sora_relay.runtime.settings import get_settings
+from sora_relay.runtime.container import current
 from tests.conftest import LambdaContext, load_event
 from tests.integration.conftest import PROVIDER_TOKEN, apply_function_env, run_queue, sqs_event, submitted
 
@@ -50,7 +49,7 @@ def test_the_callback_records_the_result_and_queues_the_copy_without_fetching_it
     # Then the callback answered from what it recorded: no byte of the video was fetched or stored
     assert status == 200 and answer == {"received": True, "changed": True, "status": "in_progress"}
     assert internet.fetched_urls == [] and _objects(stack) == []
-    task = services.task_store().get(video["id"])
+    task = current().task_store.get(video["id"])
     assert task.provider_video_url.endswith(f"/videos/{call['task_id']}.mp4") and task.result_received_ms
     [message] = sqs_event(stack, "ArchiveQueue")["Records"]
     assert json.loads(message["body"]) == {"task_id": video["id"], "provider_task_id": call["task_id"]}
@@ -67,7 +66,7 @@ def test_the_archive_event_completes_the_task_with_the_key_it_wrote(
     )
 
     assert answer == {"batchItemFailures": []}
-    task = services.task_store().get(video["id"])
+    task = current().task_store.get(video["id"])
     assert task.status is Status.COMPLETED and task.archive_claim is None
     assert _objects(stack) == [task.video_key]
     body = boto3.client("s3").get_object(Bucket=stack.refs["VideosBucket"], Key=task.video_key)["Body"].read()
@@ -84,7 +83,7 @@ def test_a_repeated_push_queues_again_but_copies_once(api, internet, stack):
     api.archive()
 
     assert len(internet.fetched_urls) == 1 and len(_objects(stack)) == 1
-    assert services.task_store().get(video["id"]).status is Status.COMPLETED
+    assert current().task_store.get(video["id"]).status is Status.COMPLETED
     assert _queue_count(stack, "ArchiveQueue") == 0  # the repeat was skipped and deleted
 
 
@@ -92,7 +91,7 @@ def test_an_attempt_finding_a_live_claim_copies_nothing_and_looks_again_later(ap
     # Given a copy in progress elsewhere (its claim is live)
     video, call = submitted(api, internet)
     api.callback(call["body"]["callback_url"], internet.success_body(call), archive=False)
-    services.task_store().claim_archive(video["id"], "elsewhere", lease_until_ms=2**62)
+    current().task_store.claim_archive(video["id"], "elsewhere", lease_until_ms=2**62)
 
     # When a second delivery runs
     answer = handlers["archive"].lambda_handler(
@@ -102,7 +101,7 @@ def test_an_attempt_finding_a_live_claim_copies_nothing_and_looks_again_later(ap
     # Then it leaves the message for later and copies nothing
     assert len(answer["batchItemFailures"]) == 1
     assert internet.fetched_urls == [] and _objects(stack) == []
-    assert services.task_store().get(video["id"]).archive_claim == "elsewhere"
+    assert current().task_store.get(video["id"]).archive_claim == "elsewhere"
 
 
 def test_a_writer_that_lost_its_claim_removes_its_copy_and_the_recorded_object_matches(
@@ -117,12 +116,12 @@ def test_a_writer_that_lost_its_claim_removes_its_copy_and_the_recorded_object_m
     real_copy = archive.copy_video
     second: dict = {}
 
-    def slow_copy(url: str, key: str):
-        copied = real_copy(url, key)
+    def slow_copy(deps, url: str, key: str):
+        copied = real_copy(deps, url, key)
         if not second:
             second["started"] = True
             # The first attempt's lease is taken over, and the second finishes before it.
-            store = services.task_store()
+            store = current().task_store
             store._client.update_item(
                 TableName=stack.refs["TasksTable"],
                 Key={"task_id": {"S": video["id"]}},
@@ -130,17 +129,17 @@ def test_a_writer_that_lost_its_claim_removes_its_copy_and_the_recorded_object_m
                 ExpressionAttributeValues={":past": {"N": "1"}},
             )
             internet.video = internet.video + b"\x00second"
-            second["outcome"] = archive.archive_task(video["id"], attempt=1)
+            second["outcome"] = archive.archive_task(deps, video["id"], attempt=1)
         return copied
 
     monkeypatch.setattr(archive, "copy_video", slow_copy)
 
     # When the first attempt finishes its copy
-    first = archive.archive_task(video["id"], attempt=1)
+    first = archive.archive_task(current(), video["id"], attempt=1)
 
     # Then the first lost the race and removed its object; the one object left is the recorded one
     assert second["outcome"].action == "completed" and first.action == "lost_race"
-    task = services.task_store().get(video["id"])
+    task = current().task_store.get(video["id"])
     assert _objects(stack) == [task.video_key]
     body = boto3.client("s3").get_object(Bucket=stack.refs["VideosBucket"], Key=task.video_key)["Body"].read()
     assert hashlib.sha256(body).hexdigest() == task.video_sha256 and body.endswith(b"second")
@@ -158,7 +157,7 @@ def test_a_failed_copy_releases_the_claim_records_why_and_hides_the_message_for_
     _event, answer = run_queue(stack, "ArchiveQueue", api.handlers["archive"])
 
     assert len(answer["batchItemFailures"]) == 1
-    task = services.task_store().get(video["id"])
+    task = current().task_store.get(video["id"])
     assert task.status is Status.IN_PROGRESS and task.archive_claim is None
     assert task.copy_error == "The video URL answered HTTP 503"
     assert sqs_event(stack, "ArchiveQueue")["Records"] == []  # hidden for the backoff
@@ -182,7 +181,7 @@ def test_the_last_failed_attempt_fails_the_task_and_the_message_goes_to_the_dead
     from tests.integration.conftest import Api, FakeInternet, connect_internet
 
     stack = two_attempts
-    assert get_settings().archive_max_attempts == 2
+    assert current().settings.archive_max_attempts == 2
     internet = FakeInternet(video=mp4_bytes)
     connect_internet(monkeypatch, internet)
     api = Api(handlers, stack)
@@ -197,7 +196,7 @@ def test_the_last_failed_attempt_fails_the_task_and_the_message_goes_to_the_dead
         run_queue(stack, "ArchiveQueue", handlers["archive"])
 
     # Then the task failed with the reason, and the message is in the dead-letter queue
-    task = services.task_store().get(video["id"])
+    task = current().task_store.get(video["id"])
     assert task.status is Status.FAILED and task.error_code == "video_fetch_failed"
     assert task.error_message == "The video URL answered HTTP 502; gave up after 2 attempts"
     assert len(internet.fetched_urls) == 2

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from sora_relay.domain.task import Status, TaskChange
-from sora_relay.runtime import services
-from tests.integration.conftest import submitted
+from sora_relay.runtime.container import current
+from tests.integration.conftest import reload_settings, submitted
 
 
 def _item(stack, task_id: str) -> dict:
@@ -46,7 +46,7 @@ def test_a_token_for_another_task_is_401(api, internet, stack):
 def test_an_unknown_task_with_a_valid_token_is_404(api, internet):
     _, call = submitted(api, internet)
     ghost = "video_" + "0" * 32
-    key = services.callback_key()
+    key = current().callback_key()
     from sora_relay.domain.tokens import callback_token
 
     url = (
@@ -121,7 +121,7 @@ def test_a_callback_before_submit_recorded_in_progress_still_completes(api, inte
     assert _item(stack, video["id"])["provider_task_id"]["S"] == call["task_id"]
     # And submit's late move to in_progress is refused by the state machine
     with pytest.raises(Exception, match="does not allow"):
-        services.task_store().transition(
+        current().task_store.transition(
             video["id"], Status.IN_PROGRESS, TaskChange(provider_task_id=call["task_id"])
         )
 
@@ -162,10 +162,7 @@ def test_a_video_that_cannot_be_used_fails_the_task_and_leaves_no_object(
 
 def test_a_video_larger_than_the_limit_is_refused_while_streaming(api, internet, stack, monkeypatch):
     monkeypatch.setenv("MAX_VIDEO_BYTES", "100000")
-    from sora_relay.runtime.settings import get_settings
-
-    get_settings.cache_clear()
-    services.video_store.cache_clear()
+    reload_settings(monkeypatch)
     video, call = submitted(api, internet)
     # No Content-Length: the limit must hold while the bytes stream in.
     internet.videos["/huge.mp4"] = lambda: httpx.Response(

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.conftest import LambdaContext
-from tests.integration.conftest import VALID, run_queue, sqs_event
+from tests.integration.conftest import VALID, reload_settings, run_queue, sqs_event
 
 
 def overloaded(status: int = 429, retry_after: str | None = None) -> httpx.Response:
@@ -102,9 +102,7 @@ def test_the_last_attempt_fails_the_task_and_the_message_goes_to_the_dlq(
         Attributes={"RedrivePolicy": json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 1})},
     )
     monkeypatch.setenv("DISPATCH_MAX_ATTEMPTS", "1")
-    from sora_relay.runtime.settings import get_settings
-
-    get_settings.cache_clear()
+    reload_settings(monkeypatch)
     internet.create_failures.append(overloaded(500))
     event = sqs_event(stack, "DispatchQueue")
 
@@ -152,13 +150,11 @@ def test_a_repeat_delivery_of_a_started_task_does_nothing(queued_task, stack, in
 def test_giving_up_tells_the_client(api, internet, stack, handlers, monkeypatch, webhook_secret, downstream):
     from standardwebhooks import Webhook
 
-    from sora_relay.runtime.settings import get_settings
-
     internet.create_failures.append(overloaded())
     status, _, video = api.submit(VALID)  # VALID carries a callback_url
     assert status == 202
     monkeypatch.setenv("DISPATCH_MAX_ATTEMPTS", "1")
-    get_settings.cache_clear()
+    reload_settings(monkeypatch)
     internet.create_failures.append(overloaded(500))
     _dispatch(handlers, sqs_event(stack, "DispatchQueue"))
     downstream.pump()
@@ -179,10 +175,9 @@ def test_a_refusal_during_dispatch_tells_the_client(queued_task, internet, handl
 def _break_secret(monkeypatch, variable: str, secret_id: str) -> None:
     """Point a function's secret at nothing ("": not configured) or at a secret that is not there."""
     from sora_relay.adapters import secrets
-    from sora_relay.runtime.settings import get_settings
 
     monkeypatch.setenv(variable, secret_id)
-    get_settings.cache_clear()
+    reload_settings(monkeypatch)
     secrets.clear_cache()
 
 

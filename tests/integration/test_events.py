@@ -9,7 +9,7 @@ import pytest
 
 from sora_relay.domain.task import Status, Task, TaskChange
 from sora_relay.domain.tokens import callback_token
-from sora_relay.runtime import services
+from sora_relay.runtime.container import current
 from tests.conftest import EVENTS, load_event
 
 SAMPLE_ID = "video_0123456789abcdef0123456789abcdef"
@@ -30,7 +30,7 @@ def create_sample_task(callback_url: str | None) -> Task:
         provider="acedata",
         retention_days=30,
     ).model_copy(update={"task_id": SAMPLE_ID})
-    services.task_store().create(task)
+    current().task_store.create(task)
     return task
 
 
@@ -38,13 +38,13 @@ def create_sample_task(callback_url: str | None) -> Task:
 def sample_task(stack) -> Task:
     """The sample task, in progress at the provider."""
     create_sample_task("https://client.example.com/hooks/sora")
-    return services.task_store().transition(
+    return current().task_store.transition(
         SAMPLE_ID, Status.IN_PROGRESS, TaskChange(provider_task_id=SAMPLE_PROVIDER_TASK)
     )
 
 
 def with_token(event: dict) -> dict:
-    token = callback_token(SAMPLE_ID, services.callback_key())
+    token = callback_token(SAMPLE_ID, current().callback_key())
     event["queryStringParameters"] = {"token": token}
     event["multiValueQueryStringParameters"] = {"token": [token]}
     return event
@@ -93,7 +93,7 @@ def test_callback_events(api, internet, sample_task, downstream):
     status, _, answer = api.call("callback", with_token(load_event("callback-success")))
     assert status == 200 and answer["status"] == "in_progress"  # recorded; the archive step copies it
     api.archive()
-    assert services.task_store().get(SAMPLE_ID).status is Status.COMPLETED
+    assert current().task_store.get(SAMPLE_ID).status is Status.COMPLETED
     downstream.pump()
     assert internet.fetched_urls and json.loads(internet.webhooks[0].content)["type"] == "video.completed"
     status, _, answer = api.call("callback", with_token(load_event("callback-failure")))
@@ -129,7 +129,7 @@ def test_dispatch_event(api, internet, stack, handlers):
 
     # Then the task is started at the provider
     assert answer == {"batchItemFailures": []}
-    started = services.task_store().get(SAMPLE_ID)
+    started = current().task_store.get(SAMPLE_ID)
     assert started is not None and started.status is Status.IN_PROGRESS
     assert internet.last_call()["body"]["callback_url"].startswith(
         "https://abc123.execute-api.us-east-1.amazonaws.com/live/v1/callbacks/acedata/" + SAMPLE_ID
@@ -148,7 +148,7 @@ def test_archive_event(api, internet, stack, handlers, sample_task):
 
     # Then the video is copied and the task completed
     assert answer == {"batchItemFailures": []}
-    assert internet.fetched_urls and services.task_store().get(SAMPLE_ID).status is Status.COMPLETED
+    assert internet.fetched_urls and current().task_store.get(SAMPLE_ID).status is Status.COMPLETED
 
 
 def test_task_completed_stream_event(api, internet, stack, handlers, downstream):
@@ -175,17 +175,15 @@ def test_webhook_event(api, internet, sample_task, handlers, stack):
     assert answer == {"batchItemFailures": []}
     [hook] = internet.webhooks
     assert hook.headers["webhook-id"] == "evt_0123456789abcdef0123456789abcdef_completed"
-    assert services.task_store().get(SAMPLE_ID).webhook.state == "delivered"
+    assert current().task_store.get(SAMPLE_ID).webhook.state == "delivered"
 
 
 def test_intake_events(api, internet, stack, handlers, monkeypatch, downstream):
-    from sora_relay.runtime.settings import get_settings
-    from sora_relay.usecases import idempotency
     from tests.conftest import LambdaContext
+    from tests.integration.conftest import reload_settings
 
     monkeypatch.setenv("PUBLIC_BASE_URL", "https://abc123.execute-api.us-east-1.amazonaws.com/live")
-    get_settings.cache_clear()
-    idempotency.reset()
+    reload_settings(monkeypatch)
     assert handlers["intake"].lambda_handler(load_event("intake"), LambdaContext()) == {
         "batchItemFailures": []
     }

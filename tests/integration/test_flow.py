@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from standardwebhooks import Webhook
 
-from sora_relay.runtime import services
+from sora_relay.runtime.container import current
 from tests.integration.conftest import CLIENT_HOST, VALID, submitted
 
 
@@ -37,7 +37,7 @@ def test_submit_callback_status_content(api, internet, s3, stack, webhook_secret
 
     # Then the video is in S3 with its size and sha256 recorded, and the task is completed
     assert status == 200 and answer == {"received": True, "changed": True, "status": "in_progress"}
-    key = services.task_store().get(video["id"]).video_key
+    key = current().task_store.get(video["id"]).video_key
     assert key.startswith(f"videos/{video['id']}/{call['task_id']}-") and key.endswith(".mp4")
     stored = s3.get_object(Bucket=stack.refs["VideosBucket"], Key=key)
     body = stored["Body"].read()

@@ -8,18 +8,14 @@ import boto3
 import httpx
 import pytest
 
-from sora_relay.runtime import services
-from sora_relay.runtime.settings import get_settings
-from sora_relay.usecases import idempotency
 from tests.conftest import LambdaContext
-from tests.integration.conftest import VALID, run_queue
+from tests.integration.conftest import VALID, reload_settings, run_queue
 
 
 @pytest.fixture
 def intake(stack, internet, downstream, monkeypatch, handlers):
     monkeypatch.setenv("PUBLIC_BASE_URL", "https://api.sora-relay.test/live")
-    get_settings.cache_clear()
-    idempotency.reset()
+    reload_settings(monkeypatch)
 
     class Intake:
         sqs = boto3.client("sqs", region_name="us-east-1")
@@ -110,8 +106,7 @@ def test_a_key_reused_with_another_body_is_rejected(intake):
 def test_our_own_failure_leaves_the_message_for_a_retry(intake, monkeypatch):
     message_id = intake.send(VALID)
     monkeypatch.setenv("TASKS_TABLE_NAME", "no-such-table")
-    get_settings.cache_clear()
-    services.task_store.cache_clear()
+    reload_settings(monkeypatch)
     _, answer = intake.run()
     assert answer == {"batchItemFailures": [{"itemIdentifier": message_id}]}
     assert intake.events("Video Submission Rejected") == []

@@ -20,7 +20,7 @@ import pytest
 
 from devstack.stack import moto_server
 from devstack.template import provision
-from sora_relay.runtime import services
+from sora_relay.runtime.container import current
 from tests.integration.conftest import (
     PROVIDER_TOKEN,
     Api,
@@ -89,7 +89,7 @@ def test_a_50mb_video_is_copied_with_bounded_memory(
     # Then the object is whole and checksummed, and memory stayed near the parts in flight and the
     # one being filled (less than one more part for everything else), not the video
     assert status == 200
-    task = services.task_store().get(video["id"])
+    task = current().task_store.get(video["id"])
     assert task is not None and task.status.value == "completed"
     head = boto3.client("s3").head_object(Bucket=stack.refs["VideosBucket"], Key=task.video_key)
     assert head["ContentLength"] == VIDEO_BYTES

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError
 
-from sora_relay.runtime import services
+from sora_relay.runtime.container import current
 from tests.conftest import failure_lines
 from tests.integration.conftest import OTHER_OWNER, OWNER, submitted, through_a_custom_domain
 
@@ -88,7 +88,7 @@ def test_a_failed_read_is_logged_once_with_the_task_id_and_what_aws_answered(
     def denied(**_: object) -> None:
         raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not allowed"}}, "GetItem")
 
-    monkeypatch.setattr(services.task_store()._client, "get_item", denied)
+    monkeypatch.setattr(current().task_store._client, "get_item", denied)
 
     status, _, answer = api.get(video["id"])
 

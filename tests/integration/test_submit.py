@@ -6,9 +6,9 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
-from sora_relay.runtime import services
+from sora_relay.runtime.container import current
 from tests.conftest import failure_lines
-from tests.integration.conftest import VALID, submitted
+from tests.integration.conftest import VALID, install_container, reload_settings, submitted
 
 pytestmark = pytest.mark.usefixtures("internet")
 
@@ -115,13 +115,13 @@ def test_provider_auth_or_quota_problems_are_502_blaming_our_key(api, internet, 
 def no_dispatch_queue(stack, monkeypatch):
     """The fallback without a dispatch queue: retry in line, then 503."""
     monkeypatch.setenv("DISPATCH_QUEUE_URL", "")
-    _reload_settings()
+    _reload_settings(monkeypatch)
 
 
 @pytest.mark.usefixtures("no_dispatch_queue")
 def test_provider_overload_is_retried_then_accepted(api, internet, monkeypatch):
     monkeypatch.setenv("PROVIDER_RETRY_BASE_DELAY_SECONDS", "0")
-    _reload_settings()
+    _reload_settings(monkeypatch)
     internet.create_failures += [
         httpx.Response(429, json={"error": {"code": "too_many_requests", "message": "slow"}}),
         httpx.Response(500, json={"error": {"code": "api_error", "message": "oops"}}),
@@ -134,7 +134,7 @@ def test_provider_overload_is_retried_then_accepted(api, internet, monkeypatch):
 @pytest.mark.usefixtures("no_dispatch_queue")
 def test_provider_still_down_after_retries_is_a_503_with_retry_after(api, internet, stack, monkeypatch):
     monkeypatch.setenv("PROVIDER_RETRY_BASE_DELAY_SECONDS", "0")
-    _reload_settings()
+    _reload_settings(monkeypatch)
     internet.create_failures += [
         httpx.Response(503, json={"error": {"code": "api_error", "message": "down"}}) for _ in range(3)
     ]
@@ -149,7 +149,7 @@ def test_provider_still_down_after_retries_is_a_503_with_retry_after(api, intern
 @pytest.mark.usefixtures("no_dispatch_queue")
 def test_provider_timeout_is_retried_within_the_budget(api, internet, monkeypatch):
     monkeypatch.setenv("PROVIDER_RETRY_BASE_DELAY_SECONDS", "0")
-    _reload_settings()
+    _reload_settings(monkeypatch)
     attempts = []
 
     def timeout_then_ok(request: httpx.Request) -> httpx.Response:
@@ -159,11 +159,8 @@ def test_provider_timeout_is_retried_within_the_budget(api, internet, monkeypatc
         return httpx.Response(200, json={"task_id": "4b0c7d2e-0000-4000-8000-000000000001"})
 
     internet.create_failures.clear()
-    from sora_relay.runtime import services
-
-    monkeypatch.setattr(
-        services, "provider_http", lambda: httpx.Client(transport=httpx.MockTransport(timeout_then_ok))
-    )
+    fake_provider = httpx.Client(transport=httpx.MockTransport(timeout_then_ok))
+    install_container(monkeypatch, current().replace(provider_http=fake_provider))
     status, _, _video = api.submit(VALID)
     assert status == 202 and len(attempts) == 2
 
@@ -183,7 +180,7 @@ def test_a_storage_failure_is_a_500_logged_once_with_what_aws_answered(api, monk
             "PutItem",
         )
 
-    monkeypatch.setattr(services.task_store()._client, "put_item", throttled)
+    monkeypatch.setattr(current().task_store._client, "put_item", throttled)
 
     status, _, answer = api.submit({**VALID, "prompt": PROMPT})
 
@@ -198,7 +195,7 @@ def test_an_unexpected_error_is_a_500_logged_once_with_its_traceback(api, monkey
     def broken(**_: object) -> None:
         raise RuntimeError("a bug of ours")
 
-    monkeypatch.setattr(services.task_store()._client, "put_item", broken)
+    monkeypatch.setattr(current().task_store._client, "put_item", broken)
 
     status, _, answer = api.submit({**VALID, "prompt": PROMPT})
 
@@ -208,10 +205,8 @@ def test_an_unexpected_error_is_a_500_logged_once_with_its_traceback(api, monkey
     assert "violet giraffe" not in service_logs.getvalue()
 
 
-def _reload_settings() -> None:
-    from sora_relay.runtime.settings import get_settings
-
-    get_settings.cache_clear()
+def _reload_settings(monkeypatch) -> None:
+    reload_settings(monkeypatch)
 
 
 def _only_task_status(stack) -> tuple[str, str]:

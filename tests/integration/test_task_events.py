@@ -9,9 +9,9 @@ import boto3
 from devstack.event_sources import matches_any
 from sora_relay.adapters.dynamodb import TaskStore
 from sora_relay.domain.errors import EventBusError
-from sora_relay.runtime import services
+from sora_relay.runtime.container import current
 from tests.conftest import LambdaContext
-from tests.integration.conftest import submitted
+from tests.integration.conftest import install_container, submitted
 
 
 def _webhook_messages(stack) -> list[dict]:
@@ -110,7 +110,7 @@ def test_a_stream_batch_stops_at_its_first_failure_so_a_retry_publishes_each_eve
     records = [record for record in downstream.reader.read() if matches_any(downstream.filters, record)]
     assert len(records) == 2
     # ... and a bus that refuses the first event once
-    real_bus = services.event_bus()
+    real_bus = current().event_bus
     refusals = [EventBusError("The event bus refused 1 events (ThrottlingException)")]
 
     class FlakyBus:
@@ -119,7 +119,7 @@ def test_a_stream_batch_stops_at_its_first_failure_so_a_retry_publishes_each_eve
                 raise refusals.pop()
             real_bus.publish(events)
 
-    monkeypatch.setattr(services, "event_bus", FlakyBus)
+    install_container(monkeypatch, current().replace(event_bus=FlakyBus()))
     task_events = downstream.handlers["task_events"]
 
     # When the batch runs: the first record fails

@@ -12,9 +12,9 @@ from standardwebhooks import Webhook
 from devstack.template import load_template
 from sora_relay.domain.errors import WebhookClaimLost
 from sora_relay.domain.webhook import WebhookDelivery, WebhookState
-from sora_relay.runtime import services
-from sora_relay.runtime.settings import Settings, get_settings
-from tests.integration.conftest import VALID, run_queue, submitted
+from sora_relay.runtime.container import current
+from sora_relay.settings import Settings
+from tests.integration.conftest import VALID, reload_settings, run_queue, submitted
 
 
 def _task(stack, task_id: str) -> dict:
@@ -38,7 +38,7 @@ def _queue_counts(stack, logical_id: str) -> tuple[int, int]:
 def _settings(monkeypatch, **values: str) -> None:
     for name, value in values.items():
         monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
+    reload_settings(monkeypatch)
 
 
 def _event_id(video: dict) -> str:
@@ -164,7 +164,7 @@ def test_a_duplicate_message_never_sends_twice(completed, internet, stack, downs
     # Given the stream handed the same transition over twice (two identical webhook messages)
     video = completed()
     downstream.pump_stream()
-    queue = services.webhook_queue()
+    queue = current().webhook_queue
     message = {
         "task_id": video["id"],
         "event_id": f"evt_{video['id'].removeprefix('video_')}_completed",
@@ -184,7 +184,7 @@ def test_a_duplicate_waits_for_the_schedule_instead_of_sending_early(completed, 
     internet.webhook_status = 503
     video = completed()
     downstream.pump()  # attempt 1 failed; attempt 2 is due in 5 s
-    services.webhook_queue().send(
+    current().webhook_queue.send(
         {
             "task_id": video["id"],
             "event_id": f"evt_{video['id'].removeprefix('video_')}_completed",
@@ -198,7 +198,7 @@ def test_a_duplicate_waits_for_the_schedule_instead_of_sending_early(completed, 
 
 def test_only_one_writer_claims_an_attempt(completed, stack):
     video = completed()
-    store = services.task_store()
+    store = current().task_store
     claim = WebhookDelivery(event_id="evt_x_completed", state=WebhookState.SENDING, attempts=1)
     store.write_webhook(video["id"], claim, expect_attempts=0)
     with pytest.raises(WebhookClaimLost):
@@ -225,7 +225,7 @@ def test_a_secret_that_cannot_be_read_claims_no_attempt_and_the_message_comes_ba
     video = completed()
     downstream.pump_stream()
     secrets = boto3.client("secretsmanager", region_name="us-east-1")
-    secret_id = get_settings().webhook_secret_id
+    secret_id = current().settings.webhook_secret_id
     secrets.delete_secret(SecretId=secret_id, RecoveryWindowInDays=7)
 
     # When the message is delivered
@@ -260,7 +260,7 @@ def test_a_delivery_at_the_attempt_limit_sends_no_more_and_gives_up(
     _settings(monkeypatch, WEBHOOK_RETRY_SCHEDULE="0", WEBHOOK_MAX_ATTEMPTS="2")
     video = completed()
     downstream.pump_stream()
-    store = services.task_store()
+    store = current().task_store
     last = WebhookDelivery(
         event_id=_event_id(video), state=WebhookState.SENDING, attempts=2, next_attempt_ms=1
     )
@@ -279,7 +279,7 @@ def test_a_delivery_at_the_attempt_limit_sends_no_more_and_gives_up(
 
 def test_a_claim_past_the_attempt_limit_is_refused(completed, stack):
     video = completed()
-    store = services.task_store()
+    store = current().task_store
     claim = WebhookDelivery(event_id="evt_x_completed", state=WebhookState.SENDING, attempts=1)
     store.write_webhook(video["id"], claim, expect_attempts=0, max_attempts=1)
     with pytest.raises(WebhookClaimLost):
@@ -298,7 +298,7 @@ def test_a_failed_dead_letter_send_leaves_the_task_open_and_the_message_back(
     _settings(monkeypatch, WEBHOOK_RETRY_SCHEDULE="0", WEBHOOK_MAX_ATTEMPTS="2")
     missing = "https://sqs.us-east-1.amazonaws.com/123456789012/no-such-queue"
     monkeypatch.setenv("WEBHOOK_DEAD_LETTER_QUEUE_URL", missing)
-    services.webhook_dead_letter_queue.cache_clear()
+    reload_settings(monkeypatch)
     internet.webhook_status = 500
     video = completed()
     downstream.pump_stream()
@@ -318,8 +318,7 @@ def test_a_failed_dead_letter_send_leaves_the_task_open_and_the_message_back(
 
     # When the dead-letter queue is back, the next delivery dead-letters without a third POST
     monkeypatch.setenv("WEBHOOK_DEAD_LETTER_QUEUE_URL", stack.refs["WebhookDeadLetterQueue"])
-    get_settings.cache_clear()
-    services.webhook_dead_letter_queue.cache_clear()
+    reload_settings(monkeypatch)
     _show_again(stack, event)
     downstream.pump_webhooks()
     assert len(internet.webhooks) == 2

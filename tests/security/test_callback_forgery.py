@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from sora_relay.domain.tokens import callback_token
-from sora_relay.runtime import services
+from sora_relay.runtime.container import current
 from tests.integration.conftest import submitted
 
 
@@ -88,7 +88,7 @@ def test_a_body_naming_another_provider_task_changes_nothing(api, internet, stac
 def test_a_valid_token_reveals_only_the_task_it_was_issued_for(api, internet, stack):
     # A token is an HMAC of the task id under a secret key: valid for exactly that id
     missing = "video_" + "f" * 32
-    token = callback_token(missing, services.callback_key())
+    token = callback_token(missing, current().callback_key())
     _, call = submitted(api, internet)
     url = _with_task(call["body"]["callback_url"], missing).split("?")[0] + f"?token={token}"
     status, _, answer = api.callback(url, internet.success_body(call))

@@ -82,12 +82,10 @@ def test_a_5_gb_video_announced_by_content_length_is_refused_before_reading(api,
 def test_a_video_without_length_that_grows_past_the_limit_is_cut_off_in_bounded_memory(
     api, internet, stack, monkeypatch
 ):
-    from sora_relay.runtime import services
-    from sora_relay.runtime.settings import get_settings
+    from tests.integration.conftest import reload_settings
 
     monkeypatch.setenv("MAX_VIDEO_BYTES", str(12 * 1024 * 1024))
-    get_settings.cache_clear()
-    services.video_store.cache_clear()
+    reload_settings(monkeypatch)
     video, call = submitted(api, internet)
     chunk = b"\x00\x00\x00\x18ftypisom" + b"\x00" * (1024 * 1024 - 12)
     served = []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import boto3
 
 from devstack.template import secret_value
-from sora_relay.runtime import services
+from sora_relay.runtime.container import current
 from tests.integration.conftest import PROVIDER_TOKEN, VALID, submitted
 
 PROMPT = "An unmistakable prompt about a violet giraffe reciting poetry"
@@ -60,4 +60,4 @@ def test_only_secret_ids_are_in_the_environment(stack):
         assert PROVIDER_TOKEN not in values
         for name in ("CallbackTokenSecret", "WebhookSigningSecret"):
             assert secret_value(stack, name) not in values, function_id
-    assert services.callback_key()  # read from Secrets Manager, not from the environment
+    assert current().callback_key()  # read from Secrets Manager, not from the environment

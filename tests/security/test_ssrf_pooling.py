@@ -26,7 +26,7 @@ from cryptography.x509.oid import NameOID
 
 from sora_relay.adapters import outbound_http
 from sora_relay.domain.errors import UnsafeUrl
-from sora_relay.runtime import services
+from sora_relay.runtime.container import Container, use
 
 
 @dataclass(frozen=True)
@@ -148,9 +148,8 @@ def outbound(monkeypatch: pytest.MonkeyPatch, pki: Pki) -> Iterator[outbound_htt
     monkeypatch.setenv("VIDEOS_BUCKET_NAME", "videos")
     monkeypatch.setenv("ALLOW_LOOPBACK_URLS", "true")
     monkeypatch.setenv("SSL_CERT_FILE", str(pki.ca_file))
-    services.reset()
-    yield services.outbound_http()
-    services.reset()
+    with use(Container()) as built:
+        yield built.outbound_http
 
 
 def test_a_connection_verified_for_one_host_is_not_reused_for_another_on_the_same_address(

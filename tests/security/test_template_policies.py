@@ -270,7 +270,7 @@ def test_videos_bucket_policy_denies_insecure_transport(template: dict[str, Any]
 
 
 def _bounds(field_name: str) -> tuple[float | None, float | None]:
-    from sora_relay.runtime.settings import Settings
+    from sora_relay.settings import Settings
 
     low = high = None
     for constraint in Settings.model_fields[field_name].metadata:
@@ -280,7 +280,7 @@ def _bounds(field_name: str) -> tuple[float | None, float | None]:
 
 
 def test_presigned_url_ttl_is_bounded_in_template_and_settings(template: dict[str, Any]) -> None:
-    from sora_relay.runtime.settings import Settings
+    from sora_relay.settings import Settings
 
     parameter = template["Parameters"]["PresignedUrlTtlSeconds"]
     assert parameter["Type"] == "Number"

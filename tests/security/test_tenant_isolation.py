@@ -49,13 +49,10 @@ def test_a_request_without_an_api_key_identity_is_refused(api, internet):
 
 
 def test_tasks_submitted_from_the_queue_belong_to_no_api_key(api, internet, stack, handlers, monkeypatch):
-    from sora_relay.runtime.settings import get_settings
-    from sora_relay.usecases import idempotency
-    from tests.integration.conftest import run_queue
+    from tests.integration.conftest import reload_settings, run_queue
 
     monkeypatch.setenv("PUBLIC_BASE_URL", "https://api.sora-relay.test/live")
-    get_settings.cache_clear()
-    idempotency.reset()
+    reload_settings(monkeypatch)
     sqs = boto3.client("sqs", region_name="us-east-1")
     sqs.send_message(QueueUrl=stack.refs["SubmitQueue"], MessageBody='{"prompt": "from a queue"}')
     run_queue(stack, "SubmitQueue", handlers["intake"])

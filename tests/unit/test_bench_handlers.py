@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from bench.replay import _learn, _plain, _restore
 from sora_relay.runtime.batch import EventType, process_partial_response
-from sora_relay.runtime.settings import Settings
+from sora_relay.settings import Settings
 
 
 def _failing_on(bad: set[str]):

@@ -155,17 +155,14 @@ class TestVideoObject:
 def test_a_missing_setting_is_our_500_not_the_callers_404(monkeypatch):
     from sora_relay.adapters.secrets import read_secret
     from sora_relay.domain.errors import ConfigurationError
-    from sora_relay.runtime import services
+    from sora_relay.runtime.container import Container, use
 
     monkeypatch.setenv("TASKS_TABLE_NAME", "t")
     monkeypatch.setenv("VIDEOS_BUCKET_NAME", "b")
     monkeypatch.delenv("DISPATCH_QUEUE_URL", raising=False)
-    services.reset()
-    try:
+    with use(Container()) as built:
         with pytest.raises(ConfigurationError) as caught:
-            services.dispatch_queue()
+            built.dispatch_queue  # noqa: B018  (the property builds the queue)
         assert caught.value.status_code == 500 and caught.value.code == "configuration_error"
         with pytest.raises(ConfigurationError):
             read_secret(None, purpose="webhook signing secret", max_age_seconds=300)
-    finally:
-        services.reset()

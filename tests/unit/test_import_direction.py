@@ -5,13 +5,10 @@ Every module under layers/common/sora_relay/ is parsed with `ast` (nothing is im
 against the rules below.
 
 Where the shared pieces live: `sora_relay.observability` (the logger and metrics, needed by every
-layer) is a leaf outside the four layers that imports nothing of the package, so any layer may
-import it; settings live in `runtime/`, which domain and adapters never import (adapters get
-settings values as arguments from runtime/services.py).
-
-Not yet enforced: "a use case imports runtime". The use cases still ask runtime/services.py (the
-service locator) and runtime/settings.py for their collaborators; that rule joins the list when a
-composition root hands the collaborators to the use cases instead.
+layer) and `sora_relay.settings` (the settings model) are leaves outside the four layers that import
+nothing of the package, so any layer may import them. The composition root, runtime/container.py,
+builds the settings and the collaborators and hands them to the use cases (`deps`), so a use case
+imports nothing from runtime; adapters get settings values as arguments from the container.
 """
 
 from __future__ import annotations
@@ -23,12 +20,16 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "layers" / "common" / "sora_relay"
 LAYERS = ("domain", "usecases", "adapters", "runtime")
-LEAVES = ("sora_relay.observability",)  # importable from every layer; they import nothing of ours
+LEAVES = (
+    "sora_relay.observability",
+    "sora_relay.settings",
+)  # importable from every layer; they import nothing of ours
 
 # layer -> the layers it must not import
 FORBIDDEN: dict[str, frozenset[str]] = {
     "domain": frozenset({"adapters", "usecases", "runtime"}),
     "adapters": frozenset({"usecases", "runtime"}),
+    "usecases": frozenset({"runtime"}),
 }
 
 
@@ -106,9 +107,10 @@ def test_imports_point_one_way():
     ("source", "package"),
     [
         ("def f():\n    from sora_relay.adapters.dynamodb import TaskStore\n", "sora_relay.domain"),
-        ("import sora_relay.runtime.settings\n", "sora_relay.domain"),
+        ("import sora_relay.runtime.container\n", "sora_relay.domain"),
         ("from ..usecases import archive\n", "sora_relay.adapters"),
         ("from sora_relay import runtime\n", "sora_relay.adapters.providers"),
+        ("from sora_relay.runtime.container import current\n", "sora_relay.usecases"),
     ],
 )
 def test_the_check_sees_a_bad_import(source: str, package: str):

@@ -15,7 +15,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 
 from sora_relay.domain.errors import NotFound, SoraRelayError
 from sora_relay.runtime.api import STRIP_PREFIXES, install_error_handlers, json_response, request_body
-from sora_relay.runtime.settings import get_settings
+from sora_relay.runtime.container import Container, current, use
 from tests.conftest import LambdaContext, load_event
 
 NOT_FOUND = {"error": {"code": "not_found", "message": "No such route", "param": None}}
@@ -35,9 +35,8 @@ def settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     # request_body reads the body size limit from the settings, which need these.
     monkeypatch.setenv("TASKS_TABLE_NAME", "tasks")
     monkeypatch.setenv("VIDEOS_BUCKET_NAME", "videos")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
+    with use(Container()):
+        yield
 
 
 @pytest.fixture
@@ -255,7 +254,7 @@ def test_malformed_base64_is_400_invalid_json(app: APIGatewayRestResolver) -> No
 
 
 def test_a_body_over_the_limit_is_413(app: APIGatewayRestResolver) -> None:
-    too_big = "x" * (get_settings().max_request_body_bytes + 1)
+    too_big = "x" * (current().settings.max_request_body_bytes + 1)
     answer, body = call(app, "POST", "/v1/callbacks/acedata/t1", body=too_big)
     assert answer["statusCode"] == 413
     assert body["error"]["code"] == "request_too_large"

@@ -28,14 +28,10 @@ module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 
 from sora_relay.adapters import aws
-from sora_relay.runtime import services, settings
+from sora_relay.runtime import container
 caches = {f"aws.{name}": getattr(aws, name).cache_info().currsize for name in dir(aws) if name.endswith("_client")}
-caches |= {
-    f"services.{name}": getattr(services, name).cache_info().currsize
-    for name in dir(services)
-    if hasattr(getattr(services, name), "cache_info")
-}
-caches["settings"] = settings.get_settings.cache_info().currsize
+# No container (so no settings read, no collaborator built) until the first invocation asks current().
+caches["container"] = 0 if container.installed() is None else 1 + len(container.installed().built())
 print(json.dumps(caches))
 """
 

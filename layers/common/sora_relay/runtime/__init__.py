@@ -1,2 +1,2 @@
-"""Settings, the collaborators (services.py, a service locator built from settings), routing and
-batch handling: what runs the use cases in Lambda."""
+"""The composition root (container.py: the settings and the collaborators, built once per container
+and handed to the use cases), routing and batch handling: what runs the use cases in Lambda."""

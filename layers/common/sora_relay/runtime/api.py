@@ -18,7 +18,7 @@ from sora_relay.domain.errors import (
     describe_cause,
 )
 from sora_relay.observability import logger
-from sora_relay.runtime.settings import get_settings
+from sora_relay.runtime.container import current
 
 JSON = content_types.APPLICATION_JSON
 
@@ -57,7 +57,7 @@ def caller(event: APIGatewayProxyEvent) -> str:
 
 def public_base_url(event: APIGatewayProxyEvent) -> str:
     """Our own stage URL, for callback links: configured, or the one this request came in on."""
-    configured = get_settings().public_base_url
+    configured = current().settings.public_base_url
     if configured:
         return configured
     context = event.request_context
@@ -70,9 +70,9 @@ def request_body(event: APIGatewayProxyEvent) -> str:
         body = event.decoded_body or ""
     except (UnicodeDecodeError, ValueError) as error:
         raise InvalidRequest("The request body is not valid UTF-8 JSON", code="invalid_json") from error
-    if len(body.encode()) > get_settings().max_request_body_bytes:
+    if len(body.encode()) > current().settings.max_request_body_bytes:
         raise RequestTooLarge(
-            f"The request body is larger than {get_settings().max_request_body_bytes} bytes"
+            f"The request body is larger than {current().settings.max_request_body_bytes} bytes"
         )
     return body
 

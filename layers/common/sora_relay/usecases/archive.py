@@ -36,8 +36,7 @@ from sora_relay.domain.errors import (
 from sora_relay.domain.task import Task, now_millis
 from sora_relay.domain.video import ArchivedVideo, video_key
 from sora_relay.observability import logger, metrics
-from sora_relay.runtime import services
-from sora_relay.runtime.settings import get_settings
+from sora_relay.usecases.deps import Deps
 from sora_relay.usecases.retry import backoff_delay
 
 _VIDEO_TYPES = {"video/mp4", "application/octet-stream", "binary/octet-stream"}
@@ -57,17 +56,17 @@ def archive_message(task_id: str, provider_task_id: str | None) -> dict[str, str
     return {"task_id": task_id, "provider_task_id": provider_task_id or ""}
 
 
-def queue_archive(task: Task) -> None:
+def queue_archive(deps: Deps, task: Task) -> None:
     """Ask the archive step to copy `task`'s recorded result (a repeat is harmless: it claims)."""
-    services.archive_queue().send(archive_message(task.task_id, task.provider_task_id))
+    deps.archive_queue.send(archive_message(task.task_id, task.provider_task_id))
     metrics.add_metric(name="ArchiveQueued", unit="Count", value=1)
 
 
-def copy_video(video_url: str, key: str) -> ArchivedVideo:
+def copy_video(deps: Deps, video_url: str, key: str) -> ArchivedVideo:
     """Stream the provider's video into S3 at `key`; UpstreamRejected/UpstreamUnavailable say why not."""
-    settings = get_settings()
+    settings = deps.settings
     try:
-        with services.outbound_http().stream(
+        with deps.outbound_http.stream(
             "GET", video_url, field="video_url", timeout=settings.video_fetch_timeout_seconds
         ) as response:
             status = response.status_code
@@ -81,18 +80,18 @@ def copy_video(video_url: str, key: str) -> ArchivedVideo:
             length = response.headers.get("content-length")
             if length and length.isdigit() and int(length) > settings.max_video_bytes:
                 raise UpstreamRejected(f"The video is larger than {settings.max_video_bytes} bytes")
-            return services.video_store().archive(key, response.iter_bytes())
+            return deps.video_store.archive(key, response.iter_bytes())
     except UnsafeUrl as error:
         raise UpstreamRejected(f"The provider's video URL was refused: {error.message}") from error
     except httpx.HTTPError as error:
         raise UpstreamUnavailable(f"Fetching the video failed: {type(error).__name__}") from error
 
 
-def archive_task(task_id: str, *, attempt: int) -> ArchiveOutcome:
+def archive_task(deps: Deps, task_id: str, *, attempt: int) -> ArchiveOutcome:
     """One delivery of an archive message; `attempt` is SQS's receive count (1 for the first)."""
     logger.append_keys(task_id=task_id)
-    settings = get_settings()
-    store = services.task_store()
+    settings = deps.settings
+    store = deps.task_store
     claim = uuid.uuid4().hex[:16]
     try:
         task = store.get(task_id)
@@ -111,15 +110,15 @@ def archive_task(task_id: str, *, attempt: int) -> ArchiveOutcome:
             return ArchiveOutcome("busy", max(lease_left, 0) + 1)
     except StorageError as error:  # nothing is held yet: simply try again soon
         logger.warning("Could not claim the copy", extra={"attempt": attempt, "cause": describe_cause(error)})
-        return ArchiveOutcome("retry", _backoff(attempt))
+        return ArchiveOutcome("retry", _backoff(deps, attempt))
 
     key = video_key(task_id, task.provider_task_id or "video", claim)
     try:
-        archived = copy_video(task.provider_video_url or "", key)
+        archived = copy_video(deps, task.provider_video_url or "", key)
     except UpstreamRejected as error:
-        return _fail(task, claim, error.message, action="failed")
+        return _fail(deps, task, claim, error.message, action="failed")
     except (UpstreamUnavailable, StorageError) as error:
-        return _attempt_failed(task, claim, error.message, attempt=attempt)
+        return _attempt_failed(deps, task, claim, error.message, attempt=attempt)
 
     try:
         finished = store.complete(
@@ -128,35 +127,40 @@ def archive_task(task_id: str, *, attempt: int) -> ArchiveOutcome:
     except TransitionRejected:
         # Our claim lapsed and another attempt (or a failure) settled the task: drop our copy.
         logger.info("Another writer settled the task; removing this attempt's copy")
-        services.video_store().delete(archived.key)
+        deps.video_store.delete(archived.key)
         return ArchiveOutcome("lost_race")
     except StorageError as error:
         # The write may still have landed: the copy goes only if the task does not point at it.
         return _attempt_failed(
-            task, claim, f"Recording the copy failed: {error.message}", attempt=attempt, written=archived.key
+            deps,
+            task,
+            claim,
+            f"Recording the copy failed: {error.message}",
+            attempt=attempt,
+            written=archived.key,
         )
     metrics.add_metric(name="TaskCompleted", unit="Count", value=1)
     logger.info("Video archived; task completed", extra={"video_bytes": finished.video_bytes})
     return ArchiveOutcome("completed")
 
 
-def _backoff(attempt: int) -> float:
-    settings = get_settings()
+def _backoff(deps: Deps, attempt: int) -> float:
+    settings = deps.settings
     return backoff_delay(
         attempt, base=settings.archive_base_delay_seconds, cap=settings.archive_max_delay_seconds
     )
 
 
 def _attempt_failed(
-    task: Task, claim: str, reason: str, *, attempt: int, written: str | None = None
+    deps: Deps, task: Task, claim: str, reason: str, *, attempt: int, written: str | None = None
 ) -> ArchiveOutcome:
     """A failure that may pass: give the claim back and come again after a backoff, or, on the
     last attempt, fail the task with the reason."""
     logger.warning("Video copy failed", extra={"attempt": attempt, "reason": reason})
     metrics.add_metric(name="VideoCopyFailed", unit="Count", value=1)
-    store = services.task_store()
-    if attempt >= get_settings().archive_max_attempts:
-        return _fail(task, claim, f"{reason}; gave up after {attempt} attempts", action="gave_up")
+    store = deps.task_store
+    if attempt >= deps.settings.archive_max_attempts:
+        return _fail(deps, task, claim, f"{reason}; gave up after {attempt} attempts", action="gave_up")
     # Best effort: a claim that cannot be given back lapses with its lease, and an object the
     # task does not point at is removed by the bucket's lifecycle rule.
     with contextlib.suppress(SoraRelayError):
@@ -165,13 +169,13 @@ def _attempt_failed(
         with contextlib.suppress(SoraRelayError):
             current = store.get(task.task_id)
             if current is not None and current.video_key != written:
-                services.video_store().delete(written)
-    return ArchiveOutcome("retry", _backoff(attempt))
+                deps.video_store.delete(written)
+    return ArchiveOutcome("retry", _backoff(deps, attempt))
 
 
-def _fail(task: Task, claim: str, reason: str, *, action: str) -> ArchiveOutcome:
+def _fail(deps: Deps, task: Task, claim: str, reason: str, *, action: str) -> ArchiveOutcome:
     try:
-        services.task_store().fail(task.task_id, code="video_fetch_failed", message=reason, claim=claim)
+        deps.task_store.fail(task.task_id, code="video_fetch_failed", message=reason, claim=claim)
     except TransitionRejected:
         return ArchiveOutcome("lost_race")
     metrics.add_metric(name="TaskFailed", unit="Count", value=1)
@@ -179,15 +183,15 @@ def _fail(task: Task, claim: str, reason: str, *, action: str) -> ArchiveOutcome
     return ArchiveOutcome(action)
 
 
-def handle_archive_message(body: str, *, attempt: int, receipt_handle: str) -> ArchiveOutcome:
+def handle_archive_message(deps: Deps, body: str, *, attempt: int, receipt_handle: str) -> ArchiveOutcome:
     """Handle one archive queue message; raises ArchiveDeferred to leave it on the queue."""
     message = json.loads(body)
-    outcome = archive_task(message["task_id"], attempt=attempt)
+    outcome = archive_task(deps, message["task_id"], attempt=attempt)
     if outcome.action in ("retry", "busy"):
-        services.archive_queue().retry_later(receipt_handle, outcome.delay_seconds)
+        deps.archive_queue.retry_later(receipt_handle, outcome.delay_seconds)
         raise ArchiveDeferred(f"copy not done; next attempt in {outcome.delay_seconds:.0f} s")
     if outcome.action == "gave_up":
         # Visible again at once: the redrive policy moves it to the DLQ on its next receive.
-        services.archive_queue().retry_later(receipt_handle, 0)
+        deps.archive_queue.retry_later(receipt_handle, 0)
         raise ArchiveDeferred("the copy failed on the last attempt; to the dead-letter queue")
     return outcome

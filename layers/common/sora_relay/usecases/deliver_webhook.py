@@ -30,8 +30,7 @@ from sora_relay.domain.models import VideoObject
 from sora_relay.domain.task import Task, now_millis
 from sora_relay.domain.webhook import WebhookAttempt, WebhookDelivery, WebhookState, checked_change
 from sora_relay.observability import logger, metrics
-from sora_relay.runtime import services
-from sora_relay.runtime.settings import get_settings
+from sora_relay.usecases.deps import Deps
 
 _LEASE_MARGIN_SECONDS = 20  # a claimed attempt may take the HTTP timeout plus this
 _CLAIM_RACE_DELAY_SECONDS = 2
@@ -47,10 +46,10 @@ class WebhookDeferred(Deferred):
     """The message stays on the queue and comes back after its delay."""
 
 
-def deliver_event(task_id: str, event: str) -> DeliveryOutcome:
+def deliver_event(deps: Deps, task_id: str, event: str) -> DeliveryOutcome:
     """One try at delivering `event` of task `task_id`."""
     logger.append_keys(task_id=task_id, webhook_id=event)
-    store = services.task_store()
+    store = deps.task_store
     task = store.get(task_id)
     if task is None or not task.callback_url or not task.status.is_terminal:
         logger.warning("No deliverable task for this webhook event")
@@ -62,16 +61,16 @@ def deliver_event(task_id: str, event: str) -> DeliveryOutcome:
     if current is not None and current.next_attempt_ms and current.next_attempt_ms > now_ms:
         return DeliveryOutcome("wait", (current.next_attempt_ms - now_ms) / 1000)
 
-    settings = get_settings()
+    settings = deps.settings
     if current is not None and current.attempts >= settings.webhook_max_attempts:
         # The last attempt was made, and then the run stopped or the dead-letter send failed.
-        return _give_up(task, current)
+        return _give_up(deps, task, current)
     seen = current.attempts if current else 0
     attempt = seen + 1
     # What the POST needs is read before the claim: if it cannot be (the secret, the link), the
     # delivery raises having claimed nothing, and the message comes back with no attempt spent.
-    body = _body(task, event)
-    secret = services.webhook_secret()
+    body = _body(deps, task, event)
+    secret = deps.webhook_secret()
     lease_ms = int((settings.webhook_timeout_seconds + _LEASE_MARGIN_SECONDS) * 1000)
     claimed = checked_change(
         current,
@@ -94,7 +93,7 @@ def deliver_event(task_id: str, event: str) -> DeliveryOutcome:
         return DeliveryOutcome("wait", _CLAIM_RACE_DELAY_SECONDS)  # another copy got there first
 
     started = time.monotonic()
-    result = services.webhook_sender().deliver(task.callback_url or "", secret=secret, event=event, body=body)
+    result = deps.webhook_sender.deliver(task.callback_url or "", secret=secret, event=event, body=body)
     duration_ms = int((time.monotonic() - started) * 1000)
     done_ms = now_millis()
     record = WebhookAttempt(
@@ -139,21 +138,21 @@ def deliver_event(task_id: str, event: str) -> DeliveryOutcome:
         },
     )
     if outcome.action == "gave_up":
-        return _give_up(task, finished)
+        return _give_up(deps, task, finished)
     metrics.add_metric(name=f"Webhook{outcome.action.title()}", unit="Count", value=1)
     return outcome
 
 
-def _give_up(task: Task, delivery: WebhookDelivery) -> DeliveryOutcome:
+def _give_up(deps: Deps, task: Task, delivery: WebhookDelivery) -> DeliveryOutcome:
     """Every attempt is made: the event goes to the dead-letter queue, and only then is `failed`
     recorded. A failed send raises first, so the message comes back and this is done again."""
     message = {"task_id": task.task_id, "event_id": delivery.event_id, "type": f"video.{task.status.value}"}
-    services.webhook_dead_letter_queue().send({**message, "reason": "every attempt failed"})
+    deps.webhook_dead_letter_queue.send({**message, "reason": "every attempt failed"})
     failed = checked_change(
         delivery, delivery.model_copy(update={"state": WebhookState.FAILED, "next_attempt_ms": None})
     )
     try:
-        services.task_store().write_webhook(task.task_id, failed, expect_attempts=delivery.attempts)
+        deps.task_store.write_webhook(task.task_id, failed, expect_attempts=delivery.attempts)
     except WebhookClaimLost:
         return DeliveryOutcome("wait", _CLAIM_RACE_DELAY_SECONDS)  # another copy got there first
     metrics.add_metric(name="WebhookGaveUp", unit="Count", value=1)
@@ -161,26 +160,26 @@ def _give_up(task: Task, delivery: WebhookDelivery) -> DeliveryOutcome:
     return DeliveryOutcome("gave_up")
 
 
-def _body(task: Task, event: str) -> bytes:
+def _body(deps: Deps, task: Task, event: str) -> bytes:
     """The event's body, with a fresh download link; created_at is the transition's time, so
     every attempt carries the same event."""
     link = None
     if task.video_key:
-        link = services.video_store().download_link(
-            task.video_key, ttl_seconds=get_settings().presigned_url_ttl_seconds, now=int(time.time())
+        link = deps.video_store.download_link(
+            task.video_key, ttl_seconds=deps.settings.presigned_url_ttl_seconds, now=int(time.time())
         )
     created_at = (task.completed_ms or task.updated_ms) // 1000
     data = VideoObject.from_task(task, link).model_dump(mode="json")
     return event_body(f"video.{task.status.value}", event, created_at, data)
 
 
-def deliver_message(body: str, *, receipt_handle: str) -> DeliveryOutcome:
+def deliver_message(deps: Deps, body: str, *, receipt_handle: str) -> DeliveryOutcome:
     """Handle one webhook queue message; raises WebhookDeferred to leave it on the queue."""
     message = json.loads(body)
     # Our own trouble (the table, the secret, a queue) raises: the batch handler logs its cause once,
     # and the message comes back after its visibility timeout.
-    outcome = deliver_event(message["task_id"], message["event_id"])
+    outcome = deliver_event(deps, message["task_id"], message["event_id"])
     if outcome.action in ("retry", "wait"):
-        services.webhook_queue().retry_later(receipt_handle, math.ceil(outcome.delay_seconds))
+        deps.webhook_queue.retry_later(receipt_handle, math.ceil(outcome.delay_seconds))
         raise WebhookDeferred(f"next attempt in {outcome.delay_seconds:.0f} s")
     return outcome

@@ -31,9 +31,8 @@ from sora_relay.domain.provider import GenerationRequest
 from sora_relay.domain.task import Status, Task
 from sora_relay.domain.tokens import callback_token
 from sora_relay.observability import logger, metrics
-from sora_relay.runtime import services
-from sora_relay.runtime.settings import get_settings
 from sora_relay.usecases import retry
+from sora_relay.usecases.deps import Deps
 from sora_relay.usecases.retry import with_backoff
 
 
@@ -42,15 +41,15 @@ def callback_url_for(public_base_url: str, provider_name: str, task_id: str, key
     return f"{public_base_url}/v1/callbacks/{provider_name}/{task_id}?token={token}"
 
 
-def fail_task(task_id: str, error: SoraRelayError) -> Task | None:
+def fail_task(deps: Deps, task_id: str, error: SoraRelayError) -> Task | None:
     try:
-        return services.task_store().fail(task_id, code=error.code, message=error.message)
+        return deps.task_store.fail(task_id, code=error.code, message=error.message)
     except TransitionRejected:
         return None  # already finished by someone else
 
 
 def start_generation(
-    task: Task, public_base_url: str, *, attempts: int = 1, budget_seconds: float = 0
+    deps: Deps, task: Task, public_base_url: str, *, attempts: int = 1, budget_seconds: float = 0
 ) -> Task:
     """Submit `task` to its provider and record `in_progress` with the provider's task id.
 
@@ -58,12 +57,12 @@ def start_generation(
     raised as is and leaves the task `queued`: ProviderUnavailable and our own errors (storage, a
     secret), which the caller retries or queues.
     """
-    settings = get_settings()
-    provider = services.provider(task.provider)
+    settings = deps.settings
+    provider = deps.provider(task.provider)
     generation = GenerationRequest(
         prompt=task.prompt, model=task.model, seconds=task.seconds, size=task.size, image_url=task.image_url
     )
-    callback_url = callback_url_for(public_base_url, provider.name, task.task_id, services.callback_key())
+    callback_url = callback_url_for(public_base_url, provider.name, task.task_id, deps.callback_key())
     try:
         provider_task_id = with_backoff(
             lambda: provider.submit(generation, callback_url=callback_url),
@@ -72,15 +71,15 @@ def start_generation(
             base_delay=settings.provider_retry_base_delay_seconds,
         )
     except PROVIDER_REFUSALS as error:
-        fail_task(task.task_id, error)
+        fail_task(deps, task.task_id, error)
         metrics.add_metric(name="SubmitFailed", unit="Count", value=1)
         logger.warning("Provider refused the task", extra={"error_code": error.code})
         raise
     try:
-        started = services.task_store().start(task.task_id, provider_task_id)
+        started = deps.task_store.start(task.task_id, provider_task_id)
     except TransitionRejected:
         # A fast provider's callback finished the task before we got here: report what it is now.
-        started = services.task_store().get(task.task_id) or task
+        started = deps.task_store.get(task.task_id) or task
     except StorageError:
         # The provider has the job and will call back with the task id, which finishes the task
         # from `queued` as well; raising here would only make the client submit it a second time.
@@ -92,8 +91,8 @@ def start_generation(
     return started
 
 
-def queue_dispatch(task_id: str, public_base_url: str, *, delay_seconds: float = 0) -> None:
-    services.dispatch_queue().send(
+def queue_dispatch(deps: Deps, task_id: str, public_base_url: str, *, delay_seconds: float = 0) -> None:
+    deps.dispatch_queue.send(
         {"task_id": task_id, "public_base_url": public_base_url}, delay_seconds=delay_seconds
     )
     metrics.add_metric(name="DispatchQueued", unit="Count", value=1)
@@ -106,8 +105,8 @@ class DispatchOutcome:
     reason: str = ""  # why a retry or a give-up: the DispatchDeferred message
 
 
-def backoff_delay(attempt: int, retry_after: float | None) -> float:
-    settings = get_settings()
+def backoff_delay(deps: Deps, attempt: int, retry_after: float | None) -> float:
+    settings = deps.settings
     return retry.backoff_delay(
         attempt,
         base=settings.dispatch_base_delay_seconds,
@@ -116,24 +115,26 @@ def backoff_delay(attempt: int, retry_after: float | None) -> float:
     )
 
 
-def dispatch_task(task_id: str, public_base_url: str, *, attempt: int) -> DispatchOutcome:
+def dispatch_task(deps: Deps, task_id: str, public_base_url: str, *, attempt: int) -> DispatchOutcome:
     """One delivery of a dispatch message; `attempt` is SQS's receive count (1 for the first)."""
     logger.append_keys(task_id=task_id)
-    task = services.task_store().get(task_id)
+    task = deps.task_store.get(task_id)
     if task is None or task.status is not Status.QUEUED:
         return DispatchOutcome("skipped")  # started, finished or gone: a repeat delivery
     try:
-        start_generation(task, public_base_url)
+        start_generation(deps, task, public_base_url)
     except ProviderUnavailable as error:
-        if attempt >= get_settings().dispatch_max_attempts:
+        if attempt >= deps.settings.dispatch_max_attempts:
             # The client got 202 `queued`: the failed transition reaches its webhook via the stream.
-            fail_task(task_id, ProviderUnavailable(f"{error.message}; gave up after {attempt} attempts"))
+            fail_task(
+                deps, task_id, ProviderUnavailable(f"{error.message}; gave up after {attempt} attempts")
+            )
             metrics.add_metric(name="DispatchGaveUp", unit="Count", value=1)
             logger.warning(
                 "Provider still unavailable; task failed", extra={"attempts": attempt, "cause": error.message}
             )
             return DispatchOutcome("gave_up", reason="provider unavailable on the last attempt")
-        delay = backoff_delay(attempt, error.retry_after)
+        delay = backoff_delay(deps, attempt, error.retry_after)
         logger.info(
             "Provider unavailable; will retry",
             extra={"attempt": attempt, "delay_s": round(delay, 1), "cause": error.message},
@@ -142,23 +143,23 @@ def dispatch_task(task_id: str, public_base_url: str, *, attempt: int) -> Dispat
     except PROVIDER_REFUSALS:
         return DispatchOutcome("failed")  # refused for good; start_generation recorded why
     except Exception as error:  # ours (storage, a secret): retried like an unavailable provider
-        return _our_error(task_id, error, attempt=attempt)
+        return _our_error(deps, task_id, error, attempt=attempt)
     return DispatchOutcome("started")
 
 
-def _our_error(task_id: str, error: Exception, *, attempt: int) -> DispatchOutcome:
+def _our_error(deps: Deps, task_id: str, error: Exception, *, attempt: int) -> DispatchOutcome:
     cause = describe_cause(error)
     kind = error.code if isinstance(error, SoraRelayError) else type(error).__name__
-    if attempt >= get_settings().dispatch_max_attempts:
+    if attempt >= deps.settings.dispatch_max_attempts:
         # Only the kind of error reaches the client; the cause (AWS's answer) stays in the log.
         message = f"The task could not be started after {attempt} attempts ({kind})"
         # A task's failure reason, not an answer to a request: recorded, never raised.
         with contextlib.suppress(TransitionRejected):
-            services.task_store().fail(task_id, code="dispatch_failed", message=message)
+            deps.task_store.fail(task_id, code="dispatch_failed", message=message)
         metrics.add_metric(name="DispatchFailed", unit="Count", value=1)
         logger.error("Could not dispatch the task; task failed", extra={"attempts": attempt, "cause": cause})
         return DispatchOutcome("gave_up", reason=f"{kind} on the last attempt")
-    delay = backoff_delay(attempt, None)
+    delay = backoff_delay(deps, attempt, None)
     logger.warning(
         "Could not dispatch the task; will retry",
         extra={"attempt": attempt, "delay_s": round(delay, 1), "cause": cause},
@@ -170,12 +171,12 @@ class DispatchDeferred(Deferred):
     """The message stays on the queue: retried after its delay, or moved on to the DLQ."""
 
 
-def dispatch_message(body: str, *, attempt: int, receipt_handle: str) -> DispatchOutcome:
+def dispatch_message(deps: Deps, body: str, *, attempt: int, receipt_handle: str) -> DispatchOutcome:
     """Handle one dispatch queue message; raises DispatchDeferred to leave it on the queue."""
     message = json.loads(body)
-    outcome = dispatch_task(message["task_id"], message["public_base_url"], attempt=attempt)
+    outcome = dispatch_task(deps, message["task_id"], message["public_base_url"], attempt=attempt)
     if outcome.action == "retry":
-        services.dispatch_queue().retry_later(receipt_handle, outcome.delay_seconds)
+        deps.dispatch_queue.retry_later(receipt_handle, outcome.delay_seconds)
         raise DispatchDeferred(f"{outcome.reason}; next attempt in {outcome.delay_seconds:.0f} s")
     if outcome.action == "gave_up":
         raise DispatchDeferred(f"{outcome.reason}; to the dead-letter queue")

@@ -38,7 +38,7 @@ from sora_relay.domain.errors import (
     Unprocessable,
 )
 from sora_relay.domain.models import CreateVideoRequest, VideoObject
-from sora_relay.runtime.settings import get_settings
+from sora_relay.usecases.deps import Deps
 from sora_relay.usecases.submit import submit_video
 
 HEADER = "Idempotency-Key"
@@ -62,9 +62,9 @@ class StoredRefusal(SoraRelayError):
         return {_REFUSED: fields}
 
 
-@lru_cache(maxsize=1)
-def _idempotent_submit() -> tuple[Callable[..., dict[str, Any]], IdempotencyConfig]:
-    settings = get_settings()
+@lru_cache(maxsize=1)  # built once per container: a new container (a test's) builds its own
+def _idempotent_submit(deps: Deps) -> tuple[Callable[..., dict[str, Any]], IdempotencyConfig]:
+    settings = deps.settings
     if not settings.idempotency_table_name:
         raise InvalidRequest(f"{HEADER} is not supported by this deployment", param=HEADER)
     config = IdempotencyConfig(
@@ -82,7 +82,7 @@ def _idempotent_submit() -> tuple[Callable[..., dict[str, Any]], IdempotencyConf
         task_id = task_id_for(submission["owner"], submission["key"])
         try:
             video = submit_video(
-                request, owner=submission["owner"], public_base_url=public_base_url, task_id=task_id
+                deps, request, owner=submission["owner"], public_base_url=public_base_url, task_id=task_id
             )
         except PROVIDER_REFUSALS as error:
             return StoredRefusal.of(error).answer()  # returned, so Powertools stores it
@@ -100,6 +100,7 @@ def task_id_for(owner: str, key: str) -> str:
 
 
 def submit_once(
+    deps: Deps,
     request: CreateVideoRequest,
     *,
     owner: str,
@@ -108,10 +109,10 @@ def submit_once(
     context: LambdaContext | None = None,
 ) -> VideoObject:
     if key is None:
-        return submit_video(request, owner=owner, public_base_url=public_base_url)
+        return submit_video(deps, request, owner=owner, public_base_url=public_base_url)
     if not _KEY.match(key):
         raise InvalidRequest(f"{HEADER} must be 1 to 255 visible ASCII characters", param=HEADER)
-    submit, config = _idempotent_submit()
+    submit, config = _idempotent_submit(deps)
     if context is not None:
         # Lets a crashed attempt's "in progress" record expire with the invocation, not in 24 h.
         config.register_lambda_context(context)
@@ -131,7 +132,3 @@ def submit_once(
     if _REFUSED in answer:
         raise StoredRefusal(**answer[_REFUSED])
     return VideoObject.model_validate(answer)
-
-
-def reset() -> None:
-    _idempotent_submit.cache_clear()

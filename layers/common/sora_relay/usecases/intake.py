@@ -22,8 +22,7 @@ from sora_relay.adapters.eventbridge import BusEvent
 from sora_relay.domain.errors import ConfigurationError, SoraRelayError
 from sora_relay.domain.models import VideoObject, parse_create_request
 from sora_relay.observability import logger, metrics
-from sora_relay.runtime import services
-from sora_relay.runtime.settings import get_settings
+from sora_relay.usecases.deps import Deps
 from sora_relay.usecases.idempotency import submit_once
 
 ACCEPTED = "Video Submission Accepted"
@@ -37,6 +36,7 @@ def queue_owner(event_source_arn: str) -> str:
 
 
 def submit_message(
+    deps: Deps,
     body: str,
     *,
     message_id: str,
@@ -45,7 +45,7 @@ def submit_message(
     context: LambdaContext | None = None,
 ) -> VideoObject | None:
     """Submit one queued request; returns the video, or None when the message was rejected."""
-    settings = get_settings()
+    settings = deps.settings
     if not settings.public_base_url:
         raise ConfigurationError("PUBLIC_BASE_URL is required to take submissions from a queue")
     owner = queue_owner(event_source_arn)
@@ -55,7 +55,7 @@ def submit_message(
     try:
         request = parse_create_request(body, allow_loopback=settings.allow_loopback_urls)
         video = submit_once(
-            request, owner=owner, public_base_url=settings.public_base_url, key=key, context=context
+            deps, request, owner=owner, public_base_url=settings.public_base_url, key=key, context=context
         )
     except SoraRelayError as error:
         # Ours and transient: a table or secret failing (500), the provider busy with no dispatch
@@ -66,7 +66,7 @@ def submit_message(
             raise
         logger.warning("Submission rejected", extra={"error_code": error.code, "param": error.param})
         metrics.add_metric(name="SubmissionRejected", unit="Count", value=1)
-        services.event_bus().publish(
+        deps.event_bus.publish(
             [
                 BusEvent(
                     REJECTED,
@@ -80,5 +80,5 @@ def submit_message(
         )
         return None
     logger.info("Submission accepted", extra={"task_id": video.id, "status": video.status.value})
-    services.event_bus().publish([BusEvent(ACCEPTED, {**reference, "video": video.model_dump(mode="json")})])
+    deps.event_bus.publish([BusEvent(ACCEPTED, {**reference, "video": video.model_dump(mode="json")})])
     return video

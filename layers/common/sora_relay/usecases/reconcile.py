@@ -24,28 +24,29 @@ from sora_relay.domain.errors import SoraRelayError, TransitionRejected
 from sora_relay.domain.provider import ProviderResult, ProviderState
 from sora_relay.domain.task import Status, Task, now_millis
 from sora_relay.observability import logger, metrics
-from sora_relay.runtime import services
-from sora_relay.runtime.settings import get_settings
 from sora_relay.usecases.archive import queue_archive
+from sora_relay.usecases.deps import Deps
 from sora_relay.usecases.record_push import apply_result
 
 _LOOKUP_BATCH = 50  # ids per provider lookup, and how often the time left is checked
 
 
-def reconcile(now_ms: int | None = None, *, remaining_ms: Callable[[], int] | None = None) -> dict[str, int]:
+def reconcile(
+    deps: Deps, now_ms: int | None = None, *, remaining_ms: Callable[[], int] | None = None
+) -> dict[str, int]:
     """One pass; returns how many tasks ended up in each outcome.
 
     `remaining_ms` tells how much of the invocation is left (Lambda's context); without it the
     run has no time limit.
     """
-    settings = get_settings()
+    settings = deps.settings
     now_ms = now_ms if now_ms is not None else now_millis()
     margin_ms = settings.reconcile_stop_margin_seconds * 1000
 
     def out_of_time() -> bool:
         return remaining_ms is not None and remaining_ms() < margin_ms
 
-    store = services.task_store()
+    store = deps.task_store
     stale = store.list_by_status(
         Status.IN_PROGRESS,
         created_before_ms=now_ms - int(settings.reconcile_stale_after_seconds * 1000),
@@ -59,7 +60,7 @@ def reconcile(now_ms: int | None = None, *, remaining_ms: Callable[[], int] | No
         elif task.archive_lease_ms and task.archive_lease_ms > now_ms:
             outcomes["archiving"] += 1
         else:
-            outcomes[_queue_copy(task)] += 1
+            outcomes[_queue_copy(deps, task)] += 1
     waiting = sorted((task for task in stale if not task.provider_video_url), key=lambda t: t.provider)
     for provider_name, group in groupby(waiting, key=lambda t: t.provider):
         tasks = list(group)
@@ -69,13 +70,13 @@ def reconcile(now_ms: int | None = None, *, remaining_ms: Callable[[], int] | No
                 outcomes["left_for_next_run"] += len(batch)
                 continue
             try:
-                results = _provider_results(provider_name, batch)
+                results = _provider_results(deps, provider_name, batch)
             except SoraRelayError as error:
                 logger.warning("Provider lookup failed; next run retries", extra={"error_code": error.code})
                 outcomes["lookup_failed"] += len(batch)
                 continue
             for task in batch:
-                outcomes[_settle(task, results.get(task.provider_task_id or ""), now_ms)] += 1
+                outcomes[_settle(deps, task, results.get(task.provider_task_id or ""), now_ms)] += 1
     # A task still `queued` past the deadline has outlived every dispatch attempt (about 30 min of
     # backoff) or lost its start: nothing will move it any more.
     if not out_of_time():
@@ -84,34 +85,34 @@ def reconcile(now_ms: int | None = None, *, remaining_ms: Callable[[], int] | No
             created_before_ms=now_ms - int(settings.reconcile_deadline_seconds * 1000),
             limit=settings.reconcile_max_tasks,
         ):
-            outcomes[_time_out(task)] += 1
+            outcomes[_time_out(deps, task)] += 1
     for outcome, count in outcomes.items():
         metrics.add_metric(name=f"Reconciled_{outcome}", unit="Count", value=count)
     logger.info("Reconciled", extra={"outcomes": dict(outcomes), "examined": len(stale)})
     return dict(outcomes)
 
 
-def _provider_results(provider_name: str, tasks: list[Task]) -> dict[str, ProviderResult]:
+def _provider_results(deps: Deps, provider_name: str, tasks: list[Task]) -> dict[str, ProviderResult]:
     ids = [task.provider_task_id for task in tasks if task.provider_task_id]
     if not ids:
         return {}
-    return {result.provider_task_id: result for result in services.provider(provider_name).query(ids)}
+    return {result.provider_task_id: result for result in deps.provider(provider_name).query(ids)}
 
 
-def _queue_copy(task: Task) -> str:
+def _queue_copy(deps: Deps, task: Task) -> str:
     try:
-        queue_archive(task)
+        queue_archive(deps, task)
     except SoraRelayError as error:
         logger.warning("Could not queue the copy; next run retries", extra={"error_code": error.code})
         return "error"
     return "copy_queued"
 
 
-def _settle(task: Task, result: ProviderResult | None, now_ms: int) -> str:
+def _settle(deps: Deps, task: Task, result: ProviderResult | None, now_ms: int) -> str:
     if result is not None and result.state in (ProviderState.SUCCEEDED, ProviderState.FAILED):
         logger.append_keys(task_id=task.task_id)
         try:
-            settled = apply_result(task, result)
+            settled = apply_result(deps, task, result)
         except SoraRelayError as error:
             logger.warning("Could not apply the result; next run retries", extra={"error_code": error.code})
             return "error"
@@ -119,14 +120,14 @@ def _settle(task: Task, result: ProviderResult | None, now_ms: int) -> str:
             return settled.status.value
         if settled.provider_video_url:
             return "copy_queued"
-    if now_ms - task.created_ms > get_settings().reconcile_deadline_seconds * 1000:
-        return _time_out(task)
+    if now_ms - task.created_ms > deps.settings.reconcile_deadline_seconds * 1000:
+        return _time_out(deps, task)
     return "still_running"
 
 
-def _time_out(task: Task) -> str:
+def _time_out(deps: Deps, task: Task) -> str:
     try:
-        services.task_store().time_out(task.task_id, message="The provider did not finish the video in time")
+        deps.task_store.time_out(task.task_id, message="The provider did not finish the video in time")
     except TransitionRejected:
         return "already_finished"
     return "timed_out"  # the stream tells the client

@@ -13,24 +13,26 @@ from sora_relay.domain.provider import ProviderResult, ProviderState
 from sora_relay.domain.task import Task
 from sora_relay.domain.tokens import token_matches
 from sora_relay.observability import logger, metrics
-from sora_relay.runtime import services
 from sora_relay.usecases.archive import queue_archive
+from sora_relay.usecases.deps import Deps
 
 
-def record_callback(provider_name: str, task_id: str, token: str | None, body: bytes) -> tuple[Task, bool]:
+def record_callback(
+    deps: Deps, provider_name: str, task_id: str, token: str | None, body: bytes
+) -> tuple[Task, bool]:
     """Check and apply a callback; returns the task and whether this call changed it.
 
     The token is checked before anything is read, so a caller without it learns nothing about
     whether the task exists. A result for a task that is already finished changes nothing.
     """
-    provider = services.provider(provider_name)
-    if not token_matches(task_id, token, services.callback_key()):
+    provider = deps.provider(provider_name)
+    if not token_matches(task_id, token, deps.callback_key()):
         raise Unauthorized(
             "The callback token is missing or wrong", param="token", code="invalid_callback_token"
         )
     result = provider.parse_callback(body)
     logger.append_keys(task_id=task_id, provider_task_id=result.provider_task_id)
-    task = services.task_store().get(task_id)
+    task = deps.task_store.get(task_id)
     if task is None:
         raise NotFound("No such task", param="task_id", code="task_not_found")
     if task.provider != provider.name or (
@@ -43,18 +45,18 @@ def record_callback(provider_name: str, task_id: str, token: str | None, body: b
     if task.status.is_terminal:
         logger.info("Duplicate or late callback; task already finished", extra={"status": task.status.value})
         return task, False
-    recorded = apply_result(task, result)
+    recorded = apply_result(deps, task, result)
     return recorded, recorded.version != task.version
 
 
-def apply_result(task: Task, result: ProviderResult) -> Task:
+def apply_result(deps: Deps, task: Task, result: ProviderResult) -> Task:
     """Record what the provider says of an open task; returns the task as it now stands.
 
     Succeeded: the URL is recorded and the copy queued (again, on a repeat: the archive step's
     claim makes a repeat harmless, and a lost message is so replaced). Failed: the task fails
     with the provider's code and message. Still running: nothing to record.
     """
-    store = services.task_store()
+    store = deps.task_store
     try:
         if result.state is ProviderState.SUCCEEDED and result.video_url:
             if task.provider_video_url == result.video_url:
@@ -62,7 +64,7 @@ def apply_result(task: Task, result: ProviderResult) -> Task:
             else:
                 recorded = store.record_result(task.task_id, result.provider_task_id, result.video_url)
                 metrics.add_metric(name="ResultRecorded", unit="Count", value=1)
-            queue_archive(recorded)
+            queue_archive(deps, recorded)
             logger.info("Result recorded; copy queued")
             return recorded
         if result.state is ProviderState.FAILED:

@@ -21,17 +21,16 @@ from sora_relay.domain.errors import (
 from sora_relay.domain.models import CreateVideoRequest, VideoObject
 from sora_relay.domain.task import Status, Task
 from sora_relay.observability import logger, metrics
-from sora_relay.runtime import services
-from sora_relay.runtime.settings import get_settings
+from sora_relay.usecases.deps import Deps
 from sora_relay.usecases.dispatch import fail_task, queue_dispatch, start_generation
 
 
 def submit_video(
-    request: CreateVideoRequest, *, owner: str, public_base_url: str, task_id: str | None = None
+    deps: Deps, request: CreateVideoRequest, *, owner: str, public_base_url: str, task_id: str | None = None
 ) -> VideoObject:
     """`task_id`, when given, makes the submission idempotent in the table itself: a second
     submission with that id finds the first task instead of making another."""
-    settings = get_settings()
+    settings = deps.settings
     task = Task.new(
         owner=owner,
         model=request.model,
@@ -46,9 +45,9 @@ def submit_video(
     if task_id is not None:
         task = task.model_copy(update={"task_id": task_id})
     try:
-        services.task_store().create(task)
+        deps.task_store.create(task)
     except TransitionRejected:
-        existing = _earlier_attempt(task)
+        existing = _earlier_attempt(deps, task)
         if existing.status is not Status.QUEUED or existing.provider_task_id:
             return VideoObject.from_task(existing)
         task = existing  # an earlier attempt stopped before the provider had it: carry on
@@ -58,15 +57,15 @@ def submit_video(
 
     if settings.dispatch_queue_url:
         try:
-            task = start_generation(task, public_base_url)
+            task = start_generation(deps, task, public_base_url)
         except ProviderUnavailable as error:
             # Accepted all the same: the dispatch function keeps trying within the provider's limits.
-            queue_dispatch(task.task_id, public_base_url, delay_seconds=error.retry_after or 0)
+            queue_dispatch(deps, task.task_id, public_base_url, delay_seconds=error.retry_after or 0)
             logger.info("Provider unavailable; task queued for dispatch", extra={"error_code": error.code})
         except PROVIDER_REFUSALS:
             raise  # start_generation failed the task and logged why
         except Exception as error:  # ours (storage, a secret): the dispatch function retries it
-            queue_dispatch(task.task_id, public_base_url)
+            queue_dispatch(deps, task.task_id, public_base_url)
             logger.warning(
                 "Could not start the task; queued for dispatch", extra={"cause": describe_cause(error)}
             )
@@ -74,20 +73,21 @@ def submit_video(
 
     try:
         task = start_generation(
+            deps,
             task,
             public_base_url,
             attempts=settings.provider_max_attempts,
             budget_seconds=settings.provider_retry_budget_seconds,
         )
     except ProviderUnavailable as error:
-        fail_task(task.task_id, error)  # the client hears 503 now; the task still records why
+        fail_task(deps, task.task_id, error)  # the client hears 503 now; the task still records why
         raise
     return VideoObject.from_task(task)
 
 
-def _earlier_attempt(task: Task) -> Task:
+def _earlier_attempt(deps: Deps, task: Task) -> Task:
     """The task an earlier attempt of the same submission made, if it was the same request."""
-    existing = services.task_store().get(task.task_id)
+    existing = deps.task_store.get(task.task_id)
     if existing is None or existing.owner != task.owner:
         raise StorageError("Could not store the task")
     same = ("model", "prompt", "seconds", "size", "image_url", "callback_url")

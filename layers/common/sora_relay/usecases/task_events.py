@@ -19,7 +19,7 @@ from sora_relay.adapters.webhooks import event_id
 from sora_relay.domain.models import VideoObject
 from sora_relay.domain.task import Status, Task
 from sora_relay.observability import logger, metrics
-from sora_relay.runtime import services
+from sora_relay.usecases.deps import Deps
 
 DETAIL_TYPES = {Status.COMPLETED: "Video Generation Completed", Status.FAILED: "Video Generation Failed"}
 
@@ -50,16 +50,16 @@ def webhook_message(task: Task) -> dict[str, str]:
     }
 
 
-def publish_transition(record: dict[str, Any]) -> str:
+def publish_transition(deps: Deps, record: dict[str, Any]) -> str:
     """Handle one stream record; returns what was done (for logs and tests)."""
     task = terminal_transition(record)
     if task is None:
         return "ignored"
     logger.append_keys(task_id=task.task_id)
     if task.callback_url:
-        services.webhook_queue().send(webhook_message(task))
+        deps.webhook_queue.send(webhook_message(task))
     detail = {**VideoObject.from_task(task).model_dump(mode="json"), "event_id": transition_event_id(task)}
-    services.event_bus().publish([BusEvent(DETAIL_TYPES[task.status], detail, resources=())])
+    deps.event_bus.publish([BusEvent(DETAIL_TYPES[task.status], detail, resources=())])
     metrics.add_metric(name="TaskEventPublished", unit="Count", value=1)
     logger.info(
         "Terminal transition published",

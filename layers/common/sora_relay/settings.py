@@ -1,5 +1,8 @@
 """Service configuration: one model, read from the environment once and validated at cold start.
 
+A leaf outside the four layers (it imports nothing of the package): the composition root
+(runtime/container.py) builds it, and the use cases read its values from the container they are given.
+
 The model is a plain pydantic model filled from the environment the way pydantic-settings'
 `BaseSettings` filled it (names matched case-insensitively, no prefix, values given to the
 constructor win, defaults validated too): these are all simple values, and pydantic-settings
@@ -7,7 +10,6 @@ itself cost about 40 ms of import at every cold start (bench/cold_start.py).
 """
 
 import os
-from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -116,8 +118,3 @@ class Settings(BaseModel):
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
-
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()  # type: ignore[call-arg]  # filled from the environment

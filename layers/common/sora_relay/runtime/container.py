@@ -1,0 +1,222 @@
+"""The composition root: the settings and the collaborators built from them, handed to the use cases.
+
+A `Container` holds one `Settings` and builds each collaborator the first time it is asked for,
+once per container (a warm invocation reuses them). Nothing is built at import or when a container
+is made, so SnapStart's init phase opens no client: the handlers ask `current()` for the process's
+container inside an invocation, and it is made from the environment on that first call.
+
+Tests install a container of their own (`use(...)`, `install(...)`), usually the current one with
+one collaborator replaced: `current().replace(outbound_http=fake)` is a new container with the same
+settings, that one collaborator given, and everything else built afresh from it (a webhook sender
+built by it sends through the fake).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import httpx
+
+from sora_relay.adapters.aws import dynamodb_client, events_client, s3_client, sqs_client
+from sora_relay.adapters.dynamodb import TaskStore
+from sora_relay.adapters.eventbridge import EventBus
+from sora_relay.adapters.outbound_http import SafeHttp, pinned_client
+from sora_relay.adapters.providers.acedata import AceDataSora
+from sora_relay.adapters.s3 import VideoStore
+from sora_relay.adapters.secrets import read_secret
+from sora_relay.adapters.sqs import WorkQueue
+from sora_relay.adapters.webhooks import WebhookSender
+from sora_relay.domain.errors import ConfigurationError, NotFound
+from sora_relay.domain.provider import VideoProvider
+from sora_relay.settings import Settings
+
+T = TypeVar("T")
+
+# What `replace()` may be given: every collaborator the container builds.
+COLLABORATORS = frozenset(
+    {
+        "task_store",
+        "video_store",
+        "provider_http",
+        "outbound_http",
+        "dispatch_queue",
+        "archive_queue",
+        "webhook_queue",
+        "webhook_dead_letter_queue",
+        "event_bus",
+        "webhook_sender",
+    }
+)
+
+
+class Container:
+    """The settings and the collaborators of one process (or one test); see the module docstring."""
+
+    __slots__ = ("_built", "_given", "_lock", "settings")
+
+    settings: Settings
+
+    def __init__(self, settings: Settings | None = None, **given: Any) -> None:
+        unknown = sorted(set(given) - COLLABORATORS)
+        if unknown:
+            raise TypeError(f"Not a collaborator: {', '.join(unknown)}")
+        object.__setattr__(self, "settings", settings if settings is not None else Settings())
+        object.__setattr__(self, "_given", dict(given))
+        object.__setattr__(self, "_built", dict(given))
+        object.__setattr__(self, "_lock", threading.RLock())
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("A container is not changed: replace() makes a new one")
+
+    def replace(self, *, settings: Settings | None = None, **given: Any) -> Container:
+        """A new container: these settings (or the same) and collaborators given here (or before)."""
+        return Container(settings if settings is not None else self.settings, **{**self._given, **given})
+
+    def built(self) -> tuple[str, ...]:
+        """The collaborators built (or given) so far."""
+        return tuple(sorted(self._built))
+
+    def _once(self, name: str, build: Callable[[], T]) -> T:
+        with self._lock:
+            if name not in self._built:
+                self._built[name] = build()
+            return self._built[name]
+
+    @property
+    def task_store(self) -> TaskStore:
+        return self._once("task_store", lambda: TaskStore(dynamodb_client(), self.settings.tasks_table_name))
+
+    @property
+    def video_store(self) -> VideoStore:
+        settings = self.settings
+        return self._once(
+            "video_store",
+            lambda: VideoStore(
+                s3_client(),
+                settings.videos_bucket_name,
+                part_bytes=settings.video_part_bytes,
+                max_bytes=settings.max_video_bytes,
+                concurrency=settings.video_upload_concurrency,
+            ),
+        )
+
+    @property
+    def provider_http(self) -> httpx.Client:
+        """HTTP to the provider's own API (a URL we configure, so no SSRF checks)."""
+        timeout = self.settings.provider_timeout_seconds
+        return self._once("provider_http", lambda: httpx.Client(timeout=timeout, follow_redirects=False))
+
+    @property
+    def outbound_http(self) -> SafeHttp:
+        """HTTP to strangers' URLs: client webhooks and the provider's video URLs."""
+        settings = self.settings
+
+        def build() -> SafeHttp:
+            client = pinned_client(
+                timeout=settings.video_fetch_timeout_seconds, allow_loopback=settings.allow_loopback_urls
+            )
+            return SafeHttp(client, allow_loopback=settings.allow_loopback_urls)
+
+        return self._once("outbound_http", build)
+
+    def provider(self, name: str) -> VideoProvider:
+        settings = self.settings
+        if name != AceDataSora.name:
+            raise NotFound(f"Unknown provider {name!r}", param="provider")
+        return AceDataSora(
+            lambda: self.provider_http,  # built on the first request to the provider, never for a callback
+            base_url=settings.provider_base_url,
+            api_key=lambda: self._secret(settings.provider_api_key_secret_id, "provider API key"),
+            timeout=settings.provider_timeout_seconds,
+        )
+
+    def _queue(self, name: str, url: str | None, purpose: str) -> WorkQueue:
+        def build() -> WorkQueue:
+            if not url:
+                raise ConfigurationError(f"No {purpose} is configured")
+            return WorkQueue(sqs_client(), url)
+
+        return self._once(name, build)
+
+    @property
+    def dispatch_queue(self) -> WorkQueue:
+        return self._queue("dispatch_queue", self.settings.dispatch_queue_url, "dispatch queue")
+
+    @property
+    def archive_queue(self) -> WorkQueue:
+        return self._queue("archive_queue", self.settings.archive_queue_url, "archive queue")
+
+    @property
+    def webhook_queue(self) -> WorkQueue:
+        return self._queue("webhook_queue", self.settings.webhook_queue_url, "webhook queue")
+
+    @property
+    def webhook_dead_letter_queue(self) -> WorkQueue:
+        url = self.settings.webhook_dead_letter_queue_url
+        return self._queue("webhook_dead_letter_queue", url, "webhook dead-letter queue")
+
+    @property
+    def event_bus(self) -> EventBus:
+        def build() -> EventBus:
+            name = self.settings.event_bus_name
+            if not name:
+                raise ConfigurationError("No event bus is configured")
+            return EventBus(events_client(), name)
+
+        return self._once("event_bus", build)
+
+    @property
+    def webhook_sender(self) -> WebhookSender:
+        timeout = self.settings.webhook_timeout_seconds
+        return self._once(
+            "webhook_sender", lambda: WebhookSender(self.outbound_http, timeout_seconds=timeout)
+        )
+
+    def _secret(self, secret_id: str | None, purpose: str) -> str:
+        return read_secret(secret_id, purpose=purpose, max_age_seconds=self.settings.secrets_max_age_seconds)
+
+    def callback_key(self) -> str:
+        return self._secret(self.settings.callback_token_secret_id, "callback token key")
+
+    def webhook_secret(self) -> str:
+        return self._secret(self.settings.webhook_secret_id, "webhook signing secret")
+
+
+_current: Container | None = None
+_current_lock = threading.Lock()
+
+
+def current() -> Container:
+    """The process's container, made from the environment on the first call (in an invocation)."""
+    global _current
+    with _current_lock:
+        if _current is None:
+            _current = Container()
+        return _current
+
+
+def installed() -> Container | None:
+    """The process's container if one was made or installed (None at the end of a clean init)."""
+    return _current
+
+
+def install(container: Container | None) -> Container | None:
+    """Make `container` the process's (None: make the next one from the environment); returns the
+    one it replaces."""
+    global _current
+    with _current_lock:
+        previous, _current = _current, container
+    return previous
+
+
+@contextmanager
+def use(container: Container) -> Iterator[Container]:
+    """`container` is the process's inside the block; the one before it is put back after."""
+    previous = install(container)
+    try:
+        yield container
+    finally:
+        install(previous)
