@@ -92,15 +92,8 @@ class SqsEventSource(EventSource):
     def _deliver(self, messages: list[dict[str, Any]]) -> None:
         try:
             failed = self._failed_ids(messages)
-            done = [message for message in messages if message["MessageId"] not in failed]
-            if done:
-                self._client.delete_message_batch(
-                    QueueUrl=self.queue_url,
-                    Entries=[
-                        {"Id": str(number), "ReceiptHandle": message["ReceiptHandle"]}
-                        for number, message in enumerate(done)
-                    ],
-                )
+            done = [message["ReceiptHandle"] for message in messages if message["MessageId"] not in failed]
+            delete_messages(self._client, self.queue_url, done)
         except Exception as error:  # a failed delete only means a redelivery, as on AWS
             _log("sqs", f"{self.function_id}: delete failed: {error}")
         finally:
@@ -112,7 +105,9 @@ class SqsEventSource(EventSource):
         """The ids to leave on the queue: all of them if the invocation failed."""
         ids = {message["MessageId"] for message in messages}
         try:
-            result = self._invoke({"Records": [self._record(message) for message in messages]})
+            result = self._invoke(
+                {"Records": [lambda_sqs_record(message, self.queue_arn) for message in messages]}
+            )
         except InvocationFailed:
             return ids
         if not self._report_failures or not isinstance(result, dict):
@@ -125,26 +120,37 @@ class SqsEventSource(EventSource):
         # An identifier that is not in the batch makes Lambda treat the whole batch as failed.
         return reported if reported <= ids else ids
 
-    def _record(self, message: dict[str, Any]) -> dict[str, Any]:
-        """One record of Lambda's SQS event."""
-        attributes = {
-            name: {
-                "stringValue": value.get("StringValue"),
-                "binaryValue": value.get("BinaryValue"),
-                "stringListValues": [],
-                "binaryListValues": [],
-                "dataType": value.get("DataType"),
-            }
-            for name, value in (message.get("MessageAttributes") or {}).items()
+
+def lambda_sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
+    """One ReceiveMessage message (as boto3 returns it) as a record of Lambda's SQS event."""
+    attributes = {
+        name: {
+            "stringValue": value.get("StringValue"),
+            "binaryValue": value.get("BinaryValue"),
+            "stringListValues": [],
+            "binaryListValues": [],
+            "dataType": value.get("DataType"),
         }
-        return {
-            "messageId": message["MessageId"],
-            "receiptHandle": message["ReceiptHandle"],
-            "body": message["Body"],
-            "attributes": message.get("Attributes", {}),
-            "messageAttributes": attributes,
-            "md5OfBody": message.get("MD5OfBody"),
-            "eventSource": "aws:sqs",
-            "eventSourceARN": self.queue_arn,
-            "awsRegion": REGION,
-        }
+        for name, value in (message.get("MessageAttributes") or {}).items()
+    }
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": message.get("Attributes", {}),
+        "messageAttributes": attributes,
+        "md5OfBody": message.get("MD5OfBody"),
+        "eventSource": "aws:sqs",
+        "eventSourceARN": queue_arn,
+        "awsRegion": REGION,
+    }
+
+
+def delete_messages(client: Any, queue_url: str, receipt_handles: list[str]) -> None:
+    """Delete what the function did not report as failed, as the event source mapping does."""
+    for start in range(0, len(receipt_handles), 10):  # DeleteMessageBatch takes 10 at most
+        batch = receipt_handles[start : start + 10]
+        client.delete_message_batch(
+            QueueUrl=queue_url,
+            Entries=[{"Id": str(number), "ReceiptHandle": handle} for number, handle in enumerate(batch)],
+        )

@@ -20,6 +20,7 @@ import pytest
 from moto import mock_aws
 
 from devstack.event_sources import StreamReader, matches_any
+from devstack.event_sources.sqs import delete_messages, lambda_sqs_record
 from devstack.mp4 import render_mp4
 from devstack.template import Stack, provision, secret_value
 from sora_relay.adapters import outbound_http, secrets
@@ -367,30 +368,8 @@ def sqs_event(stack: Stack, logical_id: str, *, max_messages: int = 10) -> dict[
         AttributeNames=["All"],
         MessageAttributeNames=["All"],
     ).get("Messages", [])
-    return {
-        "Records": [
-            {
-                "messageId": message["MessageId"],
-                "receiptHandle": message["ReceiptHandle"],
-                "body": message["Body"],
-                "attributes": message.get("Attributes", {}),
-                "messageAttributes": {
-                    name: {
-                        "stringValue": value.get("StringValue"),
-                        "stringListValues": [],
-                        "binaryListValues": [],
-                        "dataType": value["DataType"],
-                    }
-                    for name, value in (message.get("MessageAttributes") or {}).items()
-                },
-                "md5OfBody": message["MD5OfBody"],
-                "eventSource": "aws:sqs",
-                "eventSourceARN": stack.attributes[(logical_id, "Arn")],
-                "awsRegion": "us-east-1",
-            }
-            for message in received
-        ]
-    }
+    arn = stack.attributes[(logical_id, "Arn")]
+    return {"Records": [lambda_sqs_record(message, arn) for message in received]}
 
 
 def run_queue(stack: Stack, logical_id: str, handler: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -402,12 +381,8 @@ def run_queue(stack: Stack, logical_id: str, handler: Any) -> tuple[dict[str, An
         return event, {"batchItemFailures": []}
     answer = handler.lambda_handler(event, LambdaContext())
     failed = {item["itemIdentifier"] for item in answer.get("batchItemFailures", [])}
-    done = [record for record in event["Records"] if record["messageId"] not in failed]
-    if done:
-        boto3.client("sqs", region_name="us-east-1").delete_message_batch(
-            QueueUrl=stack.refs[logical_id],
-            Entries=[{"Id": str(n), "ReceiptHandle": r["receiptHandle"]} for n, r in enumerate(done)],
-        )
+    done = [record["receiptHandle"] for record in event["Records"] if record["messageId"] not in failed]
+    delete_messages(boto3.client("sqs", region_name="us-east-1"), stack.refs[logical_id], done)
     return event, answer
 
 
