@@ -222,6 +222,7 @@ class LoadRunner:
         *,
         concurrency: int = 300,
         submit_attempts: int = 8,
+        submit_retry_s: float = 45.0,
         settle_timeout: float = 300.0,
         progress: Callable[[str], None] | None = None,
         poll_s: float = 0.5,
@@ -230,6 +231,10 @@ class LoadRunner:
         self.receiver = receiver
         self.concurrency = concurrency
         self.submit_attempts = submit_attempts
+        # A submit whose first attempt failed after writing its idempotency record (a 500) answers
+        # 409 until that in-progress record expires with the attempt's invocation (up to the
+        # function's 30 s timeout): a client keeps retrying at least that long, not a count.
+        self.submit_retry_s = submit_retry_s
         self.settle_timeout = settle_timeout
         self.progress = progress or (lambda message: None)
         self.poll_s = poll_s
@@ -255,7 +260,8 @@ class LoadRunner:
             body["callback_url"] = submission.callback_url
         delay = 0.2
         submission.sent_at = time.time()
-        for _ in range(self.submit_attempts):
+        retry_until = time.monotonic() + self.submit_retry_s
+        while submission.attempts < self.submit_attempts or time.monotonic() < retry_until:
             submission.attempts += 1
             try:
                 response = self._client.post(
