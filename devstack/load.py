@@ -171,6 +171,7 @@ class LoadReport:
             f"webhook events     {self.webhook_events}, undelivered {len(self.webhook_undelivered)},"
             f" deliveries {self.webhook_deliveries} ({self.webhook_repeats} repeats),"
             f" webhook-id mismatches {len(self.webhook_id_mismatches)}",
+            *(f"  mismatch: {line}" for line in self.webhook_id_mismatches[:5]),
             f"injected AWS faults {faults}",
             f"submit phase       {self.submit_seconds:.1f} s ({self.submitted / max(self.submit_seconds, 1e-9):.1f}"
             " submits/s)",
