@@ -145,12 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     from moto import mock_aws
 
     from devstack.simulator import ProviderSimulator, SimulatorConfig
-    from devstack.stack import FAKE_AWS
     from devstack.template import provision, secret_value
 
-    os.environ.update(FAKE_AWS)
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    os.environ.pop("AWS_PROFILE", None)
+    harness.fake_aws_in_process()
     small, large = int(args.small_mib * MIB), int(args.large_mib * MIB)
     names = {small: size_text(small), large: size_text(large)}
     rounds = args.warmup + args.repeats

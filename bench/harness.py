@@ -77,6 +77,16 @@ class Figure:
         return f"  [{verdict}] {self.name}: {self.spread.text(self.unit)}  {self.target_text()}{note}"
 
 
+def fake_aws_in_process() -> None:
+    """This process's boto3 talks to moto in process (`mock_aws`): fake credentials, no endpoint
+    or profile of the developer's."""
+    from devstack.stack import FAKE_AWS
+
+    os.environ.update(FAKE_AWS)
+    os.environ.pop("AWS_ENDPOINT_URL", None)
+    os.environ.pop("AWS_PROFILE", None)
+
+
 def print_figures(title: str, figures: list[Figure]) -> None:
     print(f"\n== {title}")
     for figure in figures:

@@ -216,12 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     from moto import mock_aws
 
     from devstack.simulator import ProviderSimulator, SimulatorConfig
-    from devstack.stack import FAKE_AWS
     from devstack.template import provision
 
-    os.environ.update(FAKE_AWS)
-    os.environ.pop("AWS_ENDPOINT_URL", None)
-    os.environ.pop("AWS_PROFILE", None)
+    harness.fake_aws_in_process()
     config = SimulatorConfig(api_token=PROVIDER_TOKEN, callback_delay_s=0.1, fault="no-callback")
     started = time.monotonic()
     with mock_aws(), ProviderSimulator(config) as simulator:
