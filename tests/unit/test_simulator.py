@@ -446,7 +446,6 @@ def test_retrieve_unknown_id_is_not_found(client: httpx.Client) -> None:
         {"action": "retrieve"},
         {"action": "retrieve", "id": 5},
         {"action": "delete", "id": "x"},
-        {"id": "x"},
         {"action": "retrieve_batch", "ids": "x"},
         {"action": "retrieve_batch"},
         [1],
@@ -557,7 +556,7 @@ def test_video_of_unknown_or_unfinished_task_is_404(slow_sim: ProviderSimulator)
 
 # Every mode in the table must have a test below; a new mode without one fails this check.
 TESTED_MODES = {"none", "fail", "no-callback", "double-callback", "late-callback", "video-404", "video-503"}
-TESTED_MODES |= {"429", "500", "504"}
+TESTED_MODES |= {"429", "500", "504", "progress", "forged-push", "stale-push", "expired-url"}
 
 
 def test_every_fault_mode_is_covered() -> None:
@@ -654,6 +653,35 @@ def test_fault_video_503_fails_the_first_two_downloads_then_serves_the_video(
     video_url = delivery.body["data"][0]["video_url"]
     assert [web.get(video_url).status_code for _ in range(3)] == [503, 503, 200]
     assert web.get(video_url).content[4:8] == b"ftyp"
+
+
+def test_fault_progress_sends_only_the_final_callback(
+    client: httpx.Client, receiver: CallbackReceiver
+) -> None:
+    # AceData documents no progress pushes (acedata-video.md, "The callback"): the mode is for the
+    # dialects that have them; here the task still finishes with one callback.
+    task_id = submit_with_callback(client, receiver, "[sim:progress] slow build")
+    (delivery,) = receiver.wait_for(1)
+    assert delivery.body["task_id"] == task_id and delivery.body["success"] is True
+
+
+@pytest.mark.parametrize("mode", ["forged-push", "stale-push"])
+def test_forged_push_carries_a_wrong_token_before_the_real_callback(
+    client: httpx.Client, receiver: CallbackReceiver, mode: str
+) -> None:
+    # AceData signs nothing: a forgery can only guess the per-task token in the URL.
+    submit_with_callback(client, receiver, f"[sim:{mode}] who sent this")
+    forged, genuine = receiver.wait_for(2)
+    assert "token=forged-" in forged.path and "token=forged-" not in genuine.path
+    assert genuine.body["success"] is True
+
+
+def test_fault_expired_url_stops_serving_the_video_after_its_lifetime(
+    web: httpx.Client, client: httpx.Client, receiver: CallbackReceiver
+) -> None:
+    submit_with_callback(client, receiver, "[sim:expired-url] fleeting")
+    (delivery,) = receiver.wait_for(1)  # late: after the link lapsed
+    assert web.get(delivery.body["data"][0]["video_url"]).status_code == 403
 
 
 @pytest.mark.parametrize(

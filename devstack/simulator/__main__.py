@@ -1,0 +1,3 @@
+from devstack.simulator import main
+
+main()

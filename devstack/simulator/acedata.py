@@ -1,0 +1,234 @@
+"""AceDataCloud's dialect: `POST /<svc>/videos`, `POST /<svc>/tasks`, unsigned callbacks.
+
+Contracts: shared/providers/acedata-video.md (the live video services: routes, per-service
+request fields and result bodies, the error shape) and shared/providers/acedata-sora.md (the
+retired `/sora/*` route, which only this simulator still answers). Each service is a small
+class: how it validates a create body and how its result body looks.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import secrets
+import time
+import uuid
+from typing import Any, ClassVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from devstack.simulator.core import (
+    FAILURE_MESSAGE,
+    Answer,
+    Job,
+    ProviderSimulator,
+    Request,
+    Route,
+    SimError,
+    bad_request,
+)
+
+MAX_BATCH_IDS = 50
+_ULID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+
+
+class Service:
+    """One AceData video service: its create-body check and its result body."""
+
+    name: ClassVar[str]
+
+    def validate(self, body: dict[str, Any]) -> tuple[str, int, int, int]:
+        """Check a create body; returns (prompt, width, height, seconds) of the video to render."""
+        raise NotImplementedError
+
+    def success(self, job: Job, video_url: str) -> dict[str, Any]:
+        raise NotImplementedError
+
+
+class Sora(Service):
+    """The retired `/sora/videos` v2 mode (acedata-sora.md)."""
+
+    name = "sora"
+    MODELS = frozenset({"sora-2", "sora-2-pro"})
+    DURATIONS = frozenset({4, 8, 12})
+    SIZES = frozenset({"720x1280", "1280x720", "1024x1792", "1792x1024"})
+    PRO_ONLY_SIZES = frozenset({"1024x1792", "1792x1024"})
+
+    def validate(self, body: dict[str, Any]) -> tuple[str, int, int, int]:
+        prompt = _prompt(body.get("prompt"))
+        model = body.get("model")
+        if model not in self.MODELS:
+            raise bad_request(f"model must be one of {sorted(self.MODELS)}, got {model!r}")
+        version = body.get("version")
+        # "2.0" is the documented value; older clients sent the integer 2. bool is an int subclass.
+        if not (version == "2.0" or (type(version) is int and version == 2)):
+            raise bad_request(f'version must be "2.0" (only the v2 mode is simulated), got {version!r}')
+        duration = body.get("duration", 4)
+        if type(duration) is not int or duration not in self.DURATIONS:
+            raise bad_request(f"duration must be one of {sorted(self.DURATIONS)}, got {duration!r}")
+        size = body.get("size", "720x1280")
+        if size not in self.SIZES:
+            raise bad_request(f"size must be one of {sorted(self.SIZES)}, got {size!r}")
+        if size in self.PRO_ONLY_SIZES and model != "sora-2-pro":
+            raise bad_request(f"size {size} requires model sora-2-pro")
+        _string_list(body, "image_urls")
+        width, height = (int(part) for part in size.split("x"))
+        return prompt, width, height, duration
+
+    def success(self, job: Job, video_url: str) -> dict[str, Any]:
+        model = job.record["request"]["model"]
+        suffix = "".join(secrets.choice(_ULID_ALPHABET) for _ in range(26))
+        return {"data": [{"id": f"{model}:task_{suffix}", "video_url": video_url, "state": "succeeded"}]}
+
+
+def _prompt(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise bad_request("prompt is required and must be a non-empty string")
+    return value
+
+
+def _string_list(body: dict[str, Any], name: str) -> list[str]:
+    value = body.get(name)
+    if value is not None and (not isinstance(value, list) or not all(isinstance(url, str) for url in value)):
+        raise bad_request(f"{name} must be a list of strings")
+    return value or []
+
+
+SERVICES: dict[str, Service] = {service.name: service for service in (Sora(),)}
+
+
+class AceData:
+    name = "acedata"
+    prefix = ""
+
+    def __init__(self, sim: ProviderSimulator) -> None:
+        self.sim = sim
+
+    def routes(self) -> list[Route]:
+        service = "|".join(map(re.escape, SERVICES))
+        return [
+            ("POST", re.compile(rf"/(?P<svc>{service})/videos"), self.create),
+            ("POST", re.compile(rf"/(?P<svc>{service})/tasks"), self.tasks),
+        ]
+
+    def error_body(self, error: SimError) -> dict[str, Any]:
+        return {
+            "success": False,
+            "error": {"code": error.code, "message": error.message},
+            "trace_id": str(uuid.uuid4()),
+        }
+
+    def _authorize(self, request: Request) -> None:
+        header = request.headers.get("authorization", "").strip()
+        if not header or header.lower() == "bearer":
+            raise SimError(400, "no_token", "no token provided in the Authorization header")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(
+            token.strip().encode(), self.sim.config.api_token.encode()
+        ):
+            raise SimError(401, "invalid_token", "the token is invalid")
+
+    def create(self, request: Request) -> Answer:
+        self._authorize(request)
+        body = request.json()
+        if not isinstance(body, dict):
+            raise bad_request("request body must be a JSON object")
+        service = SERVICES[request.groups["svc"]]
+        prompt, width, height, seconds = service.validate(body)
+        callback_url = body.get("callback_url")
+        if callback_url is not None and (
+            not isinstance(callback_url, str) or not callback_url.startswith(("http://", "https://"))
+        ):
+            raise bad_request("callback_url must be an http(s) URL string")
+        async_flag = body.get("async", False)
+        if not isinstance(async_flag, bool):
+            raise bad_request("async must be a boolean")
+        now = time.time()
+        record = {
+            "id": str(uuid.uuid4()),
+            "created_at": now,
+            "started_at": now,
+            "trace_id": str(uuid.uuid4()),
+            "type": "videos",
+            "request": copy.deepcopy(body),
+        }
+        job = self.sim.new_job(
+            self.name,
+            prompt=prompt,
+            width=width,
+            height=height,
+            seconds=seconds,
+            record=record,
+            job_id=record["id"],
+        )
+        job.meta["service"] = service.name
+        if callback_url is None and not async_flag:
+            # Synchronous mode: the provider holds the request until the video is ready.
+            self.sim._stopping.wait(self.sim.config.callback_delay_s)
+            self.sim.finish(job, self._finish)
+            response = job.record["response"]
+            return (200 if response["success"] else 500), response, {}
+        if callback_url is None:
+            self.sim.schedule(self.sim.config.callback_delay_s, lambda: self.sim.finish(job, self._finish))
+            return 200, {"task_id": job.id}, {}  # the documented minimal answer
+        self.sim.run(job, finish=self._finish, push=lambda job, kind: self._push(job, callback_url, kind))
+        return 200, {"success": True, "task_id": job.id}, {}
+
+    def _finish(self, job: Job) -> None:
+        record = job.record
+        if job.fault.fail:
+            response: dict[str, Any] = {
+                "success": False,
+                "error": {"code": "api_error", "message": FAILURE_MESSAGE},
+            }
+        else:
+            response = {
+                "success": True,
+                **SERVICES[job.meta["service"]].success(job, self.sim.video_url(job)),
+            }
+        record["response"] = {"task_id": job.id, "trace_id": record["trace_id"], **response}
+        record["finished_at"] = job.finished_at
+
+    def _push(self, job: Job, url: str, kind: str) -> None:
+        """The callback body is the synchronous result (acedata-video.md: "The callback"); AceData
+        signs nothing, so a forged push is one that carries a wrong per-task token."""
+        if kind == "progress":
+            return  # AceData documents no progress pushes
+        body = self.sim.record(job.id) or {}
+        response = body.get("response") or {"success": True, "task_id": job.id}
+        if kind in ("forged", "stale"):
+            url = _with_query(url, token="forged-" + secrets.token_hex(8))
+        self.sim.deliver(job, url, json.dumps(response).encode(), {}, kind=kind)
+
+    def tasks(self, request: Request) -> Answer:
+        self._authorize(request)
+        body = request.json()
+        if not isinstance(body, dict):
+            raise bad_request("request body must be a JSON object")
+        action = body.get("action", "retrieve")
+        if action == "retrieve":
+            task_id = body.get("id")
+            if not isinstance(task_id, str) or not task_id:
+                raise bad_request("id is required for action retrieve")
+            record = self.sim.record(task_id)
+            if record is None:
+                # Undocumented upstream; a 404 lets clients tell "unknown" from "still running".
+                raise SimError(404, "not_found", f"task {task_id} not found")
+            return 200, record, {}
+        if action == "retrieve_batch":
+            ids = body.get("ids")
+            if not isinstance(ids, list) or not all(isinstance(item, str) for item in ids):
+                raise bad_request("ids must be a list of task id strings for action retrieve_batch")
+            if len(ids) > MAX_BATCH_IDS:
+                raise bad_request(f"ids accepts at most {MAX_BATCH_IDS} task ids, got {len(ids)}")
+            # Unknown ids are left out, so count can be smaller than len(ids).
+            items = [record for task_id in ids if (record := self.sim.record(task_id)) is not None]
+            return 200, {"items": items, "count": len(items)}, {}
+        raise bad_request(f"action must be retrieve or retrieve_batch, got {action!r}")
+
+
+def _with_query(url: str, **values: str) -> str:
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    query.update(values)
+    return urlunsplit(parts._replace(query=urlencode(query)))

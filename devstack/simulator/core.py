@@ -1,0 +1,637 @@
+"""The provider simulator's engine: one HTTP server, the jobs, faults, MP4 files and pushes.
+
+Each provider family is a dialect (acedata.py, fal.py, replicate.py) mounted under its own path
+prefix; it validates and answers in its provider's documented wire format and builds the pushes,
+while this module keeps what they share: the jobs and their timers, the fault table, the MP4 each
+finished job serves (rendered on first download), and the log of every push attempt.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import logging
+import re
+import shutil
+import ssl
+import tempfile
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from devstack.mp4 import render_mp4
+
+logger = logging.getLogger("devstack.simulator")
+
+MAX_BODY_BYTES = 1 << 20
+CALLBACK_TIMEOUT_S = 10.0
+FAILURE_MESSAGE = "simulated generation failure"
+
+# A prompt selects a fault with e.g. "[sim:fail]" or "[sim:429x2]".
+_MARKER = re.compile(r"\[sim:([A-Za-z0-9-]+)\]")
+# "429x2": the create-time fault "429", applied to the first 2 attempts of the same prompt only.
+_COUNTED = re.compile(r"^(?P<base>.+)x(?P<times>[1-9][0-9]*)$")
+_FILE_ROUTE = re.compile(r"^/files/(?P<job_id>[A-Za-z0-9_-]+)\.mp4$")
+_SIM_TASK_ROUTE = re.compile(r"^/_sim/tasks/(?P<job_id>[A-Za-z0-9_.:-]+)$")
+
+
+@dataclass(frozen=True)
+class FaultMode:
+    """What one fault mode changes about a job; the default instance is a clean run."""
+
+    # Refuse the create call with this HTTP status and error code instead of accepting it.
+    create_status: int | None = None
+    create_code: str | None = None
+    fail: bool = False  # finish with the provider's failure instead of a video
+    callbacks: int = 1  # how often the final push is sent: 0 = lost, 2 = duplicated
+    late_callback: bool = False  # the final push comes after late_delay_s; the job finishes on time
+    video_missing: bool = False  # the job succeeds but its video URL answers 404
+    video_unavailable: int = 0  # the first N downloads answer 503
+    progress_pushes: int = 0  # intermediate pushes (not terminal) before the final one
+    forged_push: bool = False  # first a push whose signature is wrong (or, unsigned, whose token is)
+    stale_push: bool = False  # first a push signed with a timestamp 10 minutes old
+    url_ttl_s: float | None = None  # the video URL stops working this long after the job finished
+
+
+# The fault table: add a mode here and it works from prompt markers, config, set_fault and the
+# control route alike. Create-time modes also accept an "xN" suffix (see _COUNTED).
+FAULTS: dict[str, FaultMode] = {
+    "none": FaultMode(),
+    "fail": FaultMode(fail=True),
+    "no-callback": FaultMode(callbacks=0),
+    "double-callback": FaultMode(callbacks=2),
+    "late-callback": FaultMode(late_callback=True),
+    "video-404": FaultMode(video_missing=True),
+    "video-503": FaultMode(video_unavailable=2),
+    "progress": FaultMode(progress_pushes=2),
+    "forged-push": FaultMode(forged_push=True),
+    "stale-push": FaultMode(stale_push=True),
+    # The video URL lapses 1 s after the job finished and the push comes 3 s late: the copy fails.
+    "expired-url": FaultMode(url_ttl_s=1.0, late_callback=True),
+    "429": FaultMode(create_status=429, create_code="too_many_requests"),
+    "500": FaultMode(create_status=500, create_code="api_error"),
+    "504": FaultMode(create_status=504, create_code="timeout"),
+}
+
+
+def resolve_fault(mode: str) -> tuple[FaultMode, int | None]:
+    """Look up a mode name; return the mode and, for "429x2"-style names, the attempt limit."""
+    if mode in FAULTS:
+        return FAULTS[mode], None
+    counted = _COUNTED.match(mode)
+    if counted and counted["base"] in FAULTS and FAULTS[counted["base"]].create_status is not None:
+        return FAULTS[counted["base"]], int(counted["times"])
+    known = ", ".join(sorted(FAULTS))
+    raise ValueError(f"unknown simulator fault {mode!r}; known: {known} (create faults also take xN)")
+
+
+@dataclass
+class SimulatorConfig:
+    """How the simulator behaves; the defaults suit the local stack, tests shorten the delays."""
+
+    api_token: str  # AceData's Bearer token; fal and Replicate take theirs below (default: the same)
+    callback_delay_s: float = 1.0
+    late_delay_s: float = 6.0
+    render_fps: int = 4
+    fault: str | None = None  # default fault mode for every job without a prompt marker
+    host: str = "127.0.0.1"
+    port: int = 0  # 0 = let the OS pick a free port
+    video_dir: Path | None = None  # a temp dir (removed on stop) if None
+    # Base of the video URLs handed out; set it when the consumer reaches the simulator under
+    # another name (e.g. http://host.docker.internal:8701 from sam local containers).
+    public_url: str | None = None
+    fal_key: str | None = None
+    fal_user_id: str = "sim-fal-user"
+    replicate_token: str | None = None
+
+
+class SimError(Exception):
+    """An error answer; each dialect writes it in its provider's shape (Dialect.error_body)."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def bad_request(message: str) -> SimError:
+    return SimError(400, "bad_request", message)
+
+
+@dataclass
+class Request:
+    method: str
+    path: str  # without the dialect's prefix or the query
+    query: dict[str, str]
+    headers: dict[str, str]  # lower-case names
+    body: bytes
+    groups: dict[str, str] = field(default_factory=dict)
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body or b"null")
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise bad_request("request body must be valid JSON") from None
+
+
+Answer = tuple[int, Any, dict[str, str]]  # status, JSON body, extra headers
+Route = tuple[str, re.Pattern[str], Callable[[Request], Answer]]
+
+
+class Dialect(Protocol):
+    name: str
+    prefix: str  # "" or e.g. "/fal": the local stack's base URL for the provider ends with it
+
+    def routes(self) -> list[Route]: ...
+
+    def error_body(self, error: SimError) -> Any: ...
+
+
+@dataclass
+class Job:
+    """One generation at the simulated provider: the dialect's public record plus what tests read."""
+
+    id: str
+    dialect: str
+    prompt: str
+    width: int
+    height: int
+    seconds: int
+    fault_name: str
+    fault: FaultMode
+    record: dict[str, Any]  # the dialect's public view (request, status, output ...)
+    meta: dict[str, Any] = field(default_factory=dict)  # the dialect's private notes
+    state: str = "queued"  # queued | running | succeeded | failed
+    created_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    callbacks: list[dict[str, Any]] = field(default_factory=list)
+    downloads: int = 0
+    render_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in ("succeeded", "failed")
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    # Loading the CA bundle costs ~40 ms; share it so starting a simulator per test stays cheap.
+    return ssl.create_default_context()
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True  # a stuck client must never keep the process alive
+    simulator: ProviderSimulator
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _Server
+    server_version = "sora-relay-simulator/2"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.info("%s %s", self.address_string(), format % args)
+
+    def do_GET(self) -> None:
+        self._route("GET")
+
+    def do_HEAD(self) -> None:
+        self._route("HEAD")
+
+    def do_POST(self) -> None:
+        self._route("POST")
+
+    def do_PUT(self) -> None:
+        self._route("PUT")
+
+    def _route(self, method: str) -> None:
+        sim = self.server.simulator
+        path, _, query = self.path.partition("?")
+        dialect = sim.dialects[-1]  # the root dialect's shape until a prefix picks another
+        try:
+            if path == "/healthz":
+                return self._send_json(200, {"status": "ok"})
+            if method in ("GET", "HEAD") and (match := _FILE_ROUTE.match(path)):
+                return self._send_file(match["job_id"], head=method == "HEAD")
+            request = Request(method, path, _parse_query(query), self._headers(), self._read_body())
+            if path.startswith("/_sim/"):
+                status, body, headers = sim.control(request)
+                return self._send_json(status, body, headers)
+            dialect, request.path = sim.dialect_for(path)
+            for route_method, pattern, handle in dialect.routes():
+                if route_method == method and (found := pattern.fullmatch(request.path)):
+                    request.groups = found.groupdict()
+                    status, body, headers = handle(request)
+                    return self._send_json(status, body, headers)
+            raise SimError(404, "no_api", f"no API for {method} {path}")
+        except SimError as error:
+            self._send_json(error.status, dialect.error_body(error), error.headers)
+        except (BrokenPipeError, ConnectionResetError):
+            logger.info("client went away during %s %s", method, path)
+        except Exception:  # a simulator bug must answer like a provider does, not hang
+            logger.exception("simulator error on %s %s", method, path)
+            error = SimError(500, "api_error", "simulator internal error")
+            self._send_json(500, dialect.error_body(error))
+
+    def _headers(self) -> dict[str, str]:
+        return {name.lower(): value for name, value in self.headers.items()}
+
+    def _read_body(self) -> bytes:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            raise bad_request("invalid Content-Length") from None
+        if length > MAX_BODY_BYTES:
+            raise bad_request("request body too large")
+        return self.rfile.read(length) if length else b""
+
+    def _send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        payload = json.dumps(body).encode("utf-8")
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(payload)
+
+    def _send_file(self, job_id: str, *, head: bool) -> None:
+        sim = self.server.simulator
+        job = sim.job(job_id)
+        if job is not None and job.fault.url_ttl_s is not None and sim.url_expired(job):
+            raise SimError(403, "expired", "the signed URL has expired")
+        path = sim.video_path(job_id)
+        if path is None:
+            raise SimError(404, "not_found", f"no video for {job_id}")
+        if not head and sim.count_download(job_id):
+            raise SimError(503, "service_unavailable", "the video is not available right now")
+        self.send_response(200)
+        self.send_header("Content-Type", "video/mp4")
+        self.send_header("Content-Length", str(path.stat().st_size))
+        self.end_headers()
+        if not head:
+            with path.open("rb") as video:
+                shutil.copyfileobj(video, self.wfile, 64 * 1024)
+
+
+def _parse_query(query: str) -> dict[str, str]:
+    from urllib.parse import parse_qsl
+
+    return dict(parse_qsl(query, keep_blank_values=True))
+
+
+class ProviderSimulator:
+    """The simulated providers: an HTTP server in a daemon thread plus timers for the jobs."""
+
+    def __init__(self, config: SimulatorConfig, dialects: list[Dialect] | None = None) -> None:
+        if config.fault is not None:
+            resolve_fault(config.fault)  # fail fast on a typo
+        self.config = config
+        self._lock = threading.Lock()
+        self._jobs: dict[str, Job] = {}
+        self._create_attempts: dict[tuple[str, str], int] = {}
+        self._fault: str | None = config.fault
+        self._timers: list[threading.Timer] = []
+        # Wall seconds of each MP4 render (on a job's first download), for measuring.
+        self.render_seconds: deque[float] = deque(maxlen=100_000)
+        self._stopping = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+        self._http: httpx.Client | None = None
+        self._owns_video_dir = config.video_dir is None
+        self._video_dir: Path | None = config.video_dir
+        if dialects is None:
+            from devstack.simulator import default_dialects
+
+            dialects = default_dialects(self)
+        # Longest prefix first, so "/fal" wins over the root dialect.
+        self.dialects = sorted(dialects, key=lambda dialect: len(dialect.prefix), reverse=True)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def start(self) -> ProviderSimulator:
+        if self._server is not None:
+            raise RuntimeError("simulator already started")
+        if self._video_dir is None:
+            self._video_dir = Path(tempfile.mkdtemp(prefix="sora-sim-"))
+        self._video_dir.mkdir(parents=True, exist_ok=True)
+        self._stopping.clear()
+        self._http = httpx.Client(timeout=CALLBACK_TIMEOUT_S, verify=_tls_context())
+        server = _Server((self.config.host, self.config.port), _Handler)
+        server.simulator = self
+        self._server = server
+        # A short poll interval keeps stop() fast: shutdown() waits for the next poll.
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="sora-simulator", daemon=True
+        )
+        self._thread.start()
+        logger.info("simulator listening on %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving, cancel pending completions and pushes, wait for running ones."""
+        self._stopping.set()
+        with self._lock:
+            timers, self._timers = self._timers, []
+        for timer in timers:
+            timer.cancel()
+        for timer in timers:
+            timer.join(timeout=CALLBACK_TIMEOUT_S + 1)
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._http is not None:
+            self._http.close()
+        self._server = self._thread = self._http = None
+        if self._owns_video_dir and self._video_dir is not None:
+            shutil.rmtree(self._video_dir, ignore_errors=True)
+            self._video_dir = None
+
+    def __enter__(self) -> ProviderSimulator:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("simulator not started")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.config.host in ("0.0.0.0", "") else self.config.host  # noqa: S104
+        return f"http://{host}:{self.port}"
+
+    @property
+    def public_url(self) -> str:
+        return (self.config.public_url or self.url).rstrip("/")
+
+    def base_url(self, dialect: str) -> str:
+        """Where the relay reaches a dialect (its provider's base URL in the local stack)."""
+        return self.url + next(item.prefix for item in self.dialects if item.name == dialect)
+
+    @property
+    def video_dir(self) -> Path:
+        if self._video_dir is None:
+            raise RuntimeError("simulator not started")
+        return self._video_dir
+
+    def dialect_for(self, path: str) -> tuple[Dialect, str]:
+        for dialect in self.dialects:
+            if not dialect.prefix or path == dialect.prefix or path.startswith(dialect.prefix + "/"):
+                return dialect, path[len(dialect.prefix) :] or "/"
+        raise SimError(404, "no_api", f"no API for {path}")
+
+    # -- introspection and control -------------------------------------------------------------
+
+    def job(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def jobs(self, dialect: str | None = None) -> list[Job]:
+        with self._lock:
+            return [job for job in self._jobs.values() if dialect is None or job.dialect == dialect]
+
+    def record(self, job_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            job = self._jobs.get(job_id)
+            return copy.deepcopy(job.record) if job else None
+
+    @property
+    def tasks(self) -> dict[str, dict[str, Any]]:
+        """A consistent deep copy of every job's record, keyed by job id."""
+        with self._lock:
+            return {job_id: copy.deepcopy(job.record) for job_id, job in self._jobs.items()}
+
+    def task_state(self, job_id: str) -> dict[str, Any] | None:
+        """The record, its fault mode and every push attempt (what /_sim/tasks/{id} shows)."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+            if job is None:
+                return None
+            return copy.deepcopy(
+                {
+                    "record": job.record,
+                    "dialect": job.dialect,
+                    "state": job.state,
+                    "fault": job.fault_name,
+                    "callbacks": job.callbacks,
+                }
+            )
+
+    @property
+    def fault(self) -> str | None:
+        return self._fault
+
+    def set_fault(self, mode: str | None) -> None:
+        """Set the default fault for jobs created from now on (None = behave normally)."""
+        if mode is not None:
+            resolve_fault(mode)
+        with self._lock:
+            self._fault = mode
+
+    def control(self, request: Request) -> Answer:
+        """The test-only routes: POST /_sim/fault, GET /_sim/tasks/{id}."""
+        if request.method == "POST" and request.path == "/_sim/fault":
+            body = request.json()
+            if not isinstance(body, dict) or "mode" not in body:
+                raise bad_request('body must be {"mode": <fault mode or null>}')
+            mode = body["mode"]
+            if mode is not None and not isinstance(mode, str):
+                raise bad_request("mode must be a string or null")
+            try:
+                self.set_fault(mode)
+            except ValueError as error:
+                raise bad_request(str(error)) from None
+            return 200, {"mode": mode}, {}
+        if request.method == "GET" and (match := _SIM_TASK_ROUTE.match(request.path)):
+            state = self.task_state(match["job_id"])
+            if state is None:
+                raise SimError(404, "not_found", f"task {match['job_id']} not found")
+            return 200, state, {}
+        raise SimError(404, "no_api", f"no control route {request.method} {request.path}")
+
+    # -- what the dialects share ---------------------------------------------------------------
+
+    def new_job(
+        self,
+        dialect: str,
+        *,
+        prompt: str,
+        width: int,
+        height: int,
+        seconds: int,
+        record: dict[str, Any],
+        job_id: str | None = None,
+    ) -> Job:
+        """Register a job, or raise the create-time fault its prompt (or the default) asks for."""
+        marker = _MARKER.search(prompt)
+        with self._lock:
+            fault_name = marker.group(1) if marker else (self._fault or "none")
+        try:
+            fault, limit = resolve_fault(fault_name)
+        except ValueError as error:
+            raise bad_request(f"prompt: {error}") from None
+        if fault.create_status is not None:
+            with self._lock:
+                key = (fault_name, prompt)
+                attempt = self._create_attempts[key] = self._create_attempts.get(key, 0) + 1
+            if limit is None or attempt <= limit:
+                headers = {"Retry-After": "1"} if fault.create_status == 429 else None
+                raise SimError(
+                    fault.create_status,
+                    str(fault.create_code),
+                    f"simulated {fault.create_status} on create (attempt {attempt})",
+                    headers,
+                )
+        job = Job(
+            id=job_id or str(uuid.uuid4()),
+            dialect=dialect,
+            prompt=prompt,
+            width=width,
+            height=height,
+            seconds=seconds,
+            fault_name=fault_name,
+            fault=fault,
+            record=record,
+        )
+        with self._lock:
+            self._jobs[job.id] = job
+        return job
+
+    def run(self, job: Job, *, finish: Callable[[Job], None], push: Callable[[Job, str], None]) -> None:
+        """Drive a job: `push(job, kind)` with kind "progress" (fault-dependent), then "final".
+
+        `finish(job)` sets the job's outcome in the dialect's record (under the lock, once). A
+        late push arrives after late_delay_s; the job itself finishes on time.
+        """
+        delay = self.config.callback_delay_s
+
+        def final() -> None:
+            self.finish(job, finish)
+            self.video_path(job.id)  # a provider pushes once the video exists: render it now
+            for _ in range(job.fault.callbacks):
+                push(job, "final")
+
+        def progress() -> None:
+            with self._lock:
+                job.state = "running"
+            for _ in range(job.fault.progress_pushes):
+                push(job, "progress")
+
+        if job.fault.progress_pushes:
+            self.schedule(delay / 2, progress)
+        if job.fault.forged_push or job.fault.stale_push:
+            self.schedule(delay / 2, lambda: push(job, "forged" if job.fault.forged_push else "stale"))
+        if job.fault.late_callback:
+            self.schedule(delay, lambda: self.finish(job, finish))
+            self.schedule(self.config.late_delay_s, final)
+        else:
+            self.schedule(delay, final)
+
+    def finish(self, job: Job, finish: Callable[[Job], None]) -> None:
+        with self._lock:
+            if job.terminal:  # finishing twice must not change the outcome
+                return
+            job.state = "failed" if job.fault.fail else "succeeded"
+            job.finished_at = time.time()
+            finish(job)
+
+    def schedule(self, delay: float, action: Callable[[], object]) -> None:
+        def run() -> None:
+            if self._stopping.is_set():
+                return
+            try:
+                action()
+            except Exception:  # a timer thread has nobody to report to but the log
+                logger.exception("simulator background action failed")
+
+        timer = threading.Timer(delay, run)
+        timer.daemon = True
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            self._timers = [pending for pending in self._timers if pending.is_alive()]
+            self._timers.append(timer)
+            timer.start()  # under the lock, so stop() never joins a timer that was not started
+
+    def deliver(
+        self, job: Job, url: str, body: bytes, headers: dict[str, str], *, kind: str = "final"
+    ) -> None:
+        """POST one push and log the attempt on the job."""
+        if self._stopping.is_set():
+            return
+        attempt: dict[str, Any] = {"at": time.time(), "url": url, "kind": kind, "status": None, "error": None}
+        try:
+            assert self._http is not None
+            answer = self._http.post(
+                url, content=body, headers={"Content-Type": "application/json", **headers}
+            )
+            attempt["status"] = answer.status_code
+        except httpx.HTTPError as error:
+            attempt["error"] = f"{type(error).__name__}: {error}"
+        with self._lock:
+            job.callbacks.append(attempt)
+
+    def video_url(self, job: Job) -> str:
+        return f"{self.public_url}/files/{job.id}.mp4"
+
+    def url_expired(self, job: Job) -> bool:
+        ttl = job.fault.url_ttl_s
+        return ttl is not None and job.finished_at is not None and time.time() > job.finished_at + ttl
+
+    def count_download(self, job_id: str) -> bool:
+        """Count a download of the job's video; True when its fault makes this one answer 503."""
+        with self._lock:
+            job = self._jobs[job_id]
+            job.downloads += 1
+            return job.downloads <= job.fault.video_unavailable
+
+    def video_path(self, job_id: str) -> Path | None:
+        """The job's MP4 on disk, rendered on first request; None when there is no video."""
+        job = self.job(job_id)
+        if job is None or job.state != "succeeded" or job.fault.video_missing:
+            return None
+        path = self.video_dir / f"{job_id}.mp4"
+        with job.render_lock:  # concurrent first downloads render once
+            if not path.exists():
+                partial = path.with_suffix(".part")
+                started = time.monotonic()
+                render_mp4(
+                    partial,
+                    width=job.width,
+                    height=job.height,
+                    seconds=job.seconds,
+                    seed=job_id,
+                    fps=self.config.render_fps,
+                )
+                partial.replace(path)  # atomic, so a reader never sees half a file
+                self.render_seconds.append(time.monotonic() - started)
+        return path
+
+
+def check_bearer(request: Request, token: str, *, scheme: str = "Bearer") -> None:
+    """The Authorization header must be `<scheme> <token>`; 401 otherwise."""
+    import secrets
+
+    header = request.headers.get("authorization", "").strip()
+    given_scheme, _, given = header.partition(" ")
+    if given_scheme.lower() != scheme.lower() or not secrets.compare_digest(
+        given.strip().encode(), token.encode()
+    ):
+        raise SimError(401, "invalid_token", "the token is invalid")
