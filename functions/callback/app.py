@@ -17,7 +17,8 @@ install_error_handlers(app)
 def provider_callback(provider: str, task_id: str) -> Response:
     event = app.current_event
     body = request_body(event).encode()
-    task, changed = record_callback(current(), provider, task_id, event.get_query_string_value("token"), body)
+    token = event.get_query_string_value("token")
+    task, changed = record_callback(current(), provider, task_id, token, body, dict(event.headers or {}))
     return json_response(200, {"received": True, "changed": changed, "status": task.status.value})
 
 

@@ -37,10 +37,23 @@ class Settings(BaseModel):
     idempotency_table_name: str | None = None
     idempotency_ttl_seconds: int = Field(24 * 3600, ge=60)
 
-    provider_name: str = "acedata"
-    provider_base_url: str = "https://api.acedata.cloud"
+    # The catalogue's model a request without `model` gets, and the operator's map of retired
+    # models to live ones ("sora-2=veo-3.1-fast,sora-2-pro=veo-3.1"; template ModelAliases).
+    default_model: str = "veo-3.1-fast"
+    model_aliases: str = ""
+
+    # The providers. Each key lives in its own secret; a provider whose secret id is empty has no
+    # key in this deployment, and its models are listed `available: false` and refused at submit.
+    acedata_base_url: str = "https://api.acedata.cloud"
+    acedata_api_key_secret_id: str | None = None
+    fal_queue_base_url: str = "https://queue.fal.run"
+    fal_jwks_url: str = "https://rest.alpha.fal.ai/.well-known/jwks.json"
+    fal_api_key_secret_id: str | None = None
+    fal_user_id: str | None = None  # a push signed for another fal user is refused
+    replicate_base_url: str = "https://api.replicate.com"
+    replicate_api_token_secret_id: str | None = None
+
     # Secret ids (names or ARNs); each function is given only the ones it reads.
-    provider_api_key_secret_id: str | None = None
     callback_token_secret_id: str | None = None
     webhook_secret_id: str | None = None
     secrets_max_age_seconds: int = Field(300, ge=0)
@@ -114,7 +127,16 @@ class Settings(BaseModel):
         delays = [float(part) for part in self.webhook_retry_schedule.split(",") if part.strip()]
         return delays[min(max(attempt, 1), len(delays)) - 1]
 
-    @field_validator("public_base_url", "provider_base_url")
+    def provider_secret_id(self, provider: str) -> str | None:
+        """The secret holding a provider's key; None when this deployment has none."""
+        secret_id = {
+            "acedata": self.acedata_api_key_secret_id,
+            "fal": self.fal_api_key_secret_id,
+            "replicate": self.replicate_api_token_secret_id,
+        }.get(provider)
+        return secret_id or None
+
+    @field_validator("public_base_url", "acedata_base_url", "fal_queue_base_url", "replicate_base_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")

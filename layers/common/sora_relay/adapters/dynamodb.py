@@ -155,6 +155,23 @@ class TaskStore:
             },
         )
 
+    def record_progress(self, task_id: str, progress: int) -> Task:
+        """What the provider reports of an open task's progress (0-100); never finishes it."""
+        now = now_millis()
+        return self._update(
+            task_id,
+            update="SET progress = :progress, updated_ms = :now ADD #version :one",
+            condition="attribute_exists(task_id) AND #status IN (:q, :p)",
+            names={"#status": "status", "#version": "version"},
+            values={
+                ":progress": max(0, min(int(progress), 99)),
+                ":now": now,
+                ":one": 1,
+                ":q": Status.QUEUED.value,
+                ":p": Status.IN_PROGRESS.value,
+            },
+        )
+
     def claim_archive(self, task_id: str, claim: str, *, lease_until_ms: int) -> Task:
         """Take the copy of the task's video for one archive attempt, until `lease_until_ms`.
 

@@ -114,6 +114,30 @@ class ModelEntry(_Strict):
     def size(self, size: str) -> SizeSpec:
         return self.sizes[size]
 
+    def check(self, *, seconds: int, seconds_field: str, size: str, image: str | None) -> None:
+        """A request's seconds, size and image against what this model offers; the 400 names the
+        field and the values offered. `image`: the field that carried an image (None: no image)."""
+        if seconds not in self.seconds:
+            offered = ", ".join(map(str, self.seconds))
+            raise InvalidRequest(
+                f"{self.id} offers {offered} seconds, not {seconds}",
+                param=seconds_field,
+                code="invalid_value",
+            )
+        if size not in self.sizes:
+            raise InvalidRequest(
+                f"{self.id} offers the sizes {', '.join(self.sizes)}, not {size}",
+                param="size",
+                code="invalid_value",
+            )
+        if image is not None and not self.image:
+            raise InvalidRequest(
+                f"{self.id} takes no first-frame image; send none, or pick a model whose `image` is true "
+                "(GET /v1/models)",
+                param=image,
+                code="invalid_value",
+            )
+
     def price_for(self, seconds: int) -> float:
         """The list price of a video this long, in US dollars."""
         return round(self.price_per_second_usd * seconds, 4)

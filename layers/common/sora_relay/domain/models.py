@@ -12,46 +12,30 @@ from sora_relay.domain.outbound_url import parse_outbound_url
 from sora_relay.domain.task import Status, Task
 from sora_relay.domain.video import DownloadLink
 
-# The per-model table we control (complaint: stale enums upstream waste attempts).
-MODEL_SIZES: dict[str, tuple[str, ...]] = {
-    "sora-2": ("1280x720", "720x1280"),
-    "sora-2-pro": ("1280x720", "720x1280", "1792x1024", "1024x1792"),
-}
-DURATIONS = (4, 8, 12)
-DEFAULT_MODEL = "sora-2"
-DEFAULT_SIZE = "1280x720"
-DEFAULT_DURATION = 4
+# What each model offers (seconds, sizes, images) is in the catalogue (domain/catalogue.py); the
+# submit use case checks a request against the model that serves it. Here: the request's shape.
+DEFAULT_SIZE = "1280x720"  # the seed tool's default, where the model offers it
 MAX_PROMPT_CHARS = 4000
 MAX_IMAGES = 4
 
 
 class CreateVideoRequest(BaseModel):
-    """`POST /v1/videos`: the seed tool's fields, plus OpenAI's `seconds` and `input_reference`."""
+    """`POST /v1/videos`: the seed tool's fields, plus OpenAI's `seconds` and `input_reference`.
+
+    `model`, `seconds`/`duration` and `size` default to what the model offers (the deployment's
+    DefaultModel when `model` is absent).
+    """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
-    model: str = DEFAULT_MODEL
-    duration: int | None = None
-    seconds: Literal["4", "8", "12"] | None = None
-    size: str = DEFAULT_SIZE
+    model: str | None = Field(default=None, min_length=1, max_length=64)
+    duration: int | None = Field(default=None, ge=1, le=60)
+    seconds: str | None = Field(default=None, pattern=r"^[1-9][0-9]?$")
+    size: str | None = Field(default=None, pattern=r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$")
     callback_url: str | None = None
     image_urls: list[str] | None = Field(default=None, max_length=MAX_IMAGES)
     input_reference: str | None = None
-
-    @field_validator("model")
-    @classmethod
-    def _known_model(cls, value: str) -> str:
-        if value not in MODEL_SIZES:
-            raise ValueError(f"must be one of {', '.join(MODEL_SIZES)}")
-        return value
-
-    @field_validator("duration")
-    @classmethod
-    def _known_duration(cls, value: int | None) -> int | None:
-        if value is not None and value not in DURATIONS:
-            raise ValueError(f"must be one of {', '.join(map(str, DURATIONS))} (seconds)")
-        return value
 
     @field_validator("seconds", mode="before")
     @classmethod
@@ -63,23 +47,27 @@ class CreateVideoRequest(BaseModel):
     def _consistent(self) -> CreateVideoRequest:
         if self.duration is not None and self.seconds is not None and int(self.seconds) != self.duration:
             raise _FieldProblem("seconds", "seconds and duration disagree; send one of them")
-        if self.size not in MODEL_SIZES[self.model]:
-            offered = ", ".join(MODEL_SIZES[self.model])
-            raise _FieldProblem(
-                "size", f"size {self.size!r} is not offered by {self.model} (offered: {offered})"
-            )
         return self
 
     @property
-    def video_seconds(self) -> int:
+    def video_seconds(self) -> int | None:
+        """The length asked for (None: the model's default)."""
         if self.duration is not None:
             return self.duration
-        return int(self.seconds) if self.seconds is not None else DEFAULT_DURATION
+        return int(self.seconds) if self.seconds is not None else None
+
+    @property
+    def seconds_field(self) -> str:
+        return "duration" if self.duration is not None else "seconds"
 
     @property
     def image_url(self) -> str | None:
         """The one reference image the provider uses (the first of `image_urls`)."""
         return self.image_urls[0] if self.image_urls else self.input_reference
+
+    @property
+    def image_field(self) -> str:
+        return "image_urls" if self.image_urls else "input_reference"
 
 
 class _FieldProblem(ValueError):
@@ -135,7 +123,8 @@ class VideoError(BaseModel):
 class VideoObject(BaseModel):
     id: str
     object: Literal["video"] = "video"
-    model: str
+    model: str  # the model asked for (OpenAI's field)
+    served_model: str  # the catalogue model that made it (another one when the asked one is aliased)
     status: Status
     progress: int
     created_at: int
@@ -146,6 +135,7 @@ class VideoObject(BaseModel):
     size: str
     error: VideoError | None
     callback_url: str | None
+    cost_usd: float | None = None  # the catalogue's list price for this many seconds
     download_url: str | None = None
     download_expires_at: int | None = None
 
@@ -158,10 +148,11 @@ class VideoObject(BaseModel):
         )
         return cls(
             id=task.task_id,
-            model=task.model,
+            model=task.requested_model or task.model,
+            served_model=task.model,
             status=task.status,
-            # The provider reports no progress; 100 only when the video is in our bucket.
-            progress=100 if task.status is Status.COMPLETED else 0,
+            # 100 only when the video is in our bucket; before, what the provider last reported.
+            progress=100 if task.status is Status.COMPLETED else min(task.progress or 0, 99),
             created_at=task.created_ms // 1000,
             completed_at=task.completed_ms // 1000 if task.completed_ms else None,
             expires_at=task.expires_at,
@@ -170,6 +161,7 @@ class VideoObject(BaseModel):
             size=task.size,
             error=error,
             callback_url=task.callback_url,
+            cost_usd=task.cost_usd,
             download_url=link.url if link else None,
             download_expires_at=link.expires_at if link else None,
         )
@@ -181,3 +173,31 @@ class VideoList(BaseModel):
     first_id: str | None
     last_id: str | None
     has_more: bool
+
+
+class ModelObject(BaseModel):
+    """`GET /v1/models/{id}`: OpenAI's model object (id, object, created, owned_by) plus what the
+    catalogue says of the model. `created` is when the entry's facts (its price) were read."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str  # the provider family that runs it
+    name: str
+    status: str  # live | retired
+    available: bool  # this deployment holds a key for its provider (or, retired, its alias's)
+    seconds: list[int]
+    default_seconds: int
+    sizes: list[str]
+    default_size: str
+    image: bool
+    audio: bool
+    price_per_second_usd: float
+    price_read: str
+    replaced_by: list[str]
+    served_by: str | None = None  # retired and aliased here: the live model that serves it
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelObject]

@@ -48,7 +48,8 @@ class Task(BaseModel):
     owner: str
     status: Status = Status.QUEUED
     version: int = 1
-    model: str
+    model: str  # the catalogue model that serves the task
+    requested_model: str | None = None  # the model asked for, when an alias mapped it to `model`
     prompt: str
     seconds: int
     size: str
@@ -56,6 +57,8 @@ class Task(BaseModel):
     callback_url: str | None = None
     provider: str
     provider_task_id: str | None = None
+    progress: int | None = None  # 0-100, what the provider last reported
+    cost_usd: float | None = None  # the catalogue's list price for the task's seconds
     created_ms: int
     updated_ms: int
     completed_ms: int | None = None
@@ -88,6 +91,8 @@ class Task(BaseModel):
         callback_url: str | None,
         provider: str,
         retention_days: int,
+        requested_model: str | None = None,
+        cost_usd: float | None = None,
         now_ms: int | None = None,
     ) -> Task:
         now_ms = now_ms if now_ms is not None else now_millis()
@@ -101,6 +106,8 @@ class Task(BaseModel):
             image_url=image_url,
             callback_url=callback_url,
             provider=provider,
+            requested_model=requested_model if requested_model != model else None,
+            cost_usd=cost_usd,
             created_ms=now_ms,
             updated_ms=now_ms,
             expires_at=now_ms // 1000 + retention_days * 86400,

@@ -24,11 +24,11 @@ from sora_relay.adapters.aws import dynamodb_client, events_client, s3_client, s
 from sora_relay.adapters.dynamodb import TaskStore
 from sora_relay.adapters.eventbridge import EventBus
 from sora_relay.adapters.outbound_http import SafeHttp, pinned_client
-from sora_relay.adapters.providers.acedata import AceDataSora
 from sora_relay.adapters.s3 import VideoStore
 from sora_relay.adapters.secrets import read_secret
 from sora_relay.adapters.sqs import WorkQueue
 from sora_relay.adapters.webhooks import WebhookSender
+from sora_relay.domain import catalogue
 from sora_relay.domain.errors import ConfigurationError, NotFound
 from sora_relay.domain.provider import VideoProvider
 from sora_relay.settings import Settings
@@ -122,16 +122,67 @@ class Container:
 
         return self._once("outbound_http", build)
 
-    def provider(self, name: str) -> VideoProvider:
+    @property
+    def catalogue(self) -> catalogue.Catalogue:
+        return catalogue.default()
+
+    @property
+    def model_aliases(self) -> dict[str, str]:
+        """The operator's map of retired models to live ones, checked against the catalogue."""
+
+        def build() -> dict[str, str]:
+            try:
+                return self.catalogue.parse_aliases(self.settings.model_aliases)
+            except ValueError as error:
+                raise ConfigurationError(f"MODEL_ALIASES: {error}") from None
+
+        return self._once("model_aliases", build)
+
+    def provider_available(self, name: str) -> bool:
+        """Whether this deployment holds a key for the provider (fal also needs our user id)."""
         settings = self.settings
-        if name != AceDataSora.name:
+        if settings.provider_secret_id(name) is None:
+            return False
+        return name != "fal" or bool(settings.fal_user_id)
+
+    def provider(self, name: str) -> VideoProvider:
+        """The provider's adapter, imported and built on first use: a function imports only the
+        adapters its tasks need (cold start), and a callback builds no HTTP client until a lookup."""
+        if name not in catalogue.PROVIDERS:
             raise NotFound(f"Unknown provider {name!r}", param="provider")
-        return AceDataSora(
-            lambda: self.provider_http,  # built on the first request to the provider, never for a callback
-            base_url=settings.provider_base_url,
-            api_key=lambda: self._secret(settings.provider_api_key_secret_id, "provider API key"),
-            timeout=settings.provider_timeout_seconds,
-        )
+        return self._once(f"provider:{name}", lambda: self._build_provider(name))
+
+    def _build_provider(self, name: str) -> VideoProvider:
+        settings = self.settings
+        secret_id = settings.provider_secret_id(name)
+
+        def key() -> str:
+            if secret_id is None:
+                raise ConfigurationError(f"No API key is configured for the provider {name}")
+            return self._secret(secret_id, f"{name} API key")
+
+        http = lambda: self.provider_http  # noqa: E731  (built on the first request to the provider)
+        timeout = settings.provider_timeout_seconds
+        if name == "fal":
+            from sora_relay.adapters.providers.fal import FalQueue
+
+            return FalQueue(
+                http,
+                queue_base_url=settings.fal_queue_base_url,
+                jwks_url=settings.fal_jwks_url,
+                api_key=key,
+                user_id=settings.fal_user_id,
+                timeout=timeout,
+            )
+        if name == "replicate":
+            from sora_relay.adapters.providers.replicate import ReplicatePredictions
+
+            return ReplicatePredictions(
+                http, base_url=settings.replicate_base_url, api_token=key, timeout=timeout
+            )
+        from sora_relay.adapters.providers.acedata import AceDataVideo
+
+        return AceDataVideo(http, base_url=settings.acedata_base_url, api_key=key, timeout=timeout)
 
     def _queue(self, name: str, url: str | None, purpose: str) -> WorkQueue:
         def build() -> WorkQueue:

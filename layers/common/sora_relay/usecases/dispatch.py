@@ -60,7 +60,11 @@ def start_generation(
     settings = deps.settings
     provider = deps.provider(task.provider)
     generation = GenerationRequest(
-        prompt=task.prompt, model=task.model, seconds=task.seconds, size=task.size, image_url=task.image_url
+        prompt=task.prompt,
+        model=deps.catalogue.require(task.model),
+        seconds=task.seconds,
+        size=task.size,
+        image_url=task.image_url,
     )
     callback_url = callback_url_for(public_base_url, provider.name, task.task_id, deps.callback_key())
     try:

@@ -61,8 +61,12 @@ def reconcile(
             outcomes["archiving"] += 1
         else:
             outcomes[_queue_copy(deps, task)] += 1
-    waiting = sorted((task for task in stale if not task.provider_video_url), key=lambda t: t.provider)
-    for provider_name, group in groupby(waiting, key=lambda t: t.provider):
+
+    def by_model(task: Task) -> tuple[str, str]:
+        return task.provider, task.model
+
+    waiting = sorted((task for task in stale if not task.provider_video_url), key=by_model)
+    for (provider_name, model_id), group in groupby(waiting, key=by_model):
         tasks = list(group)
         for start in range(0, len(tasks), _LOOKUP_BATCH):
             batch = tasks[start : start + _LOOKUP_BATCH]
@@ -70,7 +74,7 @@ def reconcile(
                 outcomes["left_for_next_run"] += len(batch)
                 continue
             try:
-                results = _provider_results(deps, provider_name, batch)
+                results = _provider_results(deps, provider_name, model_id, batch)
             except SoraRelayError as error:
                 logger.warning("Provider lookup failed; next run retries", extra={"error_code": error.code})
                 outcomes["lookup_failed"] += len(batch)
@@ -92,11 +96,14 @@ def reconcile(
     return dict(outcomes)
 
 
-def _provider_results(deps: Deps, provider_name: str, tasks: list[Task]) -> dict[str, ProviderResult]:
+def _provider_results(
+    deps: Deps, provider_name: str, model_id: str, tasks: list[Task]
+) -> dict[str, ProviderResult]:
     ids = [task.provider_task_id for task in tasks if task.provider_task_id]
     if not ids:
         return {}
-    return {result.provider_task_id: result for result in deps.provider(provider_name).query(ids)}
+    model = deps.catalogue.require(model_id)
+    return {result.provider_task_id: result for result in deps.provider(provider_name).query(model, ids)}
 
 
 def _queue_copy(deps: Deps, task: Task) -> str:

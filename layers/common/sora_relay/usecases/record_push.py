@@ -8,6 +8,8 @@ write rights.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from sora_relay.domain.errors import Conflict, NotFound, TransitionRejected, Unauthorized
 from sora_relay.domain.provider import ProviderResult, ProviderState
 from sora_relay.domain.task import Task
@@ -18,25 +20,33 @@ from sora_relay.usecases.deps import Deps
 
 
 def record_callback(
-    deps: Deps, provider_name: str, task_id: str, token: str | None, body: bytes
+    deps: Deps,
+    provider_name: str,
+    task_id: str,
+    token: str | None,
+    body: bytes,
+    headers: Mapping[str, str] | None = None,
 ) -> tuple[Task, bool]:
-    """Check and apply a callback; returns the task and whether this call changed it.
+    """Check and apply a push; returns the task and whether this call changed it.
 
     The token is checked before anything is read, so a caller without it learns nothing about
-    whether the task exists. A result for a task that is already finished changes nothing.
+    whether the task exists. Then the adapter authenticates the push (a provider's signature where
+    it signs); a push that carries no signed result (AceData's) is only a cue, and the task is
+    looked up over the provider's authenticated API: only that answer is recorded. A result for a
+    task that is already finished changes nothing.
     """
     provider = deps.provider(provider_name)
     if not token_matches(task_id, token, deps.callback_key()):
         raise Unauthorized(
             "The callback token is missing or wrong", param="token", code="invalid_callback_token"
         )
-    result = provider.parse_callback(body)
-    logger.append_keys(task_id=task_id, provider_task_id=result.provider_task_id)
+    push = provider.read_push({key.lower(): value for key, value in (headers or {}).items()}, body)
+    logger.append_keys(task_id=task_id, provider_task_id=push.provider_task_id)
     task = deps.task_store.get(task_id)
     if task is None:
         raise NotFound("No such task", param="task_id", code="task_not_found")
     if task.provider != provider.name or (
-        task.provider_task_id is not None and task.provider_task_id != result.provider_task_id
+        task.provider_task_id is not None and task.provider_task_id != push.provider_task_id
     ):
         logger.warning("Callback names another provider task; ignored")
         raise Conflict(
@@ -45,6 +55,13 @@ def record_callback(
     if task.status.is_terminal:
         logger.info("Duplicate or late callback; task already finished", extra={"status": task.status.value})
         return task, False
+    result = push.result
+    if result is None:
+        found = provider.query(deps.catalogue.require(task.model), [push.provider_task_id])
+        result = next((item for item in found if item.provider_task_id == push.provider_task_id), None)
+        if result is None:
+            logger.warning("The provider does not know the pushed task; nothing recorded")
+            return task, False
     recorded = apply_result(deps, task, result)
     return recorded, recorded.version != task.version
 
@@ -77,6 +94,8 @@ def apply_result(deps: Deps, task: Task, result: ProviderResult) -> Task:
             metrics.add_metric(name="TaskFailed", unit="Count", value=1)
             logger.info("Provider reported a failure", extra={"error_code": failed.error_code})
             return failed
+        if result.progress is not None and result.progress != task.progress:
+            return store.record_progress(task.task_id, result.progress)
     except TransitionRejected:
         logger.info("Result already recorded by another writer")
         return store.get(task.task_id) or task

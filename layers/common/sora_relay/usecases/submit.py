@@ -10,15 +10,17 @@ queued for dispatch all the same; without one the error is raised (a 5xx) and th
 
 from __future__ import annotations
 
+from sora_relay.domain.catalogue import ModelEntry
 from sora_relay.domain.errors import (
     PROVIDER_REFUSALS,
+    InvalidRequest,
     ProviderUnavailable,
     StorageError,
     TransitionRejected,
     Unprocessable,
     describe_cause,
 )
-from sora_relay.domain.models import CreateVideoRequest, VideoObject
+from sora_relay.domain.models import DEFAULT_SIZE, CreateVideoRequest, VideoObject
 from sora_relay.domain.task import Status, Task
 from sora_relay.observability import logger, metrics
 from sora_relay.usecases.deps import Deps
@@ -31,16 +33,19 @@ def submit_video(
     """`task_id`, when given, makes the submission idempotent in the table itself: a second
     submission with that id finds the first task instead of making another."""
     settings = deps.settings
+    asked, model, seconds, size = choose_model(deps, request)
     task = Task.new(
         owner=owner,
-        model=request.model,
+        model=model.id,
+        requested_model=asked,
         prompt=request.prompt,
-        seconds=request.video_seconds,
-        size=request.size,
+        seconds=seconds,
+        size=size,
         image_url=request.image_url,
         callback_url=request.callback_url,
-        provider=settings.provider_name,
+        provider=model.provider,
         retention_days=settings.task_retention_days,
+        cost_usd=model.price_for(seconds),
     )
     if task_id is not None:
         task = task.model_copy(update={"task_id": task_id})
@@ -85,12 +90,41 @@ def submit_video(
     return VideoObject.from_task(task)
 
 
+def choose_model(deps: Deps, request: CreateVideoRequest) -> tuple[str, ModelEntry, int, str]:
+    """The model asked for, the live model that serves it, and the seconds and size it will make.
+
+    Everything is checked against the serving model before anything is stored; each 400 names
+    its field and what the model offers.
+    """
+    asked = request.model or deps.settings.default_model
+    model = deps.catalogue.resolve(asked, deps.model_aliases)
+    if not deps.provider_available(model.provider):
+        ready = ", ".join(
+            entry.id for entry in deps.catalogue.live() if deps.provider_available(entry.provider)
+        )
+        raise InvalidRequest(
+            f"model {asked!r} is not available in this deployment (no key for its provider, "
+            f"{model.provider}); available: {ready or 'none'}",
+            param="model",
+            code="model_unavailable",
+        )
+    seconds = request.video_seconds or model.default_seconds
+    size = request.size or (DEFAULT_SIZE if DEFAULT_SIZE in model.sizes else model.default_size)
+    model.check(
+        seconds=seconds,
+        seconds_field=request.seconds_field,
+        size=size,
+        image=request.image_field if request.image_url else None,
+    )
+    return asked, model, seconds, size
+
+
 def _earlier_attempt(deps: Deps, task: Task) -> Task:
     """The task an earlier attempt of the same submission made, if it was the same request."""
     existing = deps.task_store.get(task.task_id)
     if existing is None or existing.owner != task.owner:
         raise StorageError("Could not store the task")
-    same = ("model", "prompt", "seconds", "size", "image_url", "callback_url")
+    same = ("model", "requested_model", "prompt", "seconds", "size", "image_url", "callback_url")
     if any(getattr(existing, name) != getattr(task, name) for name in same):
         raise Unprocessable(
             "This idempotency key was used with a different request",

@@ -53,9 +53,7 @@ def retry_after(response: httpx.Response, *, now: float | None = None) -> float 
     return max(0.0, when.timestamp() - (now if now is not None else time.time()))
 
 
-def send(
-    client: httpx.Client, method: str, url: str, *, timeout: float, **kwargs: Any
-) -> httpx.Response:
+def send(client: httpx.Client, method: str, url: str, *, timeout: float, **kwargs: Any) -> httpx.Response:
     """One request; transport failures become ProviderUnavailable (timeouts coded as such)."""
     try:
         return client.request(method, url, timeout=timeout, **kwargs)
@@ -88,8 +86,7 @@ def raise_for_status(response: httpx.Response, *, code: str, message: str) -> No
         )
     if status in (401, 403):
         raise ProviderAuthFailed(
-            f"The video provider refused our credentials or quota ({code}); "
-            "this is not your request's fault"
+            f"The video provider refused our credentials or quota ({code}); this is not your request's fault"
         )
     if 400 <= status < 500:
         raise ProviderRejected(message or "The provider rejected the request")
