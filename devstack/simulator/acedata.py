@@ -3,7 +3,7 @@
 Contracts: shared/providers/acedata-video.md (the live video services: routes, per-service
 request fields and result bodies, the error shape) and shared/providers/acedata-sora.md (the
 retired `/sora/*` route, which only this simulator still answers). Each service is a small
-class: how it validates a create body and how its result body looks.
+class in acedata_services.py: how it checks a create body and how its result body looks.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ import re
 import secrets
 import time
 import uuid
-from typing import Any, ClassVar
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from devstack.simulator.acedata_services import SERVICES
 from devstack.simulator.core import (
     FAILURE_MESSAGE,
     Answer,
@@ -29,72 +30,6 @@ from devstack.simulator.core import (
 )
 
 MAX_BATCH_IDS = 50
-_ULID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
-
-
-class Service:
-    """One AceData video service: its create-body check and its result body."""
-
-    name: ClassVar[str]
-
-    def validate(self, body: dict[str, Any]) -> tuple[str, int, int, int]:
-        """Check a create body; returns (prompt, width, height, seconds) of the video to render."""
-        raise NotImplementedError
-
-    def success(self, job: Job, video_url: str) -> dict[str, Any]:
-        raise NotImplementedError
-
-
-class Sora(Service):
-    """The retired `/sora/videos` v2 mode (acedata-sora.md)."""
-
-    name = "sora"
-    MODELS = frozenset({"sora-2", "sora-2-pro"})
-    DURATIONS = frozenset({4, 8, 12})
-    SIZES = frozenset({"720x1280", "1280x720", "1024x1792", "1792x1024"})
-    PRO_ONLY_SIZES = frozenset({"1024x1792", "1792x1024"})
-
-    def validate(self, body: dict[str, Any]) -> tuple[str, int, int, int]:
-        prompt = _prompt(body.get("prompt"))
-        model = body.get("model")
-        if model not in self.MODELS:
-            raise bad_request(f"model must be one of {sorted(self.MODELS)}, got {model!r}")
-        version = body.get("version")
-        # "2.0" is the documented value; older clients sent the integer 2. bool is an int subclass.
-        if not (version == "2.0" or (type(version) is int and version == 2)):
-            raise bad_request(f'version must be "2.0" (only the v2 mode is simulated), got {version!r}')
-        duration = body.get("duration", 4)
-        if type(duration) is not int or duration not in self.DURATIONS:
-            raise bad_request(f"duration must be one of {sorted(self.DURATIONS)}, got {duration!r}")
-        size = body.get("size", "720x1280")
-        if size not in self.SIZES:
-            raise bad_request(f"size must be one of {sorted(self.SIZES)}, got {size!r}")
-        if size in self.PRO_ONLY_SIZES and model != "sora-2-pro":
-            raise bad_request(f"size {size} requires model sora-2-pro")
-        _string_list(body, "image_urls")
-        width, height = (int(part) for part in size.split("x"))
-        return prompt, width, height, duration
-
-    def success(self, job: Job, video_url: str) -> dict[str, Any]:
-        model = job.record["request"]["model"]
-        suffix = "".join(secrets.choice(_ULID_ALPHABET) for _ in range(26))
-        return {"data": [{"id": f"{model}:task_{suffix}", "video_url": video_url, "state": "succeeded"}]}
-
-
-def _prompt(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise bad_request("prompt is required and must be a non-empty string")
-    return value
-
-
-def _string_list(body: dict[str, Any], name: str) -> list[str]:
-    value = body.get(name)
-    if value is not None and (not isinstance(value, list) or not all(isinstance(url, str) for url in value)):
-        raise bad_request(f"{name} must be a list of strings")
-    return value or []
-
-
-SERVICES: dict[str, Service] = {service.name: service for service in (Sora(),)}
 
 
 class AceData:
@@ -200,8 +135,17 @@ class AceData:
             url = _with_query(url, token="forged-" + secrets.token_hex(8))
         self.sim.deliver(job, url, json.dumps(response).encode(), {}, kind=kind)
 
+    def _record(self, task_id: str, service: str) -> dict[str, Any] | None:
+        # A service's lookup knows only its own tasks (inferred: upstream they live per service);
+        # a relay that asks the wrong route sees "unknown", not another service's record.
+        job = self.sim.job(task_id)
+        if job is None or job.dialect != self.name or job.meta.get("service") != service:
+            return None
+        return self.sim.record(task_id)
+
     def tasks(self, request: Request) -> Answer:
         self._authorize(request)
+        service = request.groups["svc"]
         body = request.json()
         if not isinstance(body, dict):
             raise bad_request("request body must be a JSON object")
@@ -210,7 +154,7 @@ class AceData:
             task_id = body.get("id")
             if not isinstance(task_id, str) or not task_id:
                 raise bad_request("id is required for action retrieve")
-            record = self.sim.record(task_id)
+            record = self._record(task_id, service)
             if record is None:
                 # Undocumented upstream; a 404 lets clients tell "unknown" from "still running".
                 raise SimError(404, "not_found", f"task {task_id} not found")
@@ -222,7 +166,7 @@ class AceData:
             if len(ids) > MAX_BATCH_IDS:
                 raise bad_request(f"ids accepts at most {MAX_BATCH_IDS} task ids, got {len(ids)}")
             # Unknown ids are left out, so count can be smaller than len(ids).
-            items = [record for task_id in ids if (record := self.sim.record(task_id)) is not None]
+            items = [record for task_id in ids if (record := self._record(task_id, service)) is not None]
             return 200, {"items": items, "count": len(items)}, {}
         raise bad_request(f"action must be retrieve or retrieve_batch, got {action!r}")
 

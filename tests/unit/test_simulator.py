@@ -1,4 +1,5 @@
-"""The AceDataCloud Sora simulator over real HTTP on 127.0.0.1: contract, videos, fault modes."""
+"""The AceDataCloud simulator over real HTTP on 127.0.0.1: the retired Sora route (contract, videos,
+fault modes) and the live video services (their create checks, result bodies and videos)."""
 
 from __future__ import annotations
 
@@ -677,11 +678,14 @@ def test_forged_push_carries_a_wrong_token_before_the_real_callback(
 
 
 def test_fault_expired_url_stops_serving_the_video_after_its_lifetime(
-    web: httpx.Client, client: httpx.Client, receiver: CallbackReceiver
+    web: httpx.Client, receiver: CallbackReceiver
 ) -> None:
-    submit_with_callback(client, receiver, "[sim:expired-url] fleeting")
-    (delivery,) = receiver.wait_for(1)  # late: after the link lapsed
-    assert web.get(delivery.body["data"][0]["video_url"]).status_code == 403
+    # The link lapses 1 s after the job finished: the late push must come later than that (the
+    # shared fixture's LATE is shorter, so the push would arrive while the link still works).
+    with make_sim(late_delay_s=DELAY + 1.3) as simulator, api(simulator) as http:
+        submit_with_callback(http, receiver, "[sim:expired-url] fleeting")
+        (delivery,) = receiver.wait_for(1, timeout=5)  # late: after the link lapsed
+        assert web.get(delivery.body["data"][0]["video_url"]).status_code == 403
 
 
 @pytest.mark.parametrize(
@@ -870,3 +874,367 @@ def test_render_mp4_refuses_shapes_it_cannot_render_exactly(
 ) -> None:
     with pytest.raises(ValueError):
         render_mp4(io.BytesIO(), width=width, height=height, seconds=seconds, seed="s", fps=fps)
+
+
+# -- the live AceData services (acedata-video.md) -----------------------------------------------------
+
+IMAGE_URL = "https://example.com/first.png"
+# A valid create body per service, as small as its request table allows.
+SERVICE_BODIES: dict[str, dict[str, Any]] = {
+    "veo": {"action": "text2video", "model": "veo31-fast", "prompt": "a heron"},
+    "kling": {"action": "text2video", "model": "kling-v2-5-turbo", "prompt": "a heron"},
+    "luma": {"prompt": "a heron"},
+    "hailuo": {"action": "generate", "model": "minimax-t2v", "prompt": "a heron"},
+    "minimax": {
+        "model": "MiniMax-H3",
+        "content": [{"type": "text", "text": "a heron"}],
+        "resolution": "768P",
+        "duration": 4,
+    },
+    "seedance": {"model": "doubao-seedance-1-5-pro-251215", "content": [{"type": "text", "text": "a heron"}]},
+    "wan": {"model": "wan2.6-t2v", "prompt": "a heron"},
+    "happyhorse": {"prompt": "a heron"},
+}
+
+
+def service_body(service: str, **overrides: Any) -> dict[str, Any]:
+    body = {**SERVICE_BODIES[service], "async": True, **overrides}
+    return {key: value for key, value in body.items() if value is not _DROP}
+
+
+def lookup(http: httpx.Client, service: str, task_id: str) -> dict[str, Any]:
+    answer = http.post(f"/{service}/tasks", json={"id": task_id})
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def finished_response(http: httpx.Client, service: str, task_id: str) -> dict[str, Any]:
+    wait_until(lambda: "response" in lookup(http, service, task_id))
+    return dict(lookup(http, service, task_id)["response"])
+
+
+@pytest.mark.parametrize("service", SERVICE_BODIES)
+@pytest.mark.parametrize("path", ["videos", "tasks"])
+def test_every_service_route_wants_the_token(
+    web: httpx.Client, sim: ProviderSimulator, service: str, path: str
+) -> None:
+    url = f"{sim.url}/{service}/{path}"
+    assert_error(web.post(url, json=service_body(service)), 400, "no_token")
+    assert_error(
+        web.post(url, json=service_body(service), headers={"Authorization": "Bearer x"}), 401, "invalid_token"
+    )
+
+
+# The success body of each service (acedata-video.md, "Callback and result body per service"):
+# the keys, where the video URL sits and the success word.
+RESULT_SHAPES: dict[
+    str, tuple[set[str], Callable[[dict[str, Any]], Any], Callable[[dict[str, Any]], Any]]
+] = {
+    "veo": (
+        {"data"},
+        lambda body: body["data"][0]["video_url"],
+        lambda body: (
+            body["data"][0]["state"] == "succeeded"
+            and set(body["data"][0]) == {"id", "video_url", "created_at", "complete_at", "state"}
+        ),
+    ),
+    "kling": (
+        {"video_id", "video_url", "duration", "state"},
+        lambda body: body["video_url"],
+        lambda body: body["state"] == "succeed" and body["duration"] == "5.0",
+    ),
+    "luma": (
+        {"video_id", "prompt", "video_url", "video_width", "video_height"}
+        | {"thumbnail_url", "thumbnail_width", "thumbnail_height", "state"},
+        lambda body: body["video_url"],
+        lambda body: (
+            body["state"] == "completed" and (body["video_width"], body["video_height"]) == (1280, 720)
+        ),
+    ),
+    "hailuo": (
+        {"data"},
+        lambda body: body["data"][0]["video_url"],
+        lambda body: (
+            set(body["data"][0]) == {"id", "model", "prompt", "status", "video_url", "first_image_url"}
+        ),
+    ),
+    "minimax": ({"data"}, lambda body: body["data"][0]["video_url"], lambda body: body["data"][0]["status"]),
+    "seedance": (
+        {"data"},
+        lambda body: body["data"][0]["content"]["video_url"],
+        lambda body: (
+            body["data"][0]["status"] == "succeeded"
+            and body["data"][0]["id"].startswith("cgt-")
+            and body["data"][0]["usage"]["completion_tokens"] > 0
+        ),
+    ),
+    "wan": (
+        {"video_url", "state"},
+        lambda body: body["video_url"],
+        lambda body: body["state"] == "completed",
+    ),
+    "happyhorse": (
+        {"data"},
+        lambda body: body["data"][0]["video_url"],
+        lambda body: body["data"][0]["state"],
+    ),
+}
+
+
+@pytest.mark.parametrize("service", SERVICE_BODIES)
+def test_each_service_answers_its_documented_result_body(
+    sim: ProviderSimulator, client: httpx.Client, service: str
+) -> None:
+    # Given an accepted create call
+    answer = client.post(f"/{service}/videos", json=service_body(service))
+    assert answer.status_code == 200, answer.text
+    task_id = answer.json()["task_id"]
+
+    # When the task has finished
+    response = finished_response(client, service, task_id)
+
+    # Then its response is the service's body with the platform's envelope
+    keys, video_url, looks_right = RESULT_SHAPES[service]
+    assert set(response) == {"success", "task_id", "trace_id"} | keys
+    assert (response["success"], response["task_id"]) == (True, task_id)
+    assert video_url(response) == f"{sim.url}/files/{task_id}.mp4"
+    assert looks_right(response)
+
+
+@pytest.mark.parametrize(
+    ("service", "overrides", "field"),
+    [
+        ("veo", {"action": _DROP}, "action"),
+        ("veo", {"model": "veo9"}, "model"),
+        ("veo", {"prompt": ""}, "prompt"),
+        ("veo", {"image_urls": [IMAGE_URL]}, "image_urls"),  # text2video takes no image
+        ("veo", {"action": "image2video"}, "image_urls"),
+        ("veo", {"action": "image2video", "image_urls": [IMAGE_URL] * 4}, "image_urls"),
+        ("veo", {"aspect_ratio": "4:3"}, "aspect_ratio"),
+        ("veo", {"resolution": "1080P"}, "resolution"),  # lower case only
+        ("veo", {"resolution": "4k"}, "resolution"),  # veo31 only
+        ("veo", {"model": "veo31-fast-ingredients"}, "ingredients"),
+        ("kling", {"action": "animate"}, "action"),
+        ("kling", {"model": "kling-v9"}, "model"),
+        ("kling", {"duration": 7}, "duration"),
+        ("kling", {"duration": "5"}, "duration"),
+        ("kling", {"model": "kling-v3", "duration": 16}, "duration"),
+        ("kling", {"aspect_ratio": "4:3"}, "aspect_ratio"),
+        ("kling", {"mode": "fast"}, "mode"),
+        ("kling", {"cfg_scale": 2}, "cfg_scale"),
+        ("kling", {"start_image_url": IMAGE_URL}, "image2video"),
+        ("kling", {"action": "image2video"}, "start_image_url"),
+        (
+            "kling",
+            {
+                "action": "image2video",
+                "start_image_url": IMAGE_URL,
+                "end_image_url": IMAGE_URL,
+                "duration": 10,
+            },
+            "duration",
+        ),
+        ("luma", {"aspect_ratio": "2:1"}, "aspect_ratio"),
+        ("luma", {"loop": "yes"}, "loop"),
+        ("luma", {"start_image_url": "ftp://x/a.png"}, "start_image_url"),
+        ("hailuo", {"action": _DROP}, "action"),
+        ("hailuo", {"model": "minimax-i2v"}, "first_image_url"),
+        ("hailuo", {"first_image_url": IMAGE_URL}, "first_image_url"),
+        ("minimax", {"prompt": "a heron"}, "prompt"),
+        ("minimax", {"action": "generate"}, "action"),
+        ("minimax", {"resolution": _DROP}, "resolution"),
+        ("minimax", {"resolution": "768p"}, "resolution"),  # upper case only
+        ("minimax", {"duration": 3}, "duration"),
+        ("minimax", {"ratio": "2:1"}, "ratio"),
+        (
+            "minimax",
+            {"content": [{"type": "image_url", "image_url": {"url": IMAGE_URL}, "role": "first_frame"}]},
+            "text",
+        ),
+        (
+            "minimax",
+            {
+                "content": [
+                    {"type": "text", "text": "a heron"},
+                    {"type": "image_url", "image_url": {"url": IMAGE_URL}},
+                ]
+            },
+            "role",
+        ),
+        ("seedance", {"model": _DROP}, "model"),
+        ("seedance", {"content": []}, "content"),
+        ("seedance", {"content": [{"type": "image_url", "image_url": IMAGE_URL}]}, "image_url"),
+        ("seedance", {"content": [{"type": "video", "text": "x"}]}, "type"),
+        ("seedance", {"duration": 3}, "duration"),  # 1.5 pro: 4 to 12
+        ("seedance", {"duration": 13}, "duration"),
+        ("seedance", {"frames": 30}, "frames"),
+        ("seedance", {"frames": 29, "duration": 5}, "frames"),
+        ("seedance", {"ratio": "2:1"}, "ratio"),
+        ("seedance", {"resolution": "720P"}, "resolution"),  # lower case only
+        ("seedance", {"execution_expires_after": 60}, "execution_expires_after"),
+        (
+            "seedance",
+            {
+                "model": "doubao-seedance-1-0-lite-t2v-250428",
+                "content": [{"type": "image_url", "image_url": {"url": IMAGE_URL}, "role": "first_frame"}],
+            },
+            "i2v",
+        ),
+        ("seedance", {"model": "doubao-seedance-1-0-lite-i2v-250428"}, "image_url"),
+        ("wan", {"model": _DROP}, "model"),
+        ("wan", {"prompt": _DROP}, "prompt"),
+        ("wan", {"model": "wan2.6-i2v"}, "action"),  # text2video takes only wan2.6-t2v
+        ("wan", {"action": "image2video", "model": "wan2.6-i2v"}, "image_url"),
+        ("wan", {"image_url": IMAGE_URL}, "image_url"),
+        ("wan", {"duration": 8}, "duration"),
+        ("wan", {"size": "1280x720"}, "size"),
+        ("wan", {"size": "1281*720"}, "size"),
+        ("wan", {"resolution": "720p"}, "resolution"),  # upper case only
+        ("wan", {"shot_type": "few"}, "shot_type"),
+        ("happyhorse", {"action": "image_to_video", "model": "happyhorse-1.1-i2v"}, "image_url"),
+        ("happyhorse", {"model": "happyhorse-1.1-i2v"}, "action"),
+        ("happyhorse", {"duration": 2}, "duration"),
+        ("happyhorse", {"resolution": "480P"}, "resolution"),
+        ("happyhorse", {"prompt": _DROP}, "prompt"),
+    ],
+)
+def test_invalid_service_create_is_bad_request_naming_the_field(
+    sim: ProviderSimulator, client: httpx.Client, service: str, overrides: dict[str, Any], field: str
+) -> None:
+    answer = client.post(f"/{service}/videos", json=service_body(service, **overrides))
+    body = assert_error(answer, 400, "bad_request")
+    assert field in body["error"]["message"]
+    assert sim.tasks == {}
+
+
+@pytest.mark.parametrize(
+    ("service", "overrides"),
+    [
+        (
+            "veo",
+            {
+                "action": "image2video",
+                "image_urls": [IMAGE_URL],
+                "aspect_ratio": "9:16",
+                "resolution": "1080p",
+            },
+        ),
+        ("veo", {"model": "veo31", "resolution": "4k"}),
+        ("kling", {"model": "kling-v3", "duration": 15, "mode": "4k", "generate_audio": True}),
+        ("kling", {"action": "image2video", "image_list": [{"image_url": IMAGE_URL, "type": "first_frame"}]}),
+        ("luma", {"action": "generate", "aspect_ratio": "21:9", "loop": True, "start_image_url": IMAGE_URL}),
+        ("hailuo", {"model": "minimax-i2v-director", "first_image_url": IMAGE_URL}),
+        ("minimax", {"resolution": "2K", "duration": 15, "ratio": "9:16"}),
+        ("seedance", {"duration": -1, "ratio": "21:9", "resolution": "1080p", "generate_audio": True}),
+        ("seedance", {"model": "doubao-seedance-2-0-260128", "duration": 15}),
+        ("seedance", {"frames": 121}),
+        (
+            "seedance",
+            {
+                "model": "doubao-seedance-1-0-lite-i2v-250428",
+                "content": [{"type": "image_url", "image_url": {"url": IMAGE_URL}, "role": "first_frame"}],
+            },
+        ),
+        (
+            "wan",
+            {
+                "action": "image2video",
+                "model": "wan2.6-i2v-flash",
+                "image_url": IMAGE_URL,
+                "resolution": "1080P",
+            },
+        ),
+        (
+            "wan",
+            {"size": "960*960", "duration": 15, "audio": True, "shot_type": "multi", "prompt_extend": True},
+        ),
+        (
+            "happyhorse",
+            {"action": "reference_to_video", "model": "happyhorse-1.0-r2v", "image_urls": [IMAGE_URL]},
+        ),
+        (
+            "happyhorse",
+            {
+                "action": "image_to_video",
+                "model": "happyhorse-1.1-i2v",
+                "image_url": IMAGE_URL,
+                "prompt": _DROP,
+            },
+        ),
+    ],
+)
+def test_documented_service_options_are_accepted(
+    client: httpx.Client, service: str, overrides: dict[str, Any]
+) -> None:
+    answer = client.post(f"/{service}/videos", json=service_body(service, **overrides))
+    assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize(
+    ("service", "overrides"),
+    [
+        ("veo", {"action": "get1080p", "video_id": "v"}),
+        ("kling", {"action": "extend", "video_id": "v"}),
+        ("luma", {"action": "extend", "video_id": "v"}),
+    ],
+)
+def test_actions_on_earlier_videos_are_not_simulated(
+    sim: ProviderSimulator, client: httpx.Client, service: str, overrides: dict[str, Any]
+) -> None:
+    answer = client.post(f"/{service}/videos", json=service_body(service, **overrides))
+    assert "not simulated" in assert_error(answer, 400, "api_not_implemented")["error"]["message"]
+    assert sim.tasks == {}
+
+
+@pytest.mark.parametrize(
+    ("service", "overrides", "shape"),
+    [
+        # (width, height, seconds) of the video the service would deliver for that request
+        ("veo", {"aspect_ratio": "9:16"}, (720, 1280, 8)),
+        ("kling", {"aspect_ratio": "1:1"}, (720, 720, 5)),
+        ("minimax", {"ratio": "9:16"}, (768, 1366, 4)),
+        ("seedance", {"resolution": "480p", "ratio": "4:3", "duration": 4}, (640, 480, 4)),
+        ("wan", {"size": "832*480"}, (832, 480, 5)),
+        ("happyhorse", {"resolution": "720P", "ratio": "3:4", "duration": 3}, (720, 960, 3)),
+    ],
+)
+def test_the_served_video_has_the_frame_and_length_the_service_would_deliver(
+    web: httpx.Client,
+    sim: ProviderSimulator,
+    client: httpx.Client,
+    service: str,
+    overrides: dict,
+    shape: tuple,
+) -> None:
+    task_id = client.post(f"/{service}/videos", json=service_body(service, **overrides)).json()["task_id"]
+    finished_response(client, service, task_id)
+    info = probe(web.get(f"{sim.url}/files/{task_id}.mp4").content)
+    assert (info["width"], info["height"], info["seconds"]) == (shape[0], shape[1], pytest.approx(shape[2]))
+
+
+def test_a_service_lookup_knows_only_that_services_tasks(client: httpx.Client) -> None:
+    veo = client.post("/veo/videos", json=service_body("veo")).json()["task_id"]
+    sora = client.post("/sora/videos", json=create_body(**{"async": True})).json()["task_id"]
+    assert_error(client.post("/kling/tasks", json={"id": veo}), 404, "not_found")
+    batch = client.post("/veo/tasks", json={"action": "retrieve_batch", "ids": [veo, sora]}).json()
+    assert [item["id"] for item in batch["items"]] == [veo]
+    assert [
+        item["id"]
+        for item in client.post("/sora/tasks", json={"action": "retrieve_batch", "ids": [veo, sora]}).json()[
+            "items"
+        ]
+    ] == [sora]
+
+
+def test_a_service_callback_is_its_result_body(client: httpx.Client, receiver: CallbackReceiver) -> None:
+    body = service_body("kling", callback_url=receiver.url, **{"async": _DROP})
+    task_id = client.post("/kling/videos", json=body).json()["task_id"]
+    (delivery,) = receiver.wait_for(1, timeout=10)
+    assert delivery.body == lookup(client, "kling", task_id)["response"]
+    assert delivery.body["state"] == "succeed"
+
+
+def test_a_failed_service_task_has_the_platform_failure_body(client: httpx.Client) -> None:
+    task_id = client.post("/wan/videos", json=service_body("wan", prompt="[sim:fail] no")).json()["task_id"]
+    response = finished_response(client, "wan", task_id)
+    assert (response["success"], response["error"]["code"]) == (False, "api_error")
