@@ -158,12 +158,12 @@ def main(argv: list[str] | None = None) -> int:
         urls = {size: f"{videos.url}/{size}.mp4" for size in (small, large)}
         for size, url in urls.items():
             check_video_url(url, size)
-        stack = provision("bench", {"ProviderApiKey": PROVIDER_TOKEN})
+        stack = provision("bench", {"AceDataApiKey": PROVIDER_TOKEN})
         key = secret_value(stack, "CallbackTokenSecret")
 
         # Not timed: every task submitted, every push event built.
         applied = use_function_env(
-            stack, "SubmitFunction", set(), PROVIDER_BASE_URL=simulator.url, PUBLIC_BASE_URL=""
+            stack, "SubmitFunction", set(), ACEDATA_BASE_URL=simulator.url, PUBLIC_BASE_URL=""
         )
         pending: dict[int, list[dict[str, Any]]] = {}
         for size in (small, large):

@@ -250,7 +250,7 @@ class Backends:
         from devstack.template import provision, secret_value
 
         httpx.post(f"{self.endpoint}/moto-api/reset", timeout=30).raise_for_status()
-        self.stack = provision("bench", {"ProviderApiKey": PROVIDER_TOKEN})
+        self.stack = provision("bench", {"AceDataApiKey": PROVIDER_TOKEN})
         self.callback_key = secret_value(self.stack, "CallbackTokenSecret")
 
     def function_env(self, logical_id: str) -> dict[str, str]:
@@ -266,7 +266,7 @@ class Backends:
             if name in provisioned:
                 env[name] = secret_names.get(provisioned[name], provisioned[name])
         env.update(
-            PROVIDER_BASE_URL=self.simulator.url,
+            ACEDATA_BASE_URL=self.simulator.url,
             PUBLIC_BASE_URL=self.receiver_url,
             ALLOW_LOOPBACK_URLS="true",
         )

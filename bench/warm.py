@@ -222,10 +222,10 @@ def main(argv: list[str] | None = None) -> int:
     config = SimulatorConfig(api_token=PROVIDER_TOKEN, callback_delay_s=0.1, fault="no-callback")
     started = time.monotonic()
     with mock_aws(), ProviderSimulator(config) as simulator:
-        stack = provision("bench", {"ProviderApiKey": PROVIDER_TOKEN})
+        stack = provision("bench", {"AceDataApiKey": PROVIDER_TOKEN})
         for function_id in ("SubmitFunction", "StatusFunction"):
             os.environ.update(stack.function_environment(function_id))
-        os.environ.update(PROVIDER_BASE_URL=simulator.url, PUBLIC_BASE_URL="", ALLOW_LOOPBACK_URLS="true")
+        os.environ.update(ACEDATA_BASE_URL=simulator.url, PUBLIC_BASE_URL="", ALLOW_LOOPBACK_URLS="true")
         recorder = Recorder().install()
         from sora_relay.adapters.aws import reset_clients
         from sora_relay.runtime import container

@@ -312,6 +312,8 @@ def provision(prefix: str, parameters: dict[str, str], *, template: dict[str, An
     # Queues that others redrive into must exist first.
     ordered = sorted(resources.items(), key=lambda item: "RedrivePolicy" in item[1].get("Properties", {}))
     for name, resource in ordered:
+        if "Condition" in resource and not stack.condition(resource["Condition"]):
+            continue  # e.g. a provider's key secret when its key parameter is empty
         props = resource.get("Properties", {})
         kind = resource["Type"]
         if kind == "AWS::DynamoDB::Table":

@@ -170,7 +170,7 @@ def two_attempts(aws_env, monkeypatch, mp4_bytes):
     from moto import mock_aws
 
     with mock_aws():
-        stack = provision("test", {"ProviderApiKey": PROVIDER_TOKEN, "ArchiveMaxAttempts": "2"})
+        stack = provision("test", {"AceDataApiKey": PROVIDER_TOKEN, "ArchiveMaxAttempts": "2"})
         apply_function_env(monkeypatch, stack, ARCHIVE_BASE_DELAY_SECONDS="0")
         yield stack
 

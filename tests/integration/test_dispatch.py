@@ -184,8 +184,8 @@ def _break_secret(monkeypatch, variable: str, secret_id: str) -> None:
 BROKEN_SECRETS = [
     pytest.param("CALLBACK_TOKEN_SECRET_ID", "", id="callback-key-not-configured"),
     pytest.param("CALLBACK_TOKEN_SECRET_ID", "gone", id="callback-key-unreadable"),
-    pytest.param("PROVIDER_API_KEY_SECRET_ID", "", id="api-key-not-configured"),
-    pytest.param("PROVIDER_API_KEY_SECRET_ID", "gone", id="api-key-unreadable"),
+    pytest.param("ACEDATA_API_KEY_SECRET_ID", "", id="api-key-not-configured"),
+    pytest.param("ACEDATA_API_KEY_SECRET_ID", "gone", id="api-key-unreadable"),
 ]
 
 
@@ -227,9 +227,9 @@ def test_our_own_error_on_the_last_attempt_fails_the_task_and_keeps_the_message(
 def test_a_dispatch_that_failed_on_our_side_starts_the_task_on_a_later_delivery(
     queued_task, stack, internet, handlers, monkeypatch
 ):
-    _break_secret(monkeypatch, "PROVIDER_API_KEY_SECRET_ID", "")
+    _break_secret(monkeypatch, "ACEDATA_API_KEY_SECRET_ID", "")
     event, _ = run_queue(stack, "DispatchQueue", handlers["dispatch"])
-    _break_secret(monkeypatch, "PROVIDER_API_KEY_SECRET_ID", stack.refs["ProviderApiKeySecret"])
+    _break_secret(monkeypatch, "ACEDATA_API_KEY_SECRET_ID", stack.refs["AceDataApiKeySecret"])
     boto3.client("sqs", region_name="us-east-1").change_message_visibility(
         QueueUrl=stack.refs["DispatchQueue"],
         ReceiptHandle=event["Records"][0]["receiptHandle"],
@@ -257,7 +257,7 @@ def test_our_own_error_at_submit_without_a_dispatch_queue_is_a_500_and_a_retry_s
 ):
     # Given no dispatch queue and a provider API key that cannot be read
     monkeypatch.setenv("DISPATCH_QUEUE_URL", "")
-    _break_secret(monkeypatch, "PROVIDER_API_KEY_SECRET_ID", "")
+    _break_secret(monkeypatch, "ACEDATA_API_KEY_SECRET_ID", "")
 
     # When a client submits, it hears a 500, and the task is not failed as if the provider refused it
     status, _, answer = api.submit(VALID, idempotency_key="ours")
@@ -266,7 +266,7 @@ def test_our_own_error_at_submit_without_a_dispatch_queue_is_a_500_and_a_retry_s
     assert [item["status"]["S"] for item in tasks["Items"]] == ["queued"]
 
     # And once the secret is back, the retry with the same key starts that task
-    _break_secret(monkeypatch, "PROVIDER_API_KEY_SECRET_ID", stack.refs["ProviderApiKeySecret"])
+    _break_secret(monkeypatch, "ACEDATA_API_KEY_SECRET_ID", stack.refs["AceDataApiKeySecret"])
     status, _, video = api.submit(VALID, idempotency_key="ours")
     assert status == 202 and video["status"] == "in_progress"
     assert video["id"] == tasks["Items"][0]["task_id"]["S"]

@@ -56,7 +56,7 @@ def test_a_50mb_video_is_copied_with_bounded_memory(
     moto_endpoint, monkeypatch, handlers, mp4_bytes, concurrency
 ):
     # Given the stack on moto's server and a provider whose video is 50 MB
-    stack = provision("mem", {"ProviderApiKey": PROVIDER_TOKEN})
+    stack = provision("mem", {"AceDataApiKey": PROVIDER_TOKEN})
     apply_function_env(
         monkeypatch,
         stack,

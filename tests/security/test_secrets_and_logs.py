@@ -45,7 +45,7 @@ def test_secrets_are_read_through_a_cache(api, internet, stack):
 
     # When the secrets are gone from Secrets Manager (as if rotated away)
     client = boto3.client("secretsmanager", region_name="us-east-1")
-    for name in ("ProviderApiKeySecret", "CallbackTokenSecret"):
+    for name in ("AceDataApiKeySecret", "CallbackTokenSecret"):
         client.delete_secret(SecretId=stack.refs[name], ForceDeleteWithoutRecovery=True)
 
     # Then the next submit still works from the cache (max age 300 s by default)
