@@ -296,7 +296,8 @@ class FalQueue:
     def read_push(self, headers: Mapping[str, str], body: bytes) -> Push:
         """fal-queue.md, "Signature verification" then "Webhook". Any verification failure is
         Unauthorized `invalid_signature` and nothing else is done; `payload: null` (fal could not
-        serialise the output) is a verified cue to look the request up."""
+        serialise the output) is a verified cue to look the request up. When fal's JWKS cannot be
+        fetched, nothing is known about the push: ProviderUnavailable (a 503, which fal retries)."""
         request_id = self._verify(headers, body)
         try:
             push = json.loads(body)
