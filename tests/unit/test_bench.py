@@ -47,12 +47,12 @@ def test_ratios_pair_runs_made_side_by_side() -> None:
 
 def test_the_callback_benchmark_pushes_what_the_provider_sends() -> None:
     from bench import callback
-    from sora_relay.adapters.providers.acedata import AceDataSora
+    from sora_relay.adapters.providers.acedata import AceDataVideo
 
-    provider = AceDataSora(lambda: None, base_url="https://provider.test", api_key=lambda: "", timeout=1)  # type: ignore[arg-type]
+    provider = AceDataVideo(lambda: None, base_url="https://provider.test", api_key=lambda: "", timeout=1)  # type: ignore[arg-type]
     url = "http://127.0.0.1:8000/1073741824.mp4"
-    result = provider.parse_callback(callback.push_body("prov-1", url).encode())
-    assert (result.provider_task_id, result.state.value, result.video_url) == ("prov-1", "succeeded", url)
+    push = provider.read_push({}, callback.push_body("prov-1", url).encode())
+    assert (push.provider_task_id, push.result) == ("prov-1", None)  # unsigned: a cue to look up
     event = callback.push_event("video_abc", "tok", "{}")
     assert event["pathParameters"] == {"provider": "acedata", "task_id": "video_abc"}
     assert event["queryStringParameters"] == {"token": "tok"} and event["body"] == "{}"
