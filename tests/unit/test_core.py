@@ -115,6 +115,7 @@ class TestVideoObject:
             "id": video.id,
             "object": "video",
             "model": "sora-2",
+            "served_model": "sora-2",
             "status": Status.QUEUED,
             "progress": 0,
             "created_at": 1_700_000_000,
@@ -125,10 +126,21 @@ class TestVideoObject:
             "size": "1280x720",
             "error": None,
             "callback_url": None,
+            "cost_usd": None,
             "download_url": None,
             "download_expires_at": None,
         }
         assert video.id.startswith("video_") and len(video.id) == 38
+
+    def test_an_aliased_task_shows_the_model_asked_for_and_the_one_that_served_it(self):
+        task = _task(model="veo-3.1-fast", requested_model="sora-2", cost_usd=1.2, progress=40)
+        video = VideoObject.from_task(task)
+        assert (video.model, video.served_model, video.cost_usd, video.progress) == (
+            "sora-2",
+            "veo-3.1-fast",
+            1.2,
+            40,
+        )
 
     def test_a_completed_task_with_a_link(self):
         task = _task(status=Status.COMPLETED, completed_ms=1_700_000_100_000)
