@@ -85,16 +85,18 @@ class FakeInternet:
         raise httpx.ConnectError(f"no route to {host}", request=request)
 
     def _provider(self, request: httpx.Request) -> httpx.Response:
+        """AceDataCloud's video services (acedata-video.md): `POST /<svc>/videos` and `/<svc>/tasks`."""
         if request.headers.get("authorization") != f"Bearer {PROVIDER_TOKEN}":
             return httpx.Response(401, json={"error": {"code": "invalid_token", "message": "bad token"}})
         body = json.loads(request.content)
-        if request.url.path == "/sora/videos":
+        service, _, route = request.url.path.strip("/").partition("/")
+        if route == "videos":
             if self.create_failures:
                 return self.create_failures.pop(0)
             provider_task_id = str(uuid.uuid4())
-            self.provider_calls.append({"task_id": provider_task_id, "body": body})
+            self.provider_calls.append({"task_id": provider_task_id, "body": body, "service": service})
             return httpx.Response(200, json={"success": True, "task_id": provider_task_id})
-        if request.url.path == "/sora/tasks" and body.get("action") == "retrieve_batch":
+        if route == "tasks" and body.get("action") == "retrieve_batch":
             self.queries.append(body["ids"])
             items = [
                 {
@@ -113,22 +115,22 @@ class FakeInternet:
         return self.provider_calls[-1]
 
     def success_body(self, call: dict[str, Any], *, video_path: str | None = None) -> bytes:
+        """What the provider pushes when the video is ready; its lookup says the same from now on
+        (AceData signs nothing: the relay trusts only the lookup that follows a push)."""
         path = video_path or f"/videos/{call['task_id']}.mp4"
-        return json.dumps(
-            {
-                "success": True,
-                "task_id": call["task_id"],
-                "trace_id": str(uuid.uuid4()),
-                "data": [
-                    {"id": "sora-2:vid", "video_url": f"https://{CDN_HOST}{path}", "state": "succeeded"}
-                ],
-            }
-        ).encode()
+        result = {
+            "success": True,
+            "task_id": call["task_id"],
+            "trace_id": str(uuid.uuid4()),
+            "data": [{"id": "veo:vid", "video_url": f"https://{CDN_HOST}{path}", "state": "succeeded"}],
+        }
+        self.task_results[call["task_id"]] = result
+        return json.dumps(result).encode()
 
     def failure_body(self, call: dict[str, Any], code: str = "api_error", message: str = "boom") -> bytes:
-        return json.dumps(
-            {"success": False, "task_id": call["task_id"], "error": {"code": code, "message": message}}
-        ).encode()
+        result = {"success": False, "task_id": call["task_id"], "error": {"code": code, "message": message}}
+        self.task_results[call["task_id"]] = result
+        return json.dumps(result).encode()
 
 
 def _fake_resolve(host: str, port: int) -> list[str]:
@@ -189,7 +191,7 @@ def reload_settings(monkeypatch: pytest.MonkeyPatch) -> Container:
 @pytest.fixture
 def stack(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
     with mock_aws():
-        provisioned = provision("test", {"ProviderApiKey": PROVIDER_TOKEN})
+        provisioned = provision("test", {"AceDataApiKey": PROVIDER_TOKEN})
         apply_function_env(monkeypatch, provisioned)
         yield provisioned
 

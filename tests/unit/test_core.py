@@ -133,7 +133,7 @@ class TestVideoObject:
         assert video.id.startswith("video_") and len(video.id) == 38
 
     def test_an_aliased_task_shows_the_model_asked_for_and_the_one_that_served_it(self):
-        task = _task(model="veo-3.1-fast", requested_model="sora-2", cost_usd=1.2, progress=40)
+        task = _task(model="veo-3.1-fast", requested_model="sora-2", cost_microusd=1_200_000, progress=40)
         video = VideoObject.from_task(task)
         assert (video.model, video.served_model, video.cost_usd, video.progress) == (
             "sora-2",

@@ -138,9 +138,9 @@ class ModelEntry(_Strict):
                 code="invalid_value",
             )
 
-    def price_for(self, seconds: int) -> float:
-        """The list price of a video this long, in US dollars."""
-        return round(self.price_per_second_usd * seconds, 4)
+    def price_microusd(self, seconds: int) -> int:
+        """The list price of a video this long, in millionths of a US dollar."""
+        return round(self.price_per_second_usd * seconds * 1_000_000)
 
 
 class Catalogue(_Strict):

@@ -70,9 +70,20 @@ class ProviderUnavailable(SoraRelayError):
     status_code = 503
     code = "provider_unavailable"
 
-    def __init__(self, message: str, *, retry_after: float | None = None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        code: str | None = None,
+        resend_safe: bool = False,
+    ) -> None:
         super().__init__(message, code=code)
         self.retry_after = retry_after
+        # True only when the provider cannot have accepted the request (a 429, a connection never
+        # made): a create may then be sent again. After a 5xx or a timeout it may have started the
+        # job, and a second create could bill twice (shared/providers/README.md, rule 8).
+        self.resend_safe = resend_safe
 
     def headers(self) -> dict[str, str]:
         return {"Retry-After": str(max(1, round(self.retry_after or 1)))}
@@ -153,9 +164,19 @@ class WebhookClaimLost(SoraRelayError):
     code = "webhook_claim_lost"
 
 
+class ProviderOutcomeUnknown(SoraRelayError):
+    """The provider failed (5xx) or fell silent while taking a create: it may have started the job.
+    The create is not sent again (a second one could start and bill a second video); the task
+    fails with this reason and the client may submit again."""
+
+    status_code = 502
+    code = "provider_outcome_unknown"
+
+
 # The provider's own final word on a task: retrying cannot change it, so it fails the task. Any
 # other error (ours: storage, configuration, a secret that cannot be read) is retried.
 PROVIDER_REFUSALS: tuple[type[SoraRelayError], ...] = (
+    ProviderOutcomeUnknown,
     ProviderRejected,
     ProviderAuthFailed,
     ProviderProtocolError,

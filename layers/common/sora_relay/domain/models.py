@@ -161,7 +161,7 @@ class VideoObject(BaseModel):
             size=task.size,
             error=error,
             callback_url=task.callback_url,
-            cost_usd=task.cost_usd,
+            cost_usd=task.cost_microusd / 1_000_000 if task.cost_microusd is not None else None,
             download_url=link.url if link else None,
             download_expires_at=link.expires_at if link else None,
         )

@@ -58,7 +58,9 @@ class Task(BaseModel):
     provider: str
     provider_task_id: str | None = None
     progress: int | None = None  # 0-100, what the provider last reported
-    cost_usd: float | None = None  # the catalogue's list price for the task's seconds
+    # The catalogue's list price for the task's seconds, in millionths of a US dollar (DynamoDB
+    # takes no floats; budgets add these up exactly).
+    cost_microusd: int | None = None
     created_ms: int
     updated_ms: int
     completed_ms: int | None = None
@@ -92,7 +94,7 @@ class Task(BaseModel):
         provider: str,
         retention_days: int,
         requested_model: str | None = None,
-        cost_usd: float | None = None,
+        cost_microusd: int | None = None,
         now_ms: int | None = None,
     ) -> Task:
         now_ms = now_ms if now_ms is not None else now_millis()
@@ -107,7 +109,7 @@ class Task(BaseModel):
             callback_url=callback_url,
             provider=provider,
             requested_model=requested_model if requested_model != model else None,
-            cost_usd=cost_usd,
+            cost_microusd=cost_microusd,
             created_ms=now_ms,
             updated_ms=now_ms,
             expires_at=now_ms // 1000 + retention_days * 86400,

@@ -1,13 +1,15 @@
 """Use case: get a task started at the provider, now or, while it is unavailable, from a queue.
 
-Submit makes one attempt. On a 429, a 5xx or a timeout the task stays `queued` and goes to the
-dispatch queue. The dispatch function makes one attempt per delivery and waits between
+Submit makes one attempt. When the provider cannot have accepted it (a 429, a connection never
+made) the task stays `queued` and goes to the dispatch queue. After a 5xx or a timeout the provider
+may have started the job, so the create is never sent again (it could bill twice): the task fails
+with `provider_outcome_unknown` (shared/providers/README.md, rule 8). The dispatch function makes one attempt per delivery and waits between
 deliveries with exponential backoff and equal jitter (a wait drawn from the upper half of the
 capped exponential step), honouring `Retry-After`. On the last attempt the task becomes `failed`
 with `provider_unavailable`, and the message goes on to the dead-letter queue.
 
-Only the provider's final word (`PROVIDER_REFUSALS`: its 4xx, or an answer that breaks its
-contract) fails the task at once. Our own errors (a table, a secret that is missing or cannot be
+Only the provider's final word (`PROVIDER_REFUSALS`: its 4xx, an answer that breaks its contract,
+or an outcome we cannot know) fails the task at once. Our own errors (a table, a secret that is missing or cannot be
 read) leave the task `queued` and the message on the queue, retried the same way; on the last
 attempt they fail the task with `dispatch_failed`, so nothing accepted stays open for ever.
 """
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 from sora_relay.domain.errors import (
     PROVIDER_REFUSALS,
     Deferred,
+    ProviderOutcomeUnknown,
     ProviderUnavailable,
     SoraRelayError,
     StorageError,
@@ -74,6 +77,17 @@ def start_generation(
             budget_seconds=budget_seconds,
             base_delay=settings.provider_retry_base_delay_seconds,
         )
+    except ProviderUnavailable as error:
+        if error.resend_safe:
+            raise  # nothing was accepted: the caller may try again later
+        unknown = ProviderOutcomeUnknown(
+            f"{error.message}, while it was taking the task; it was not sent again, since a second "
+            "request could start and bill a second video. Submit again to retry."
+        )
+        fail_task(deps, task.task_id, unknown)
+        metrics.add_metric(name="SubmitOutcomeUnknown", unit="Count", value=1)
+        logger.warning("Provider failed while taking the task; not resent", extra={"cause": error.message})
+        raise unknown from error
     except PROVIDER_REFUSALS as error:
         fail_task(deps, task.task_id, error)
         metrics.add_metric(name="SubmitFailed", unit="Count", value=1)

@@ -32,7 +32,8 @@ def with_backoff(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> T:
-    """Run `call`, retrying ProviderUnavailable until attempts or the time budget run out.
+    """Run `call`, retrying ProviderUnavailable that is safe to resend (`resend_safe`: a 429, a
+    connection never made) until attempts or the time budget run out; any other is raised at once.
 
     A `retry_after` from the provider is honoured as the least wait; a wait that would overrun
     the budget is not taken and the last error is raised instead.
@@ -42,7 +43,7 @@ def with_backoff(
         try:
             return call()
         except ProviderUnavailable as error:
-            if attempt == attempts:
+            if attempt == attempts or not error.resend_safe:
                 raise
             delay = _jitter.uniform(0, base_delay * 2 ** (attempt - 1))
             delay = max(delay, error.retry_after or 0.0)

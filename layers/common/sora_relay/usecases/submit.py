@@ -45,7 +45,7 @@ def submit_video(
         callback_url=request.callback_url,
         provider=model.provider,
         retention_days=settings.task_retention_days,
-        cost_usd=model.price_for(seconds),
+        cost_microusd=model.price_microusd(seconds),
     )
     if task_id is not None:
         task = task.model_copy(update={"task_id": task_id})

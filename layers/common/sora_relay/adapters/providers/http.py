@@ -57,12 +57,14 @@ def send(client: httpx.Client, method: str, url: str, *, timeout: float, **kwarg
     """One request; transport failures become ProviderUnavailable (timeouts coded as such)."""
     try:
         return client.request(method, url, timeout=timeout, **kwargs)
+    except (httpx.ConnectError, httpx.ConnectTimeout) as error:  # nothing reached the provider
+        raise ProviderUnavailable("The video provider could not be reached", resend_safe=True) from error
     except httpx.TimeoutException as error:
         raise ProviderUnavailable(
             "The video provider did not answer in time", code="provider_timeout"
         ) from error
     except httpx.TransportError as error:
-        raise ProviderUnavailable("The video provider could not be reached") from error
+        raise ProviderUnavailable("The connection to the video provider failed") from error
 
 
 def json_object(response: httpx.Response) -> dict[str, Any]:
@@ -82,7 +84,9 @@ def raise_for_status(response: httpx.Response, *, code: str, message: str) -> No
         return
     if status == 429 or status >= 500:
         raise ProviderUnavailable(
-            f"The video provider is unavailable ({status} {code})", retry_after=retry_after(response)
+            f"The video provider is unavailable ({status} {code})",
+            retry_after=retry_after(response),
+            resend_safe=status == 429,  # throttled: nothing was accepted
         )
     if status in (401, 403):
         raise ProviderAuthFailed(
