@@ -86,7 +86,7 @@ endif
 deploy: build ## sam deploy with samconfig.toml (first time: make deploy GUIDED=1)
 	$(SAM) deploy --template-file $(BUILD_DIR)/template.yaml $(if $(GUIDED),--guided)
 
-fuzz: .venv ## schemathesis against the local stack with docs/openapi.yaml (1,000 requests): no 5xx, 4xx in the error shape
+fuzz: .venv ## schemathesis' CLI against the local stack with docs/openapi.yaml (1,000+ requests): no 5xx, 4xx in the error shape, keys enforced
 	$(VENV)/bin/python -m devstack.fuzz --requests $(or $(REQUESTS),1000)
 
 AUDIT_STAMP := $(AUDIT)/.installed-pipaudit$(PIP_AUDIT_VERSION)-uv$(UV_VERSION)

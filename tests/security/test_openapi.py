@@ -20,7 +20,7 @@ from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import validate as validate_spec
 from pydantic import BaseModel, ConfigDict
 
-from devstack import fuzz
+from devstack import fuzz_hooks
 from devstack.gateway import (
     FUNCTION_ERROR,
     INVALID_API_KEY,
@@ -297,7 +297,7 @@ def test_error_answers_are_the_error_shape(error_class):
     code = _error_classes()[error_class].code
     for param in (None, "prompt"):
         validate(json.loads(error_body(code, "a message", param)), schema("Error"))
-        assert fuzz.is_error_shape(json.loads(error_body(code, "a message", param)))
+        assert fuzz_hooks.is_error_shape(json.loads(error_body(code, "a message", param)))
 
 
 def test_every_error_response_is_the_error_shape_with_its_codes():
@@ -351,36 +351,54 @@ def test_the_fuzz_run_never_lets_the_service_call_out(url, pinned):
     for field in ("callback_url", "input_reference", "image_urls"):
         value: Any = [url, "https://127.0.0.1/a"] if field == "image_urls" else url
         body = {"prompt": "a boat", field: value}
-        assert fuzz.pin_outbound_urls(body) is pinned
+        assert fuzz_hooks.pin_outbound_urls(body) is pinned
         sent = body[field][0] if field == "image_urls" else body[field]
-        assert sent == (fuzz.SAFE_URL if pinned else url)
+        assert sent == (fuzz_hooks.SAFE_URL if pinned else url)
 
 
 def test_the_fuzz_run_leaves_bodies_the_service_refuses_alone():
     for body in ({"prompt": "", "callback_url": "https://example.com/"}, {"nope": 1}, [1], "x", None):
         before = copy.deepcopy(body)
-        assert fuzz.pin_outbound_urls(body) is False
+        assert fuzz_hooks.pin_outbound_urls(body) is False
         assert body == before
 
 
-def test_the_fuzz_document_generates_outbound_urls_on_loopback_only():
-    fuzzed = fuzz.fuzz_document(document())["components"]["schemas"]["CreateVideoRequest"]["properties"]
-    for schema_of in (fuzzed["callback_url"], fuzzed["input_reference"], fuzzed["image_urls"]["items"]):
-        assert schema_of["pattern"] == fuzz.LOOPBACK_URL_PATTERN
-    assert re.match(fuzz.LOOPBACK_URL_PATTERN, "https://127.0.0.1:8443/a_b")
-    assert not re.match(fuzz.LOOPBACK_URL_PATTERN, "https://127.0.0.1.example.com/")
-
-
-def test_the_fuzz_plan_reaches_every_operation():
+@functools.cache
+def _fuzz_schema() -> Any:
     import schemathesis
 
-    loaded = schemathesis.openapi.from_dict(fuzz.fuzz_document(document()), config=schemathesis.Config())
-    loaded.config.update(base_url="http://127.0.0.1:9/live")
-    planned = fuzz.plan_requests(loaded, 60, seed=3)
-    assert len(planned) == 60
-    assert {item.operation for item in planned} == set(fuzz.OPERATION_WEIGHTS)
-    assert {item.source for item in planned} == {"coverage", "positive", "negative"}
-    assert all(item.case.method.upper() in fuzz.GATEWAY_METHODS for item in planned)
+    return schemathesis.openapi.from_path(DOCUMENT)
+
+
+def _case(path: str, method: str, **parts: Any) -> Any:
+    return _fuzz_schema()[path][method].Case(**parts)
+
+
+def test_the_fuzz_run_signs_some_callbacks_only_for_task_ids_that_cannot_exist(monkeypatch):
+    monkeypatch.setenv("FUZZ_CALLBACK_KEY", "the-key")
+
+    def token_for(task_id: str) -> str:
+        parameters = {"provider": "acedata", "task_id": task_id}
+        case = _case(
+            "/v1/callbacks/{provider}/{task_id}", "POST", path_parameters=parameters, query={"token": "t"}
+        )
+        return str(fuzz_hooks.map_case(None, case).query["token"])
+
+    impossible = [f"task-{number}" for number in range(50)]
+    signed = [task_id for task_id in impossible if token_for(task_id) != "t"]
+    assert 0 < len(signed) < len(impossible)
+    assert all(token_for(task_id) == callback_token(task_id, "the-key") for task_id in signed)
+    assert {token_for(f"video_{number:032x}") for number in range(50)} == {"t"}
+
+
+def test_the_fuzz_run_names_seed_videos_in_some_reads(monkeypatch):
+    monkeypatch.setenv("FUZZ_VIDEO_IDS", "video_seed")
+    ids = [
+        fuzz_hooks.map_case(None, _case(path, "GET", path_parameters={"video_id": f"id-{n}"})).path_parameters
+        for path in ("/v1/videos/{video_id}", "/v1/videos/{video_id}/content")
+        for n in range(50)
+    ]
+    assert 0 < sum(parameters["video_id"] == "video_seed" for parameters in ids) < len(ids)
 
 
 # -- real answers of the local stack (e2e) ------------------------------------------------------------------
