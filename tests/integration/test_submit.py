@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import boto3
 import httpx
 import pytest
 from botocore.exceptions import ClientError
@@ -20,13 +21,14 @@ pytestmark = pytest.mark.usefixtures("internet")
         ({"prompt": ""}, "prompt", "invalid_value"),
         ({"prompt": "   "}, "prompt", "invalid_value"),
         ({"prompt": "x" * 4001}, "prompt", "invalid_value"),
-        ({"prompt": "ok", "model": "sora-3"}, "model", "invalid_value"),
+        ({"prompt": "ok", "model": "sora-3"}, "model", "model_not_found"),
+        ({"prompt": "ok", "model": "sora-2"}, "model", "model_retired"),
         ({"prompt": "ok", "duration": 5}, "duration", "invalid_value"),
         ({"prompt": "ok", "duration": "ten"}, "duration", "invalid_value"),
         ({"prompt": "ok", "seconds": "6"}, "seconds", "invalid_value"),
         ({"prompt": "ok", "seconds": "4", "duration": 8}, "seconds", "invalid_value"),
         ({"prompt": "ok", "size": "640x480"}, "size", "invalid_value"),
-        ({"prompt": "ok", "size": "1792x1024"}, "size", "invalid_value"),  # needs sora-2-pro
+        ({"prompt": "ok", "size": "1792x1024"}, "size", "invalid_value"),  # not offered by the default
         ({"prompt": "ok", "callback_url": "http://client.example.com/h"}, "callback_url", "unsafe_url"),
         ({"prompt": "ok", "callback_url": "https://127.0.0.1/h"}, "callback_url", "unsafe_url"),
         ({"prompt": "ok", "callback_url": "https://10.0.0.8/h"}, "callback_url", "unsafe_url"),
@@ -69,11 +71,45 @@ def test_an_oversized_body_is_a_413(api):
 
 def test_defaults_and_openai_names_are_accepted(api, internet):
     video, call = submitted(
-        api, internet, seconds="12", input_reference="https://cdn.example.com/ref.png", callback_url=None
+        api, internet, seconds="8", input_reference="https://cdn.example.com/ref.png", callback_url=None
     )
-    assert video["seconds"] == "12" and video["size"] == "1280x720" and video["model"] == "sora-2"
-    assert call["body"]["duration"] == 12
+    assert (video["model"], video["served_model"], video["seconds"], video["size"]) == (
+        "veo-3.1-fast",
+        "veo-3.1-fast",
+        "8",
+        "1280x720",
+    )
+    assert video["cost_usd"] == 1.2  # 8 s at the catalogue's $0.15/s
+    assert call["service"] == "veo"
     assert call["body"]["image_urls"] == ["https://cdn.example.com/ref.png"]
+    assert call["body"]["callback_url"] and call["body"]["async"] is True
+
+
+def test_a_request_without_model_or_seconds_gets_the_default_models_defaults(api, internet):
+    video, call = submitted(api, internet)
+    assert (video["model"], video["seconds"]) == ("veo-3.1-fast", "8")
+    assert call["body"]["model"] == "veo31-fast"
+
+
+def test_a_retired_model_is_refused_naming_live_ones_unless_the_operator_aliases_it(
+    api, internet, monkeypatch
+):
+    status, _, answer = api.submit({**VALID, "model": "sora-2"})
+    assert status == 400 and answer["error"]["param"] == "model"
+    assert "veo-3.1-fast" in answer["error"]["message"] and internet.provider_calls == []
+    monkeypatch.setenv("MODEL_ALIASES", "sora-2=veo-3.1-fast")
+    _reload_settings(monkeypatch)
+    video, call = submitted(api, internet, model="sora-2", seconds="8")
+    assert (video["model"], video["served_model"]) == ("sora-2", "veo-3.1-fast")
+    assert call["body"]["model"] == "veo31-fast"
+
+
+def test_a_model_whose_provider_has_no_key_here_is_refused_before_anything_is_stored(api, internet, stack):
+    status, _, answer = api.submit({**VALID, "model": "fal-veo-3.1", "seconds": "8"})
+    assert status == 400
+    assert (answer["error"]["param"], answer["error"]["code"]) == ("model", "model_unavailable")
+    assert "veo-3.1-fast" in answer["error"]["message"]  # what is available instead
+    assert internet.provider_calls == [] and _only_task_status(stack) is None
 
 
 def test_only_the_first_image_is_sent(api, internet):
@@ -119,24 +155,25 @@ def no_dispatch_queue(stack, monkeypatch):
 
 
 @pytest.mark.usefixtures("no_dispatch_queue")
-def test_provider_overload_is_retried_then_accepted(api, internet, monkeypatch):
+def test_a_throttled_create_is_sent_again_then_accepted(api, internet, monkeypatch):
     monkeypatch.setenv("PROVIDER_RETRY_BASE_DELAY_SECONDS", "0")
     _reload_settings(monkeypatch)
     internet.create_failures += [
         httpx.Response(429, json={"error": {"code": "too_many_requests", "message": "slow"}}),
-        httpx.Response(500, json={"error": {"code": "api_error", "message": "oops"}}),
+        httpx.Response(429, json={"error": {"code": "too_many_requests", "message": "slow"}}),
     ]
     status, _, video = api.submit(VALID)
     assert status == 202 and video["status"] == "in_progress"
-    assert len(internet.provider_calls) == 1
+    assert len(internet.provider_calls) == 1 and internet.create_failures == []
 
 
 @pytest.mark.usefixtures("no_dispatch_queue")
-def test_provider_still_down_after_retries_is_a_503_with_retry_after(api, internet, stack, monkeypatch):
+def test_provider_still_throttling_after_retries_is_a_503_with_retry_after(api, internet, stack, monkeypatch):
     monkeypatch.setenv("PROVIDER_RETRY_BASE_DELAY_SECONDS", "0")
     _reload_settings(monkeypatch)
     internet.create_failures += [
-        httpx.Response(503, json={"error": {"code": "api_error", "message": "down"}}) for _ in range(3)
+        httpx.Response(429, json={"error": {"code": "too_many_requests", "message": "slow"}})
+        for _ in range(3)
     ]
     status, headers, answer = api.submit(VALID)
     assert status == 503
@@ -146,20 +183,47 @@ def test_provider_still_down_after_retries_is_a_503_with_retry_after(api, intern
     assert _only_task_status(stack) == ("failed", "provider_unavailable")
 
 
-@pytest.mark.usefixtures("no_dispatch_queue")
-def test_provider_timeout_is_retried_within_the_budget(api, internet, monkeypatch):
+@pytest.mark.parametrize("dispatch_queue", [True, False], ids=["with-dispatch-queue", "without"])
+def test_a_create_that_met_a_5xx_or_a_timeout_is_never_sent_again(
+    api, internet, stack, monkeypatch, dispatch_queue
+):
+    # The provider may have started the job: a second create could bill twice (providers README, rule 8).
+    if not dispatch_queue:
+        monkeypatch.setenv("DISPATCH_QUEUE_URL", "")
     monkeypatch.setenv("PROVIDER_RETRY_BASE_DELAY_SECONDS", "0")
     _reload_settings(monkeypatch)
     attempts = []
 
-    def timeout_then_ok(request: httpx.Request) -> httpx.Response:
+    def answers(request: httpx.Request) -> httpx.Response:
         attempts.append(request)
         if len(attempts) == 1:
-            raise httpx.ReadTimeout("slow", request=request)
+            return httpx.Response(500, json={"error": {"code": "api_error", "message": "oops"}})
+        raise httpx.ReadTimeout("slow", request=request)
+
+    install_container(
+        monkeypatch, current().replace(provider_http=httpx.Client(transport=httpx.MockTransport(answers)))
+    )
+    for expected_attempts in (1, 2):
+        status, _, answer = api.submit({**VALID, "prompt": f"try {expected_attempts}"})
+        assert status == 502 and answer["error"]["code"] == "provider_outcome_unknown"
+        assert "not sent again" in answer["error"]["message"]
+        assert len(attempts) == expected_attempts
+    assert sqs_messages(stack, "DispatchQueue") == []
+
+
+@pytest.mark.usefixtures("no_dispatch_queue")
+def test_a_create_whose_connection_failed_is_sent_again(api, internet, monkeypatch):
+    monkeypatch.setenv("PROVIDER_RETRY_BASE_DELAY_SECONDS", "0")
+    _reload_settings(monkeypatch)
+    attempts = []
+
+    def refused_then_ok(request: httpx.Request) -> httpx.Response:
+        attempts.append(request)
+        if len(attempts) == 1:
+            raise httpx.ConnectError("refused", request=request)
         return httpx.Response(200, json={"task_id": "4b0c7d2e-0000-4000-8000-000000000001"})
 
-    internet.create_failures.clear()
-    fake_provider = httpx.Client(transport=httpx.MockTransport(timeout_then_ok))
+    fake_provider = httpx.Client(transport=httpx.MockTransport(refused_then_ok))
     install_container(monkeypatch, current().replace(provider_http=fake_provider))
     status, _, _video = api.submit(VALID)
     assert status == 202 and len(attempts) == 2
@@ -209,14 +273,20 @@ def _reload_settings(monkeypatch) -> None:
     reload_settings(monkeypatch)
 
 
-def _only_task_status(stack) -> tuple[str, str]:
-    import boto3
-
+def _only_task_status(stack) -> tuple[str, str] | None:
+    """The one task's status and error code (None: no task was stored)."""
     items = boto3.client("dynamodb", region_name="us-east-1").scan(TableName=stack.refs["TasksTable"])[
         "Items"
     ]
+    if not items:
+        return None
     assert len(items) == 1
     return items[0]["status"]["S"], items[0]["error_code"]["S"]
+
+
+def sqs_messages(stack, logical_id: str) -> list[dict]:
+    client = boto3.client("sqs", region_name="us-east-1")
+    return client.receive_message(QueueUrl=stack.refs[logical_id], MaxNumberOfMessages=10).get("Messages", [])
 
 
 def test_a_custom_domain_with_a_base_path_routes(api):
