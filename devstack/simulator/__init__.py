@@ -45,8 +45,10 @@ __all__ = [
 def default_dialects(sim: ProviderSimulator) -> list[Dialect]:
     """Every provider family, mounted at its prefix."""
     from devstack.simulator.acedata import AceData
+    from devstack.simulator.replicate import Replicate
 
     dialects: list[Dialect] = [AceData(sim)]
+    dialects.append(Replicate(sim))
     return dialects
 
 
