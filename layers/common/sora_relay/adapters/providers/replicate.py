@@ -237,7 +237,7 @@ class ReplicatePredictions:
         self._timeout = timeout
         self._clock = clock
         self._secret: str | None = None
-        self._secret_fetched_at: float | None = None
+        self._refetched_at: float | None = None  # the last refetch after a failed check
         self._secret_lock = threading.Lock()
 
     # -- create ----------------------------------------------------------------------------------
@@ -296,18 +296,16 @@ class ReplicatePredictions:
                 # The first push of this container: a failure here is the provider's (503), not
                 # the push's; the push is judged when the secret can be read.
                 self._secret = self._fetch_secret()
-                self._secret_fetched_at = self._clock()
             return self._secret
 
     def _refetched_secret(self) -> str | None:
         with self._secret_lock:
+            # The first failed check may look again at once (a rotation can come any time after
+            # the first fetch); after that, once per interval however many forgeries arrive.
             now = self._clock()
-            if (
-                self._secret_fetched_at is not None
-                and now - self._secret_fetched_at < SECRET_REFETCH_INTERVAL_S
-            ):
+            if self._refetched_at is not None and now - self._refetched_at < SECRET_REFETCH_INTERVAL_S:
                 return None
-            self._secret_fetched_at = now
+            self._refetched_at = now
             try:
                 self._secret = self._fetch_secret()
             except SoraRelayError:  # the cached secret stays; this push is refused, a later one retries
