@@ -49,7 +49,6 @@ from sora_relay.domain.provider import GenerationRequest, ProviderResult, Provid
 # would cost an invocation and a signature check for a body that may not finish the task anyway.
 # Progress is read by the reconciler's lookup (`query`) instead.
 WEBHOOK_EVENTS = ("completed",)
-SIGNATURE_TOLERANCE_S = 300  # what `standardwebhooks` checks (its fixed 5 minutes), both ways
 SECRET_REFETCH_INTERVAL_S = 300.0  # a push that fails verification refetches at most this often
 _SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 _ROUTE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -357,7 +356,8 @@ class ReplicatePredictions:
 
 
 def _verifies(secret: str, headers: dict[str, str], body: bytes) -> bool:
-    """The reference library's check: HMAC over `id.timestamp.body`, any `v1,` entry, 5 min."""
+    """The reference library's check: HMAC-SHA256 over `id.timestamp.body`, any one `v1,` entry
+    matching, the timestamp within its fixed 5 minutes either way (the contract's 300 s)."""
     try:
         Webhook(secret).verify(body, headers, json_parse=False)
     except (WebhookVerificationError, EmptyWebhookSecretError, ValueError, TypeError):
