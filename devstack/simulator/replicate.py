@@ -433,7 +433,8 @@ class Replicate:
         delay = self.sim.config.callback_delay_s
         # "start": sent when the prediction is created (receive-webhook docs list created / logs /
         # output / completed as the four occasions; inferred: start = created).
-        self.sim.schedule(delay / 10, lambda: self._event(job, "start"))
+        created = self._view(job)  # the start event shows the prediction as created, whenever it leaves
+        self.sim.schedule(delay / 10, lambda: self._event(job, "start", body=created))
         self.sim.schedule(delay / 4, lambda: self._begin(job))
         self.sim.run(job, finish=self._finish, push=self._push)
 
@@ -516,11 +517,15 @@ class Replicate:
             last = sent >= job.fault.progress_pushes
             if last:
                 job.record["output"] = self.sim.video_url(job)
-        self._event(job, "logs")
+            # as it is now: should the final event overtake this one, it still says processing
+            snapshot = copy.deepcopy(job.record)
+        self._event(job, "logs", body=snapshot)
         if last:
-            self._event(job, "output")
+            self._event(job, "output", body=snapshot)
 
-    def _event(self, job: Job, event: str, *, retries: bool = False) -> None:
+    def _event(
+        self, job: Job, event: str, *, retries: bool = False, body: dict[str, Any] | None = None
+    ) -> None:
         """Send one event the caller's filter allows; the terminal one keeps its webhook-id on
         every retry (contract, "Webhook": dedupe on prediction id + webhook-id)."""
         hook: _Hook | None = job.meta.get("hook")
@@ -530,7 +535,7 @@ class Replicate:
             message_id = hook.event_ids.setdefault("completed", _message_id())
         else:
             message_id = _message_id()
-        self._send(job, self._view(job), message_id, kind="final" if event == "completed" else event)
+        self._send(job, body or self._view(job), message_id, kind="final" if event == "completed" else event)
         if retries:
             self._retry_if_refused(job, message_id, attempt=0)
 

@@ -261,18 +261,18 @@ def test_progress_events_leave_the_task_running_until_the_completed_one(
 ) -> None:
     # Given a caller that asked for every event
     created = veo_create(api, receiver.url, prompt="waves [sim:progress]")
-    # When
-    deliveries = receiver.wait_for_terminal()
-    # Then
-    kinds = [(item.body["status"], item.result.state if item.result else None) for item in deliveries]
-    assert kinds[-1] == ("succeeded", ProviderState.SUCCEEDED)
-    intermediate = deliveries[:-1]
-    assert len(intermediate) >= 3  # start, logs, logs, output
+    # When: start, logs, logs, output, completed
+    deliveries = receiver.wait_for(5)
+    # Then: only the completed one is terminal, whatever order they arrived in
+    final = [item for item in deliveries if item.body["status"] == "succeeded"]
+    intermediate = [item for item in deliveries if item not in final]
+    assert [item.result.state for item in final] == [ProviderState.SUCCEEDED]  # type: ignore[union-attr]
+    assert len(intermediate) == 4
     assert all(
         item.status == 200 and item.result and item.result.state is ProviderState.RUNNING
         for item in intermediate
     )
-    assert intermediate[0].body["status"] == "starting"
+    assert sorted(item.body["status"] for item in intermediate) == ["processing"] * 3 + ["starting"]
     with_video = [item for item in intermediate if item.body["output"]]
     assert with_video, "the output event carries the video URL while still processing"
     assert all(item.result and item.result.video_url is None for item in with_video)
@@ -383,23 +383,25 @@ def test_a_cancelled_prediction_pushes_canceled_once(
 
 
 def test_outputs_are_deleted_after_the_retention_period(
-    dialect: Replicate, adapter: ReplicatePredictions, receiver: RelayReceiver, http: httpx.Client
+    sim: ProviderSimulator, dialect: Replicate, adapter: ReplicatePredictions, http: httpx.Client
 ) -> None:
-    # Given a short retention (longer than the first download's render, which precedes the push)
-    dialect.retention_s = 2.0
-    task_id = adapter.submit(generation(VEO, seconds=4), callback_url=receiver.url)
-    [delivery] = receiver.wait_for_terminal()
-    assert delivery.result is not None and delivery.result.video_url
+    # Given a short retention and a finished prediction that had a video
+    dialect.retention_s = 0.3
     model = generation().model
-    # When the period has passed
-    expired = eventually(
-        lambda: adapter.query(model, [task_id])[0].state is ProviderState.FAILED, timeout=6, what="expiry"
+    task_id = adapter.submit(generation(VEO, seconds=4), callback_url="http://127.0.0.1:9/unused")
+    job = sim.job(task_id)
+    assert job is not None
+    eventually(lambda: job.terminal, timeout=5, what="the prediction to finish")
+    assert job.record["output"] == sim.video_url(job)
+    # When the period has passed, Then the lookup says the data is gone and so is the file
+    eventually(
+        lambda: adapter.query(model, [task_id])[0].error_code == "output_expired", timeout=5, what="expiry"
     )
-    # Then
-    assert expired
-    [result] = adapter.query(model, [task_id])
-    assert result.error_code == "output_expired"
-    assert http.get(delivery.result.video_url).status_code == 403
+    view = http.get(
+        f"{sim.base_url('replicate')}/v1/predictions/{task_id}", headers={"Authorization": f"Bearer {TOKEN}"}
+    ).json()
+    assert (view["status"], view["output"], view["data_removed"]) == ("succeeded", None, True)
+    assert http.get(sim.video_url(job)).status_code == 403
 
 
 def test_prefer_wait_holds_the_answer_until_the_prediction_finishes(api: httpx.Client) -> None:
