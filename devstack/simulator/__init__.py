@@ -45,10 +45,17 @@ __all__ = [
 def default_dialects(sim: ProviderSimulator) -> list[Dialect]:
     """Every provider family, mounted at its prefix."""
     from devstack.simulator.acedata import AceData
+<<<<<<< HEAD
     from devstack.simulator.fal import Fal
 
     dialects: list[Dialect] = [AceData(sim)]
     dialects.append(Fal(sim))
+=======
+    from devstack.simulator.replicate import Replicate
+
+    dialects: list[Dialect] = [AceData(sim)]
+    dialects.append(Replicate(sim))
+>>>>>>> replicate-family
     return dialects
 
 

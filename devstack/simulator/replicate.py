@@ -1,0 +1,619 @@
+"""Replicate's dialect under `/replicate`: predictions, Standard Webhooks pushes, the secret.
+
+Contract: shared/providers/replicate.md ("the contract" below), which condenses Replicate's docs
+(receive-webhook, verify-webhook, rate limits, data retention) and the `replicate` SDK. Marks as
+there: (inferred) = no source states it, the simulator picks the plausible behaviour.
+
+Routes (contract: "Create", "Lookup and cancel", "Signature"):
+- `POST /v1/models/{owner}/{name}/predictions` and `POST /v1/predictions` (`version` form)
+- `GET /v1/predictions/{id}`, `POST /v1/predictions/{id}/cancel`
+- `GET /v1/webhooks/default/secret`
+
+The models are Replicate's own input schemas for the catalogue's Replicate entries (MODELS,
+copied from the models' OpenAPI schemas, see each entry), kept apart from catalogue.json on
+purpose: a catalogue entry that spells a field or an enum wrongly is refused here with the 422 the
+real API gives, instead of agreeing with itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import dataclasses
+import hashlib
+import json
+import re
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from standardwebhooks import Webhook
+
+from devstack.simulator.core import (
+    FAILURE_MESSAGE,
+    Answer,
+    Job,
+    ProviderSimulator,
+    Request,
+    Route,
+    SimError,
+    check_bearer,
+)
+
+DEFAULT_RETENTION_S = 3600.0  # contract, "Data retention": API predictions' data goes after 1 h
+STALE_PUSH_AGE_S = 600  # the stale-push fault signs a push 10 minutes in the past
+WEBHOOK_EVENTS = frozenset({"start", "output", "logs", "completed"})
+# Contract, "Create": without a filter Replicate sends `output` events and the final one.
+DEFAULT_EVENTS = frozenset({"output", "completed"})
+# Replicate retries only the final webhook, on a failed request or a 4xx/5xx, with exponential
+# backoff, "the final retry about 1 minute after the prediction completed" (receive-webhook
+# docs). Here: these multiples of callback_delay_s, so tests and the local stack stay fast.
+FINAL_RETRY_FACTORS = (1, 2, 4)
+MAX_WAIT_S = 60  # contract, "Create": `Prefer: wait` holds the answer for up to 60 s
+_ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"  # prediction ids: 26 lower-case base32 characters
+_PREFER_WAIT = re.compile(r"^\s*wait(?:\s*=\s*(?P<seconds>\d+))?\s*$", re.IGNORECASE)
+_TITLES = {
+    400: "Bad request",
+    401: "Unauthenticated",
+    402: "Insufficient credit",
+    404: "Not found",
+    422: "Input validation failed",
+    500: "Internal server error",
+    504: "Gateway timeout",
+}
+
+
+# -- the simulated models ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Field:
+    """One input of a model's schema: its JSON type and, where the schema says, its enum or range."""
+
+    kind: str  # "string" | "uri" | "integer" | "boolean"
+    enum: tuple[Any, ...] | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+    default: Any = None
+
+    def problem(self, name: str, value: Any) -> str | None:
+        # Stricter than Cog's lax coercion on purpose (inferred): "8" for an integer is refused, so
+        # a catalogue entry with the wrong duration_format fails here rather than only in production.
+        if value is None:
+            return None  # nullable inputs; a null is the model's default
+        if self.kind == "integer" and (type(value) is not int):
+            return f"{name}: Invalid type. Expected: integer, given: {type(value).__name__}"
+        if self.kind == "boolean" and type(value) is not bool:
+            return f"{name}: Invalid type. Expected: boolean, given: {type(value).__name__}"
+        if self.kind in ("string", "uri") and not isinstance(value, str):
+            return f"{name}: Invalid type. Expected: string, given: {type(value).__name__}"
+        if self.kind == "uri" and not value.startswith(("https://", "http://", "data:")):
+            return f"{name}: Does not match format 'uri'"
+        if self.enum is not None and value not in self.enum:
+            return f"{name}: {name} must be one of the following: {', '.join(map(str, self.enum))}"
+        if self.minimum is not None and value < self.minimum:
+            return f"{name}: Must be greater than or equal to {self.minimum}"
+        if self.maximum is not None and value > self.maximum:
+            return f"{name}: Must be less than or equal to {self.maximum}"
+        return None
+
+
+@dataclass(frozen=True)
+class Model:
+    """A simulated Replicate model: its input schema, a cross-field rule, and the video it renders."""
+
+    route: str
+    fields: dict[str, Field]
+    # (width, height) of the rendered video for a validated input (defaults filled in).
+    dimensions: Callable[[dict[str, Any]], tuple[int, int]]
+    rule: Callable[[dict[str, Any]], str | None] = lambda _: None
+    required: tuple[str, ...] = ("prompt",)
+    output: str = "uri"  # every simulated model answers with one URI string (its output schema)
+
+    @property
+    def version(self) -> str:
+        # Simulator-only version ids (the real ones are not all published): stable per model.
+        return hashlib.sha256(self.route.encode()).hexdigest()
+
+    def validate(self, given: Any) -> tuple[dict[str, Any], list[str]]:
+        """The input with defaults filled in, and every problem found (empty when valid)."""
+        if not isinstance(given, dict):
+            return {}, ["input: Invalid type. Expected: object"]
+        problems = [f"{name}: {name} is required" for name in self.required if given.get(name) in (None, "")]
+        problems += [
+            f"{name}: Additional property {name} is not allowed" for name in given if name not in self.fields
+        ]
+        problems += [
+            problem
+            for name, value in given.items()
+            if name in self.fields and (problem := self.fields[name].problem(name, value))
+        ]
+        filled = {name: spec.default for name, spec in self.fields.items() if spec.default is not None}
+        filled.update({name: value for name, value in given.items() if value is not None})
+        if not problems and (problem := self.rule(filled)):
+            problems.append(problem)
+        return filled, problems
+
+
+def _by_ratio(sizes: dict[str, tuple[int, int]]) -> Callable[[dict[str, Any]], tuple[int, int]]:
+    return lambda values: sizes[values["aspect_ratio"]]
+
+
+def _hailuo_rule(values: dict[str, Any]) -> str | None:
+    # "10 seconds is only available for 768p resolution" (the schema's own description)
+    if values["duration"] == 10 and values["resolution"] != "768p":
+        return "duration: 10 seconds is only available for 768p resolution"
+    return None
+
+
+_VEO_SIZES = {
+    ("720p", "16:9"): (1280, 720),
+    ("720p", "9:16"): (720, 1280),
+    ("1080p", "16:9"): (1920, 1080),
+    ("1080p", "9:16"): (1080, 1920),
+}
+_HAILUO_SIZES = {"512p": (912, 512), "768p": (1366, 768), "1080p": (1920, 1080)}
+
+# Sources: the models' OpenAPI schemas as copied in keremk/renku
+# catalog/models/replicate/video/*.json @00384279 (veo-3.1-fast, kling-v2.5-turbo-pro,
+# seedance-1.5-pro) and Replicate's own schema page for minimax/hailuo-02 (version c43b610e).
+# Output sizes where the input does not name them (kling, seedance, hailuo's 16:9) are inferred.
+MODELS: dict[str, Model] = {
+    model.route: model
+    for model in (
+        Model(
+            route="google/veo-3.1-fast",
+            fields={
+                "prompt": Field("string"),
+                "aspect_ratio": Field("string", enum=("16:9", "9:16"), default="16:9"),
+                "duration": Field("integer", enum=(4, 6, 8), default=8),
+                "image": Field("uri"),
+                "last_frame": Field("uri"),
+                "negative_prompt": Field("string"),
+                "resolution": Field("string", enum=("720p", "1080p"), default="1080p"),
+                "generate_audio": Field("boolean", default=True),
+                "seed": Field("integer"),
+            },
+            dimensions=lambda values: _VEO_SIZES[(values["resolution"], values["aspect_ratio"])],
+        ),
+        Model(
+            route="kwaivgi/kling-v2.5-turbo-pro",
+            fields={
+                "prompt": Field("string"),
+                "negative_prompt": Field("string", default=""),
+                "start_image": Field("uri"),
+                "end_image": Field("uri"),
+                "aspect_ratio": Field("string", enum=("16:9", "9:16", "1:1"), default="16:9"),
+                "duration": Field("integer", enum=(5, 10), default=5),
+                "image": Field("uri"),  # deprecated: use start_image
+            },
+            dimensions=_by_ratio({"16:9": (1920, 1080), "9:16": (1080, 1920), "1:1": (1080, 1080)}),
+        ),
+        Model(
+            route="minimax/hailuo-02",
+            fields={
+                "prompt": Field("string"),
+                "first_frame_image": Field("uri"),
+                "last_frame_image": Field("uri"),
+                "duration": Field("integer", enum=(6, 10), default=6),
+                "resolution": Field("string", enum=("512p", "768p", "1080p"), default="1080p"),
+                "prompt_optimizer": Field("boolean", default=True),
+            },
+            dimensions=lambda values: _HAILUO_SIZES[values["resolution"]],
+            rule=_hailuo_rule,
+        ),
+        Model(
+            route="bytedance/seedance-1.5-pro",
+            fields={
+                "prompt": Field("string"),
+                "image": Field("uri"),
+                "last_frame_image": Field("uri"),
+                "duration": Field("integer", minimum=2, maximum=12, default=5),
+                "aspect_ratio": Field(
+                    "string", enum=("16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "9:21"), default="16:9"
+                ),
+                "fps": Field("integer", enum=(24,), default=24),
+                "camera_fixed": Field("boolean", default=False),
+                "generate_audio": Field("boolean", default=False),
+                "seed": Field("integer"),
+            },
+            dimensions=_by_ratio(
+                {
+                    "16:9": (1280, 720),
+                    "4:3": (960, 720),
+                    "1:1": (960, 960),
+                    "3:4": (720, 960),
+                    "9:16": (720, 1280),
+                    "21:9": (1680, 720),
+                    "9:21": (720, 1680),
+                }
+            ),
+        ),
+    )
+}
+_BY_VERSION = {model.version: model for model in MODELS.values()}
+
+
+def _now_iso(moment: float | None = None) -> str:
+    return datetime.fromtimestamp(moment if moment is not None else time.time(), tz=UTC).strftime(
+        "%Y-%m-%dT%H:%M:%S.%fZ"
+    )
+
+
+def _new_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _message_id() -> str:
+    return "msg_" + secrets.token_urlsafe(18).replace("-", "a").replace("_", "b")
+
+
+@dataclass
+class _Hook:
+    """Where a prediction's webhooks go and what the caller asked for (the job's private notes)."""
+
+    url: str
+    events: frozenset[str]
+    event_ids: dict[str, str] = field(default_factory=dict)  # "completed" -> its stable webhook-id
+    completed_sent: bool = False
+
+
+class Replicate:
+    """The dialect. `retention_s` and `secret` are public so tests can shorten or rotate them."""
+
+    name = "replicate"
+    prefix = "/replicate"
+
+    def __init__(self, sim: ProviderSimulator, *, retention_s: float = DEFAULT_RETENTION_S) -> None:
+        self.sim = sim
+        self.retention_s = retention_s
+        self.secret = _new_secret()
+
+    @property
+    def token(self) -> str:
+        return self.sim.config.replicate_token or self.sim.config.api_token
+
+    def rotate_secret(self) -> str:
+        """A new signing secret (the account owner rotated it); pushes from now on use it."""
+        self.secret = _new_secret()
+        return self.secret
+
+    def routes(self) -> list[Route]:
+        return [
+            (
+                "POST",
+                re.compile(r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)/predictions"),
+                self.create_for_model,
+            ),
+            ("POST", re.compile(r"/v1/predictions"), self.create_for_version),
+            ("GET", re.compile(r"/v1/predictions/(?P<id>[^/]+)"), self.get),
+            ("POST", re.compile(r"/v1/predictions/(?P<id>[^/]+)/cancel"), self.cancel),
+            ("GET", re.compile(r"/v1/webhooks/default/secret"), self.webhook_secret),
+        ]
+
+    def error_body(self, error: SimError) -> dict[str, Any]:
+        """RFC 7807 problem details (contract, "Errors"); a 429 carries only `detail` (contract,
+        "Rate limits", with the reset time of this answer's Retry-After)."""
+        if error.status == 429:
+            reset = error.headers.get("Retry-After", "1")
+            return {"detail": f"Request was throttled. Your rate limit resets in ~{reset}s."}
+        return {
+            "title": _TITLES.get(error.status, error.code),
+            "detail": error.message,
+            "status": error.status,
+        }
+
+    # -- auth ------------------------------------------------------------------------------------
+
+    def _authorize(self, request: Request) -> None:
+        """`Authorization: Bearer $REPLICATE_API_TOKEN` (contract, "Transport")."""
+        try:
+            check_bearer(request, self.token)
+        except SimError:
+            raise SimError(401, "Unauthenticated", "You did not pass a valid authentication token") from None
+
+    # -- create ----------------------------------------------------------------------------------
+
+    def create_for_model(self, request: Request) -> Answer:
+        """`POST /v1/models/{owner}/{name}/predictions`, the model named in the path (contract, "Create")."""
+        self._authorize(request)
+        route = f"{request.groups['owner']}/{request.groups['name']}"
+        model = MODELS.get(route)
+        if model is None:
+            raise SimError(404, "Not found", f"The requested model {route} could not be found")
+        return self._create(request, model)
+
+    def create_for_version(self, request: Request) -> Answer:
+        """`POST /v1/predictions` with `version` (an id, `owner/name:id` or `owner/name`) or `model`."""
+        self._authorize(request)
+        body = self._body(request)
+        version, named = body.get("version"), body.get("model")
+        model: Model | None = None
+        if isinstance(version, str):
+            route, _, version_id = version.rpartition(":") if ":" in version else (version, "", "")
+            if version_id:
+                model = _BY_VERSION.get(version_id)
+                model = model if model is not None and model.route == route else None
+            else:
+                model = _BY_VERSION.get(version) or MODELS.get(version)
+        elif isinstance(named, str):
+            model = MODELS.get(named)
+        if model is None:
+            raise SimError(422, "Invalid version", "Invalid version or not permitted")
+        return self._create(request, model)
+
+    def _body(self, request: Request) -> dict[str, Any]:
+        body = request.json()
+        if not isinstance(body, dict):
+            raise SimError(422, "Input validation failed", "- (root): Invalid type. Expected: object")
+        return body
+
+    def _create(self, request: Request, model: Model) -> Answer:
+        body = self._body(request)
+        values, problems = model.validate(body.get("input"))
+        hook = self._hook(body, problems)
+        if problems:
+            raise SimError(422, "Input validation failed", "".join(f"- input.{item}\n" for item in problems))
+        width, height = model.dimensions(values)
+        prediction_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(26))
+        base = self.sim.public_url + self.prefix
+        now = time.time()
+        record: dict[str, Any] = {
+            "id": prediction_id,
+            "model": model.route,
+            "version": model.version,
+            "input": copy.deepcopy(body.get("input")),
+            "logs": None,
+            "output": None,
+            "data_removed": False,
+            "error": None,
+            "status": "starting",
+            "created_at": _now_iso(now),
+            "started_at": None,
+            "completed_at": None,
+            "urls": {
+                "cancel": f"{base}/v1/predictions/{prediction_id}/cancel",
+                "get": f"{base}/v1/predictions/{prediction_id}",
+                "web": f"https://replicate.com/p/{prediction_id}",
+            },
+            "metrics": {},
+        }
+        job = self.sim.new_job(
+            self.name,
+            prompt=str(values["prompt"]),
+            width=width,
+            height=height,
+            seconds=int(values.get("duration", 5)),
+            record=record,
+            job_id=prediction_id,
+        )
+        # Output files go with the rest of the data after the retention period (contract, "Data
+        # retention"); the expired-url fault's shorter lifetime wins.
+        ttl = min(job.fault.url_ttl_s or self.retention_s, self.retention_s)
+        job.fault = dataclasses.replace(job.fault, url_ttl_s=ttl)
+        job.meta["hook"] = hook
+        job.meta["create_headers"] = {k: v for k, v in request.headers.items() if k != "authorization"}
+        self._drive(job)
+        wait = self._prefer_wait(request)
+        if wait:
+            deadline = time.monotonic() + wait
+            while not job.terminal and time.monotonic() < deadline and not self.sim._stopping.wait(0.05):
+                pass
+        return 201, self._view(job), {}
+
+    def _hook(self, body: dict[str, Any], problems: list[str]) -> _Hook | None:
+        url = body.get("webhook")
+        events = body.get("webhook_events_filter")
+        if url is not None and (not isinstance(url, str) or not url.startswith(("https://", "http://"))):
+            problems.append("webhook: Does not match format 'uri'")
+        if events is not None and (
+            not isinstance(events, list)
+            or not all(isinstance(item, str) and item in WEBHOOK_EVENTS for item in events)
+        ):
+            problems.append(
+                "webhook_events_filter: items must be one of the following: completed, logs, output, start"
+            )
+        if not isinstance(url, str) or problems:
+            return None
+        return _Hook(url=url, events=frozenset(events) if events is not None else DEFAULT_EVENTS)
+
+    @staticmethod
+    def _prefer_wait(request: Request) -> float:
+        found = _PREFER_WAIT.match(request.headers.get("prefer", ""))
+        if not found:
+            return 0.0
+        return float(min(MAX_WAIT_S, int(found["seconds"] or MAX_WAIT_S)))
+
+    # -- the prediction's life -------------------------------------------------------------------
+
+    def _drive(self, job: Job) -> None:
+        delay = self.sim.config.callback_delay_s
+        # "start": sent when the prediction is created (receive-webhook docs list created / logs /
+        # output / completed as the four occasions; inferred: start = created).
+        created = self._view(job)  # the start event shows the prediction as created, whenever it leaves
+        self.sim.schedule(delay / 10, lambda: self._event(job, "start", body=created))
+        self.sim.schedule(delay / 4, lambda: self._begin(job))
+        self.sim.run(job, finish=self._finish, push=self._push)
+
+    def _begin(self, job: Job) -> None:
+        with self.sim._lock:
+            if job.terminal:
+                return
+            job.state = "running"
+            job.record.update(status="processing", started_at=_now_iso(), logs="Starting video generation\n")
+
+    def _finish(self, job: Job) -> None:
+        """The terminal Prediction (called by the engine under its lock, once)."""
+        record = job.record
+        finished = job.finished_at or time.time()
+        record["started_at"] = record["started_at"] or _now_iso(job.created_at)
+        record["completed_at"] = _now_iso(finished)
+        started = datetime.fromisoformat(record["started_at"].replace("Z", "+00:00")).timestamp()
+        record["metrics"] = {
+            "predict_time": round(max(0.0, finished - started), 6),
+            "total_time": round(max(0.0, finished - job.created_at), 6),
+        }
+        if job.fault.fail:
+            record.update(
+                status="failed",
+                error=FAILURE_MESSAGE,
+                logs=(record["logs"] or "")
+                + f"Traceback (most recent call last):\nRuntimeError: {FAILURE_MESSAGE}\n",
+            )
+        else:
+            record.update(
+                status="succeeded",
+                output=self.sim.video_url(job),
+                logs=(record["logs"] or "") + "100%|██████████| 50/50\nVideo written\n",
+            )
+
+    def _view(self, job: Job) -> dict[str, Any]:
+        """The Prediction as the API shows it now: after the retention period its data is gone."""
+        view = self.sim.record(job.id) or {}
+        if job.finished_at is not None and time.time() > job.finished_at + self.retention_s:
+            # contract, "Data retention": inputs, outputs, files and logs deleted (field names inferred)
+            view.update(input={}, output=None, logs=None, data_removed=True)
+        return view
+
+    # -- webhooks --------------------------------------------------------------------------------
+
+    def _push(self, job: Job, kind: str) -> None:
+        """The engine's push hook: "progress" (the progress fault), "forged", "stale", "final"."""
+        if kind == "progress":
+            self._progress(job)
+        elif kind == "forged":
+            body = self._view(job) | {
+                "status": "succeeded",
+                "output": f"{self.sim.public_url}/files/forged-{job.id}.mp4",
+            }
+            self._send(job, body, _message_id(), kind="forged", secret=_new_secret())
+        elif kind == "stale":
+            body = self._view(job) | {"status": "succeeded", "output": self.sim.video_url(job)}
+            self._send(job, body, _message_id(), kind="stale", age_s=STALE_PUSH_AGE_S)
+        elif kind == "final":
+            hook: _Hook | None = job.meta.get("hook")
+            if hook is None or (hook.completed_sent and job.meta.get("cancelled")):
+                return  # a cancel already sent the terminal event
+            hook.completed_sent = True
+            self._event(job, "completed", retries=True)
+
+    def _progress(self, job: Job) -> None:
+        """Intermediate events, never terminal: a tqdm line in the logs (`logs`), then on the last
+        one the video URL already in `output` while the status is still `processing` (`output`),
+        the case a receiver must not take for a finished prediction."""
+        with self.sim._lock:
+            if job.terminal:
+                return
+            sent = job.meta["progress_sent"] = job.meta.get("progress_sent", 0) + 1
+            percent = min(90, 40 * sent)
+            job.record["status"] = "processing"
+            job.record["started_at"] = job.record["started_at"] or _now_iso()
+            job.record["logs"] = (
+                job.record["logs"] or ""
+            ) + f"{percent:3d}%|{'█' * (percent // 10):<10}| {percent // 2}/50\n"
+            last = sent >= job.fault.progress_pushes
+            if last:
+                job.record["output"] = self.sim.video_url(job)
+            # as it is now: should the final event overtake this one, it still says processing
+            snapshot = copy.deepcopy(job.record)
+        self._event(job, "logs", body=snapshot)
+        if last:
+            self._event(job, "output", body=snapshot)
+
+    def _event(
+        self, job: Job, event: str, *, retries: bool = False, body: dict[str, Any] | None = None
+    ) -> None:
+        """Send one event the caller's filter allows; the terminal one keeps its webhook-id on
+        every retry (contract, "Webhook": dedupe on prediction id + webhook-id)."""
+        hook: _Hook | None = job.meta.get("hook")
+        if hook is None or event not in hook.events:
+            return
+        if event == "completed":
+            message_id = hook.event_ids.setdefault("completed", _message_id())
+        else:
+            message_id = _message_id()
+        self._send(job, body or self._view(job), message_id, kind="final" if event == "completed" else event)
+        if retries:
+            self._retry_if_refused(job, message_id, attempt=0)
+
+    def _retry_if_refused(self, job: Job, message_id: str, *, attempt: int) -> None:
+        """Replicate retries the final webhook after a failed request or a 4xx/5xx (receive-webhook
+        docs), re-signed with a fresh timestamp and the same webhook-id."""
+        with self.sim._lock:
+            last = next(
+                (item for item in reversed(job.callbacks) if item["kind"] in ("final", "retry")), None
+            )
+        status = last["status"] if last else None
+        if attempt >= len(FINAL_RETRY_FACTORS) or (status is not None and 200 <= status < 300):
+            return
+
+        def retry() -> None:
+            self._send(job, self._view(job), message_id, kind="retry")
+            self._retry_if_refused(job, message_id, attempt=attempt + 1)
+
+        self.sim.schedule(self.sim.config.callback_delay_s * FINAL_RETRY_FACTORS[attempt], retry)
+
+    def _send(
+        self,
+        job: Job,
+        body: dict[str, Any],
+        message_id: str,
+        *,
+        kind: str,
+        secret: str | None = None,
+        age_s: float = 0,
+    ) -> None:
+        """POST the whole Prediction, signed per Standard Webhooks (contract, "Signature")."""
+        hook: _Hook | None = job.meta.get("hook")
+        if hook is None:
+            return
+        raw = json.dumps(body, separators=(",", ":"))
+        moment = datetime.fromtimestamp(int(time.time() - age_s), tz=UTC)
+        headers = {
+            "webhook-id": message_id,
+            "webhook-timestamp": str(int(moment.timestamp())),
+            "webhook-signature": Webhook(secret or self.secret).sign(
+                msg_id=message_id, timestamp=moment, data=raw
+            ),
+        }
+        self.sim.deliver(job, hook.url, raw.encode(), headers, kind=kind)
+
+    # -- lookup, cancel, secret ------------------------------------------------------------------
+
+    def _job(self, request: Request) -> Job:
+        job = self.sim.job(request.groups["id"])
+        if job is None or job.dialect != self.name:
+            raise SimError(404, "Not found", "The requested resource could not be found.")
+        return job
+
+    def get(self, request: Request) -> Answer:
+        """`GET /v1/predictions/{id}`: the Prediction (contract, "Lookup and cancel")."""
+        self._authorize(request)
+        return 200, self._view(self._job(request)), {}
+
+    def cancel(self, request: Request) -> Answer:
+        """`POST /v1/predictions/{id}/cancel`: `canceled`, terminal, nothing deleted (contract)."""
+        self._authorize(request)
+        job = self._job(request)
+        with self.sim._lock:
+            cancelled = not job.terminal
+            if cancelled:
+                now = time.time()
+                job.state = "failed"  # the engine's terminal state; the record says canceled
+                job.finished_at = now
+                job.meta["cancelled"] = True
+                job.record.update(status="canceled", completed_at=_now_iso(now))
+        if cancelled:
+            hook: _Hook | None = job.meta.get("hook")
+            if hook is not None:
+                hook.completed_sent = True
+            self.sim.schedule(0, lambda: self._event(job, "completed", retries=True))
+        return 200, self._view(job), {}
+
+    def webhook_secret(self, request: Request) -> Answer:
+        """`GET /v1/webhooks/default/secret` -> `{"key": "whsec_..."}` (contract, "Signature")."""
+        self._authorize(request)
+        return 200, {"key": self.secret}, {}
