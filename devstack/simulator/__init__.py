@@ -45,18 +45,10 @@ __all__ = [
 def default_dialects(sim: ProviderSimulator) -> list[Dialect]:
     """Every provider family, mounted at its prefix."""
     from devstack.simulator.acedata import AceData
-<<<<<<< HEAD
     from devstack.simulator.fal import Fal
-
-    dialects: list[Dialect] = [AceData(sim)]
-    dialects.append(Fal(sim))
-=======
     from devstack.simulator.replicate import Replicate
 
-    dialects: list[Dialect] = [AceData(sim)]
-    dialects.append(Replicate(sim))
->>>>>>> replicate-family
-    return dialects
+    return [AceData(sim), Fal(sim), Replicate(sim)]
 
 
 def main(argv: list[str] | None = None) -> None:
