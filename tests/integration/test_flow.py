@@ -14,18 +14,20 @@ from tests.integration.conftest import CLIENT_HOST, VALID, submitted
 
 def test_submit_callback_status_content(api, internet, s3, stack, webhook_secret, mp4_bytes, downstream):
     # Given a submitted task
-    video, call = submitted(api, internet, model="sora-2-pro", duration=8, size="1792x1024")
+    video, call = submitted(api, internet, model="veo-3.1", duration=8, size="1920x1080")
     assert video["status"] == "in_progress"
     assert video["id"].startswith("video_") and video["object"] == "video"
-    assert video["seconds"] == "8" and video["size"] == "1792x1024" and video["model"] == "sora-2-pro"
+    assert video["seconds"] == "8" and video["size"] == "1920x1080" and video["model"] == "veo-3.1"
     sent = call["body"]
-    assert sent == {
+    assert call["service"] == "veo"
+    assert sent == {  # AceData's veo service in its own words (acedata-video.md, request fields)
+        "action": "text2video",
+        "model": "veo31",
         "prompt": VALID["prompt"],
-        "model": "sora-2-pro",
-        "version": "2.0",
-        "duration": 8,
-        "size": "1792x1024",
+        "aspect_ratio": "16:9",
+        "resolution": "1080p",
         "callback_url": sent["callback_url"],
+        "async": True,
     }
     callback = urlsplit(sent["callback_url"])
     assert callback.scheme == "https"
