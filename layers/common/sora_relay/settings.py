@@ -42,8 +42,10 @@ class Settings(BaseModel):
     default_model: str = "veo-3.1-fast"
     model_aliases: str = ""
 
-    # The providers. Each key lives in its own secret; a provider whose secret id is empty has no
-    # key in this deployment, and its models are listed `available: false` and refused at submit.
+    # The providers. Each key lives in its own secret, whose id only the functions that read it get;
+    # `providers_with_keys` ("acedata,fal,", template PROVIDERS_WITH_KEYS) says which this deployment
+    # holds: the others' models are listed `available: false` and refused at submit.
+    providers_with_keys: str = ""
     acedata_base_url: str = "https://api.acedata.cloud"
     acedata_api_key_secret_id: str | None = None
     fal_queue_base_url: str = "https://queue.fal.run"
@@ -126,6 +128,9 @@ class Settings(BaseModel):
         """Seconds to wait after failed attempt number `attempt` (1 for the first)."""
         delays = [float(part) for part in self.webhook_retry_schedule.split(",") if part.strip()]
         return delays[min(max(attempt, 1), len(delays)) - 1]
+
+    def has_key(self, provider: str) -> bool:
+        return provider in {part.strip() for part in self.providers_with_keys.split(",")}
 
     def provider_secret_id(self, provider: str) -> str | None:
         """The secret holding a provider's key; None when this deployment has none."""

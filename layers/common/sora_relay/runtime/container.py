@@ -141,7 +141,7 @@ class Container:
     def provider_available(self, name: str) -> bool:
         """Whether this deployment holds a key for the provider (fal also needs our user id)."""
         settings = self.settings
-        if settings.provider_secret_id(name) is None:
+        if not settings.has_key(name):
             return False
         return name != "fal" or bool(settings.fal_user_id)
 
