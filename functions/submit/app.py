@@ -49,13 +49,16 @@ install_error_handlers(app)
         ),
         400: refusal(
             "The request is invalid: not a JSON object (`invalid_json`), a missing field"
-            " (`missing_parameter`), an unknown field (`unknown_parameter`), a bad value (`invalid_value`),"
-            " a callback_url, image_urls or input_reference that is not https or points at a private,"
+            " (`missing_parameter`), an unknown field (`unknown_parameter`), a bad value or one the model"
+            " does not offer (`invalid_value`), an unknown model (`model_not_found`), a retired one"
+            " (`model_retired`) or one this deployment has no key for (`model_unavailable`), a"
+            " callback_url, image_urls or input_reference that is not https or points at a private,"
             " loopback or link-local address (`unsafe_url`), a malformed Idempotency-Key"
             " (`invalid_request`), or the provider refused the request itself (`provider_rejected`) or"
             " its content (`content_refused`).",
-            *("invalid_json", "missing_parameter", "unknown_parameter", "invalid_value", "unsafe_url"),
-            *("invalid_request", "provider_rejected", "content_refused"),
+            *("invalid_json", "missing_parameter", "unknown_parameter", "invalid_value", "model_not_found"),
+            *("model_retired", "model_unavailable", "unsafe_url", "invalid_request", "provider_rejected"),
+            "content_refused",
         ),
         409: refusal(
             "A request with this Idempotency-Key is still being processed.", "idempotency_key_in_use"
