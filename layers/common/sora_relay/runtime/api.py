@@ -18,6 +18,7 @@ from sora_relay.domain.errors import (
     EventBusError,
     InvalidRequest,
     ProviderAuthFailed,
+    ProviderOutcomeUnknown,
     ProviderProtocolError,
     ProviderUnavailable,
     QueueError,
@@ -120,10 +121,13 @@ OWNER_ERRORS: dict[int, dict[str, Any]] = {
 # ... and a route that calls the provider while the client waits.
 PROVIDER_ERRORS: dict[int, dict[str, Any]] = {
     502: refusal(
-        "The provider refused our key or quota (`provider_auth_error`) or broke its contract"
-        " (`provider_protocol_error`).",
+        "The provider refused our key or quota (`provider_auth_error`), broke its contract"
+        " (`provider_protocol_error`), or failed or fell silent while taking the create"
+        " (`provider_outcome_unknown`: it is not sent again; the task failed and a new submit may"
+        " follow).",
         ProviderAuthFailed.code,
         ProviderProtocolError.code,
+        ProviderOutcomeUnknown.code,
     ),
     503: refusal(
         "The provider is rate limiting, failing or slow and this deployment has no dispatch queue to"
