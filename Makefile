@@ -25,7 +25,7 @@ BUILD_DIR := .aws-sam/build
 HOST_ARCH := $(shell uname -m | sed -e 's/^aarch64$$/arm64/')
 HOST_BUILD_DIR := $(if $(filter arm64,$(HOST_ARCH)),$(BUILD_DIR),.aws-sam/build-$(HOST_ARCH))
 
-.PHONY: help demo load fuzz bench audit lock run .venv tools lint-template lint test build deploy clean distclean
+.PHONY: help demo load fuzz openapi bench audit lock run .venv tools lint-template lint test build deploy clean distclean
 
 help: ## list the targets
 	@grep -hE '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -85,6 +85,9 @@ endif
 # saves the other answers to samconfig.toml (never the key); later deploys keep its old value.
 deploy: build ## sam deploy with samconfig.toml (first time: make deploy GUIDED=1)
 	$(SAM) deploy --template-file $(BUILD_DIR)/template.yaml $(if $(GUIDED),--guided)
+
+openapi: .venv ## write docs/openapi.yaml from the code (the test suite fails when the committed copy differs)
+	$(VENV)/bin/python scripts/openapi.py
 
 fuzz: .venv ## schemathesis' CLI against the local stack with docs/openapi.yaml (1,000+ requests): no 5xx, 4xx in the error shape, keys enforced
 	$(VENV)/bin/python -m devstack.fuzz --requests $(or $(REQUESTS),1000)

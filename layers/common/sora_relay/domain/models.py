@@ -7,8 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from sora_relay.domain.catalogue import ModelStatus
 from sora_relay.domain.errors import InvalidRequest
-from sora_relay.domain.outbound_url import parse_outbound_url
+from sora_relay.domain.outbound_url import MAX_URL_LENGTH, parse_outbound_url
 from sora_relay.domain.task import Status, Task
 from sora_relay.domain.video import DownloadLink
 
@@ -18,24 +19,66 @@ DEFAULT_SIZE = "1280x720"  # the seed tool's default, where the model offers it
 MAX_PROMPT_CHARS = 4000
 MAX_IMAGES = 4
 
+# What the JSON schemas (docs/openapi.yaml) say of values parse_outbound_url() checks:
+# `json_schema_extra` documents, it does not validate.
+_OUTBOUND_URL = {"format": "uri", "pattern": "^https://", "maxLength": MAX_URL_LENGTH}
+
 
 class CreateVideoRequest(BaseModel):
     """`POST /v1/videos`: the seed tool's fields, plus OpenAI's `seconds` and `input_reference`.
 
     `model`, `seconds`/`duration` and `size` default to what the model offers (the deployment's
-    DefaultModel when `model` is absent).
+    DefaultModel when `model` is absent). String values are trimmed of surrounding whitespace;
+    `duration` and `seconds` are alternatives (send one). Every URL must be https to a public host.
     """
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        str_strip_whitespace=True,
+        json_schema_extra={"not": {"required": ["duration", "seconds"]}},
+    )
 
-    prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS)
-    model: str | None = Field(default=None, min_length=1, max_length=64)
-    duration: int | None = Field(default=None, ge=1, le=60)
-    seconds: str | None = Field(default=None, pattern=r"^[1-9][0-9]?$")
-    size: str | None = Field(default=None, pattern=r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$")
-    callback_url: str | None = None
-    image_urls: list[str] | None = Field(default=None, max_length=MAX_IMAGES)
-    input_reference: str | None = None
+    prompt: str = Field(
+        min_length=1,
+        max_length=MAX_PROMPT_CHARS,
+        description=f"What to generate (1 to {MAX_PROMPT_CHARS} characters after trimming).",
+        json_schema_extra={"pattern": r"\S"},
+    )
+    model: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=64,
+        description="A model id or alias of GET /v1/models (the deployment's default when absent).",
+    )
+    duration: int | None = Field(
+        default=None, ge=1, le=60, description="Seconds of video (the model's default when absent)."
+    )
+    seconds: str | None = Field(
+        default=None,
+        pattern=r"^[1-9][0-9]?$",
+        description="OpenAI's spelling of duration, a string; an integer is accepted too.",
+    )
+    size: str | None = Field(
+        default=None,
+        pattern=r"^[1-9][0-9]{1,4}x[1-9][0-9]{1,4}$",
+        description="WIDTHxHEIGHT, one of the model's sizes (GET /v1/models).",
+    )
+    callback_url: str | None = Field(
+        default=None,
+        description="Where the signed webhook is POSTed when the video is completed or failed.",
+        json_schema_extra=_OUTBOUND_URL,
+    )
+    image_urls: list[str] | None = Field(
+        default=None,
+        max_length=MAX_IMAGES,
+        description="Reference images; only the first is used.",
+        json_schema_extra={"items": _OUTBOUND_URL},
+    )
+    input_reference: str | None = Field(
+        default=None,
+        description="OpenAI's reference image, as a URL (used when image_urls is absent).",
+        json_schema_extra=_OUTBOUND_URL,
+    )
 
     @field_validator("seconds", mode="before")
     @classmethod
@@ -115,29 +158,55 @@ def _as_invalid_request(error: ValidationError) -> InvalidRequest:
     return InvalidRequest(f"{field}: {message}", param=field, code="invalid_value")
 
 
+# The answers name every field, defaults included (json_response dumps them all), and no other.
+_ANSWER = ConfigDict(
+    json_schema_serialization_defaults_required=True, json_schema_extra={"additionalProperties": False}
+)
+
+
 class VideoError(BaseModel):
-    code: str
+    """Why the video failed."""
+
+    model_config = _ANSWER
+
+    code: str = Field(
+        description="e.g. `provider_unavailable`, `video_fetch_failed`, `timeout`, or the provider's code."
+    )
     message: str
 
 
 class VideoObject(BaseModel):
-    id: str
+    """OpenAI's video object, plus `served_model`, `callback_url`, `cost_usd`, `download_url` and
+    `download_expires_at`."""
+
+    model_config = _ANSWER
+
+    id: str = Field(json_schema_extra={"pattern": "^video_[0-9a-f]{32}$"})
     object: Literal["video"] = "video"
-    model: str  # the model asked for (OpenAI's field)
-    served_model: str  # the catalogue model that made it (another one when the asked one is aliased)
+    model: str = Field(description="The model asked for (OpenAI's field).")
+    served_model: str = Field(
+        description="The catalogue model that made it (another one when the asked one is aliased)."
+    )
     status: Status
-    progress: int
-    created_at: int
-    completed_at: int | None
-    expires_at: int | None
+    progress: int = Field(
+        description="What the provider last reported (0 to 99), 100 once the video is in our bucket.",
+        json_schema_extra={"minimum": 0, "maximum": 100},
+    )
+    created_at: int = Field(description="Unix seconds.")
+    completed_at: int | None = Field(description="Unix seconds; null until completed or failed.")
+    expires_at: int | None = Field(description="Unix seconds when the task and its video are deleted.")
     prompt: str
     seconds: str
     size: str
-    error: VideoError | None
+    error: VideoError | None = Field(description="Why the video failed; null unless failed.")
     callback_url: str | None
-    cost_usd: float | None = None  # the catalogue's list price for this many seconds
-    download_url: str | None = None
-    download_expires_at: int | None = None
+    cost_usd: float | None = Field(None, description="The catalogue's list price for this many seconds.")
+    download_url: str | None = Field(
+        None,
+        description="A presigned link to the MP4 when completed (GET of one video only; null when listing).",
+        json_schema_extra={"format": "uri"},
+    )
+    download_expires_at: int | None = Field(None, description="Unix seconds when download_url stops working.")
 
     @classmethod
     def from_task(cls, task: Task, link: DownloadLink | None = None) -> VideoObject:
@@ -168,6 +237,10 @@ class VideoObject(BaseModel):
 
 
 class VideoList(BaseModel):
+    """One page of the caller's videos, newest first."""
+
+    model_config = _ANSWER
+
     object: Literal["list"] = "list"
     data: list[VideoObject]
     first_id: str | None
@@ -179,13 +252,17 @@ class ModelObject(BaseModel):
     """`GET /v1/models/{id}`: OpenAI's model object (id, object, created, owned_by) plus what the
     catalogue says of the model. `created` is when the entry's facts (its price) were read."""
 
+    model_config = _ANSWER
+
     id: str
     object: Literal["model"] = "model"
     created: int
-    owned_by: str  # the provider family that runs it
+    owned_by: str = Field(description="The provider family that runs it.")
     name: str
-    status: str  # live | retired
-    available: bool  # this deployment holds a key for its provider (or, retired, its alias's)
+    status: str = Field(json_schema_extra={"enum": [status.value for status in ModelStatus]})
+    available: bool = Field(
+        description="This deployment holds a key for its provider (or, retired, its alias's)."
+    )
     seconds: list[int]
     default_seconds: int
     sizes: list[str]
@@ -195,9 +272,27 @@ class ModelObject(BaseModel):
     price_per_second_usd: float
     price_read: str
     replaced_by: list[str]
-    served_by: str | None = None  # retired and aliased here: the live model that serves it
+    served_by: str | None = Field(
+        None, description="Retired and aliased here: the live model that serves it."
+    )
 
 
 class ModelList(BaseModel):
+    """`GET /v1/models`: every catalogue entry, live first."""
+
+    model_config = _ANSWER
+
     object: Literal["list"] = "list"
     data: list[ModelObject]
+
+
+class CallbackReceipt(BaseModel):
+    """The answer to a provider's callback."""
+
+    model_config = _ANSWER
+
+    received: Literal[True] = True
+    changed: bool = Field(
+        description="Whether this call changed the task (false for a duplicate or late result)."
+    )
+    status: Status

@@ -1,19 +1,30 @@
-"""What every API handler shares: the caller's identity, JSON answers, and the error mapping."""
+"""What every API handler shares: the caller's identity, JSON answers, the error mapping, and
+how a route describes itself for the OpenAPI document (scripts/openapi.py writes docs/openapi.yaml)."""
 
 from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.fields import FieldInfo
 
 from sora_relay.domain.errors import (
+    ConfigurationError,
+    EventBusError,
     InvalidRequest,
+    ProviderAuthFailed,
+    ProviderOutcomeUnknown,
+    ProviderProtocolError,
+    ProviderUnavailable,
+    QueueError,
     RequestTooLarge,
     SoraRelayError,
+    StorageError,
     Unauthorized,
     describe_cause,
 )
@@ -37,7 +48,144 @@ STRIP_PREFIXES: list[str | re.Pattern[str]] = [
 
 
 def error_body(code: str, message: str, param: str | None = None) -> str:
+    """An ErrorResponse, written without building the model (this runs on every failed request)."""
     return json.dumps({"error": {"code": code, "message": message, "param": param}})
+
+
+# Only the OpenAPI document and the tests read these two, so pydantic builds them on first use.
+class ErrorDetail(BaseModel):
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    code: str = Field(
+        min_length=1, description="A stable machine-readable code (see `x-error-codes` on each response)."
+    )
+    message: str = Field(description="A human-readable explanation; never a stack trace.")
+    param: str | None = Field(description="The request field, header or parameter at fault, or null.")
+
+
+class ErrorResponse(BaseModel):
+    """Every error answer, the service's and API Gateway's."""
+
+    model_config = ConfigDict(extra="forbid", defer_build=True)
+
+    error: ErrorDetail
+
+
+# -- how a route describes itself in the OpenAPI document -----------------------------------------------
+# Plain dicts and pydantic Fields: declaring them costs nothing at cold start; Powertools turns them
+# into the document only when scripts/openapi.py asks it to (get_openapi_schema).
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+Input = tuple[Any, FieldInfo]  # a type and its pydantic Field: description, constraints, default
+
+
+def answer(model: type[BaseModel], description: str) -> dict[str, Any]:
+    """A success response of a route's `responses=`: `model` is what the handler returns."""
+    return {"description": description, "content": {JSON: {"model": model}}}
+
+
+def refusal(description: str, *codes: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An error response of a route's `responses=`: the error shape, with the codes it can carry."""
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {JSON: {"model": ErrorResponse}},
+        "x-error-codes": list(codes),
+    }
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+# What any route can answer once the request is in the function.
+SERVER_ERRORS: dict[int, dict[str, Any]] = {
+    500: refusal(
+        "Our failure: an unexpected error (`internal_error`), DynamoDB or S3 failed (`storage_error`),"
+        " SQS or EventBridge failed (`queue_error`, `event_bus_error`), or a setting or secret is"
+        " missing (`configuration_error`).",
+        "internal_error",
+        StorageError.code,
+        QueueError.code,
+        EventBusError.code,
+        ConfigurationError.code,
+    ),
+}
+# ... and a route with an API key (caller() refuses a request without its identity).
+OWNER_ERRORS: dict[int, dict[str, Any]] = {
+    401: refusal(
+        "The request reached the service without an API key identity (API Gateway normally answers"
+        " 403 first).",
+        "missing_api_key",
+    ),
+    **SERVER_ERRORS,
+}
+# ... and a route that calls the provider while the client waits.
+PROVIDER_ERRORS: dict[int, dict[str, Any]] = {
+    502: refusal(
+        "The provider refused our key or quota (`provider_auth_error`), broke its contract"
+        " (`provider_protocol_error`), or failed or fell silent while taking the create"
+        " (`provider_outcome_unknown`: it is not sent again; the task failed and a new submit may"
+        " follow).",
+        ProviderAuthFailed.code,
+        ProviderProtocolError.code,
+        ProviderOutcomeUnknown.code,
+    ),
+    503: refusal(
+        "The provider is rate limiting, failing or slow and this deployment has no dispatch queue to"
+        " wait in; try again after `Retry-After` seconds. The deployed template has one, so it"
+        " answers 202 `queued` instead.",
+        ProviderUnavailable.code,
+        "provider_timeout",
+        headers={
+            "Retry-After": {
+                "required": True,
+                "description": "Seconds to wait before trying again (at least 1).",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        },
+    ),
+}
+
+
+class RequestInputs:
+    """What a handler reads from the request itself (see reads()). A plain class: a dataclass
+    would cost a millisecond of cold start to generate."""
+
+    __slots__ = ("body", "headers", "path", "query")
+
+    def __init__(
+        self,
+        body: type[BaseModel] | Input | None = None,
+        path: dict[str, Input] | None = None,
+        query: dict[str, Input] | None = None,
+        headers: dict[str, Input] | None = None,
+    ) -> None:
+        self.body = body
+        self.path = path or {}
+        self.query = query or {}
+        self.headers = headers or {}
+
+
+def reads(
+    *,
+    body: type[BaseModel] | Input | None = None,
+    path: dict[str, Input] | None = None,
+    query: dict[str, Input] | None = None,
+    headers: dict[str, Input] | None = None,
+) -> Callable[[Handler], Handler]:
+    """Declare what a handler reads from the request itself, for the OpenAPI document.
+
+    Powertools documents a handler's typed parameters, but fills them only when it validates
+    requests (`enable_validation=True`), which would replace our parsing and error answers (and
+    load its validation machinery at cold start). So the handlers read the event themselves, and
+    say here what they read; scripts/openapi.py hands it to Powertools' schema generation. It is an
+    attribute on the handler: nothing of it runs per request.
+    """
+
+    def declare(handler: Handler) -> Handler:
+        handler.request_inputs = RequestInputs(body, path, query, headers)  # type: ignore[attr-defined]
+        return handler
+
+    return declare
 
 
 def json_response(
