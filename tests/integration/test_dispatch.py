@@ -243,7 +243,7 @@ def test_a_dispatch_that_failed_on_our_side_starts_the_task_on_a_later_delivery(
 def test_a_5xx_during_dispatch_fails_the_task_and_is_never_resent(queued_task, stack, internet, handlers):
     # The provider may have started the job: a second create could bill twice (providers README, rule 8).
     internet.create_failures.append(overloaded(500))
-    event, answer = run_queue(stack, "DispatchQueue", handlers["dispatch"])
+    _, answer = run_queue(stack, "DispatchQueue", handlers["dispatch"])
     assert answer == {"batchItemFailures": []}  # done with: nothing is left to retry
     assert _status(stack, queued_task["id"])["error_code"] == "provider_outcome_unknown"
     assert sqs_event(stack, "DispatchQueue")["Records"] == [] and internet.provider_calls == []
