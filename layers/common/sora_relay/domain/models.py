@@ -36,6 +36,9 @@ class CreateVideoRequest(BaseModel):
     callback_url: str | None = None
     image_urls: list[str] | None = Field(default=None, max_length=MAX_IMAGES)
     input_reference: str | None = None
+    # What callback_url hears: our event (default), or AceDataCloud's Sora callback body, which the
+    # seed MCP server's `_async` tools promised (domain/acedata_sora.py); signed the same way.
+    webhook_format: Literal["event", "acedata_sora"] = "event"
 
     @field_validator("seconds", mode="before")
     @classmethod
