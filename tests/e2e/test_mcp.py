@@ -79,6 +79,8 @@ async def over_stdio(stack: DevStack) -> AsyncIterator[ClientSession]:
         "PATH": os.environ.get("PATH", ""),
         "SORA_RELAY_API_URL": stack.api_url,
         "SORA_RELAY_API_KEY": stack.api_key,
+        # A worktree's checkout rather than the one the editable install points at.
+        **({"PYTHONPATH": os.environ["PYTHONPATH"]} if "PYTHONPATH" in os.environ else {}),
     }
     parameters = StdioServerParameters(
         command=command, args=[*args, "mcp", "--pending-wait", "0.2"], env=environment
