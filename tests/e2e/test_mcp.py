@@ -165,7 +165,8 @@ def test_our_own_tools_over_stdio_answer_structured_content_and_a_resource_link(
         async with over_stdio(mcp_stack) as session:
             models = await session.call_tool("list_models", {})
             created = await session.call_tool(
-                "generate_video", {"prompt": "A lighthouse at dawn", "model": "seedance-1.5-pro", "seconds": 5}
+                "generate_video",
+                {"prompt": "A lighthouse at dawn", "model": "seedance-1.5-pro", "seconds": 5},
             )
             assert not created.is_error, created.content
             video_id = created.structured_content["id"]
@@ -199,7 +200,11 @@ def test_bad_input_is_a_tool_error_naming_the_parameter_and_nothing_is_made(mcp_
                 ("sora_generate_video_v2", {"prompt": "x", "duration": 5}, "duration"),
                 ("sora_generate_video_v2", {"prompt": "x", "model": "sora-2-pro"}, "model"),
                 ("sora_generate_video_v2", {"prompt": "x" * 4001}, "prompt"),
-                ("sora_generate_video_v2_async", {"prompt": "x", "callback_url": "https://10.0.0.1/h"}, "callback_url"),
+                (
+                    "sora_generate_video_v2_async",
+                    {"prompt": "x", "callback_url": "https://10.0.0.1/h"},
+                    "callback_url",
+                ),
                 ("sora_generate_video", {"prompt": "x", "duration": 25}, "duration"),
                 ("generate_video", {"prompt": "x", "model": "no-such-model"}, "model"),
             ]
@@ -220,7 +225,11 @@ def test_the_endpoint_wants_the_api_key_and_answers_405_to_get_and_delete(mcp_st
         "jsonrpc": "2.0",
         "id": 1,
         "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "t", "version": "1"},
+        },
     }
     headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
     with httpx2.Client(trust_env=False, timeout=30) as http:

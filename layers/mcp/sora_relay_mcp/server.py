@@ -433,10 +433,12 @@ def build_server(
 
     # -- sora-relay's own tools ------------------------------------------------------------------
 
-    offered = [entry for entry in models if entry.get("status") == "live" or entry.get("served_by")]
-    model_id = _choices([entry["id"] for entry in offered], str)
-    seconds_choice = _choices(sorted({s for entry in offered for s in entry["seconds"]}), int)
-    size_choice = _choices(sorted({s for entry in offered for s in entry["sizes"]}), str)
+    # Live models and the retired ones aliased here; the lengths and sizes are the live models' (an
+    # aliased model makes what the model serving it offers).
+    live = [entry for entry in models if entry.get("status") == "live"]
+    model_id = _choices([entry["id"] for entry in models if entry in live or entry.get("served_by")], str)
+    seconds_choice = _choices(sorted({s for entry in live for s in entry["seconds"]}), int)
+    size_choice = _choices(sorted({s for entry in live for s in entry["sizes"]}), str)
 
     @tool(_GENERATE)
     async def generate_video(
