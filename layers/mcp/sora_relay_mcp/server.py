@@ -14,7 +14,6 @@ No `from __future__ import annotations` here: the tools' signatures are read by 
 enums of `generate_video` are types made from the catalogue when the server is built.
 """
 
-import json
 from collections.abc import Callable
 from functools import partial
 from typing import Annotated, Any, Literal, TypeVar
@@ -23,11 +22,12 @@ import anyio
 import anyio.to_thread
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import CallToolResult, ResourceLink, TextContent, ToolAnnotations
-from pydantic import BaseModel, ConfigDict, Field
+from mcp_types import CallToolResult, ToolAnnotations
+from pydantic import Field
 
 from sora_relay_mcp import seed
 from sora_relay_mcp.backend import Backend, BackendError
+from sora_relay_mcp.results import Model, ModelList, Video, VideoPage, json_text, video_result
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -78,68 +78,6 @@ D_CHARACTER_START = "Start of the character's appearance in the character video,
 D_CHARACTER_END = "End of the character's appearance in the character video, in seconds."
 D_TASK_ID = "The task id a generate tool returned."
 D_TASK_IDS = "Task ids the generate tools returned (at most 50)."
-
-
-class VideoError(BaseModel):
-    code: str
-    message: str
-
-
-class Video(BaseModel):
-    """A video task as the API's video object describes it."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    id: str
-    status: Literal["queued", "in_progress", "completed", "failed"]
-    progress: int
-    model: str = Field(description="The model asked for.")
-    served_model: str = Field(description="The catalogue model that makes it.")
-    prompt: str
-    seconds: str
-    size: str
-    created_at: int
-    completed_at: int | None = None
-    expires_at: int | None = None
-    error: VideoError | None = None
-    callback_url: str | None = None
-    cost_usd: float | None = None
-    download_url: str | None = Field(None, description="The MP4 (a presigned link), once completed.")
-    download_expires_at: int | None = None
-
-
-class VideoPage(BaseModel):
-    data: list[Video]
-    has_more: bool
-    last_id: str | None = None
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    id: str
-    name: str
-    status: str
-    available: bool = Field(description="This deployment can run it now.")
-    seconds: list[int]
-    default_seconds: int
-    sizes: list[str]
-    default_size: str
-    image: bool = Field(description="It takes a first-frame image.")
-    audio: bool
-    price_per_second_usd: float
-    replaced_by: list[str] = []
-    served_by: str | None = Field(
-        None, description="Retired and aliased here: the live model that serves it."
-    )
-
-
-class ModelList(BaseModel):
-    data: list[Model]
-
-
-def _json(payload: Any) -> str:
-    return json.dumps(payload, ensure_ascii=False, indent=2)
 
 
 def _refusal(error: BackendError, renames: dict[str, str] | None = None) -> ToolError:
@@ -224,7 +162,7 @@ def build_server(
         if callback_url:
             body["webhook_format"] = "acedata_sora"
         video = await submit(ctx, body)
-        return _json(seed.submission(video, callback=bool(callback_url)))
+        return json_text(seed.submission(video, callback=bool(callback_url)))
 
     async def submit_v2(
         ctx: Context,
@@ -247,7 +185,7 @@ def build_server(
         if callback_url:
             body["webhook_format"] = "acedata_sora"
         video = await submit(ctx, body)
-        return _json(seed.submission(video, callback=bool(callback_url)))
+        return json_text(seed.submission(video, callback=bool(callback_url)))
 
     # -- the seed server's tools, in its order ---------------------------------------------------
 
@@ -256,7 +194,7 @@ def build_server(
         """List the video models this server offers: Sora's retired ones (and the live model an
         operator mapped each to) and the live models, with their lengths, sizes and prices."""
         catalogue = await call(ctx, lambda backend: backend.models())
-        return _json(
+        return json_text(
             {
                 "models": [Model.model_validate(entry).model_dump(mode="json") for entry in catalogue],
                 "note": (
@@ -271,7 +209,9 @@ def build_server(
     async def sora_list_actions() -> str:
         """List this server's tools and what each one does."""
         tools = await server.list_tools()
-        return _json({"actions": [{"tool": entry.name, "description": entry.description} for entry in tools]})
+        return json_text(
+            {"actions": [{"tool": entry.name, "description": entry.description} for entry in tools]}
+        )
 
     @tool(_READ)
     async def sora_get_task(
@@ -285,7 +225,7 @@ def build_server(
         if seed.state_of(video) in ("pending", "processing") and pending_wait_seconds > 0:
             await anyio.sleep(pending_wait_seconds)
             video = await call(ctx, lambda backend: backend.get(task_id), renames)
-        return _json(seed.task_record(video))
+        return json_text(seed.task_record(video))
 
     @tool(_READ)
     async def sora_get_tasks_batch(
@@ -309,7 +249,7 @@ def build_server(
             return items
 
         items = await call(ctx, lookup)
-        return _json({"items": items, "count": len(items)})
+        return json_text({"items": items, "count": len(items)})
 
     @tool(_GENERATE)
     async def sora_generate_video(
@@ -475,7 +415,7 @@ def build_server(
             "callback_url": callback_url,
         }
         video = await submit(ctx, body, {"image_urls": "image_url", "duration": "seconds"})
-        return _video_result(video)
+        return video_result(video)
 
     @tool(_READ)
     async def get_video(
@@ -483,7 +423,7 @@ def build_server(
         ctx: Context = None,  # type: ignore[assignment]
     ) -> Annotated[CallToolResult, Video]:
         """Get one of your videos; once completed it carries a link to the MP4 (a resource link)."""
-        return _video_result(await call(ctx, lambda backend: backend.get(video_id)))
+        return video_result(await call(ctx, lambda backend: backend.get(video_id)))
 
     @tool(_READ)
     async def list_videos(
@@ -504,25 +444,3 @@ def build_server(
         )
 
     return server
-
-
-def _video_result(raw: dict[str, Any]) -> CallToolResult:
-    """The video as structured content and JSON text, plus a `video/mp4` link once completed."""
-    video = Video.model_validate(raw)
-    data = video.model_dump(mode="json")
-    content: list[Any] = [TextContent(type="text", text=_json(data))]
-    if video.status == "completed" and video.download_url:
-        content.append(
-            ResourceLink(
-                type="resource_link",
-                name=f"{video.id}.mp4",
-                title=video.prompt[:80],
-                uri=video.download_url,
-                mime_type="video/mp4",
-                description=(
-                    f"The video ({video.seconds} s, {video.size}); the link expires at "
-                    f"{video.download_expires_at} (epoch seconds): get_video gives a fresh one."
-                ),
-            )
-        )
-    return CallToolResult(content=content, structured_content=data)
