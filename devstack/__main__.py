@@ -127,9 +127,40 @@ Create a video:
 
 Or with the CLI:
   {cli}
-""",
+
+{_mcp_configs(stack)}""",
         flush=True,
     )
+
+
+def _mcp_configs(stack: DevStack) -> str:
+    """Ready MCP client configurations for both transports (docs/mcp.md explains them)."""
+    url, key = f"{stack.api_url}/mcp", stack.api_key
+    command, *args = cli_command()
+    env = {"SORA_RELAY_API_URL": stack.api_url, "SORA_RELAY_API_KEY": key}
+    remote = {"mcpServers": {"sora-relay": {"type": "http", "url": url, "headers": {"x-api-key": key}}}}
+    local = {
+        "mcpServers": {
+            "sora-relay": {"type": "stdio", "command": command, "args": [*args, "mcp"], "env": env}
+        }
+    }
+    vscode = {"servers": {"sora-relay": {"type": "http", "url": url, "headers": {"x-api-key": key}}}}
+    claude_http = f"claude mcp add --transport http sora-relay {shlex.quote(url)} --header {shlex.quote(f'x-api-key: {key}')}"
+    claude_stdio = " ".join(
+        ["claude mcp add sora-relay"]
+        + [f"-e {name}={shlex.quote(value)}" for name, value in env.items()]
+        + ["--", shlex.join([command, *args, "mcp"])]
+    )
+    return f"""MCP (docs/mcp.md): remote {url}, or stdio `sora-relay mcp`
+  Claude Code, remote:  {claude_http}
+  Claude Code, stdio:   {claude_stdio}
+  Cursor (.cursor/mcp.json), remote:
+{json.dumps(remote, indent=2)}
+  Cursor, stdio:
+{json.dumps(local, indent=2)}
+  VS Code (.vscode/mcp.json), remote:
+{json.dumps(vscode, indent=2)}
+"""
 
 
 # -- demo ------------------------------------------------------------------------------------------

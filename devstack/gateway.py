@@ -334,6 +334,12 @@ class LocalApiGateway:
         )
         handler = str(self.stack.resolve(props.get("Handler", defaults.get("Handler", "app.lambda_handler"))))
         name = f"local-{function_id}"
+        # The function's layers (Globals' then its own), as Lambda unpacks them into /opt/python;
+        # the common layer for a template that declares none.
+        layers = [*defaults.get("Layers", []), *props.get("Layers", [])]
+        resources = self.stack.template["Resources"]
+        layer_dirs = [str(ROOT / resources[layer["Ref"]]["Properties"]["ContentUri"]) for layer in layers]
+        layer_dirs = layer_dirs or [str(ROOT / "layers" / "common")]
         runtime = {
             # A clean environment, as Lambda has: nothing of the developer's shell leaks in.
             "PATH": os.environ.get("PATH", os.defpath),
@@ -342,7 +348,7 @@ class LocalApiGateway:
             "PYTHONUNBUFFERED": "1",
             # This checkout's layer (Lambda's /opt/python) and devstack, not whichever checkout an
             # editable install of the package points at.
-            "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "common"), str(ROOT)]),
+            "PYTHONPATH": os.pathsep.join([*layer_dirs, str(ROOT)]),
             "_HANDLER": handler,
             "LAMBDA_TASK_ROOT": str(self.stack.code_dir(function_id)),
             "AWS_REGION": REGION,

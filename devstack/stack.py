@@ -487,8 +487,9 @@ class DevStack:
                 self.prefix,
                 {
                     **self.parameters,
-                    "ProviderApiKey": self.provider_api_key,
-                    "ProviderBaseUrl": self.simulator.url,
+                    # The template's per-provider parameters (the catalogue's AceData models).
+                    "AceDataApiKey": self.provider_api_key,
+                    "AceDataBaseUrl": self.simulator.url,
                 },
             )
             self.webhook_secret = "whsec_" + secret_value(self.stack, "WebhookSigningSecret")

@@ -207,11 +207,19 @@ class ApiClient:
             "image_urls": image_urls or None,
         }
         body.update({k: v for k, v in optional.items() if v is not None})
+        return self.create_from(body, idempotency_key=idempotency_key)
+
+    def create_from(self, body: dict[str, Any], *, idempotency_key: str | None = None) -> Video:
+        """`POST /v1/videos` with this body as it is (the MCP tools build theirs)."""
         headers = {"idempotency-key": idempotency_key} if idempotency_key else {}
         response = self._request(
             "POST", "/v1/videos", json=body, headers=headers, retry=bool(idempotency_key)
         )
         return cast(Video, self._json(response))
+
+    def models(self) -> list[dict[str, Any]]:
+        """The catalogue (`GET /v1/models`)."""
+        return cast(list[dict[str, Any]], self._json(self._request("GET", "/v1/models"))["data"])
 
     def get(self, video_id: str) -> Video:
         return cast(Video, self._json(self._request("GET", f"/v1/videos/{_segment(video_id)}")))

@@ -160,6 +160,20 @@ def build_parser() -> argparse.ArgumentParser:
     download.add_argument("video_id", metavar="ID", type=_video_id)
     download.add_argument("--out", metavar="FILE", required=True, help="where to write the MP4")
     _add_global_options(download, on_subcommand=True)
+
+    mcp = commands.add_parser(
+        "mcp",
+        help="serve MCP over stdio (for Claude Code, Cursor, VS Code)",
+        description="Serve the sora-relay MCP tools over stdio; each tool call is an API request with your key.",
+    )
+    mcp.add_argument(
+        "--pending-wait",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="how long sora_get_task waits on a pending task before answering (default: 5)",
+    )
+    _add_global_options(mcp, on_subcommand=True)
     return parser
 
 
@@ -379,6 +393,19 @@ def cmd_download(ctx: Context, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_mcp(ctx: Context, args: argparse.Namespace) -> int:
+    # Imported here: the other commands do not pay for the MCP SDK's imports.
+    from sora_relay_cli.mcp import serve_stdio
+
+    try:
+        serve_stdio(ctx.client, pending_wait_seconds=max(0.0, args.pending_wait))
+    except Exception as exc:  # the catalogue could not be read: say why on stderr
+        if isinstance(exc, (ApiError, ApiConnectionError)):
+            raise
+        raise Failure(f"mcp: {exc}") from exc
+    return EXIT_OK
+
+
 def _download(ctx: Context, video_id: str, out: str) -> Download:
     try:
         return ctx.client.download_to(video_id, out)
@@ -392,6 +419,7 @@ COMMANDS: dict[str, Callable[[Context, argparse.Namespace], int]] = {
     "list": cmd_list,
     "wait": cmd_wait,
     "download": cmd_download,
+    "mcp": cmd_mcp,
 }
 
 

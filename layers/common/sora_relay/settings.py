@@ -67,6 +67,10 @@ class Settings(BaseModel):
     # Local development only: lets outbound URLs point at 127.0.0.1. The template never sets it.
     allow_loopback_urls: bool = False
 
+    # The MCP function: how long sora_get_task waits on a pending task before answering (it
+    # throttles agents that poll in a loop, as the seed server did).
+    mcp_pending_wait_seconds: float = Field(5.0, ge=0, le=20)
+
     provider_timeout_seconds: float = Field(10.0, gt=0)
     provider_max_attempts: int = Field(3, ge=1, le=10)
     provider_retry_budget_seconds: float = Field(8.0, ge=0)

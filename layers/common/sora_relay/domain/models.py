@@ -79,6 +79,13 @@ class CreateVideoRequest(BaseModel):
         description="OpenAI's reference image, as a URL (used when image_urls is absent).",
         json_schema_extra=_OUTBOUND_URL,
     )
+    webhook_format: Literal["event", "acedata_sora"] = Field(
+        default="event",
+        description=(
+            "What callback_url hears: our event (default), or AceDataCloud's Sora callback body, "
+            "which the seed MCP server's `_async` tools promised; signed the same way."
+        ),
+    )
 
     @field_validator("seconds", mode="before")
     @classmethod

@@ -55,6 +55,7 @@ class Task(BaseModel):
     size: str
     image_url: str | None = None
     callback_url: str | None = None
+    webhook_format: str = "event"  # event | acedata_sora: the body callback_url hears
     provider: str
     provider_task_id: str | None = None
     progress: int | None = None  # 0-100, what the provider last reported
@@ -95,6 +96,7 @@ class Task(BaseModel):
         retention_days: int,
         requested_model: str | None = None,
         cost_microusd: int | None = None,
+        webhook_format: str = "event",
         now_ms: int | None = None,
     ) -> Task:
         now_ms = now_ms if now_ms is not None else now_millis()
@@ -107,6 +109,7 @@ class Task(BaseModel):
             size=size,
             image_url=image_url,
             callback_url=callback_url,
+            webhook_format=webhook_format,
             provider=provider,
             requested_model=requested_model if requested_model != model else None,
             cost_microusd=cost_microusd,

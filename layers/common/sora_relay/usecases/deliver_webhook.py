@@ -25,6 +25,7 @@ import time
 from dataclasses import dataclass
 
 from sora_relay.adapters.webhooks import event_body
+from sora_relay.domain import acedata_sora
 from sora_relay.domain.errors import Deferred, WebhookClaimLost
 from sora_relay.domain.models import VideoObject
 from sora_relay.domain.task import Task, now_millis
@@ -170,6 +171,9 @@ def _body(deps: Deps, task: Task, event: str) -> bytes:
         )
     created_at = (task.completed_ms or task.updated_ms) // 1000
     data = VideoObject.from_task(task, link).model_dump(mode="json")
+    if task.webhook_format == acedata_sora.WEBHOOK_FORMAT:
+        # Asked for by the seed's `_async` MCP tools: the upstream callback body, same headers.
+        return json.dumps(acedata_sora.callback_body(data), separators=(",", ":")).encode()
     return event_body(f"video.{task.status.value}", event, created_at, data)
 
 

@@ -43,6 +43,7 @@ def submit_video(
         size=size,
         image_url=request.image_url,
         callback_url=request.callback_url,
+        webhook_format=request.webhook_format,
         provider=model.provider,
         retention_days=settings.task_retention_days,
         cost_microusd=model.price_microusd(seconds),
@@ -124,7 +125,16 @@ def _earlier_attempt(deps: Deps, task: Task) -> Task:
     existing = deps.task_store.get(task.task_id)
     if existing is None or existing.owner != task.owner:
         raise StorageError("Could not store the task")
-    same = ("model", "requested_model", "prompt", "seconds", "size", "image_url", "callback_url")
+    same = (
+        "model",
+        "requested_model",
+        "prompt",
+        "seconds",
+        "size",
+        "image_url",
+        "callback_url",
+        "webhook_format",
+    )
     if any(getattr(existing, name) != getattr(task, name) for name in same):
         raise Unprocessable(
             "This idempotency key was used with a different request",
