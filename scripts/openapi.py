@@ -118,10 +118,18 @@ GATEWAY_ANSWERS: list[tuple[int, tuple[str, ...], str, str]] = [
 ]
 
 
+# The MCP endpoint speaks JSON-RPC over one POST (docs/mcp.md), not REST: it is not in this document.
+NOT_REST = "/mcp"
+
+
+def rest_routes() -> list[Any]:
+    return [route for route in Stack(template=load_template(), parameters={}).routes() if route.path != NOT_REST]
+
+
 def api_functions() -> dict[str, Path]:
-    """The functions behind the API's routes (template.yaml's Api events), with their app.py."""
+    """The functions behind the API's REST routes (template.yaml's Api events), with their app.py."""
     stack = Stack(template=load_template(), parameters={})
-    return {route.function_id: stack.code_dir(route.function_id) / "app.py" for route in stack.routes()}
+    return {route.function_id: stack.code_dir(route.function_id) / "app.py" for route in rest_routes()}
 
 
 def load_resolver(function_id: str, app_file: Path) -> APIGatewayRestResolver:
@@ -270,7 +278,7 @@ def build() -> dict[str, Any]:
     document = merge.get_openapi_schema()
     document["paths"] = {path: document["paths"][path] for path in sorted(document["paths"])}
 
-    template_routes = Stack(template=load_template(), parameters={}).routes()
+    template_routes = rest_routes()
     operations = _operations(document)
     routed = {(route.method, route.path) for route in template_routes}
     if routed != set(operations):
