@@ -95,7 +95,15 @@ DEV = LockSpec(
     "x86_64-unknown-linux-gnu",
     hashes=False,
 )
-SPECS = (LAYER, DEV)
+MCP_LAYER = LockSpec(
+    "mcp-layer",
+    LOCKS / "mcp-layer.txt",
+    ("layers/mcp/requirements.txt",),
+    "3.12",
+    "aarch64-manylinux2014",
+    hashes=True,
+)
+SPECS = (LAYER, MCP_LAYER, DEV)
 
 
 @dataclass(frozen=True)
