@@ -120,7 +120,11 @@ def test_the_document_is_valid_openapi_3_1():
 
 
 def test_every_template_route_is_documented_with_the_api_key_the_template_requires():
-    routes = Stack(template=load_template(), parameters={}).routes()
+    # All but the MCP endpoint, which is JSON-RPC (docs/mcp.md; its key is checked in tests/e2e/test_mcp.py).
+    everything = Stack(template=load_template(), parameters={}).routes()
+    routes = [route for route in everything if route.path != "/mcp"]
+    assert {route.function_id for route in everything if route.path == "/mcp"} == {"McpFunction"}
+    assert all(route.api_key_required for route in everything if route.path == "/mcp")
     assert {(method, path) for method, path, _ in operations()} == {(r.method, r.path) for r in routes}
     for route in routes:
         operation = document()["paths"][route.path][route.method.lower()]

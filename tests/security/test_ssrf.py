@@ -8,6 +8,8 @@ on every redirect hop.
 
 from __future__ import annotations
 
+import json
+
 import boto3
 import httpx
 import pytest
@@ -51,6 +53,7 @@ def test_a_video_url_whose_name_resolves_to_the_metadata_service_is_not_fetched(
     body = internet.success_body(call).replace(
         f"https://{CDN_HOST}".encode(), b"https://internal.client.test"
     )
+    internet.task_results[call["task_id"]] = json.loads(body)  # the provider's lookup says so too
     status, _, _answer = api.callback(call["body"]["callback_url"], body)
     assert status == 200
     assert internet.fetched_urls == []  # nothing was requested from anywhere
