@@ -52,7 +52,7 @@ class TestRetry:
         def call() -> str:
             calls.append(1)
             if len(calls) <= failures:
-                raise ProviderUnavailable("busy", retry_after=retry_after)
+                raise ProviderUnavailable("busy", retry_after=retry_after, resend_safe=True)
             return "ok"
 
         return call, calls
