@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from devstack.load import FAST_FUNCTION_ENV, FAST_PARAMETERS, FAST_SCHEDULE_SECONDS, LoadRunner
 from devstack.receiver import WebhookReceiver
 from devstack.stack import DEFAULT_LOG_DIR, DevStack
 from devstack.template import ROOT
@@ -247,14 +248,6 @@ def _demo_flow(stack: DevStack, receiver: WebhookReceiver, prompt: str, out: Pat
 
 
 def load(args: argparse.Namespace) -> int:
-    from devstack.load import (
-        FAST_FUNCTION_ENV,
-        FAST_PARAMETERS,
-        FAST_SCHEDULE_SECONDS,
-        LoadRunner,
-        print_report,
-    )
-
     print(
         f"sora-relay load run: {args.tasks} tasks, {args.concurrency} at once, simulator faults on,"
         f" AWS fault rate {args.aws_fault_rate:g}",
@@ -291,7 +284,7 @@ def load(args: argparse.Namespace) -> int:
         return 130
     finally:
         stack.stop()
-    print_report(report, as_json=args.json)
+    print("\n".join(report.lines()))
     return 0 if report.ok else 1
 
 
@@ -329,7 +322,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--aws-fault-rate", type=float, default=0.2, help="share of DynamoDB and S3 calls that fail (0 = off)"
     )
     load_parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for every task")
-    load_parser.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
 

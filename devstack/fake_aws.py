@@ -59,17 +59,15 @@ def aws_environment(endpoint_url: str) -> Iterator[None]:
 
 def free_port(preferred: int = 0, host: str = HOST) -> int:
     """`preferred` if nothing listens there (0: any), else a port the OS picks."""
-    for candidate in (preferred, 0) if preferred else (0,):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind((host, candidate))
-            except OSError as error:
-                if error.errno != errno.EADDRINUSE:
-                    raise
-                continue
-            return int(probe.getsockname()[1])
-    raise OSError("no free port")  # pragma: no cover
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, preferred))
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE:
+                raise
+            probe.bind((host, 0))
+        return int(probe.getsockname()[1])
 
 
 def wait_listening(port: int, process: subprocess.Popen[bytes], deadline: float) -> bool:

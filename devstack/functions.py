@@ -86,19 +86,21 @@ def function_spec(stack: Stack, function_id: str, overrides: Mapping[str, str] |
 class _Worker:
     """One `devstack.worker` process; its pool gives it one event at a time."""
 
-    def __init__(self, spec: FunctionSpec, log: IO[bytes] | None, console: bool) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "devstack.worker", spec.function_id],
-            cwd=spec.code_dir,
-            env=spec.environment,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE if console else (log or subprocess.DEVNULL),
-            encoding="utf-8",
-            # Its own session: a terminal's Ctrl-C reaches the stack, which stops the workers.
-            start_new_session=True,
-        )
-        if console:
+    def __init__(self, spec: FunctionSpec, log: Path | None) -> None:
+        # Append mode: the instances share the log file and each write lands whole at its end.
+        with open(log, "ab") if log is not None else contextlib.nullcontext(subprocess.PIPE) as stderr:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "devstack.worker", spec.function_id],
+                cwd=spec.code_dir,
+                env=spec.environment,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                encoding="utf-8",
+                # Its own session: a terminal's Ctrl-C reaches the stack, which stops the workers.
+                start_new_session=True,
+            )
+        if log is None:  # the console
             threading.Thread(
                 target=_pump_lines, args=(self.process.stderr, spec.function_id), daemon=True
             ).start()
@@ -136,8 +138,8 @@ def _pump_lines(stream: IO[str], function_id: str) -> None:
 class FunctionPool:
     """Up to `size` instances of one function, started on demand like Lambda's (cold starts).
 
-    `warm` instances are started up front and kept: one that crashes or times out is replaced at
-    once. An event that finds every instance busy waits for one, up to the function's Timeout or
+    One instance is started up front and kept warm: if it crashes or times out, another replaces
+    it at once. An event that finds every instance busy waits for one, up to the function's Timeout or
     `acquire_timeout_s` (then InvocationFailed "throttled").
     """
 
@@ -146,16 +148,13 @@ class FunctionPool:
         spec: FunctionSpec,
         *,
         size: int,
-        warm: int,
-        log: IO[bytes] | None = None,
-        console: bool = False,
+        log: Path | None = None,
         acquire_timeout_s: float = ACQUIRE_TIMEOUT_S,
     ) -> None:
         self.spec = spec
         self.size = max(1, size)
-        self.warm = min(max(0, warm), self.size)
         self.acquire_timeout_s = acquire_timeout_s
-        self._log, self._console = log, console
+        self._log = log  # the instances' stderr (None: the console)
         self._cond = threading.Condition()
         self._idle: list[_Worker] = []
         self._all: set[_Worker] = set()  # alive or starting
@@ -167,18 +166,17 @@ class FunctionPool:
         self.cold_starts = 0
 
     def start(self) -> None:
-        for _ in range(self.warm):
-            threading.Thread(target=self._add_warm, daemon=True).start()
+        threading.Thread(target=self._add_warm, daemon=True).start()
 
     def wait_ready(self, timeout_s: float) -> bool:
         with self._cond:
-            return self._cond.wait_for(lambda: len(self._idle) >= self.warm, timeout_s)
+            return self._cond.wait_for(lambda: bool(self._idle), timeout_s)
 
     def _spawn(self) -> _Worker:
         """A new instance (called under the lock); the caller waits for its init, the cold start."""
         if self._stopped:
             raise InvocationFailed("throttled", "the pool is stopping")
-        worker = _Worker(self.spec, self._log, self._console)
+        worker = _Worker(self.spec, self._log)
         self._all.add(worker)
         self.cold_starts += 1
         return worker
@@ -232,7 +230,7 @@ class FunctionPool:
         with self._cond:
             self._all.discard(worker)
             self._cond.notify_all()
-            replace = replace and not self._stopped and len(self._all) < self.warm
+            replace = replace and not self._stopped and not self._all
         if replace:
             threading.Thread(target=self._add_warm, daemon=True).start()
 

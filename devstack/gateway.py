@@ -22,11 +22,12 @@ import uuid
 from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 from urllib.parse import unquote
 
 from werkzeug.serving import DechunkedInput
 
+from devstack import proxy
 from devstack.functions import (
     ACQUIRE_TIMEOUT_S,
     INIT_TIMEOUT_S,
@@ -37,22 +38,7 @@ from devstack.functions import (
     stop_workers,
 )
 from devstack.processes import QuietHTTPServer
-from devstack.proxy import (
-    FUNCTION_ERROR,
-    INVALID_API_KEY,
-    INVOKE_REJECTED,
-    NO_ROUTE,
-    TOO_LARGE,
-    GatewayError,
-    GatewayResponses,
-    HttpAnswer,
-    build_event,
-    header,
-    proxy_answer,
-)
 from devstack.template import Route, Stack
-
-__all__ = ["FUNCTION_ERROR", "INVALID_API_KEY", "INVOKE_REJECTED", "NO_ROUTE", "TOO_LARGE", "LocalApiGateway"]
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 # Event types whose functions get instances here (devstack.event_sources runs all but Api).
@@ -89,11 +75,9 @@ class LocalApiGateway:
         stack: Stack,
         api_keys: Mapping[str, str],
         *,
-        host: str = "127.0.0.1",
         port: int = 0,
         environment: Mapping[str, str] | None = None,
         pool_size: int = 4,
-        warm: int = 1,
         log_dir: Path | None = None,
         console_logs: bool = False,
         max_body_bytes: int = MAX_BODY_BYTES,
@@ -105,22 +89,19 @@ class LocalApiGateway:
         self.acquire_timeout_s = acquire_timeout_s  # at most the function's Timeout
         self.log_dir = None if console_logs else log_dir
         self._environment = dict(environment or {})
-        self._pool_size, self._warm = pool_size, warm
-        api = next(
-            (
-                r.get("Properties", {})
-                for r in stack.template["Resources"].values()
-                if r["Type"] == "AWS::Serverless::Api"
-            ),
-            {},
-        )
+        self._pool_size = pool_size
+        apis = [
+            r["Properties"]
+            for r in stack.template["Resources"].values()
+            if r["Type"] == "AWS::Serverless::Api"
+        ]
+        api = apis[0] if apis else {}
         self.stage = str(stack.resolve(api.get("StageName", "Prod")))
-        self.responses = GatewayResponses(api.get("GatewayResponses"))
+        self.responses = proxy.GatewayResponses(api.get("GatewayResponses"))
         # Literal routes before parameterised ones, as API Gateway matches them.
         self.routes = sorted(stack.routes(), key=lambda route: route.path.count("{"))
-        self._server = _Server((host, port), _Handler)
+        self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.gateway = self
-        self._logs: list[IO[bytes]] = []
         self.pools: dict[str, FunctionPool] = {}
 
     @property
@@ -140,43 +121,30 @@ class LocalApiGateway:
     def function_spec(self, function_id: str) -> FunctionSpec:
         return function_spec(self.stack, function_id, self._environment)
 
-    def function_ids(self) -> list[str]:
-        """The functions something local can call: API routes and the event sources devstack runs."""
-        return sorted(
-            function_id
-            for function_id in self.stack.functions()
-            if any(
-                event.get("Type") in LOCAL_EVENT_TYPES
-                for event in self.stack.function_events(function_id).values()
-            )
-        )
-
     def start(self) -> LocalApiGateway:
+        """Instances for every function something local calls (API routes and the events
+        devstack.event_sources runs), then the HTTP server."""
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
-            for name in ("gateway.log", "api-access.log"):
-                (self.log_dir / name).write_text("")  # each run starts fresh logs
-        for function_id in self.function_ids():
+            for name in ("gateway", "api-access", *self.stack.functions()):
+                (self.log_dir / f"{name}.log").write_text("")  # each run starts fresh logs
+        for function_id in self.stack.functions():
+            if not any(
+                e.get("Type") in LOCAL_EVENT_TYPES for e in self.stack.function_events(function_id).values()
+            ):
+                continue
             if not self.stack.code_dir(function_id).is_dir():
                 # Its routes answer 502 until the code exists; the rest of the API still runs.
                 self._log("gateway", f"{function_id}: no code at {self.stack.code_dir(function_id)}")
                 continue
-            log = None
-            if self.log_dir is not None:
-                (self.log_dir / f"{function_id}.log").write_bytes(b"")
-                # Append mode: the instances share this file and each write lands whole at its end.
-                log = (self.log_dir / f"{function_id}.log").open("ab")
-                self._logs.append(log)
-            pool = FunctionPool(
+            log = self.log_dir / f"{function_id}.log" if self.log_dir is not None else None
+            self.pools[function_id] = FunctionPool(
                 self.function_spec(function_id),
                 size=self._pool_size,
-                warm=self._warm,
                 log=log,
-                console=self.log_dir is None,
                 acquire_timeout_s=self.acquire_timeout_s,
             )
-            self.pools[function_id] = pool
-            pool.start()
+            self.pools[function_id].start()
         self._server.start_background("local-api-gateway")
         return self
 
@@ -187,9 +155,6 @@ class LocalApiGateway:
     def stop(self) -> None:
         self._server.stop_background()
         stop_workers([worker for pool in self.pools.values() for worker in pool.close()])
-        for log in self._logs:
-            log.close()
-        self._logs.clear()
 
     def __enter__(self) -> LocalApiGateway:
         return self.start()
@@ -219,19 +184,17 @@ class LocalApiGateway:
 
     def handle(self, request: _Handler) -> None:
         started = time.monotonic()
-        record: dict[str, Any] = dict.fromkeys(
-            ("apiKeyId", "resourcePath", "integrationLatency", "errorType")
-        )
-        record |= {
+        record = {
             "requestId": str(uuid.uuid4()),
             "ip": request.client_address[0],
             "httpMethod": request.command,
         }
+        record |= dict.fromkeys(("apiKeyId", "resourcePath", "integrationLatency", "errorType"))
         try:
             answer = self._answer(request, record)
         except Exception:  # a gateway bug must still answer, like API Gateway's own 500
             self._log("gateway", f"{record['requestId']}: {traceback.format_exc()}")
-            answer = self._refuse(record, INVOKE_REJECTED)
+            answer = self._refuse(record, proxy.INVOKE_REJECTED)
             request.close_connection = True  # the request body may not have been read
         try:
             request.send_response(answer.status)
@@ -247,28 +210,28 @@ class LocalApiGateway:
         record["responseLatency"] = round((time.monotonic() - started) * 1000)
         self._log("api-access", json.dumps(record))
 
-    def _answer(self, request: _Handler, record: dict[str, Any]) -> HttpAnswer:
+    def _answer(self, request: _Handler, record: dict[str, Any]) -> proxy.HttpAnswer:
         raw_path, _, query = request.path.partition("?")
         body = _read_body(request, self.max_body_bytes)
         if body is None:
-            return self._refuse(record, TOO_LARGE)
+            return self._refuse(record, proxy.TOO_LARGE)
         matched = self._match(request.command, raw_path)
         if matched is None:
-            return self._refuse(record, NO_ROUTE)
+            return self._refuse(record, proxy.NO_ROUTE)
         route, path, params = matched
         record["resourcePath"] = route.path
         headers = list(request.headers.items())
-        key = header(headers, "x-api-key") if route.api_key_required else None
+        key = proxy.header(headers, "x-api-key") if route.api_key_required else None
         if route.api_key_required:
             record["apiKeyId"] = self.api_keys.get(key or "")
             if record["apiKeyId"] is None:
-                return self._refuse(record, INVALID_API_KEY)
+                return self._refuse(record, proxy.INVALID_API_KEY)
         # What API Gateway adds in front of every integration request.
         forwarded = [("X-Forwarded-For", request.client_address[0]), ("X-Forwarded-Port", str(self.port))]
         forwarded.append(("X-Forwarded-Proto", "http"))
         present = {name.lower() for name, _ in headers}
         headers += [(name, value) for name, value in forwarded if name.lower() not in present]
-        event = build_event(
+        event = proxy.build_event(
             route,
             request.command,
             path,
@@ -285,20 +248,15 @@ class LocalApiGateway:
         )
         invoked = time.monotonic()
         try:
-            return proxy_answer(self.invoke(route.function_id, event, record["requestId"]))
-        except InvocationFailed as failure:
-            self._log("gateway", f"{route.function_id} {record['requestId']}: {failure}")
-            return self._refuse(record, INVOKE_REJECTED if failure.kind == "throttled" else FUNCTION_ERROR)
-        except ValueError as error:
-            self._log(
-                "gateway",
-                f"{route.function_id} {record['requestId']}: Malformed Lambda proxy response: {error}",
-            )
-            return self._refuse(record, FUNCTION_ERROR)
+            return proxy.proxy_answer(self.invoke(route.function_id, event, record["requestId"]))
+        except (InvocationFailed, ValueError) as failure:  # ValueError: a malformed proxy result
+            self._log("gateway", f"{route.function_id} {record['requestId']}: {failure!r}")
+            throttled = isinstance(failure, InvocationFailed) and failure.kind == "throttled"
+            return self._refuse(record, proxy.INVOKE_REJECTED if throttled else proxy.FUNCTION_ERROR)
         finally:
             record["integrationLatency"] = round((time.monotonic() - invoked) * 1000)
 
-    def _refuse(self, record: dict[str, Any], error: GatewayError) -> HttpAnswer:
+    def _refuse(self, record: dict[str, Any], error: proxy.GatewayError) -> proxy.HttpAnswer:
         record["errorType"] = error.response_type
         return self.responses.answer(error, record["requestId"], self.stage)
 

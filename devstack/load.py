@@ -20,7 +20,6 @@ table, the bucket and the receiver:
 from __future__ import annotations
 
 import hashlib
-import json
 import random
 import threading
 import time
@@ -131,15 +130,13 @@ class LoadReport:
 
     @property
     def ok(self) -> bool:
-        return (
-            self.lost == 0
-            and self.duplicates == 0
-            and self.rejected == 0
-            and not self.unexpected
-            and not self.sha256_mismatches
-            and not self.webhook_undelivered
-            and not self.webhook_id_mismatches
+        problems = (
+            self.unexpected,
+            self.sha256_mismatches,
+            self.webhook_undelivered,
+            self.webhook_id_mismatches,
         )
+        return not (self.lost or self.duplicates or self.rejected or any(problems))
 
     def lines(self) -> list[str]:
         reasons = ", ".join(f"{code} {count}" for code, count in sorted(self.failed_reasons.items())) or "-"
@@ -166,9 +163,6 @@ class LoadReport:
             f"throughput         {self.throughput:.2f} tasks/s end to end ({self.settle_seconds:.1f} s in all)",
             "result             " + ("OK" if self.ok else "PROBLEMS"),
         ]
-
-    def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "throughput": round(self.throughput, 3), "ok": self.ok}
 
 
 def plan(
@@ -423,11 +417,3 @@ class LoadRunner:
                 for (service, operation), count in self.stack.chaos.fault_counts().items()
             }
         return report
-
-
-def print_report(report: LoadReport, *, as_json: bool = False) -> None:
-    if as_json:
-        print(json.dumps(report.as_dict(), indent=2, default=str))
-        return
-    for line in report.lines():
-        print(line)

@@ -184,9 +184,6 @@ class GatewayResponses:
             r"\$context\.([A-Za-z.]+[A-Za-z])", lambda found: context.get(found[1], found[0]), template
         )
         headers = [("Content-Type", "application/json")]
-        params = {**fallback.get("ResponseParameters", {}), **specific.get("ResponseParameters", {})}
-        for name, value in (params.get("Headers") or {}).items():
-            headers.append((name, str(value).strip("'")))  # static values are quoted in the template
         if error.response_type in _FORBIDDEN:
             headers.append(("x-amzn-ErrorType", "ForbiddenException"))
         return HttpAnswer(status, headers, body.encode())

@@ -79,11 +79,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class WebhookReceiver:
-    """Records webhook deliveries on 127.0.0.1 (a free port unless `port` is given)."""
+    """Records webhook deliveries on 127.0.0.1, on a free port."""
 
-    def __init__(self, secret: str | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, secret: str | None = None) -> None:
         self.secret = secret
-        self._server = _Server((host, port), _Handler)
+        self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.receiver = self
         self._cond = threading.Condition()
         self._deliveries: list[Delivery] = []

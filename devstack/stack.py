@@ -287,7 +287,6 @@ class DevStack:
         self.gateway = LocalApiGateway(
             self.stack,
             {self.api_key: self.api_key_id, self.other_api_key: self.other_api_key_id},
-            host=HOST,
             port=free_port(self.gateway_port) if self.gateway_port else 0,
             environment=environment,
             pool_size=self.workers,

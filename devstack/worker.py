@@ -32,6 +32,7 @@ Measuring (opt-in, for bench/throughput.py; off by default, and then nothing ext
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -91,13 +92,8 @@ class Measure:
 
     def call(self, handler: Handler, event: Any, context: Any) -> Any:
         self.invocations += 1
-        if self.profiler is None:
+        with self.profiler or contextlib.nullcontext():  # enabled around the handler call only
             return handler(event, context)
-        self.profiler.enable()
-        try:
-            return handler(event, context)
-        finally:
-            self.profiler.disable()
 
     def dump(self) -> None:
         name = f"{self.function_id}.{os.getpid()}"

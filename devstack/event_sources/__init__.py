@@ -5,15 +5,8 @@ What invokes the template's functions other than the API, with Lambda's semantic
 the dead-lettering), `streams` (a `Type: DynamoDB` stream mapping: FilterCriteria, batching,
 retries, bisecting, the on-failure destination), `schedules` (`Schedule`/`ScheduleV2` timers).
 `patterns` matches Lambda's and EventBridge's event patterns with moto's own matcher, and `base`
-holds what they share. `build_event_sources` makes every source of the functions a gateway runs
-(devstack.stack starts them).
-
-The pieces work without the rest of the local stack, under moto's in-process `mock_aws` too:
-
-    reader = StreamReader(boto3.client("dynamodbstreams"), stack.attributes[("TasksTable", "StreamArn")])
-    ...  # write to the table
-    records = drain_stream(reader, template_filters(stack.template, "TaskEventsFunction"))
-    handler({"Records": records}, context)
+holds what they share. The pieces work without the rest of the local stack, under moto's
+in-process `mock_aws` too (`StreamReader`, `drain_stream`, `matches_any`).
 """
 
 from __future__ import annotations
@@ -21,36 +14,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from devstack.event_sources.base import EventSource, function_arn
-from devstack.event_sources.patterns import filter_matches, matches_any, template_filters
-from devstack.event_sources.schedules import ScheduleSource, schedule_event_sources
-from devstack.event_sources.sqs import SqsEventSource, sqs_event_sources
-from devstack.event_sources.streams import (
-    DynamoDBStreamSource,
-    StreamReader,
-    drain_stream,
-    dynamodb_event_sources,
-)
+from devstack.event_sources.base import EventSource as EventSource
+from devstack.event_sources.patterns import filter_matches as filter_matches
+from devstack.event_sources.patterns import matches_any as matches_any
+from devstack.event_sources.patterns import template_filters as template_filters
+from devstack.event_sources.schedules import ScheduleSource as ScheduleSource
+from devstack.event_sources.schedules import schedule_event_sources
+from devstack.event_sources.sqs import SqsEventSource as SqsEventSource
+from devstack.event_sources.sqs import sqs_event_sources as sqs_event_sources
+from devstack.event_sources.streams import DynamoDBStreamSource as DynamoDBStreamSource
+from devstack.event_sources.streams import StreamReader as StreamReader
+from devstack.event_sources.streams import drain_stream as drain_stream
+from devstack.event_sources.streams import dynamodb_event_sources as dynamodb_event_sources
 from devstack.template import Stack
 
 if TYPE_CHECKING:
     from devstack.gateway import LocalApiGateway
-
-__all__ = [
-    "DynamoDBStreamSource",
-    "EventSource",
-    "ScheduleSource",
-    "SqsEventSource",
-    "StreamReader",
-    "build_event_sources",
-    "drain_stream",
-    "dynamodb_event_sources",
-    "filter_matches",
-    "function_arn",
-    "matches_any",
-    "sqs_event_sources",
-    "template_filters",
-]
 
 
 def build_event_sources(

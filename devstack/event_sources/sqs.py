@@ -15,6 +15,8 @@ from devstack.template import REGION, Stack
 if TYPE_CHECKING:
     from devstack.gateway import LocalApiGateway
 
+IDLE_POLL_S = 0.1  # an empty queue is asked again after this long
+
 
 def lambda_sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
     """One ReceiveMessage message (as boto3 returns it) as a record of Lambda's SQS event."""
@@ -117,7 +119,6 @@ class SqsEventSource(EventSource):
         batch_size: int = 10,
         concurrency: int = 2,
         report_failures: bool = False,
-        idle_poll_s: float = 0.1,
     ) -> None:
         super().__init__(function_id, queue_arn, f"{queue_arn.rsplit(':', 1)[-1]} -> {function_id}")
         self.queue_url = queue_url
@@ -127,7 +128,6 @@ class SqsEventSource(EventSource):
         self._slots = threading.BoundedSemaphore(max(1, concurrency))
         self._deliveries = ThreadPoolExecutor(max(1, concurrency), thread_name_prefix=f"sqs-{function_id}")
         self._report_failures = report_failures
-        self._idle_poll_s = idle_poll_s
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop polling and wait for the invocations in flight (each bounded by its Timeout)."""
@@ -136,7 +136,7 @@ class SqsEventSource(EventSource):
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
-            if not self._slots.acquire(timeout=self._idle_poll_s):
+            if not self._slots.acquire(timeout=IDLE_POLL_S):
                 continue
             try:
                 messages = self._client.receive_message(
@@ -153,7 +153,7 @@ class SqsEventSource(EventSource):
                 self._deliveries.submit(self._deliver, messages)
             else:
                 self._slots.release()
-                self._stopping.wait(self._idle_poll_s)
+                self._stopping.wait(IDLE_POLL_S)
 
     def _deliver(self, messages: list[dict[str, Any]]) -> None:
         records = [lambda_sqs_record(message, self.source_arn) for message in messages]

@@ -4,6 +4,7 @@ mapping (filter, batches, retries, bisecting, the on-failure destination)."""
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import time
 import uuid
@@ -115,6 +116,10 @@ class _ShardWork:
     pending: deque[dict[str, Any]] = field(default_factory=deque)
     waiting_since: float | None = None  # when the oldest pending record was read
     batches: deque[_Batch] = field(default_factory=deque)  # the one being delivered first
+
+
+def _created(record: dict[str, Any]) -> int:
+    return int(record["dynamodb"]["ApproximateCreationDateTime"])
 
 
 def _iso(moment: float, fraction: bool = True) -> str:
@@ -238,18 +243,11 @@ class DynamoDBStreamSource(EventSource):
             return False
         if self.max_record_age_s >= 0:
             oldest_allowed = time.time() - self.max_record_age_s
-            created = [record["dynamodb"].get("ApproximateCreationDateTime") for record in batch.records]
-            expired = next(
-                (
-                    i
-                    for i, at in enumerate(created)
-                    if not isinstance(at, int | float) or at >= oldest_allowed
-                ),
-                len(created),
-            )
+            records = batch.records
+            expired = sum(1 for _ in itertools.takewhile(lambda r: _created(r) < oldest_allowed, records))
             if expired:
-                self._give_up(shard_id, _Batch(batch.records[:expired]), "RecordAgeExceeded")
-                batch.records = batch.records[expired:]
+                self._give_up(shard_id, _Batch(records[:expired]), "RecordAgeExceeded")
+                batch.records = records[expired:]
                 if not batch.records:
                     work.batches.popleft()
                     return True
@@ -294,12 +292,6 @@ class DynamoDBStreamSource(EventSource):
             response = {"statusCode": 200, "executedVersion": "$LATEST"}
             if batch.function_error:
                 response["functionError"] = "Unhandled"
-        arrivals = [
-            _iso(d["ApproximateCreationDateTime"], False)
-            if isinstance(d.get("ApproximateCreationDateTime"), int | float)
-            else None
-            for d in (first, last)
-        ]
         message = {
             "requestContext": {
                 "requestId": str(uuid.uuid4()),
@@ -314,8 +306,8 @@ class DynamoDBStreamSource(EventSource):
                 "shardId": shard_id,
                 "startSequenceNumber": first["SequenceNumber"],
                 "endSequenceNumber": last["SequenceNumber"],
-                "approximateArrivalOfFirstRecord": arrivals[0],
-                "approximateArrivalOfLastRecord": arrivals[1],
+                "approximateArrivalOfFirstRecord": _iso(first["ApproximateCreationDateTime"], False),
+                "approximateArrivalOfLastRecord": _iso(last["ApproximateCreationDateTime"], False),
                 "batchSize": len(batch.records),
                 "streamArn": self.source_arn,
             },

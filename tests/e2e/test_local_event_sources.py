@@ -98,7 +98,7 @@ def consumer(stack, queues, tmp_path):
         },
     }
     local = Stack(template, {})
-    with LocalApiGateway(local, {}, pool_size=2, warm=1, log_dir=tmp_path / "logs") as gateway:
+    with LocalApiGateway(local, {}, pool_size=2, log_dir=tmp_path / "logs") as gateway:
         assert gateway.wait_ready(30)
         (source,) = sqs_event_sources(local, gateway, sqs, default_concurrency=2)
         source.start()
@@ -252,7 +252,7 @@ def stream_consumer(stack, stream_table, tmp_path):
     }
     local = Stack(template, {})
     # A DynamoDB-only function still gets instances from the gateway.
-    with LocalApiGateway(local, {}, pool_size=1, warm=1, log_dir=tmp_path / "logs") as gateway:
+    with LocalApiGateway(local, {}, pool_size=1, log_dir=tmp_path / "logs") as gateway:
         assert gateway.wait_ready(30)
         (source,) = dynamodb_event_sources(local, gateway, stack.aws_client, retry_delay_s=0.1)
         source.start()

@@ -21,7 +21,9 @@ from openapi_spec_validator import validate as validate_spec
 from pydantic import BaseModel, ConfigDict
 
 from devstack import fuzz_hooks
-from devstack.gateway import (
+from devstack.load import FAST_FUNCTION_ENV, FAST_PARAMETERS
+from devstack.processes import eventually, local_http
+from devstack.proxy import (
     FUNCTION_ERROR,
     INVALID_API_KEY,
     INVOKE_REJECTED,
@@ -29,8 +31,6 @@ from devstack.gateway import (
     TOO_LARGE,
     GatewayResponses,
 )
-from devstack.load import FAST_FUNCTION_ENV, FAST_PARAMETERS
-from devstack.processes import eventually, local_http
 from devstack.stack import DevStack, aws_environment
 from devstack.template import ROOT, Stack, load_template, secret_value
 from sora_relay.domain import errors
