@@ -67,7 +67,7 @@ class LocalApiGateway:
     """The API of one template on 127.0.0.1; `url` is the stage URL (like the ApiUrl output).
 
     Logs go to `log_dir` (a file per function, gateway.log for failures, api-access.log with one
-    JSON line per request), or to stderr with `console_logs` or without a log_dir.
+    JSON line per request), or without a log_dir to stderr.
     """
 
     def __init__(
@@ -79,7 +79,6 @@ class LocalApiGateway:
         environment: Mapping[str, str] | None = None,
         pool_size: int = 4,
         log_dir: Path | None = None,
-        console_logs: bool = False,
         max_body_bytes: int = MAX_BODY_BYTES,
         acquire_timeout_s: float = ACQUIRE_TIMEOUT_S,
     ) -> None:
@@ -87,7 +86,7 @@ class LocalApiGateway:
         self.api_keys = dict(api_keys)  # key value -> key id
         self.max_body_bytes = max_body_bytes
         self.acquire_timeout_s = acquire_timeout_s  # at most the function's Timeout
-        self.log_dir = None if console_logs else log_dir
+        self.log_dir = log_dir
         self._environment = dict(environment or {})
         self._pool_size = pool_size
         apis = [
@@ -231,20 +230,10 @@ class LocalApiGateway:
         forwarded.append(("X-Forwarded-Proto", "http"))
         present = {name.lower() for name, _ in headers}
         headers += [(name, value) for name, value in forwarded if name.lower() not in present]
+        identity = {"apiKey": key, "apiKeyId": record["apiKeyId"], "sourceIp": request.client_address[0]}
+        context = {"stage": self.stage, "domainName": self.domain_name, "requestId": record["requestId"]}
         event = proxy.build_event(
-            route,
-            request.command,
-            path,
-            params,
-            query,
-            headers,
-            body,
-            stage=self.stage,
-            domain_name=self.domain_name,
-            source_ip=request.client_address[0],
-            request_id=record["requestId"],
-            api_key=key,
-            api_key_id=record["apiKeyId"],
+            route, request.command, path, params, query, headers, body, {**context, "identity": identity}
         )
         invoked = time.monotonic()
         try:

@@ -76,21 +76,18 @@ def build_event(
     query: str,
     headers: list[tuple[str, str]],
     body: bytes,
-    *,
-    stage: str,
-    domain_name: str,
-    source_ip: str,
-    request_id: str,
-    api_key: str | None,
-    api_key_id: str | None,
+    context: dict[str, Any],
 ) -> dict[str, Any]:
-    """A REST API (v1) Lambda proxy event, shaped like events/*.json."""
+    """A REST API (v1) Lambda proxy event, shaped like events/*.json. `context` has the parts of
+    its requestContext that the gateway knows: stage, domainName, requestId and the identity
+    (apiKey, apiKeyId, sourceIp)."""
     single_headers, multi_headers = _single_and_multi(headers)
     single_query, multi_query = _single_and_multi(parse_qsl(query, keep_blank_values=True))
     try:
         text, encoded = (body.decode() if body else None), False
     except UnicodeDecodeError:  # binary media types are not configured: base64, as API Gateway does
         text, encoded = base64.b64encode(body).decode(), True
+    identity = {**context["identity"], "userAgent": header(headers, "user-agent")}
     return {
         "resource": route.path,
         "path": path,
@@ -102,22 +99,15 @@ def build_event(
         "pathParameters": path_parameters or None,
         "stageVariables": None,
         "requestContext": {
+            **context,
             "resourcePath": route.path,
             "httpMethod": method,
-            "path": f"/{stage}{path}",
-            "stage": stage,
+            "path": f"/{context['stage']}{path}",
             "accountId": ACCOUNT,
             "apiId": API_ID,
             "protocol": "HTTP/1.1",
-            "domainName": domain_name,
-            "requestId": request_id,
             "requestTimeEpoch": int(time.time() * 1000),
-            "identity": {
-                "apiKey": api_key,
-                "apiKeyId": api_key_id,
-                "sourceIp": source_ip,
-                "userAgent": header(headers, "user-agent"),
-            },
+            "identity": identity,
         },
         "body": text,
         "isBase64Encoded": encoded,

@@ -145,9 +145,8 @@ class WebhookReceiver:
                 )
             return next(delivery for delivery in self._deliveries if delivery.video_id == video_id)
 
-    def verify(self, delivery: Delivery, secret: str | None = None) -> Any:
+    def verify(self, delivery: Delivery) -> Any:
         """The event, verified with standardwebhooks; raises WebhookVerificationError if forged."""
-        key = secret or self.secret
-        if not key:
+        if not self.secret:
             raise ValueError("no webhook secret to verify with")
-        return Webhook(key).verify(delivery.body, delivery.headers)
+        return Webhook(self.secret).verify(delivery.body, delivery.headers)

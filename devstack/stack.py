@@ -27,6 +27,7 @@ import subprocess
 import threading
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -67,6 +68,7 @@ def _key_id() -> str:
     return _token(10, string.ascii_lowercase + string.digits)  # shaped like API Gateway's ("a1b2c3d4e5")
 
 
+@dataclass(kw_only=True, eq=False)
 class DevStack:
     """moto + simulator + gateway + event sources on 127.0.0.1; a context manager.
 
@@ -86,41 +88,27 @@ class DevStack:
     makes through aws_client(), by (label, service, operation).
     """
 
-    def __init__(
-        self,
-        *,
-        moto_port: int = 4566,
-        simulator_port: int = 8701,
-        gateway_port: int = 3000,
-        callback_delay: float = 1.0,
-        late_callback_delay: float = 6.0,
-        workers: int = 4,
-        log_dir: Path | None = DEFAULT_LOG_DIR,
-        console_logs: bool = False,
-        function_env: Mapping[str, str] | None = None,
-        parameters: Mapping[str, str] | None = None,
-        prefix: str = "sora-relay-local",
-        schedule_interval_s: float | None = None,
-        aws_faults: bool = False,
-        aws_fault_rate: float = 0.0,
-        moto_profile: Path | None = None,
-        acquire_timeout_s: float = ACQUIRE_TIMEOUT_S,
-    ) -> None:
-        self.moto_port, self.simulator_port, self.gateway_port = moto_port, simulator_port, gateway_port
-        self.callback_delay, self.late_callback_delay = callback_delay, late_callback_delay
-        self.workers = workers
-        self.log_dir = log_dir
-        self.console_logs = console_logs
-        self.function_env = dict(function_env or {})  # overrides on top of the template's
-        self.parameters = dict(parameters or {})  # template parameter values
-        self.prefix = prefix
-        self.schedule_interval_s = schedule_interval_s
-        self.aws_faults = aws_faults or aws_fault_rate > 0
-        self.aws_fault_rate = aws_fault_rate
-        self.moto_profile = moto_profile
-        self.acquire_timeout_s = acquire_timeout_s
-        self.api_calls: Counter[tuple[str, str, str]] = Counter()
+    moto_port: int = 4566
+    simulator_port: int = 8701
+    gateway_port: int = 3000
+    callback_delay: float = 1.0
+    late_callback_delay: float = 6.0
+    workers: int = 4
+    log_dir: Path | None = DEFAULT_LOG_DIR
+    console_logs: bool = False
+    function_env: dict[str, str] = field(default_factory=dict)  # overrides on top of the template's
+    parameters: dict[str, str] = field(default_factory=dict)  # template parameter values
+    prefix: str = "sora-relay-local"
+    schedule_interval_s: float | None = None
+    aws_faults: bool = False
+    aws_fault_rate: float = 0.0
+    moto_profile: Path | None = None
+    acquire_timeout_s: float = ACQUIRE_TIMEOUT_S
 
+    def __post_init__(self) -> None:
+        self.function_env, self.parameters = dict(self.function_env), dict(self.parameters)
+        self.aws_faults = self.aws_faults or self.aws_fault_rate > 0
+        self.api_calls: Counter[tuple[str, str, str]] = Counter()
         self.api_key, self.api_key_id = _token(40), _key_id()
         self.other_api_key, self.other_api_key_id = _token(40), _key_id()
         self.provider_api_key = _token(48)
@@ -290,8 +278,7 @@ class DevStack:
             port=free_port(self.gateway_port) if self.gateway_port else 0,
             environment=environment,
             pool_size=self.workers,
-            log_dir=self.log_dir,
-            console_logs=self.console_logs,
+            log_dir=None if self.console_logs else self.log_dir,  # None: the console
             acquire_timeout_s=self.acquire_timeout_s,
         )
         if not self.parameters.get("PublicBaseUrl"):

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from devstack.event_sources.base import EventSource, Invoke, _log, failed_ids, template_events
@@ -96,6 +97,7 @@ def tap_event_buses(sqs: Any, events: Any, buses: list[str], name: str, pattern:
     return str(url)
 
 
+@dataclass(kw_only=True, eq=False)
 class SqsEventSource(EventSource):
     """Lambda's SQS event source mapping, locally: polls a moto queue and invokes the function.
 
@@ -107,27 +109,24 @@ class SqsEventSource(EventSource):
     """
 
     kind = "sqs"
+    function_id: str
+    queue_url: str
+    queue_arn: str
+    invoke: Invoke
+    client: Any
+    batch_size: int = 10
+    concurrency: int = 2
+    report_failures: bool = False
 
-    def __init__(
-        self,
-        *,
-        function_id: str,
-        queue_url: str,
-        queue_arn: str,
-        invoke: Invoke,
-        client: Any,
-        batch_size: int = 10,
-        concurrency: int = 2,
-        report_failures: bool = False,
-    ) -> None:
-        super().__init__(function_id, queue_arn, f"{queue_arn.rsplit(':', 1)[-1]} -> {function_id}")
-        self.queue_url = queue_url
-        self._invoke = invoke
-        self._client = client
-        self._batch_size = max(1, min(batch_size, 10))  # one ReceiveMessage returns at most 10
-        self._slots = threading.BoundedSemaphore(max(1, concurrency))
-        self._deliveries = ThreadPoolExecutor(max(1, concurrency), thread_name_prefix=f"sqs-{function_id}")
-        self._report_failures = report_failures
+    def __post_init__(self) -> None:
+        super().__init__(
+            self.function_id, self.queue_arn, f"{self.queue_arn.rsplit(':', 1)[-1]} -> {self.function_id}"
+        )
+        self.batch_size = max(1, min(self.batch_size, 10))  # one ReceiveMessage returns at most 10
+        self._slots = threading.BoundedSemaphore(max(1, self.concurrency))
+        self._deliveries = ThreadPoolExecutor(
+            max(1, self.concurrency), thread_name_prefix=f"sqs-{self.function_id}"
+        )
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop polling and wait for the invocations in flight (each bounded by its Timeout)."""
@@ -139,9 +138,9 @@ class SqsEventSource(EventSource):
             if not self._slots.acquire(timeout=IDLE_POLL_S):
                 continue
             try:
-                messages = self._client.receive_message(
+                messages = self.client.receive_message(
                     QueueUrl=self.queue_url,
-                    MaxNumberOfMessages=self._batch_size,
+                    MaxNumberOfMessages=self.batch_size,
                     AttributeNames=["All"],
                     MessageAttributeNames=["All"],
                 ).get("Messages", [])
@@ -158,8 +157,8 @@ class SqsEventSource(EventSource):
     def _deliver(self, messages: list[dict[str, Any]]) -> None:
         records = [lambda_sqs_record(message, self.source_arn) for message in messages]
         try:
-            result = self._invoke({"Records": records})
-            delete_done(self._client, self.queue_url, records, result if self._report_failures else None)
+            result = self.invoke({"Records": records})
+            delete_done(self.client, self.queue_url, records, result if self.report_failures else None)
         except InvocationFailed:
             pass  # nothing deleted: the batch comes back after its visibility timeout
         except Exception as error:  # a failed delete only means a redelivery, as on AWS

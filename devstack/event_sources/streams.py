@@ -128,6 +128,7 @@ def _iso(moment: float, fraction: bool = True) -> str:
     )
 
 
+@dataclass(kw_only=True, eq=False)
 class DynamoDBStreamSource(EventSource):
     """Lambda's DynamoDB stream event source mapping, locally, over a StreamReader.
 
@@ -143,40 +144,26 @@ class DynamoDBStreamSource(EventSource):
     """
 
     kind = "dynamodb"
+    function_id: str
+    reader: StreamReader
+    invoke: Invoke
+    filters: list[Any] = field(default_factory=list)  # patterns, as dicts or JSON strings
+    batch_size: int = 100
+    batching_window_s: float = 0.0
+    bisect_on_error: bool = False
+    max_retry_attempts: int = -1
+    max_record_age_s: float = -1
+    report_failures: bool = False
+    on_failure: Callable[[dict[str, Any]], None] | None = None
+    retry_delay_s: float = 0.5
+    idle_poll_s: float = 0.25  # Lambda polls a shard four times a second
+    clock: Callable[[], float] = time.monotonic
 
-    def __init__(
-        self,
-        *,
-        function_id: str,
-        reader: StreamReader,
-        invoke: Invoke,
-        filters: Iterable[str | Mapping[str, Any]] | None = None,
-        batch_size: int = 100,
-        batching_window_s: float = 0.0,
-        bisect_on_error: bool = False,
-        max_retry_attempts: int = -1,
-        max_record_age_s: float = -1,
-        report_failures: bool = False,
-        on_failure: Callable[[dict[str, Any]], None] | None = None,
-        retry_delay_s: float = 0.5,
-        idle_poll_s: float = 0.25,  # Lambda polls a shard four times a second
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        table = reader.stream_arn.split(":table/", 1)[-1].split("/", 1)[0]
-        super().__init__(function_id, reader.stream_arn, f"{table} stream -> {function_id}")
-        self.reader = reader
-        self._invoke = invoke
-        self.filters = [json.loads(item) if isinstance(item, str) else item for item in filters or ()]
-        self.batch_size = max(1, min(int(batch_size), 10_000))
-        self.batching_window_s = max(0.0, float(batching_window_s))
-        self.bisect_on_error = bisect_on_error
-        self.max_retry_attempts = int(max_retry_attempts)
-        self.max_record_age_s = float(max_record_age_s)
-        self.report_failures = report_failures
-        self.on_failure = on_failure
-        self.retry_delay_s = retry_delay_s
-        self.idle_poll_s = idle_poll_s
-        self._clock = clock
+    def __post_init__(self) -> None:
+        table = self.reader.stream_arn.split(":table/", 1)[-1].split("/", 1)[0]
+        super().__init__(self.function_id, self.reader.stream_arn, f"{table} stream -> {self.function_id}")
+        self.filters = [json.loads(item) if isinstance(item, str) else item for item in self.filters]
+        self.batch_size = max(1, min(self.batch_size, 10_000))
         self._shards: dict[str, _ShardWork] = {}
         # What happened so far (for tests and the curious).
         self.invocations = 0
@@ -205,7 +192,7 @@ class DynamoDBStreamSource(EventSource):
             self.dropped += len(records) - len(kept)
             work = self._shards.setdefault(shard_id, _ShardWork())
             if kept and work.waiting_since is None:
-                work.waiting_since = self._clock()
+                work.waiting_since = self.clock()
             work.pending.extend(kept)
         for shard_id, work in list(self._shards.items()):
             if self._stopping.is_set() and self._thread is not None:
@@ -220,15 +207,15 @@ class DynamoDBStreamSource(EventSource):
     def drain(self, timeout_s: float = 10.0) -> None:
         """Poll in this thread until everything the stream has now is delivered or given up
         (retry delays are waited out; the batching window is not). TimeoutError past `timeout_s`."""
-        deadline = self._clock() + timeout_s
+        deadline = self.clock() + timeout_s
         while (busy := self.poll_once(flush=True)) or not self.idle():
-            if self._clock() > deadline:
+            if self.clock() > deadline:
                 raise TimeoutError(f"{self.function_id}: the stream did not drain in {timeout_s:g}s")
             if not busy:
                 time.sleep(min(0.05, max(self.retry_delay_s, 0.001)))
 
     def _step(self, shard_id: str, work: _ShardWork, *, flush: bool) -> bool:
-        now = self._clock()
+        now = self.clock()
         if not work.batches:
             waited = now - (work.waiting_since or now)
             if not work.pending or not (
@@ -259,7 +246,7 @@ class DynamoDBStreamSource(EventSource):
         self.invocations += 1
         sequence = [record["dynamodb"]["SequenceNumber"] for record in batch.records]
         try:
-            result = self._invoke({"Records": list(batch.records)})
+            result = self.invoke({"Records": list(batch.records)})
         except Exception as error:  # InvocationFailed, or whatever a test's callable raises
             if not isinstance(error, InvocationFailed):
                 _log("ddb", f"{self.function_id}: invocation raised {type(error).__name__}: {error}")
@@ -272,7 +259,7 @@ class DynamoDBStreamSource(EventSource):
             self.delivered += len(batch.records)
         elif function_error and self.bisect_on_error and len(batch.records) > 1:
             work.batches.popleft()
-            middle, retry_at = len(batch.records) // 2, self._clock() + self.retry_delay_s
+            middle, retry_at = len(batch.records) // 2, self.clock() + self.retry_delay_s
             for records in (batch.records[middle:], batch.records[:middle]):
                 work.batches.appendleft(_Batch(records, batch.attempts, batch.invocations, retry_at, True))
         else:
@@ -280,7 +267,7 @@ class DynamoDBStreamSource(EventSource):
             batch.records = batch.records[failed_from:]
             batch.attempts += 1
             batch.function_error = function_error
-            batch.not_before = self._clock() + self.retry_delay_s
+            batch.not_before = self.clock() + self.retry_delay_s
             if 0 <= self.max_retry_attempts < batch.attempts:
                 work.batches.popleft()
                 self._give_up(shard_id, batch, "RetryAttemptsExhausted")

@@ -9,6 +9,7 @@ the schedule and the event bus tap are checked on a running DevStack.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import textwrap
 import uuid
@@ -65,42 +66,39 @@ def queues(stack):
     return sqs, url, arn, dlq_url
 
 
+@contextlib.contextmanager
+def stand_in(tmp_path, code: str, event_type: str, properties: dict, pool_size: int = 2):
+    """A one-function template (`code` as its handler, OUT its output file) behind one event, on a
+    gateway of its own; yields (gateway, the output file)."""
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "app.py").write_text(textwrap.dedent(code))
+    out = tmp_path / "out.jsonl"
+    out.touch()
+    function = {
+        "Type": "AWS::Serverless::Function",
+        "Properties": {
+            "CodeUri": str(tmp_path / "code"),
+            "Handler": "app.lambda_handler",
+            "Timeout": 5,
+            "Environment": {"Variables": {"OUT": str(out)}},
+            "Events": {"Trigger": {"Type": event_type, "Properties": properties}},
+        },
+    }
+    # A function triggered by a queue or a stream only still gets instances from the gateway.
+    local = Stack({"Resources": {"StandInFunction": function}}, {})
+    with LocalApiGateway(local, {}, pool_size=pool_size, log_dir=tmp_path / "logs") as gateway:
+        assert gateway.wait_ready(30)
+        yield gateway, out
+
+
 @pytest.fixture
 def consumer(stack, queues, tmp_path):
     """The stand-in function behind an SQS event with ReportBatchItemFailures; yields its output file."""
     sqs, _, arn, _ = queues
-    code = tmp_path / "consumer"
-    code.mkdir()
-    (code / "app.py").write_text(textwrap.dedent(CONSUMER))
-    out = tmp_path / "records.jsonl"
-    out.touch()
-    template = {
-        "Globals": {"Function": {"Handler": "app.lambda_handler", "Timeout": 5}},
-        "Resources": {
-            "ConsumerFunction": {
-                "Type": "AWS::Serverless::Function",
-                "Properties": {
-                    "CodeUri": str(code),
-                    "Environment": {"Variables": {"OUT": str(out)}},
-                    "Events": {
-                        "Queue": {
-                            "Type": "SQS",
-                            "Properties": {
-                                "Queue": arn,
-                                "BatchSize": 5,
-                                "FunctionResponseTypes": ["ReportBatchItemFailures"],
-                                "ScalingConfig": {"MaximumConcurrency": 2},
-                            },
-                        }
-                    },
-                },
-            }
-        },
-    }
-    local = Stack(template, {})
-    with LocalApiGateway(local, {}, pool_size=2, log_dir=tmp_path / "logs") as gateway:
-        assert gateway.wait_ready(30)
-        (source,) = sqs_event_sources(local, gateway, sqs, default_concurrency=2)
+    properties = {"Queue": arn, "BatchSize": 5, "FunctionResponseTypes": ["ReportBatchItemFailures"]}
+    properties["ScalingConfig"] = {"MaximumConcurrency": 2}
+    with stand_in(tmp_path, CONSUMER, "SQS", properties) as (gateway, out):
+        (source,) = sqs_event_sources(gateway.stack, gateway, sqs, default_concurrency=2)
         source.start()
         try:
             yield out, gateway
@@ -217,44 +215,19 @@ def stream_table(stack):
 def stream_consumer(stack, stream_table, tmp_path):
     """The stand-in function behind a `Type: DynamoDB` event shaped like TaskEventsFunction's."""
     _, _, stream_arn, _, _, dlq_arn = stream_table
-    code = tmp_path / "stream_consumer"
-    code.mkdir()
-    (code / "app.py").write_text(textwrap.dedent(STREAM_CONSUMER))
-    out = tmp_path / "batches.jsonl"
-    out.touch()
-    template = {
-        "Globals": {"Function": {"Handler": "app.lambda_handler", "Timeout": 5}},
-        "Resources": {
-            "StreamConsumerFunction": {
-                "Type": "AWS::Serverless::Function",
-                "Properties": {
-                    "CodeUri": str(code),
-                    "Environment": {"Variables": {"OUT": str(out)}},
-                    "Events": {
-                        "Changes": {
-                            "Type": "DynamoDB",
-                            "Properties": {
-                                "Stream": stream_arn,
-                                "StartingPosition": "TRIM_HORIZON",
-                                "BatchSize": 10,
-                                "MaximumBatchingWindowInSeconds": 1,
-                                "BisectBatchOnFunctionError": True,
-                                "MaximumRetryAttempts": 1,
-                                "FunctionResponseTypes": ["ReportBatchItemFailures"],
-                                "DestinationConfig": {"OnFailure": {"Type": "SQS", "Destination": dlq_arn}},
-                                "FilterCriteria": {"Filters": [{"Pattern": STREAM_FILTER}]},
-                            },
-                        }
-                    },
-                },
-            }
-        },
+    properties = {
+        "Stream": stream_arn,
+        "StartingPosition": "TRIM_HORIZON",
+        "BatchSize": 10,
+        "MaximumBatchingWindowInSeconds": 1,
+        "BisectBatchOnFunctionError": True,
+        "MaximumRetryAttempts": 1,
+        "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        "DestinationConfig": {"OnFailure": {"Type": "SQS", "Destination": dlq_arn}},
+        "FilterCriteria": {"Filters": [{"Pattern": STREAM_FILTER}]},
     }
-    local = Stack(template, {})
-    # A DynamoDB-only function still gets instances from the gateway.
-    with LocalApiGateway(local, {}, pool_size=1, log_dir=tmp_path / "logs") as gateway:
-        assert gateway.wait_ready(30)
-        (source,) = dynamodb_event_sources(local, gateway, stack.aws_client, retry_delay_s=0.1)
+    with stand_in(tmp_path, STREAM_CONSUMER, "DynamoDB", properties, pool_size=1) as (gateway, out):
+        (source,) = dynamodb_event_sources(gateway.stack, gateway, stack.aws_client, retry_delay_s=0.1)
         source.start()
         try:
             yield out, source
