@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 from unittest import mock
 
 from devstack.template import REGION
@@ -55,6 +55,14 @@ def aws_environment(endpoint_url: str) -> Iterator[None]:
             yield
         finally:
             boto3.DEFAULT_SESSION = saved_session
+
+
+def moto_client(service: str, endpoint_url: str) -> Any:
+    """A boto3 client for moto: fake credentials, an explicit endpoint, no global state."""
+    import boto3
+
+    session = boto3.session.Session("testing", "testing", region_name=REGION)
+    return session.client(service, endpoint_url=endpoint_url)
 
 
 def free_port(preferred: int = 0, host: str = HOST) -> int:

@@ -130,13 +130,10 @@ class LoadReport:
 
     @property
     def ok(self) -> bool:
-        problems = (
-            self.unexpected,
-            self.sha256_mismatches,
-            self.webhook_undelivered,
-            self.webhook_id_mismatches,
+        lists = (
+            self.unexpected + self.sha256_mismatches + self.webhook_undelivered + self.webhook_id_mismatches
         )
-        return not (self.lost or self.duplicates or self.rejected or any(problems))
+        return not (self.lost or self.duplicates or self.rejected or lists)
 
     def lines(self) -> list[str]:
         reasons = ", ".join(f"{code} {count}" for code, count in sorted(self.failed_reasons.items())) or "-"

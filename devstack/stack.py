@@ -31,13 +31,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-import boto3
 from boto3.dynamodb.types import TypeDeserializer
 
 from devstack.chaos import Chaos
 from devstack.event_sources import EventSource, build_event_sources
 from devstack.event_sources.sqs import drain_queue, peek_queue, tap_event_buses
-from devstack.fake_aws import FAKE_AWS, HOST, aws_environment, free_port, start_moto
+from devstack.fake_aws import FAKE_AWS, HOST, aws_environment, free_port, moto_client, start_moto
 
 # Tests and benchmarks reach moto's server through here too.
 from devstack.fake_aws import moto_server as moto_server
@@ -46,7 +45,7 @@ from devstack.functions import ACQUIRE_TIMEOUT_S
 from devstack.gateway import LocalApiGateway
 from devstack.processes import stop_process
 from devstack.simulator import ProviderSimulator, SimulatorConfig
-from devstack.template import REGION, ROOT, Stack, provision, secret_value
+from devstack.template import ROOT, Stack, provision, secret_value
 
 DEFAULT_LOG_DIR = ROOT / ".devstack" / "logs"
 STARTUP_TIMEOUT_S = 60.0
@@ -143,12 +142,7 @@ class DevStack:
     def aws_client(self, service: str, *, label: str = "local") -> Any:
         """A boto3 client for moto (fake credentials, explicit endpoint: no global state). Its
         calls are counted in `api_calls` under `label` ("event-sources" for the stack's pollers)."""
-        session = boto3.session.Session(
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",  # noqa: S106
-            region_name=REGION,
-        )
-        client = session.client(service, endpoint_url=self.moto_url)
+        client = moto_client(service, self.moto_url)
         client.meta.events.register("before-call", functools.partial(self._count_call, label))
         return client
 

@@ -245,12 +245,16 @@ def test_stream_records_are_filtered_batched_bisected_and_dead_lettered(
     dynamodb, table, stream_arn, sqs, dlq_url, _ = stream_table
     out, source = stream_consumer
 
-    def put(key: str, kind: str) -> None:
-        dynamodb.put_item(TableName=table, Item={"pk": {"S": key}, "kind": {"S": kind}})
-
-    for key in ("a", "b", "poison", "c"):
-        put(key, "task")
-    put("skip", "ignored")  # filtered out
+    # One request, so the records reach the stream within the batching window on a busy machine
+    items = [
+        ("a", "task"),
+        ("b", "task"),
+        ("poison", "task"),
+        ("c", "task"),
+        ("skip", "ignored"),
+    ]  # skip: filtered
+    requests = [{"PutRequest": {"Item": {"pk": {"S": key}, "kind": {"S": kind}}}} for key, kind in items]
+    dynamodb.batch_write_item(RequestItems={table: requests})
     dynamodb.update_item(  # a MODIFY: filtered out
         TableName=table,
         Key={"pk": {"S": "a"}},
