@@ -45,24 +45,6 @@ MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 LOCAL_EVENT_TYPES = frozenset({"Api", "SQS", "DynamoDB", "Schedule", "ScheduleV2"})
 
 
-class _Server(QuietHTTPServer):
-    gateway: LocalApiGateway
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"  # keep-alive, as clients of the real API expect
-    server_version, sys_version = "local-api-gateway", ""
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # the gateway writes its own access log
-
-    def do_GET(self) -> None:
-        self.server.gateway.handle(self)
-
-    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
-
-
 class LocalApiGateway:
     """The API of one template on 127.0.0.1; `url` is the stage URL (like the ApiUrl output).
 
@@ -99,8 +81,7 @@ class LocalApiGateway:
         self.responses = proxy.GatewayResponses(api.get("GatewayResponses"))
         # Literal routes before parameterised ones, as API Gateway matches them.
         self.routes = sorted(stack.routes(), key=lambda route: route.path.count("{"))
-        self._server = _Server(("127.0.0.1", port), _Handler)
-        self._server.gateway = self
+        self._server = QuietHTTPServer(self, port)
         self.pools: dict[str, FunctionPool] = {}
 
     @property
@@ -181,7 +162,7 @@ class LocalApiGateway:
 
     # -- one request --
 
-    def handle(self, request: _Handler) -> None:
+    def handle(self, request: BaseHTTPRequestHandler) -> None:
         started = time.monotonic()
         record = {
             "requestId": str(uuid.uuid4()),
@@ -209,7 +190,7 @@ class LocalApiGateway:
         record["responseLatency"] = round((time.monotonic() - started) * 1000)
         self._log("api-access", json.dumps(record))
 
-    def _answer(self, request: _Handler, record: dict[str, Any]) -> proxy.HttpAnswer:
+    def _answer(self, request: BaseHTTPRequestHandler, record: dict[str, Any]) -> proxy.HttpAnswer:
         raw_path, _, query = request.path.partition("?")
         body = _read_body(request, self.max_body_bytes)
         if body is None:
@@ -261,7 +242,7 @@ class LocalApiGateway:
         return None
 
 
-def _read_body(request: _Handler, limit: int) -> bytes | None:
+def _read_body(request: BaseHTTPRequestHandler, limit: int) -> bytes | None:
     """The request body, or None when it is over `limit`: then it is read and dropped (up to a
     bound) so that the client sees the 413 rather than a reset connection."""
     if "chunked" in (request.headers.get("Transfer-Encoding") or "").lower():

@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from http.server import ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
 import httpx
@@ -54,14 +54,33 @@ def stop_process(process: subprocess.Popen[Any], grace_s: float = 5.0, *, termin
             process.wait()
 
 
+class _Dispatch(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as clients of the real services expect
+    server_version, sys_version = "devstack", ""
+    server: QuietHTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # each server keeps its own log
+
+    def do_GET(self) -> None:
+        self.server.owner.handle(self)
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
+
+
 class QuietHTTPServer(ThreadingHTTPServer):
-    """A threading HTTP server that does not report clients dropping kept-alive connections."""
+    """A threading HTTP server on 127.0.0.1 that hands every request to `owner.handle(request)`
+    (a BaseHTTPRequestHandler) and does not report clients dropping kept-alive connections."""
 
     daemon_threads = True
     # socketserver's default listen backlog is 5: a burst of clients connecting at once (the load
     # run opens 300) would be refused by the kernel before a thread could take them.
     request_queue_size = 1024
     _thread: threading.Thread | None = None
+
+    def __init__(self, owner: Any, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _Dispatch)
+        self.owner = owner
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if not isinstance(sys.exc_info()[1], ConnectionResetError | BrokenPipeError):

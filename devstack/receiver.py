@@ -53,38 +53,12 @@ class Delivery:
             return None
 
 
-class _Server(QuietHTTPServer):
-    receiver: WebhookReceiver
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-    server_version = "webhook-receiver"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        status = self.server.receiver._record(
-            self.path, {k.lower(): v for k, v in self.headers.items()}, body
-        )
-        payload = json.dumps({"received": status < 300}).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-
 class WebhookReceiver:
     """Records webhook deliveries on 127.0.0.1, on a free port."""
 
     def __init__(self, secret: str | None = None) -> None:
         self.secret = secret
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.receiver = self
+        self._server = QuietHTTPServer(self)
         self._cond = threading.Condition()
         self._deliveries: list[Delivery] = []
         self._seen = Counter[tuple[str, str]]()  # deliveries per (path, webhook-id)
@@ -110,6 +84,17 @@ class WebhookReceiver:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+    def handle(self, request: BaseHTTPRequestHandler) -> None:
+        """Record a POST and answer it with the status its callback_url asks for."""
+        body = request.rfile.read(int(request.headers.get("Content-Length") or 0))
+        status = self._record(request.path, {k.lower(): v for k, v in request.headers.items()}, body)
+        payload = json.dumps({"received": status < 300}).encode()
+        request.send_response(status)
+        request.send_header("Content-Type", "application/json")
+        request.send_header("Content-Length", str(len(payload)))
+        request.end_headers()
+        request.wfile.write(payload)
 
     def _record(self, path: str, headers: dict[str, str], body: bytes) -> int:
         query = parse_qs(urlsplit(path).query)

@@ -1,19 +1,16 @@
-"""The whole local stack in one object: moto's server, the provider simulator, the gateway (dev-only).
+"""The whole local stack in one object (dev-only): moto, the provider simulator, the gateway.
 
     with DevStack() as stack:
         print(stack.api_url, stack.api_key)
 
 `start()` starts moto's server as a child process (devstack.fake_aws), the AceDataCloud simulator
-in a thread, provisions template.yaml's tables, bucket, queues, event bus and secrets into moto,
-serves the API on the local gateway, whose function workers talk to moto (AWS_ENDPOINT_URL) and
-to the simulator, and runs the template's other event sources (devstack.event_sources): SQS
-queues and the DynamoDB stream polled into their functions, schedules on timers. `stop()` stops
-everything it started, by process id. Nothing leaves 127.0.0.1 and no real AWS credential is
-read: every process gets fake credentials and no AWS config file.
-
-What the functions publish on the event bus is visible to tests: an "event tap" rule on each bus
-sends every `source: sora-relay` event to the SQS queue `{prefix}-event-tap`, and `bus_events()`
-reads it. `queue_messages()` looks into any of the template's queues (a dead-letter queue, say).
+in a thread, provisions template.yaml's resources into moto, serves the API on the local gateway,
+whose function workers talk to moto (AWS_ENDPOINT_URL) and the simulator, and runs the template's
+other event sources (devstack.event_sources). `stop()` stops everything it started, by process
+id. Nothing leaves 127.0.0.1 and no real AWS credential is read: every process gets fake
+credentials and no AWS config file. What the functions publish on the event bus reaches tests
+through an "event tap" (a rule on each bus sending `source: sora-relay` events to the queue
+`{prefix}-event-tap`, read by `bus_events()`).
 """
 
 from __future__ import annotations
