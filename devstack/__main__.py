@@ -1,5 +1,5 @@
-"""`python -m devstack run` (the local stack until Ctrl-C) and `python -m devstack demo` (one video,
-end to end, checked), dev-only.
+"""`python -m devstack run` (the local stack until Ctrl-C), `demo` (one video, end to end, checked)
+and `load` (many tasks at once with faults on, devstack.load), dev-only.
 """
 
 from __future__ import annotations
@@ -15,17 +15,16 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
+from typing import Any
 
+from devstack.load import FAST_FUNCTION_ENV, FAST_PARAMETERS, FAST_SCHEDULE_SECONDS, LoadRunner
 from devstack.receiver import WebhookReceiver
 from devstack.stack import DEFAULT_LOG_DIR, DevStack
 from devstack.template import ROOT
 
 DEMO_PROMPT = "A paper boat drifting down a rainy street at dusk, cinematic"
-DEMO_DURATION = 4
-DEMO_SIZE = "1280x720"
+DEMO_DURATION, DEMO_SIZE = 4, "1280x720"
 
 
 def _stop_on_signals() -> None:
@@ -35,7 +34,7 @@ def _stop_on_signals() -> None:
     `kill -INT` would leave the stack running.
     """
 
-    def interrupt(signum: int, frame: FrameType | None) -> None:
+    def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -58,18 +57,12 @@ def _relative(path: Path) -> str:
 # -- run -------------------------------------------------------------------------------------------
 
 
-def _show_simulator_log() -> None:
-    # The simulator logs each request and callback; only its logger, not every library's.
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("[simulator] %(message)s"))
-    simulator_log = logging.getLogger("devstack.simulator")
-    simulator_log.addHandler(handler)
-    simulator_log.setLevel(logging.INFO)
-
-
 def run(args: argparse.Namespace) -> int:
-    if args.verbose:
-        _show_simulator_log()
+    if args.verbose:  # the simulator logs each request and callback: its logger, not every library's
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[simulator] %(message)s"))
+        logging.getLogger("devstack.simulator").addHandler(handler)
+        logging.getLogger("devstack.simulator").setLevel(logging.INFO)
     stack = DevStack(
         callback_delay=args.delay,
         late_callback_delay=args.late_delay,
@@ -91,21 +84,10 @@ def _print_banner(stack: DevStack, args: argparse.Namespace) -> None:
     assert stack.simulator is not None
     prompt = "A paper boat drifting down a rainy street at dusk"
     body = json.dumps({"prompt": prompt, "duration": 4, "size": "1280x720"})
-    curl = " ".join(
-        [
-            "curl -sS -X POST",
-            shlex.quote(f"{stack.api_url}/v1/videos"),
-            "-H",
-            shlex.quote(f"x-api-key: {stack.api_key}"),
-            "-H 'content-type: application/json'",
-            "-d",
-            shlex.quote(body),
-        ]
-    )
-    cli = (
-        f"SORA_RELAY_API_URL={shlex.quote(stack.api_url)} SORA_RELAY_API_KEY={shlex.quote(stack.api_key)} "
-        f"sora-relay submit {shlex.quote(prompt)} --wait --out video.mp4"
-    )
+    url, key = shlex.quote(stack.api_url), shlex.quote(stack.api_key)
+    curl = f"curl -sS -X POST {shlex.quote(stack.api_url + '/v1/videos')} -H {shlex.quote('x-api-key: ' + stack.api_key)}"
+    curl += f" -H 'content-type: application/json' -d {shlex.quote(body)}"
+    cli = f"SORA_RELAY_API_URL={url} SORA_RELAY_API_KEY={key} sora-relay submit {shlex.quote(prompt)} --wait --out video.mp4"
     logs = "this console (--verbose)" if args.verbose else f"{_relative(DEFAULT_LOG_DIR)}/"
     consumers = ", ".join(source.description for source in stack.event_sources)
     print(
@@ -166,16 +148,11 @@ def _mcp_configs(stack: DevStack) -> str:
 # -- demo ------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Mp4Info:
-    seconds: float
-    width: int
-    height: int
-    codec: str
-    frames: int
+class DemoFailed(Exception):
+    pass
 
 
-def probe_mp4(path: Path) -> Mp4Info:
+def probe_mp4(path: Path) -> dict[str, Any]:
     """Open the file with PyAV and decode every frame: a real, playable MP4 or an exception."""
     import av  # heavy; only the demo needs it
 
@@ -184,11 +161,13 @@ def probe_mp4(path: Path) -> Mp4Info:
         frames = sum(1 for _ in container.decode(stream))
         seconds = float(container.duration / av.time_base) if container.duration else 0.0
         context = stream.codec_context
-        return Mp4Info(seconds, context.width, context.height, context.name, frames)
-
-
-class DemoFailed(Exception):
-    pass
+        return {
+            "seconds": seconds,
+            "width": context.width,
+            "height": context.height,
+            "codec": context.name,
+            "frames": frames,
+        }
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -203,36 +182,25 @@ def demo(args: argparse.Namespace) -> int:
         print(f"  stack up in {time.monotonic() - started:.1f} s at {stack.api_url}", flush=True)
         with WebhookReceiver(stack.webhook_secret) as receiver:
             summary = _demo_flow(stack, receiver, args.prompt, out)
-    except DemoFailed as failure:
-        print(f"demo FAILED: {failure}", file=sys.stderr)
-        _hint_logs(args)
-        return 1
     except KeyboardInterrupt:
         print("demo interrupted", file=sys.stderr)
         return 130
-    except Exception as error:  # the stack itself did not come up, or broke
-        print(f"demo FAILED: {type(error).__name__}: {error}", file=sys.stderr)
-        _hint_logs(args)
+    except Exception as error:  # DemoFailed, or the stack itself did not come up, or broke
+        detail = str(error) if isinstance(error, DemoFailed) else f"{type(error).__name__}: {error}"
+        print(f"demo FAILED: {detail}", file=sys.stderr)
+        if not args.verbose:
+            print(f"  (function, API and moto logs: {_relative(DEFAULT_LOG_DIR)}/)", file=sys.stderr)
         return 1
     finally:
         stack.stop()
-    for label, value in summary:
+    for label, value in [*summary, ("elapsed", f"{time.monotonic() - started:.1f} s")]:
         print(f"  {label:<9} {value}")
-    print(f"  {'elapsed':<9} {time.monotonic() - started:.1f} s")
     print("demo OK")
     return 0
 
 
-def _hint_logs(args: argparse.Namespace) -> None:
-    if not args.verbose:
-        print(f"  (function, API and moto logs: {_relative(DEFAULT_LOG_DIR)}/)", file=sys.stderr)
-
-
 def _demo_flow(stack: DevStack, receiver: WebhookReceiver, prompt: str, out: Path) -> list[tuple[str, str]]:
-    command = [
-        *cli_command(),
-        "submit",
-        prompt,
+    options = [
         "--duration",
         str(DEMO_DURATION),
         "--size",
@@ -240,19 +208,19 @@ def _demo_flow(stack: DevStack, receiver: WebhookReceiver, prompt: str, out: Pat
         "--callback-url",
         receiver.url,
         "--wait",
-        "--interval",
-        "0.5",
-        "--timeout",
-        "45",
-        "--out",
-        str(out),
-        "--json",
     ]
-    shown = ["sora-relay", *command[len(cli_command()) :]]
-    print(f"  $ {shlex.join(shown)}", flush=True)
+    options += ["--interval", "0.5", "--timeout", "45", "--out", str(out), "--json"]
+    print(f"  $ {shlex.join(['sora-relay', 'submit', prompt, *options])}", flush=True)
     env = {**os.environ, "SORA_RELAY_API_URL": stack.api_url, "SORA_RELAY_API_KEY": stack.api_key}
     try:
-        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
+        done = subprocess.run(
+            [*cli_command(), "submit", prompt, *options],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
     except subprocess.TimeoutExpired as error:
         raise DemoFailed("the CLI did not finish within 60 s") from error
     if done.returncode != 0:
@@ -263,102 +231,54 @@ def _demo_flow(stack: DevStack, receiver: WebhookReceiver, prompt: str, out: Pat
     download = next((line for line in lines if "sha256" in line and "path" in line), None)
     if video is None or download is None:
         raise DemoFailed(f"unexpected CLI output: {done.stdout.strip()[:300]}")
-    video_id = video["id"]
 
     problems: list[str] = []
     if video.get("status") != "completed":
         problems.append(f"status is {video.get('status')}, not completed")
-
     # The file: a real MP4 of the requested shape, byte for byte what the service archived.
     data = out.read_bytes()
     digest = hashlib.sha256(data).hexdigest()
-    item = stack.task_item(video_id) or {}
-    stored = item.get("video_sha256")
-    if digest != stored or digest != download["sha256"]:
-        problems.append(f"sha256 {digest} differs from the stored {stored} or the CLI's {download['sha256']}")
+    item = stack.task_item(video["id"]) or {}
+    if digest != item.get("video_sha256") or digest != download["sha256"]:
+        problems.append(
+            f"sha256 {digest} differs from the stored {item.get('video_sha256')} or the CLI's {download['sha256']}"
+        )
     try:
-        info = probe_mp4(out)
+        mp4 = probe_mp4(out)
     except Exception as error:
         raise DemoFailed(f"{out} is not a playable MP4: {error}") from error
-    width, height = (int(part) for part in DEMO_SIZE.split("x"))
-    if (info.width, info.height) != (width, height) or abs(info.seconds - DEMO_DURATION) > 0.5:
-        problems.append(f"the MP4 is {info.seconds:.2f} s {info.width}x{info.height}, not what was asked")
-
+    shape = f"{mp4['seconds']:.2f} s, {mp4['width']}x{mp4['height']}"
+    if f"{mp4['width']}x{mp4['height']}" != DEMO_SIZE or abs(mp4["seconds"] - DEMO_DURATION) > 0.5:
+        problems.append(f"the MP4 is {shape}, not what was asked")
     # The webhook: delivered, and verifiable by a client with the standardwebhooks library.
     try:
-        delivery = receiver.wait_for_video(video_id, timeout=15)
+        delivery = receiver.wait_for_video(video["id"], timeout=15)
     except TimeoutError as error:
         raise DemoFailed("no webhook arrived within 15 s") from error
     try:
-        event = receiver.verify(delivery)
-        verified = "yes"
+        event, verified = receiver.verify(delivery), "yes"
     except Exception as error:  # standardwebhooks raises its own WebhookVerificationError
         event, verified = {}, f"NO ({error})"
         problems.append(f"the webhook did not verify: {error}")
     if event and event.get("type") != "video.completed":
         problems.append(f"the webhook's event type is {event.get('type')}")
-
     if problems:
         raise DemoFailed("; ".join(problems))
     return [
-        ("task", video_id),
+        ("task", video["id"]),
         ("status", str(video["status"])),
         ("bytes", f"{len(data)} (stored: {item.get('video_bytes')})"),
         ("sha256", f"{digest} (matches DynamoDB: yes)"),
-        ("mp4", f"{info.seconds:.2f} s, {info.width}x{info.height}, {info.codec}, {info.frames} frames"),
+        ("mp4", f"{shape}, {mp4['codec']}, {mp4['frames']} frames"),
         ("webhook", f"{event.get('type')} {delivery.headers.get('webhook-id')}, verified: {verified}"),
         ("file", _relative(out)),
     ]
 
 
-# -- entry point -----------------------------------------------------------------------------------
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m devstack", description="sora-relay's local stack.")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    run_parser = commands.add_parser("run", help="start the local stack and keep it running until Ctrl-C")
-    run_parser.add_argument("--delay", type=float, default=1.0, help="seconds until the provider calls back")
-    run_parser.add_argument(
-        "--late-delay", type=float, default=6.0, help="seconds until a [sim:late-callback] arrives"
-    )
-    run_parser.add_argument("--workers", type=int, default=4, help="instances per function (default 4)")
-    run_parser.add_argument("--verbose", action="store_true", help="function and API logs on the console")
-
-    demo_parser = commands.add_parser("demo", help="generate one video end to end and check everything")
-    demo_parser.add_argument("--prompt", default=DEMO_PROMPT)
-    demo_parser.add_argument("--delay", type=float, default=1.0, help="seconds until the provider calls back")
-    demo_parser.add_argument("--out", default=str(ROOT / ".devstack" / "demo.mp4"), help="where the MP4 goes")
-    demo_parser.add_argument("--verbose", action="store_true", help="function and API logs on the console")
-
-    load_parser = commands.add_parser(
-        "load", help="submit many tasks at once with faults on; print lost, duplicates, throughput"
-    )
-    load_parser.add_argument("--tasks", type=int, default=300)
-    load_parser.add_argument("--concurrency", type=int, default=300, help="submits in flight at once")
-    load_parser.add_argument("--workers", type=int, default=4, help="instances per function (default 4)")
-    load_parser.add_argument(
-        "--aws-fault-rate",
-        type=float,
-        default=0.2,
-        help="share of DynamoDB and S3 calls that fail (0 = off)",
-    )
-    load_parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for every task")
-    load_parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    load_parser.add_argument("--verbose", action="store_true", help="function and API logs on the console")
-    return parser
+# -- load ------------------------------------------------------------------------------------------
 
 
 def load(args: argparse.Namespace) -> int:
-    from devstack.load import (
-        FAST_FUNCTION_ENV,
-        FAST_PARAMETERS,
-        FAST_SCHEDULE_SECONDS,
-        LoadRunner,
-        print_report,
-    )
-
     print(
         f"sora-relay load run: {args.tasks} tasks, {args.concurrency} at once, simulator faults on,"
         f" AWS fault rate {args.aws_fault_rate:g}",
@@ -368,7 +288,6 @@ def load(args: argparse.Namespace) -> int:
         moto_port=0,
         simulator_port=0,
         gateway_port=0,
-        callback_delay=1.0,
         late_callback_delay=3.0,
         workers=args.workers,
         console_logs=args.verbose,
@@ -396,15 +315,51 @@ def load(args: argparse.Namespace) -> int:
         return 130
     finally:
         stack.stop()
-    print_report(report, as_json=args.json)
+    print("\n".join(report.lines()))
     return 0 if report.ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m devstack", description="sora-relay's local stack.")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--verbose", action="store_true", help="function and API logs on the console")
+    delay = argparse.ArgumentParser(add_help=False)
+    delay.add_argument("--delay", type=float, default=1.0, help="seconds until the provider calls back")
+    workers = argparse.ArgumentParser(add_help=False)
+    workers.add_argument("--workers", type=int, default=4, help="instances per function (default 4)")
+
+    run_parser = commands.add_parser(
+        "run", parents=[common, delay, workers], help="start the local stack and keep it running until Ctrl-C"
+    )
+    run_parser.add_argument(
+        "--late-delay", type=float, default=6.0, help="seconds until a [sim:late-callback] arrives"
+    )
+
+    demo_parser = commands.add_parser(
+        "demo", parents=[common, delay], help="generate one video end to end and check everything"
+    )
+    demo_parser.add_argument("--prompt", default=DEMO_PROMPT)
+    demo_parser.add_argument("--out", default=str(ROOT / ".devstack" / "demo.mp4"), help="where the MP4 goes")
+
+    load_parser = commands.add_parser(
+        "load",
+        parents=[common, workers],
+        help="submit many tasks at once with faults on; print lost, duplicates, throughput",
+    )
+    load_parser.add_argument("--tasks", type=int, default=300)
+    load_parser.add_argument("--concurrency", type=int, default=300, help="submits in flight at once")
+    load_parser.add_argument(
+        "--aws-fault-rate", type=float, default=0.2, help="share of DynamoDB and S3 calls that fail (0 = off)"
+    )
+    load_parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for every task")
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _stop_on_signals()
-    commands = {"run": run, "demo": demo, "load": load}
-    return commands[args.command](args)
+    return {"run": run, "demo": demo, "load": load}[args.command](args)
 
 
 if __name__ == "__main__":

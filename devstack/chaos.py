@@ -39,8 +39,6 @@ from dataclasses import dataclass, field
 from types import SimpleNamespace
 from typing import Any
 
-__all__ = ["ENV", "KINDS", "Chaos", "FaultRule", "decide", "hook", "install"]
-
 ENV = "DEVSTACK_CHAOS_FILE"
 # server_error / throttle: an error answer in the service's format (see _error_response).
 # reset: the connection "drops" before the request is sent (botocore's ConnectionClosedError).
@@ -67,7 +65,7 @@ _JSON_TYPE_PREFIX = {"dynamodb": "com.amazonaws.dynamodb.v20120810#", "sqs": "co
 
 def _read(path: str) -> dict[str, Any]:
     with open(path) as file:
-        return dict(json.load(file))
+        return json.load(file)  # type: ignore[no-any-return]
 
 
 @contextlib.contextmanager
@@ -297,7 +295,7 @@ class Chaos:
         return [FaultRule(_chaos=self, **rule) for rule in self._read()["rules"]]
 
     def clear(self) -> int:
-        """Remove every rule; return how many there were. The counts are kept (reset_stats)."""
+        """Remove every rule; return how many there were. The counts are kept."""
         with self._change() as state:
             cleared = len(state["rules"])
             state["rules"] = []
@@ -307,10 +305,6 @@ class Chaos:
         """Faults injected so far, per (service, operation) that had any."""
         faults = self._read()["faults"]
         return {tuple(key.split(":", 1)): count for key, count in faults.items()}  # type: ignore[misc]
-
-    def reset_stats(self) -> None:
-        with self._change() as state:
-            state["faults"] = {}
 
     def __enter__(self) -> Chaos:
         return self.start()

@@ -1,15 +1,16 @@
 """The Lambda runtime, locally (dev-only): one worker process per function instance.
 
 Each instance is `python -m devstack.worker FunctionId`, handling one event at a time like a
-Lambda instance, with the function's handler, timeout, memory and environment from the template.
-`FunctionPool` keeps up to a number of instances per function and hands an event to a free one;
-an invocation that raises, crashes, times out or finds no free instance in time is
-`InvocationFailed`. devstack.gateway (the API) and devstack.event_sources (queues, streams,
-schedules) invoke functions through it.
+Lambda instance, with the function's handler, timeout, memory and environment from the template
+(`function_spec`). `FunctionPool` keeps up to a number of instances per function and hands an
+event to a free one; an invocation that raises, crashes, times out or finds no free instance in
+time is `InvocationFailed`. devstack.gateway (the API) and devstack.event_sources (queues,
+streams, schedules) invoke functions through it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -18,17 +19,18 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from devstack.processes import stop_process
-from devstack.worker import FRAME_HEADER
+from devstack.template import REGION, ROOT, Stack
 
 DEFAULT_TIMEOUT_S = 3  # Lambda's default when the template sets none
 DEFAULT_MEMORY_MB = 128
 INIT_TIMEOUT_S = 30.0  # generous: cold starts on a busy 2-core machine take a few seconds
-ACQUIRE_TIMEOUT_S = 30.0  # how long a request waits for a free instance when all are busy
+ACQUIRE_TIMEOUT_S = 30.0  # how long an event waits for a free instance when all are busy
 
 
 class InvocationFailed(Exception):
@@ -50,110 +52,105 @@ class FunctionSpec:
     memory_mb: int
 
 
-class _Worker:
-    """One `devstack.worker` process; the pool guarantees one caller at a time."""
+def _layer_dirs(stack: Stack, props: Mapping[str, Any]) -> list[str]:
+    """The function's layers (Globals' then its own), as Lambda unpacks them into /opt/python; the
+    common layer for a template that declares none."""
+    globals_ = stack.template.get("Globals", {}).get("Function", {}).get("Layers", [])
+    layers = [*globals_, *(layer for layer in props.get("Layers", []) if layer not in globals_)]
+    resources = stack.template["Resources"]
+    dirs = [str(ROOT / resources[layer["Ref"]]["Properties"]["ContentUri"]) for layer in layers]
+    return dirs or [str(ROOT / "layers" / "common")]
 
-    def __init__(self, spec: FunctionSpec, python: str, log: IO[bytes] | None, console: bool) -> None:
-        self.spec = spec
-        self.process = subprocess.Popen(
-            [python, "-m", "devstack.worker", spec.function_id],
-            cwd=spec.code_dir,
-            env=spec.environment,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE if console else (log or subprocess.DEVNULL),
-            # Its own session: a terminal's Ctrl-C reaches the gateway, which stops the workers.
-            start_new_session=True,
-        )
-        self.pid = self.process.pid
-        if console and self.process.stderr is not None:
+
+def function_spec(stack: Stack, function_id: str, overrides: Mapping[str, str] | None = None) -> FunctionSpec:
+    """A template function's handler, timeout, memory and environment (Globals, then its own
+    properties, then `overrides`), in a clean environment as Lambda's: nothing of the developer's
+    shell leaks in."""
+    props = {
+        **stack.template.get("Globals", {}).get("Function", {}),
+        **stack.functions()[function_id]["Properties"],
+    }
+    timeout = float(stack.resolve(props.get("Timeout", DEFAULT_TIMEOUT_S)))
+    memory = int(stack.resolve(props.get("MemorySize", DEFAULT_MEMORY_MB)))
+    name = f"local-{function_id}"
+    runtime = {
+        "PATH": os.environ.get("PATH", os.defpath),
+        "LANG": "C.UTF-8",
+        "TZ": "UTC",
+        "PYTHONUNBUFFERED": "1",
+        # This checkout's layer (Lambda's /opt/python) and devstack, not whichever checkout an
+        # editable install of the package points at.
+        "PYTHONPATH": os.pathsep.join([*_layer_dirs(stack, props), str(ROOT)]),
+        "_HANDLER": str(stack.resolve(props.get("Handler", "app.lambda_handler"))),
+        "LAMBDA_TASK_ROOT": str(stack.code_dir(function_id)),
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory),
+    }
+    environment = {**runtime, **stack.function_environment(function_id), **(overrides or {})}
+    return FunctionSpec(function_id, stack.code_dir(function_id), environment, timeout, memory)
+
+
+class _Worker:
+    """One `devstack.worker` process; its pool gives it one event at a time."""
+
+    def __init__(self, spec: FunctionSpec, log: Path | None) -> None:
+        # Append mode: the instances share the log file and each write lands whole at its end.
+        with open(log, "ab") if log is not None else contextlib.nullcontext(subprocess.PIPE) as stderr:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "devstack.worker", spec.function_id],
+                cwd=spec.code_dir,
+                env=spec.environment,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                encoding="utf-8",
+                # Its own session: a terminal's Ctrl-C reaches the stack, which stops the workers.
+                start_new_session=True,
+            )
+        if log is None:  # the console
             threading.Thread(
-                target=_pump_lines, args=(self.process.stderr, f"[{spec.function_id}] "), daemon=True
+                target=_pump_lines, args=(self.process.stderr, spec.function_id), daemon=True
             ).start()
 
-    def wait_ready(self, timeout_s: float) -> None:
-        # "ready" or "init_error": either way the instance serves (an init error fails each event).
-        self._read(time.monotonic() + timeout_s, "init")
-
-    def invoke(self, event: dict[str, Any], request_id: str) -> dict[str, Any]:
-        deadline = time.monotonic() + self.spec.timeout_s
-        message = {
-            "event": event,
-            "context": {
-                "aws_request_id": request_id,
-                "deadline_ms": int(time.time() * 1000 + self.spec.timeout_s * 1000),
-            },
-        }
-        body = json.dumps(message).encode()
-        assert self.process.stdin is not None
+    def call(self, message: dict[str, Any] | None, timeout_s: float, phase: str) -> dict[str, Any]:
+        """Send `message` (None: nothing, for the init answer) and read the answer in `timeout_s`."""
+        assert self.process.stdin is not None and self.process.stdout is not None
         try:
-            self.process.stdin.write(FRAME_HEADER.pack(len(body)) + body)
-            self.process.stdin.flush()
-        except (BrokenPipeError, OSError) as error:
+            if message is not None:
+                self.process.stdin.write(json.dumps(message) + "\n")
+                self.process.stdin.flush()
+            ready, _, _ = select.select([self.process.stdout], [], [], timeout_s)
+            line = self.process.stdout.readline() if ready else None
+        except (OSError, ValueError) as error:  # the pipes were closed: the pool is stopping
             raise InvocationFailed("crash", f"the instance is gone ({error})") from error
-        reply = self._read(deadline, "invoke")
-        if not reply.get("ok"):
-            raise InvocationFailed("error", f"{reply.get('errorType')}: {reply.get('errorMessage')}")
-        return reply.get("result")  # type: ignore[no-any-return]
-
-    def _read(self, deadline: float, phase: str) -> dict[str, Any]:
-        header = self._read_exact(FRAME_HEADER.size, deadline, phase)
-        return json.loads(self._read_exact(FRAME_HEADER.unpack(header)[0], deadline, phase))  # type: ignore[no-any-return]
-
-    def _read_exact(self, size: int, deadline: float, phase: str) -> bytes:
-        assert self.process.stdout is not None
-        try:
-            fd = self.process.stdout.fileno()
-        except ValueError as error:
-            raise InvocationFailed("crash", f"the instance was stopped before {phase}") from error
-        data = bytearray()
-        while len(data) < size:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                limit = self.spec.timeout_s if phase == "invoke" else INIT_TIMEOUT_S
-                raise InvocationFailed("timeout", f"Task timed out after {limit:.2f} seconds ({phase})")
-            try:
-                ready, _, _ = select.select([fd], [], [], remaining)
-                if not ready:
-                    continue
-                chunk = os.read(fd, size - len(data))
-            except (OSError, ValueError) as error:  # the gateway closed the pipe while stopping
-                raise InvocationFailed("crash", f"the instance was stopped during {phase}") from error
-            if not chunk:
-                code = self.process.poll()
-                raise InvocationFailed("crash", f"the instance exited during {phase} (exit code {code})")
-            data += chunk
-        return bytes(data)
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def kill(self) -> None:
-        self.process.kill()
-        self.process.wait()
-        self.close_pipes()
+        if line is None:
+            raise InvocationFailed("timeout", f"Task timed out after {timeout_s:.2f} seconds ({phase})")
+        if not line:
+            code = self.process.poll()
+            raise InvocationFailed("crash", f"the instance exited during {phase} (exit code {code})")
+        return json.loads(line)  # type: ignore[no-any-return]
 
     def close_pipes(self) -> None:
         """End of input: an idle worker exits on its own."""
         for stream in (self.process.stdin, self.process.stdout):
-            try:
-                if stream is not None:
-                    stream.close()
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):
+                stream.close()  # type: ignore[union-attr]
 
 
-def _pump_lines(stream: IO[bytes], prefix: str) -> None:
-    for line in iter(stream.readline, b""):
-        sys.stderr.write(prefix + line.decode(errors="replace"))
-    stream.close()
+def _pump_lines(stream: IO[str], function_id: str) -> None:
+    for line in iter(stream.readline, ""):
+        sys.stderr.write(f"[{function_id}] {line}")
 
 
 class FunctionPool:
     """Up to `size` instances of one function, started on demand like Lambda's (cold starts).
 
-    `warm` instances are started up front and kept: one that crashes or times out is replaced
-    at once. Each instance handles one event at a time.
+    One instance is started up front and kept warm: if it crashes or times out, another replaces
+    it at once. An event that finds every instance busy waits for one, up to the function's Timeout or
+    `acquire_timeout_s` (then InvocationFailed "throttled").
     """
 
     def __init__(
@@ -161,23 +158,16 @@ class FunctionPool:
         spec: FunctionSpec,
         *,
         size: int,
-        warm: int,
-        python: str = sys.executable,
-        log: IO[bytes] | None = None,
-        console: bool = False,
+        log: Path | None = None,
         acquire_timeout_s: float = ACQUIRE_TIMEOUT_S,
     ) -> None:
         self.spec = spec
-        self.acquire_timeout_s = acquire_timeout_s
         self.size = max(1, size)
-        self.warm = min(max(0, warm), self.size)
-        self._python = python
-        self._log = log
-        self._console = console
-        self._cond = threading.Condition()  # re-entrant: _spawn may run under it
+        self.acquire_timeout_s = acquire_timeout_s
+        self._log = log  # the instances' stderr (None: the console)
+        self._cond = threading.Condition()
         self._idle: list[_Worker] = []
-        self._all: set[_Worker] = set()
-        self._starting = 0
+        self._all: set[_Worker] = set()  # alive or starting
         self._stopped = False
         # One entry per invocation, for measuring (bench/throughput.py): (seconds waiting for a
         # free instance, seconds the instance took, whether it produced a result). Bounded, so a
@@ -185,84 +175,76 @@ class FunctionPool:
         self.invocations: deque[tuple[float, float, bool]] = deque(maxlen=100_000)
         self.cold_starts = 0
 
-    def _spawn(self) -> None:
-        """Start one instance; a starter thread waits for its import (the cold start)."""
-        with self._cond:
-            if self._stopped:
-                return
-            worker = _Worker(self.spec, self._python, self._log, self._console)
-            self._all.add(worker)
-            self._starting += 1
-            self.cold_starts += 1
-        threading.Thread(target=self._start, args=(worker,), daemon=True).start()
-
-    def _start(self, worker: _Worker) -> None:
-        try:
-            worker.wait_ready(INIT_TIMEOUT_S)
-        except InvocationFailed:
-            worker.kill()  # died or hung during init; the next request starts another
-            with self._cond:
-                self._all.discard(worker)
-                self._starting -= 1
-                self._cond.notify_all()
-            return
-        with self._cond:
-            self._starting -= 1
-            if not self._stopped:
-                self._idle.append(worker)
-            self._cond.notify_all()
-
     def start(self) -> None:
-        for _ in range(self.warm):
-            self._spawn()
+        threading.Thread(target=self._add_warm, daemon=True).start()
 
     def wait_ready(self, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
         with self._cond:
-            while len(self._idle) < self.warm:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-        return True
+            return self._cond.wait_for(lambda: bool(self._idle), timeout_s)
+
+    def _spawn(self) -> _Worker:
+        """A new instance (called under the lock); the caller waits for its init, the cold start."""
+        if self._stopped:
+            raise InvocationFailed("throttled", "the pool is stopping")
+        worker = _Worker(self.spec, self._log)
+        self._all.add(worker)
+        self.cold_starts += 1
+        return worker
+
+    def _init(self, worker: _Worker) -> _Worker:
+        try:
+            worker.call(None, INIT_TIMEOUT_S, "init")  # "ready" or "init_error": either one serves
+        except InvocationFailed:
+            self._drop(worker, replace=False)  # died or hung during init: no crash loop
+            raise
+        return worker
+
+    def _add_warm(self) -> None:
+        with contextlib.suppress(InvocationFailed):
+            with self._cond:
+                worker = self._spawn()
+            self._release(self._init(worker))
 
     def _acquire(self) -> _Worker:
-        """An idle instance, else a new one (one cold start per waiting request), else wait."""
+        """An idle instance, else a new one while there are fewer than `size`, else the next free one."""
         deadline = time.monotonic() + min(self.spec.timeout_s, self.acquire_timeout_s)
-        spawned = False
         with self._cond:
             while True:
                 if self._stopped:
-                    raise InvocationFailed("throttled", "the gateway is stopping")
+                    raise InvocationFailed("throttled", "the pool is stopping")
                 while self._idle:
                     worker = self._idle.pop()
-                    if worker.alive():
+                    if worker.process.poll() is None:
                         return worker
                     self._all.discard(worker)  # died while idle
-                if len(self._all) < self.size and (not spawned or self._starting == 0):
-                    self._spawn()
-                    spawned = True
+                if len(self._all) < self.size:
+                    worker = self._spawn()
+                    break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise InvocationFailed("throttled", f"no free {self.spec.function_id} instance")
                 self._cond.wait(remaining)
+        return self._init(worker)
 
     def _release(self, worker: _Worker) -> None:
         with self._cond:
             if not self._stopped:
                 self._idle.append(worker)
-            self._cond.notify_all()
+                self._cond.notify_all()
 
-    def _discard(self, worker: _Worker) -> None:
+    def _drop(self, worker: _Worker, *, replace: bool) -> None:
         """Like Lambda after a timeout or crash: the instance is gone, and a warm one replaces it."""
-        worker.kill()
+        worker.process.kill()
+        worker.process.wait()
+        worker.close_pipes()
         with self._cond:
             self._all.discard(worker)
             self._cond.notify_all()
-            if len(self._all) < self.warm:
-                self._spawn()
+            replace = replace and not self._stopped and not self._all
+        if replace:
+            threading.Thread(target=self._add_warm, daemon=True).start()
 
-    def invoke(self, event: dict[str, Any], request_id: str) -> dict[str, Any]:
+    def invoke(self, event: dict[str, Any], request_id: str) -> Any:
         asked = time.monotonic()
         try:
             worker = self._acquire()
@@ -270,25 +252,26 @@ class FunctionPool:
             self.invocations.append((time.monotonic() - asked, 0.0, False))
             raise
         acquired = time.monotonic()
+        deadline_ms = int((time.time() + self.spec.timeout_s) * 1000)
         try:
-            result = worker.invoke(event, request_id)
-        except InvocationFailed as failure:
+            reply = worker.call(
+                {"event": event, "request_id": request_id, "deadline_ms": deadline_ms},
+                self.spec.timeout_s,
+                "invoke",
+            )
+        except InvocationFailed:
             self.invocations.append((acquired - asked, time.monotonic() - acquired, False))
-            if failure.kind in ("crash", "timeout"):
-                self._discard(worker)
-            else:
-                self._release(worker)
+            self._drop(worker, replace=True)
             raise
-        self.invocations.append((acquired - asked, time.monotonic() - acquired, True))
         self._release(worker)
-        return result
+        self.invocations.append((acquired - asked, time.monotonic() - acquired, bool(reply.get("ok"))))
+        if not reply.get("ok"):
+            raise InvocationFailed("error", f"{reply.get('errorType')}: {reply.get('errorMessage')}")
+        return reply.get("result")
 
     def pids(self) -> list[int]:
         with self._cond:
-            return [worker.pid for worker in self._all]
-
-    def stop(self) -> None:
-        stop_workers(self.close())
+            return [worker.process.pid for worker in self._all]
 
     def close(self) -> list[_Worker]:
         """Refuse new invocations and hand over the instances, for stop_workers()."""

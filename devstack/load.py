@@ -20,8 +20,6 @@ table, the bucket and the receiver:
 from __future__ import annotations
 
 import hashlib
-import itertools
-import json
 import random
 import threading
 import time
@@ -33,11 +31,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from boto3.dynamodb.types import TypeDeserializer
 
 from devstack.processes import local_http
 from devstack.receiver import WebhookReceiver
-from devstack.stack import DevStack
+from devstack.stack import DevStack, plain_item
 
 TERMINAL = ("completed", "failed")
 
@@ -57,49 +54,40 @@ FAST_FUNCTION_ENV = {
 }
 FAST_PARAMETERS = {"DispatchMaxAttempts": "3"}
 FAST_SCHEDULE_SECONDS = 1.0
+SUBMIT_ATTEMPTS, SUBMIT_RETRY_S = 8, 45.0  # a submit is retried at least this often and this long
 
 
 @dataclass(frozen=True)
 class Fault:
-    """One kind of task in the mix: a prompt marker and the outcome it must end in."""
+    """One kind of task in the mix: a prompt marker, the outcome it must end in, its weight."""
 
     name: str
     marker: str
     status: str  # the terminal status the task must reach
     error_code: str | None = None  # for failed tasks, the reason it must record
+    weight: int = 1  # in the default mix
 
 
 # The simulator's faults and what the relay must make of each.
 FAULTS = {
     fault.name: fault
     for fault in (
-        Fault("clean", "", "completed"),
-        Fault("fail", "[sim:fail]", "failed", "api_error"),
-        Fault("no-callback", "[sim:no-callback]", "completed"),  # found by the reconciler
-        Fault("double-callback", "[sim:double-callback]", "completed"),
-        Fault("late-callback", "[sim:late-callback]", "completed"),
+        Fault("clean", "", "completed", weight=10),
+        Fault("fail", "[sim:fail]", "failed", "api_error", weight=2),
+        Fault("no-callback", "[sim:no-callback]", "completed", weight=2),  # found by the reconciler
+        Fault("double-callback", "[sim:double-callback]", "completed", weight=2),
+        Fault("late-callback", "[sim:late-callback]", "completed", weight=2),
         Fault("video-404", "[sim:video-404]", "failed", "video_fetch_failed"),
         Fault("video-503", "[sim:video-503]", "completed"),  # the archive queue copies it on a retry
-        Fault("429x2", "[sim:429x2]", "completed"),  # rate limited twice, then accepted
+        Fault("429x2", "[sim:429x2]", "completed", weight=2),  # rate limited twice, then accepted
         Fault("500", "[sim:500]", "failed", "provider_unavailable"),  # never accepted: dispatch gives up
     )
 }
-DEFAULT_MIX = {
-    "clean": 10,
-    "fail": 2,
-    "no-callback": 2,
-    "double-callback": 2,
-    "late-callback": 2,
-    "video-404": 1,
-    "video-503": 1,
-    "429x2": 2,
-    "500": 1,
-}
+DEFAULT_MIX = {name: fault.weight for name, fault in FAULTS.items()}
 
 
 @dataclass
 class Submission:
-    index: int
     fault: Fault
     prompt: str
     key: str
@@ -107,7 +95,6 @@ class Submission:
     attempts: int = 0
     answers: list[int] = field(default_factory=list)
     task_id: str | None = None
-    error: str | None = None
     sent_at: float | None = None  # epoch seconds of the first attempt
     accepted_at: float | None = None  # epoch seconds of the 202
 
@@ -143,15 +130,10 @@ class LoadReport:
 
     @property
     def ok(self) -> bool:
-        return (
-            self.lost == 0
-            and self.duplicates == 0
-            and self.rejected == 0
-            and not self.unexpected
-            and not self.sha256_mismatches
-            and not self.webhook_undelivered
-            and not self.webhook_id_mismatches
+        lists = (
+            self.unexpected + self.sha256_mismatches + self.webhook_undelivered + self.webhook_id_mismatches
         )
+        return not (self.lost or self.duplicates or self.rejected or lists)
 
     def lines(self) -> list[str]:
         reasons = ", ".join(f"{code} {count}" for code, count in sorted(self.failed_reasons.items())) or "-"
@@ -179,13 +161,6 @@ class LoadReport:
             "result             " + ("OK" if self.ok else "PROBLEMS"),
         ]
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            **{key: value for key, value in self.__dict__.items()},
-            "throughput": round(self.throughput, 3),
-            "ok": self.ok,
-        }
-
 
 def plan(
     tasks: int,
@@ -199,8 +174,7 @@ def plan(
     """`tasks` submissions in the mix's proportions, shuffled; most with a callback_url that is
     refused a few times per event first. `refuse_webhooks=False` makes every callback_url accept
     at once; `all_webhooks` gives every task one (by default every tenth has none)."""
-    weighted = list(itertools.chain.from_iterable([FAULTS[name]] * weight for name, weight in mix.items()))
-    rng = random.Random(seed)
+    weighted = [FAULTS[name] for name, weight in mix.items() for _ in range(weight)]
     run = uuid.uuid4().hex[:6]
     submissions = []
     for index in range(tasks):
@@ -210,8 +184,8 @@ def plan(
             refused = index % 4 if refuse_webhooks else 0
             callback_url = receiver.url_failing(refused) if refused else receiver.url
         prompt = f"load {run} #{index} {fault.marker}".strip()
-        submissions.append(Submission(index, fault, prompt, f"load-{run}-{index}", callback_url))
-    rng.shuffle(submissions)
+        submissions.append(Submission(fault, prompt, f"load-{run}-{index}", callback_url))
+    random.Random(seed).shuffle(submissions)
     return submissions
 
 
@@ -222,23 +196,14 @@ class LoadRunner:
         receiver: WebhookReceiver | None,
         *,
         concurrency: int = 300,
-        submit_attempts: int = 8,
-        submit_retry_s: float = 45.0,
         settle_timeout: float = 300.0,
         progress: Callable[[str], None] | None = None,
-        poll_s: float = 0.5,
     ) -> None:
         self.stack = stack
         self.receiver = receiver
         self.concurrency = concurrency
-        self.submit_attempts = submit_attempts
-        # A submit whose first attempt failed after writing its idempotency record (a 500) answers
-        # 409 until that in-progress record expires with the attempt's invocation (up to the
-        # function's 30 s timeout): a client keeps retrying at least that long, not a count.
-        self.submit_retry_s = submit_retry_s
         self.settle_timeout = settle_timeout
         self.progress = progress or (lambda message: None)
-        self.poll_s = poll_s
         # What the last run() submitted and found in the table at the end (for measuring).
         self.submissions: list[Submission] = []
         self.final_tasks: list[dict[str, Any]] = []
@@ -261,23 +226,24 @@ class LoadRunner:
             body["callback_url"] = submission.callback_url
         delay = 0.2
         submission.sent_at = time.time()
-        retry_until = time.monotonic() + self.submit_retry_s
-        while submission.attempts < self.submit_attempts or time.monotonic() < retry_until:
+        # A submit whose first attempt failed after writing its idempotency record (a 500) answers
+        # 409 until that in-progress record expires with the attempt's invocation (up to the
+        # function's 30 s timeout): a client keeps retrying at least that long, not a count.
+        retry_until = time.monotonic() + SUBMIT_RETRY_S
+        while submission.attempts < SUBMIT_ATTEMPTS or time.monotonic() < retry_until:
             submission.attempts += 1
             try:
                 response = self._client.post(
                     "/v1/videos", json=body, headers={"Idempotency-Key": submission.key}
                 )
-            except httpx.HTTPError as error:
-                submission.answers.append(0)
-                submission.error = f"{type(error).__name__}"
+            except httpx.HTTPError:
+                submission.answers.append(0)  # a connection error
             else:
                 submission.answers.append(response.status_code)
                 if response.status_code == 202:
                     submission.accepted_at = time.time()
                     submission.task_id = response.json()["id"]
                     return
-                submission.error = response.text[:200]
                 if response.status_code not in (409, 429) and response.status_code < 500:
                     return  # refused for good
             time.sleep(delay * random.uniform(0.5, 1.5))
@@ -298,29 +264,27 @@ class LoadRunner:
     def tasks(self) -> list[dict[str, Any]]:
         """Every task in the table, read straight from moto (this process injects no faults)."""
         assert self.stack.stack is not None
-        client = self.stack.aws_client("dynamodb", label="load-runner")
-        deserializer = TypeDeserializer()
-        items: list[dict[str, Any]] = []
-        for page in client.get_paginator("scan").paginate(
-            TableName=self.stack.stack.refs["TasksTable"], ConsistentRead=True
-        ):
-            items += [{k: deserializer.deserialize(v) for k, v in item.items()} for item in page["Items"]]
-        return items
+        pages = self.stack.aws_client("dynamodb", label="load-runner").get_paginator("scan")
+        table = self.stack.stack.refs["TasksTable"]
+        return [
+            plain_item(item)
+            for page in pages.paginate(TableName=table, ConsistentRead=True)
+            for item in page["Items"]
+        ]
 
     def read_tasks(self, task_ids: list[str]) -> dict[str, dict[str, Any]]:
         """These tasks (those that exist) by id, read straight from moto, 100 per BatchGetItem."""
         assert self.stack.stack is not None
         client = self.stack.aws_client("dynamodb", label="load-runner")
         table = self.stack.stack.refs["TasksTable"]
-        deserializer = TypeDeserializer()
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(task_ids), 100):
             keys: list[dict[str, Any]] = [{"task_id": {"S": tid}} for tid in task_ids[start : start + 100]]
             while keys:
                 answer = client.batch_get_item(RequestItems={table: {"Keys": keys, "ConsistentRead": True}})
-                for item in answer.get("Responses", {}).get(table, []):
-                    task = {k: deserializer.deserialize(v) for k, v in item.items()}
-                    found[task["task_id"]] = task
+                found |= {
+                    task["task_id"]: task for task in map(plain_item, answer["Responses"].get(table, []))
+                }
                 keys = answer.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
         return found
 
@@ -348,7 +312,7 @@ class LoadRunner:
                     f"  {len(wanted) - len(open_ids)}/{len(wanted)} tasks terminal, {len(undelivered)} webhooks pending"
                 )
                 last_note = time.monotonic()
-            time.sleep(self.poll_s)
+            time.sleep(0.5)
 
     @staticmethod
     def _delivered(task: dict[str, Any] | None) -> bool:
@@ -433,22 +397,9 @@ class LoadRunner:
 
     # -- the whole run --
 
-    def run(
-        self,
-        tasks: int,
-        mix: dict[str, int] | None = None,
-        *,
-        refuse_webhooks: bool = True,
-        all_webhooks: bool = False,
-    ) -> LoadReport:
-        submissions = plan(
-            tasks,
-            mix or DEFAULT_MIX,
-            self.receiver,
-            refuse_webhooks=refuse_webhooks,
-            all_webhooks=all_webhooks,
-        )
-        self.submissions = submissions
+    def run(self, tasks: int) -> LoadReport:
+        """`tasks` tasks in the default mix of faults, submitted at once, settled and checked."""
+        self.submissions = submissions = plan(tasks, DEFAULT_MIX, self.receiver)
         report = LoadReport(submitted=len(submissions))
         began = time.monotonic()
         self.progress(f"submitting {len(submissions)} tasks, {self.concurrency} at once ...")
@@ -463,11 +414,3 @@ class LoadRunner:
                 for (service, operation), count in self.stack.chaos.fault_counts().items()
             }
         return report
-
-
-def print_report(report: LoadReport, *, as_json: bool = False) -> None:
-    if as_json:
-        print(json.dumps(report.as_dict(), indent=2, default=str))
-        return
-    for line in report.lines():
-        print(line)

@@ -11,43 +11,12 @@ from __future__ import annotations
 import hashlib
 import os
 from fractions import Fraction
-from pathlib import Path
 from typing import BinaryIO
 
 import av
 import numpy as np
 
 __all__ = ["render_mp4"]
-
-# x264 settings: "fast" as agreed; crf keeps flat frames tiny; the GOP of one second lets a
-# player seek anywhere in a clip without decoding much.
-_PRESET = "fast"
-_CRF = "30"
-
-
-def _palette(seed: str) -> tuple[tuple[int, int, int], tuple[int, int, int], int]:
-    """Background YUV, bar YUV and bar direction (+1/-1), all from the seed's hash."""
-    digest = hashlib.sha256(seed.encode("utf-8")).digest()
-    # Keep luma mid-range so both colours stay visible; chroma anywhere in the legal range.
-    background = (48 + digest[0] % 80, 16 + digest[1] % 225, 16 + digest[2] % 225)
-    bar = (150 + digest[3] % 86, 16 + digest[4] % 225, 16 + digest[5] % 225)
-    direction = 1 if digest[6] % 2 == 0 else -1
-    return background, bar, direction
-
-
-def _frame_planes(
-    width: int,
-    height: int,
-    background: tuple[int, int, int],
-) -> np.ndarray:
-    """A yuv420p frame as one (height * 3 / 2, width) array, filled with the background."""
-    # PyAV's yuv420p layout: the Y plane, then U and V packed as two quarter-size blocks.
-    planes = np.empty((height * 3 // 2, width), dtype=np.uint8)
-    planes[:height] = background[0]
-    chroma = planes[height:].reshape(2, height // 2, width // 2)
-    chroma[0] = background[1]
-    chroma[1] = background[2]
-    return planes
 
 
 def render_mp4(
@@ -69,49 +38,44 @@ def render_mp4(
         raise ValueError(f"width and height must be positive and even for yuv420p, got {width}x{height}")
     if fps <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
-    frame_count = round(seconds * fps)
-    if frame_count <= 0 or abs(frame_count - seconds * fps) > 1e-9:
+    frames = round(seconds * fps)
+    if frames <= 0 or abs(frames - seconds * fps) > 1e-9:
         raise ValueError(f"seconds * fps must be a positive whole number, got {seconds} * {fps}")
 
-    background, bar, direction = _palette(seed)
-    base = _frame_planes(width, height, background)
+    digest = hashlib.sha256(seed.encode()).digest()
+    # YUV colours from the seed: luma mid-range so both stay visible, chroma anywhere legal.
+    background = (48 + digest[0] % 80, 16 + digest[1] % 225, 16 + digest[2] % 225)
+    bar = (150 + digest[3] % 86, 16 + digest[4] % 225, 16 + digest[5] % 225)
     bar_width = max(2, (width // 12) & ~1)  # even, so the chroma columns line up
-
+    travel = width - bar_width
     is_path = isinstance(path_or_fileobj, str | os.PathLike)
     start = 0 if is_path else path_or_fileobj.tell()  # type: ignore[union-attr]
-    target = os.fspath(path_or_fileobj) if is_path else path_or_fileobj  # type: ignore[arg-type]
-
-    with av.open(target, mode="w", format="mp4") as container:
+    with av.open(
+        os.fspath(path_or_fileobj) if is_path else path_or_fileobj, mode="w", format="mp4"
+    ) as container:  # type: ignore[arg-type]
         container.metadata["title"] = seed
         stream = container.add_stream("libx264", rate=fps)
-        stream.width = width
-        stream.height = height
-        stream.pix_fmt = "yuv420p"
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         stream.codec_context.time_base = Fraction(1, fps)
-        stream.codec_context.gop_size = fps
+        stream.codec_context.gop_size = fps  # a keyframe a second: a player seeks anywhere cheaply
         stream.codec_context.thread_type = "AUTO"
-        stream.options = {"preset": _PRESET, "crf": _CRF}
-
-        travel = width - bar_width
-        for index in range(frame_count):
-            planes = base.copy()
-            # The bar sweeps across the whole width once per clip, so every frame differs.
-            offset = (index * travel) // max(1, frame_count - 1) if frame_count > 1 else 0
-            x = offset if direction > 0 else travel - offset
-            x &= ~1
-            planes[:height, x : x + bar_width] = bar[0]
-            chroma = planes[height:].reshape(2, height // 2, width // 2)
+        stream.options = {"preset": "fast", "crf": "30"}  # crf 30 keeps flat frames tiny
+        for index in range(frames):
+            # PyAV's yuv420p layout: the Y plane, then U and V as two quarter-size blocks.
+            planes = np.empty((height * 3 // 2, width), dtype=np.uint8)
+            luma, chroma = planes[:height], planes[height:].reshape(2, height // 2, width // 2)
+            luma[:], chroma[0], chroma[1] = background
+            # The bar sweeps across the whole width once per clip, in a direction from the seed.
+            offset = (index * travel) // max(1, frames - 1)
+            x = (offset if digest[6] % 2 == 0 else travel - offset) & ~1
+            luma[:, x : x + bar_width] = bar[0]
             chroma[0, :, x // 2 : (x + bar_width) // 2] = bar[1]
             chroma[1, :, x // 2 : (x + bar_width) // 2] = bar[2]
-
             frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
-            frame.pts = index
-            frame.time_base = Fraction(1, fps)
+            frame.pts, frame.time_base = index, Fraction(1, fps)
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))  # flush the encoder's delayed frames
-
     if is_path:
-        return Path(target).stat().st_size  # type: ignore[arg-type]
-    fileobj = path_or_fileobj
-    fileobj.seek(0, os.SEEK_END)  # type: ignore[union-attr]
-    return fileobj.tell() - start  # type: ignore[union-attr]
+        return os.path.getsize(path_or_fileobj)  # type: ignore[arg-type]
+    path_or_fileobj.seek(0, os.SEEK_END)  # type: ignore[union-attr]
+    return path_or_fileobj.tell() - start  # type: ignore[union-attr]

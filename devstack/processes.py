@@ -1,13 +1,15 @@
-"""Small pieces the local stack's servers and child processes share."""
+"""Small pieces the local stack's servers, child processes and tests share: waiting for a
+condition, an HTTP client for 127.0.0.1, stopping a child, a quiet threading HTTP server."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable
-from http.server import ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, TypeVar
 
 import httpx
@@ -23,14 +25,12 @@ def eventually(probe: Callable[[], T | None], *, timeout: float, what: str = "a 
     """Poll `probe` until it returns something truthy and return it; TimedOut at the deadline."""
     deadline = time.monotonic() + timeout
     interval = 0.01
-    while True:
-        value = probe()
-        if value:
-            return value
+    while not (value := probe()):
         if time.monotonic() > deadline:
             raise TimedOut(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(interval)
         interval = min(interval * 1.5, 0.2)
+    return value
 
 
 def local_http(base_url: str = "", **options: Any) -> httpx.Client:
@@ -40,44 +40,55 @@ def local_http(base_url: str = "", **options: Any) -> httpx.Client:
 
 
 def stop_process(process: subprocess.Popen[Any], grace_s: float = 5.0, *, terminate: bool = True) -> None:
-    """End a child: terminate it (or, with terminate=False, first give it `grace_s` to exit on its
+    """End a child: terminate it (with terminate=False, first give it `grace_s` to exit on its
     own), then kill it if it is still there after `grace_s`."""
-    if process.poll() is not None:
-        return
     if not terminate:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=grace_s)
+    if process.poll() is None:
+        process.terminate()
         try:
             process.wait(timeout=grace_s)
-            return
         except subprocess.TimeoutExpired:
-            pass
-    process.terminate()
-    try:
-        process.wait(timeout=grace_s)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+            process.kill()
+            process.wait()
+
+
+class _Dispatch(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as clients of the real services expect
+    server_version, sys_version = "devstack", ""
+    server: QuietHTTPServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # each server keeps its own log
+
+    def do_GET(self) -> None:
+        self.server.owner.handle(self)
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
 
 
 class QuietHTTPServer(ThreadingHTTPServer):
-    """A threading HTTP server that does not report clients dropping kept-alive connections."""
+    """A threading HTTP server on 127.0.0.1 that hands every request to `owner.handle(request)`
+    (a BaseHTTPRequestHandler) and does not report clients dropping kept-alive connections."""
 
     daemon_threads = True
     # socketserver's default listen backlog is 5: a burst of clients connecting at once (the load
     # run opens 300) would be refused by the kernel before a thread could take them.
     request_queue_size = 1024
+    _thread: threading.Thread | None = None
+
+    def __init__(self, owner: Any, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _Dispatch)
+        self.owner = owner
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
-            return
-        super().handle_error(request, client_address)
-
-    _thread: threading.Thread | None = None
+        if not isinstance(sys.exc_info()[1], ConnectionResetError | BrokenPipeError):
+            super().handle_error(request, client_address)
 
     def start_background(self, name: str) -> None:
         # A short poll interval makes shutdown() quick (tests start and stop servers often).
-        self._thread = threading.Thread(
-            target=self.serve_forever, kwargs={"poll_interval": 0.05}, name=name, daemon=True
-        )
+        self._thread = threading.Thread(target=self.serve_forever, args=(0.05,), name=name, daemon=True)
         self._thread.start()
 
     def stop_background(self) -> None:

@@ -1,79 +1,49 @@
 """Lambda's event sources, locally (dev-only; Lambda code never imports this).
 
-What invokes the template's functions other than the API, with Lambda's semantics:
-
-- `SqsEventSource`: a `Type: SQS` event source mapping (batches, partial batch failures, the
-  queue's redrive policy does the dead-lettering).
-- `DynamoDBStreamSource`: a `Type: DynamoDB` stream event source mapping. Records that match no
-  FilterCriteria pattern are dropped, the rest are batched (BatchSize,
-  MaximumBatchingWindowInSeconds) and delivered in order per shard. A failed batch is retried
-  (from the first reported failure with ReportBatchItemFailures; bisected on a function error
-  with BisectBatchOnFunctionError) up to MaximumRetryAttempts, then its shard and sequence
-  numbers go to the OnFailure destination (an SQS queue) and the shard moves on.
-- `ScheduleSource`: a `Type: Schedule`/`ScheduleV2` event, a timer sending an EventBridge
-  (Scheduler) event every rate() interval, or faster when asked.
-
-The pieces are usable without any of the local stack: `filter_matches`/`matches_any` (Lambda's
-and EventBridge's event patterns, through moto's matcher), `StreamReader` (a DynamoDB stream read through a boto3
-`dynamodbstreams` client as Lambda's event records; no threads, so it works under moto's
-in-process `mock_aws` as well as against moto's server) and `drain_stream`.
-
-    reader = StreamReader(boto3.client("dynamodbstreams"), stack.attributes[("TasksTable", "StreamArn")])
-    ...  # write to the table
-    records = drain_stream(reader, template_filters(stack.template, "TaskEventsFunction"))
-    handler({"Records": records}, context)
-
-`build_event_sources` makes every source of the template's running functions (devstack.stack
-starts them). One module a job: `base` (the thread every source runs), `patterns`, `streams`,
-`schedules`, `sqs` and `from_template`.
+What invokes the template's functions other than the API, with Lambda's semantics: `sqs` (a
+`Type: SQS` event source mapping: batches, partial batch failures; the queue's redrive policy does
+the dead-lettering), `streams` (a `Type: DynamoDB` stream mapping: FilterCriteria, batching,
+retries, bisecting, the on-failure destination), `schedules` (`Schedule`/`ScheduleV2` timers).
+`patterns` matches Lambda's and EventBridge's event patterns with moto's own matcher, and `base`
+holds what they share. The pieces work without the rest of the local stack, under moto's
+in-process `mock_aws` too (`StreamReader`, `drain_stream`, `matches_any`).
 """
 
-from devstack.event_sources.base import EVENT_SOURCE_TYPES, EventSource, Invoke, function_arn
-from devstack.event_sources.from_template import (
-    build_event_sources,
-    dynamodb_event_sources,
-    schedule_event_sources,
-    sqs_event_sources,
-)
-from devstack.event_sources.patterns import (
-    filter_matches,
-    filter_patterns,
-    matches_any,
-    parse_pattern,
-    template_filters,
-)
-from devstack.event_sources.schedules import ScheduleSource, rate_seconds, schedule_source, scheduled_event
-from devstack.event_sources.sqs import SqsEventSource
-from devstack.event_sources.streams import (
-    DynamoDBStreamSource,
-    StreamReader,
-    drain_stream,
-    lambda_record,
-    sqs_destination,
-)
+from __future__ import annotations
 
-__all__ = [
-    "EVENT_SOURCE_TYPES",
-    "DynamoDBStreamSource",
-    "EventSource",
-    "Invoke",
-    "ScheduleSource",
-    "SqsEventSource",
-    "StreamReader",
-    "build_event_sources",
-    "drain_stream",
-    "dynamodb_event_sources",
-    "filter_matches",
-    "filter_patterns",
-    "function_arn",
-    "lambda_record",
-    "matches_any",
-    "parse_pattern",
-    "rate_seconds",
-    "schedule_event_sources",
-    "schedule_source",
-    "scheduled_event",
-    "sqs_destination",
-    "sqs_event_sources",
-    "template_filters",
-]
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from devstack.event_sources.base import EventSource as EventSource
+from devstack.event_sources.patterns import filter_matches as filter_matches
+from devstack.event_sources.patterns import matches_any as matches_any
+from devstack.event_sources.patterns import template_filters as template_filters
+from devstack.event_sources.schedules import ScheduleSource as ScheduleSource
+from devstack.event_sources.schedules import schedule_event_sources
+from devstack.event_sources.sqs import SqsEventSource as SqsEventSource
+from devstack.event_sources.sqs import sqs_event_sources as sqs_event_sources
+from devstack.event_sources.streams import DynamoDBStreamSource as DynamoDBStreamSource
+from devstack.event_sources.streams import StreamReader as StreamReader
+from devstack.event_sources.streams import drain_stream as drain_stream
+from devstack.event_sources.streams import dynamodb_event_sources as dynamodb_event_sources
+from devstack.template import Stack
+
+if TYPE_CHECKING:
+    from devstack.gateway import LocalApiGateway
+
+
+def build_event_sources(
+    stack: Stack,
+    gateway: LocalApiGateway,
+    aws_client: Callable[[str], Any],
+    *,
+    default_concurrency: int,
+    schedule_interval_s: float | None = None,
+) -> list[EventSource]:
+    """Every event source of the functions the gateway runs (SQS, DynamoDB, Schedule, ScheduleV2),
+    not started; `aws_client(service)` makes their boto3 clients."""
+    sources: list[EventSource] = []
+    sources += sqs_event_sources(stack, gateway, aws_client("sqs"), default_concurrency=default_concurrency)
+    sources += dynamodb_event_sources(stack, gateway, aws_client)
+    sources += schedule_event_sources(stack, gateway, interval_s=schedule_interval_s)
+    return sources

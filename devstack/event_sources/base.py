@@ -1,17 +1,18 @@
-"""What every local event source shares: its thread, its log line, the function ARN."""
+"""What every local event source shares: its thread, start() and stop(), the template events it
+serves, and Lambda's reading of a batch's answer (ReportBatchItemFailures)."""
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
-from collections.abc import Callable
-from datetime import UTC, datetime
-from typing import Any, Self
+from collections.abc import Callable, Collection, Sequence
+from typing import TYPE_CHECKING, Any, Self
 
-from devstack.template import ACCOUNT, REGION
+from devstack.template import ACCOUNT, REGION, Stack
 
-# The event types devstack runs for the template's functions (besides Api routes).
-EVENT_SOURCE_TYPES = frozenset({"SQS", "DynamoDB", "Schedule", "ScheduleV2"})
+if TYPE_CHECKING:
+    from devstack.gateway import LocalApiGateway
 
 Invoke = Callable[[dict[str, Any]], Any]
 
@@ -21,23 +22,50 @@ def _log(kind: str, message: str) -> None:
 
 
 def function_arn(function_id: str) -> str:
-    """The ARN a local function answers to (the gateway names its instances local-<FunctionId>)."""
+    """The ARN a local function answers to (its instances are named local-<FunctionId>)."""
     return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:local-{function_id}"
 
 
-def _iso(moment: float) -> str:
-    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+def failed_ids(result: Any, ids: Collection[str]) -> set[str]:
+    """The identifiers a batch's answer reports as failed: none without `batchItemFailures`, and
+    all of them when one is not in the batch (Lambda treats an invalid answer as the whole batch
+    failing)."""
+    failures = result.get("batchItemFailures") if isinstance(result, dict) else None
+    if not failures:
+        return set()
+    items = failures if isinstance(failures, list) else [failures]
+    reported = {str(item.get("itemIdentifier")) if isinstance(item, dict) else "" for item in items}
+    return reported if reported <= set(ids) else set(ids)
+
+
+def template_events(
+    stack: Stack, gateway: LocalApiGateway, types: Sequence[str]
+) -> list[tuple[str, str, str, dict[str, Any], Invoke]]:
+    """(function id, event name, event type, its properties, invoke) of the enabled events of
+    these types, for the functions the gateway runs."""
+    found = []
+    for function_id in gateway.pools:
+        for name, event in stack.function_events(function_id).items():
+            props = event.get("Properties", {})
+            if event.get("Type") in types and props.get("Enabled", True) is not False:
+                found.append(
+                    (function_id, name, event["Type"], props, functools.partial(gateway.invoke, function_id))
+                )
+    return found
 
 
 class EventSource:
     """What all local event sources have: the function, what feeds it, start() and stop()."""
 
     kind = ""
-    function_id = ""
-    source_arn = ""
     queue_url: str | None = None  # SQS sources only
-    _stopping: threading.Event
-    _thread: threading.Thread | None = None
+
+    def __init__(self, function_id: str, source_arn: str, description: str) -> None:
+        self.function_id = function_id
+        self.source_arn = source_arn
+        self.description = description  # what feeds which function, for people
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def _loop(self) -> None:  # pragma: no cover - overridden
         """The source's polling or timer loop, run on its own thread until _stopping is set."""
@@ -49,11 +77,6 @@ class EventSource:
         )
         self._thread.start()
         return self
-
-    @property
-    def description(self) -> str:
-        """What feeds which function, for people: "<source> -> <FunctionId>"."""
-        return f"{self.source_arn} -> {self.function_id}"
 
     def request_stop(self) -> None:
         """Take no new work from now on; stop() also waits for what is in flight."""

@@ -10,8 +10,6 @@ from moto.events.models import EventPattern, InvalidEventPatternException
 
 from devstack.template import function_events
 
-# -- event patterns ------------------------------------------------------------------------------
-
 
 def filter_matches(pattern: Mapping[str, Any], event: Any) -> bool:
     """Whether `event` matches an EventBridge / Lambda event-filtering pattern: moto's own matcher
@@ -28,20 +26,13 @@ def filter_matches(pattern: Mapping[str, Any], event: Any) -> bool:
 def matches_any(filters: Iterable[str | Mapping[str, Any]] | None, event: Any) -> bool:
     """Lambda's FilterCriteria: no filters lets everything through; else any matching pattern does.
     A filter is a pattern, as a dict or a JSON string (as the template's `Pattern` values are)."""
-    patterns = [parse_pattern(item) for item in filters or ()]
+    patterns = [json.loads(item) if isinstance(item, str) else item for item in filters or ()]
     return not patterns or any(filter_matches(pattern, event) for pattern in patterns)
-
-
-def parse_pattern(item: str | Mapping[str, Any]) -> Mapping[str, Any]:
-    pattern = json.loads(item) if isinstance(item, str) else item
-    if not isinstance(pattern, Mapping):
-        raise ValueError(f"an event pattern is a JSON object: {item!r}")
-    return pattern
 
 
 def filter_patterns(criteria: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     """The patterns of a FilterCriteria ({"Filters": [{"Pattern": "<json>"}, ...]}), parsed."""
-    return [dict(parse_pattern(item["Pattern"])) for item in (criteria or {}).get("Filters") or []]
+    return [json.loads(item["Pattern"]) for item in (criteria or {}).get("Filters") or []]
 
 
 def template_filters(

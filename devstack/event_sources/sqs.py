@@ -1,124 +1,22 @@
-"""An SQS event source mapping: batches, partial batch failures; the redrive policy does the dead-lettering."""
+"""SQS as Lambda sees it: the event source mapping, its record shape, deleting what did not fail;
+and the queue helpers the stack's tests read with (draining, peeking, the event-bus tap)."""
 
 from __future__ import annotations
 
+import json
 import threading
-from typing import Any
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from devstack.event_sources.base import EventSource, Invoke, _log
+from devstack.event_sources.base import EventSource, Invoke, _log, failed_ids, template_events
 from devstack.functions import InvocationFailed
-from devstack.template import REGION
+from devstack.template import REGION, Stack
 
-# -- SQS -----------------------------------------------------------------------------------------
+if TYPE_CHECKING:
+    from devstack.gateway import LocalApiGateway
 
-
-class SqsEventSource(EventSource):
-    """Lambda's SQS event source mapping, locally: polls a moto queue and invokes the function.
-
-    Like the real one: batches of up to BatchSize, at most MaximumConcurrency invocations at
-    once, every message of a successful invocation deleted except those the function lists in
-    `batchItemFailures` (with ReportBatchItemFailures), and nothing deleted when it fails, so
-    those messages come back after their visibility timeout (or the one the function set), and
-    the queue's redrive policy moves them to the dead-letter queue in the end.
-    """
-
-    kind = "sqs"
-
-    @property
-    def description(self) -> str:
-        return f"{self.queue_arn.rsplit(':', 1)[-1]} -> {self.function_id}"
-
-    def __init__(
-        self,
-        *,
-        function_id: str,
-        queue_url: str,
-        queue_arn: str,
-        invoke: Invoke,
-        client: Any,
-        batch_size: int = 10,
-        concurrency: int = 2,
-        report_failures: bool = False,
-        idle_poll_s: float = 0.1,
-    ) -> None:
-        self.function_id = function_id
-        self.queue_url = queue_url
-        self.queue_arn = queue_arn
-        self.source_arn = queue_arn
-        self._invoke = invoke
-        self._client = client
-        self._batch_size = max(1, min(batch_size, 10))  # one ReceiveMessage returns at most 10
-        self._slots = threading.BoundedSemaphore(max(1, concurrency))
-        self._report_failures = report_failures
-        self._idle_poll_s = idle_poll_s
-        self._stopping = threading.Event()
-        self._running: set[threading.Thread] = set()
-        self._lock = threading.Lock()
-
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop polling and wait (bounded) for the invocations in flight."""
-        super().stop(timeout_s)
-        with self._lock:
-            running = list(self._running)
-        for thread in running:
-            thread.join(timeout=timeout_s)
-
-    def _loop(self) -> None:
-        while not self._stopping.is_set():
-            if not self._slots.acquire(timeout=self._idle_poll_s):
-                continue
-            try:
-                messages = self._client.receive_message(
-                    QueueUrl=self.queue_url,
-                    MaxNumberOfMessages=self._batch_size,
-                    AttributeNames=["All"],
-                    MessageAttributeNames=["All"],
-                ).get("Messages", [])
-            except Exception as error:  # moto going away at shutdown, or a hiccup: poll again
-                self._slots.release()
-                if not self._stopping.is_set():
-                    _log("sqs", f"{self.function_id}: receive failed: {error}")
-                self._stopping.wait(1.0)
-                continue
-            if not messages:
-                self._slots.release()
-                self._stopping.wait(self._idle_poll_s)
-                continue
-            worker = threading.Thread(target=self._deliver, args=(messages,), daemon=True)
-            with self._lock:
-                self._running.add(worker)
-            worker.start()
-
-    def _deliver(self, messages: list[dict[str, Any]]) -> None:
-        try:
-            failed = self._failed_ids(messages)
-            done = [message["ReceiptHandle"] for message in messages if message["MessageId"] not in failed]
-            delete_messages(self._client, self.queue_url, done)
-        except Exception as error:  # a failed delete only means a redelivery, as on AWS
-            _log("sqs", f"{self.function_id}: delete failed: {error}")
-        finally:
-            with self._lock:
-                self._running.discard(threading.current_thread())
-            self._slots.release()
-
-    def _failed_ids(self, messages: list[dict[str, Any]]) -> set[str]:
-        """The ids to leave on the queue: all of them if the invocation failed."""
-        ids = {message["MessageId"] for message in messages}
-        try:
-            result = self._invoke(
-                {"Records": [lambda_sqs_record(message, self.queue_arn) for message in messages]}
-            )
-        except InvocationFailed:
-            return ids
-        if not self._report_failures or not isinstance(result, dict):
-            return set()
-        reported = {
-            str(item.get("itemIdentifier"))
-            for item in result.get("batchItemFailures") or []
-            if isinstance(item, dict)
-        }
-        # An identifier that is not in the batch makes Lambda treat the whole batch as failed.
-        return reported if reported <= ids else ids
+IDLE_POLL_S = 0.1  # an empty queue is asked again after this long
 
 
 def lambda_sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
@@ -147,10 +45,146 @@ def lambda_sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]
 
 
 def delete_messages(client: Any, queue_url: str, receipt_handles: list[str]) -> None:
-    """Delete what the function did not report as failed, as the event source mapping does."""
     for start in range(0, len(receipt_handles), 10):  # DeleteMessageBatch takes 10 at most
-        batch = receipt_handles[start : start + 10]
-        client.delete_message_batch(
-            QueueUrl=queue_url,
-            Entries=[{"Id": str(number), "ReceiptHandle": handle} for number, handle in enumerate(batch)],
+        entries = [
+            {"Id": str(n), "ReceiptHandle": handle}
+            for n, handle in enumerate(receipt_handles[start : start + 10])
+        ]
+        client.delete_message_batch(QueueUrl=queue_url, Entries=entries)
+
+
+def delete_done(client: Any, queue_url: str, records: list[dict[str, Any]], result: Any) -> None:
+    """Delete a delivered batch's messages (Lambda records) but those the function's answer reports
+    as failed, as the event source mapping does: those come back after their visibility timeout."""
+    failed = failed_ids(result, [record["messageId"] for record in records])
+    delete_messages(client, queue_url, [r["receiptHandle"] for r in records if r["messageId"] not in failed])
+
+
+def drain_queue(client: Any, queue_url: str) -> list[dict[str, Any]]:
+    """Every message on the queue now, as boto3 returns them, deleted."""
+    drained: list[dict[str, Any]] = []
+    while True:
+        answer = client.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"])
+        if not answer.get("Messages"):
+            return drained
+        delete_messages(client, queue_url, [message["ReceiptHandle"] for message in answer["Messages"]])
+        drained += answer["Messages"]
+
+
+def peek_queue(client: Any, queue_url: str) -> list[dict[str, Any]]:
+    """The messages on the queue now, left there (each look counts as a receive, so peek at
+    dead-letter queues, not at queues a redrive policy watches)."""
+    seen: dict[str, dict[str, Any]] = {}
+    for _ in range(100):
+        answer = client.receive_message(
+            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0, AttributeNames=["All"]
         )
+        fresh = {m["MessageId"]: m for m in answer.get("Messages", []) if m["MessageId"] not in seen}
+        if not fresh:
+            break
+        seen |= fresh
+    return list(seen.values())
+
+
+def tap_event_buses(sqs: Any, events: Any, buses: list[str], name: str, pattern: dict[str, Any]) -> str:
+    """A queue `name` that gets every event matching `pattern` on each of `buses`, as EventBridge
+    delivers to an SQS target ({"id", "detail-type", "source", "time", "detail", ...}); its URL."""
+    url = sqs.create_queue(QueueName=name)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    for bus in buses:
+        events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps(pattern))
+        events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "tap", "Arn": arn}])
+    return str(url)
+
+
+@dataclass(kw_only=True, eq=False)
+class SqsEventSource(EventSource):
+    """Lambda's SQS event source mapping, locally: polls a moto queue and invokes the function.
+
+    Like the real one: batches of up to BatchSize, at most MaximumConcurrency invocations at
+    once, every message of a successful invocation deleted except those the function lists in
+    `batchItemFailures` (with ReportBatchItemFailures), and nothing deleted when it fails, so
+    those messages come back after their visibility timeout (or the one the function set), and
+    the queue's redrive policy moves them to the dead-letter queue in the end.
+    """
+
+    kind = "sqs"
+    function_id: str
+    queue_url: str
+    queue_arn: str
+    invoke: Invoke
+    client: Any
+    batch_size: int = 10
+    concurrency: int = 2
+    report_failures: bool = False
+
+    def __post_init__(self) -> None:
+        super().__init__(
+            self.function_id, self.queue_arn, f"{self.queue_arn.rsplit(':', 1)[-1]} -> {self.function_id}"
+        )
+        self.batch_size = max(1, min(self.batch_size, 10))  # one ReceiveMessage returns at most 10
+        self._slots = threading.BoundedSemaphore(max(1, self.concurrency))
+        self._deliveries = ThreadPoolExecutor(
+            max(1, self.concurrency), thread_name_prefix=f"sqs-{self.function_id}"
+        )
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop polling and wait for the invocations in flight (each bounded by its Timeout)."""
+        super().stop(timeout_s)
+        self._deliveries.shutdown(wait=True)
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            if not self._slots.acquire(timeout=IDLE_POLL_S):
+                continue
+            try:
+                messages = self.client.receive_message(
+                    QueueUrl=self.queue_url,
+                    MaxNumberOfMessages=self.batch_size,
+                    AttributeNames=["All"],
+                    MessageAttributeNames=["All"],
+                ).get("Messages", [])
+            except Exception as error:  # moto going away at shutdown, or a hiccup: poll again
+                if not self._stopping.is_set():
+                    _log("sqs", f"{self.function_id}: receive failed: {error}")
+                messages = []
+            if messages:
+                self._deliveries.submit(self._deliver, messages)
+            else:
+                self._slots.release()
+                self._stopping.wait(IDLE_POLL_S)
+
+    def _deliver(self, messages: list[dict[str, Any]]) -> None:
+        records = [lambda_sqs_record(message, self.source_arn) for message in messages]
+        try:
+            result = self.invoke({"Records": records})
+            delete_done(self.client, self.queue_url, records, result if self.report_failures else None)
+        except InvocationFailed:
+            pass  # nothing deleted: the batch comes back after its visibility timeout
+        except Exception as error:  # a failed delete only means a redelivery, as on AWS
+            _log("sqs", f"{self.function_id}: delete failed: {error}")
+        finally:
+            self._slots.release()
+
+
+def sqs_event_sources(
+    stack: Stack, gateway: LocalApiGateway, client: Any, *, default_concurrency: int
+) -> list[SqsEventSource]:
+    """One SqsEventSource per enabled `Type: SQS` event of the functions the gateway runs."""
+    sources = []
+    for function_id, _, _, props, invoke in template_events(stack, gateway, ["SQS"]):
+        queue_arn = str(stack.resolve(props["Queue"]))
+        concurrency = props.get("ScalingConfig", {}).get("MaximumConcurrency")
+        sources.append(
+            SqsEventSource(
+                function_id=function_id,
+                queue_url=client.get_queue_url(QueueName=queue_arn.rsplit(":", 1)[-1])["QueueUrl"],
+                queue_arn=queue_arn,
+                invoke=invoke,
+                client=client,
+                batch_size=int(stack.resolve(props.get("BatchSize", 10))),
+                concurrency=int(stack.resolve(concurrency)) if concurrency else default_concurrency,
+                report_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
+            )
+        )
+    return sources

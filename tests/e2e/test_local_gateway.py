@@ -111,7 +111,7 @@ def gateway(tmp_path_factory) -> LocalApiGateway:
     }
     logs = tmp_path_factory.mktemp("logs")
     with LocalApiGateway(
-        Stack(template, {}), {API_KEY: API_KEY_ID}, pool_size=2, warm=1, log_dir=logs, max_body_bytes=MAX_BODY
+        Stack(template, {}), {API_KEY: API_KEY_ID}, pool_size=2, log_dir=logs, max_body_bytes=MAX_BODY
     ) as local:
         assert local.wait_ready(30)
         yield local
@@ -209,9 +209,8 @@ def test_an_unknown_route_is_missing_authentication_token(gateway, http, method,
 
 
 def test_a_path_outside_the_stage_is_unknown(gateway):
-    response = httpx.get(
-        f"http://{gateway.domain_name}/things/x", headers={"x-api-key": API_KEY}, trust_env=False
-    )
+    with local_http(f"http://{gateway.domain_name}") as client:
+        response = client.get("/things/x", headers={"x-api-key": API_KEY})
     assert response.status_code == 403
     assert response.json() == {"message": "Missing Authentication Token"}
 

@@ -6,19 +6,13 @@ from __future__ import annotations
 import pstats
 from pathlib import Path
 
-import boto3
-
-from devstack.stack import moto_server
+from devstack.fake_aws import moto_client, moto_server
 
 
 def test_moto_server_writes_its_profile_on_stop(tmp_path: Path) -> None:
     profile = tmp_path / "moto.prof"
     with moto_server(60, profile=profile) as endpoint:
-        s3 = boto3.session.Session(
-            aws_access_key_id="testing",
-            aws_secret_access_key="testing",
-            region_name="us-east-1",
-        ).client("s3", endpoint_url=endpoint)
+        s3 = moto_client("s3", endpoint)
         s3.create_bucket(Bucket="profiled")
         assert [bucket["Name"] for bucket in s3.list_buckets()["Buckets"]] == ["profiled"]
         assert not profile.exists()  # written on SIGTERM, not before

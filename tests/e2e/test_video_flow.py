@@ -84,11 +84,9 @@ def test_the_client_webhook_verifies_with_the_standardwebhooks_library(stack, vi
 
 
 def test_a_refused_webhook_is_recorded_and_delivered_again(stack, videos, receiver, unique, eventually):
-    # Given a client endpoint that answers 503 to the next delivery
-    receiver.fail_next(1, status=503)
-
+    # Given a client endpoint that answers 503 to an event's first delivery
     # When a video with that callback_url completes
-    created = videos.create(unique("A train crossing a viaduct"), callback_url=receiver.url)
+    created = videos.create(unique("A train crossing a viaduct"), callback_url=receiver.url_failing(1))
     delivery = receiver.wait_for_video(created["id"], timeout=20)
 
     # Then the first delivery was refused, the next one (same webhook-id) accepted, and both

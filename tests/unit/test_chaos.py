@@ -171,8 +171,6 @@ def test_clear_removes_the_rules_and_keeps_the_counts(chaos: Chaos) -> None:
     assert chaos.clear() == 1 and chaos.faults() == []
     assert decide(chaos.path, "s3", "PutObject") is None
     assert rule.injected == 1 and chaos.fault_counts() == {("s3", "PutObject"): 1}
-    chaos.reset_stats()
-    assert chaos.fault_counts() == {}
     chaos.stop()
     assert rule.injected == 1  # still readable once the state file is gone
 

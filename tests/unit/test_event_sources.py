@@ -21,13 +21,13 @@ from devstack.event_sources import (
     StreamReader,
     drain_stream,
     filter_matches,
-    filter_patterns,
     matches_any,
-    rate_seconds,
-    schedule_source,
-    sqs_destination,
     template_filters,
 )
+from devstack.event_sources.patterns import filter_patterns
+from devstack.event_sources.schedules import rate_seconds, schedule_source
+from devstack.event_sources.streams import sqs_destination
+from devstack.fake_aws import FAKE_AWS
 from devstack.functions import InvocationFailed
 from devstack.template import NO_VALUE, Stack, load_template, provision
 
@@ -100,13 +100,7 @@ def test_filter_patterns_parse_a_filter_criteria():
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-    }.items():
+    for name, value in FAKE_AWS.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
@@ -212,8 +206,6 @@ def test_the_reader_remembers_where_it_is(table):
         ("MODIFY", "t1"),
         ("INSERT", "t2"),
     ]
-    (shard_id,) = reader.shard_ids
-    assert reader.position(shard_id) == again[-1]["dynamodb"]["SequenceNumber"]
 
 
 def test_the_reader_reads_a_limited_number_per_call(table):
@@ -250,119 +242,6 @@ def test_drain_stream_applies_the_templates_filter(table):
     assert records[0]["dynamodb"]["OldImage"]["status"] == {"S": "in_progress"}
     assert records[0]["dynamodb"]["NewImage"]["status"] == {"S": "completed"}
     assert drain_stream(reader) == []  # all read
-
-
-class _FakeStreams:
-    """A dynamodbstreams client with shards that close and split (moto's streams have one shard)."""
-
-    def __init__(self) -> None:
-        self.shards: dict[str, dict[str, Any]] = {}  # id -> {"parent", "records", "closed"}
-        self.describes = 0
-
-    def add_shard(self, shard_id: str, parent: str | None = None) -> None:
-        self.shards[shard_id] = {"parent": parent, "records": [], "closed": False}
-
-    def write(self, shard_id: str, sequence: int, key: str) -> None:
-        self.shards[shard_id]["records"].append(
-            {
-                "eventID": f"e{sequence}",
-                "eventName": "INSERT",
-                "dynamodb": {
-                    "Keys": {"id": {"S": key}},
-                    "SequenceNumber": str(sequence),
-                    "SizeBytes": 10,
-                    "StreamViewType": "KEYS_ONLY",
-                },
-            }
-        )
-
-    def describe_stream(self, StreamArn: str, ExclusiveStartShardId: str | None = None) -> dict[str, Any]:
-        self.describes += 1
-        ids = sorted(self.shards)
-        if ExclusiveStartShardId:
-            ids = [shard_id for shard_id in ids if shard_id > ExclusiveStartShardId]
-        page, rest = ids[:1], ids[1:]  # one shard a page: the reader must follow LastEvaluatedShardId
-        description: dict[str, Any] = {
-            "Shards": [
-                {
-                    "ShardId": shard_id,
-                    **(
-                        {"ParentShardId": self.shards[shard_id]["parent"]}
-                        if self.shards[shard_id]["parent"]
-                        else {}
-                    ),
-                }
-                for shard_id in page
-            ]
-        }
-        if rest:
-            description["LastEvaluatedShardId"] = page[-1]
-        return {"StreamDescription": description}
-
-    def get_shard_iterator(
-        self, StreamArn: str, ShardId: str, ShardIteratorType: str, SequenceNumber: str = ""
-    ) -> dict[str, Any]:
-        records = self.shards[ShardId]["records"]
-        position = 0 if ShardIteratorType == "TRIM_HORIZON" else len(records)
-        return {"ShardIterator": f"{ShardId}|{position}"}
-
-    def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:
-        shard_id, position = ShardIterator.split("|")
-        shard = self.shards[shard_id]
-        records = shard["records"][int(position) : int(position) + Limit]
-        end = int(position) + len(records)
-        answer: dict[str, Any] = {"Records": records}
-        if not (shard["closed"] and end >= len(shard["records"])):
-            answer["NextShardIterator"] = f"{shard_id}|{end}"
-        return answer
-
-
-def test_the_reader_follows_new_shards_and_reads_a_child_after_its_parent():
-    streams = _FakeStreams()
-    streams.add_shard("shard-1")
-    streams.write("shard-1", 1, "a")
-    reader = StreamReader(
-        streams, "arn:aws:dynamodb:us-east-1:123456789012:table/t/stream/x", shard_refresh_s=0
-    )
-    assert [r["dynamodb"]["Keys"]["id"]["S"] for r in reader.read()] == ["a"]
-
-    # The shard splits: its child appears (with records) while the parent is still open
-    streams.write("shard-1", 2, "b")
-    streams.add_shard("shard-2", parent="shard-1")
-    streams.write("shard-2", 3, "c")
-    streams.add_shard("shard-3")  # an unrelated new shard, read from its start too
-    streams.write("shard-3", 4, "d")
-
-    def keys(found):
-        return [(shard, [r["dynamodb"]["Keys"]["id"]["S"] for r in records]) for shard, records in found]
-
-    # The child waits while its parent is open
-    assert keys(reader.read_by_shard()) == [("shard-1", ["b"]), ("shard-3", ["d"])]
-    assert reader.read() == []
-
-    # Once the parent is read to its end (closed), the child is read, from its start
-    streams.write("shard-1", 5, "e")
-    streams.shards["shard-1"]["closed"] = True
-    assert keys(reader.read_by_shard()) == [("shard-1", ["e"]), ("shard-2", ["c"])]
-    streams.write("shard-2", 6, "f")
-    assert [r["dynamodb"]["Keys"]["id"]["S"] for r in reader.read()] == ["f"]
-    assert sorted(reader.shard_ids) == ["shard-1", "shard-2", "shard-3"]
-
-
-def test_shards_are_looked_up_again_only_after_the_refresh_interval():
-    streams = _FakeStreams()
-    streams.add_shard("shard-1")
-    now = [0.0]
-    reader = StreamReader(
-        streams, "arn:x:y:us-east-1:1:table/t/stream/x", shard_refresh_s=5, clock=lambda: now[0]
-    )
-    looked_up = streams.describes
-    reader.read()
-    reader.read()
-    assert streams.describes == looked_up
-    now[0] = 5.0
-    reader.read()
-    assert streams.describes == looked_up + 1
 
 
 # -- the DynamoDB stream event source ------------------------------------------------------------
@@ -684,16 +563,6 @@ def test_a_disabled_or_cron_schedule_is_not_run():
     assert ticking is not None and ticking.interval_s == 2
 
 
-def test_a_schedule_with_input_sends_it():
-    stack = Stack(TEMPLATE, {})
-    event = {"Type": "Schedule", "Properties": {"Schedule": "rate(1 minute)", "Input": '{"mode": "full"}'}}
-    calls: list[dict[str, Any]] = []
-    source = schedule_source(stack, "F", "E", event, calls.append)
-    assert source is not None
-    source.tick()
-    assert calls == [{"mode": "full"}]
-
-
 def test_the_timer_ticks_every_interval_and_survives_failures():
     times: list[float] = []
 
@@ -703,12 +572,7 @@ def test_the_timer_ticks_every_interval_and_survives_failures():
             raise InvocationFailed("error", "the second run fails")
         return {"examined": 0}
 
-    source = ScheduleSource(
-        function_id="ReconcileFunction",
-        invoke=invoke,
-        interval_s=0.1,
-        event_factory=lambda: {"source": "aws.scheduler"},
-    )
+    source = ScheduleSource(function_id="F", invoke=invoke, interval_s=0.1, source_arn="arn", scheduler=True)
     started = time.monotonic()
     source.start()
     try:
@@ -727,7 +591,10 @@ def test_the_timer_ticks_every_interval_and_survives_failures():
 
 def test_stop_ends_the_timer_before_its_first_tick():
     calls: list[dict[str, Any]] = []
-    source = ScheduleSource(function_id="F", invoke=calls.append, interval_s=30, event_factory=dict).start()
+    source = ScheduleSource(
+        function_id="F", invoke=calls.append, interval_s=30, source_arn="arn", scheduler=False
+    )
+    source.start()
     stopped = time.monotonic()
     source.stop()
     assert time.monotonic() - stopped < 1

@@ -1,6 +1,6 @@
 """devstack.worker's opt-in measuring: a cProfile file and AWS call counts per process.
 
-The worker runs as the gateway runs it (a subprocess speaking the frame protocol), with a tiny
+The worker runs as its pool runs it (a subprocess speaking JSON lines), with a tiny
 handler that makes one botocore call to a closed port (counted even though it fails).
 """
 
@@ -12,8 +12,6 @@ import pstats
 import subprocess
 import sys
 from pathlib import Path
-
-from devstack.worker import read_frame, write_frame
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,14 +59,14 @@ def run_worker(code_dir: Path, extra_env: dict[str, str], events: list[dict]) ->
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
+        text=True,
     )
     assert process.stdin is not None and process.stdout is not None
-    replies = [read_frame(process.stdout)]
+    replies = [json.loads(process.stdout.readline())]
     for number, event in enumerate(events):
-        write_frame(
-            process.stdin, {"event": event, "context": {"aws_request_id": f"r{number}", "deadline_ms": 0}}
-        )
-        replies.append(read_frame(process.stdout))
+        process.stdin.write(json.dumps({"event": event, "request_id": f"r{number}", "deadline_ms": 0}) + "\n")
+        process.stdin.flush()
+        replies.append(json.loads(process.stdout.readline()))
     process.stdin.close()  # end of input: the worker writes its files and exits
     assert process.wait(timeout=30) == 0
     return replies  # type: ignore[return-value]
