@@ -22,8 +22,6 @@ from openapi_schema_validator import OAS31Validator
 from openapi_spec_validator import validate as validate_spec
 
 from devstack import fuzz_hooks
-from devstack.load import FAST_FUNCTION_ENV, FAST_PARAMETERS
-from devstack.processes import eventually, local_http
 from devstack.proxy import (
     FUNCTION_ERROR,
     INVALID_API_KEY,
