@@ -24,7 +24,8 @@ from devstack.stack import DEFAULT_LOG_DIR, DevStack
 from devstack.template import ROOT
 
 DEMO_PROMPT = "A paper boat drifting down a rainy street at dusk, cinematic"
-DEMO_DURATION, DEMO_SIZE = 4, "1280x720"
+# The default live model (DefaultModel), at a length and size it offers.
+DEMO_MODEL, DEMO_DURATION, DEMO_SIZE = "veo-3.1-fast", 8, "1280x720"
 
 
 def _stop_on_signals() -> None:
@@ -83,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
 def _print_banner(stack: DevStack, args: argparse.Namespace) -> None:
     assert stack.simulator is not None
     prompt = "A paper boat drifting down a rainy street at dusk"
-    body = json.dumps({"prompt": prompt, "duration": 4, "size": "1280x720"})
+    body = json.dumps({"prompt": prompt, "size": "1280x720"})  # the default model and its length
     url, key = shlex.quote(stack.api_url), shlex.quote(stack.api_key)
     curl = f"curl -sS -X POST {shlex.quote(stack.api_url + '/v1/videos')} -H {shlex.quote('x-api-key: ' + stack.api_key)}"
     curl += f" -H 'content-type: application/json' -d {shlex.quote(body)}"
@@ -201,6 +202,8 @@ def demo(args: argparse.Namespace) -> int:
 
 def _demo_flow(stack: DevStack, receiver: WebhookReceiver, prompt: str, out: Path) -> list[tuple[str, str]]:
     options = [
+        "--model",
+        DEMO_MODEL,
         "--duration",
         str(DEMO_DURATION),
         "--size",

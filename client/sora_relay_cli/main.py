@@ -28,9 +28,6 @@ from sora_relay_cli.api import (
 
 ENV_URL = "SORA_RELAY_API_URL"
 ENV_KEY = "SORA_RELAY_API_KEY"
-MODELS = ("sora-2", "sora-2-pro")
-DURATIONS = (4, 8, 12)
-SIZES = ("1280x720", "720x1280", "1792x1024", "1024x1792")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -104,7 +101,7 @@ def _add_global_options(parser: argparse.ArgumentParser, *, on_subcommand: bool)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sora-relay",
-        description="Generate Sora videos through the sora-relay API: submit, watch, download.",
+        description="Generate videos through the sora-relay API: submit, watch, download.",
         epilog="Exit codes: 0 success, 1 task failed or API error, 2 usage or config error.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
@@ -113,11 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     submit = commands.add_parser("submit", help="create a video task", description="Create a video task.")
     submit.add_argument("prompt", metavar="PROMPT", help="what the video should show")
-    submit.add_argument("--model", choices=MODELS, help="default: sora-2 (server side)")
-    submit.add_argument("--duration", type=int, choices=DURATIONS, help="seconds (default: server side)")
-    submit.add_argument(
-        "--size", choices=SIZES, help="default: 1280x720; 1792x1024 and 1024x1792 need sora-2-pro"
-    )
+    # What each model offers is the server's catalogue (GET /v1/models): the API's 400 names the
+    # field and the values the model offers.
+    submit.add_argument("--model", help="a model id of GET /v1/models (default: the deployment's)")
+    submit.add_argument("--duration", type=int, help="seconds, one the model offers (default: its own)")
+    submit.add_argument("--size", help="WIDTHxHEIGHT, one the model offers (default: 1280x720 where offered)")
     submit.add_argument("--callback-url", metavar="URL", help="https URL to notify (Standard Webhooks)")
     submit.add_argument(
         "--image-url",

@@ -16,7 +16,7 @@ def test_a_video_is_generated_archived_and_served_through_a_presigned_url(
     stack, videos, plain_http, unique, probe_mp4
 ):
     # Given a request for an 8-second portrait video
-    created = videos.create(unique("A lighthouse in fog"), model="sora-2", duration=8, size="720x1280")
+    created = videos.create(unique("A lighthouse in fog"), model="veo-3.1-fast", duration=8, size="720x1280")
     assert created["status"] in ("queued", "in_progress")
     assert created["download_url"] is None
 
