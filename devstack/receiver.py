@@ -36,6 +36,9 @@ class Delivery:
     body: bytes
     received_at: float  # epoch seconds
     answered: int  # the status this receiver answered with
+    # Whether its signature verified when it arrived (None: no secret to check with). Checked on
+    # arrival, as a receiver does: the timestamp in the signature is only good for 5 minutes.
+    verified: bool | None = None
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -106,9 +109,20 @@ class WebhookReceiver:
                 times = int(query["fail"][0]) if "fail" in query else None
                 if times is None or self._seen[key] <= times:
                     status = int(query.get("status", ["503"])[0])
-            self._deliveries.append(Delivery(path, headers, body, time.time(), status))
+            self._deliveries.append(
+                Delivery(path, headers, body, time.time(), status, self._verified(body, headers))
+            )
             self._cond.notify_all()
             return status
+
+    def _verified(self, body: bytes, headers: dict[str, str]) -> bool | None:
+        if not self.secret:
+            return None
+        try:
+            Webhook(self.secret).verify(body, headers)
+        except Exception:  # standardwebhooks raises its own WebhookVerificationError
+            return False
+        return True
 
     @property
     def deliveries(self) -> list[Delivery]:
