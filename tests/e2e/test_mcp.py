@@ -23,6 +23,7 @@ from mcp.client.streamable_http import streamable_http_client
 
 from devstack.__main__ import cli_command
 from devstack.load import FAST_FUNCTION_ENV, FAST_PARAMETERS, FAST_SCHEDULE_SECONDS
+from devstack.processes import eventually
 from devstack.receiver import WebhookReceiver
 from devstack.stack import DevStack
 from devstack.template import ROOT
@@ -145,7 +146,13 @@ def test_a_remote_client_generates_with_the_seed_tool_and_hears_the_signed_seed_
         assert batch["items"][1]["error"]["code"] == "video_not_found"
 
         # And the callback_url heard the upstream callback body, signed with Standard Webhooks
-        delivery = receiver.wait_for(lambda d: d.json()["task_id"] == submitted["task_id"], DEADLINE)
+        delivery = eventually(
+            lambda: next(
+                (d for d in receiver.deliveries if d.json().get("task_id") == submitted["task_id"]), None
+            ),
+            timeout=DEADLINE,
+            what="the seed callback",
+        )
         receiver.verify(delivery)
         body = delivery.json()
         assert body["success"] is True

@@ -124,18 +124,29 @@ def test_a_video_the_cdn_refuses_twice_is_copied_by_the_archive_queue_on_a_retry
     assert event["type"] == "video.completed"
 
 
-# Provider 429/5xx at submit. Two designs, chosen by the template: without a dispatch queue,
-# submit retries in line and answers 503; with one, submit answers 202 `queued` at once and the
-# dispatch function retries from the queue with backoff.
+# A provider throttling at submit (429: nothing was accepted). Two designs, chosen by the template:
+# without a dispatch queue, submit retries in line and answers 503; with one, submit answers 202
+# `queued` at once and the dispatch function retries from the queue with backoff. A 5xx is not
+# retried at all: the provider may have started the job (a second create could bill twice).
 
 
-@pytest.mark.parametrize("marker", ["429", "500"])
+def test_a_5xx_on_create_fails_the_task_at_once_and_is_never_sent_again(stack, videos, unique):
+    prompt = unique("[sim:500] A provider that broke mid-create")
+    answer = videos.client.post("/v1/videos", json={"prompt": prompt})
+    assert answer.status_code == 502
+    assert answer.json()["error"]["code"] == "provider_outcome_unknown"
+    assert sum(1 for job in stack.simulator.jobs() if job.prompt == prompt) == 0  # it accepted nothing
+    # ... and the relay asked once: the simulator counts create attempts per prompt
+    assert stack.simulator._create_attempts[("500", prompt)] == 1
+
+
+@pytest.mark.parametrize("marker", ["429"])
 def test_queued_a_provider_that_keeps_refusing_fails_the_task_after_the_dispatch_attempts(
     stack, videos, unique, dispatch, marker
 ):
     assert dispatch == "queue"  # the in-line fallback (no queue) is covered in tests/integration
 
-    # Given a provider that refuses every attempt: submit accepts the task all the same
+    # Given a provider that throttles every attempt: submit accepts the task all the same
     created = videos.create(unique(f"[sim:{marker}] A busy provider"))
     assert created["status"] == "queued"
 
@@ -149,7 +160,7 @@ def test_queued_a_task_the_dispatch_gives_up_on_is_reported_to_the_webhook(
     stack, videos, receiver, unique, dispatch
 ):
     assert dispatch == "queue"  # the in-line fallback (no queue) is covered in tests/integration
-    created = videos.create(unique("[sim:500] A provider that stays down"), callback_url=receiver.url)
+    created = videos.create(unique("[sim:429] A provider that stays busy"), callback_url=receiver.url)
     assert videos.wait(created["id"], timeout=40)["status"] == "failed"
 
     event = receiver.verify(receiver.wait_for_video(created["id"], timeout=2))
