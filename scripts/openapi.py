@@ -123,7 +123,9 @@ NOT_REST = "/mcp"
 
 
 def rest_routes() -> list[Any]:
-    return [route for route in Stack(template=load_template(), parameters={}).routes() if route.path != NOT_REST]
+    return [
+        route for route in Stack(template=load_template(), parameters={}).routes() if route.path != NOT_REST
+    ]
 
 
 def api_functions() -> dict[str, Path]:

@@ -197,7 +197,8 @@ def test_submissions_from_the_queue_are_validated_reported_and_run(stack, unique
         QueueUrl=stack.queue_url("SubmitQueue"), MessageBody=json.dumps({"prompt": prompt})
     )
     bad = sqs.send_message(
-        QueueUrl=stack.queue_url("SubmitQueue"), MessageBody=json.dumps({"prompt": "x", "model": "veo-3.1-fast", "duration": 7})
+        QueueUrl=stack.queue_url("SubmitQueue"),
+        MessageBody=json.dumps({"prompt": "x", "model": "veo-3.1-fast", "duration": 7}),
     )
 
     def by_message(detail_type: str, message_id: str) -> dict | None:

@@ -59,12 +59,16 @@ def with_token(event: dict) -> dict:
 
 def test_every_event_file_is_covered_here():
     # The MCP function's events run in tests/integration/test_mcp_handler.py.
-    names = {path.stem for path in EVENTS.glob("*.json")} - {"env"} - {
-        "mcp-initialize",
-        "mcp-tools-list",
-        "mcp-tools-call",
-        "mcp-get",
-    }
+    names = (
+        {path.stem for path in EVENTS.glob("*.json")}
+        - {"env"}
+        - {
+            "mcp-initialize",
+            "mcp-tools-list",
+            "mcp-tools-call",
+            "mcp-get",
+        }
+    )
     assert names == {
         "submit",
         "submit-invalid",
