@@ -271,6 +271,13 @@ def isolated_env(path: list[Path], extra: dict[str, str] | None = None) -> dict[
     return env
 
 
+def own_layers(build_dir: Path, function: str) -> list[Path]:
+    """A function's own layer beside the common one, by the template's naming (McpLayer for
+    McpFunction): Lambda unpacks both into /opt/python."""
+    own = build_dir / (function.removesuffix("Function") + "Layer") / "python"
+    return [own] if own.is_dir() else []
+
+
 def check_imports(build_dir: Path, python312: str, report: Report) -> None:
     layer = build_dir / "CommonLayer" / "python"
     runtime = runtime_packages_dir(build_dir)
@@ -301,7 +308,9 @@ def check_imports(build_dir: Path, python312: str, report: Report) -> None:
         name = function_dir.name
         result = subprocess.run(
             [python312, "-S", "-c", HANDLER_PROBE, str(function_dir)],
-            env=isolated_env([function_dir, layer, runtime], env_by_function.get(name, {})),
+            env=isolated_env(
+                [function_dir, *own_layers(build_dir, name), layer, runtime], env_by_function.get(name, {})
+            ),
             capture_output=True,
             text=True,
             check=False,
