@@ -336,7 +336,7 @@ def _seed_tasks(stack: Any, dynamodb: Any) -> str:
             owner=OWNER,
             status="completed" if done else "in_progress",
             version=3 if done else 2,
-            model="sora-2",
+            model="seedance-1.5-pro",  # a live catalogue model served by AceData
             prompt="A paper boat drifting down a rainy street",
             seconds=4,
             size="1280x720",
