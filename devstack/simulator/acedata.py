@@ -99,7 +99,7 @@ class AceData:
         job.meta["service"] = service.name
         if callback_url is None and not async_flag:
             # Synchronous mode: the provider holds the request until the video is ready.
-            self.sim._stopping.wait(self.sim.config.callback_delay_s)
+            self.sim.wait(self.sim.config.callback_delay_s)
             self.sim.finish(job, self._finish)
             response = job.record["response"]
             return (200 if response["success"] else 500), response, {}

@@ -391,6 +391,20 @@ class ProviderSimulator:
             raise RuntimeError("simulator not started")
         return self._video_dir
 
+    @property
+    def lock(self) -> threading.Lock:
+        """The lock guarding every job's state; a dialect takes it to change a job's record."""
+        return self._lock
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`, waking early when the simulator stops; True if it is stopping."""
+        return self._stopping.wait(seconds)
+
+    def create_attempts(self, fault: str, prompt: str) -> int:
+        """How many creates came for a create-time fault and prompt (the relay must not resend)."""
+        with self._lock:
+            return self._create_attempts.get((fault, prompt), 0)
+
     def dialect_for(self, path: str) -> tuple[Dialect, str]:
         for dialect in self.dialects:
             if not dialect.prefix or path == dialect.prefix or path.startswith(dialect.prefix + "/"):

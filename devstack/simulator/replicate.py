@@ -400,7 +400,7 @@ class Replicate:
         wait = self._prefer_wait(request)
         if wait:
             deadline = time.monotonic() + wait
-            while not job.terminal and time.monotonic() < deadline and not self.sim._stopping.wait(0.05):
+            while not job.terminal and time.monotonic() < deadline and not self.sim.wait(0.05):
                 pass
         return 201, self._view(job), {}
 
@@ -439,7 +439,7 @@ class Replicate:
         self.sim.run(job, finish=self._finish, push=self._push)
 
     def _begin(self, job: Job) -> None:
-        with self.sim._lock:
+        with self.sim.lock:
             if job.terminal:
                 return
             job.state = "running"
@@ -504,7 +504,7 @@ class Replicate:
         """Intermediate events, never terminal: a tqdm line in the logs (`logs`), then on the last
         one the video URL already in `output` while the status is still `processing` (`output`),
         the case a receiver must not take for a finished prediction."""
-        with self.sim._lock:
+        with self.sim.lock:
             if job.terminal:
                 return
             sent = job.meta["progress_sent"] = job.meta.get("progress_sent", 0) + 1
@@ -542,7 +542,7 @@ class Replicate:
     def _retry_if_refused(self, job: Job, message_id: str, *, attempt: int) -> None:
         """Replicate retries the final webhook after a failed request or a 4xx/5xx (receive-webhook
         docs), re-signed with a fresh timestamp and the same webhook-id."""
-        with self.sim._lock:
+        with self.sim.lock:
             last = next(
                 (item for item in reversed(job.callbacks) if item["kind"] in ("final", "retry")), None
             )
@@ -598,7 +598,7 @@ class Replicate:
         """`POST /v1/predictions/{id}/cancel`: `canceled`, terminal, nothing deleted (contract)."""
         self._authorize(request)
         job = self._job(request)
-        with self.sim._lock:
+        with self.sim.lock:
             cancelled = not job.terminal
             if cancelled:
                 now = time.time()

@@ -137,7 +137,7 @@ def test_a_5xx_on_create_fails_the_task_at_once_and_is_never_sent_again(stack, v
     assert answer.json()["error"]["code"] == "provider_outcome_unknown"
     assert sum(1 for job in stack.simulator.jobs() if job.prompt == prompt) == 0  # it accepted nothing
     # ... and the relay asked once: the simulator counts create attempts per prompt
-    assert stack.simulator._create_attempts[("500", prompt)] == 1
+    assert stack.simulator.create_attempts("500", prompt) == 1
 
 
 @pytest.mark.parametrize("marker", ["429"])
