@@ -25,6 +25,7 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "SoraRelayTest")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
 ROOT = Path(__file__).resolve().parent.parent
+PROVIDER_TOKEN = "provider-test-token"  # the provider API key the in-process stack is provisioned with
 EVENTS = ROOT / "events"
 
 
@@ -145,13 +146,15 @@ def _mock_aws(**kwargs: Any) -> Any:
 _SHARED_AWS = pytest.StashKey[SharedAws]()
 
 
-def start_shared_aws(request: pytest.FixtureRequest, parameters: dict[str, str]) -> Iterator[SharedAws]:
-    """The body of a session fixture named `shared_aws` (tests/integration's conftest has it)."""
+@pytest.fixture(scope="session")
+def shared_aws(request: pytest.FixtureRequest) -> Iterator[SharedAws]:
+    """The one SharedAws of the session (defined here only: a fixture imported into two conftests
+    would be two fixtures, two mocks)."""
     from devstack.template import AwsClients, Changes
 
     changes = Changes().install()
     # Made after install(): its clients record (and moto's patch is among its handlers).
-    shared = SharedAws(dict(parameters), boto3.session.Session(), changes, AwsClients())
+    shared = SharedAws({"ProviderApiKey": PROVIDER_TOKEN}, boto3.session.Session(), changes, AwsClients())
     request.config.stash[_SHARED_AWS] = shared
     try:
         yield shared

@@ -29,9 +29,8 @@ from sora_relay.adapters.aws import reset_clients
 from sora_relay.runtime import container as runtime_container
 from sora_relay.runtime.container import Container, current
 from sora_relay.settings import Settings
-from tests.conftest import LambdaContext, SharedAws, load_event, load_handler, start_shared_aws
+from tests.conftest import PROVIDER_TOKEN, LambdaContext, SharedAws, load_event, load_handler
 
-PROVIDER_TOKEN = "provider-test-token"
 PROVIDER_HOST = "api.acedata.cloud"
 CDN_HOST = "cdn.provider.test"
 SAMPLE_CDN_HOST = "videos.provider.example"  # the host in events/callback-success.json
@@ -199,11 +198,6 @@ def reload_settings(monkeypatch: pytest.MonkeyPatch) -> Container:
     """After a test changed the environment: settings read again, the same collaborators given
     (the fake internet), the rest built afresh from the new settings."""
     return install_container(monkeypatch, current().replace(settings=Settings()))
-
-
-@pytest.fixture(scope="session")
-def shared_aws(request: pytest.FixtureRequest) -> Iterator[SharedAws]:
-    yield from start_shared_aws(request, {"ProviderApiKey": PROVIDER_TOKEN})
 
 
 @pytest.fixture

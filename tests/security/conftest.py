@@ -8,7 +8,6 @@ from tests.integration.conftest import (  # noqa: F401  (pytest finds fixtures b
     internet,
     mp4_bytes,
     s3,
-    shared_aws,
     stack,
     webhook_secret,
 )
