@@ -169,3 +169,19 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     shared = item.config.stash.get(_SHARED_AWS, None)
     if shared is not None and "shared_aws" not in item.fixturenames:  # type: ignore[attr-defined]
         shared.pause()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under pytest-xdist (`-n 2`): each file's tests on one worker (module fixtures made once),
+    and all of tests/e2e on one worker (one local stack, as without xdist), the biggest unit first
+    (the e2e one: mostly waiting, while the other worker runs the in-process tests). A scheduler
+    of our own because `--dist loadgroup` does not group on pytest 9.2 (pytest-xdist#1386)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FilesAndE2e(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "tests/e2e" if path.startswith("tests/e2e/") else path
+
+    return FilesAndE2e(config, log)
