@@ -70,8 +70,11 @@ lint: .venv lint-template ## ruff check + format check over the python dirs, and
 	$(VENV)/bin/ruff check $(PY_DIRS)
 	$(VENV)/bin/ruff format --check $(PY_DIRS)
 
+# Two pytest-xdist workers: all of tests/e2e (one local stack, mostly waiting) on one, the
+# in-process tests on the other (tests/conftest.py's scheduler). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: lint ## lint, then the test suite
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS))
 
 build: tools ## sam build (python3.12, arm64) and prove the layer fits the runtime (scripts/check_layer.py)
 	scripts/sam-build.sh arm64 $(BUILD_DIR)

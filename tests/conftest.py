@@ -174,10 +174,12 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """Under pytest-xdist (`-n 2`): each file's tests on one worker (module fixtures made once),
-    and all of tests/e2e on one worker (one local stack, as without xdist), the biggest unit first
-    (the e2e one: mostly waiting, while the other worker runs the in-process tests). A scheduler
+    and all of tests/e2e on one worker (one local stack, as without xdist), first: it takes the
+    longest, mostly waiting, while the other worker runs the in-process tests. A scheduler
     of our own because `--dist loadgroup` does not group on pytest 9.2 (pytest-xdist#1386)."""
     from xdist.scheduler import LoadScopeScheduling
+
+    config.option.loadscopereorder = False  # units in collection order: tests/e2e (the longest) first
 
     class FilesAndE2e(LoadScopeScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
@@ -185,3 +187,18 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             return "tests/e2e" if path.startswith("tests/e2e/") else path
 
     return FilesAndE2e(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, the fault suite last among the e2e tests: its mixed run (48 tasks at once
+    with injected AWS errors) needs the most CPU, and by then the other worker is about done."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # a worker's collection is the one scheduled
+        faults = ROOT / "tests" / "e2e" / "test_fault_suite.py"
+        last_e2e = max((i for i, item in enumerate(items) if _is_e2e(item)), default=-1)
+        moved = [item for item in items[: last_e2e + 1] if item.path == faults]
+        rest = [item for item in items[: last_e2e + 1] if item.path != faults]
+        items[: last_e2e + 1] = rest + moved
+
+
+def _is_e2e(item: pytest.Item) -> bool:
+    return item.path.is_relative_to(ROOT / "tests" / "e2e")
