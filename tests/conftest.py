@@ -171,6 +171,11 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         shared.pause()
 
 
+# tests/e2e files that start no DevStack (a gateway on a template of their own; a profiled moto
+# server): scheduled like any file. Listed wrongly, a file only costs a second stack on the other worker.
+_NO_LOCAL_STACK = frozenset({"tests/e2e/test_local_gateway.py", "tests/e2e/test_profiling.py"})
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """Under pytest-xdist (`-n 2`): each file's tests on one worker (module fixtures made once),
@@ -184,7 +189,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     class FilesAndE2e(LoadScopeScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
-            return "tests/e2e" if path.startswith("tests/e2e/") else path
+            return "tests/e2e" if path.startswith("tests/e2e/") and path not in _NO_LOCAL_STACK else path
 
     return FilesAndE2e(config, log)
 
