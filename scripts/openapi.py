@@ -59,7 +59,7 @@ Every route except the provider's callback needs an API key in `x-api-key`. Each
 one owner: another owner's video is a 404 on every route.
 
 Every error, the service's own and API Gateway's (a missing or unknown key, throttling, an
-unknown route, a function failure), is `{"error": {"code", "message", "param"}}`. `code` is a
+unknown route, a function failure), is OpenAI's `{"error": {"message", "type", "param", "code"}}`. `code` is a
 stable string: the codes each response can carry are listed in its `x-error-codes`; the
 upper-case ones are API Gateway's response types. `param` names the request field, header,
 query or path parameter at fault, or is null. An unknown route or method is a 404 `not_found`.
