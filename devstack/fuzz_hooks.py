@@ -148,5 +148,7 @@ def error_shape(ctx: Any, response: Any, case: Case) -> bool | None:
     except ValueError:
         body = None
     if not is_error_shape(body):
-        raise AssertionError(f"A {status} answer is not the error shape {{error: {{message, type, param, code}}}}")
+        raise AssertionError(
+            f"A {status} answer is not the error shape {{error: {{message, type, param, code}}}}"
+        )
     return None

@@ -54,7 +54,8 @@ VIDEO_ID = (str, Field(description="The video's id (`video_` and 32 hex digits);
     responses={
         200: answer(VideoList, "One page of the caller's videos."),
         400: refusal(
-            f"limit is not a whole number from 1 to {MAX_LIMIT}, or order is not asc or desc.", "invalid_value"
+            f"limit is not a whole number from 1 to {MAX_LIMIT}, or order is not asc or desc.",
+            "invalid_value",
         ),
         404: refusal("`after` names no video of the caller's (`param` is `after`).", "video_not_found"),
         **OWNER_ERRORS,

@@ -22,7 +22,7 @@ from sora_relay.runtime.api import (
     refusal,
 )
 from sora_relay.runtime.container import current
-from sora_relay.runtime.multipart import read_create, read_fields
+from sora_relay.runtime.multipart import FORM_EXTENSION, read_create, read_fields
 from sora_relay.usecases.idempotency import _KEY, HEADER, submit_once
 from sora_relay.usecases.remix import RemixVideoRequest, parse_remix_fields, remix_request, remix_source
 from sora_relay.usecases.unsupported import refuse_character, refuse_operation
@@ -50,6 +50,8 @@ VIDEO_ID = (str, Field(description="The video's id (`video_` and 32 hex digits);
 @app.post(
     "/v1/videos",
     operation_id="createVideo",
+    # The body may also be a form (what OpenAI's SDK sends); scripts/openapi.py documents it.
+    openapi_extensions={FORM_EXTENSION: "create"},
     tags=["videos"],
     summary="Create a video",
     description=(
@@ -62,7 +64,7 @@ VIDEO_ID = (str, Field(description="The video's id (`video_` and 32 hex digits);
         " where `input_reference` may be the image file itself: PNG, JPEG or WebP by its bytes, at"
         " most 4 MiB, stored in the service's bucket and handed to the provider as a short-lived"
         " link. In either, `input_reference` may also be a base64 data URL or OpenAI's"
-        " `{\"image_url\"}` (`input_reference[image_url]` in a form); `{\"file_id\"}` is a 400.\n\n"
+        ' `{"image_url"}` (`input_reference[image_url]` in a form); `{"file_id"}` is a 400.\n\n'
         "An unknown field, a bad value or a body that is not a JSON object or a valid form is a 400"
         " naming the field in `param`. A JSON body over 64 KiB, or a form over 4 MiB + 64 KiB, is a"
         " 413.\n\n"
@@ -120,6 +122,7 @@ def create_video() -> Response:
 @app.post(
     "/v1/videos/<video_id>/remix",
     operation_id="remixVideo",
+    openapi_extensions={FORM_EXTENSION: "fields"},
     tags=["videos"],
     summary="Remix a completed video with a new prompt",
     description=(

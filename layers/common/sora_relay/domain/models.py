@@ -93,7 +93,7 @@ class CreateVideoRequest(BaseModel):
         default=None,
         description=(
             "OpenAI's reference image (used when image_urls is absent): an https URL, a base64 data"
-            " URL, or `{\"image_url\": ...}`. As multipart/form-data it may also be the image file"
+            ' URL, or `{"image_url": ...}`. As multipart/form-data it may also be the image file'
             " itself (PNG, JPEG or WebP, checked by its bytes, at most 4 MiB)."
         ),
     )
@@ -189,7 +189,9 @@ def parse_create_request(body: str | bytes | None, *, allow_loopback: bool) -> C
         if is_data_url(request.input_reference):
             image_from_data_url(request.input_reference)  # a bad image is a 400 before anything is stored
         else:
-            parse_outbound_url(request.input_reference, field="input_reference", allow_loopback=allow_loopback)
+            parse_outbound_url(
+                request.input_reference, field="input_reference", allow_loopback=allow_loopback
+            )
     return request
 
 

@@ -20,7 +20,9 @@ from sora_relay.domain.errors import InvalidRequest
 MAX_IMAGE_BYTES = 4 * 1024 * 1024
 IMAGE_FIELD = "input_reference"
 
-_DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?:;[\w.+-]+=[\w.+-]+)*;base64,(?P<data>.*)$", re.S)
+_DATA_URL = re.compile(
+    r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?:;[\w.+-]+=[\w.+-]+)*;base64,(?P<data>.*)$", re.S
+)
 
 
 @dataclass(frozen=True)
@@ -53,9 +55,7 @@ def image_upload(data: bytes, *, field: str = IMAGE_FIELD, max_bytes: int = MAX_
     if not data:
         raise InvalidRequest(f"{field} is an empty file", param=field, code="invalid_value")
     if len(data) > max_bytes:
-        raise InvalidRequest(
-            f"{field} is larger than {max_bytes} bytes", param=field, code="file_too_large"
-        )
+        raise InvalidRequest(f"{field} is larger than {max_bytes} bytes", param=field, code="file_too_large")
     content_type = sniff_image_type(data[:16])
     if content_type is None:
         raise InvalidRequest(
@@ -70,7 +70,9 @@ def is_data_url(value: str) -> bool:
     return value[:5].lower() == "data:"
 
 
-def image_from_data_url(url: str, *, field: str = IMAGE_FIELD, max_bytes: int = MAX_IMAGE_BYTES) -> ImageUpload:
+def image_from_data_url(
+    url: str, *, field: str = IMAGE_FIELD, max_bytes: int = MAX_IMAGE_BYTES
+) -> ImageUpload:
     """A `data:image/...;base64,...` URL's image, checked like an upload."""
     found = _DATA_URL.match(url)
     if found is None:
@@ -82,5 +84,7 @@ def image_from_data_url(url: str, *, field: str = IMAGE_FIELD, max_bytes: int = 
     try:
         data = base64.b64decode(found["data"], validate=True)
     except (binascii.Error, ValueError) as error:
-        raise InvalidRequest(f"{field}: the data URL is not valid base64", param=field, code="invalid_value") from error
+        raise InvalidRequest(
+            f"{field}: the data URL is not valid base64", param=field, code="invalid_value"
+        ) from error
     return image_upload(data, field=field, max_bytes=max_bytes)

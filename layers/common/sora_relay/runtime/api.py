@@ -25,6 +25,7 @@ from sora_relay.domain.errors import (
     RequestTooLarge,
     SoraRelayError,
     StorageError,
+    TaskNotQueued,
     Unauthorized,
     describe_cause,
 )
@@ -134,13 +135,15 @@ def refusal(description: str, *codes: str, headers: dict[str, Any] | None = None
 SERVER_ERRORS: dict[int, dict[str, Any]] = {
     500: refusal(
         "Our failure: an unexpected error (`internal_error`), DynamoDB or S3 failed (`storage_error`),"
-        " SQS or EventBridge failed (`queue_error`, `event_bus_error`), or a setting or secret is"
-        " missing (`configuration_error`).",
+        " SQS or EventBridge failed (`queue_error`, `event_bus_error`), a setting or secret is"
+        " missing (`configuration_error`), or a stored task could neither be queued for dispatch"
+        " nor failed (`dispatch_failed`, with `x-should-retry: false`: the task exists).",
         "internal_error",
         StorageError.code,
         QueueError.code,
         EventBusError.code,
         ConfigurationError.code,
+        TaskNotQueued.code,
     ),
 }
 # ... and a route with an API key (caller() refuses a request without its identity).
@@ -290,7 +293,9 @@ def install_error_handlers(app: APIGatewayRestResolver) -> None:
 
     @app.not_found
     def _no_route(_: Exception) -> Response:  # Powertools: also an unknown method on a known path
-        return Response(status_code=404, content_type=JSON, body=error_body("not_found", "No such route", status=404))
+        return Response(
+            status_code=404, content_type=JSON, body=error_body("not_found", "No such route", status=404)
+        )
 
     @app.exception_handler(Exception)
     def _unexpected(error: Exception) -> Response:

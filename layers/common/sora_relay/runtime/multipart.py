@@ -28,6 +28,9 @@ from sora_relay.runtime.api import request_body
 from sora_relay.runtime.container import current
 
 MULTIPART = "multipart/form-data"
+# Marks a route whose body may also be a form: `create` (the create fields and the image file) or
+# `fields` (the JSON body's fields, no file). scripts/openapi.py turns it into the form's schema.
+FORM_EXTENSION = "x-sora-relay-form"
 MAX_PARTS = 32
 MAX_FIELD_BYTES = 64 * 1024  # a text field (a prompt is at most 4000 characters)
 
@@ -72,9 +75,7 @@ def raw_body(event: APIGatewayProxyEvent, *, max_bytes: int) -> bytes:
     return data
 
 
-def parse_form(
-    event: APIGatewayProxyEvent, *, max_body_bytes: int, max_file_bytes: dict[str, int]
-) -> Form:
+def parse_form(event: APIGatewayProxyEvent, *, max_body_bytes: int, max_file_bytes: dict[str, int]) -> Form:
     """Read a multipart/form-data body. Only the file fields named in `max_file_bytes` are taken
     (each up to its size); a file part under any other name, or a text part under one of those
     names that is not allowed to be text, is refused by the caller's field checks."""
@@ -136,7 +137,9 @@ class _FormReader:
     def _begin(self) -> None:
         self._parts += 1
         if self._parts > MAX_PARTS:
-            raise InvalidRequest(f"The form has more than {MAX_PARTS} parts", param="body", code="invalid_multipart")
+            raise InvalidRequest(
+                f"The form has more than {MAX_PARTS} parts", param="body", code="invalid_multipart"
+            )
         self._headers, self._chunks, self._size = {}, [], 0
 
     def _header_end(self) -> None:

@@ -133,7 +133,12 @@ def submit_once(
 ) -> VideoObject:
     if key is None:
         return submit_video(
-            deps, request, owner=owner, public_base_url=public_base_url, upload=upload, remixed_from=remixed_from
+            deps,
+            request,
+            owner=owner,
+            public_base_url=public_base_url,
+            upload=upload,
+            remixed_from=remixed_from,
         )
     if not _KEY.match(key):
         raise InvalidRequest(f"{HEADER} must be 1 to 255 visible ASCII characters", param=HEADER)

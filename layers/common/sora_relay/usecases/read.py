@@ -36,7 +36,6 @@ def owned_task(
     return task
 
 
-
 def poll_after_ms(task: Task, *, now_ms: int | None = None) -> int | None:
     """How long a poller should wait before asking again; None once the video is finished."""
     if task.status.is_terminal:
@@ -94,9 +93,7 @@ def parse_order(raw: str | None) -> str:
     return raw
 
 
-def list_videos(
-    deps: Deps, owner: str, *, limit: int, after: str | None, order: str = "desc"
-) -> VideoList:
+def list_videos(deps: Deps, owner: str, *, limit: int, after: str | None, order: str = "desc") -> VideoList:
     """One page of the caller's videos by creation time (`desc`: newest first), deleted ones left
     out; `after` is the previous page's `last_id` (OpenAI's cursor; the SDK pages with it)."""
     after_task = owned_task(deps, owner, after, param="after", deleted=True) if after else None

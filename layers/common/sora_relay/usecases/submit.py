@@ -126,7 +126,9 @@ def _queue_or_fail(deps: Deps, task: Task, public_base_url: str, *, delay_second
     try:
         queue_dispatch(deps, task.task_id, public_base_url, delay_seconds=delay_seconds)
     except Exception as error:
-        logger.error("Could not queue the task for dispatch; failing it", extra={"cause": describe_cause(error)})
+        logger.error(
+            "Could not queue the task for dispatch; failing it", extra={"cause": describe_cause(error)}
+        )
         metrics.add_metric(name="DispatchNotQueued", unit="Count", value=1)
         reason = TaskNotQueued("The task could not be queued for dispatch; submit it again")
         try:
