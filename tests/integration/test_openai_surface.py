@@ -154,7 +154,7 @@ def test_a_json_data_url_is_an_upload_too(api, internet, stack, s3):
             {"input_reference": ("a.png", b"GIF89a" + bytes(40), "image/png")},
             "input_reference",
             "invalid_image",
-        ),  # noqa: E501
+        ),
         (
             {"prompt": "x"},
             {"input_reference": ("a.png", b"", "image/png")},
@@ -167,7 +167,7 @@ def test_a_json_data_url_is_an_upload_too(api, internet, stack, s3):
             {"input_reference": ("a.png", PNG + bytes(4 * 1024 * 1024), "image/png")},
             "input_reference",
             "file_too_large",
-        ),  # noqa: E501
+        ),
         # a file where text belongs
         ({"prompt": "x"}, {"prompt": ("p.txt", b"hello", "text/plain")}, "prompt", "invalid_value"),
         ({"prompt": "x", "input_reference[file_id]": "file_123"}, None, "input_reference", "invalid_value"),
@@ -205,7 +205,7 @@ def test_a_model_without_images_refuses_the_upload_before_storing_it(api, intern
             "multipart/form-data",
             b'--b\r\nContent-Disposition: form-data; name="prompt"\r\n\r\nx\r\n--b--\r\n',
             "Content-Type",
-        ),  # noqa: E501
+        ),
         ("multipart/form-data; boundary=" + "b" * 71, b"", "Content-Type"),
         # the closing boundary never comes
         (
@@ -224,7 +224,7 @@ def test_a_model_without_images_refuses_the_upload_before_storing_it(api, intern
             "multipart/form-data; boundary=b",
             b'--c\r\nContent-Disposition: form-data; name="prompt"\r\n\r\nx\r\n--c--\r\n',
             "body",
-        ),  # noqa: E501
+        ),
     ],
 )
 def test_a_malformed_form_is_a_400(api, internet, stack, content_type, body, param):
@@ -443,7 +443,7 @@ def test_a_dispatch_queue_that_cannot_take_the_task_fails_it_and_still_answers_2
     install_container(monkeypatch, current().replace(dispatch_queue=_BrokenQueue()))
 
     # When the client creates a video
-    status, headers, video = api.submit(VALID)
+    status, _, video = api.submit(VALID)
 
     # Then it hears of the one task it made, failed, and nothing invites a retry
     assert status == 202, video
