@@ -133,6 +133,52 @@ class VideoStore:
         except (ClientError, BotoCoreError) as error:
             raise StorageError("Could not delete the video") from error
 
+    def put_upload(self, key: str, data: bytes, *, content_type: str) -> None:
+        """Store a client's reference image (a few MiB at most: one PutObject, no multipart)."""
+        try:
+            self._client.put_object(
+                Bucket=self._bucket, Key=key, Body=data, ContentType=content_type, ChecksumAlgorithm=_CHECKSUM
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise StorageError("Could not store the uploaded image") from error
+
+    def object_link(self, key: str, *, content_type: str, ttl_seconds: int) -> str:
+        """A presigned GET of one object (a reference image for the provider)."""
+        try:
+            return str(
+                self._client.generate_presigned_url(
+                    "get_object",
+                    Params={"Bucket": self._bucket, "Key": key, "ResponseContentType": content_type},
+                    ExpiresIn=ttl_seconds,
+                )
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise StorageError("Could not sign the link") from error
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under `prefix` (a task's video, previews, upload); how many went.
+
+        Deleting what is already gone is no error, so a retried delete finishes the job.
+        """
+        if not prefix.endswith("/"):
+            raise ValueError("a prefix ends with /")
+        deleted = 0
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self._bucket, Prefix=prefix)
+            for page in pages:
+                keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                if not keys:
+                    continue
+                answer = self._client.delete_objects(
+                    Bucket=self._bucket, Delete={"Objects": keys, "Quiet": True}
+                )
+                if answer.get("Errors"):
+                    raise StorageError(f"Could not delete {len(answer['Errors'])} objects")
+                deleted += len(keys)
+        except (ClientError, BotoCoreError) as error:
+            raise StorageError("Could not delete the video's files") from error
+        return deleted
+
     def download_link(self, key: str, *, ttl_seconds: int, now: int) -> DownloadLink:
         try:
             url = self._client.generate_presigned_url(

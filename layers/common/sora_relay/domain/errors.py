@@ -4,7 +4,7 @@ from __future__ import annotations
 
 
 class SoraRelayError(Exception):
-    """Base of every error the API reports as `{"error": {"code", "message", "param"}}`."""
+    """Base of every error the API reports as `{"error": {"message", "type", "param", "code"}}`."""
 
     status_code = 500
     code = "internal_error"
@@ -18,6 +18,19 @@ class SoraRelayError(Exception):
 
     def headers(self) -> dict[str, str]:
         return {}
+
+
+# OpenAI's SDK retries 408, 409, 429 and 5xx, POST included, unless the answer says
+# `x-should-retry: false`. Errors raised after a create stored its task carry it: a retry would
+# make a second task (and, after a provider's 5xx, maybe bill a second video).
+DO_NOT_RETRY = {"x-should-retry": "false"}
+
+
+class AfterTaskStored:
+    """Mixin: this error answers a create whose task exists already (failed): not to be retried."""
+
+    def headers(self) -> dict[str, str]:
+        return dict(DO_NOT_RETRY)
 
 
 class InvalidRequest(SoraRelayError):
@@ -57,7 +70,7 @@ class ProviderRejected(SoraRelayError):
     code = "provider_rejected"
 
 
-class ProviderAuthFailed(SoraRelayError):
+class ProviderAuthFailed(AfterTaskStored, SoraRelayError):
     """The provider refused our key or our quota is used up: our problem, not the client's."""
 
     status_code = 502
@@ -89,7 +102,7 @@ class ProviderUnavailable(SoraRelayError):
         return {"Retry-After": str(max(1, round(self.retry_after or 1)))}
 
 
-class ProviderProtocolError(SoraRelayError):
+class ProviderProtocolError(AfterTaskStored, SoraRelayError):
     """The provider answered something that does not follow its contract."""
 
     status_code = 502
@@ -143,6 +156,13 @@ class QueueError(AwsServiceError):
     code = "queue_error"
 
 
+class TaskNotQueued(AfterTaskStored, QueueError):
+    """Submit stored the task but could not hand it to the dispatch queue: the task fails with
+    this reason, and the answer (if it must be an error) says not to retry into a second task."""
+
+    code = "dispatch_failed"
+
+
 class EventBusError(AwsServiceError):
     """EventBridge failed or refused some of the events."""
 
@@ -164,7 +184,7 @@ class WebhookClaimLost(SoraRelayError):
     code = "webhook_claim_lost"
 
 
-class ProviderOutcomeUnknown(SoraRelayError):
+class ProviderOutcomeUnknown(AfterTaskStored, SoraRelayError):
     """The provider failed (5xx) or fell silent while taking a create: it may have started the job.
     The create is not sent again (a second one could start and bill a second video); the task
     fails with this reason and the client may submit again."""

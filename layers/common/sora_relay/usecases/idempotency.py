@@ -31,6 +31,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sora_relay.adapters.aws import dynamodb_client
 from sora_relay.domain.errors import (
+    DO_NOT_RETRY,
     PROVIDER_REFUSALS,
     Conflict,
     InvalidRequest,
@@ -38,12 +39,16 @@ from sora_relay.domain.errors import (
     Unprocessable,
 )
 from sora_relay.domain.models import CreateVideoRequest, VideoObject
+from sora_relay.domain.reference_image import ImageUpload
 from sora_relay.usecases.deps import Deps
 from sora_relay.usecases.submit import submit_video
 
 HEADER = "Idempotency-Key"
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, at most 255 characters
 _REFUSED = "refused"  # the key of a stored answer that is the provider's refusal, not a video
+# What the payload check also covers besides the request's fields: an uploaded image (by its
+# digest) and the video a remix is made from. Taken out again before the request is validated.
+_CONTEXT = ("input_reference_sha256", "remixed_from")
 
 
 class StoredRefusal(SoraRelayError):
@@ -56,6 +61,10 @@ class StoredRefusal(SoraRelayError):
     @classmethod
     def of(cls, error: SoraRelayError) -> StoredRefusal:
         return cls(status=error.status_code, code=error.code, message=error.message, param=error.param)
+
+    def headers(self) -> dict[str, str]:
+        # The first answer's task exists (failed): a retry of a 5xx replay would be pointless too.
+        return dict(DO_NOT_RETRY) if self.status_code >= 500 else {}
 
     def answer(self) -> dict[str, Any]:
         fields = {"status": self.status_code, "code": self.code, "message": self.message, "param": self.param}
@@ -77,12 +86,24 @@ def _idempotent_submit(deps: Deps) -> tuple[Callable[..., dict[str, Any]], Idemp
     )
 
     @idempotent_function(data_keyword_argument="submission", persistence_store=store, config=config)
-    def submit(submission: dict[str, Any], public_base_url: str) -> dict[str, Any]:
-        request = CreateVideoRequest.model_validate(submission["request"])
+    def submit(
+        submission: dict[str, Any],
+        public_base_url: str,
+        upload: ImageUpload | None = None,
+        remixed_from: str | None = None,
+    ) -> dict[str, Any]:
+        fields = {k: v for k, v in submission["request"].items() if k not in _CONTEXT}
+        request = CreateVideoRequest.model_validate(fields)
         task_id = task_id_for(submission["owner"], submission["key"])
         try:
             video = submit_video(
-                deps, request, owner=submission["owner"], public_base_url=public_base_url, task_id=task_id
+                deps,
+                request,
+                owner=submission["owner"],
+                public_base_url=public_base_url,
+                task_id=task_id,
+                upload=upload,
+                remixed_from=remixed_from,
             )
         except PROVIDER_REFUSALS as error:
             return StoredRefusal.of(error).answer()  # returned, so Powertools stores it
@@ -107,18 +128,34 @@ def submit_once(
     public_base_url: str,
     key: str | None,
     context: LambdaContext | None = None,
+    upload: ImageUpload | None = None,
+    remixed_from: str | None = None,
 ) -> VideoObject:
     if key is None:
-        return submit_video(deps, request, owner=owner, public_base_url=public_base_url)
+        return submit_video(
+            deps,
+            request,
+            owner=owner,
+            public_base_url=public_base_url,
+            upload=upload,
+            remixed_from=remixed_from,
+        )
     if not _KEY.match(key):
         raise InvalidRequest(f"{HEADER} must be 1 to 255 visible ASCII characters", param=HEADER)
     submit, config = _idempotent_submit(deps)
     if context is not None:
         # Lets a crashed attempt's "in progress" record expire with the invocation, not in 24 h.
         config.register_lambda_context(context)
-    submission = {"owner": owner, "key": key, "request": request.model_dump(mode="json")}
+    payload = request.model_dump(mode="json")
+    if upload is not None:
+        payload["input_reference_sha256"] = upload.sha256
+    if remixed_from is not None:
+        payload["remixed_from"] = remixed_from
+    submission = {"owner": owner, "key": key, "request": payload}
     try:
-        answer = submit(submission=submission, public_base_url=public_base_url)
+        answer = submit(
+            submission=submission, public_base_url=public_base_url, upload=upload, remixed_from=remixed_from
+        )
     except IdempotencyAlreadyInProgressError as error:
         raise Conflict(
             f"A request with this {HEADER} is still being processed",

@@ -6,6 +6,16 @@ Without one, submit retries briefly in line and then answers 503. Our own errors
 provider (a table, a secret) are never the provider's refusal: with a dispatch queue the task is
 queued for dispatch all the same; without one the error is raised (a 5xx) and the task stays
 `queued`, so a retry with the same Idempotency-Key carries on with it.
+
+Once the task is stored, no answer invites a retry that would make a second one (OpenAI's SDK
+retries 409, 429 and 5xx, POST included, and sends no Idempotency-Key): our own errors are the
+dispatch queue's to retry (202 `queued`), a dispatch queue that cannot be reached fails the task
+at once (202 with the `failed` video, `dispatch_failed`), and the provider's refusals that are 5xx
+(its auth, its contract, an unknown outcome) say `x-should-retry: false` (domain/errors.py).
+
+A reference image sent as bytes (a multipart file, or a data URL) is stored under the task's own
+prefix, `uploads/{task}/`; the provider gets a presigned link to it at each start attempt
+(usecases/dispatch.py), so a task waiting in the dispatch queue never hands over a lapsed one.
 """
 
 from __future__ import annotations
@@ -16,11 +26,13 @@ from sora_relay.domain.errors import (
     InvalidRequest,
     ProviderUnavailable,
     StorageError,
+    TaskNotQueued,
     TransitionRejected,
     Unprocessable,
     describe_cause,
 )
 from sora_relay.domain.models import DEFAULT_SIZE, CreateVideoRequest, VideoObject
+from sora_relay.domain.reference_image import ImageUpload
 from sora_relay.domain.task import Status, Task
 from sora_relay.observability import logger, metrics
 from sora_relay.usecases.deps import Deps
@@ -28,12 +40,21 @@ from sora_relay.usecases.dispatch import fail_task, queue_dispatch, start_genera
 
 
 def submit_video(
-    deps: Deps, request: CreateVideoRequest, *, owner: str, public_base_url: str, task_id: str | None = None
+    deps: Deps,
+    request: CreateVideoRequest,
+    *,
+    owner: str,
+    public_base_url: str,
+    task_id: str | None = None,
+    upload: ImageUpload | None = None,
+    remixed_from: str | None = None,
 ) -> VideoObject:
     """`task_id`, when given, makes the submission idempotent in the table itself: a second
-    submission with that id finds the first task instead of making another."""
+    submission with that id finds the first task instead of making another. `upload`: the
+    reference image as bytes (a multipart file); a data URL in the request is one too."""
     settings = deps.settings
-    asked, model, seconds, size = choose_model(deps, request)
+    upload = upload or request.data_url_image()
+    asked, model, seconds, size = choose_model(deps, request, upload=upload is not None)
     task = Task.new(
         owner=owner,
         model=model.id,
@@ -47,9 +68,16 @@ def submit_video(
         provider=model.provider,
         retention_days=settings.task_retention_days,
         cost_microusd=model.price_microusd(seconds),
+        remixed_from=remixed_from,
     )
     if task_id is not None:
         task = task.model_copy(update={"task_id": task_id})
+    if upload is not None:
+        # Stored before the task: a task never names an image that is not there. An upload whose
+        # task is never stored (a failure in between) expires with the bucket's uploads/ rule.
+        key = f"uploads/{task.task_id}/input_reference.{upload.extension}"
+        deps.video_store.put_upload(key, upload.data, content_type=upload.content_type)
+        task = task.model_copy(update={"image_key": key, "image_content_type": upload.content_type})
     try:
         deps.task_store.create(task)
     except TransitionRejected:
@@ -66,15 +94,15 @@ def submit_video(
             task = start_generation(deps, task, public_base_url)
         except ProviderUnavailable as error:
             # Accepted all the same: the dispatch function keeps trying within the provider's limits.
-            queue_dispatch(deps, task.task_id, public_base_url, delay_seconds=error.retry_after or 0)
             logger.info("Provider unavailable; task queued for dispatch", extra={"error_code": error.code})
+            task = _queue_or_fail(deps, task, public_base_url, delay_seconds=error.retry_after or 0)
         except PROVIDER_REFUSALS:
             raise  # start_generation failed the task and logged why
         except Exception as error:  # ours (storage, a secret): the dispatch function retries it
-            queue_dispatch(deps, task.task_id, public_base_url)
             logger.warning(
-                "Could not start the task; queued for dispatch", extra={"cause": describe_cause(error)}
+                "Could not start the task; queuing it for dispatch", extra={"cause": describe_cause(error)}
             )
+            task = _queue_or_fail(deps, task, public_base_url)
         return VideoObject.from_task(task)
 
     try:
@@ -91,7 +119,29 @@ def submit_video(
     return VideoObject.from_task(task)
 
 
-def choose_model(deps: Deps, request: CreateVideoRequest) -> tuple[str, ModelEntry, int, str]:
+def _queue_or_fail(deps: Deps, task: Task, public_base_url: str, *, delay_seconds: float = 0) -> Task:
+    """Hand the stored task to the dispatch queue. If the queue cannot take it, fail the task now
+    (`dispatch_failed`) and answer it, rather than a 5xx that the client's SDK would retry into a
+    second task while this one sat `queued` until the reconciler's deadline."""
+    try:
+        queue_dispatch(deps, task.task_id, public_base_url, delay_seconds=delay_seconds)
+    except Exception as error:
+        logger.error(
+            "Could not queue the task for dispatch; failing it", extra={"cause": describe_cause(error)}
+        )
+        metrics.add_metric(name="DispatchNotQueued", unit="Count", value=1)
+        reason = TaskNotQueued("The task could not be queued for dispatch; submit it again")
+        try:
+            failed = fail_task(deps, task.task_id, reason)
+        except Exception:
+            raise reason from error  # a 500 that says x-should-retry: false; the reconciler ends it
+        return failed or deps.task_store.get(task.task_id) or task
+    return task
+
+
+def choose_model(
+    deps: Deps, request: CreateVideoRequest, *, upload: bool = False
+) -> tuple[str, ModelEntry, int, str]:
     """The model asked for, the live model that serves it, and the seconds and size it will make.
 
     Everything is checked against the serving model before anything is stored; each 400 names
@@ -115,7 +165,7 @@ def choose_model(deps: Deps, request: CreateVideoRequest) -> tuple[str, ModelEnt
         seconds=seconds,
         seconds_field=request.seconds_field,
         size=size,
-        image=request.image_field if request.image_url else None,
+        image=request.image_field if request.image_url or upload else None,
     )
     return asked, model, seconds, size
 
@@ -134,6 +184,8 @@ def _earlier_attempt(deps: Deps, task: Task) -> Task:
         "image_url",
         "callback_url",
         "webhook_format",
+        "image_key",
+        "remixed_from",
     )
     if any(getattr(existing, name) != getattr(task, name) for name in same):
         raise Unprocessable(
