@@ -10,6 +10,8 @@ Run it with the audit venv's python (`make audit` builds it): it needs pip-audit
 The locks (locks/), both whole transitive sets resolved by `uv pip compile --upgrade`:
   layer.txt  layers/common/requirements.txt as `sam build` installs it into the layer: CPython 3.12 on
              manylinux2014 aarch64 (Lambda arm64), every pin with its hashes.
+  mcp-layer.txt, media-layer.txt  the MCP function's and the archive function's own layers
+             (layers/{mcp,media}/requirements.txt), the same way (media: manylinux_2_28, see MEDIA_LAYER).
   dev.txt    pyproject.toml's dependencies plus the `dev` extra for the dev venv (CPython 3.11, x86_64
              Linux): exact pins without hashes, so it also works as a pip constraints file.
 
@@ -103,7 +105,17 @@ MCP_LAYER = LockSpec(
     "aarch64-manylinux2014",
     hashes=True,
 )
-SPECS = (LAYER, MCP_LAYER, DEV)
+# PyAV ships only manylinux_2_28 wheels (Lambda's python3.12 has glibc 2.34, so they load; sam build
+# takes them): a manylinux2014 target would find no wheel of it.
+MEDIA_LAYER = LockSpec(
+    "media-layer",
+    LOCKS / "media-layer.txt",
+    ("layers/media/requirements.txt",),
+    "3.12",
+    "aarch64-manylinux_2_28",
+    hashes=True,
+)
+SPECS = (LAYER, MCP_LAYER, MEDIA_LAYER, DEV)
 
 
 @dataclass(frozen=True)
