@@ -88,7 +88,9 @@ def test_a_repeated_push_queues_again_but_copies_once(api, internet, stack):
     api.archive()
 
     task = current().task_store.get(video["id"])
-    assert len(internet.fetched_urls) == 1 and _objects(stack) == _recorded(task) and len(_objects(stack)) == 3
+    assert (
+        len(internet.fetched_urls) == 1 and _objects(stack) == _recorded(task) and len(_objects(stack)) == 3
+    )
     assert task.status is Status.COMPLETED
     assert _queue_count(stack, "ArchiveQueue") == 0  # the repeat was skipped and deleted
 
