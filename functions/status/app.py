@@ -1,6 +1,8 @@
 """GET /v1/videos, /v1/videos/{video_id} and /v1/videos/{video_id}/content, DELETE
 /v1/videos/{video_id} for the caller's tasks; GET /v1/models and /v1/models/{model_id}: the catalogue."""
 
+from typing import Literal
+
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -30,6 +32,7 @@ from sora_relay.usecases.read import (
     list_videos,
     parse_limit,
     parse_order,
+    parse_variant,
     read_video,
     video_content_url,
 )
@@ -156,34 +159,51 @@ def delete_route(video_id: str) -> Response:
     "/v1/videos/<video_id>/content",
     operation_id="getVideoContent",
     tags=["videos"],
-    summary="Download the MP4",
+    summary="Download the MP4 or one of its previews",
     description=(
-        "A redirect to a presigned S3 URL of the MP4. Follow it without the API key: the link carries"
-        " its own authority (GET of this one object, for a limited time)."
+        "A redirect to a presigned S3 URL of the MP4 (`variant=video`, the default) or of a preview"
+        " drawn from its frames when it was archived: `thumbnail` (the frame at 10% of the duration, at"
+        " most 640 px wide) or `spritesheet` (up to 10 frames at the starts of equal slices of the"
+        " duration, each 160 px wide, left to right and top to bottom in rows of 5; the object's"
+        " `x-amz-meta-layout` says `columns`, `rows`, `frame`, `frames` and each frame's `times`), both"
+        " `image/webp`. Follow it without the API key: the link carries its own authority (GET of this"
+        " one object, for a limited time)."
     ),
     responses={
         302: {
-            "description": "The MP4 is at the URL in `Location`.",
+            "description": "The MP4 or the preview is at the URL in `Location`.",
             "headers": {
                 "Location": {
                     "required": True,
-                    "description": "A presigned S3 URL of the MP4.",
+                    "description": "A presigned S3 URL of the object (`video/mp4` or `image/webp`).",
                     "schema": {"type": "string", "format": "uri"},
                 }
             },
             "content": {},  # no body
         },
+        400: refusal("`variant` is not `video`, `thumbnail` or `spritesheet`.", "invalid_value"),
         404: refusal(
-            "No such video of the caller's (`video_not_found`), or it is not `completed` (`video_not_ready`).",
+            "No such video of the caller's (`video_not_found`), it is not `completed` (`video_not_ready`),"
+            " or the previews could not be made from it (`preview_not_available`; the MP4 is still served).",
             "video_not_found",
             "video_not_ready",
+            "preview_not_available",
         ),
         **OWNER_ERRORS,
     },
 )
-@reads(path={"video_id": VIDEO_ID})
+@reads(
+    path={"video_id": VIDEO_ID},
+    query={
+        "variant": (
+            Literal["video", "thumbnail", "spritesheet"],
+            Field("video", description="Which asset: the MP4 (`video`, also when empty) or a WebP preview."),
+        )
+    },
+)
 def content_route(video_id: str) -> Response:
-    url = video_content_url(current(), caller(app.current_event), video_id)
+    variant = parse_variant(app.current_event.get_query_string_value("variant"))
+    url = video_content_url(current(), caller(app.current_event), video_id, variant)
     return Response(status_code=302, headers={"Location": url}, body="")
 
 

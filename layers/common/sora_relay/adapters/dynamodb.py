@@ -209,11 +209,27 @@ class TaskStore:
         )
 
     def complete(
-        self, task_id: str, claim: str, *, video_key: str, video_bytes: int, video_sha256: str
+        self,
+        task_id: str,
+        claim: str,
+        *,
+        video_key: str,
+        video_bytes: int,
+        video_sha256: str,
+        thumbnail_key: str | None = None,
+        spritesheet_key: str | None = None,
+        preview_error: str | None = None,
     ) -> Task:
-        """open -> completed, by the archive attempt holding `claim`, with the video it wrote."""
+        """open -> completed, by the archive attempt holding `claim`, with the video it wrote and
+        the previews it drew from it (or why it has none)."""
         change = TaskChange(
-            video_key=video_key, video_bytes=video_bytes, video_sha256=video_sha256, completed_ms=now_millis()
+            video_key=video_key,
+            video_bytes=video_bytes,
+            video_sha256=video_sha256,
+            thumbnail_key=thumbnail_key,
+            spritesheet_key=spritesheet_key,
+            preview_error=preview_error[:1000] if preview_error else None,
+            completed_ms=now_millis(),
         )
         return self.transition(task_id, Status.COMPLETED, change, claim=claim)
 

@@ -130,6 +130,14 @@ class UpstreamUnavailable(SoraRelayError):
     code = "video_fetch_unavailable"
 
 
+class PreviewFailed(SoraRelayError):
+    """A preview (thumbnail, spritesheet) could not be drawn from an archived video. Never an
+    answer: the task completes without its previews and the reason is recorded on it."""
+
+    status_code = 500
+    code = "preview_failed"
+
+
 class ConfigurationError(SoraRelayError):
     """A setting the running function needs is missing: a deployment fault, ours."""
 

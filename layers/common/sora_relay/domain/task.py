@@ -79,6 +79,11 @@ class Task(BaseModel):
     video_key: str | None = None
     video_bytes: int | None = None
     video_sha256: str | None = None
+    # The previews drawn from the archived MP4 by the same archive attempt (beside it in the
+    # bucket), or why there are none: the task completes either way.
+    thumbnail_key: str | None = None
+    spritesheet_key: str | None = None
+    preview_error: str | None = None
     webhook: WebhookDelivery | None = None
     # The reference image the client uploaded (multipart or a data URL), in our bucket: the
     # provider gets a short-lived presigned link to it at each start attempt.
@@ -151,6 +156,9 @@ class TaskChange(BaseModel):
     video_key: str | None = None
     video_bytes: int | None = None
     video_sha256: str | None = None
+    thumbnail_key: str | None = None
+    spritesheet_key: str | None = None
+    preview_error: str | None = None
     completed_ms: int | None = Field(default=None)
 
     def values(self) -> dict[str, Any]:

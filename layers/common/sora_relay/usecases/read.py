@@ -9,7 +9,7 @@ import time
 from sora_relay.domain.errors import InvalidRequest, NotFound
 from sora_relay.domain.models import VideoList, VideoObject
 from sora_relay.domain.task import Status, Task
-from sora_relay.domain.video import DownloadLink
+from sora_relay.domain.video import DownloadLink, Variant
 from sora_relay.usecases.deps import Deps
 
 _TASK_ID = re.compile(r"^video_[0-9a-f]{32}$")
@@ -62,16 +62,46 @@ def read_video(deps: Deps, owner: str, video_id: str) -> tuple[VideoObject, int 
     return VideoObject.from_task(task, _download_link(deps, task)), poll_after_ms(task)
 
 
-def video_content_url(deps: Deps, owner: str, video_id: str) -> str:
+def parse_variant(raw: str | None) -> Variant:
+    """OpenAI's `variant` of download_content: `video` when absent or empty."""
+    if raw is None or raw == "":
+        return Variant.VIDEO
+    try:
+        return Variant(raw)
+    except ValueError:
+        raise InvalidRequest(
+            f"variant must be one of {', '.join(v.value for v in Variant)}",
+            param="variant",
+            code="invalid_value",
+        ) from None
+
+
+def video_content_url(deps: Deps, owner: str, video_id: str, variant: Variant = Variant.VIDEO) -> str:
+    """A presigned link to the MP4 or one of its previews (served as image/webp)."""
     task = owned_task(deps, owner, video_id)
-    link = _download_link(deps, task)
-    if link is None:
+    if task.status is not Status.COMPLETED or not task.video_key:
         raise NotFound(
             f"Video {video_id} is {task.status.value}, not completed",
             param="video_id",
             code="video_not_ready",
         )
-    return link.url
+    key = {
+        Variant.VIDEO: task.video_key,
+        Variant.THUMBNAIL: task.thumbnail_key,
+        Variant.SPRITESHEET: task.spritesheet_key,
+    }[variant]
+    if not key:
+        raise NotFound(
+            f"Video {video_id} has no {variant.value}: its previews could not be made from the video",
+            param="variant",
+            code="preview_not_available",
+        )
+    return deps.video_store.download_link(
+        key,
+        ttl_seconds=deps.settings.presigned_url_ttl_seconds,
+        now=int(time.time()),
+        content_type=variant.content_type,
+    ).url
 
 
 def parse_limit(raw: str | None) -> int:
