@@ -184,5 +184,6 @@ def _rest_submit() -> dict[str, object] | None:
         "warm_ms": submit["warm_handler_ms"]["median"],
     }
 
+
 if __name__ == "__main__":
     sys.exit(main())
