@@ -37,8 +37,9 @@ SAMPLE_CDN_HOST = "videos.provider.example"  # the host in events/callback-succe
 CLIENT_HOST = "client.example.com"
 # Fake DNS: every public test host resolves to this public address (nothing connects to it).
 PUBLIC_ADDRESS = "93.184.215.14"
-OWNER = "sample-api-key-id"
-OTHER_OWNER = "other-api-key-id"
+# Tenants as the authorizer names them (requestContext.authorizer.tenant_id); OWNER is the samples'.
+OWNER = "ten_SampleTenantId000001"
+OTHER_OWNER = "ten_OtherTenantId0000002"
 
 
 @pytest.fixture(scope="session")
@@ -247,7 +248,7 @@ class Api:
         if idempotency_key is not None:
             event["headers"]["idempotency-key"] = idempotency_key
             event["multiValueHeaders"]["idempotency-key"] = [idempotency_key]
-        event["requestContext"]["identity"]["apiKeyId"] = owner
+        as_tenant(event, owner)
         if base_path is not None:
             through_a_custom_domain(event, base_path)
         return self.call("submit", event)
@@ -296,15 +297,26 @@ class Api:
         event = load_event("content" if content else "get")
         event["path"] = f"/v1/videos/{video_id}" + ("/content" if content else "")
         event["pathParameters"] = {"video_id": video_id}
-        event["requestContext"]["identity"]["apiKeyId"] = owner
+        as_tenant(event, owner)
         return self.call("status", event)
 
     def list(self, *, owner: str = OWNER, **query: str) -> tuple[int, dict, Any]:
         event = load_event("list")
         event["queryStringParameters"] = query or None
         event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} or None
-        event["requestContext"]["identity"]["apiKeyId"] = owner
+        as_tenant(event, owner)
         return self.call("status", event)
+
+
+def as_tenant(event: dict[str, Any], tenant_id: str | None) -> dict[str, Any]:
+    """The event as API Gateway passes it on after the authorizer let `tenant_id` through (None:
+    no authorizer context at all, which API Gateway never lets reach a protected route)."""
+    if tenant_id is None:
+        event["requestContext"].pop("authorizer", None)
+    else:
+        authorizer = event["requestContext"].setdefault("authorizer", {})
+        authorizer |= {"tenant_id": tenant_id, "principalId": tenant_id}
+    return event
 
 
 def through_a_custom_domain(event: dict, base_path: str = "/relay") -> dict:
