@@ -25,9 +25,14 @@ from devstack.mp4 import render_mp4
 from devstack.template import Stack, provision, secret_value
 from sora_relay.adapters import outbound_http, secrets
 from sora_relay.adapters.aws import reset_clients
+from sora_relay.adapters.tenant_secrets import TenantSecrets
+from sora_relay.adapters.tenants import TenantStore
+from sora_relay.adapters.usage_plan_keys import UsagePlanKeys
+from sora_relay.domain import catalogue
 from sora_relay.runtime import container as runtime_container
 from sora_relay.runtime.container import Container, current
 from sora_relay.settings import Settings
+from sora_relay.usecases.manage_tenants import TenantAdmin
 from tests.conftest import LambdaContext, load_event, load_handler
 
 PROVIDER_TOKEN = "provider-test-token"
@@ -473,3 +478,33 @@ def downstream(stack: Stack, handlers: dict[str, Any], internet: FakeInternet) -
         stack.attributes[("TasksTable", "StreamArn")],
     )
     return Downstream(stack, handlers, reader, stream_filters(stack), tap_url)
+
+
+# -- tenants, made as the operator command (scripts/tenants.py) makes them ---------------------------
+
+
+def aws(service: str) -> Any:
+    return boto3.client(service, region_name="us-east-1")
+
+
+@pytest.fixture
+def usage_plan(stack: Stack) -> str:
+    """The usage plan SAM makes for the API (RestApiUsagePlan), in moto's API Gateway."""
+    plan = aws("apigateway").create_usage_plan(name="test-usage-plan")["id"]
+    stack.refs["RestApiUsagePlan"] = plan
+    return str(plan)
+
+
+@pytest.fixture
+def secret_prefix(stack: Stack) -> str:
+    return str(stack.resolve(stack.template["Outputs"]["TenantSecretPrefix"]["Value"]))
+
+
+@pytest.fixture
+def tenant_admin(stack: Stack, usage_plan: str, secret_prefix: str) -> TenantAdmin:
+    return TenantAdmin(
+        TenantStore(aws("dynamodb"), stack.refs["TenantsTable"]),
+        TenantSecrets(aws("secretsmanager"), secret_prefix),
+        UsagePlanKeys(aws("apigateway"), usage_plan),
+        model_ids=[entry.id for entry in catalogue.default().models],
+    )
