@@ -217,3 +217,32 @@ def test_unknown_keys_are_not_kept_and_the_cache_is_bounded():
         directory.keys[other.key_hash] = other
         lookups.lookup(other.key_hash)
     assert len(lookups._entries) == 2 and key.key_hash not in lookups._entries
+
+
+def test_the_authorizer_cold_start_is_boto3_and_the_domain_only():
+    # It runs before every protected request: no container, no pydantic, no httpx, no resolver.
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    probe = (
+        "import importlib.util, sys\n"
+        "spec = importlib.util.spec_from_file_location('app', 'functions/authorizer/app.py')\n"
+        "spec.loader.exec_module(importlib.util.module_from_spec(spec))\n"
+        "heavy = ('httpx', 'pydantic', 'sora_relay.runtime.container', 'aws_lambda_powertools.event_handler')\n"
+        "print(sorted(name for name in heavy if name in sys.modules))\n"
+    )
+    path = os.pathsep.join([str(ROOT / "layers" / "common"), os.environ.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": path},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
