@@ -25,7 +25,7 @@ BUILD_DIR := .aws-sam/build
 HOST_ARCH := $(shell uname -m | sed -e 's/^aarch64$$/arm64/')
 HOST_BUILD_DIR := $(if $(filter arm64,$(HOST_ARCH)),$(BUILD_DIR),.aws-sam/build-$(HOST_ARCH))
 
-.PHONY: help demo load fuzz openapi bench audit lock run .venv tools lint-template lint test build deploy clean distclean
+.PHONY: help demo load fuzz openapi bench audit lock run tenants .venv tools lint-template lint test build deploy clean distclean
 
 help: ## list the targets
 	@grep -hE '^[a-z.-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -43,6 +43,11 @@ bench: .venv build ## cold start, warm overhead, MCP cold/warm, archiving, artif
 
 run: .venv ## local stack on 127.0.0.1 until Ctrl-C; prints the API URL, keys and ready commands
 	$(VENV)/bin/python -m devstack run
+
+# moto's fake credentials: the local stack's AWS is moto, whose address the outputs file names.
+tenants: .venv ## scripts/tenants.py against the running `make run` stack, e.g. make tenants ARGS="create --name Acme"
+	AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing AWS_DEFAULT_REGION=us-east-1 \
+		$(VENV)/bin/python scripts/tenants.py --outputs-file .devstack/outputs.json $(or $(ARGS),list)
 
 .venv: $(VENV)/.installed ## the project's dev venv (python 3.11), reinstalled when pyproject.toml changes
 $(VENV)/.installed: pyproject.toml locks/dev.txt

@@ -77,7 +77,7 @@ LIMIT = 1.5
 # consumers are reported without one: no caller waits on their cold start.
 TARGETED = frozenset({"SubmitFunction", "CallbackFunction", "StatusFunction"})
 PROVIDER_TOKEN = "bench-provider-token"
-OWNER = "sample-api-key-id"
+OWNER = "ten_SampleTenantId000001"  # the sample events' tenant (requestContext.authorizer)
 CHILD_TIMEOUT_S = 120.0
 
 # LogicalId -> the sample event it starts from.

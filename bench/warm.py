@@ -53,7 +53,7 @@ EVENTS = ROOT / "events"
 BENCH = "warm"
 LIMIT = 1.5
 PROVIDER_TOKEN = "bench-provider-token"
-OWNER = "sample-api-key-id"
+OWNER = "ten_SampleTenantId000001"  # the sample events' tenant (requestContext.authorizer)
 LISTED_TASKS = 12
 
 
@@ -106,7 +106,7 @@ def minimal_handler(replayer: Replayer) -> Callable[[dict[str, Any], dict[str, A
         body = json.loads(event["body"]) if event.get("body") else None
         replayer.run(script["calls"])
         answer = {
-            "owner": event["requestContext"]["identity"]["apiKeyId"],
+            "owner": event["requestContext"]["authorizer"]["tenant_id"],
             "key": headers.get("idempotency-key"),
             "request": body,
         }

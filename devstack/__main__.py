@@ -95,8 +95,10 @@ def _print_banner(stack: DevStack, args: argparse.Namespace) -> None:
         f"""sora-relay local stack is up (Ctrl-C stops it)
 
   API URL          {stack.api_url}
-  API key          {stack.api_key}   (key id {stack.api_key_id})
-  second API key   {stack.other_api_key}   (key id {stack.other_api_key_id})
+  API key          {stack.api_key}   (tenant {stack.tenant_id}, key {stack.api_key_id})
+  second API key   {stack.other_api_key}   (tenant {stack.other_tenant_id}, key {stack.other_api_key_id})
+                   either as `Authorization: Bearer <key>` or `x-api-key: <key>`;
+                   more tenants and keys: make tenants ARGS="create --name N" (scripts/tenants.py)
   webhook secret   {stack.webhook_secret}
   provider sim     {stack.simulator.url}   (callback after {args.delay:g} s; prompt markers such as
                    [sim:fail] [sim:no-callback] [sim:double-callback] [sim:late-callback]

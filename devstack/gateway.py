@@ -1,10 +1,11 @@
 """A local API Gateway (REST, Lambda proxy integration) from template.yaml (dev-only).
 
-Routes, API-key requirements, the stage name, each function's handler, timeout, memory and
-environment, and the API's GatewayResponses all come from the template through
-`devstack.template.Stack`. A request becomes a REST proxy event (devstack.proxy), runs on an
-instance of its function (devstack.functions, one event at a time, like a Lambda instance), and
-the proxy result becomes the HTTP answer. Functions triggered by other events (SQS, DynamoDB
+Routes, API-key requirements, the Lambda authorizers, the stage name, each function's handler,
+timeout, memory and environment, and the API's GatewayResponses all come from the template through
+`devstack.template.Stack`. A request becomes a REST proxy event (devstack.proxy), passes the
+route's authorizer (devstack.authorizers: the authorizer function runs on its own instances) and
+the usage plan's API key check, runs on an instance of its function (devstack.functions, one event
+at a time, like a Lambda instance), and the proxy result becomes the HTTP answer. Functions triggered by other events (SQS, DynamoDB
 streams, schedules) get instances too; `invoke()` is how devstack.event_sources reach them.
 
 The API's BinaryMediaTypes are honoured for requests: a body whose Content-Type is one of them
@@ -21,7 +22,7 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from urllib.parse import unquote
 from werkzeug.serving import DechunkedInput
 
 from devstack import proxy
+from devstack.authorizers import Authorized, Authorizers, authorizer_specs, method_arn
 from devstack.functions import (
     ACQUIRE_TIMEOUT_S,
     INIT_TIMEOUT_S,
@@ -40,7 +42,7 @@ from devstack.functions import (
     stop_workers,
 )
 from devstack.processes import QuietHTTPServer
-from devstack.template import Route, Stack
+from devstack.template import LOCAL_API_ID, Route, Stack
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 # Event types whose functions get instances here (devstack.event_sources runs all but Api).
@@ -50,6 +52,9 @@ LOCAL_EVENT_TYPES = frozenset({"Api", "SQS", "DynamoDB", "Schedule", "ScheduleV2
 class LocalApiGateway:
     """The API of one template on 127.0.0.1; `url` is the stage URL (like the ApiUrl output).
 
+    `api_keys` are the usage plan's keys: value -> key id, or a function answering the id of an
+    enabled key's value (None for no such key). With `ApiKeySourceType: AUTHORIZER` the key checked
+    is the authorizer's usageIdentifierKey, otherwise the x-api-key header.
     Logs go to `log_dir` (a file per function, gateway.log for failures, api-access.log with one
     JSON line per request), or without a log_dir to stderr.
     """
@@ -57,7 +62,7 @@ class LocalApiGateway:
     def __init__(
         self,
         stack: Stack,
-        api_keys: Mapping[str, str],
+        api_keys: Mapping[str, str] | Callable[[str], str | None],
         *,
         port: int = 0,
         environment: Mapping[str, str] | None = None,
@@ -67,7 +72,7 @@ class LocalApiGateway:
         acquire_timeout_s: float = ACQUIRE_TIMEOUT_S,
     ) -> None:
         self.stack = stack
-        self.api_keys = dict(api_keys)  # key value -> key id
+        self._api_keys = api_keys if callable(api_keys) else dict(api_keys).get  # key value -> key id
         self.max_body_bytes = max_body_bytes
         self.acquire_timeout_s = acquire_timeout_s  # at most the function's Timeout
         self.log_dir = log_dir
@@ -85,6 +90,8 @@ class LocalApiGateway:
         self.binary_media_types = [
             str(stack.resolve(kind)).replace("~1", "/").lower() for kind in api.get("BinaryMediaTypes") or []
         ]
+        self.api_key_source = str(api.get("ApiKeySourceType", "HEADER"))
+        self.authorizers = Authorizers(authorizer_specs(stack, api), self.invoke)
         # Literal routes before parameterised ones, as API Gateway matches them.
         self.routes = sorted(stack.routes(), key=lambda route: route.path.count("{"))
         self._server = QuietHTTPServer(self, port)
@@ -114,8 +121,9 @@ class LocalApiGateway:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             for name in ("gateway", "api-access", *self.stack.functions()):
                 (self.log_dir / f"{name}.log").write_text("")  # each run starts fresh logs
+        authorizer_functions = {spec.function_id for spec in self.authorizers.specs.values()}
         for function_id in self.stack.functions():
-            if not any(
+            if function_id not in authorizer_functions and not any(
                 e.get("Type") in LOCAL_EVENT_TYPES for e in self.stack.function_events(function_id).values()
             ):
                 continue
@@ -175,7 +183,7 @@ class LocalApiGateway:
             "ip": request.client_address[0],
             "httpMethod": request.command,
         }
-        record |= dict.fromkeys(("apiKeyId", "resourcePath", "integrationLatency", "errorType"))
+        record |= dict.fromkeys(("apiKeyId", "tenantId", "resourcePath", "integrationLatency", "errorType"))
         try:
             answer = self._answer(request, record)
         except Exception:  # a gateway bug must still answer, like API Gateway's own 500
@@ -207,17 +215,12 @@ class LocalApiGateway:
         route, path, params = matched
         record["resourcePath"] = route.path
         headers = list(request.headers.items())
-        key = proxy.header(headers, "x-api-key") if route.api_key_required else None
-        if route.api_key_required:
-            record["apiKeyId"] = self.api_keys.get(key or "")
-            if record["apiKeyId"] is None:
-                return self._refuse(record, proxy.INVALID_API_KEY)
         # What API Gateway adds in front of every integration request.
         forwarded = [("X-Forwarded-For", request.client_address[0]), ("X-Forwarded-Port", str(self.port))]
         forwarded.append(("X-Forwarded-Proto", "http"))
         present = {name.lower() for name, _ in headers}
         headers += [(name, value) for name, value in forwarded if name.lower() not in present]
-        identity = {"apiKey": key, "apiKeyId": record["apiKeyId"], "sourceIp": request.client_address[0]}
+        identity: dict[str, Any] = {"apiKey": None, "apiKeyId": None, "sourceIp": request.client_address[0]}
         context = {"stage": self.stage, "domainName": self.domain_name, "requestId": record["requestId"]}
         event = proxy.build_event(
             route,
@@ -230,6 +233,24 @@ class LocalApiGateway:
             {**context, "identity": identity},
             binary=self._is_binary(proxy.header(headers, "content-type")),
         )
+        authorized = None
+        if route.authorizer is not None:
+            arn = method_arn(LOCAL_API_ID, self.stage, request.command, path)
+            outcome = self.authorizers.authorize(route.authorizer, event, arn, record["requestId"])
+            if not isinstance(outcome, Authorized):
+                return self._refuse(record, outcome)
+            authorized = outcome
+            event["requestContext"]["authorizer"] = outcome.context
+            record["tenantId"] = outcome.context.get("tenant_id")
+        if route.api_key_required:
+            if self.api_key_source == "AUTHORIZER":
+                key = authorized.usage_identifier_key if authorized is not None else None
+            else:
+                key = proxy.header(headers, "x-api-key")
+            record["apiKeyId"] = self._api_keys(key) if key else None
+            if record["apiKeyId"] is None:
+                return self._refuse(record, proxy.INVALID_API_KEY)
+            event["requestContext"]["identity"] |= {"apiKey": key, "apiKeyId": record["apiKeyId"]}
         invoked = time.monotonic()
         try:
             return proxy.proxy_answer(self.invoke(route.function_id, event, record["requestId"]))

@@ -53,6 +53,9 @@ FAST_FUNCTION_ENV = {
     # well inside the load run's wait (600 s): a task whose start was never recorded (an injected
     # fault) and whose push was lost can only end here.
     "RECONCILE_DEADLINE_SECONDS": "300",
+    # The authorizer's lookup cache (60 s deployed): a revoked key or a disabled tenant is refused
+    # a second after the change.
+    "AUTHORIZER_CACHE_SECONDS": "1",
 }
 FAST_PARAMETERS = {"DispatchMaxAttempts": "3"}
 FAST_SCHEDULE_SECONDS = 1.0

@@ -1,7 +1,8 @@
 """API Gateway's REST proxy integration, as data (dev-only; no I/O): the Lambda event a request
 becomes, the HTTP answer a proxy result becomes, and API Gateway's own error answers.
 
-A missing or unknown x-api-key is 403 INVALID_API_KEY ("Forbidden"), an unknown route or method is
+A missing or unknown x-api-key is 403 INVALID_API_KEY ("Forbidden"), a Lambda authorizer's refusal is
+401 UNAUTHORIZED or 403 ACCESS_DENIED (its failure 500 AUTHORIZER_FAILURE), an unknown route or method is
 MISSING_AUTHENTICATION_TOKEN ("Missing Authentication Token", 403), a body over 10 MB is 413
 REQUEST_TOO_LARGE, and a function that raises, crashes, times out or returns a malformed result
 is 502 ("Internal server error"). When the template customises these (GatewayResponses), its
@@ -35,13 +36,28 @@ class GatewayError:
 
 
 INVALID_API_KEY = GatewayError("INVALID_API_KEY", 403, "Forbidden")
+# A Lambda authorizer raised "Unauthorized" (or an identity source is missing), denied the method,
+# or failed (raised anything else, crashed, answered no policy). API Gateway's own body for the
+# last is {"message": null}; here it keeps the message, so the error shape stays one schema.
+UNAUTHORIZED = GatewayError("UNAUTHORIZED", 401, "Unauthorized")
+ACCESS_DENIED = GatewayError(
+    "ACCESS_DENIED", 403, "User is not authorized to access this resource with an explicit deny"
+)
+AUTHORIZER_FAILURE = GatewayError("AUTHORIZER_FAILURE", 500, "Internal server error")
 NO_ROUTE = GatewayError("MISSING_AUTHENTICATION_TOKEN", 403, "Missing Authentication Token")
 TOO_LARGE = GatewayError("REQUEST_TOO_LARGE", 413, "Request Too Long")
 # The function raised, crashed, timed out or returned a malformed result.
 FUNCTION_ERROR = GatewayError("DEFAULT_5XX", 502, "Internal server error")
 # Lambda refused the invocation (no free instance in time).
 INVOKE_REJECTED = GatewayError("DEFAULT_5XX", 500, "Internal server error")
-_FORBIDDEN = {"INVALID_API_KEY", "MISSING_AUTHENTICATION_TOKEN"}  # x-amzn-ErrorType ForbiddenException
+# x-amzn-ErrorType of API Gateway's own answers.
+_ERROR_TYPES = {
+    "INVALID_API_KEY": "ForbiddenException",
+    "MISSING_AUTHENTICATION_TOKEN": "ForbiddenException",
+    "UNAUTHORIZED": "UnauthorizedException",
+    "ACCESS_DENIED": "AccessDeniedException",
+    "AUTHORIZER_FAILURE": "AuthorizerConfigurationException",
+}
 _HOP_BY_HOP = {"connection", "content-length", "transfer-encoding", "keep-alive", "date", "server"}
 
 
@@ -180,6 +196,6 @@ class GatewayResponses:
             r"\$context\.([A-Za-z.]+[A-Za-z])", lambda found: context.get(found[1], found[0]), template
         )
         headers = [("Content-Type", "application/json")]
-        if error.response_type in _FORBIDDEN:
-            headers.append(("x-amzn-ErrorType", "ForbiddenException"))
+        if error.response_type in _ERROR_TYPES:
+            headers.append(("x-amzn-ErrorType", _ERROR_TYPES[error.response_type]))
         return HttpAnswer(status, headers, body.encode())

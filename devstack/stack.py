@@ -3,6 +3,11 @@
     with DevStack() as stack:
         print(stack.api_url, stack.api_key)
 
+Two tenants are made on start, through the same TenantAdmin the operator command uses
+(scripts/tenants.py): `api_key` and `other_api_key` are their first keys (`tenant_id`,
+`other_tenant_id` their ids, the owners of their tasks), on a usage plan in moto's API Gateway.
+`tenant_admin()` makes more, revokes keys or disables tenants while the stack runs.
+
 `start()` starts moto's server as a child process (devstack.fake_aws), the AceDataCloud simulator
 in a thread, provisions template.yaml's resources into moto, serves the API on the local gateway,
 whose function workers talk to moto (AWS_ENDPOINT_URL) and the simulator, and runs the template's
@@ -22,6 +27,7 @@ import secrets
 import string
 import subprocess
 import threading
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -43,11 +49,19 @@ from devstack.gateway import LocalApiGateway
 from devstack.processes import stop_process
 from devstack.simulator import ProviderSimulator, SimulatorConfig
 from devstack.template import ROOT, Stack, provision, secret_value
+from sora_relay.adapters.tenant_secrets import TenantSecrets
+from sora_relay.adapters.tenants import TenantStore
+from sora_relay.adapters.usage_plan_keys import UsagePlanKeys
+from sora_relay.domain import catalogue
+from sora_relay.usecases.manage_tenants import CreatedTenant, TenantAdmin
 
 DEFAULT_LOG_DIR = ROOT / ".devstack" / "logs"
 STARTUP_TIMEOUT_S = 60.0
 # What the event tap lets through: every event the service publishes.
 EVENT_TAP_PATTERN = {"source": ["sora-relay"]}
+# What `make tenants` reads to reach a running `make run` stack (scripts/tenants.py --outputs-file).
+OUTPUTS_FILE = ROOT / ".devstack" / "outputs.json"
+USAGE_KEYS_MAX_AGE_S = 1.0  # how stale the gateway's copy of the usage plan's keys may be
 
 
 def plain_item(item: Mapping[str, Any]) -> dict[str, Any]:
@@ -58,10 +72,6 @@ def plain_item(item: Mapping[str, Any]) -> dict[str, Any]:
 
 def _token(length: int, alphabet: str = string.ascii_letters + string.digits) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(length))
-
-
-def _key_id() -> str:
-    return _token(10, string.ascii_lowercase + string.digits)  # shaped like API Gateway's ("a1b2c3d4e5")
 
 
 @dataclass(kw_only=True, eq=False)
@@ -105,8 +115,13 @@ class DevStack:
         self.function_env, self.parameters = dict(self.function_env), dict(self.parameters)
         self.aws_faults = self.aws_faults or self.aws_fault_rate > 0
         self.api_calls: Counter[tuple[str, str, str]] = Counter()
-        self.api_key, self.api_key_id = _token(40), _key_id()
-        self.other_api_key, self.other_api_key_id = _token(40), _key_id()
+        # The two tenants' first keys (sr_...), their key ids and the tenants (set by start()).
+        self.api_key = self.api_key_id = self.tenant_id = ""
+        self.other_api_key = self.other_api_key_id = self.other_tenant_id = ""
+        self.tenants: list[CreatedTenant] = []
+        self._usage_keys: dict[str, str] = {}  # value -> id of the usage plan's enabled keys
+        self._usage_keys_read = 0.0
+        self._usage_keys_lock = threading.Lock()
         # One key per provider family, each in its own secret, as a deployment with all three has.
         self.provider_api_key = _token(48)  # AceDataCloud
         self.fal_key = _token(40)
@@ -239,6 +254,7 @@ class DevStack:
             with aws_environment(self.moto_url):
                 self.stack = provision(self.prefix, {**self.provider_parameters(), **self.parameters})
                 self.webhook_secret = "whsec_" + secret_value(self.stack, "WebhookSigningSecret")
+            self._start_tenants()
             buses = [
                 self.stack.refs[n]
                 for n, r in self.stack.template["Resources"].items()
@@ -263,6 +279,73 @@ class DevStack:
             raise
         return self
 
+    # -- tenants --
+
+    def tenant_admin(self) -> TenantAdmin:
+        """The operator's commands on this stack's tenants (what scripts/tenants.py runs)."""
+        stack = self._provisioned()
+        return TenantAdmin(
+            TenantStore(self.aws_client("dynamodb", label="operator"), stack.refs["TenantsTable"]),
+            TenantSecrets(
+                self.aws_client("secretsmanager", label="operator"), self.outputs()["TenantSecretPrefix"]
+            ),
+            UsagePlanKeys(self.aws_client("apigateway", label="operator"), stack.refs["RestApiUsagePlan"]),
+            model_ids=[entry.id for entry in catalogue.default().models],
+        )
+
+    def outputs(self) -> dict[str, str]:
+        """The template's Outputs that mean something locally (those whose values resolve here)."""
+        stack = self._provisioned()
+        found = {}
+        for name, output in stack.template.get("Outputs", {}).items():
+            try:
+                found[name] = str(stack.resolve(output["Value"]))
+            except (KeyError, ValueError):
+                continue
+        return found
+
+    def _start_tenants(self) -> None:
+        """The usage plan SAM makes for the API (its throttle and quota from the parameters), then
+        two tenants with a key each; the outputs file for `make tenants`."""
+        stack = self._provisioned()
+        parameters = stack.parameters
+        plan = self.aws_client("apigateway", label="operator").create_usage_plan(
+            name=f"{self.prefix}-usage-plan",
+            throttle={
+                "rateLimit": float(parameters["ThrottleRateLimit"]),
+                "burstLimit": int(parameters["ThrottleBurstLimit"]),
+            },
+            quota={"limit": int(parameters["QuotaLimit"]), "period": parameters["QuotaPeriod"]},
+        )
+        stack.refs["RestApiUsagePlan"] = plan["id"]
+        admin = self.tenant_admin()
+        self.tenants = [admin.create("local tenant A"), admin.create("local tenant B")]
+        first, second = self.tenants
+        self.api_key, self.api_key_id = first.key.api_key, first.key.record.key_id
+        self.tenant_id = first.tenant.tenant_id
+        self.other_api_key, self.other_api_key_id = second.key.api_key, second.key.record.key_id
+        self.other_tenant_id = second.tenant.tenant_id
+        if self.log_dir == DEFAULT_LOG_DIR:  # `make run` and `make demo` only; tests log elsewhere
+            OUTPUTS_FILE.parent.mkdir(parents=True, exist_ok=True)
+            OUTPUTS_FILE.write_text(
+                json.dumps({"Endpoint": self.moto_url, "Outputs": self.outputs()}, indent=2)
+            )
+
+    def usage_key_id(self, value: str) -> str | None:
+        """The id of the usage plan's enabled API key with this value (the gateway's key check),
+        from a copy of moto's keys at most USAGE_KEYS_MAX_AGE_S old (an unknown value reads again)."""
+        with self._usage_keys_lock:
+            fresh = time.monotonic() - self._usage_keys_read < USAGE_KEYS_MAX_AGE_S
+            if fresh and value in self._usage_keys:
+                return self._usage_keys[value]
+            client = self.aws_client("apigateway", label="gateway")
+            plan = self._provisioned().refs["RestApiUsagePlan"]
+            on_plan = {key["id"] for key in client.get_usage_plan_keys(usagePlanId=plan).get("items", [])}
+            keys = client.get_api_keys(includeValues=True).get("items", [])
+            self._usage_keys = {k["value"]: k["id"] for k in keys if k.get("enabled") and k["id"] in on_plan}
+            self._usage_keys_read = time.monotonic()
+            return self._usage_keys.get(value)
+
     def _start_chaos(self) -> None:
         self.chaos = Chaos().start()
         half = self.aws_fault_rate / 2
@@ -285,7 +368,7 @@ class DevStack:
         }
         self.gateway = LocalApiGateway(
             self.stack,
-            {self.api_key: self.api_key_id, self.other_api_key: self.other_api_key_id},
+            self.usage_key_id,
             port=free_port(self.gateway_port) if self.gateway_port else 0,
             environment=environment,
             pool_size=self.workers,

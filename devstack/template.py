@@ -79,6 +79,7 @@ class Route:
     path: str  # as in the template, e.g. /v1/videos/{video_id}
     function_id: str
     api_key_required: bool
+    authorizer: str | None = None  # the name of the API's authorizer guarding it (Auth.Authorizers)
 
     def match(self, method: str, path: str) -> dict[str, str] | None:
         if method.upper() != self.method:
@@ -117,6 +118,7 @@ class Stack:
             if resource["Type"] == "AWS::Serverless::Api":
                 api_auth = resource.get("Properties", {}).get("Auth", {})
         default_required = bool(api_auth.get("ApiKeyRequired", False))
+        default_authorizer = api_auth.get("DefaultAuthorizer")
         routes = []
         for name, function in self.functions().items():
             for event in function.get("Properties", {}).get("Events", {}).values():
@@ -124,7 +126,9 @@ class Stack:
                     continue
                 props = event["Properties"]
                 required = props.get("Auth", {}).get("ApiKeyRequired", default_required)
-                routes.append(Route(props["Method"].upper(), props["Path"], name, bool(required)))
+                authorizer = props.get("Auth", {}).get("Authorizer", default_authorizer)
+                authorizer = None if authorizer in (None, "NONE") else str(authorizer)
+                routes.append(Route(props["Method"].upper(), props["Path"], name, bool(required), authorizer))
         return routes
 
     def function_environment(self, function_id: str) -> dict[str, str]:

@@ -56,8 +56,9 @@ finished MP4 into its own bucket when the provider calls back, and, if the clien
 `callback_url`, POSTs a signed webhook (Standard Webhooks) when the video is `completed` or
 `failed`. The client can also poll the video and download it.
 
-Every route except the provider's callback needs an API key in `x-api-key`. Each API key is
-one owner: another owner's video is a 404 on every route.
+Every route except the provider's callback needs a tenant's API key (`sr_...`), as
+`Authorization: Bearer <key>` or in `x-api-key`. Each tenant is one owner: another tenant's video
+is a 404 on every route.
 
 Every error, the service's own and API Gateway's (a missing or unknown key, throttling, an
 unknown route, a function failure), is OpenAI's `{"error": {"message", "type", "param", "code"}}`. `code` is a
@@ -86,8 +87,13 @@ API_KEY = {
         "type": "apiKey",
         "in": "header",
         "name": "x-api-key",
-        "description": "An API Gateway API key of the stack's usage plan; each key is one owner.",
-    }
+        "description": "A tenant's API key (scripts/tenants.py issues them); each tenant is one owner.",
+    },
+    "Bearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The same key as `Authorization: Bearer <key>` (what OpenAI's SDK sends).",
+    },
 }
 TAGS = [
     {"name": "videos", "description": "Create, read, list and download videos (API key)."},
@@ -101,9 +107,15 @@ TAGS = [
 # gateway response types, which template.yaml's DEFAULT_4XX/DEFAULT_5XX templates put in `code`.
 GATEWAY_ANSWERS: list[tuple[int, tuple[str, ...], str, str]] = [
     (
+        401,
+        ("UNAUTHORIZED",),
+        "no key (in either header), or a key that is unknown or revoked (the authorizer's answer).",
+        "api_key",
+    ),
+    (
         403,
-        ("INVALID_API_KEY",),
-        "the x-api-key header is missing or is not a key of the usage plan.",
+        ("ACCESS_DENIED", "INVALID_API_KEY"),
+        "the key's tenant is disabled (the authorizer's Deny, or its usage plan key refused).",
         "api_key",
     ),
     (413, ("REQUEST_TOO_LARGE",), "the body is larger than its 10 MB.", "body"),
@@ -114,6 +126,12 @@ GATEWAY_ANSWERS: list[tuple[int, tuple[str, ...], str, str]] = [
         "all",
     ),
     (500, ("DEFAULT_5XX",), "the function could not be invoked (throttled or refused).", "all"),
+    (
+        500,
+        ("AUTHORIZER_FAILURE",),
+        "the authorizer failed (it never lets a request through then).",
+        "api_key",
+    ),
     (502, ("DEFAULT_5XX",), "the function failed.", "all"),
     (504, ("INTEGRATION_TIMEOUT", "INTEGRATION_FAILURE"), "the function took longer than 29 s.", "all"),
 ]
@@ -320,7 +338,7 @@ def build() -> dict[str, Any]:
         description=DESCRIPTION,
         servers=SERVERS,  # type: ignore[arg-type]  # dicts, as the merged document holds them
         security_schemes=API_KEY,  # type: ignore[arg-type]
-        security=[{"ApiKey": []}],
+        security=[{"ApiKey": []}, {"Bearer": []}],
         tags=TAGS,  # type: ignore[arg-type]
         on_conflict="error",
     )

@@ -65,7 +65,7 @@ def test_a_wrong_api_key_is_reported_without_echoing_it(stack, cli):
     refused = cli("list", api_key="definitely-not-a-key")
 
     assert refused.returncode == 1
-    assert "403" in refused.stderr and "Forbidden" in refused.stderr
+    assert "401" in refused.stderr and "Unauthorized" in refused.stderr
     assert "definitely-not-a-key" not in refused.stderr
 
 

@@ -133,11 +133,14 @@ def test_the_event_is_shaped_like_the_sample_events(gateway, http):
     assert response.status_code == 201
     event = response.json()["event"]
     samples = [json.loads(path.read_text()) for path in sorted((ROOT / "events").glob("*.json"))]
-    api_samples = [sample for sample in samples if "requestContext" in sample]  # not env.json, SQS
+    # Proxy events: not env.json, SQS, or the authorizer's own event (authorizer.json)
+    api_samples = [sample for sample in samples if "requestContext" in sample and "methodArn" not in sample]
     assert api_samples
     for expected in api_samples:
         assert set(event) == set(expected), expected["resource"]
-        assert set(event["requestContext"]) == set(expected["requestContext"]), expected["resource"]
+        # `authorizer` is there only on routes behind a Lambda authorizer (this one has none)
+        wanted = set(expected["requestContext"]) - {"authorizer"}
+        assert set(event["requestContext"]) == wanted, expected["resource"]
         assert set(event["requestContext"]["identity"]) == set(expected["requestContext"]["identity"])
     assert event["resource"] == "/things/{thing_id}"
     assert event["path"] == "/things/th%20ing"
@@ -278,3 +281,164 @@ def test_function_output_goes_to_its_log_not_to_the_protocol(gateway, http, even
     )
     assert "stdout from the function" in text
     assert "START RequestId:" in text and "REPORT RequestId:" in text
+
+
+# -- Lambda authorizers (REQUEST) --------------------------------------------------------------------
+
+AUTHORIZER = """
+def lambda_handler(event, context):
+    token = (event.get("headers") or {}).get("x-token") or ""
+    if token == "raise":
+        raise Exception("Unauthorized")
+    if token == "boom":
+        raise RuntimeError("boom")
+    if token == "junk":
+        return {"nope": 1}
+    stage_arn = event["methodArn"].split("/", 2)
+    return {
+        "principalId": "p-" + token,
+        "policyDocument": {"Version": "2012-10-17", "Statement": [{
+            "Action": "execute-api:Invoke",
+            "Effect": "Deny" if token == "deny" else "Allow",
+            "Resource": stage_arn[0] + "/" + stage_arn[1] + "/*",
+        }]},
+        "usageIdentifierKey": "usage-" + token,
+        "context": {"who": token, "type": event["type"], "arn": event["methodArn"]},
+    }
+"""
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory) -> LocalApiGateway:
+    code = tmp_path_factory.mktemp("guarded")
+    for name, source in (("echo", ECHO), ("authorizer", AUTHORIZER)):
+        (code / name).mkdir()
+        (code / name / "app.py").write_text(textwrap.dedent(source))
+    authorizer_arn = {"Fn::GetAtt": ["AuthFunction", "Arn"]}
+    template = {
+        "Globals": {"Function": {"Handler": "app.lambda_handler", "Timeout": 5}},
+        "Resources": {
+            "Api": {
+                "Type": "AWS::Serverless::Api",
+                "Properties": {
+                    "StageName": "live",
+                    "ApiKeySourceType": "AUTHORIZER",
+                    "Auth": {
+                        "ApiKeyRequired": True,
+                        "DefaultAuthorizer": "Cached",
+                        "Authorizers": {
+                            "Cached": {
+                                "FunctionArn": authorizer_arn,
+                                "FunctionPayloadType": "REQUEST",
+                                "Identity": {"Headers": ["x-token"], "ReauthorizeEvery": 300},
+                            },
+                            "Uncached": {
+                                "FunctionArn": authorizer_arn,
+                                "FunctionPayloadType": "REQUEST",
+                                "Identity": {"ReauthorizeEvery": 0},
+                            },
+                        },
+                    },
+                },
+            },
+            "AuthFunction": {
+                "Type": "AWS::Serverless::Function",
+                "Properties": {"CodeUri": str(code / "authorizer")},
+            },
+            "EchoFunction": {
+                "Type": "AWS::Serverless::Function",
+                "Properties": {
+                    "CodeUri": str(code / "echo"),
+                    "Events": {
+                        "Cached": _api_event("/cached/{thing}", "get"),
+                        "Uncached": _api_event("/uncached", "get", Auth={"Authorizer": "Uncached"}),
+                        "Open": _api_event(
+                            "/open", "post", Auth={"ApiKeyRequired": False, "Authorizer": "NONE"}
+                        ),
+                    },
+                },
+            },
+        },
+    }
+    keys = {"usage-good": "uk-good", "usage-": "uk-empty"}
+    logs = tmp_path_factory.mktemp("guarded-logs")
+    with LocalApiGateway(Stack(template, {}), keys, pool_size=1, log_dir=logs) as local:
+        assert local.wait_ready(30)
+        yield local
+
+
+@pytest.fixture
+def anyone(guarded) -> httpx.Client:
+    guarded.authorizers.flush()
+    with local_http(guarded.url) as client:
+        yield client
+
+
+def test_an_allowing_authorizer_passes_its_context_and_usage_key_to_the_function(guarded, anyone):
+    response = anyone.get("/cached/a", headers={"x-token": "good"})
+
+    assert response.status_code == 201, response.text
+    context = response.json()["event"]["requestContext"]
+    authorizer = context["authorizer"]
+    assert authorizer["principalId"] == "p-good" and authorizer["who"] == "good"
+    assert isinstance(authorizer["integrationLatency"], int)
+    # The authorizer saw a REQUEST event for this method and path
+    assert authorizer["type"] == "REQUEST"
+    assert authorizer["arn"] == "arn:aws:execute-api:us-east-1:123456789012:local/live/GET/cached/a"
+    # and its usageIdentifierKey is the request's API key (ApiKeySourceType AUTHORIZER)
+    assert (context["identity"]["apiKey"], context["identity"]["apiKeyId"]) == ("usage-good", "uk-good")
+
+
+def test_a_missing_identity_source_is_401_without_calling_the_authorizer(guarded, anyone):
+    before = guarded.authorizers.invocations
+    response = anyone.get("/cached/a")
+    assert response.status_code == 401
+    assert response.json() == {"message": "Unauthorized"}
+    assert response.headers["x-amzn-errortype"] == "UnauthorizedException"
+    assert guarded.authorizers.invocations == before
+
+
+def test_answers_are_cached_by_identity_for_the_ttl_and_hold_on_other_routes(guarded, anyone):
+    assert anyone.get("/cached/a", headers={"x-token": "good"}).status_code == 201
+    calls = guarded.authorizers.invocations
+
+    # The same identity on another path of the policy: the cached answer, evaluated again
+    again = anyone.get("/cached/b", headers={"x-token": "good"})
+    assert again.status_code == 201
+    assert again.json()["event"]["requestContext"]["authorizer"]["arn"].endswith("/GET/cached/a")
+    assert guarded.authorizers.invocations == calls
+    # Another identity is asked for
+    assert anyone.get("/cached/a", headers={"x-token": "deny"}).status_code == 403
+    assert guarded.authorizers.invocations == calls + 1
+    # And a flush forgets the answers
+    guarded.authorizers.flush()
+    assert anyone.get("/cached/a", headers={"x-token": "good"}).status_code == 201
+    assert guarded.authorizers.invocations == calls + 2
+
+
+def test_without_identity_sources_and_a_ttl_of_0_the_authorizer_runs_every_time(guarded, anyone):
+    calls = guarded.authorizers.invocations
+    for _ in range(2):
+        assert anyone.get("/uncached").status_code == 201  # "usage-" is on the plan
+    assert guarded.authorizers.invocations == calls + 2
+
+
+@pytest.mark.parametrize(
+    ("token", "status", "body"),
+    [
+        ("raise", 401, {"message": "Unauthorized"}),
+        ("deny", 403, {"message": "User is not authorized to access this resource with an explicit deny"}),
+        ("boom", 500, {"message": "Internal server error"}),
+        ("junk", 500, {"message": "Internal server error"}),
+        ("other", 403, {"message": "Forbidden"}),  # allowed, but usage-other is no key of the plan
+    ],
+)
+def test_refusals_and_failures_answer_as_api_gateway_does(anyone, token, status, body):
+    response = anyone.get("/cached/a", headers={"x-token": token})
+    assert (response.status_code, response.json()) == (status, body)
+
+
+def test_a_route_without_an_authorizer_reaches_the_function_without_one(anyone):
+    response = anyone.post("/open", content="hi")
+    assert response.status_code == 201
+    assert "authorizer" not in response.json()["event"]["requestContext"]

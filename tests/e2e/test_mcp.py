@@ -246,8 +246,9 @@ def test_the_endpoint_wants_the_api_key_and_answers_405_to_get_and_delete(mcp_st
         delete = http.delete(url, headers={"x-api-key": mcp_stack.api_key})
         ok = http.post(url, json=initialize, headers={**headers, "x-api-key": mcp_stack.api_key})
 
-    assert keyless.status_code == 403
-    assert wrong.status_code == 403
+    # The authorizer refuses both: no key, and a value that is no key of any tenant
+    assert keyless.status_code == wrong.status_code == 401
+    assert keyless.json()["error"]["code"] == wrong.json()["error"]["code"] == "UNAUTHORIZED"
     assert (get.status_code, get.headers["allow"]) == (405, "POST")
     assert delete.status_code == 405
     assert ok.status_code == 200

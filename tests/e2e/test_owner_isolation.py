@@ -1,4 +1,5 @@
-"""Who may see what, enforced over HTTP: API keys at the gateway, owners in the service."""
+"""Who may see what, enforced over HTTP: tenants' keys at the gateway (the authorizer), owners in
+the service."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ def test_the_second_keys_videos_are_its_own(stack, videos, other_videos, unique)
 
     assert mine["id"] in other_videos.ids()
     assert mine["id"] not in videos.ids()
-    assert stack.task_item(mine["id"])["owner"] == stack.other_api_key_id
+    assert stack.task_item(mine["id"])["owner"] == stack.other_tenant_id
 
 
 @pytest.mark.parametrize(
@@ -38,16 +39,17 @@ def test_the_second_keys_videos_are_its_own(stack, videos, other_videos, unique)
     [("GET", "/v1/videos"), ("POST", "/v1/videos"), ("GET", "/v1/videos/video_0123/content")],
 )
 def test_requests_without_a_valid_api_key_are_refused_by_the_gateway(stack, anonymous, method, path):
-    # No key, then a key the gateway does not know: 403, in the template's GatewayResponses shape.
-    for headers in ({}, {"x-api-key": "not-a-key"}):
+    # No key, a value that is no key, a key of no tenant: the authorizer's 401, in the template's
+    # GatewayResponses shape.
+    for headers in ({}, {"x-api-key": "not-a-key"}, {"Authorization": "Bearer sr_" + "0" * 40}):
         response = anonymous.request(method, path, headers=headers, json={"prompt": "x"})
-        assert response.status_code == 403
+        assert response.status_code == 401
         assert response.json() == {
             "error": {
-                "message": "Forbidden",
-                "type": "invalid_request_error",
+                "message": "Unauthorized",
+                "type": "invalid_request_error",  # what OpenAI answers for a bad key, too
                 "param": None,
-                "code": "INVALID_API_KEY",
+                "code": "UNAUTHORIZED",
             }
         }
 

@@ -26,9 +26,14 @@ from devstack.mp4 import render_mp4
 from devstack.template import Stack, secret_value
 from sora_relay.adapters import outbound_http, secrets
 from sora_relay.adapters.aws import reset_clients
+from sora_relay.adapters.tenant_secrets import TenantSecrets
+from sora_relay.adapters.tenants import TenantStore
+from sora_relay.adapters.usage_plan_keys import UsagePlanKeys
+from sora_relay.domain import catalogue
 from sora_relay.runtime import container as runtime_container
 from sora_relay.runtime.container import Container, current
 from sora_relay.settings import Settings
+from sora_relay.usecases.manage_tenants import TenantAdmin
 from tests.conftest import PROVIDER_TOKEN, LambdaContext, SharedAws, load_event, load_handler
 
 PROVIDER_HOST = "api.acedata.cloud"
@@ -37,8 +42,9 @@ SAMPLE_CDN_HOST = "videos.provider.example"  # the host in events/callback-succe
 CLIENT_HOST = "client.example.com"
 # Fake DNS: every public test host resolves to this public address (nothing connects to it).
 PUBLIC_ADDRESS = "93.184.215.14"
-OWNER = "sample-api-key-id"
-OTHER_OWNER = "other-api-key-id"
+# Tenants as the authorizer names them (requestContext.authorizer.tenant_id); OWNER is the samples'.
+OWNER = "ten_SampleTenantId000001"
+OTHER_OWNER = "ten_OtherTenantId0000002"
 
 
 @pytest.fixture(scope="session")
@@ -264,7 +270,7 @@ class Api:
         if idempotency_key is not None:
             event["headers"]["idempotency-key"] = idempotency_key
             event["multiValueHeaders"]["idempotency-key"] = [idempotency_key]
-        event["requestContext"]["identity"]["apiKeyId"] = owner
+        as_tenant(event, owner)
         if base_path is not None:
             through_a_custom_domain(event, base_path)
         return self.call("submit", event)
@@ -313,15 +319,26 @@ class Api:
         event = load_event("content" if content else "get")
         event["path"] = f"/v1/videos/{video_id}" + ("/content" if content else "")
         event["pathParameters"] = {"video_id": video_id}
-        event["requestContext"]["identity"]["apiKeyId"] = owner
+        as_tenant(event, owner)
         return self.call("status", event)
 
     def list(self, *, owner: str = OWNER, **query: str) -> tuple[int, dict, Any]:
         event = load_event("list")
         event["queryStringParameters"] = query or None
         event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} or None
-        event["requestContext"]["identity"]["apiKeyId"] = owner
+        as_tenant(event, owner)
         return self.call("status", event)
+
+
+def as_tenant(event: dict[str, Any], tenant_id: str | None) -> dict[str, Any]:
+    """The event as API Gateway passes it on after the authorizer let `tenant_id` through (None:
+    no authorizer context at all, which API Gateway never lets reach a protected route)."""
+    if tenant_id is None:
+        event["requestContext"].pop("authorizer", None)
+    else:
+        authorizer = event["requestContext"].setdefault("authorizer", {})
+        authorizer |= {"tenant_id": tenant_id, "principalId": tenant_id}
+    return event
 
 
 def through_a_custom_domain(event: dict, base_path: str = "/relay") -> dict:
@@ -478,3 +495,33 @@ def downstream(stack: Stack, handlers: dict[str, Any], internet: FakeInternet) -
         stack.attributes[("TasksTable", "StreamArn")],
     )
     return Downstream(stack, handlers, reader, stream_filters(stack), tap_url)
+
+
+# -- tenants, made as the operator command (scripts/tenants.py) makes them ---------------------------
+
+
+def aws(service: str) -> Any:
+    return boto3.client(service, region_name="us-east-1")
+
+
+@pytest.fixture
+def usage_plan(stack: Stack) -> str:
+    """The usage plan SAM makes for the API (RestApiUsagePlan), in moto's API Gateway."""
+    plan = aws("apigateway").create_usage_plan(name="test-usage-plan")["id"]
+    stack.refs["RestApiUsagePlan"] = plan
+    return str(plan)
+
+
+@pytest.fixture
+def secret_prefix(stack: Stack) -> str:
+    return str(stack.resolve(stack.template["Outputs"]["TenantSecretPrefix"]["Value"]))
+
+
+@pytest.fixture
+def tenant_admin(stack: Stack, usage_plan: str, secret_prefix: str) -> TenantAdmin:
+    return TenantAdmin(
+        TenantStore(aws("dynamodb"), stack.refs["TenantsTable"]),
+        TenantSecrets(aws("secretsmanager"), secret_prefix),
+        UsagePlanKeys(aws("apigateway"), usage_plan),
+        model_ids=[entry.id for entry in catalogue.default().models],
+    )

@@ -148,11 +148,11 @@ def test_bad_input_is_a_tool_error_naming_the_parameter_and_no_task(mcp, interne
     assert internet.provider_calls == []
 
 
-def test_get_and_delete_answer_405_and_no_key_id_401(mcp):
+def test_get_and_delete_answer_405_and_no_tenant_401(mcp):
     get = load_event("mcp-get")
     delete = {**load_event("mcp-get"), "httpMethod": "DELETE"}
     keyless = load_event("mcp-initialize")
-    keyless["requestContext"]["identity"]["apiKeyId"] = None
+    keyless["requestContext"].pop("authorizer")
 
     for event in (get, delete):
         status, headers, body = mcp.invoke(event)

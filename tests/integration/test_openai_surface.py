@@ -15,7 +15,15 @@ import pytest
 
 from sora_relay.runtime.container import current
 from tests.conftest import load_event
-from tests.integration.conftest import OTHER_OWNER, OWNER, VALID, Api, FakeInternet, install_container
+from tests.integration.conftest import (
+    OTHER_OWNER,
+    OWNER,
+    VALID,
+    Api,
+    FakeInternet,
+    as_tenant,
+    install_container,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00\x00\x00\rIHDR" + bytes(64)
 JPEG = b"\xff\xd8\xff\xe0" + bytes(64)
@@ -50,7 +58,7 @@ def event_for(
     event = load_event(template)
     event.update(httpMethod=method, path=path, resource=resource, pathParameters=params)
     event["requestContext"].update(httpMethod=method, resourcePath=resource)
-    event["requestContext"]["identity"]["apiKeyId"] = owner
+    as_tenant(event, owner)
     if content_type is not None:
         event["headers"]["Content-Type"] = content_type
         event["multiValueHeaders"]["Content-Type"] = [content_type]
@@ -316,12 +324,13 @@ def test_list_refuses_a_bad_order(api, internet):
 
 
 def test_delete_removes_the_files_keeps_the_record_and_then_answers_404(api, internet, stack, s3):
-    # Given a completed video with an uploaded reference image and something else the archive stored
+    # Given a completed video (its MP4 and two previews) with an uploaded reference image, and one
+    # more object under its prefix
     status, _, video = submit_form(api, {"prompt": "x"}, {"input_reference": ("a.png", PNG, "image/png")})
     call = internet.last_call()
     api.callback(call["body"]["callback_url"], internet.success_body(call))
-    s3.put_object(Bucket=stack.refs["VideosBucket"], Key=f"videos/{video['id']}/thumbnail.webp", Body=b"RIFF")
-    assert len(objects(s3, stack, f"videos/{video['id']}/")) == 2
+    s3.put_object(Bucket=stack.refs["VideosBucket"], Key=f"videos/{video['id']}/extra.webp", Body=b"RIFF")
+    assert len(objects(s3, stack, f"videos/{video['id']}/")) == 4
 
     # When it is deleted
     status, _, answer = video_route(api, "DELETE", video["id"])

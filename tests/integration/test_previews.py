@@ -13,7 +13,7 @@ from sora_relay.domain.errors import StorageError
 from sora_relay.domain.task import Status
 from sora_relay.runtime.container import current
 from tests.conftest import load_event
-from tests.integration.conftest import OTHER_OWNER, OWNER, install_container, submitted
+from tests.integration.conftest import OTHER_OWNER, OWNER, as_tenant, install_container, submitted
 
 
 def _objects(stack) -> dict[str, dict]:
@@ -36,7 +36,7 @@ def _content(api, video_id: str, variant: str | None, *, owner: str = OWNER) -> 
     query = {"variant": variant} if variant is not None else None
     event["queryStringParameters"] = query
     event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} if query else None
-    event["requestContext"]["identity"]["apiKeyId"] = owner
+    as_tenant(event, owner)
     return api.call("status", event)
 
 

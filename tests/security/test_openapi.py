@@ -23,11 +23,14 @@ from openapi_spec_validator import validate as validate_spec
 
 from devstack import fuzz_hooks
 from devstack.proxy import (
+    ACCESS_DENIED,
+    AUTHORIZER_FAILURE,
     FUNCTION_ERROR,
     INVALID_API_KEY,
     INVOKE_REJECTED,
     NO_ROUTE,
     TOO_LARGE,
+    UNAUTHORIZED,
     GatewayResponses,
 )
 from devstack.template import ROOT, Stack, load_template, secret_value
@@ -43,6 +46,9 @@ METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 # the task's `error.code` (the video object), never an error answer of the API; a preview that
 # cannot be drawn becomes the task's `preview_error` (usecases/previews.py), and the task completes.
 NOT_ANSWERED = {"UpstreamRejected", "UpstreamUnavailable", "PreviewFailed"}
+# The operator's modules (scripts/tenants.py runs them with AWS credentials): behind no route, so
+# what they raise is printed by the command, never answered by the API.
+OPERATOR_ONLY = {"usecases/manage_tenants.py", "adapters/tenants.py", "adapters/tenant_secrets.py"}
 
 
 def _load_generator() -> ModuleType:
@@ -133,6 +139,9 @@ def test_every_template_route_is_documented_with_the_api_key_the_template_requir
         assert any("ApiKey" in requirement for requirement in security) == route.api_key_required, route
     scheme = document()["components"]["securitySchemes"]["ApiKey"]
     assert (scheme["type"], scheme["in"], scheme["name"]) == ("apiKey", "header", "x-api-key")
+    bearer = document()["components"]["securitySchemes"]["Bearer"]
+    assert (bearer["type"], bearer["scheme"]) == ("http", "bearer")
+    assert document()["security"] == [{"ApiKey": []}, {"Bearer": []}]  # either header
 
 
 def test_the_lambda_handlers_import_none_of_powertools_openapi_generation():
@@ -189,7 +198,10 @@ def _answered_codes() -> tuple[set[tuple[int, str]], set[str]]:
         *(ROOT / "layers" / "common" / "sora_relay").rglob("*.py"),
         *(ROOT / "functions").glob("*/app.py"),
     ]
+    package = ROOT / "layers" / "common" / "sora_relay"
     for path in sources:
+        if path.is_relative_to(package) and path.relative_to(package).as_posix() in OPERATOR_ONLY:
+            continue
         for node in ast.walk(ast.parse(path.read_text())):
             if not isinstance(node, ast.Call):
                 continue
@@ -227,7 +239,15 @@ def test_api_gateways_own_answers_are_the_error_shape_and_documented():
     )
     responses = GatewayResponses(api["GatewayResponses"])
     codes = documented_codes()
-    for error in (INVALID_API_KEY, TOO_LARGE, FUNCTION_ERROR, INVOKE_REJECTED):
+    for error in (
+        UNAUTHORIZED,
+        ACCESS_DENIED,
+        AUTHORIZER_FAILURE,
+        INVALID_API_KEY,
+        TOO_LARGE,
+        FUNCTION_ERROR,
+        INVOKE_REJECTED,
+    ):
         answer = responses.answer(error, "request-id", "live")
         body = json.loads(answer.body)
         OAS31Validator(ERROR_SCHEMA()).validate(body)

@@ -518,3 +518,56 @@ def test_the_api_functions_start_from_a_snapshot(template, name):
     properties = template["Resources"][name]["Properties"]
     assert properties["SnapStart"] == {"ApplyOn": "PublishedVersions"}
     assert properties["AutoPublishAlias"]
+
+
+# ---------------------------------------------------------------- the Lambda authorizer
+
+
+def test_the_authorizer_may_only_read_tenants_and_keys(template):
+    function = _functions(template)["AuthorizerFunction"]
+    statements = _inline_statements(function)
+    # One GetItem on the tenants table: a key by its hash, then its tenant. No scan, no write, no
+    # other table, no secret (the webhook secrets are not its business).
+    assert [(s["Effect"], s["Action"], s["Resource"]) for s in statements] == [
+        ("Allow", "dynamodb:GetItem", {"Fn::GetAtt": ["TenantsTable", "Arn"]})
+    ]
+    assert not _policy_templates(function)
+    assert set(function["Properties"]["Environment"]["Variables"]) == {
+        "TENANTS_TABLE",
+        "AUTHORIZER_CACHE_SECONDS",
+    }
+
+
+def test_every_route_but_the_callback_is_behind_the_authorizer_and_metered_by_its_key(template):
+    from devstack.template import Stack
+
+    api = template["Resources"]["RestApi"]["Properties"]
+    # The usage plan counts the key the authorizer returns; every method still requires one.
+    assert api["ApiKeySourceType"] == "AUTHORIZER"
+    assert api["Auth"]["ApiKeyRequired"] is True
+    assert api["Auth"]["DefaultAuthorizer"] == "TenantAuthorizer"
+    authorizer = api["Auth"]["Authorizers"]["TenantAuthorizer"]
+    assert authorizer["FunctionArn"] == {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}
+    assert authorizer["FunctionPayloadType"] == "REQUEST"
+    # No identity source (a client sends Bearer or x-api-key, not both), hence no API Gateway cache
+    assert authorizer["Identity"] == {"ReauthorizeEvery": 0}
+    routes = Stack(template=template, parameters={}).routes()
+    assert routes
+    for route in routes:
+        if route.function_id == "CallbackFunction":
+            assert (route.authorizer, route.api_key_required) == (None, False), route
+        else:
+            assert (route.authorizer, route.api_key_required) == ("TenantAuthorizer", True), route
+
+
+def test_transformed_the_authorizer_guards_every_method_but_the_callback(transformed):
+    body = transformed["Resources"]["RestApi"]["Properties"]["Body"]
+    scheme = body["components"]["securitySchemes"]["TenantAuthorizer"]["x-amazon-apigateway-authorizer"]
+    assert scheme["type"] == "request" and scheme["authorizerResultTtlInSeconds"] == 0
+    assert "identitySource" not in scheme
+    assert transformed["Resources"]["RestApi"]["Properties"]["ApiKeySourceType"] == "AUTHORIZER"
+    for path, methods in body["paths"].items():
+        for method, operation in methods.items():
+            names = {name for requirement in operation.get("security", []) for name in requirement}
+            expected = set() if path.startswith("/v1/callbacks/") else {"TenantAuthorizer", "api_key"}
+            assert names == expected, (path, method)

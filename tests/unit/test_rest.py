@@ -180,7 +180,7 @@ def test_current_event_and_context_are_the_requests(app: APIGatewayRestResolver)
     app.resolve(event("GET", "/v1/videos", queryStringParameters={"limit": "5"}), context)
     assert app.lambda_context is context
     assert app.current_event.get_query_string_value("limit") == "5"
-    assert app.current_event.request_context.identity.api_key_id == "sample-api-key-id"
+    assert app.current_event.request_context.authorizer.get("tenant_id") == "ten_SampleTenantId000001"
     assert app.current_event.request_context.stage == "live"
 
 

@@ -146,11 +146,11 @@ SERVER_ERRORS: dict[int, dict[str, Any]] = {
         TaskNotQueued.code,
     ),
 }
-# ... and a route with an API key (caller() refuses a request without its identity).
+# ... and a route with an API key (caller() refuses a request without the authorizer's tenant).
 OWNER_ERRORS: dict[int, dict[str, Any]] = {
     401: refusal(
-        "The request reached the service without an API key identity (API Gateway normally answers"
-        " 403 first).",
+        "The request reached the service without the authorizer's tenant (API Gateway's authorizer"
+        " normally answers 401 first).",
         "missing_api_key",
     ),
     **SERVER_ERRORS,
@@ -233,11 +233,17 @@ def json_response(
 
 
 def caller(event: APIGatewayProxyEvent) -> str:
-    """The owner of the request: the id of the API key API Gateway checked."""
-    key_id = event.request_context.identity.api_key_id
-    if not key_id:
-        raise Unauthorized("An API key is required (x-api-key header)", code="missing_api_key")
-    return key_id
+    """The owner of the request: the tenant the Lambda authorizer found for the request's key
+    (`requestContext.authorizer.tenant_id`, functions/authorizer). API Gateway lets no request of a
+    protected route through without it; a request that has none anyway is refused, never served
+    as nobody's."""
+    authorizer = event.raw_event.get("requestContext", {}).get("authorizer") or {}
+    tenant_id = authorizer.get("tenant_id") if isinstance(authorizer, dict) else None
+    if not tenant_id or not isinstance(tenant_id, str):
+        raise Unauthorized(
+            "An API key is required (Authorization: Bearer or x-api-key header)", code="missing_api_key"
+        )
+    return tenant_id
 
 
 def public_base_url(event: APIGatewayProxyEvent) -> str:
