@@ -19,7 +19,7 @@ out-of-memory does to an invocation): the request it matched is never sent, and 
 invocation did before it (parts uploaded, a POST made, a message sent) stays done. `function`
 limits a rule to one template function's workers (their AWS_LAMBDA_FUNCTION_NAME is
 `local-<FunctionId>`), and `body_contains` to calls whose serialised request holds that text (one
-UpdateItem among several: the one that writes `video_sha256`). The local event sources answer a
+UpdateItem among several: the one that writes `video_sha256`; a list: every one of its texts). The local event sources answer a
 crash as Lambda does (devstack.functions: InvocationFailed "crash"; a fresh instance cold-starts).
 
 The control channel is one small JSON file (no port, no thread): the rules, each rule's
@@ -103,12 +103,16 @@ class Call:
     body: bytes = b""  # the serialised request ("" for a streamed body, such as an S3 part)
 
 
+def _texts(body_contains: str | list[str] | None) -> list[str]:
+    return [body_contains] if isinstance(body_contains, str) else list(body_contains or ())
+
+
 def _live(rule: dict[str, Any], state: dict[str, Any], call: Call) -> bool:
     if rule["service"] not in ("*", call.service) or rule["operation"] not in (None, call.operation):
         return False
     if rule.get("function") not in (None, call.function):
         return False
-    if rule.get("body_contains") is not None and rule["body_contains"].encode() not in call.body:
+    if any(text.encode() not in call.body for text in _texts(rule.get("body_contains"))):
         return False
     return rule["count"] is None or state["counters"][rule["id"]][1] < rule["count"]
 
@@ -253,7 +257,7 @@ class FaultRule:
     rate: float | None
     seed: int | None
     function: str | None = None  # a template FunctionId, or None for every process with the hook
-    body_contains: str | None = None  # only calls whose serialised request holds this text
+    body_contains: str | list[str] | None = None  # only calls whose serialised request holds these
     _chaos: Chaos = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
     @property
@@ -269,8 +273,11 @@ class FaultRule:
 def _check_scope(function: Any, body_contains: Any) -> None:
     if function is not None and (not isinstance(function, str) or not function):
         raise ValueError("function must be a template FunctionId such as 'ArchiveFunction', or None")
-    if body_contains is not None and (not isinstance(body_contains, str) or not body_contains):
-        raise ValueError("body_contains must be a non-empty text, or None")
+    texts = [body_contains] if isinstance(body_contains, str) else body_contains
+    if body_contains is not None and (
+        not isinstance(texts, list | tuple) or not texts or not all(isinstance(t, str) and t for t in texts)
+    ):
+        raise ValueError("body_contains must be a non-empty text or list of texts, or None")
 
 
 def _check_rule(service: Any, operation: Any, count: Any, rate: Any, kind: Any, seed: Any) -> None:
@@ -343,7 +350,7 @@ class Chaos:
         kind: str = "server_error",
         seed: int | None = None,
         function: str | None = None,
-        body_contains: str | None = None,
+        body_contains: str | list[str] | None = None,
     ) -> FaultRule:
         """Make matching calls fail: the next `count` of them, each with probability `rate`
         (seeded by `seed`, for a repeatable sequence), at most `count` times with both, every one
@@ -356,7 +363,8 @@ class Chaos:
             rule_id = f"f{state['next']}"
             state["next"] += 1
             spec = dict(service=service, operation=operation, kind=kind, count=count, rate=rate, seed=seed)
-            spec |= dict(function=function, body_contains=body_contains)
+            texts = [body_contains] if isinstance(body_contains, str) else body_contains
+            spec |= dict(function=function, body_contains=None if texts is None else list(texts))
             state["rules"].append({"id": rule_id, **spec})
             state["counters"][rule_id] = [0, 0]
         return FaultRule(rule_id, _chaos=self, **spec)
@@ -367,7 +375,7 @@ class Chaos:
         service: str,
         operation: str | None = None,
         *,
-        body_contains: str | None = None,
+        body_contains: str | list[str] | None = None,
         count: int | None = 1,
         rate: float | None = None,
         seed: int | None = None,

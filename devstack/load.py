@@ -53,8 +53,14 @@ FAST_FUNCTION_ENV = {
     # well inside the load run's wait (600 s): a task whose start was never recorded (an injected
     # fault) and whose push was lost can only end here.
     "RECONCILE_DEADLINE_SECONDS": "300",
+    # A crashed archive attempt's claim lapses as its message comes back (FAST_VISIBILITY_SECONDS),
+    # as production's 960 s lease matches its queue's 960 s visibility timeout.
+    "ARCHIVE_LEASE_SECONDS": "15",
 }
 FAST_PARAMETERS = {"DispatchMaxAttempts": "3"}
+# The queues' VisibilityTimeout locally (production: 60 s, 960 s for the archive queue): how long
+# the message of a crashed or timed-out invocation stays hidden before it is delivered again.
+FAST_VISIBILITY_SECONDS = 15
 FAST_SCHEDULE_SECONDS = 1.0
 SUBMIT_ATTEMPTS, SUBMIT_RETRY_S = 8, 45.0  # a submit is retried at least this often and this long
 

@@ -175,6 +175,12 @@ def sqs_event_sources(
     for function_id, _, _, props, invoke in template_events(stack, gateway, ["SQS"]):
         queue_arn = str(stack.resolve(props["Queue"]))
         concurrency = props.get("ScalingConfig", {}).get("MaximumConcurrency")
+        limit = int(stack.resolve(concurrency)) if concurrency else default_concurrency
+        # No more batches in flight than the function has local instances: Lambda scales the
+        # instances to the mapping's concurrency, but here a batch received beyond the pool would
+        # wait for an instance while its visibility timeout runs, and come back as a second receive.
+        pool = gateway.pools.get(function_id)
+        limit = min(limit, pool.size) if pool is not None else limit
         sources.append(
             SqsEventSource(
                 function_id=function_id,
@@ -183,7 +189,7 @@ def sqs_event_sources(
                 invoke=invoke,
                 client=client,
                 batch_size=int(stack.resolve(props.get("BatchSize", 10))),
-                concurrency=int(stack.resolve(concurrency)) if concurrency else default_concurrency,
+                concurrency=limit,
                 report_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
             )
         )
