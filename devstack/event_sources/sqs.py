@@ -127,6 +127,14 @@ class SqsEventSource(EventSource):
         self._deliveries = ThreadPoolExecutor(
             max(1, self.concurrency), thread_name_prefix=f"sqs-{self.function_id}"
         )
+        self._receiving = threading.Lock()
+
+    def pause(self) -> None:
+        """Receive nothing until resume(); a receive under way when it is called ends first, and
+        batches already received still finish."""
+        super().pause()
+        with self._receiving:
+            pass
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop polling and wait for the invocations in flight (each bounded by its Timeout)."""
@@ -135,24 +143,31 @@ class SqsEventSource(EventSource):
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
+            if self._paused.is_set():
+                self._stopping.wait(IDLE_POLL_S)
+                continue
             if not self._slots.acquire(timeout=IDLE_POLL_S):
                 continue
-            try:
-                messages = self.client.receive_message(
-                    QueueUrl=self.queue_url,
-                    MaxNumberOfMessages=self.batch_size,
-                    AttributeNames=["All"],
-                    MessageAttributeNames=["All"],
-                ).get("Messages", [])
-            except Exception as error:  # moto going away at shutdown, or a hiccup: poll again
-                if not self._stopping.is_set():
-                    _log("sqs", f"{self.function_id}: receive failed: {error}")
-                messages = []
+            with self._receiving:
+                messages = [] if self._paused.is_set() else self._receive()
             if messages:
                 self._deliveries.submit(self._deliver, messages)
             else:
                 self._slots.release()
                 self._stopping.wait(IDLE_POLL_S)
+
+    def _receive(self) -> list[dict[str, Any]]:
+        try:
+            return self.client.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=self.batch_size,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+        except Exception as error:  # moto going away at shutdown, or a hiccup: poll again
+            if not self._stopping.is_set():
+                _log("sqs", f"{self.function_id}: receive failed: {error}")
+            return []
 
     def _deliver(self, messages: list[dict[str, Any]]) -> None:
         records = [lambda_sqs_record(message, self.source_arn) for message in messages]
