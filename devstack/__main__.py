@@ -18,7 +18,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from devstack.load import FAST_FUNCTION_ENV, FAST_PARAMETERS, FAST_SCHEDULE_SECONDS, LoadRunner
+from devstack.load import (
+    FAST_FUNCTION_ENV,
+    FAST_PARAMETERS,
+    FAST_SCHEDULE_SECONDS,
+    FAST_VISIBILITY_SECONDS,
+    LoadRunner,
+    add_crashes,
+)
 from devstack.receiver import WebhookReceiver
 from devstack.stack import DEFAULT_LOG_DIR, DevStack
 from devstack.template import ROOT
@@ -286,7 +293,7 @@ def _demo_flow(stack: DevStack, receiver: WebhookReceiver, prompt: str, out: Pat
 def load(args: argparse.Namespace) -> int:
     print(
         f"sora-relay load run: {args.tasks} tasks, {args.concurrency} at once, simulator faults on,"
-        f" AWS fault rate {args.aws_fault_rate:g}",
+        f" AWS fault rate {args.aws_fault_rate:g}, worker crash rate {args.crash_rate:g}",
         flush=True,
     )
     stack = DevStack(
@@ -300,9 +307,13 @@ def load(args: argparse.Namespace) -> int:
         parameters=FAST_PARAMETERS,
         schedule_interval_s=FAST_SCHEDULE_SECONDS,
         aws_fault_rate=args.aws_fault_rate,
+        aws_faults=args.crash_rate > 0,
+        queue_visibility_timeout_s=FAST_VISIBILITY_SECONDS,
     )
     try:
         stack.start()
+        if args.crash_rate > 0:
+            add_crashes(stack, args.crash_rate)
         with WebhookReceiver(stack.webhook_secret) as receiver:
             runner = LoadRunner(
                 stack,
@@ -357,7 +368,13 @@ def build_parser() -> argparse.ArgumentParser:
     load_parser.add_argument(
         "--aws-fault-rate", type=float, default=0.2, help="share of DynamoDB and S3 calls that fail (0 = off)"
     )
-    load_parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for every task")
+    load_parser.add_argument(
+        "--crash-rate",
+        type=float,
+        default=0.02,
+        help="share of the calls at each crash point that kill the worker (at most 10 each; 0 = off)",
+    )
+    load_parser.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for every task")
     return parser
 
 

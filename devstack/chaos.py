@@ -12,6 +12,15 @@ Nothing is mocked inside the service code, and moto's server is the workers' AWS
     rule = chaos.add_fault("dynamodb", "PutItem", count=1)    # the next PutItem, in any worker
     chaos.add_fault("s3", "UploadPart", rate=0.2, seed=7)     # one part in five, repeatably
     rule.injected, chaos.fault_counts()                       # 1, {("dynamodb", "PutItem"): 1}
+    chaos.add_crash("ArchiveFunction", "dynamodb", "UpdateItem", body_contains="video_sha256")
+
+A `crash` rule kills the worker process right there (`os._exit(137)`, what a Lambda timeout or
+out-of-memory does to an invocation): the request it matched is never sent, and whatever the
+invocation did before it (parts uploaded, a POST made, a message sent) stays done. `function`
+limits a rule to one template function's workers (their AWS_LAMBDA_FUNCTION_NAME is
+`local-<FunctionId>`), and `body_contains` to calls whose serialised request holds that text (one
+UpdateItem among several: the one that writes `video_sha256`; a list: every one of its texts). The local event sources answer a
+crash as Lambda does (devstack.functions: InvocationFailed "crash"; a fresh instance cold-starts).
 
 The control channel is one small JSON file (no port, no thread): the rules, each rule's
 counters and the faults injected per (service, operation). A worker reads it on each AWS call;
@@ -31,6 +40,7 @@ import json
 import os
 import random
 import shutil
+import sys
 import tempfile
 import uuid
 import zlib
@@ -42,7 +52,9 @@ from typing import Any
 ENV = "DEVSTACK_CHAOS_FILE"
 # server_error / throttle: an error answer in the service's format (see _error_response).
 # reset: the connection "drops" before the request is sent (botocore's ConnectionClosedError).
-KINDS = ("server_error", "throttle", "reset")
+# crash: the worker process exits at once with CRASH_EXIT_CODE, the request unsent.
+KINDS = ("server_error", "throttle", "reset", "crash")
+CRASH_EXIT_CODE = 137  # 128 + SIGKILL: what a process killed for its memory or time exits with
 FAULT_MESSAGE = "injected fault"
 # botocore's service ids (in before-send.<service-id>.<Operation>) that differ from the signing name.
 _ALIASES = {"eventbridge": "events", "secrets-manager": "secretsmanager", "dynamodb-streams": "dynamodb"}
@@ -81,8 +93,26 @@ def _change(path: str) -> Iterator[dict[str, Any]]:
         os.replace(path + ".tmp", path)
 
 
-def _live(rule: dict[str, Any], state: dict[str, Any], service: str, operation: str) -> bool:
-    if rule["service"] not in ("*", service) or rule["operation"] not in (None, operation):
+@dataclass(frozen=True)
+class Call:
+    """What a rule is matched against: one AWS call, and which function's worker makes it."""
+
+    service: str
+    operation: str
+    function: str | None = None  # the template's FunctionId (None: not in a function worker)
+    body: bytes = b""  # the serialised request ("" for a streamed body, such as an S3 part)
+
+
+def _texts(body_contains: str | list[str] | None) -> list[str]:
+    return [body_contains] if isinstance(body_contains, str) else list(body_contains or ())
+
+
+def _live(rule: dict[str, Any], state: dict[str, Any], call: Call) -> bool:
+    if rule["service"] not in ("*", call.service) or rule["operation"] not in (None, call.operation):
+        return False
+    if rule.get("function") not in (None, call.function):
+        return False
+    if any(text.encode() not in call.body for text in _texts(rule.get("body_contains"))):
         return False
     return rule["count"] is None or state["counters"][rule["id"]][1] < rule["count"]
 
@@ -96,22 +126,29 @@ def _fires(rule: dict[str, Any], matched: int) -> bool:
     return int.from_bytes(digest, "big") / 2**64 < rule["rate"]
 
 
-def decide(path: str, service: str, operation: str) -> str | None:
+def decide(path: str, service: str | Call, operation: str | None = None) -> str | None:
     """The kind of fault this call gets (rules in the order they were added; the first that
-    fires wins), or None. Counted in the state file."""
+    fires wins), or None. Counted in the state file (a crash under `crashes` as well, by
+    function). `decide(path, "dynamodb", "PutItem")` is `decide(path, Call("dynamodb", "PutItem"))`."""
+    call = service if isinstance(service, Call) else Call(service, str(operation))
     state = _read(path)
-    if not any(_live(rule, state, service, operation) for rule in state["rules"]):
+    if not any(_live(rule, state, call) for rule in state["rules"]):
         return None
     with _change(path) as state:
         for rule in state["rules"]:
-            if not _live(rule, state, service, operation):
+            if not _live(rule, state, call):
                 continue
             counters = state["counters"][rule["id"]]
             counters[0] += 1
             if _fires(rule, counters[0]):
                 counters[1] += 1
-                key = f"{service}:{operation}"
-                state["faults"][key] = state["faults"].get(key, 0) + 1
+                key = f"{call.service}:{call.operation}"
+                if rule["kind"] == "crash":
+                    crashes = state.setdefault("crashes", {})
+                    key = f"{call.function}:{key}"
+                    crashes[key] = crashes.get(key, 0) + 1
+                else:
+                    state["faults"][key] = state["faults"].get(key, 0) + 1
                 return str(rule["kind"])
     return None
 
@@ -149,15 +186,38 @@ def _error_response(service: str, kind: str, request: Any) -> Any:
     return AWSResponse(request.url, status, headers, SimpleNamespace(stream=lambda **_: iter([body])))
 
 
+def _this_function() -> str | None:
+    """The template FunctionId this worker runs (devstack.functions names it local-<FunctionId>)."""
+    name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")
+    return name.removeprefix("local-") if name.startswith("local-") else None
+
+
+def _crash(call: Call) -> None:
+    """Die now, as Lambda kills an instance that ran out of time or memory: no cleanup, no
+    answer. The line says why, in the function's log, before the process goes."""
+    sys.stderr.write(
+        f"[devstack.chaos] crashing {call.function} at {call.service}:{call.operation}"
+        f" (exit {CRASH_EXIT_CODE})\n"
+    )
+    sys.stderr.flush()
+    os._exit(CRASH_EXIT_CODE)
+
+
 def hook(request: Any, event_name: str, path: str | None = None, **_: Any) -> Any:
-    """botocore's before-send: None (send the request) or the fault's AWSResponse."""
+    """botocore's before-send: None (send the request) or the fault's AWSResponse; a crash
+    rule ends the process here instead."""
     path = path or os.environ.get(ENV)
     _, service_id, operation = event_name.split(".", 2)
     service = _ALIASES.get(service_id, service_id)
+    body = getattr(request, "body", b"")
+    body = body if isinstance(body, bytes | str) else b""  # a streamed body (an S3 part) is not read
+    call = Call(service, operation, _this_function(), body.encode() if isinstance(body, str) else body)
     try:
-        kind = decide(path, service, operation) if path else None
+        kind = decide(path, call) if path else None
     except (OSError, ValueError):  # no state file (the stack is stopping): no fault
         return None
+    if kind == "crash":
+        _crash(call)
     if kind == "reset":
         from botocore.exceptions import ConnectionClosedError
 
@@ -196,7 +256,9 @@ class FaultRule:
     count: int | None
     rate: float | None
     seed: int | None
-    _chaos: Chaos = field(repr=False, compare=False)
+    function: str | None = None  # a template FunctionId, or None for every process with the hook
+    body_contains: str | list[str] | None = None  # only calls whose serialised request holds these
+    _chaos: Chaos = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
     @property
     def matched(self) -> int:
@@ -206,6 +268,16 @@ class FaultRule:
     @property
     def injected(self) -> int:
         return int(self._chaos._counters(self.id)[1])
+
+
+def _check_scope(function: Any, body_contains: Any) -> None:
+    if function is not None and (not isinstance(function, str) or not function):
+        raise ValueError("function must be a template FunctionId such as 'ArchiveFunction', or None")
+    texts = [body_contains] if isinstance(body_contains, str) else body_contains
+    if body_contains is not None and (
+        not isinstance(texts, list | tuple) or not texts or not all(isinstance(t, str) and t for t in texts)
+    ):
+        raise ValueError("body_contains must be a non-empty text or list of texts, or None")
 
 
 def _check_rule(service: Any, operation: Any, count: Any, rate: Any, kind: Any, seed: Any) -> None:
@@ -228,7 +300,7 @@ class Chaos:
 
     def __init__(self) -> None:
         self.path: str | None = None
-        self._last: dict[str, Any] = {"rules": [], "counters": {}, "faults": {}, "next": 1}
+        self._last: dict[str, Any] = {"rules": [], "counters": {}, "faults": {}, "crashes": {}, "next": 1}
 
     def start(self) -> Chaos:
         if self.path is not None:
@@ -277,19 +349,49 @@ class Chaos:
         rate: float | None = None,
         kind: str = "server_error",
         seed: int | None = None,
+        function: str | None = None,
+        body_contains: str | list[str] | None = None,
     ) -> FaultRule:
         """Make matching calls fail: the next `count` of them, each with probability `rate`
         (seeded by `seed`, for a repeatable sequence), at most `count` times with both, every one
-        with neither. Rules are tried in the order they were added; the first that fires wins."""
+        with neither. Rules are tried in the order they were added; the first that fires wins.
+        `function` and `body_contains` narrow the calls a rule matches (see the module docstring)."""
         _check_rule(service, operation, count, rate, kind, seed)
+        _check_scope(function, body_contains)
         rate = None if rate is None else float(rate)
         with self._change() as state:
             rule_id = f"f{state['next']}"
             state["next"] += 1
             spec = dict(service=service, operation=operation, kind=kind, count=count, rate=rate, seed=seed)
+            texts = [body_contains] if isinstance(body_contains, str) else body_contains
+            spec |= dict(function=function, body_contains=None if texts is None else list(texts))
             state["rules"].append({"id": rule_id, **spec})
             state["counters"][rule_id] = [0, 0]
         return FaultRule(rule_id, _chaos=self, **spec)
+
+    def add_crash(
+        self,
+        function: str,
+        service: str,
+        operation: str | None = None,
+        *,
+        body_contains: str | list[str] | None = None,
+        count: int | None = 1,
+        rate: float | None = None,
+        seed: int | None = None,
+    ) -> FaultRule:
+        """Kill `function`'s worker when it makes a matching call (the next one by default),
+        before the request is sent: the invocation dies half-way, as on a Lambda timeout."""
+        return self.add_fault(
+            service,
+            operation,
+            count=count,
+            rate=rate,
+            kind="crash",
+            seed=seed,
+            function=function,
+            body_contains=body_contains,
+        )
 
     def faults(self) -> list[FaultRule]:
         return [FaultRule(_chaos=self, **rule) for rule in self._read()["rules"]]
@@ -302,9 +404,14 @@ class Chaos:
         return cleared
 
     def fault_counts(self) -> dict[tuple[str, str], int]:
-        """Faults injected so far, per (service, operation) that had any."""
+        """Faults injected so far (crashes aside), per (service, operation) that had any."""
         faults = self._read()["faults"]
         return {tuple(key.split(":", 1)): count for key, count in faults.items()}  # type: ignore[misc]
+
+    def crash_counts(self) -> dict[tuple[str, str, str], int]:
+        """Workers crashed so far, per (function, service, operation)."""
+        crashes = self._read().get("crashes", {})
+        return {tuple(key.split(":", 2)): count for key, count in crashes.items()}  # type: ignore[misc]
 
     def __enter__(self) -> Chaos:
         return self.start()

@@ -20,6 +20,7 @@ table, the bucket and the receiver:
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import threading
 import time
@@ -56,8 +57,14 @@ FAST_FUNCTION_ENV = {
     # The authorizer's lookup cache (60 s deployed): a revoked key or a disabled tenant is refused
     # a second after the change.
     "AUTHORIZER_CACHE_SECONDS": "1",
+    # A crashed archive attempt's claim lapses as its message comes back (FAST_VISIBILITY_SECONDS),
+    # as production's 960 s lease matches its queue's 960 s visibility timeout.
+    "ARCHIVE_LEASE_SECONDS": "15",
 }
 FAST_PARAMETERS = {"DispatchMaxAttempts": "3"}
+# The queues' VisibilityTimeout locally (production: 60 s, 960 s for the archive queue): how long
+# the message of a crashed or timed-out invocation stays hidden before it is delivered again.
+FAST_VISIBILITY_SECONDS = 15
 FAST_SCHEDULE_SECONDS = 1.0
 SUBMIT_ATTEMPTS, SUBMIT_RETRY_S = 8, 45.0  # a submit is retried at least this often and this long
 
@@ -96,6 +103,26 @@ DEFAULT_MIX = {name: fault.weight for name, fault in FAULTS.items()}
 MODELS = ("seedance-1.5-pro", "fal-veo-3.1", "replicate-seedance-1.5-pro")
 
 
+# Where `make load` kills a function's worker mid-invocation (devstack.chaos crash rules), each
+# after some of the invocation's side effects: (function, service, operation, request text).
+CRASH_POINTS = (
+    ("CallbackFunction", "sqs", "SendMessage", None),  # result recorded, copy not queued
+    ("ArchiveFunction", "dynamodb", "UpdateItem", "video_sha256"),  # copy in S3, not recorded
+    ("DispatchFunction", "dynamodb", "UpdateItem", "provider_task_id"),  # provider has it, not recorded
+    ("WebhookFunction", "dynamodb", "UpdateItem", "delivered"),  # POST accepted, not recorded
+    ("TaskEventsFunction", "events", "PutEvents", None),  # webhook queued, bus event not published
+)
+
+
+def add_crashes(stack: DevStack, rate: float, *, most: int = 10, seed: int = 31) -> None:
+    """Crash each CRASH_POINTS call with probability `rate` (seeded), at most `most` times each."""
+    assert stack.chaos is not None, "crashes need the stack's fault hook (aws_faults)"
+    for number, (function, service, operation, text) in enumerate(CRASH_POINTS):
+        stack.chaos.add_crash(
+            function, service, operation, body_contains=text, rate=rate, count=most, seed=seed + number
+        )
+
+
 @dataclass
 class Submission:
     fault: Fault
@@ -108,6 +135,7 @@ class Submission:
     task_id: str | None = None
     sent_at: float | None = None  # epoch seconds of the first attempt
     accepted_at: float | None = None  # epoch seconds of the 202
+    answer_seconds: float | None = None  # how long the accepted attempt took to answer 202
     outcome_unknown: bool = False  # answered 502 provider_outcome_unknown: failed, not resent
 
 
@@ -134,11 +162,17 @@ class LoadReport:
     submit_seconds: float = 0.0
     settle_seconds: float = 0.0
     aws_faults: dict[str, int] = field(default_factory=dict)
+    crashes: dict[str, int] = field(default_factory=dict)  # worker crashes, by function and call
+    # Seconds per stage, one value per task (or per push, for the callback): see stage_latencies().
+    latencies: dict[str, list[float]] = field(default_factory=dict)
 
     @property
     def throughput(self) -> float:
         """Terminal tasks per second, from the first submit to the last task settling."""
         return (self.completed + self.failed) / self.settle_seconds if self.settle_seconds else 0.0
+
+    def latency_lines(self) -> list[str]:
+        return _latency_lines(self.latencies) if self.latencies else []
 
     @property
     def ok(self) -> bool:
@@ -167,11 +201,41 @@ class LoadReport:
             f" webhook-id mismatches {len(self.webhook_id_mismatches)}",
             *(f"  mismatch: {line}" for line in self.webhook_id_mismatches[:5]),
             f"injected AWS faults {faults}",
+            "worker crashes     "
+            + (", ".join(f"{name} {count}" for name, count in sorted(self.crashes.items())) or "none"),
+            *self.latency_lines(),
             f"submit phase       {self.submit_seconds:.1f} s ({self.submitted / max(self.submit_seconds, 1e-9):.1f}"
             " submits/s)",
             f"throughput         {self.throughput:.2f} tasks/s end to end ({self.settle_seconds:.1f} s in all)",
             "result             " + ("OK" if self.ok else "PROBLEMS"),
         ]
+
+
+STAGES = {
+    "submit": "submit answer (POST /v1/videos -> 202)",
+    "callback": "callback answer (push -> our answer)",
+    "archive": "archive (result recorded -> completed)",
+    "webhook": "webhook (completed -> receiver got it)",
+    "push_to_webhook": "provider push -> client webhook",
+    "bare_copy": "bare copy (httpx GET + S3 put)",
+    "overhead": "relay overhead (push->webhook - copy)",
+}
+
+
+def percentile(values: list[float], share: float) -> float:
+    """The nearest-rank percentile (0 < share <= 1) of `values`."""
+    ordered = sorted(values)
+    return ordered[max(0, min(len(ordered) - 1, math.ceil(share * len(ordered)) - 1))]
+
+
+def _latency_lines(latencies: dict[str, list[float]]) -> list[str]:
+    lines = [f"{'latency, ms':38} {'p50':>8} {'p90':>8} {'p99':>8} {'n':>6}"]
+    for name, label in STAGES.items():
+        values = latencies.get(name) or []
+        if values:
+            p50, p90, p99 = (percentile(values, share) * 1000 for share in (0.5, 0.9, 0.99))
+            lines.append(f"  {label:36} {p50:8.0f} {p90:8.0f} {p99:8.0f} {len(values):6}")
+    return lines
 
 
 def _error_code(response: httpx.Response) -> str | None:
@@ -218,8 +282,10 @@ class LoadRunner:
         concurrency: int = 300,
         settle_timeout: float = 300.0,
         progress: Callable[[str], None] | None = None,
+        measure_latency: bool = True,
     ) -> None:
         self.stack = stack
+        self.measure_latency = measure_latency
         self.receiver = receiver
         self.concurrency = concurrency
         self.settle_timeout = settle_timeout
@@ -262,6 +328,7 @@ class LoadRunner:
                 submission.answers.append(response.status_code)
                 if response.status_code == 202:
                     submission.accepted_at = time.time()
+                    submission.answer_seconds = response.elapsed.total_seconds()
                     submission.task_id = response.json()["id"]
                     return
                 if response.status_code not in (409, 429) and response.status_code < 500:
@@ -419,6 +486,67 @@ class LoadRunner:
             # Checked on arrival (the signature's timestamp is good for 5 minutes, a run is longer).
             report.webhook_id_mismatches.append(f"{task['task_id']}: signature did not verify")
 
+    # -- measuring --
+
+    def stage_latencies(
+        self, submissions: list[Submission], tasks: list[dict[str, Any]]
+    ) -> dict[str, list[float]]:
+        """Seconds per stage, from the client's answers, the simulator's pushes, the task items'
+        *_ms fields and the receiver's arrival times; and the relay's overhead per completed task
+        with a webhook: from the provider's (first final) push to the client's webhook, minus a
+        bare copy of the same bytes (an httpx GET from the simulator and one S3 put to moto, made
+        now, in this run, one task at a time)."""
+        assert self.stack.simulator is not None and self.stack.stack is not None
+        by_id = {task["task_id"]: task for task in tasks}
+        jobs = {job.id: job for job in self.stack.simulator.jobs()}
+        jobs_by_prompt = {job.prompt: job for job in jobs.values()}
+        found: dict[str, list[float]] = {name: [] for name in STAGES}
+        found["submit"] = [s.answer_seconds for s in submissions if s.answer_seconds is not None]
+        found["callback"] = [
+            attempt["seconds"]
+            for job in jobs.values()
+            for attempt in job.callbacks
+            if attempt.get("status") is not None and "seconds" in attempt
+        ]
+        s3 = self.stack.aws_client("s3", label="load-runner")
+        bucket = self.stack.stack.refs["VideosBucket"]
+        with local_http(timeout=60) as http:
+            for submission in submissions:
+                task = by_id.get(submission.task_id or "")
+                if task is None or task.get("status") != "completed":
+                    continue
+                if task.get("result_received_ms") and task.get("completed_ms"):
+                    found["archive"].append(
+                        (int(task["completed_ms"]) - int(task["result_received_ms"])) / 1000
+                    )
+                delivered = self._first_accepted(task["task_id"])
+                if delivered is None or not task.get("completed_ms"):
+                    continue
+                found["webhook"].append(delivered - int(task["completed_ms"]) / 1000)
+                job = jobs.get(str(task.get("provider_task_id"))) or jobs_by_prompt.get(submission.prompt)
+                pushes = [a["at"] for a in (job.callbacks if job else []) if a.get("kind") == "final"]
+                if not pushes or not task.get("provider_video_url"):
+                    continue
+                push_to_webhook = delivered - min(pushes)
+                copy = self._bare_copy(http, s3, bucket, str(task["provider_video_url"]), task["task_id"])
+                found["push_to_webhook"].append(push_to_webhook)
+                found["bare_copy"].append(copy)
+                found["overhead"].append(push_to_webhook - copy)
+        return found
+
+    def _first_accepted(self, task_id: str) -> float | None:
+        assert self.receiver is not None
+        accepted = [d.received_at for d in self.receiver.deliveries_for(task_id) if d.accepted]
+        return min(accepted) if accepted else None
+
+    @staticmethod
+    def _bare_copy(http: httpx.Client, s3: Any, bucket: str, url: str, task_id: str) -> float:
+        started = time.perf_counter()
+        response = http.get(url)
+        response.raise_for_status()
+        s3.put_object(Bucket=bucket, Key=f"baseline/{task_id}.mp4", Body=response.content)
+        return time.perf_counter() - started
+
     # -- the whole run --
 
     def run(self, tasks: int) -> LoadReport:
@@ -437,4 +565,10 @@ class LoadRunner:
                 f"{service}:{operation}": count
                 for (service, operation), count in self.stack.chaos.fault_counts().items()
             }
+            report.crashes = {
+                f"{function} at {service}:{operation}": count
+                for (function, service, operation), count in self.stack.chaos.crash_counts().items()
+            }
+        if self.measure_latency and self.receiver is not None:
+            report.latencies = self.stage_latencies(submissions, settled)
         return report

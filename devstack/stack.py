@@ -110,6 +110,9 @@ class DevStack:
     aws_fault_rate: float = 0.0
     moto_profile: Path | None = None
     acquire_timeout_s: float = ACQUIRE_TIMEOUT_S
+    # Every queue's VisibilityTimeout at most this (None: the template's, up to 960 s): how soon
+    # the message of a crashed invocation comes back (devstack.chaos crash rules).
+    queue_visibility_timeout_s: int | None = None
 
     def __post_init__(self) -> None:
         self.function_env, self.parameters = dict(self.function_env), dict(self.parameters)
@@ -261,6 +264,8 @@ class DevStack:
                 if r["Type"] == "AWS::Events::EventBus"
             ]
             sqs, events = self.aws_client("sqs"), self.aws_client("events")
+            if self.queue_visibility_timeout_s is not None:
+                self._shorten_visibility(sqs, self.queue_visibility_timeout_s)
             self.event_tap_url = tap_event_buses(
                 sqs, events, buses, f"{self.prefix}-event-tap", EVENT_TAP_PATTERN
             )
@@ -345,6 +350,17 @@ class DevStack:
             self._usage_keys = {k["value"]: k["id"] for k in keys if k.get("enabled") and k["id"] in on_plan}
             self._usage_keys_read = time.monotonic()
             return self._usage_keys.get(value)
+
+    def _shorten_visibility(self, sqs: Any, limit: int) -> None:
+        stack = self._provisioned()
+        for name, resource in stack.template["Resources"].items():
+            if resource["Type"] != "AWS::SQS::Queue":
+                continue
+            visibility = int(stack.resolve(resource.get("Properties", {}).get("VisibilityTimeout", 30)))
+            if visibility > limit:
+                sqs.set_queue_attributes(
+                    QueueUrl=stack.refs[name], Attributes={"VisibilityTimeout": str(limit)}
+                )
 
     def _start_chaos(self) -> None:
         self.chaos = Chaos().start()

@@ -65,6 +65,7 @@ class EventSource:
         self.source_arn = source_arn
         self.description = description  # what feeds which function, for people
         self._stopping = threading.Event()
+        self._paused = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _loop(self) -> None:  # pragma: no cover - overridden
@@ -77,6 +78,14 @@ class EventSource:
         )
         self._thread.start()
         return self
+
+    def pause(self) -> None:
+        """Start no new invocation until resume() (what disabling the mapping or the schedule
+        does); what is in flight finishes. Tests use it to hold work where it is."""
+        self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
 
     def request_stop(self) -> None:
         """Take no new work from now on; stop() also waits for what is in flight."""

@@ -70,7 +70,8 @@ class ScheduleSource(EventSource):
     def _loop(self) -> None:
         due = time.monotonic() + self.interval_s
         while not self._stopping.wait(max(0.0, due - time.monotonic())):
-            self.tick()
+            if not self._paused.is_set():
+                self.tick()
             due += self.interval_s
             while due <= time.monotonic():  # the invocation outlasted one or more intervals
                 due += self.interval_s

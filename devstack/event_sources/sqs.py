@@ -127,6 +127,14 @@ class SqsEventSource(EventSource):
         self._deliveries = ThreadPoolExecutor(
             max(1, self.concurrency), thread_name_prefix=f"sqs-{self.function_id}"
         )
+        self._receiving = threading.Lock()
+
+    def pause(self) -> None:
+        """Receive nothing until resume(); a receive under way when it is called ends first, and
+        batches already received still finish."""
+        super().pause()
+        with self._receiving:
+            pass
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Stop polling and wait for the invocations in flight (each bounded by its Timeout)."""
@@ -135,24 +143,31 @@ class SqsEventSource(EventSource):
 
     def _loop(self) -> None:
         while not self._stopping.is_set():
+            if self._paused.is_set():
+                self._stopping.wait(IDLE_POLL_S)
+                continue
             if not self._slots.acquire(timeout=IDLE_POLL_S):
                 continue
-            try:
-                messages = self.client.receive_message(
-                    QueueUrl=self.queue_url,
-                    MaxNumberOfMessages=self.batch_size,
-                    AttributeNames=["All"],
-                    MessageAttributeNames=["All"],
-                ).get("Messages", [])
-            except Exception as error:  # moto going away at shutdown, or a hiccup: poll again
-                if not self._stopping.is_set():
-                    _log("sqs", f"{self.function_id}: receive failed: {error}")
-                messages = []
+            with self._receiving:
+                messages = [] if self._paused.is_set() else self._receive()
             if messages:
                 self._deliveries.submit(self._deliver, messages)
             else:
                 self._slots.release()
                 self._stopping.wait(IDLE_POLL_S)
+
+    def _receive(self) -> list[dict[str, Any]]:
+        try:
+            return self.client.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=self.batch_size,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+        except Exception as error:  # moto going away at shutdown, or a hiccup: poll again
+            if not self._stopping.is_set():
+                _log("sqs", f"{self.function_id}: receive failed: {error}")
+            return []
 
     def _deliver(self, messages: list[dict[str, Any]]) -> None:
         records = [lambda_sqs_record(message, self.source_arn) for message in messages]
@@ -175,6 +190,12 @@ def sqs_event_sources(
     for function_id, _, _, props, invoke in template_events(stack, gateway, ["SQS"]):
         queue_arn = str(stack.resolve(props["Queue"]))
         concurrency = props.get("ScalingConfig", {}).get("MaximumConcurrency")
+        limit = int(stack.resolve(concurrency)) if concurrency else default_concurrency
+        # No more batches in flight than the function has local instances: Lambda scales the
+        # instances to the mapping's concurrency, but here a batch received beyond the pool would
+        # wait for an instance while its visibility timeout runs, and come back as a second receive.
+        pool = gateway.pools.get(function_id)
+        limit = min(limit, pool.size) if pool is not None else limit
         sources.append(
             SqsEventSource(
                 function_id=function_id,
@@ -183,7 +204,7 @@ def sqs_event_sources(
                 invoke=invoke,
                 client=client,
                 batch_size=int(stack.resolve(props.get("BatchSize", 10))),
-                concurrency=int(stack.resolve(concurrency)) if concurrency else default_concurrency,
+                concurrency=limit,
                 report_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
             )
         )

@@ -599,6 +599,7 @@ class ProviderSimulator:
             attempt["status"] = answer.status_code
         except httpx.HTTPError as error:
             attempt["error"] = f"{type(error).__name__}: {error}"
+        attempt["seconds"] = time.time() - attempt["at"]  # how long the push took to be answered
         with self._lock:
             job.callbacks.append(attempt)
 

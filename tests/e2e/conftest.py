@@ -22,7 +22,7 @@ import httpx
 import pytest
 
 from devstack import processes
-from devstack.load import FAST_FUNCTION_ENV, FAST_PARAMETERS, FAST_SCHEDULE_SECONDS
+from devstack.load import FAST_FUNCTION_ENV, FAST_PARAMETERS, FAST_SCHEDULE_SECONDS, FAST_VISIBILITY_SECONDS
 from devstack.receiver import WebhookReceiver
 from devstack.stack import DevStack
 from devstack.template import ROOT
@@ -132,6 +132,8 @@ def stack() -> Iterator[DevStack]:
         # 1280x720 (and renders small), so the tests of the flow are not tests of one model's table.
         parameters={**FAST_PARAMETERS, "DefaultModel": E2E_DEFAULT_MODEL},
         schedule_interval_s=FAST_SCHEDULE_SECONDS,
+        # A crashed invocation's message comes back in seconds, not the template's 60 s / 960 s.
+        queue_visibility_timeout_s=FAST_VISIBILITY_SECONDS,
         # The functions install the AWS fault hook; the fault suite adds rules to stack.chaos.
         aws_faults=True,
     ) as local:

@@ -156,6 +156,203 @@ def test_terminal_transitions_are_published_on_the_bus(stack, videos, unique, ev
     assert ids.count(done["id"]) == 1 and ids.count(failed["id"]) == 1
 
 
+# -- crashes: a worker killed half-way through an invocation (devstack.chaos crash rules) ----------
+#
+# Each rule kills the worker (os._exit(137), as a Lambda timeout or out-of-memory would) at one
+# AWS call of one task, after some of the invocation's side effects. The event source answers as
+# Lambda does, a fresh instance cold-starts, and the work completes once.
+
+
+def _crashed(stack: DevStack, rule, function_id: str, cold_starts_before: int) -> None:
+    """The rule killed one worker of the function, and a fresh instance took its place."""
+    assert rule.injected == 1
+    assert stack.gateway is not None
+    assert stack.gateway.pools[function_id].cold_starts > cold_starts_before
+
+
+def _cold_starts(stack: DevStack, function_id: str) -> int:
+    assert stack.gateway is not None
+    return stack.gateway.pools[function_id].cold_starts
+
+
+def _jobs_for(stack: DevStack, prompt: str) -> list:
+    assert stack.simulator is not None
+    return [job for job in stack.simulator.jobs() if prompt in job.prompt]
+
+
+def _delivered_once(stack: DevStack, receiver, task_id: str, status: str = "completed") -> None:
+    """One event id, accepted once, signed, and the task's delivery recorded as delivered."""
+    deliveries = receiver.deliveries_for(task_id)
+    assert [d.answered for d in deliveries] == [200], [d.answered for d in deliveries]
+    assert deliveries[0].headers["webhook-id"] == f"evt_{task_id.removeprefix('video_')}_{status}"
+    assert receiver.verify(deliveries[0])["type"] == f"video.{status}"
+    assert _webhook(stack, task_id)["state"] == "delivered"
+
+
+def _video_objects(stack: DevStack, task_id: str) -> list[str]:
+    assert stack.stack is not None
+    listed = stack.aws_client("s3").list_objects_v2(
+        Bucket=stack.stack.refs["VideosBucket"], Prefix=f"videos/{task_id}/"
+    )
+    return [item["Key"] for item in listed.get("Contents", [])]
+
+
+def _settled_webhook(stack: DevStack, task_id: str, eventually) -> dict:
+    return eventually(
+        lambda: w if (w := _webhook(stack, task_id)).get("state") == "delivered" else None,
+        timeout=60,
+        what="the webhook to be delivered",
+    )
+
+
+def test_a_callback_that_crashes_after_recording_the_result_is_finished_once(
+    stack, videos, receiver, unique, chaos, eventually
+):
+    # Given a task whose provider pushes late, and the callback function dying after it recorded
+    # the result but before it queued the copy (its SendMessage for this task)
+    prompt = unique("[sim:late-callback] A crash in the callback")
+    created = videos.create(prompt, callback_url=receiver.url)
+    before = _cold_starts(stack, "CallbackFunction")
+    rule = chaos.add_crash("CallbackFunction", "sqs", "SendMessage", body_contains=created["id"])
+
+    # When the push arrives: API Gateway answers the provider 502, as for a Lambda that died
+    video = videos.wait(created["id"], timeout=60)
+
+    # Then the reconciler queued the copy of the recorded result, and the task completed once
+    _crashed(stack, rule, "CallbackFunction", before)
+    (job,) = _jobs_for(stack, prompt)
+    assert 502 in [attempt["status"] for attempt in job.callbacks]
+    assert video["status"] == "completed" and _stored_video_matches(stack, created["id"])
+    _settled_webhook(stack, created["id"], eventually)
+    _delivered_once(stack, receiver, created["id"])
+    assert videos.ids().count(created["id"]) == 1
+
+
+def test_an_archive_that_crashes_before_recording_its_copy_copies_again(
+    stack, videos, receiver, unique, chaos, eventually
+):
+    # Given the archive function dying after its copy is in S3, just before it records it (the
+    # UpdateItem that completes the task with the copy's sha256)
+    created = videos.create(unique("[sim:late-callback] A crash in the archive"), callback_url=receiver.url)
+    before = _cold_starts(stack, "ArchiveFunction")
+    rule = chaos.add_crash(
+        "ArchiveFunction", "dynamodb", "UpdateItem", body_contains=[created["id"], "video_sha256"]
+    )
+
+    # When the message comes back (its visibility timeout) and the crashed claim has lapsed
+    video = videos.wait(created["id"], timeout=90)
+
+    # Then a second attempt copied to its own key and completed the task; the recorded key holds
+    # the bytes of the recorded sha256, and the crashed attempt's copy is not what the task names
+    _crashed(stack, rule, "ArchiveFunction", before)
+    assert video["status"] == "completed" and _stored_video_matches(stack, created["id"])
+    keys = _video_objects(stack, created["id"])
+    assert len(keys) == 2 and (stack.task_item(created["id"]) or {})["video_key"] in keys
+    _settled_webhook(stack, created["id"], eventually)
+    _delivered_once(stack, receiver, created["id"])
+
+
+def test_a_dispatch_that_crashes_after_the_provider_accepted_never_creates_twice(
+    stack, videos, receiver, unique, chaos, eventually, dispatch
+):
+    if dispatch != "queue":
+        pytest.skip("this template has no dispatch queue")
+    # Given a task the provider rate-limits twice (so it waits on the dispatch queue), and the
+    # dispatch function dying once the provider has taken it, before it records in_progress
+    prompt = unique("[sim:429x2] A crash in the dispatch")
+    created = videos.create(prompt, callback_url=receiver.url)
+    assert created["status"] == "queued"
+    before = _cold_starts(stack, "DispatchFunction")
+    rule = chaos.add_crash(
+        "DispatchFunction", "dynamodb", "UpdateItem", body_contains=[created["id"], "provider_task_id"]
+    )
+
+    # When the provider's push arrives (accepted for a task still `queued`) and the dispatch
+    # message comes back after its visibility timeout
+    video = videos.wait(created["id"], timeout=60)
+    _crashed(stack, rule, "DispatchFunction", before)
+    assert video["status"] == "completed" and _stored_video_matches(stack, created["id"])
+    _settled_webhook(stack, created["id"], eventually)
+    assert stack.simulator is not None
+    eventually(
+        lambda: _drained(stack, "DispatchQueue"),
+        timeout=40,
+        what="the dispatch message to come back and be consumed",
+    )
+
+    # Then the redelivered message found the task started and sent nothing: one provider job
+    # (two creates refused with 429, one accepted)
+    assert stack.simulator.create_attempts("429x2", prompt) == 3
+    assert len(_jobs_for(stack, prompt)) == 1
+    _delivered_once(stack, receiver, created["id"])
+
+
+def _drained(stack: DevStack, logical_id: str) -> bool:
+    """No message on the queue, visible or in flight."""
+    attributes = stack.aws_client("sqs").get_queue_attributes(
+        QueueUrl=stack.queue_url(logical_id),
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return all(int(count) == 0 for count in attributes.values())
+
+
+def test_a_webhook_that_crashes_after_its_post_sends_the_same_event_again(
+    stack, videos, receiver, unique, chaos, eventually
+):
+    # Given the webhook function dying after the client accepted the POST, before it records that
+    # (the UpdateItem writing `delivered` for this task)
+    created = videos.create(unique("A crash in the webhook"), callback_url=receiver.url)
+    before = _cold_starts(stack, "WebhookFunction")
+    rule = chaos.add_crash(
+        "WebhookFunction", "dynamodb", "UpdateItem", body_contains=[created["id"], "delivered"]
+    )
+
+    # When the message comes back and the crashed attempt's lease (timeout + 20 s) has lapsed
+    webhook = eventually(
+        lambda: w if (w := _webhook(stack, created["id"])).get("state") == "delivered" else None,
+        timeout=90,
+        what="the second delivery",
+    )
+
+    # Then the client got the same event twice, with one webhook-id; the record shows two attempts
+    # (the first claimed, never recorded) and the second one's answer
+    _crashed(stack, rule, "WebhookFunction", before)
+    deliveries = receiver.deliveries_for(created["id"])
+    assert [delivery.answered for delivery in deliveries] == [200, 200]
+    assert len({delivery.headers["webhook-id"] for delivery in deliveries}) == 1
+    assert all(receiver.verify(delivery)["type"] == "video.completed" for delivery in deliveries)
+    assert webhook["attempts"] == 2
+    assert [(a["attempt"], a["status_code"]) for a in webhook["history"]] == [(2, 200)]
+
+
+def test_a_stream_consumer_that_crashes_is_retried_and_each_event_goes_out_once(
+    stack, videos, receiver, unique, chaos, eventually
+):
+    # Given the stream consumer dying after it queued the webhook, before it publishes on the bus
+    created = videos.create(unique("A crash in the stream consumer"), callback_url=receiver.url)
+    before = _cold_starts(stack, "TaskEventsFunction")
+    rule = chaos.add_crash("TaskEventsFunction", "events", "PutEvents", body_contains=created["id"])
+
+    # When the stream retries the batch from that record
+    videos.wait(created["id"], timeout=40)
+    _settled_webhook(stack, created["id"], eventually)
+    published = eventually(
+        lambda: [e for e in stack.bus_events() if e["detail"].get("id") == created["id"]],
+        what="the bus event",
+    )
+
+    eventually(lambda: _drained(stack, "WebhookQueue"), timeout=40, what="both webhook messages consumed")
+
+    # Then the webhook message was queued twice but the client heard the event once (the second
+    # copy found it delivered), and the bus carried it once (the crash came before the first)
+    _crashed(stack, rule, "TaskEventsFunction", before)
+    _delivered_once(stack, receiver, created["id"])
+    assert (
+        len(published) == 1
+        and published[0]["detail"]["event_id"] == _webhook(stack, created["id"])["event_id"]
+    )
+
+
 def test_submissions_from_the_queue_are_validated_reported_and_run(stack, unique, eventually):
     sqs = stack.aws_client("sqs")
     prompt = unique("A paper crane, from a queue")

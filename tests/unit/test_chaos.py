@@ -24,7 +24,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError
 
-from devstack.chaos import ENV, Chaos, decide, hook, install
+from devstack.chaos import CRASH_EXIT_CODE, ENV, Call, Chaos, decide, hook, install
 from devstack.stack import FAKE_AWS, moto_server
 
 REGION = "us-east-1"
@@ -114,6 +114,8 @@ def bucket(chaos: Chaos, moto_url: str) -> str:
         (("dynamodb",), {"rate": 1.5}),
         (("dynamodb",), {"rate": True}),
         (("dynamodb",), {"seed": "7"}),
+        (("dynamodb",), {"function": ""}),
+        (("dynamodb",), {"body_contains": ""}),
     ],
 )
 def test_a_bad_rule_is_refused(chaos: Chaos, args: tuple[Any, ...], fields: dict[str, Any]) -> None:
@@ -195,6 +197,53 @@ def test_count_holds_across_processes(chaos: Chaos) -> None:
 def test_without_a_state_file_the_hook_injects_nothing(tmp_path: Any) -> None:
     request = types.SimpleNamespace(url="http://127.0.0.1:1/", method="POST", headers={})
     assert hook(request, "before-send.dynamodb.PutItem", path=str(tmp_path / "gone.json")) is None
+
+
+def test_a_crash_rule_matches_only_its_function_and_body(chaos: Chaos) -> None:
+    assert chaos.path is not None
+    rule = chaos.add_crash("ArchiveFunction", "dynamodb", "UpdateItem", body_contains="video_sha256")
+    claim = Call("dynamodb", "UpdateItem", "ArchiveFunction", b'{"UpdateExpression": "SET archive_claim"}')
+    complete = Call("dynamodb", "UpdateItem", "ArchiveFunction", b'{":video_sha256": {"S": "ab"}}')
+    elsewhere = Call("dynamodb", "UpdateItem", "CallbackFunction", complete.body)
+    assert [decide(chaos.path, call) for call in (claim, elsewhere, complete, complete)] == [
+        None,
+        None,
+        "crash",
+        None,  # count=1: the next such call passes
+    ]
+    assert (rule.matched, rule.injected) == (1, 1)
+    # a crash is counted by function, apart from the injected errors
+    assert chaos.crash_counts() == {("ArchiveFunction", "dynamodb", "UpdateItem"): 1}
+    assert chaos.fault_counts() == {}
+
+
+def test_a_crash_ends_the_worker_before_the_request_is_sent(chaos, moto_url, table) -> None:
+    # Given a process that runs as a function's worker does (the hook installed, its name set)
+    chaos.add_crash("DemoFunction", "dynamodb", "PutItem", body_contains="second")
+    script = textwrap.dedent(
+        f"""
+        import os, sys, boto3
+        from devstack.chaos import install
+        install(os.environ[{ENV!r}])
+        dynamodb = boto3.client("dynamodb")
+        for name in ("first", "second", "third"):
+            dynamodb.put_item(TableName={table!r}, Item={{"pk": {{"S": name}}}})
+            print(name, flush=True)
+        """
+    )
+    env = {
+        **os.environ,
+        **chaos.environment,
+        "AWS_ENDPOINT_URL": moto_url,
+        "AWS_LAMBDA_FUNCTION_NAME": "local-DemoFunction",
+    }
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    # Then it died at the second write with 137, which was never sent; the first stays written
+    assert out.returncode == CRASH_EXIT_CODE, out.stderr
+    assert out.stdout.split() == ["first"]
+    assert "crashing DemoFunction at dynamodb:PutItem" in out.stderr
+    items = client("dynamodb", chaos, moto_url).scan(TableName=table)["Items"]
+    assert [item["pk"]["S"] for item in items] == ["first"]
 
 
 # -- botocore with the hook -------------------------------------------------------------------------
