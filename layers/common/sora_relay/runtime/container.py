@@ -14,6 +14,7 @@ built by it sends through the fake).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -27,6 +28,7 @@ from sora_relay.adapters.outbound_http import SafeHttp, pinned_client
 from sora_relay.adapters.s3 import VideoStore
 from sora_relay.adapters.secrets import read_secret
 from sora_relay.adapters.sqs import WorkQueue
+from sora_relay.adapters.tenant_secrets_reader import tenant_signing_secrets
 from sora_relay.adapters.webhooks import WebhookSender
 from sora_relay.domain import catalogue
 from sora_relay.domain.errors import ConfigurationError, NotFound
@@ -234,6 +236,15 @@ class Container:
 
     def webhook_secret(self) -> str:
         return self._secret(self.settings.webhook_secret_id, "webhook signing secret")
+
+    def tenant_webhook_secrets(self, owner: str) -> list[str] | None:
+        """The tenant's signing secrets that sign now (None: `owner` is not a tenant)."""
+        return tenant_signing_secrets(
+            owner,
+            prefix=self.settings.tenant_secret_prefix,
+            read=lambda name: self._secret(name, "tenant webhook signing secrets"),
+            now=time.time(),
+        )
 
 
 _current: Container | None = None
