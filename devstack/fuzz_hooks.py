@@ -37,11 +37,13 @@ def _percent(case: Case, salt: str) -> int:
 
 
 def is_error_shape(body: Any) -> bool:
-    """{"error": {"code": str (not empty), "message": str, "param": str | null}} and nothing else."""
+    """{"error": {"code": str (not empty), "message": str, "param": str | null}} and nothing else,
+    but OpenAI's `type` (a string) on the errors that declare one."""
     error = body.get("error") if isinstance(body, dict) and set(body) == {"error"} else None
     return (
         isinstance(error, dict)
-        and set(error) == {"code", "message", "param"}
+        and set(error) - {"type"} == {"code", "message", "param"}
+        and isinstance(error.get("type", ""), str)
         and isinstance(error["code"], str)
         and bool(error["code"])
         and isinstance(error["message"], str)

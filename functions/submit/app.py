@@ -19,6 +19,7 @@ from sora_relay.runtime.api import (
     reads,
     refusal,
     request_body,
+    tenant_limits,
 )
 from sora_relay.runtime.container import current
 from sora_relay.usecases.idempotency import _KEY, HEADER, submit_once
@@ -60,11 +61,29 @@ install_error_handlers(app)
             *("model_retired", "model_unavailable", "unsafe_url", "invalid_request", "provider_rejected"),
             "content_refused",
         ),
+        403: refusal(
+            "The model is not one the caller's tenant may use (`model_not_allowed`, `param` is `model`).",
+            "model_not_allowed",
+        ),
         409: refusal(
             "A request with this Idempotency-Key is still being processed.", "idempotency_key_in_use"
         ),
         413: refusal("The body is larger than 64 KiB.", "request_too_large"),
         422: refusal("This Idempotency-Key was used with a different request.", "idempotency_key_reused"),
+        429: refusal(
+            "The video's cost (the model's price for its seconds) would take the tenant past its monthly"
+            " budget: OpenAI's answer to a spent quota, with `type` and `code` `insufficient_quota`. Nothing"
+            " was stored and the provider was not called; `x-should-retry: false` (the budget renews on"
+            " the 1st, UTC).",
+            "insufficient_quota",
+            headers={
+                "x-should-retry": {
+                    "required": True,
+                    "description": "`false`: the OpenAI SDK does not retry it.",
+                    "schema": {"type": "string", "enum": ["false"]},
+                }
+            },
+        ),
         **OWNER_ERRORS,
         **PROVIDER_ERRORS,
     },
@@ -98,6 +117,7 @@ def create_video() -> Response:
         public_base_url=public_base_url(event),
         key=event.headers.get(HEADER),
         context=app.lambda_context,
+        limits=tenant_limits(event),
     )
     return json_response(202, video)
 

@@ -151,7 +151,9 @@ def test_tenant_a_secret_does_not_verify_tenant_b_webhooks(monkeypatch):
         TENANT_B, prefix="p/", read=lambda name: document((keys[TENANT_B], None)), now=time.time()
     )
     assert secrets_b == [keys[TENANT_B]]
-    assert sender.deliver("https://hooks.example.com/b", secrets=secrets_b, event="evt_b_completed", body=body)
+    assert sender.deliver(
+        "https://hooks.example.com/b", secrets=secrets_b, event="evt_b_completed", body=body
+    )
 
     # Then B's secret verifies it and A's does not, with either receiver library
     hook = seen[0]

@@ -8,6 +8,9 @@ class SoraRelayError(Exception):
 
     status_code = 500
     code = "internal_error"
+    # OpenAI's `type` of the error, for the few answers whose type its SDK users check (the body
+    # then carries it as `error.type`); None leaves it out.
+    error_type: str | None = None
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -33,6 +36,26 @@ class RequestTooLarge(SoraRelayError):
 class Unauthorized(SoraRelayError):
     status_code = 401
     code = "unauthorized"
+
+
+class PermissionDenied(SoraRelayError):
+    """The caller is who it says, and this is not allowed to it (a model outside its tenant's list)."""
+
+    status_code = 403
+    code = "permission_denied"
+
+
+class InsufficientQuota(SoraRelayError):
+    """The submit would take the tenant past its monthly budget: OpenAI's answer to a spent quota
+    (429, type and code `insufficient_quota`). Waiting does not help before the month turns, so
+    the answer tells the OpenAI SDK not to retry it (`x-should-retry: false`; it retries 429s)."""
+
+    status_code = 429
+    code = "insufficient_quota"
+    error_type = "insufficient_quota"
+
+    def headers(self) -> dict[str, str]:
+        return {"x-should-retry": "false"}
 
 
 class NotFound(SoraRelayError):

@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.fields import FieldInfo
 
+from sora_relay.domain.budget import TenantLimits
 from sora_relay.domain.errors import (
     ConfigurationError,
     EventBusError,
@@ -47,9 +48,12 @@ STRIP_PREFIXES: list[str | re.Pattern[str]] = [
 ]
 
 
-def error_body(code: str, message: str, param: str | None = None) -> str:
+def error_body(code: str, message: str, param: str | None = None, error_type: str | None = None) -> str:
     """An ErrorResponse, written without building the model (this runs on every failed request)."""
-    return json.dumps({"error": {"code": code, "message": message, "param": param}})
+    error: dict[str, str | None] = {"code": code, "message": message, "param": param}
+    if error_type is not None:
+        error["type"] = error_type  # OpenAI's field, for the errors that declare one
+    return json.dumps({"error": error})
 
 
 # Only the OpenAPI document and the tests read these two, so pydantic builds them on first use.
@@ -61,6 +65,10 @@ class ErrorDetail(BaseModel):
     )
     message: str = Field(description="A human-readable explanation; never a stack trace.")
     param: str | None = Field(description="The request field, header or parameter at fault, or null.")
+    type: str | None = Field(
+        None,
+        description="OpenAI's error type, on the errors its SDK users check (`insufficient_quota`).",
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -195,8 +203,28 @@ def json_response(
     return Response(status_code=status, content_type=JSON, body=text, headers=headers)
 
 
+def authorizer_context(event: APIGatewayProxyEvent) -> dict[str, str]:
+    """What the Lambda authorizer handed API Gateway for this request (`tenant_id`, `key_id`,
+    `budget_microusd`, `models`), as strings; empty when the route has no authorizer."""
+    context = event.raw_event.get("requestContext", {}).get("authorizer") or {}
+    return {
+        str(key): str(value) for key, value in context.items() if isinstance(value, (str, int, float, bool))
+    }
+
+
+def tenant_limits(event: APIGatewayProxyEvent) -> TenantLimits | None:
+    """The caller's tenant's budget and models, as the authorizer gave them; None without a tenant
+    (the use cases then read the tenant item, if any)."""
+    context = authorizer_context(event)
+    return TenantLimits.from_context(context) if context.get("tenant_id") else None
+
+
 def caller(event: APIGatewayProxyEvent) -> str:
-    """The owner of the request: the id of the API key API Gateway checked."""
+    """The owner of the request: the tenant the authorizer found, else (API Gateway's own keys, from
+    before tenants) the id of the API key API Gateway checked."""
+    tenant_id = authorizer_context(event).get("tenant_id")
+    if tenant_id:
+        return tenant_id
     key_id = event.request_context.identity.api_key_id
     if not key_id:
         raise Unauthorized("An API key is required (x-api-key header)", code="missing_api_key")
@@ -250,7 +278,7 @@ def install_error_handlers(app: APIGatewayRestResolver) -> None:
         return Response(
             status_code=error.status_code,
             content_type=JSON,
-            body=error_body(error.code, error.message, error.param),
+            body=error_body(error.code, error.message, error.param, error.error_type),
             headers=error.headers(),
         )
 

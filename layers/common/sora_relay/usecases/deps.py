@@ -9,6 +9,7 @@ from sora_relay.adapters.eventbridge import EventBus
 from sora_relay.adapters.outbound_http import SafeHttp
 from sora_relay.adapters.s3 import VideoStore
 from sora_relay.adapters.sqs import WorkQueue
+from sora_relay.adapters.usage import UsageStore
 from sora_relay.adapters.webhooks import WebhookSender
 from sora_relay.domain.catalogue import Catalogue
 from sora_relay.domain.provider import VideoProvider
@@ -22,6 +23,8 @@ class Deps(Protocol):
     def task_store(self) -> TaskStore: ...
     @property
     def video_store(self) -> VideoStore: ...
+    @property
+    def usage_store(self) -> UsageStore: ...
     @property
     def outbound_http(self) -> SafeHttp: ...
     @property

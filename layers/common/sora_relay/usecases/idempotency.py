@@ -30,6 +30,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sora_relay.adapters.aws import dynamodb_client
+from sora_relay.domain.budget import TenantLimits
 from sora_relay.domain.errors import (
     PROVIDER_REFUSALS,
     Conflict,
@@ -76,13 +77,22 @@ def _idempotent_submit(deps: Deps) -> tuple[Callable[..., dict[str, Any]], Idemp
         table_name=settings.idempotency_table_name, boto3_client=dynamodb_client()
     )
 
+    # The tenant's limits are not part of the idempotency payload: a retry after the operator changed
+    # them is the same request, and answers what the first one answered.
     @idempotent_function(data_keyword_argument="submission", persistence_store=store, config=config)
-    def submit(submission: dict[str, Any], public_base_url: str) -> dict[str, Any]:
+    def submit(
+        submission: dict[str, Any], public_base_url: str, limits: TenantLimits | None = None
+    ) -> dict[str, Any]:
         request = CreateVideoRequest.model_validate(submission["request"])
         task_id = task_id_for(submission["owner"], submission["key"])
         try:
             video = submit_video(
-                deps, request, owner=submission["owner"], public_base_url=public_base_url, task_id=task_id
+                deps,
+                request,
+                owner=submission["owner"],
+                public_base_url=public_base_url,
+                task_id=task_id,
+                limits=limits,
             )
         except PROVIDER_REFUSALS as error:
             return StoredRefusal.of(error).answer()  # returned, so Powertools stores it
@@ -107,9 +117,10 @@ def submit_once(
     public_base_url: str,
     key: str | None,
     context: LambdaContext | None = None,
+    limits: TenantLimits | None = None,
 ) -> VideoObject:
     if key is None:
-        return submit_video(deps, request, owner=owner, public_base_url=public_base_url)
+        return submit_video(deps, request, owner=owner, public_base_url=public_base_url, limits=limits)
     if not _KEY.match(key):
         raise InvalidRequest(f"{HEADER} must be 1 to 255 visible ASCII characters", param=HEADER)
     submit, config = _idempotent_submit(deps)
@@ -118,7 +129,7 @@ def submit_once(
         config.register_lambda_context(context)
     submission = {"owner": owner, "key": key, "request": request.model_dump(mode="json")}
     try:
-        answer = submit(submission=submission, public_base_url=public_base_url)
+        answer = submit(submission=submission, public_base_url=public_base_url, limits=limits)
     except IdempotencyAlreadyInProgressError as error:
         raise Conflict(
             f"A request with this {HEADER} is still being processed",

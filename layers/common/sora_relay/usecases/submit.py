@@ -6,13 +6,21 @@ Without one, submit retries briefly in line and then answers 503. Our own errors
 provider (a table, a secret) are never the provider's refusal: with a dispatch queue the task is
 queued for dispatch all the same; without one the error is raised (a 5xx) and the task stays
 `queued`, so a retry with the same Idempotency-Key carries on with it.
+
+A tenant's limits apply before anything is stored (usecases/budget.py): a model outside its list is
+a 403, and the task's cost is reserved in its month's usage or the submit is a 429
+`insufficient_quota`, before the task is stored and the provider called. A retry of a submission
+whose task exists (the same Idempotency-Key) reserves nothing more: the first attempt's reservation
+is the task's.
 """
 
 from __future__ import annotations
 
+from sora_relay.domain.budget import TenantLimits
 from sora_relay.domain.catalogue import ModelEntry
 from sora_relay.domain.errors import (
     PROVIDER_REFUSALS,
+    InsufficientQuota,
     InvalidRequest,
     ProviderUnavailable,
     StorageError,
@@ -23,17 +31,27 @@ from sora_relay.domain.errors import (
 from sora_relay.domain.models import DEFAULT_SIZE, CreateVideoRequest, VideoObject
 from sora_relay.domain.task import Status, Task
 from sora_relay.observability import logger, metrics
+from sora_relay.usecases import budget
 from sora_relay.usecases.deps import Deps
 from sora_relay.usecases.dispatch import fail_task, queue_dispatch, start_generation
 
 
 def submit_video(
-    deps: Deps, request: CreateVideoRequest, *, owner: str, public_base_url: str, task_id: str | None = None
+    deps: Deps,
+    request: CreateVideoRequest,
+    *,
+    owner: str,
+    public_base_url: str,
+    task_id: str | None = None,
+    limits: TenantLimits | None = None,
 ) -> VideoObject:
     """`task_id`, when given, makes the submission idempotent in the table itself: a second
-    submission with that id finds the first task instead of making another."""
+    submission with that id finds the first task instead of making another. `limits` are the
+    tenant's from the authorizer; without them they are read from the tenants table."""
     settings = deps.settings
     asked, model, seconds, size = choose_model(deps, request)
+    tenant = budget.limits_for(deps, owner, limits)
+    budget.check_model(tenant, model.id)
     task = Task.new(
         owner=owner,
         model=model.id,
@@ -50,13 +68,20 @@ def submit_video(
     )
     if task_id is not None:
         task = task.model_copy(update={"task_id": task_id})
+    month = _reserve(deps, owner, task, tenant, retry=task_id is not None)
+    task = task.model_copy(update={"usage_month": month})
     try:
         deps.task_store.create(task)
     except TransitionRejected:
+        # This attempt's reservation goes back: the earlier attempt's is the task's.
+        budget.give_back(deps, owner, month, task.cost_microusd)
         existing = _earlier_attempt(deps, task)
         if existing.status is not Status.QUEUED or existing.provider_task_id:
             return VideoObject.from_task(existing)
         task = existing  # an earlier attempt stopped before the provider had it: carry on
+    except Exception:
+        budget.give_back(deps, owner, month, task.cost_microusd)
+        raise
     logger.append_keys(task_id=task.task_id)
     logger.info("Task accepted", extra={"prompt_chars": len(task.prompt), "model": task.model})
     metrics.add_metric(name="TaskAccepted", unit="Count", value=1)
@@ -89,6 +114,17 @@ def submit_video(
         fail_task(deps, task.task_id, error)  # the client hears 503 now; the task still records why
         raise
     return VideoObject.from_task(task)
+
+
+def _reserve(deps: Deps, owner: str, task: Task, tenant: TenantLimits, *, retry: bool) -> str | None:
+    """The month the task's cost is reserved in. Over the budget, a retry whose task exists
+    carries on without a reservation of its own (the task holds one); anything else is the 429."""
+    try:
+        return budget.reserve(deps, owner, task, tenant)
+    except InsufficientQuota:
+        if retry and deps.task_store.get(task.task_id) is not None:
+            return None
+        raise
 
 
 def choose_model(deps: Deps, request: CreateVideoRequest) -> tuple[str, ModelEntry, int, str]:
