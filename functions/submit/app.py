@@ -78,8 +78,8 @@ install_error_handlers(app)
             "insufficient_quota",
             headers={
                 "x-should-retry": {
-                    "required": True,
-                    "description": "`false`: the OpenAI SDK does not retry it.",
+                    "required": False,
+                    "description": "`false` on `insufficient_quota`: the OpenAI SDK does not retry it.",
                     "schema": {"type": "string", "enum": ["false"]},
                 }
             },
