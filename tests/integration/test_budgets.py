@@ -9,7 +9,6 @@ to the functions: tenant_id, key_id, budget_microusd ("" = none) and models ("" 
 from __future__ import annotations
 
 import datetime
-import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -23,7 +22,9 @@ from sora_relay.domain import task as task_module
 from sora_relay.runtime.container import current
 from sora_relay.usecases.dispatch import dispatch_task
 from tests.conftest import load_event, load_handler
+from tests.integration import tenancy
 from tests.integration.conftest import VALID, Api, FakeInternet
+from tests.integration.tenancy import authorized
 
 TENANT = "ten_" + "Budget0000000000000A"
 OTHER = "ten_" + "Budget0000000000000B"
@@ -31,34 +32,8 @@ MODEL = catalogue.default().require("veo-3.1-fast")
 COST = MODEL.price_microusd(MODEL.default_seconds)  # what a VALID request costs
 
 
-def authorized(event: dict[str, Any], tenant: str, *, budget: int | None, models: str = "") -> dict:
-    """The event as API Gateway passes it on behind the Lambda authorizer."""
-    event["requestContext"]["authorizer"] = {
-        "principalId": tenant,
-        "tenant_id": tenant,
-        "key_id": "key_000000000000",
-        "budget_microusd": "" if budget is None else str(budget),
-        "models": models,
-        "integrationLatency": 3,
-    }
-    event["requestContext"]["identity"]["apiKeyId"] = "usage-plan-key-id"
-    return event
-
-
-def submit_event(
-    body: dict[str, Any],
-    *,
-    tenant: str = TENANT,
-    budget: int | None,
-    models: str = "",
-    key: str | None = None,
-) -> dict:
-    event = load_event("submit")
-    event["body"] = json.dumps(body)
-    if key is not None:
-        event["headers"]["idempotency-key"] = key
-        event["multiValueHeaders"]["idempotency-key"] = [key]
-    return authorized(event, tenant, budget=budget, models=models)
+def submit_event(body: dict[str, Any], *, tenant: str = TENANT, **fields: Any) -> dict:
+    return tenancy.submit_event(body, tenant=tenant, **fields)
 
 
 def usage_event(*, tenant: str = TENANT, budget: int | None, month: str | None = None) -> dict:
