@@ -19,9 +19,10 @@ import pytest
 
 from sora_relay.domain import catalogue
 from sora_relay.domain import task as task_module
+from sora_relay.domain.task import now_millis
 from sora_relay.runtime.container import current
 from sora_relay.usecases.dispatch import dispatch_task
-from tests.conftest import load_event, load_handler
+from tests.conftest import LambdaContext, load_event, load_handler
 from tests.integration import tenancy
 from tests.integration.conftest import VALID, Api, FakeInternet
 from tests.integration.tenancy import authorized
@@ -275,3 +276,31 @@ def test_usage_reports_the_month_and_the_turn_of_the_month(
     assert status == 400 and body["error"]["param"] == "month"
     # And another tenant sees only its own
     assert api.call("status", usage_event(tenant=OTHER, budget=None, month="2027-03"))[2]["count"] == 0
+
+
+def test_a_timeout_gives_back_only_what_the_provider_never_took(
+    api: Api, internet: FakeInternet, stack, handlers
+):
+    # Given two tasks of a tenant: one the provider took, one still queued (it was rate limiting)
+    taken = api.call("submit", submit_event(VALID, budget=None))[2]
+    internet.create_failures.append(httpx.Response(429, json={"error": {"code": "too_many_requests"}}))
+    queued = api.call("submit", submit_event(VALID, budget=None))[2]
+    assert (taken["status"], queued["status"]) == ("in_progress", "queued")
+    month = this_month()
+    assert usage_item(stack, TENANT, month) == {"spent_microusd": 2 * COST, "count": 2}
+
+    # When both are past the reconciler's deadline with no result
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    for video in (taken, queued):
+        dynamodb.update_item(
+            TableName=stack.refs["TasksTable"],
+            Key={"task_id": {"S": video["id"]}},
+            UpdateExpression="SET created_ms = :c",
+            ExpressionAttributeValues={":c": {"N": str(now_millis() - 7 * 3600 * 1000)}},
+        )
+    internet.task_results[internet.last_call()["task_id"]] = {"task_id": internet.last_call()["task_id"]}
+    outcomes = handlers["reconcile"].lambda_handler({"source": "aws.scheduler"}, LambdaContext())
+
+    # Then both time out, and only the queued one's reservation goes back to the month
+    assert outcomes == {"timed_out": 2}, outcomes
+    assert usage_item(stack, TENANT, month) == {"spent_microusd": COST, "count": 1}
