@@ -36,9 +36,9 @@ demo: .venv ## local stack, one video end to end (CLI, signed webhook, MP4 check
 load: .venv ## 300 tasks at once through the local gateway, faults on: lost, duplicates, throughput
 	$(VENV)/bin/python -m devstack load --tasks $(or $(TASKS),300)
 
-# The seven benchmarks of docs/performance.md, one after another; each figure printed with its target.
+# The eight benchmarks of docs/performance.md, one after another; each figure printed with its target.
 # BENCH_ARGS: e.g. --quick (fewer repeats) or --only cold_start,warm.
-bench: .venv build ## cold start, warm overhead, archiving, artifact size, throughput, cost, callback answer (docs/performance.md)
+bench: .venv build ## cold start, warm overhead, MCP cold/warm, archiving, artifact size, throughput, cost, callback answer (docs/performance.md)
 	$(VENV)/bin/python -m bench $(BENCH_ARGS)
 
 run: .venv ## local stack on 127.0.0.1 until Ctrl-C; prints the API URL, keys and ready commands
@@ -70,8 +70,11 @@ lint: .venv lint-template ## ruff check + format check over the python dirs, and
 	$(VENV)/bin/ruff check $(PY_DIRS)
 	$(VENV)/bin/ruff format --check $(PY_DIRS)
 
+# Two pytest-xdist workers: all of tests/e2e (one local stack, mostly waiting) on one, the
+# in-process tests on the other (tests/conftest.py's scheduler). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 test: lint ## lint, then the test suite
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS))
 
 build: tools ## sam build (python3.12, arm64) and prove the layer fits the runtime (scripts/check_layer.py)
 	scripts/sam-build.sh arm64 $(BUILD_DIR)

@@ -1,4 +1,4 @@
-"""`make bench`: run the seven benchmarks in order, then print every figure against its target.
+"""`make bench`: run the eight benchmarks in order, then print every figure against its target.
 
     python -m bench [--only cold_start,warm] [--quick]
 
@@ -22,6 +22,7 @@ BENCHMARKS = [
     ("artifact", "4. deployment artifact", []),
     ("cold_start", "1. cold start", ["--repeats", "3"]),
     ("warm", "3. warm handler overhead", ["--repeats", "3"]),
+    ("mcp_cold_start", "8. MCP function cold start and warm tools/call", ["--repeats", "3"]),
     ("archive", "2. archiving a video", ["--repeats", "1"]),
     ("callback", "7. callback answer time against the video's size", ["--repeats", "3", "--warmup", "1"]),
     ("throughput", "5. local stack throughput", ["--repeats", "1", "--tasks", "50"]),

@@ -11,6 +11,15 @@ it is a few table writes, whatever the size.
 Targets: throughput at least 0.9 of the baseline's (256 MiB video); peak resident memory growth at
 most 64 MiB, at 64 MiB and at 1 GiB of video alike.
 
+Previews: after each of our copies the same child draws the thumbnail and spritesheet from the
+stored object as the archive step does (sora_relay.usecases.previews.make_previews: ranged GETs
+from moto, PyAV, Pillow, two PUTs), timed apart from the copy; PyAV and Pillow are imported before
+the clock, as in a warm function (their import is reported on its own). Reported as the ratio of
+the preview time to the copy time of the same round, for the padded throughput video (whose
+picture is a 1 s 320x240 clip) and for a real 8 s 1280x720 24 fps clip padded to a provider's file
+size (`--clip-mib`, 8; `--clip-repeats` rounds), where decoding is the larger share. Its picture is
+flat (a coloured field and a moving bar), so it decodes faster than real footage would.
+
 Every copy runs in a fresh process: imports done and clients created first, then its resident set
 is read (VmRSS) and its peak reset (/proc/self/clear_refs), then the copy, then the peak (VmHWM)
 minus the resident set before is its "peak RSS growth". The video server and moto each run in
@@ -85,6 +94,16 @@ def render_head() -> bytes:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "head.mp4"
         render_mp4(path, width=320, height=240, seconds=1, seed="bench-archive")
+        return path.read_bytes()
+
+
+def render_clip() -> bytes:
+    """A provider-sized clip for the preview figure: 8 s of 1280x720 at 24 fps (192 frames)."""
+    from devstack.mp4 import render_mp4
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "clip.mp4"
+        render_mp4(path, width=1280, height=720, seconds=8, seed="bench-archive-clip", fps=24)
         return path.read_bytes()
 
 
@@ -272,6 +291,9 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     cpu = time.process_time() - cpu_before
     peak = _status_bytes("VmHWM")
     stored = s3.head_object(Bucket=bucket, Key=key)["ContentLength"]
+    previews = _previews(deps, key) if spec["mode"] == "ours" else {}
+    for extra in previews.pop("keys", []):
+        s3.delete_object(Bucket=bucket, Key=extra)
     s3.delete_object(Bucket=bucket, Key=key)
     if stored != size or answer.get("size", size) != size:
         raise RuntimeError(f"{spec['mode']}: stored {stored} bytes, answered {answer}, expected {size}")
@@ -287,6 +309,34 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         "peak": peak,
         "growth": peak - before,
         "peak_reset": reset,
+        **previews,
+    }
+
+
+def _previews(deps: Any, key: str) -> dict[str, Any]:
+    """Draw and store the previews of the object just copied, as archive_task does; timed alone."""
+    from sora_relay.usecases.previews import make_previews
+
+    imported = time.perf_counter()
+    import av  # noqa: F401  (the MediaLayer's imports, done before the clock as in a warm function)
+    import PIL.Image
+    import PIL.WebPImagePlugin  # noqa: F401
+
+    import_seconds = time.perf_counter() - imported
+    before = _status_bytes("VmRSS")
+    _reset_peak()
+    cpu_before = time.process_time()
+    started = time.perf_counter()
+    outcome = make_previews(deps, key)
+    seconds = time.perf_counter() - started
+    if outcome.error is not None:
+        raise RuntimeError(f"previews failed: {outcome.error}")
+    return {
+        "preview_seconds": seconds,
+        "preview_cpu_seconds": time.process_time() - cpu_before,
+        "preview_growth": _status_bytes("VmHWM") - before,
+        "media_import_seconds": import_seconds,
+        "keys": outcome.written,
     }
 
 
@@ -313,18 +363,20 @@ class Runner:
         self.video_url = video_url
         self.head = head
         self.bucket = env["VIDEOS_BUCKET_NAME"]
-        self._sha: dict[int, str] = {}
+        self._sha: dict[tuple[bytes, int], str] = {}
         self.runs: list[dict[str, Any]] = []
 
-    def run(self, mode: str, size: int) -> dict[str, Any]:
-        if size not in self._sha:
-            self._sha[size] = video_sha256(self.head, size)
+    def run(self, mode: str, size: int, *, clip: tuple[str, bytes] | None = None) -> dict[str, Any]:
+        """One copy of `size` bytes: the padded head, or (`clip`: its server's URL and its MP4) the clip."""
+        url, head = clip or (self.video_url, self.head)
+        if (head, size) not in self._sha:
+            self._sha[(head, size)] = video_sha256(head, size)
         spec = {
             "mode": mode,
             "size": size,
-            "url": f"{self.video_url}/{size}.mp4",
+            "url": f"{url}/{size}.mp4",
             "bucket": self.bucket,
-            "sha256": self._sha[size],
+            "sha256": self._sha[(head, size)],
         }
         done = subprocess.run(
             [sys.executable, "-m", "bench.archive", "--child", json.dumps(spec)],
@@ -339,10 +391,16 @@ class Runner:
         if done.returncode != 0 or not lines:
             raise RuntimeError(f"{mode} copy of {size} bytes failed:\n{done.stdout}\n{done.stderr}")
         result = json.loads(lines[-1][len(RESULT) :])
+        result["clip"] = clip is not None
         self.runs.append(result)
+        drawn = (
+            f"  previews {result['preview_seconds']:5.2f} s (+{result['preview_growth'] / MIB:5.1f} MiB)"
+            if "preview_seconds" in result
+            else ""
+        )
         print(
-            f"  {mode:8} {size / MIB:6.0f} MiB  {result['seconds']:6.2f} s  {result['mib_s']:6.1f} MiB/s  "
-            f"peak RSS growth {result['growth'] / MIB:6.1f} MiB  CPU {result['cpu_seconds']:5.2f} s",
+            f"  {mode:8} {size / MIB:6.1f} MiB  {result['seconds']:6.2f} s  {result['mib_s']:6.1f} MiB/s  "
+            f"peak RSS growth {result['growth'] / MIB:6.1f} MiB  CPU {result['cpu_seconds']:5.2f} s{drawn}",
             flush=True,
         )
         return result
@@ -361,20 +419,29 @@ def measure(args: argparse.Namespace) -> int:
     from devstack.stack import free_port, moto_server, wait_listening
 
     head = render_head()
+    clip = render_clip()
+    # Padded to a provider's file size for such a clip (the flat test picture compresses to a few KiB).
+    clip_size = args.clip_mib * MIB
     size = args.size_mib * MIB
     small, large = args.small_mib * MIB, args.large_mib * MIB
     with tempfile.TemporaryDirectory() as folder, moto_server() as endpoint:
-        head_path = Path(folder) / "head.mp4"
-        head_path.write_bytes(head)
-        port = free_port()
-        server = subprocess.Popen(
-            [sys.executable, "-m", "bench.archive", "--serve", str(port), str(head_path)],
-            cwd=harness.ROOT,
-            stdin=subprocess.DEVNULL,
-        )
+        servers, ports = [], []
+        for name, video in (("head", head), ("clip", clip)):
+            path = Path(folder) / f"{name}.mp4"
+            path.write_bytes(video)
+            ports.append(free_port())
+            servers.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "bench.archive", "--serve", str(ports[-1]), str(path)],
+                    cwd=harness.ROOT,
+                    stdin=subprocess.DEVNULL,
+                )
+            )
+        port, clip_port = ports
         try:
-            if not wait_listening(port, server, time.monotonic() + 30):
-                raise RuntimeError("the video server did not start")
+            for server, server_port in zip(servers, ports, strict=True):
+                if not wait_listening(server_port, server, time.monotonic() + 30):
+                    raise RuntimeError("a video server did not start")
             env = _child_env(endpoint)
             import boto3
 
@@ -408,8 +475,16 @@ def measure(args: argparse.Namespace) -> int:
                 )
                 for target in (small, large)
             }
+            print(
+                f"previews: the 8 s 1280x720 clip padded to {args.clip_mib} MiB, {args.clip_repeats} rounds (+1 warm-up)"
+            )
+            clip_runs = harness.interleaved(
+                {"ours": lambda: runner.run("ours", clip_size, clip=(f"http://{HOST}:{clip_port}", clip))},
+                args.clip_repeats,
+            )["ours"]
         finally:
-            stop_process(server)
+            for server in servers:
+                stop_process(server)
 
     def values(results: list[dict[str, Any]], field: str, scale: float = 1.0) -> list[float]:
         return [result[field] / scale for result in results]
@@ -467,6 +542,37 @@ def measure(args: argparse.Namespace) -> int:
                     " MiB/s",
                 )
             )
+    clip_ratio = harness.ratios(values(clip_runs, "preview_seconds"), values(clip_runs, "seconds"))
+    figures += [
+        Figure(
+            BENCH,
+            f"previews / copy ({label}; its picture a 1 s 320x240 clip)",
+            Spread.of(harness.ratios(values(ours, "preview_seconds"), values(ours, "seconds"))),
+            "x",
+            note="make_previews' time over copy_video's, the same round and child",
+        ),
+        Figure(
+            BENCH,
+            f"previews / copy (8 s 1280x720 24 fps clip, {args.clip_mib} MiB)",
+            Spread.of(clip_ratio),
+            "x",
+            note="what drawing the previews adds to archiving a provider-sized clip",
+        ),
+        Figure(BENCH, "previews (8 s 1280x720 clip)", Spread.of(values(clip_runs, "preview_seconds")), " s"),
+        Figure(BENCH, "copy (8 s 1280x720 clip)", Spread.of(values(clip_runs, "seconds")), " s"),
+        Figure(
+            BENCH,
+            "peak RSS growth previews (8 s 1280x720 clip)",
+            Spread.of(values(clip_runs, "preview_growth", MIB)),
+            " MiB",
+        ),
+        Figure(
+            BENCH,
+            "PyAV + Pillow import (once per cold start)",
+            Spread.of(values(clip_runs, "media_import_seconds")),
+            " s",
+        ),
+    ]
     harness.print_figures("archiving a video (benchmark 2)", figures)
 
     import statistics
@@ -479,6 +585,8 @@ def measure(args: argparse.Namespace) -> int:
             "ours_median_mib_s": statistics.median(values(ours, "mib_s")),
             "baseline_median_mib_s": statistics.median(values(base, "mib_s")),
             "ours_median_cpu_seconds": statistics.median(values(ours, "cpu_seconds")),
+            "previews_median_seconds": statistics.median(values(clip_runs, "preview_seconds")),
+            "previews_over_copy_clip": statistics.median(clip_ratio),
             "baseline_median_cpu_seconds": statistics.median(values(base, "cpu_seconds")),
             "ours_peak_rss_mib": {
                 _sizes_text(target): statistics.median(
@@ -526,6 +634,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size-mib", type=int, default=256, help="video for the throughput figure")
     parser.add_argument("--small-mib", type=int, default=64, help="small video for the memory figure")
     parser.add_argument("--large-mib", type=int, default=1024, help="large video for the memory figure")
+    parser.add_argument(
+        "--clip-repeats",
+        type=int,
+        default=5,
+        help="rounds of the 720p clip for the previews figure (default 5)",
+    )
+    parser.add_argument("--clip-mib", type=int, default=8, help="the clip padded to this size (default 8)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--serve", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

@@ -37,13 +37,13 @@ def _percent(case: Case, salt: str) -> int:
 
 
 def is_error_shape(body: Any) -> bool:
-    """{"error": {"code": str (not empty), "message": str, "param": str | null}} and nothing else,
-    but OpenAI's `type` (a string) on the errors that declare one."""
+    """{"error": {"message": str, "type": str, "param": str | null, "code": str (not empty)}} and
+    nothing else (OpenAI's error object)."""
     error = body.get("error") if isinstance(body, dict) and set(body) == {"error"} else None
     return (
         isinstance(error, dict)
-        and set(error) - {"type"} == {"code", "message", "param"}
-        and isinstance(error.get("type", ""), str)
+        and set(error) == {"code", "message", "param", "type"}
+        and isinstance(error["type"], str)
         and isinstance(error["code"], str)
         and bool(error["code"])
         and isinstance(error["message"], str)
@@ -148,5 +148,7 @@ def error_shape(ctx: Any, response: Any, case: Case) -> bool | None:
     except ValueError:
         body = None
     if not is_error_shape(body):
-        raise AssertionError(f"A {status} answer is not the error shape {{error: {{code, message, param}}}}")
+        raise AssertionError(
+            f"A {status} answer is not the error shape {{error: {{message, type, param, code}}}}"
+        )
     return None

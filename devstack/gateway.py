@@ -7,13 +7,15 @@ instance of its function (devstack.functions, one event at a time, like a Lambda
 the proxy result becomes the HTTP answer. Functions triggered by other events (SQS, DynamoDB
 streams, schedules) get instances too; `invoke()` is how devstack.event_sources reach them.
 
-Not reproduced: usage-plan throttling and quotas, binary media types (a body that is not UTF-8
-is passed base64-encoded), API Gateway's 29 s integration timeout (each function gets its own
-Timeout), and TLS.
+The API's BinaryMediaTypes are honoured for requests: a body whose Content-Type is one of them
+reaches the function base64-encoded (any other body that is not UTF-8 too, as before). Not
+reproduced: binary media types for responses, usage-plan throttling and quotas, API Gateway's
+29 s integration timeout (each function gets its own Timeout), and TLS.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import sys
 import time
@@ -79,6 +81,10 @@ class LocalApiGateway:
         api = apis[0] if apis else {}
         self.stage = str(stack.resolve(api.get("StageName", "Prod")))
         self.responses = proxy.GatewayResponses(api.get("GatewayResponses"))
+        # SAM writes `/` as `~1` in BinaryMediaTypes; `*` wildcards as API Gateway matches them.
+        self.binary_media_types = [
+            str(stack.resolve(kind)).replace("~1", "/").lower() for kind in api.get("BinaryMediaTypes") or []
+        ]
         # Literal routes before parameterised ones, as API Gateway matches them.
         self.routes = sorted(stack.routes(), key=lambda route: route.path.count("{"))
         self._server = QuietHTTPServer(self, port)
@@ -214,7 +220,15 @@ class LocalApiGateway:
         identity = {"apiKey": key, "apiKeyId": record["apiKeyId"], "sourceIp": request.client_address[0]}
         context = {"stage": self.stage, "domainName": self.domain_name, "requestId": record["requestId"]}
         event = proxy.build_event(
-            route, request.command, path, params, query, headers, body, {**context, "identity": identity}
+            route,
+            request.command,
+            path,
+            params,
+            query,
+            headers,
+            body,
+            {**context, "identity": identity},
+            binary=self._is_binary(proxy.header(headers, "content-type")),
         )
         invoked = time.monotonic()
         try:
@@ -225,6 +239,10 @@ class LocalApiGateway:
             return self._refuse(record, proxy.INVOKE_REJECTED if throttled else proxy.FUNCTION_ERROR)
         finally:
             record["integrationLatency"] = round((time.monotonic() - invoked) * 1000)
+
+    def _is_binary(self, content_type: str | None) -> bool:
+        kind = (content_type or "").split(";", 1)[0].strip().lower()
+        return bool(kind) and any(fnmatch.fnmatchcase(kind, pattern) for pattern in self.binary_media_types)
 
     def _refuse(self, record: dict[str, Any], error: proxy.GatewayError) -> proxy.HttpAnswer:
         record["errorType"] = error.response_type

@@ -77,16 +77,22 @@ def build_event(
     headers: list[tuple[str, str]],
     body: bytes,
     context: dict[str, Any],
+    *,
+    binary: bool = False,
 ) -> dict[str, Any]:
     """A REST API (v1) Lambda proxy event, shaped like events/*.json. `context` has the parts of
     its requestContext that the gateway knows: stage, domainName, requestId and the identity
-    (apiKey, apiKeyId, sourceIp)."""
+    (apiKey, apiKeyId, sourceIp). `binary`: the request's Content-Type is one of the API's
+    BinaryMediaTypes, so the body goes base64-encoded whatever its bytes, as API Gateway sends it."""
     single_headers, multi_headers = _single_and_multi(headers)
     single_query, multi_query = _single_and_multi(parse_qsl(query, keep_blank_values=True))
-    try:
-        text, encoded = (body.decode() if body else None), False
-    except UnicodeDecodeError:  # binary media types are not configured: base64, as API Gateway does
+    if binary and body:
         text, encoded = base64.b64encode(body).decode(), True
+    else:
+        try:
+            text, encoded = (body.decode() if body else None), False
+        except UnicodeDecodeError:  # not text and not a binary media type: base64 all the same
+            text, encoded = base64.b64encode(body).decode(), True
     identity = {**context["identity"], "userAgent": header(headers, "user-agent")}
     return {
         "resource": route.path,

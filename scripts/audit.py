@@ -10,6 +10,8 @@ Run it with the audit venv's python (`make audit` builds it): it needs pip-audit
 The locks (locks/), both whole transitive sets resolved by `uv pip compile --upgrade`:
   layer.txt  layers/common/requirements.txt as `sam build` installs it into the layer: CPython 3.12 on
              manylinux2014 aarch64 (Lambda arm64), every pin with its hashes.
+  mcp-layer.txt, media-layer.txt  the MCP function's and the archive function's own layers
+             (layers/{mcp,media}/requirements.txt), the same way (media: manylinux_2_28, see MEDIA_LAYER).
   dev.txt    pyproject.toml's dependencies plus the `dev` extra for the dev venv (CPython 3.11, x86_64
              Linux): exact pins without hashes, so it also works as a pip constraints file.
 
@@ -103,7 +105,17 @@ MCP_LAYER = LockSpec(
     "aarch64-manylinux2014",
     hashes=True,
 )
-SPECS = (LAYER, MCP_LAYER, DEV)
+# PyAV ships only manylinux_2_28 wheels (Lambda's python3.12 has glibc 2.34, so they load; sam build
+# takes them): a manylinux2014 target would find no wheel of it.
+MEDIA_LAYER = LockSpec(
+    "media-layer",
+    LOCKS / "media-layer.txt",
+    ("layers/media/requirements.txt",),
+    "3.12",
+    "aarch64-manylinux_2_28",
+    hashes=True,
+)
+SPECS = (LAYER, MCP_LAYER, MEDIA_LAYER, DEV)
 
 
 @dataclass(frozen=True)
@@ -178,7 +190,9 @@ def _exact_pin(requirement: Requirement) -> str | None:
 # ---------------------------------------------------------------- offline agreement
 
 
-def check_layer_lock(requirements: list[Requirement], lock: dict[str, Pin]) -> list[str]:
+def check_layer_lock(
+    requirements: list[Requirement], lock: dict[str, Pin], where: str = "locks/layer.txt"
+) -> list[str]:
     errors = []
     for requirement in requirements:
         name = canonicalize_name(requirement.name)
@@ -187,13 +201,23 @@ def check_layer_lock(requirements: list[Requirement], lock: dict[str, Pin]) -> l
             errors.append(f"requirements.txt: {requirement} is not an exact pin (==)")
             continue
         if name not in lock:
-            errors.append(f"locks/layer.txt has no {name} (requirements.txt pins {pinned})")
+            errors.append(f"{where} has no {name} (requirements.txt pins {pinned})")
         elif Version(lock[name].version) != Version(pinned):
-            errors.append(f"locks/layer.txt has {name}=={lock[name].version}, requirements.txt pins {pinned}")
+            errors.append(f"{where} has {name}=={lock[name].version}, requirements.txt pins {pinned}")
     for pin in lock.values():
         if not any(value.startswith("sha256:") for value in pin.hashes):
-            errors.append(f"locks/layer.txt: {pin.name}=={pin.version} has no sha256 hash")
+            errors.append(f"{where}: {pin.name}=={pin.version} has no sha256 hash")
     return errors
+
+
+def check_media_versions(media: dict[str, Pin], dev: dict[str, Pin]) -> list[str]:
+    """The dev venv decodes and encodes the previews with the same PyAV and Pillow as the layer."""
+    return [
+        f"locks/dev.txt has {name}=={dev[name].version if name in dev else '-'}, "
+        f"locks/media-layer.txt has {pin.version}"
+        for name, pin in media.items()
+        if name not in dev or Version(dev[name].version) != Version(pin.version)
+    ]
 
 
 def _dev_environment(spec: LockSpec) -> dict[str, str]:
@@ -256,9 +280,14 @@ def offline_errors() -> list[str]:
             return [f"{spec.path.relative_to(ROOT)} is missing: run `make lock`"]
     requirements = parse_requirements(REQUIREMENTS)
     deps, dev = pyproject_requirements()
+    media = parse_lock(MEDIA_LAYER.path)
     return [
         *check_layer_lock(requirements, parse_lock(LAYER.path)),
+        *check_layer_lock(
+            parse_requirements(ROOT / MEDIA_LAYER.sources[0]), media, where="locks/media-layer.txt"
+        ),
         *check_dev_lock(deps, dev, parse_lock(DEV.path)),
+        *check_media_versions(media, parse_lock(DEV.path)),
         *check_pyproject_matches_layer(deps, requirements),
     ]
 

@@ -1,4 +1,4 @@
-"""Prove a `sam build` of the common layer fits Lambda's python3.12 runtime and architecture.
+"""Prove a `sam build` of the layers fits Lambda's python3.12 runtime and architecture.
 
     python scripts/check_layer.py --build-dir .aws-sam/build --arch arm64 \
         [--import-build-dir .aws-sam/build-x86_64]
@@ -6,13 +6,16 @@
 1. Wheels: every compiled distribution in BUILD_DIR/CommonLayer/python carries tags Lambda's
    python3.12 can load on ARCH (cp312 or abi3, manylinux with glibc <= 2.34, the right machine),
    and pydantic_core must be one of them. Every `.so` is checked too: its file name and its ELF
-   header's machine field.
+   header's machine field. The functions' own layers (OWN_LAYERS) are checked the same way where
+   they carry compiled code: MediaLayer must hold av and pillow.
 2. Linking (arm64 only, when qemu-aarch64 and an aarch64 glibc are installed): each `.so` is
    loaded by the aarch64 dynamic linker under qemu, which resolves its shared-library needs.
 3. Imports: an aarch64 `.so` cannot load on an x86_64 host, so a second build for the host's
    architecture (IMPORT_BUILD_DIR) is imported by python3.12 with nothing on its path but that
    layer and boto3 (which the runtime provides): every sora_relay module, then every function's
-   app.py with its environment from events/env.json, as Lambda would at a cold start.
+   app.py with its environment from events/env.json, as Lambda would at a cold start, with its
+   own layers; a function with MediaLayer must also decode H.264 and encode WebP with it.
+4. Sizes: each function with all its layers, unzipped, under Lambda's 250 MiB.
 
 Standard library only, so any python3 runs it. Exits non-zero with the reasons on any failure.
 """
@@ -50,6 +53,21 @@ PIP_FOR_PYTHON312 = [
     *("--python-version", "3.12", "--implementation", "cp", "--only-binary=:all:"),
 ]
 REQUIRED_COMPILED = ["pydantic_core"]
+# A function's own layers beside the common one: template.yaml's `Layers` of that function
+# (tests/unit/test_media_layer.py checks the two agree). Lambda unpacks them all into /opt/python.
+OWN_LAYERS = {"McpFunction": ("McpLayer",), "ArchiveFunction": ("MediaLayer",)}
+# What must be compiled into each own layer (checked like pydantic_core in the common one).
+OWN_REQUIRED_COMPILED = {"MediaLayer": ["av", "pillow"]}
+# The media layer decodes H.264 and encodes WebP on the runtime's python, not only imports.
+MEDIA_PROBE = r"""
+import io, av, PIL.features
+from PIL import Image
+assert PIL.features.check("webp"), "Pillow was built without WebP"
+av.codec.Codec("h264", "r")
+buffer = io.BytesIO()
+Image.new("RGB", (16, 16)).save(buffer, format="WEBP")
+print(f"av {av.__version__} (FFmpeg {av.ffmpeg_version_info}), Pillow {PIL.__version__}: h264 decoder, WebP encoder")
+"""
 
 IMPORT_PROBE = r"""
 import importlib, json, pkgutil, sys
@@ -143,7 +161,9 @@ def elf_machine(path: Path) -> str:
     return ELF_MACHINES.get(machine, f"e_machine {machine}")
 
 
-def check_wheels(layer: Path, arch: str, report: Report) -> list[Path]:
+def check_wheels(
+    layer: Path, arch: str, report: Report, required: list[str] = REQUIRED_COMPILED
+) -> list[Path]:
     """Tag and ELF checks; returns the layer's shared objects."""
     machine = MACHINES[arch]
     print(f"wheels in {layer} (want {PYTHON_TAG}, manylinux <= glibc 2.34, {machine}):")
@@ -159,7 +179,7 @@ def check_wheels(layer: Path, arch: str, report: Report) -> list[Path]:
             report.fail(f"{dist_info.name}: {'; '.join(bad)}")
         else:
             report.ok(f"{dist_info.name}: {', '.join(tags)}")
-    for name in REQUIRED_COMPILED:
+    for name in required:
         if name not in compiled:
             report.fail(f"{name}: no compiled distribution in the layer")
 
@@ -175,7 +195,7 @@ def check_wheels(layer: Path, arch: str, report: Report) -> list[Path]:
             report.fail(f"{rel}: extension suffix is not {expected_suffix}")
         else:
             report.ok(f"{rel}: ELF {found}")
-    if not any(so.parent.name == "pydantic_core" for so in shared_objects):
+    if "pydantic_core" in required and not any(so.parent.name == "pydantic_core" for so in shared_objects):
         report.fail("pydantic_core: no extension module found")
     return shared_objects
 
@@ -221,14 +241,22 @@ def check_sizes(build_dir: Path, report: Report) -> None:
     print(f"artifact sizes in {build_dir} (unzipped / zipped):")
     layer_unzipped, layer_zipped = tree_sizes(build_dir / "CommonLayer")
     report.ok(f"CommonLayer: {layer_unzipped / 2**20:.1f} MiB / {layer_zipped / 2**20:.1f} MiB")
+    own_sizes: dict[str, int] = {}
+    for name in sorted({layer for layers in OWN_LAYERS.values() for layer in layers}):
+        if (build_dir / name).is_dir():
+            unzipped, zipped = tree_sizes(build_dir / name)
+            own_sizes[name] = unzipped
+            report.ok(f"{name}: {unzipped / 2**20:.1f} MiB / {zipped / 2**20:.1f} MiB")
     for function_dir in sorted(p.parent for p in build_dir.glob("*/app.py")):
         unzipped, zipped = tree_sizes(function_dir)
-        total = unzipped + layer_unzipped
+        layers = ["CommonLayer", *(n for n in OWN_LAYERS.get(function_dir.name, ()) if n in own_sizes)]
+        total = unzipped + layer_unzipped + sum(own_sizes[n] for n in layers[1:])
         message = f"{function_dir.name}: {unzipped / 1024:.1f} KiB / {zipped / 1024:.1f} KiB"
+        with_layers = f"with {' + '.join(layers)}"
         if total > MAX_UNZIPPED_BYTES:
-            report.fail(f"{message}: with the layer {total / 2**20:.0f} MiB > Lambda's 250 MiB")
+            report.fail(f"{message}: {with_layers} {total / 2**20:.0f} MiB > Lambda's 250 MiB")
         else:
-            report.ok(f"{message}; with the layer {total / 2**20:.1f} MiB of Lambda's 250 MiB")
+            report.ok(f"{message}; {with_layers} {total / 2**20:.1f} MiB of Lambda's 250 MiB")
 
 
 def runtime_packages_dir(build_dir: Path) -> Path:
@@ -272,10 +300,13 @@ def isolated_env(path: list[Path], extra: dict[str, str] | None = None) -> dict[
 
 
 def own_layers(build_dir: Path, function: str) -> list[Path]:
-    """A function's own layer beside the common one, by the template's naming (McpLayer for
-    McpFunction): Lambda unpacks both into /opt/python."""
-    own = build_dir / (function.removesuffix("Function") + "Layer") / "python"
-    return [own] if own.is_dir() else []
+    """A function's own layers beside the common one (OWN_LAYERS): Lambda unpacks them all into
+    /opt/python."""
+    return [
+        build_dir / name / "python"
+        for name in OWN_LAYERS.get(function, ())
+        if (build_dir / name / "python").is_dir()
+    ]
 
 
 def check_imports(build_dir: Path, python312: str, report: Report) -> None:
@@ -320,6 +351,19 @@ def check_imports(build_dir: Path, python312: str, report: Report) -> None:
             report.fail(f"{name}: import app failed:\n{result.stderr.strip()}")
         else:
             report.ok(f"{name}: import app; app.lambda_handler is callable")
+        if "MediaLayer" in OWN_LAYERS.get(name, ()):
+            media = build_dir / "MediaLayer" / "python"
+            result = subprocess.run(
+                [python312, "-S", "-c", MEDIA_PROBE],
+                env=isolated_env([media, layer, runtime]),
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if result.returncode != 0:
+                report.fail(f"{name}: the media layer cannot decode or encode:\n{result.stderr.strip()}")
+            else:
+                report.ok(f"{name}: {result.stdout.strip()}")
 
 
 def main() -> int:
@@ -344,6 +388,14 @@ def main() -> int:
     shared_objects = check_wheels(layer, args.arch, report)
     if args.arch == "arm64":
         check_linking_under_qemu(layer, shared_objects, report)
+    for name, required in OWN_REQUIRED_COMPILED.items():
+        own = args.build_dir / name / "python"
+        if not own.is_dir():
+            report.fail(f"{name}: not built at {own}")
+            continue
+        own_objects = check_wheels(own, args.arch, report, required)
+        if args.arch == "arm64":
+            check_linking_under_qemu(own, own_objects, report)
     check_sizes(args.build_dir, report)
 
     if args.import_build_dir:

@@ -43,6 +43,7 @@ from pydantic_core import PydanticUndefined  # noqa: E402
 
 from devstack.template import Stack, load_template  # noqa: E402
 from sora_relay.runtime.api import Input, RequestInputs  # noqa: E402
+from sora_relay.runtime.multipart import FORM_EXTENSION, MULTIPART  # noqa: E402
 
 DOCUMENT = ROOT / "docs" / "openapi.yaml"
 HEADER = "# Generated from the code by scripts/openapi.py (`make openapi`); do not edit.\n"
@@ -59,7 +60,7 @@ Every route except the provider's callback needs an API key in `x-api-key`. Each
 one owner: another owner's video is a 404 on every route.
 
 Every error, the service's own and API Gateway's (a missing or unknown key, throttling, an
-unknown route, a function failure), is `{"error": {"code", "message", "param"}}`. `code` is a
+unknown route, a function failure), is OpenAI's `{"error": {"message", "type", "param", "code"}}`. `code` is a
 stable string: the codes each response can carry are listed in its `x-error-codes`; the
 upper-case ones are API Gateway's response types. `param` names the request field, header,
 query or path parameter at fault, or is null. An unknown route or method is a 404 `not_found`.
@@ -256,6 +257,60 @@ def _drop_unreferenced_schemas(document: dict[str, Any]) -> None:
     document["components"]["schemas"] = {name: schemas[name] for name in sorted(used)}
 
 
+def _form_schema(kind: str, json_schema: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
+    """The multipart/form-data twin of a JSON body (routes marked with FORM_EXTENSION): each
+    field a text part with the JSON field's constraints (a number's digits), OpenAI's
+    `input_reference[image_url]`, and for `create` the image file as `input_reference`."""
+    model = schemas[json_schema["$ref"].rsplit("/", 1)[-1]]
+    properties: dict[str, Any] = {}
+    for name, field in model["properties"].items():
+        options = field.get("anyOf", [field])
+        types = {option.get("type") for option in options}
+        if name == "input_reference" or "array" in types:
+            continue  # an object or a list is spelled otherwise in a form (below; image_urls[] per item)
+        text = next((option for option in options if option.get("type") == "string"), {})
+        part: dict[str, Any] = {"type": "string", "description": field.get("description", "")}
+        part |= {
+            key: text[key] for key in ("pattern", "minLength", "maxLength", "enum", "format") if key in text
+        }
+        if "enum" in field:
+            part["enum"] = field["enum"]
+        if "integer" in types:
+            part["pattern"] = "^[0-9]{1,2}$"
+        properties[name] = part
+    if kind == "create":
+        properties["input_reference"] = {
+            "type": "string",
+            "format": "binary",
+            "description": "The reference image file (PNG, JPEG or WebP by its bytes, at most 4 MiB).",
+        }
+        properties["input_reference[image_url]"] = {
+            "type": "string",
+            "description": "OpenAI's `input_reference.image_url` (an https URL or a base64 data URL), as"
+            " its SDK spells it in a form.",
+        }
+    return {
+        "type": "object",
+        "properties": properties,
+        "required": model.get("required", []),
+        "additionalProperties": False,
+    }
+
+
+def _add_forms(document: dict[str, Any]) -> None:
+    schemas = document["components"]["schemas"]
+    for operation in _operations(document).values():
+        kind = operation.pop(FORM_EXTENSION, None)
+        if kind is None:
+            continue
+        content = operation["requestBody"]["content"]
+        content[MULTIPART] = {"schema": _form_schema(kind, content["application/json"]["schema"], schemas)}
+        if kind == "create":
+            content[MULTIPART]["encoding"] = {
+                "input_reference": {"contentType": "image/png, image/jpeg, image/webp"}
+            }
+
+
 def build() -> dict[str, Any]:
     """The OpenAPI document of the API, as a dict."""
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
@@ -293,6 +348,7 @@ def build() -> dict[str, Any]:
             if response.get("content") == {}:
                 del response["content"]  # a redirect has no body
         _add_gateway_answers(operation, route.api_key_required)
+    _add_forms(document)
     _drop_unreferenced_schemas(document)
     return document
 

@@ -3,8 +3,9 @@
 #
 # `sam build` for Lambda's python3.12 and the given architecture. SAM needs python3.12 on PATH;
 # scripts/python312.sh finds one (PATH or pyenv). Without any, falls back to TOOLING.md's
-# `pip install --platform ...` for the layer alone: enough for scripts/check_layer.py's wheel
-# checks, not for a deploy (the functions are not built).
+# `pip install --platform ...` for the common and media layers alone: enough for
+# scripts/check_layer.py's wheel checks, not for a deploy (the functions are not built). PyAV has
+# only manylinux_2_28 wheels, so the media layer asks for that platform (pip also takes older tags).
 set -euo pipefail
 arch=$1 build_dir=$2
 here=$(cd "$(dirname "$0")" && pwd)
@@ -33,4 +34,9 @@ mkdir -p "$build_dir/CommonLayer/python"
   --platform "$platform" --implementation cp --python-version 3.12 --only-binary=:all: \
   --target "$build_dir/CommonLayer/python" -r layers/common/requirements.txt
 cp -R layers/common/sora_relay "$build_dir/CommonLayer/python/"
+# ArchiveFunction's own layer (PyAV, Pillow): check_layer.py checks its wheels and sizes too.
+mkdir -p "$build_dir/MediaLayer/python"
+"$root/.tools-venv/bin/python" -m pip install -qq --no-compile --no-warn-conflicts \
+  --platform "${platform/manylinux2014/manylinux_2_28}" --implementation cp --python-version 3.12 --only-binary=:all: \
+  --target "$build_dir/MediaLayer/python" -r layers/media/requirements.txt
 find "$build_dir/CommonLayer/python/sora_relay" -name __pycache__ -prune -exec rm -rf {} +

@@ -1,4 +1,5 @@
-"""Shared by every test level: the repo's paths, the events and handlers, a Lambda context."""
+"""Shared by every test level: the repo's paths, the events and handlers, a Lambda context, and
+moto in process with template.yaml provisioned once per session (tests/integration's `stack`)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import json
 import logging
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import boto3
 import pytest
 
 # Powertools reads these when Logger/Metrics/Tracer are created (at import, as in Lambda, where the
@@ -23,6 +25,7 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "SoraRelayTest")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
 ROOT = Path(__file__).resolve().parent.parent
+PROVIDER_TOKEN = "provider-test-token"  # the provider API key the in-process stack is provisioned with
 EVENTS = ROOT / "events"
 
 
@@ -79,3 +82,128 @@ def log_lines(logs: io.StringIO) -> list[dict[str, Any]]:
 def failure_lines(logs: io.StringIO) -> list[dict[str, Any]]:
     """The captured lines at warning level or above."""
     return [line for line in log_lines(logs) if line["level"] in ("WARNING", "ERROR", "CRITICAL")]
+
+
+# -- AWS in process, provisioned once per session --------------------------------------------------
+
+
+@dataclass
+class SharedAws:
+    """moto in process with the template provisioned once: each test that needs it borrows it
+    (tests/integration's `stack`), and devstack.template.reset() first puts back what the tests
+    before it changed (Changes records those calls). The mock is on only while such tests run:
+    it is paused (its state kept) before any other test, so nothing else meets moto's botocore
+    patch, and starting it again is cheap."""
+
+    parameters: dict[str, str]
+    session: boto3.session.Session
+    changes: Any  # devstack.template.Changes
+    clients: Any  # devstack.template.AwsClients
+    # Credentials come from the tests' environment, and boto3's session stays (its service models
+    # loaded once, not per test).
+    mock: Any = field(
+        default_factory=lambda: _mock_aws(
+            config={"core": {"mock_credentials": False, "reset_boto3_session": False}}
+        )
+    )
+    stack: Any = None  # devstack.template.Stack
+    active: bool = False
+
+    def borrow(self) -> Any:
+        from devstack.template import ResetImpossible, provision, reset
+
+        if not self.active:
+            self.mock.start(reset=False)
+            self.active = True
+        if self.stack is not None:
+            try:
+                reset(self.stack, self.changes.take(), clients=self.clients)
+            except ResetImpossible:  # a test deleted something, or another mock reset moto
+                self.stack = None
+        if self.stack is None:
+            self.mock.stop()  # moto's state goes with the last active mock
+            self.mock.start()
+            self.stack = provision("test", self.parameters)
+        self.changes.take()
+        self.changes.recording = True
+        return self.stack
+
+    def give_back(self) -> None:
+        self.changes.recording = False
+
+    def pause(self) -> None:
+        if self.active:
+            self.mock.stop(remove_data=False)
+            self.active = False
+
+
+def _mock_aws(**kwargs: Any) -> Any:
+    from moto import mock_aws
+
+    return mock_aws(**kwargs)
+
+
+_SHARED_AWS = pytest.StashKey[SharedAws]()
+
+
+@pytest.fixture(scope="session")
+def shared_aws(request: pytest.FixtureRequest) -> Iterator[SharedAws]:
+    """The one SharedAws of the session (defined here only: a fixture imported into two conftests
+    would be two fixtures, two mocks)."""
+    from devstack.template import AwsClients, Changes
+
+    changes = Changes().install()
+    # Made after install(): its clients record (and moto's patch is among its handlers).
+    shared = SharedAws({"AceDataApiKey": PROVIDER_TOKEN}, boto3.session.Session(), changes, AwsClients())
+    request.config.stash[_SHARED_AWS] = shared
+    try:
+        yield shared
+    finally:
+        shared.pause()
+        del request.config.stash[_SHARED_AWS]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test that does not borrow the shared AWS runs with moto's mock off."""
+    shared = item.config.stash.get(_SHARED_AWS, None)
+    if shared is not None and "shared_aws" not in item.fixturenames:  # type: ignore[attr-defined]
+        shared.pause()
+
+
+# tests/e2e files that start no DevStack (a gateway on a template of their own; a profiled moto
+# server): scheduled like any file. Listed wrongly, a file only costs a second stack on the other worker.
+_NO_LOCAL_STACK = frozenset({"tests/e2e/test_local_gateway.py", "tests/e2e/test_profiling.py"})
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """Under pytest-xdist (`-n 2`): each file's tests on one worker (module fixtures made once),
+    and all of tests/e2e on one worker (one local stack, as without xdist), first: it takes the
+    longest, mostly waiting, while the other worker runs the in-process tests. A scheduler
+    of our own because `--dist loadgroup` does not group on pytest 9.2 (pytest-xdist#1386)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    config.option.loadscopereorder = False  # units in collection order: tests/e2e (the longest) first
+
+    class FilesAndE2e(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "tests/e2e" if path.startswith("tests/e2e/") and path not in _NO_LOCAL_STACK else path
+
+    return FilesAndE2e(config, log)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist, the fault suite last among the e2e tests: its mixed run (48 tasks at once
+    with injected AWS errors) needs the most CPU, and by then the other worker is about done."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # a worker's collection is the one scheduled
+        faults = ROOT / "tests" / "e2e" / "test_fault_suite.py"
+        last_e2e = max((i for i, item in enumerate(items) if _is_e2e(item)), default=-1)
+        moved = [item for item in items[: last_e2e + 1] if item.path == faults]
+        rest = [item for item in items[: last_e2e + 1] if item.path != faults]
+        items[: last_e2e + 1] = rest + moved
+
+
+def _is_e2e(item: pytest.Item) -> bool:
+    return item.path.is_relative_to(ROOT / "tests" / "e2e")

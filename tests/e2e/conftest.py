@@ -1,4 +1,4 @@
-"""End-to-end fixtures: one local stack per session (moto's server, the provider simulator, the
+"""End-to-end fixtures: one local stack for all of tests/e2e (moto's server, the provider simulator, the
 local gateway with the real handlers in worker processes), driven over real HTTP on 127.0.0.1.
 
 Waiting is always polling against a deadline; nothing assumes how long a step takes. Helpers
@@ -113,7 +113,9 @@ def probe_mp4_fixture() -> Callable[[bytes], Mp4Info]:
     return probe_mp4
 
 
-@pytest.fixture(scope="session")
+# Package scope: one stack for every test here, stopped after the last of them (idle, its pollers
+# and schedule still cost a third of a core, which the in-process tests after e2e would pay).
+@pytest.fixture(scope="package")
 def stack() -> Iterator[DevStack]:
     with DevStack(
         moto_port=0,

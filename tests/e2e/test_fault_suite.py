@@ -44,40 +44,6 @@ def _stored_video_matches(stack: DevStack, task_id: str) -> bool:
     return hashlib.sha256(data).hexdigest() == item["video_sha256"] and len(data) == int(item["video_bytes"])
 
 
-def test_a_mixed_fault_run_loses_nothing_and_makes_no_duplicates(stack, receiver, chaos):
-    # Given a fifth of the functions' DynamoDB and S3 calls failing (server errors and throttling;
-    # botocore retries most, some escape), every simulator fault in the mix, and receivers that
-    # refuse each event up to three times
-    for service in ("dynamodb", "s3"):
-        chaos.add_fault(service, rate=0.1, kind="server_error", seed=3)
-        chaos.add_fault(service, rate=0.1, kind="throttle", seed=4)
-    runner = LoadRunner(stack, receiver, concurrency=40, settle_timeout=300)
-    try:
-        # When 48 tasks are submitted at once, each retried with its Idempotency-Key on 5xx/429
-        report = runner.run(48)
-    finally:
-        runner.close()
-
-    # Then every task reached the outcome its fault calls for, and nothing was lost or doubled
-    assert report.accepted == report.submitted == 48, report.lines()
-    assert report.lost == 0 and report.duplicates == 0, report.lines()
-    assert report.unexpected == [], report.lines()
-    assert report.completed + report.failed == 48
-    assert set(report.failed_reasons) <= {
-        "api_error",  # AceData's word for a failed generation
-        "generation_failed",  # fal's and Replicate's
-        "video_fetch_failed",
-        "provider_unavailable",
-        "provider_outcome_unknown",  # a 5xx on create: failed, never resent
-    }
-    # every stored MP4 matches its sha256, every event was delivered with one webhook-id
-    assert report.sha256_checked == report.completed and report.sha256_mismatches == []
-    assert report.webhook_undelivered == [] and report.webhook_id_mismatches == [], report.lines()
-    assert report.webhook_repeats > 0  # the refusing receivers were exercised
-    assert sum(report.aws_faults.values()) > 0  # and so were the injected AWS errors
-    assert report.ok
-
-
 def test_a_callback_whose_writes_fail_is_finished_by_the_reconciler(stack, videos, receiver, unique, chaos):
     # Given a task in progress, and then every DynamoDB write failing for a while (more than
     # botocore's retries): the provider's callback cannot be recorded and is answered 5xx
@@ -223,3 +189,41 @@ def test_submissions_from_the_queue_are_validated_reported_and_run(stack, unique
         what="the queued submission to complete",
     )
     assert (stack.task_item(task_id) or {})["owner"].startswith("sqs:")
+
+
+# Last in the file: its 48 tasks at once need the most CPU of any test, and under pytest-xdist the
+# worker running the in-process tests is done by then.
+def test_a_mixed_fault_run_loses_nothing_and_makes_no_duplicates(stack, receiver, chaos):
+    # Given a fifth of the functions' DynamoDB and S3 calls failing (server errors and throttling;
+    # botocore retries most, some escape), every simulator fault in the mix, and receivers that
+    # refuse each event up to three times
+    for service in ("dynamodb", "s3"):
+        chaos.add_fault(service, rate=0.1, kind="server_error", seed=3)
+        chaos.add_fault(service, rate=0.1, kind="throttle", seed=4)
+    # settle past the reconciler's deadline (300 s, devstack.load): a task whose start write failed and whose
+    # push was lost ends only there
+    runner = LoadRunner(stack, receiver, concurrency=40, settle_timeout=420)
+    try:
+        # When 48 tasks are submitted at once, each retried with its Idempotency-Key on 5xx/429
+        report = runner.run(48)
+    finally:
+        runner.close()
+
+    # Then every task reached the outcome its fault calls for, and nothing was lost or doubled
+    assert report.accepted == report.submitted == 48, report.lines()
+    assert report.lost == 0 and report.duplicates == 0, report.lines()
+    assert report.unexpected == [], report.lines()
+    assert report.completed + report.failed == 48
+    assert set(report.failed_reasons) <= {
+        "api_error",  # AceData's word for a failed generation
+        "generation_failed",  # fal's and Replicate's
+        "video_fetch_failed",
+        "provider_unavailable",
+        "provider_outcome_unknown",  # a 5xx on create: failed, never resent
+    }
+    # every stored MP4 matches its sha256, every event was delivered with one webhook-id
+    assert report.sha256_checked == report.completed and report.sha256_mismatches == []
+    assert report.webhook_undelivered == [] and report.webhook_id_mismatches == [], report.lines()
+    assert report.webhook_repeats > 0  # the refusing receivers were exercised
+    assert sum(report.aws_faults.values()) > 0  # and so were the injected AWS errors
+    assert report.ok

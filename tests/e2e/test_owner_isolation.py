@@ -43,7 +43,12 @@ def test_requests_without_a_valid_api_key_are_refused_by_the_gateway(stack, anon
         response = anonymous.request(method, path, headers=headers, json={"prompt": "x"})
         assert response.status_code == 403
         assert response.json() == {
-            "error": {"code": "INVALID_API_KEY", "message": "Forbidden", "param": None}
+            "error": {
+                "message": "Forbidden",
+                "type": "invalid_request_error",
+                "param": None,
+                "code": "INVALID_API_KEY",
+            }
         }
 
 

@@ -1,13 +1,15 @@
 """Handlers in process against moto (in process) and a fake provider behind httpx transports.
 
-The table, bucket and secrets come from template.yaml (devstack.template.provision), and each
-handler runs with the environment the template gives its function.
+The table, bucket and secrets come from template.yaml (devstack.template.provision, once per
+session; devstack.template.reset puts back what each test changed), and each handler runs with the
+environment the template gives its function.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -17,20 +19,18 @@ from urllib.parse import parse_qs, urlsplit
 import boto3
 import httpx
 import pytest
-from moto import mock_aws
 
 from devstack.event_sources import StreamReader, matches_any
 from devstack.event_sources.sqs import delete_messages, lambda_sqs_record
 from devstack.mp4 import render_mp4
-from devstack.template import Stack, provision, secret_value
+from devstack.template import Stack, secret_value
 from sora_relay.adapters import outbound_http, secrets
 from sora_relay.adapters.aws import reset_clients
 from sora_relay.runtime import container as runtime_container
 from sora_relay.runtime.container import Container, current
 from sora_relay.settings import Settings
-from tests.conftest import LambdaContext, load_event, load_handler
+from tests.conftest import PROVIDER_TOKEN, LambdaContext, SharedAws, load_event, load_handler
 
-PROVIDER_TOKEN = "provider-test-token"
 PROVIDER_HOST = "api.acedata.cloud"
 CDN_HOST = "cdn.provider.test"
 SAMPLE_CDN_HOST = "videos.provider.example"  # the host in events/callback-success.json
@@ -171,9 +171,23 @@ def apply_function_env(monkeypatch: pytest.MonkeyPatch, stack: Stack, **override
             monkeypatch.setenv(name, value)
     for name, value in overrides.items():
         monkeypatch.setenv(name, value)
-    reset_clients()  # boto3's, and the secrets read: the adapters' own, per endpoint and stack
-    secrets.clear_cache()
+    _clients_for_this_endpoint()
+    secrets.clear_cache()  # the secrets read: the adapters' own cache, per stack
     install_container(monkeypatch, Container())
+
+
+_clients_made_for: list[tuple[Any, ...]] = []
+
+
+def _clients_for_this_endpoint() -> None:
+    """The adapters' boto3 clients are made again when the endpoint or boto3's session changed
+    since they were made (test_memory's moto server; the shared session), else kept: a client
+    costs milliseconds to make, and holds nothing of a test's (tests patch its methods with
+    monkeypatch, which puts them back)."""
+    key = (os.environ.get("AWS_ENDPOINT_URL"), os.environ.get("AWS_DEFAULT_REGION"), boto3.DEFAULT_SESSION)
+    if _clients_made_for != [key]:
+        reset_clients()
+        _clients_made_for[:] = [key]
 
 
 def install_container(monkeypatch: pytest.MonkeyPatch, built: Container) -> Container:
@@ -189,11 +203,14 @@ def reload_settings(monkeypatch: pytest.MonkeyPatch) -> Container:
 
 
 @pytest.fixture
-def stack(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
-    with mock_aws():
-        provisioned = provision("test", {"AceDataApiKey": PROVIDER_TOKEN})
-        apply_function_env(monkeypatch, provisioned)
-        yield provisioned
+def stack(shared_aws: SharedAws, aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """The template in moto (provisioned once per session), as provisioned: what earlier tests
+    changed is undone first. Every function's environment is set from it."""
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", shared_aws.session)
+    provisioned = shared_aws.borrow()
+    apply_function_env(monkeypatch, provisioned)
+    yield provisioned
+    shared_aws.give_back()
 
 
 def connect_internet(monkeypatch: pytest.MonkeyPatch, fake: FakeInternet) -> None:

@@ -21,6 +21,11 @@ def _objects(stack) -> list[str]:
     return [entry["Key"] for entry in listing.get("Contents", [])]
 
 
+def _recorded(task) -> list[str]:
+    """The objects a completed task points at: its MP4 and the two previews drawn from it."""
+    return sorted(key for key in (task.video_key, task.thumbnail_key, task.spritesheet_key) if key)
+
+
 def _queue_count(stack, logical_id: str) -> int:
     attributes = boto3.client("sqs", region_name="us-east-1").get_queue_attributes(
         QueueUrl=stack.refs[logical_id],
@@ -68,7 +73,7 @@ def test_the_archive_event_completes_the_task_with_the_key_it_wrote(
     assert answer == {"batchItemFailures": []}
     task = current().task_store.get(video["id"])
     assert task.status is Status.COMPLETED and task.archive_claim is None
-    assert _objects(stack) == [task.video_key]
+    assert _objects(stack) == _recorded(task) and len(_recorded(task)) == 3
     body = boto3.client("s3").get_object(Bucket=stack.refs["VideosBucket"], Key=task.video_key)["Body"].read()
     assert body == mp4_bytes and task.video_sha256 == hashlib.sha256(body).hexdigest()
 
@@ -82,8 +87,11 @@ def test_a_repeated_push_queues_again_but_copies_once(api, internet, stack):
 
     api.archive()
 
-    assert len(internet.fetched_urls) == 1 and len(_objects(stack)) == 1
-    assert current().task_store.get(video["id"]).status is Status.COMPLETED
+    task = current().task_store.get(video["id"])
+    assert (
+        len(internet.fetched_urls) == 1 and _objects(stack) == _recorded(task) and len(_objects(stack)) == 3
+    )
+    assert task.status is Status.COMPLETED
     assert _queue_count(stack, "ArchiveQueue") == 0  # the repeat was skipped and deleted
 
 
@@ -140,7 +148,7 @@ def test_a_writer_that_lost_its_claim_removes_its_copy_and_the_recorded_object_m
     # Then the first lost the race and removed its object; the one object left is the recorded one
     assert second["outcome"].action == "completed" and first.action == "lost_race"
     task = current().task_store.get(video["id"])
-    assert _objects(stack) == [task.video_key]
+    assert _objects(stack) == _recorded(task) and len(_objects(stack)) == 3
     body = boto3.client("s3").get_object(Bucket=stack.refs["VideosBucket"], Key=task.video_key)["Body"].read()
     assert hashlib.sha256(body).hexdigest() == task.video_sha256 and body.endswith(b"second")
 

@@ -35,11 +35,16 @@ VIDEO_BYTES = 50 * MIB
 PART_BYTES = 5 * MIB
 
 
-@pytest.fixture
-def moto_endpoint(aws_env: None, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    with moto_server() as endpoint:
-        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+@pytest.fixture(scope="module")
+def moto_server_url() -> Iterator[str]:
+    with moto_server() as endpoint:  # one for both tests: each provisions its own stack in it
         yield endpoint
+
+
+@pytest.fixture
+def moto_endpoint(moto_server_url: str, aws_env: None, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server_url)
+    return moto_server_url
 
 
 def _video_chunks() -> Iterator[bytes]:
@@ -56,7 +61,7 @@ def test_a_50mb_video_is_copied_with_bounded_memory(
     moto_endpoint, monkeypatch, handlers, mp4_bytes, concurrency
 ):
     # Given the stack on moto's server and a provider whose video is 50 MB
-    stack = provision("mem", {"AceDataApiKey": PROVIDER_TOKEN})
+    stack = provision(f"mem{concurrency}", {"AceDataApiKey": PROVIDER_TOKEN})
     apply_function_env(
         monkeypatch,
         stack,

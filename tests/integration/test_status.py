@@ -35,6 +35,7 @@ def test_unknown_or_malformed_ids_are_404(api, video_id):
         "code": "video_not_found",
         "message": f"No video with id {video_id}",
         "param": "video_id",
+        "type": "invalid_request_error",
     }
 
 

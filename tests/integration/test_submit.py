@@ -129,6 +129,7 @@ def test_provider_400_is_our_400_with_its_message_and_the_task_fails(api, intern
         "code": "provider_rejected",
         "message": "prompt violates policy",
         "param": None,
+        "type": "invalid_request_error",
     }
     assert _only_task_status(stack) == ("failed", "provider_rejected")
 

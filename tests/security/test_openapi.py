@@ -40,8 +40,9 @@ from tests.integration.conftest import submitted
 DOCUMENT = ROOT / "docs" / "openapi.yaml"
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 # Raised, but always caught before an HTTP answer: a failed copy of the provider's video becomes
-# the task's `error.code` (the video object), never an error answer of the API.
-NOT_ANSWERED = {"UpstreamRejected", "UpstreamUnavailable"}
+# the task's `error.code` (the video object), never an error answer of the API; a preview that
+# cannot be drawn becomes the task's `preview_error` (usecases/previews.py), and the task completes.
+NOT_ANSWERED = {"UpstreamRejected", "UpstreamUnavailable", "PreviewFailed"}
 
 
 def _load_generator() -> ModuleType:

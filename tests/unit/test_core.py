@@ -124,6 +124,7 @@ class TestVideoObject:
             "prompt": "p",
             "seconds": "8",
             "size": "1280x720",
+            "remixed_from_video_id": None,
             "error": None,
             "callback_url": None,
             "cost_usd": None,

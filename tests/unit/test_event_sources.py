@@ -649,7 +649,7 @@ def test_condition_functions_and_pseudo_parameters():
 
 
 def test_provision_creates_the_event_bus_and_the_function_environments_resolve(aws):
-    stack = provision("unit", {"ProviderApiKey": "token"})
+    stack = provision("unit", {"AceDataApiKey": "token"})
 
     assert stack.refs["EventBus"] == "unit-videos"  # ${AWS::StackName}-videos, the prefix as stack name
     bus = boto3.client("events", region_name="us-east-1").describe_event_bus(Name="unit-videos")

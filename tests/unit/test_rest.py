@@ -18,7 +18,9 @@ from sora_relay.runtime.api import STRIP_PREFIXES, install_error_handlers, json_
 from sora_relay.runtime.container import Container, current, use
 from tests.conftest import LambdaContext, load_event
 
-NOT_FOUND = {"error": {"code": "not_found", "message": "No such route", "param": None}}
+NOT_FOUND = {
+    "error": {"message": "No such route", "type": "invalid_request_error", "param": None, "code": "not_found"}
+}
 JSON_HEADERS = {"Content-Type": ["application/json"]}
 
 
@@ -191,7 +193,14 @@ def test_a_known_error_is_its_status_code_and_param(
     with caplog.at_level(logging.INFO):
         answer, body = call(app, "GET", "/v1/videos/missing")
     assert answer["statusCode"] == 404
-    assert body == {"error": {"code": "not_found", "message": "No such video", "param": "video_id"}}
+    assert body == {
+        "error": {
+            "message": "No such video",
+            "type": "invalid_request_error",
+            "param": "video_id",
+            "code": "not_found",
+        }
+    }
     assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
 
 
@@ -201,7 +210,14 @@ def test_a_known_5xx_error_has_its_headers_as_multi_value_headers_and_is_logged_
     with caplog.at_level(logging.INFO):
         answer, body = call(app, "GET", "/v1/videos/throttled")
     assert answer["statusCode"] == 503
-    assert body == {"error": {"code": "provider_unavailable", "message": "slow down", "param": None}}
+    assert body == {
+        "error": {
+            "message": "slow down",
+            "type": "server_error",
+            "param": None,
+            "code": "provider_unavailable",
+        }
+    }
     assert answer["multiValueHeaders"] == {"Retry-After": ["7"], "Content-Type": ["application/json"]}
     warnings = [(r.levelname, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
     assert warnings == [("WARNING", "Request failed")]
@@ -214,7 +230,12 @@ def test_an_unexpected_error_is_a_bare_500_and_logged_with_its_trace(
         answer, body = call(app, "GET", "/v1/videos/boom")
     assert answer["statusCode"] == 500
     assert body == {
-        "error": {"code": "internal_error", "message": "Something went wrong on our side", "param": None}
+        "error": {
+            "message": "Something went wrong on our side",
+            "type": "server_error",
+            "param": None,
+            "code": "internal_error",
+        }
     }
     assert "secret detail" not in answer["body"]
     [record] = [r for r in caplog.records if r.levelno >= logging.WARNING]

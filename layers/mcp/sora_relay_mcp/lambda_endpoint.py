@@ -76,7 +76,7 @@ def _answer(status: int, code: str, message: str, headers: dict[str, str] | None
     return {
         "statusCode": status,
         "headers": {"content-type": "application/json", **(headers or {})},
-        "body": error_body(code, message),
+        "body": error_body(code, message, status=status),
     }
 
 

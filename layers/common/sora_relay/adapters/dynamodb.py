@@ -209,11 +209,27 @@ class TaskStore:
         )
 
     def complete(
-        self, task_id: str, claim: str, *, video_key: str, video_bytes: int, video_sha256: str
+        self,
+        task_id: str,
+        claim: str,
+        *,
+        video_key: str,
+        video_bytes: int,
+        video_sha256: str,
+        thumbnail_key: str | None = None,
+        spritesheet_key: str | None = None,
+        preview_error: str | None = None,
     ) -> Task:
-        """open -> completed, by the archive attempt holding `claim`, with the video it wrote."""
+        """open -> completed, by the archive attempt holding `claim`, with the video it wrote and
+        the previews it drew from it (or why it has none)."""
         change = TaskChange(
-            video_key=video_key, video_bytes=video_bytes, video_sha256=video_sha256, completed_ms=now_millis()
+            video_key=video_key,
+            video_bytes=video_bytes,
+            video_sha256=video_sha256,
+            thumbnail_key=thumbnail_key,
+            spritesheet_key=spritesheet_key,
+            preview_error=preview_error[:1000] if preview_error else None,
+            completed_ms=now_millis(),
         )
         return self.transition(task_id, Status.COMPLETED, change, claim=claim)
 
@@ -278,27 +294,59 @@ class TaskStore:
             },
         )
 
-    def list_for_owner(self, owner: str, *, limit: int, after: Task | None = None) -> tuple[list[Task], bool]:
-        """The owner's tasks newest first, starting after `after`; also whether more remain."""
+    def list_for_owner(
+        self, owner: str, *, limit: int, after: Task | None = None, newest_first: bool = True
+    ) -> tuple[list[Task], bool]:
+        """The owner's tasks (newest or oldest first), starting after `after`; also whether more
+        remain. Deleted tasks are left out: DynamoDB filters after it counts `Limit`, so a page
+        may take more than one query."""
         query: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": OWNER_INDEX,
             "KeyConditionExpression": "#owner = :owner",
+            "FilterExpression": "attribute_not_exists(deleted_ms)",
             "ExpressionAttributeNames": {"#owner": "owner"},
             "ExpressionAttributeValues": _to_attrs({":owner": owner}),
-            "ScanIndexForward": False,
-            "Limit": limit + 1,
+            "ScanIndexForward": not newest_first,
         }
         if after is not None:
             query["ExclusiveStartKey"] = _to_attrs(
                 {"task_id": after.task_id, "owner": after.owner, "created_ms": after.created_ms}
             )
+        items: list[dict[str, Any]] = []
         try:
-            items = self._client.query(**query).get("Items", [])
+            while len(items) <= limit:
+                page = self._client.query(**query, Limit=limit + 1 - len(items))
+                items += page.get("Items", [])
+                if "LastEvaluatedKey" not in page:
+                    break
+                query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         except (ClientError, BotoCoreError) as error:
             raise StorageError("Could not list tasks") from error
         tasks = [Task.from_item(_from_attrs(item)) for item in items]
         return tasks[:limit], len(tasks) > limit
+
+    def mark_deleted(self, task_id: str, owner: str) -> Task:
+        """A finished task's files are gone: it answers 404 from now on, and stays for the audit
+        trail until its TTL. TransitionRejected when it is not the owner's, not finished, or
+        deleted already (a second delete)."""
+        now = now_millis()
+        return self._update(
+            task_id,
+            update="SET deleted_ms = :now, updated_ms = :now ADD #version :one",
+            condition=(
+                "attribute_exists(task_id) AND #owner = :owner AND #status IN (:c, :f) "
+                "AND attribute_not_exists(deleted_ms)"
+            ),
+            names={"#status": "status", "#owner": "owner", "#version": "version"},
+            values={
+                ":now": now,
+                ":one": 1,
+                ":owner": owner,
+                ":c": Status.COMPLETED.value,
+                ":f": Status.FAILED.value,
+            },
+        )
 
     def list_by_status(self, status: Status, *, created_before_ms: int, limit: int) -> list[Task]:
         """Tasks in `status` created before the given time, oldest first (at most `limit`)."""

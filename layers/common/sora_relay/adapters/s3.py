@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import queue
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import IO, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -20,6 +21,9 @@ _MP4_SIGNATURE = b"ftyp"
 # Each part carries its CRC32 (S3 checks it on arrival) and the object keeps the composite checksum,
 # as boto3's upload_fileobj does.
 _CHECKSUM = "CRC32"
+# A stored video is read back (for its previews) in ranged GETs of this size: a decoder seeking to
+# a few frames reads a few ranges, never the whole object, and holds one range in memory.
+_READ_BYTES = 1024 * 1024
 
 
 class VideoStore:
@@ -133,16 +137,130 @@ class VideoStore:
         except (ClientError, BotoCoreError) as error:
             raise StorageError("Could not delete the video") from error
 
-    def download_link(self, key: str, *, ttl_seconds: int, now: int) -> DownloadLink:
+    def put_upload(self, key: str, data: bytes, *, content_type: str) -> None:
+        """Store a client's reference image (a few MiB at most: one PutObject, no multipart)."""
+        try:
+            self._client.put_object(
+                Bucket=self._bucket, Key=key, Body=data, ContentType=content_type, ChecksumAlgorithm=_CHECKSUM
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise StorageError("Could not store the uploaded image") from error
+
+    def object_link(self, key: str, *, content_type: str, ttl_seconds: int) -> str:
+        """A presigned GET of one object (a reference image for the provider)."""
+        try:
+            return str(
+                self._client.generate_presigned_url(
+                    "get_object",
+                    Params={"Bucket": self._bucket, "Key": key, "ResponseContentType": content_type},
+                    ExpiresIn=ttl_seconds,
+                )
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise StorageError("Could not sign the link") from error
+
+    def delete_prefix(self, prefix: str) -> int:
+        """Delete every object under `prefix` (a task's video, previews, upload); how many went.
+
+        Deleting what is already gone is no error, so a retried delete finishes the job.
+        """
+        if not prefix.endswith("/"):
+            raise ValueError("a prefix ends with /")
+        deleted = 0
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(Bucket=self._bucket, Prefix=prefix)
+            for page in pages:
+                keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
+                if not keys:
+                    continue
+                answer = self._client.delete_objects(
+                    Bucket=self._bucket, Delete={"Objects": keys, "Quiet": True}
+                )
+                if answer.get("Errors"):
+                    raise StorageError(f"Could not delete {len(answer['Errors'])} objects")
+                deleted += len(keys)
+        except (ClientError, BotoCoreError) as error:
+            raise StorageError("Could not delete the video's files") from error
+        return deleted
+
+    def open(self, key: str) -> IO[bytes]:
+        """The stored object `key` as a seekable binary file, read in ranged GETs (StorageError)."""
+        try:
+            size = int(self._client.head_object(Bucket=self._bucket, Key=key)["ContentLength"])
+        except (ClientError, BotoCoreError) as error:
+            raise StorageError("Could not read the stored video") from error
+        return io.BufferedReader(_RangeReader(self._client, self._bucket, key, size), buffer_size=_READ_BYTES)
+
+    def put_preview(self, key: str, body: bytes, *, content_type: str, metadata: dict[str, str]) -> None:
+        """Store one preview image (small: a single PUT)."""
+        try:
+            self._client.put_object(
+                Bucket=self._bucket,
+                Key=key,
+                Body=body,
+                ContentType=content_type,
+                Metadata=metadata,
+                ChecksumAlgorithm=_CHECKSUM,
+            )
+        except (ClientError, BotoCoreError) as error:
+            raise StorageError("Could not store a preview") from error
+
+    def download_link(
+        self, key: str, *, ttl_seconds: int, now: int, content_type: str = "video/mp4"
+    ) -> DownloadLink:
         try:
             url = self._client.generate_presigned_url(
                 "get_object",
-                Params={"Bucket": self._bucket, "Key": key, "ResponseContentType": "video/mp4"},
+                Params={"Bucket": self._bucket, "Key": key, "ResponseContentType": content_type},
                 ExpiresIn=ttl_seconds,
             )
         except (ClientError, BotoCoreError) as error:
             raise StorageError("Could not sign the download link") from error
         return DownloadLink(url=url, expires_at=now + ttl_seconds)
+
+
+class _RangeReader(io.RawIOBase):
+    """A stored object as a raw, seekable file: each read is one ranged GET from the position."""
+
+    def __init__(self, client: Any, bucket: str, key: str, size: int) -> None:
+        super().__init__()
+        self._client = client
+        self._bucket = bucket
+        self._key = key
+        self._size = size
+        self._position = 0
+        self.requests = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
+        self._position = max(0, base + offset)
+        return self._position
+
+    def readinto(self, buffer: Any) -> int:
+        wanted = min(len(buffer), self._size - self._position)
+        if wanted <= 0:
+            return 0
+        last = self._position + wanted - 1
+        try:
+            answer = self._client.get_object(
+                Bucket=self._bucket, Key=self._key, Range=f"bytes={self._position}-{last}"
+            )
+            data = answer["Body"].read()
+        except (ClientError, BotoCoreError) as error:
+            raise StorageError("Could not read the stored video") from error
+        self.requests += 1
+        buffer[: len(data)] = data
+        self._position += len(data)
+        return len(data)
 
 
 def _shrunk(buffer: bytearray, length: int) -> bytearray:

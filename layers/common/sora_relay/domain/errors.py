@@ -4,13 +4,10 @@ from __future__ import annotations
 
 
 class SoraRelayError(Exception):
-    """Base of every error the API reports as `{"error": {"code", "message", "param"}}`."""
+    """Base of every error the API reports as `{"error": {"message", "type", "param", "code"}}`."""
 
     status_code = 500
     code = "internal_error"
-    # OpenAI's `type` of the error, for the few answers whose type its SDK users check (the body
-    # then carries it as `error.type`); None leaves it out.
-    error_type: str | None = None
 
     def __init__(self, message: str, *, param: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
@@ -21,6 +18,19 @@ class SoraRelayError(Exception):
 
     def headers(self) -> dict[str, str]:
         return {}
+
+
+# OpenAI's SDK retries 408, 409, 429 and 5xx, POST included, unless the answer says
+# `x-should-retry: false`. Errors raised after a create stored its task carry it: a retry would
+# make a second task (and, after a provider's 5xx, maybe bill a second video).
+DO_NOT_RETRY = {"x-should-retry": "false"}
+
+
+class AfterTaskStored:
+    """Mixin: this error answers a create whose task exists already (failed): not to be retried."""
+
+    def headers(self) -> dict[str, str]:
+        return dict(DO_NOT_RETRY)
 
 
 class InvalidRequest(SoraRelayError):
@@ -52,10 +62,9 @@ class InsufficientQuota(SoraRelayError):
 
     status_code = 429
     code = "insufficient_quota"
-    error_type = "insufficient_quota"
 
     def headers(self) -> dict[str, str]:
-        return {"x-should-retry": "false"}
+        return dict(DO_NOT_RETRY)
 
 
 class NotFound(SoraRelayError):
@@ -80,7 +89,7 @@ class ProviderRejected(SoraRelayError):
     code = "provider_rejected"
 
 
-class ProviderAuthFailed(SoraRelayError):
+class ProviderAuthFailed(AfterTaskStored, SoraRelayError):
     """The provider refused our key or our quota is used up: our problem, not the client's."""
 
     status_code = 502
@@ -112,7 +121,7 @@ class ProviderUnavailable(SoraRelayError):
         return {"Retry-After": str(max(1, round(self.retry_after or 1)))}
 
 
-class ProviderProtocolError(SoraRelayError):
+class ProviderProtocolError(AfterTaskStored, SoraRelayError):
     """The provider answered something that does not follow its contract."""
 
     status_code = 502
@@ -138,6 +147,14 @@ class UpstreamUnavailable(SoraRelayError):
 
     status_code = 502
     code = "video_fetch_unavailable"
+
+
+class PreviewFailed(SoraRelayError):
+    """A preview (thumbnail, spritesheet) could not be drawn from an archived video. Never an
+    answer: the task completes without its previews and the reason is recorded on it."""
+
+    status_code = 500
+    code = "preview_failed"
 
 
 class ConfigurationError(SoraRelayError):
@@ -166,6 +183,13 @@ class QueueError(AwsServiceError):
     code = "queue_error"
 
 
+class TaskNotQueued(AfterTaskStored, QueueError):
+    """Submit stored the task but could not hand it to the dispatch queue: the task fails with
+    this reason, and the answer (if it must be an error) says not to retry into a second task."""
+
+    code = "dispatch_failed"
+
+
 class EventBusError(AwsServiceError):
     """EventBridge failed or refused some of the events."""
 
@@ -187,7 +211,7 @@ class WebhookClaimLost(SoraRelayError):
     code = "webhook_claim_lost"
 
 
-class ProviderOutcomeUnknown(SoraRelayError):
+class ProviderOutcomeUnknown(AfterTaskStored, SoraRelayError):
     """The provider failed (5xx) or fell silent while taking a create: it may have started the job.
     The create is not sent again (a second one could start and bill a second video); the task
     fails with this reason and the client may submit again."""

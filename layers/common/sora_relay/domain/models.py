@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sora_relay.domain.catalogue import ModelStatus
 from sora_relay.domain.errors import InvalidRequest
 from sora_relay.domain.outbound_url import MAX_URL_LENGTH, parse_outbound_url
+from sora_relay.domain.reference_image import ImageUpload, image_from_data_url, is_data_url
 from sora_relay.domain.task import Status, Task
 from sora_relay.domain.video import DownloadLink
 
@@ -22,6 +23,20 @@ MAX_IMAGES = 4
 # What the JSON schemas (docs/openapi.yaml) say of values parse_outbound_url() checks:
 # `json_schema_extra` documents, it does not validate.
 _OUTBOUND_URL = {"format": "uri", "pattern": "^https://", "maxLength": MAX_URL_LENGTH}
+
+
+class ImageReference(BaseModel):
+    """OpenAI's `input_reference` object: `{"image_url"}` (a URL or a base64 data URL) or
+    `{"file_id"}` (OpenAI's Files API, which sora-relay does not have: a 400 that says so)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    image_url: str | None = Field(
+        default=None,
+        max_length=8 * 1024 * 1024,
+        description="An https URL, or a data URL `data:image/png;base64,...` (PNG, JPEG or WebP).",
+    )
+    file_id: str | None = Field(default=None, description="Not supported: upload the file instead.")
 
 
 class CreateVideoRequest(BaseModel):
@@ -74,10 +89,13 @@ class CreateVideoRequest(BaseModel):
         description="Reference images; only the first is used.",
         json_schema_extra={"items": _OUTBOUND_URL},
     )
-    input_reference: str | None = Field(
+    input_reference: str | ImageReference | None = Field(
         default=None,
-        description="OpenAI's reference image, as a URL (used when image_urls is absent).",
-        json_schema_extra=_OUTBOUND_URL,
+        description=(
+            "OpenAI's reference image (used when image_urls is absent): an https URL, a base64 data"
+            ' URL, or `{"image_url": ...}`. As multipart/form-data it may also be the image file'
+            " itself (PNG, JPEG or WebP, checked by its bytes, at most 4 MiB)."
+        ),
     )
     webhook_format: Literal["event", "acedata_sora"] = Field(
         default="event",
@@ -97,6 +115,17 @@ class CreateVideoRequest(BaseModel):
     def _consistent(self) -> CreateVideoRequest:
         if self.duration is not None and self.seconds is not None and int(self.seconds) != self.duration:
             raise _FieldProblem("seconds", "seconds and duration disagree; send one of them")
+        reference = self.input_reference
+        if isinstance(reference, ImageReference):
+            if reference.file_id is not None:
+                raise _FieldProblem(
+                    "input_reference",
+                    "input_reference.file_id is not supported (sora-relay has no Files API): upload"
+                    " the image as the input_reference file, or send input_reference.image_url",
+                )
+            if not reference.image_url:
+                raise _FieldProblem("input_reference", "input_reference needs image_url")
+            self.input_reference = reference.image_url  # one spelling from here on: the URL
         return self
 
     @property
@@ -112,12 +141,23 @@ class CreateVideoRequest(BaseModel):
 
     @property
     def image_url(self) -> str | None:
-        """The one reference image the provider uses (the first of `image_urls`)."""
-        return self.image_urls[0] if self.image_urls else self.input_reference
+        """The one reference image link the provider uses (the first of `image_urls`); None for
+        a data URL, which is an upload (`data_url_image`)."""
+        if self.image_urls:
+            return self.image_urls[0]
+        reference = self.input_reference
+        return reference if isinstance(reference, str) and not is_data_url(reference) else None
 
     @property
     def image_field(self) -> str:
         return "image_urls" if self.image_urls else "input_reference"
+
+    def data_url_image(self) -> ImageUpload | None:
+        """The image of an `input_reference` data URL, checked like an uploaded file."""
+        reference = self.input_reference
+        if self.image_urls or not isinstance(reference, str) or not is_data_url(reference):
+            return None
+        return image_from_data_url(reference)
 
 
 class _FieldProblem(ValueError):
@@ -140,17 +180,27 @@ def parse_create_request(body: str | bytes | None, *, allow_loopback: bool) -> C
     try:
         request = CreateVideoRequest.model_validate(data)
     except ValidationError as error:
-        raise _as_invalid_request(error) from None
+        raise as_invalid_request(error) from None
     if request.callback_url is not None:
         parse_outbound_url(request.callback_url, field="callback_url", allow_loopback=allow_loopback)
     for url in request.image_urls or []:
         parse_outbound_url(url, field="image_urls", allow_loopback=allow_loopback)
-    if request.input_reference is not None:
-        parse_outbound_url(request.input_reference, field="input_reference", allow_loopback=allow_loopback)
+    if isinstance(request.input_reference, str):
+        if is_data_url(request.input_reference):
+            image_from_data_url(request.input_reference)  # a bad image is a 400 before anything is stored
+        else:
+            parse_outbound_url(
+                request.input_reference, field="input_reference", allow_loopback=allow_loopback
+            )
     return request
 
 
-def _as_invalid_request(error: ValidationError) -> InvalidRequest:
+def parse_create_fields(data: dict[str, Any], *, allow_loopback: bool) -> CreateVideoRequest:
+    """A create request from already decoded fields (a multipart form), checked as the JSON is."""
+    return parse_create_request(json.dumps(data), allow_loopback=allow_loopback)
+
+
+def as_invalid_request(error: ValidationError) -> InvalidRequest:
     first = error.errors(include_url=False)[0]
     cause = first.get("ctx", {}).get("error")
     if isinstance(cause, _FieldProblem):
@@ -205,6 +255,9 @@ class VideoObject(BaseModel):
     prompt: str
     seconds: str
     size: str
+    remixed_from_video_id: str | None = Field(
+        None, description="The video this one remixes (POST /v1/videos/{id}/remix); null otherwise."
+    )
     error: VideoError | None = Field(description="Why the video failed; null unless failed.")
     callback_url: str | None
     cost_usd: float | None = Field(None, description="The catalogue's list price for this many seconds.")
@@ -235,12 +288,23 @@ class VideoObject(BaseModel):
             prompt=task.prompt,
             seconds=str(task.seconds),
             size=task.size,
+            remixed_from_video_id=task.remixed_from,
             error=error,
             callback_url=task.callback_url,
             cost_usd=task.cost_microusd / 1_000_000 if task.cost_microusd is not None else None,
             download_url=link.url if link else None,
             download_expires_at=link.expires_at if link else None,
         )
+
+
+class DeletedVideo(BaseModel):
+    """`DELETE /v1/videos/{id}`: OpenAI's answer."""
+
+    model_config = _ANSWER
+
+    id: str
+    object: Literal["video.deleted"] = "video.deleted"
+    deleted: Literal[True] = True
 
 
 class VideoList(BaseModel):

@@ -82,7 +82,24 @@ class Task(BaseModel):
     video_key: str | None = None
     video_bytes: int | None = None
     video_sha256: str | None = None
+    # The previews drawn from the archived MP4 by the same archive attempt (beside it in the
+    # bucket), or why there are none: the task completes either way.
+    thumbnail_key: str | None = None
+    spritesheet_key: str | None = None
+    preview_error: str | None = None
     webhook: WebhookDelivery | None = None
+    # The reference image the client uploaded (multipart or a data URL), in our bucket: the
+    # provider gets a short-lived presigned link to it at each start attempt.
+    image_key: str | None = None
+    image_content_type: str | None = None
+    remixed_from: str | None = None  # the video this one remixes (OpenAI's remixed_from_video_id)
+    # DELETE /v1/videos/{id}: the files are gone and the task answers 404; the item stays until
+    # its TTL for the audit trail. A flag, not a status: the state machine's end states stay final.
+    deleted_ms: int | None = None
+
+    @property
+    def deleted(self) -> bool:
+        return self.deleted_ms is not None
 
     @classmethod
     def new(
@@ -100,6 +117,7 @@ class Task(BaseModel):
         requested_model: str | None = None,
         cost_microusd: int | None = None,
         webhook_format: str = "event",
+        remixed_from: str | None = None,
         now_ms: int | None = None,
     ) -> Task:
         now_ms = now_ms if now_ms is not None else now_millis()
@@ -116,6 +134,7 @@ class Task(BaseModel):
             provider=provider,
             requested_model=requested_model if requested_model != model else None,
             cost_microusd=cost_microusd,
+            remixed_from=remixed_from,
             created_ms=now_ms,
             updated_ms=now_ms,
             expires_at=now_ms // 1000 + retention_days * 86400,
@@ -140,6 +159,9 @@ class TaskChange(BaseModel):
     video_key: str | None = None
     video_bytes: int | None = None
     video_sha256: str | None = None
+    thumbnail_key: str | None = None
+    spritesheet_key: str | None = None
+    preview_error: str | None = None
     completed_ms: int | None = Field(default=None)
 
     def values(self) -> dict[str, Any]:

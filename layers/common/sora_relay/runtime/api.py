@@ -26,6 +26,7 @@ from sora_relay.domain.errors import (
     RequestTooLarge,
     SoraRelayError,
     StorageError,
+    TaskNotQueued,
     Unauthorized,
     describe_cause,
 )
@@ -48,26 +49,53 @@ STRIP_PREFIXES: list[str | re.Pattern[str]] = [
 ]
 
 
-def error_body(code: str, message: str, param: str | None = None, error_type: str | None = None) -> str:
+# OpenAI's error `type` for each kind of answer: what its SDK and clients written against it read
+# (`error.type`); the status picks the exception class (BadRequestError, RateLimitError, ...).
+ERROR_TYPES = (
+    "invalid_request_error",
+    "authentication_error",
+    "permission_error",
+    "rate_limit_error",
+    "insufficient_quota",
+    "server_error",
+)
+
+
+def error_type(status: int, code: str) -> str:
+    """OpenAI's `type` for an answer: 401 authentication_error, 403 permission_error, 429
+    rate_limit_error (insufficient_quota when that is the code, as OpenAI answers a spent quota),
+    5xx server_error (what api.openai.com answers), any other 4xx invalid_request_error."""
+    if status >= 500:
+        return "server_error"
+    if status == 429:
+        return "insufficient_quota" if code == "insufficient_quota" else "rate_limit_error"
+    return {401: "authentication_error", 403: "permission_error"}.get(status, "invalid_request_error")
+
+
+def error_body(code: str, message: str, param: str | None = None, *, status: int = 400) -> str:
     """An ErrorResponse, written without building the model (this runs on every failed request)."""
-    error: dict[str, str | None] = {"code": code, "message": message, "param": param}
-    if error_type is not None:
-        error["type"] = error_type  # OpenAI's field, for the errors that declare one
-    return json.dumps({"error": error})
+    kind = error_type(status, code)
+    return json.dumps({"error": {"message": message, "type": kind, "param": param, "code": code}})
 
 
 # Only the OpenAPI document and the tests read these two, so pydantic builds them on first use.
 class ErrorDetail(BaseModel):
+    """OpenAI's error object: the same four fields, so its SDK reads `code`, `param` and `type`."""
+
     model_config = ConfigDict(extra="forbid", defer_build=True)
 
+    message: str = Field(description="A human-readable explanation; never a stack trace.")
+    type: str = Field(
+        description=(
+            "OpenAI's error type: `invalid_request_error` (400, 404, 409, 413, 422),"
+            " `authentication_error` (401), `permission_error` (403), `rate_limit_error` or"
+            " `insufficient_quota` (429), `server_error` (5xx)."
+        ),
+        json_schema_extra={"enum": list(ERROR_TYPES)},
+    )
+    param: str | None = Field(description="The request field, header or parameter at fault, or null.")
     code: str = Field(
         min_length=1, description="A stable machine-readable code (see `x-error-codes` on each response)."
-    )
-    message: str = Field(description="A human-readable explanation; never a stack trace.")
-    param: str | None = Field(description="The request field, header or parameter at fault, or null.")
-    type: str | None = Field(
-        None,
-        description="OpenAI's error type, on the errors its SDK users check (`insufficient_quota`).",
     )
 
 
@@ -108,13 +136,15 @@ def refusal(description: str, *codes: str, headers: dict[str, Any] | None = None
 SERVER_ERRORS: dict[int, dict[str, Any]] = {
     500: refusal(
         "Our failure: an unexpected error (`internal_error`), DynamoDB or S3 failed (`storage_error`),"
-        " SQS or EventBridge failed (`queue_error`, `event_bus_error`), or a setting or secret is"
-        " missing (`configuration_error`).",
+        " SQS or EventBridge failed (`queue_error`, `event_bus_error`), a setting or secret is"
+        " missing (`configuration_error`), or a stored task could neither be queued for dispatch"
+        " nor failed (`dispatch_failed`, with `x-should-retry: false`: the task exists).",
         "internal_error",
         StorageError.code,
         QueueError.code,
         EventBusError.code,
         ConfigurationError.code,
+        TaskNotQueued.code,
     ),
 }
 # ... and a route with an API key (caller() refuses a request without its identity).
@@ -265,7 +295,7 @@ def _failure_keys(app: APIGatewayRestResolver, error: Exception) -> dict[str, st
 
 
 def install_error_handlers(app: APIGatewayRestResolver) -> None:
-    """Every failure becomes `{"error": {"code", "message", "param"}}`; no stack trace leaves.
+    """Every failure becomes `{"error": {"message", "type", "param", "code"}}`; no stack trace leaves.
 
     Ours (5xx) are logged once: a SoraRelayError with its code and root cause (what AWS answered),
     anything else with its traceback.
@@ -278,13 +308,15 @@ def install_error_handlers(app: APIGatewayRestResolver) -> None:
         return Response(
             status_code=error.status_code,
             content_type=JSON,
-            body=error_body(error.code, error.message, error.param, error.error_type),
+            body=error_body(error.code, error.message, error.param, status=error.status_code),
             headers=error.headers(),
         )
 
     @app.not_found
     def _no_route(_: Exception) -> Response:  # Powertools: also an unknown method on a known path
-        return Response(status_code=404, content_type=JSON, body=error_body("not_found", "No such route"))
+        return Response(
+            status_code=404, content_type=JSON, body=error_body("not_found", "No such route", status=404)
+        )
 
     @app.exception_handler(Exception)
     def _unexpected(error: Exception) -> Response:
@@ -292,5 +324,5 @@ def install_error_handlers(app: APIGatewayRestResolver) -> None:
         return Response(
             status_code=500,
             content_type=JSON,
-            body=error_body("internal_error", "Something went wrong on our side"),
+            body=error_body("internal_error", "Something went wrong on our side", status=500),
         )

@@ -4,9 +4,11 @@ The callback (or the reconciler) records the provider's result and queues one me
 this runs one delivery of it, in its own function with a timeout long enough for a 1 GiB copy:
 - an attempt claims the copy with a conditional write (a lease longer than the function's
   timeout), so two deliveries never copy at once and a crashed attempt's claim lapses;
-- it streams the MP4 to a key that names the attempt (storage.video_key) and completes the task
-  with that key, its size and sha256, conditional on still holding the claim: a writer that lost
-  the race deletes its own object, so no task ever points at bytes its sha256 does not describe;
+- it streams the MP4 to a key that names the attempt (storage.video_key), draws its thumbnail and
+  spritesheet from the stored bytes (previews.py; a failure there only leaves them out), and
+  completes the task with the keys, the size and sha256, conditional on still holding the claim:
+  a writer that lost the race deletes its own objects, so no task ever points at bytes its sha256
+  does not describe, and the previews are made once per completed task;
 - a video that cannot be used (404, not an MP4, too large, an unsafe URL) fails the task at once
   with `video_fetch_failed`; a copy that may pass (5xx, timeout, our S3 failing) gives the claim
   back and the message comes again after a backoff; the last attempt fails the task with
@@ -34,9 +36,10 @@ from sora_relay.domain.errors import (
     describe_cause,
 )
 from sora_relay.domain.task import Task, now_millis
-from sora_relay.domain.video import ArchivedVideo, video_key
+from sora_relay.domain.video import ArchivedVideo, Variant, video_key
 from sora_relay.observability import logger, metrics
 from sora_relay.usecases.deps import Deps
+from sora_relay.usecases.previews import make_previews, remove_previews
 from sora_relay.usecases.retry import backoff_delay
 
 _VIDEO_TYPES = {"video/mp4", "application/octet-stream", "binary/octet-stream"}
@@ -120,13 +123,22 @@ def archive_task(deps: Deps, task_id: str, *, attempt: int) -> ArchiveOutcome:
     except (UpstreamUnavailable, StorageError) as error:
         return _attempt_failed(deps, task, claim, error.message, attempt=attempt)
 
+    previews = make_previews(deps, archived.key)
     try:
         finished = store.complete(
-            task_id, claim, video_key=archived.key, video_bytes=archived.size, video_sha256=archived.sha256
+            task_id,
+            claim,
+            video_key=archived.key,
+            video_bytes=archived.size,
+            video_sha256=archived.sha256,
+            thumbnail_key=previews.keys.get(Variant.THUMBNAIL),
+            spritesheet_key=previews.keys.get(Variant.SPRITESHEET),
+            preview_error=previews.error,
         )
     except TransitionRejected:
         # Our claim lapsed and another attempt (or a failure) settled the task: drop our copy.
         logger.info("Another writer settled the task; removing this attempt's copy")
+        remove_previews(deps, previews)
         deps.video_store.delete(archived.key)
         return ArchiveOutcome("lost_race")
     except StorageError as error:
@@ -138,9 +150,13 @@ def archive_task(deps: Deps, task_id: str, *, attempt: int) -> ArchiveOutcome:
             f"Recording the copy failed: {error.message}",
             attempt=attempt,
             written=archived.key,
+            previews=previews.written,
         )
     metrics.add_metric(name="TaskCompleted", unit="Count", value=1)
-    logger.info("Video archived; task completed", extra={"video_bytes": finished.video_bytes})
+    logger.info(
+        "Video archived; task completed",
+        extra={"video_bytes": finished.video_bytes, "previews": previews.error is None},
+    )
     return ArchiveOutcome("completed")
 
 
@@ -152,7 +168,14 @@ def _backoff(deps: Deps, attempt: int) -> float:
 
 
 def _attempt_failed(
-    deps: Deps, task: Task, claim: str, reason: str, *, attempt: int, written: str | None = None
+    deps: Deps,
+    task: Task,
+    claim: str,
+    reason: str,
+    *,
+    attempt: int,
+    written: str | None = None,
+    previews: list[str] | None = None,
 ) -> ArchiveOutcome:
     """A failure that may pass: give the claim back and come again after a backoff, or, on the
     last attempt, fail the task with the reason."""
@@ -169,7 +192,8 @@ def _attempt_failed(
         with contextlib.suppress(SoraRelayError):
             current = store.get(task.task_id)
             if current is not None and current.video_key != written:
-                deps.video_store.delete(written)
+                for key in [*(previews or []), written]:
+                    deps.video_store.delete(key)
     return ArchiveOutcome("retry", _backoff(deps, attempt))
 
 

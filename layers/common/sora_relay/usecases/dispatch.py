@@ -71,7 +71,7 @@ def start_generation(
         model=deps.catalogue.require(task.model),
         seconds=task.seconds,
         size=task.size,
-        image_url=task.image_url,
+        image_url=task.image_url or _upload_link(deps, task),
     )
     callback_url = callback_url_for(public_base_url, provider.name, task.task_id, deps.callback_key())
     try:
@@ -111,6 +111,19 @@ def start_generation(
     metrics.add_metric(name="TaskStarted", unit="Count", value=1)
     logger.info("Task started at the provider", extra={"provider_task_id": provider_task_id})
     return started
+
+
+def _upload_link(deps: Deps, task: Task) -> str | None:
+    """A fresh presigned link to the client's uploaded reference image (made per attempt: a task
+    waiting in the dispatch queue never hands the provider a lapsed one). Our own object, so the
+    outbound URL checks, which guard what a client names, do not apply: the provider fetches it."""
+    if not task.image_key:
+        return None
+    return deps.video_store.object_link(
+        task.image_key,
+        content_type=task.image_content_type or "application/octet-stream",
+        ttl_seconds=deps.settings.presigned_url_ttl_seconds,
+    )
 
 
 def queue_dispatch(deps: Deps, task_id: str, public_base_url: str, *, delay_seconds: float = 0) -> None:

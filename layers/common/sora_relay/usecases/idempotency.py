@@ -32,6 +32,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from sora_relay.adapters.aws import dynamodb_client
 from sora_relay.domain.budget import TenantLimits
 from sora_relay.domain.errors import (
+    DO_NOT_RETRY,
     PROVIDER_REFUSALS,
     Conflict,
     InvalidRequest,
@@ -39,12 +40,16 @@ from sora_relay.domain.errors import (
     Unprocessable,
 )
 from sora_relay.domain.models import CreateVideoRequest, VideoObject
+from sora_relay.domain.reference_image import ImageUpload
 from sora_relay.usecases.deps import Deps
 from sora_relay.usecases.submit import submit_video
 
 HEADER = "Idempotency-Key"
 _KEY = re.compile(r"^[\x21-\x7e]{1,255}$")  # visible ASCII, at most 255 characters
 _REFUSED = "refused"  # the key of a stored answer that is the provider's refusal, not a video
+# What the payload check also covers besides the request's fields: an uploaded image (by its
+# digest) and the video a remix is made from. Taken out again before the request is validated.
+_CONTEXT = ("input_reference_sha256", "remixed_from")
 
 
 class StoredRefusal(SoraRelayError):
@@ -57,6 +62,10 @@ class StoredRefusal(SoraRelayError):
     @classmethod
     def of(cls, error: SoraRelayError) -> StoredRefusal:
         return cls(status=error.status_code, code=error.code, message=error.message, param=error.param)
+
+    def headers(self) -> dict[str, str]:
+        # The first answer's task exists (failed): a retry of a 5xx replay would be pointless too.
+        return dict(DO_NOT_RETRY) if self.status_code >= 500 else {}
 
     def answer(self) -> dict[str, Any]:
         fields = {"status": self.status_code, "code": self.code, "message": self.message, "param": self.param}
@@ -81,9 +90,14 @@ def _idempotent_submit(deps: Deps) -> tuple[Callable[..., dict[str, Any]], Idemp
     # them is the same request, and answers what the first one answered.
     @idempotent_function(data_keyword_argument="submission", persistence_store=store, config=config)
     def submit(
-        submission: dict[str, Any], public_base_url: str, limits: TenantLimits | None = None
+        submission: dict[str, Any],
+        public_base_url: str,
+        upload: ImageUpload | None = None,
+        remixed_from: str | None = None,
+        limits: TenantLimits | None = None,
     ) -> dict[str, Any]:
-        request = CreateVideoRequest.model_validate(submission["request"])
+        fields = {k: v for k, v in submission["request"].items() if k not in _CONTEXT}
+        request = CreateVideoRequest.model_validate(fields)
         task_id = task_id_for(submission["owner"], submission["key"])
         try:
             video = submit_video(
@@ -92,6 +106,8 @@ def _idempotent_submit(deps: Deps) -> tuple[Callable[..., dict[str, Any]], Idemp
                 owner=submission["owner"],
                 public_base_url=public_base_url,
                 task_id=task_id,
+                upload=upload,
+                remixed_from=remixed_from,
                 limits=limits,
             )
         except PROVIDER_REFUSALS as error:
@@ -117,19 +133,40 @@ def submit_once(
     public_base_url: str,
     key: str | None,
     context: LambdaContext | None = None,
+    upload: ImageUpload | None = None,
+    remixed_from: str | None = None,
     limits: TenantLimits | None = None,
 ) -> VideoObject:
     if key is None:
-        return submit_video(deps, request, owner=owner, public_base_url=public_base_url, limits=limits)
+        return submit_video(
+            deps,
+            request,
+            owner=owner,
+            public_base_url=public_base_url,
+            upload=upload,
+            remixed_from=remixed_from,
+            limits=limits,
+        )
     if not _KEY.match(key):
         raise InvalidRequest(f"{HEADER} must be 1 to 255 visible ASCII characters", param=HEADER)
     submit, config = _idempotent_submit(deps)
     if context is not None:
         # Lets a crashed attempt's "in progress" record expire with the invocation, not in 24 h.
         config.register_lambda_context(context)
-    submission = {"owner": owner, "key": key, "request": request.model_dump(mode="json")}
+    payload = request.model_dump(mode="json")
+    if upload is not None:
+        payload["input_reference_sha256"] = upload.sha256
+    if remixed_from is not None:
+        payload["remixed_from"] = remixed_from
+    submission = {"owner": owner, "key": key, "request": payload}
     try:
-        answer = submit(submission=submission, public_base_url=public_base_url, limits=limits)
+        answer = submit(
+            submission=submission,
+            public_base_url=public_base_url,
+            upload=upload,
+            remixed_from=remixed_from,
+            limits=limits,
+        )
     except IdempotencyAlreadyInProgressError as error:
         raise Conflict(
             f"A request with this {HEADER} is still being processed",

@@ -1,4 +1,5 @@
-"""Use cases: a caller reads its own tasks. Anyone else's task is reported as not found."""
+"""Use cases: a caller reads its own tasks. Anyone else's task, and a deleted one, is reported as
+not found."""
 
 from __future__ import annotations
 
@@ -8,19 +9,39 @@ import time
 from sora_relay.domain.errors import InvalidRequest, NotFound
 from sora_relay.domain.models import VideoList, VideoObject
 from sora_relay.domain.task import Status, Task
-from sora_relay.domain.video import DownloadLink
+from sora_relay.domain.video import DownloadLink, Variant
 from sora_relay.usecases.deps import Deps
 
 _TASK_ID = re.compile(r"^video_[0-9a-f]{32}$")
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
+ORDERS = ("desc", "asc")
+# openai-poll-after-ms on an open video: a tenth of the time it has waited so far, from 1 s to
+# 10 s. Generation takes from tens of seconds to minutes depending on the model and the provider's
+# queue, and no catalogue figure predicts it; polling in proportion to the wait keeps a fast video's
+# lag under a second or two and a slow one's GETs (each an API Gateway request and an invocation)
+# to a few dozen. The SDK's own default is 1 s.
+MIN_POLL_AFTER_MS = 1000
+MAX_POLL_AFTER_MS = 10_000
 
 
-def _owned_task(deps: Deps, owner: str, video_id: str, *, param: str = "video_id") -> Task:
+def owned_task(
+    deps: Deps, owner: str, video_id: str, *, param: str = "video_id", deleted: bool = False
+) -> Task:
+    """The caller's task `video_id`; NotFound naming `param` for anyone else's, or a deleted one
+    (unless `deleted`: a list cursor may name a video deleted since)."""
     task = deps.task_store.get(video_id) if _TASK_ID.match(video_id) else None
-    if task is None or task.owner != owner:
+    if task is None or task.owner != owner or (task.deleted and not deleted):
         raise NotFound(f"No video with id {video_id}", param=param, code="video_not_found")
     return task
+
+
+def poll_after_ms(task: Task, *, now_ms: int | None = None) -> int | None:
+    """How long a poller should wait before asking again; None once the video is finished."""
+    if task.status.is_terminal:
+        return None
+    waited = (now_ms if now_ms is not None else int(time.time() * 1000)) - task.created_ms
+    return max(MIN_POLL_AFTER_MS, min(MAX_POLL_AFTER_MS, waited // 10))
 
 
 def _download_link(deps: Deps, task: Task) -> DownloadLink | None:
@@ -32,20 +53,55 @@ def _download_link(deps: Deps, task: Task) -> DownloadLink | None:
 
 
 def get_video(deps: Deps, owner: str, video_id: str) -> VideoObject:
-    task = _owned_task(deps, owner, video_id)
-    return VideoObject.from_task(task, _download_link(deps, task))
+    return read_video(deps, owner, video_id)[0]
 
 
-def video_content_url(deps: Deps, owner: str, video_id: str) -> str:
-    task = _owned_task(deps, owner, video_id)
-    link = _download_link(deps, task)
-    if link is None:
+def read_video(deps: Deps, owner: str, video_id: str) -> tuple[VideoObject, int | None]:
+    """The video object and, while it is open, the poll interval to suggest (openai-poll-after-ms)."""
+    task = owned_task(deps, owner, video_id)
+    return VideoObject.from_task(task, _download_link(deps, task)), poll_after_ms(task)
+
+
+def parse_variant(raw: str | None) -> Variant:
+    """OpenAI's `variant` of download_content: `video` when absent or empty."""
+    if raw is None or raw == "":
+        return Variant.VIDEO
+    try:
+        return Variant(raw)
+    except ValueError:
+        raise InvalidRequest(
+            f"variant must be one of {', '.join(v.value for v in Variant)}",
+            param="variant",
+            code="invalid_value",
+        ) from None
+
+
+def video_content_url(deps: Deps, owner: str, video_id: str, variant: Variant = Variant.VIDEO) -> str:
+    """A presigned link to the MP4 or one of its previews (served as image/webp)."""
+    task = owned_task(deps, owner, video_id)
+    if task.status is not Status.COMPLETED or not task.video_key:
         raise NotFound(
             f"Video {video_id} is {task.status.value}, not completed",
             param="video_id",
             code="video_not_ready",
         )
-    return link.url
+    key = {
+        Variant.VIDEO: task.video_key,
+        Variant.THUMBNAIL: task.thumbnail_key,
+        Variant.SPRITESHEET: task.spritesheet_key,
+    }[variant]
+    if not key:
+        raise NotFound(
+            f"Video {video_id} has no {variant.value}: its previews could not be made from the video",
+            param="variant",
+            code="preview_not_available",
+        )
+    return deps.video_store.download_link(
+        key,
+        ttl_seconds=deps.settings.presigned_url_ttl_seconds,
+        now=int(time.time()),
+        content_type=variant.content_type,
+    ).url
 
 
 def parse_limit(raw: str | None) -> int:
@@ -59,9 +115,21 @@ def parse_limit(raw: str | None) -> int:
     return int(raw)
 
 
-def list_videos(deps: Deps, owner: str, *, limit: int, after: str | None) -> VideoList:
-    after_task = _owned_task(deps, owner, after, param="after") if after else None
-    tasks, has_more = deps.task_store.list_for_owner(owner, limit=limit, after=after_task)
+def parse_order(raw: str | None) -> str:
+    if raw is None or raw == "":
+        return "desc"
+    if raw not in ORDERS:
+        raise InvalidRequest("order must be asc or desc", param="order", code="invalid_value")
+    return raw
+
+
+def list_videos(deps: Deps, owner: str, *, limit: int, after: str | None, order: str = "desc") -> VideoList:
+    """One page of the caller's videos by creation time (`desc`: newest first), deleted ones left
+    out; `after` is the previous page's `last_id` (OpenAI's cursor; the SDK pages with it)."""
+    after_task = owned_task(deps, owner, after, param="after", deleted=True) if after else None
+    tasks, has_more = deps.task_store.list_for_owner(
+        owner, limit=limit, after=after_task, newest_first=order != "asc"
+    )
     # Listing hands out no download links: signing one per row would cost a call each.
     data = [VideoObject.from_task(task) for task in tasks]
     return VideoList(

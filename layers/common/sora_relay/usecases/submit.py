@@ -7,11 +7,21 @@ provider (a table, a secret) are never the provider's refusal: with a dispatch q
 queued for dispatch all the same; without one the error is raised (a 5xx) and the task stays
 `queued`, so a retry with the same Idempotency-Key carries on with it.
 
+Once the task is stored, no answer invites a retry that would make a second one (OpenAI's SDK
+retries 409, 429 and 5xx, POST included, and sends no Idempotency-Key): our own errors are the
+dispatch queue's to retry (202 `queued`), a dispatch queue that cannot be reached fails the task
+at once (202 with the `failed` video, `dispatch_failed`), and the provider's refusals that are 5xx
+(its auth, its contract, an unknown outcome) say `x-should-retry: false` (domain/errors.py).
+
+A reference image sent as bytes (a multipart file, or a data URL) is stored under the task's own
+prefix, `uploads/{task}/`; the provider gets a presigned link to it at each start attempt
+(usecases/dispatch.py), so a task waiting in the dispatch queue never hands over a lapsed one.
+
 A tenant's limits apply before anything is stored (usecases/budget.py): a model outside its list is
 a 403, and the task's cost is reserved in its month's usage or the submit is a 429
-`insufficient_quota`, before the task is stored and the provider called. A retry of a submission
-whose task exists (the same Idempotency-Key) reserves nothing more: the first attempt's reservation
-is the task's.
+`insufficient_quota` (with `x-should-retry: false`), before the upload and the task are stored and
+the provider called. A retry of a submission whose task exists (the same Idempotency-Key) reserves
+nothing more: the first attempt's reservation is the task's.
 """
 
 from __future__ import annotations
@@ -24,11 +34,13 @@ from sora_relay.domain.errors import (
     InvalidRequest,
     ProviderUnavailable,
     StorageError,
+    TaskNotQueued,
     TransitionRejected,
     Unprocessable,
     describe_cause,
 )
 from sora_relay.domain.models import DEFAULT_SIZE, CreateVideoRequest, VideoObject
+from sora_relay.domain.reference_image import ImageUpload
 from sora_relay.domain.task import Status, Task
 from sora_relay.observability import logger, metrics
 from sora_relay.usecases import budget
@@ -43,13 +55,17 @@ def submit_video(
     owner: str,
     public_base_url: str,
     task_id: str | None = None,
+    upload: ImageUpload | None = None,
+    remixed_from: str | None = None,
     limits: TenantLimits | None = None,
 ) -> VideoObject:
     """`task_id`, when given, makes the submission idempotent in the table itself: a second
-    submission with that id finds the first task instead of making another. `limits` are the
-    tenant's from the authorizer; without them they are read from the tenants table."""
+    submission with that id finds the first task instead of making another. `upload`: the
+    reference image as bytes (a multipart file); a data URL in the request is one too. `limits`
+    are the tenant's from the authorizer; without them they are read from the tenants table."""
     settings = deps.settings
-    asked, model, seconds, size = choose_model(deps, request)
+    upload = upload or request.data_url_image()
+    asked, model, seconds, size = choose_model(deps, request, upload=upload is not None)
     tenant = budget.limits_for(deps, owner, limits)
     budget.check_model(tenant, model.id)
     task = Task.new(
@@ -65,12 +81,19 @@ def submit_video(
         provider=model.provider,
         retention_days=settings.task_retention_days,
         cost_microusd=model.price_microusd(seconds),
+        remixed_from=remixed_from,
     )
     if task_id is not None:
         task = task.model_copy(update={"task_id": task_id})
     month = _reserve(deps, owner, task, tenant, retry=task_id is not None)
     task = task.model_copy(update={"usage_month": month})
     try:
+        if upload is not None:
+            # Stored before the task: a task never names an image that is not there. An upload whose
+            # task is never stored (a failure in between) expires with the bucket's uploads/ rule.
+            key = f"uploads/{task.task_id}/input_reference.{upload.extension}"
+            deps.video_store.put_upload(key, upload.data, content_type=upload.content_type)
+            task = task.model_copy(update={"image_key": key, "image_content_type": upload.content_type})
         deps.task_store.create(task)
     except TransitionRejected:
         # This attempt's reservation goes back: the earlier attempt's is the task's.
@@ -91,15 +114,15 @@ def submit_video(
             task = start_generation(deps, task, public_base_url)
         except ProviderUnavailable as error:
             # Accepted all the same: the dispatch function keeps trying within the provider's limits.
-            queue_dispatch(deps, task.task_id, public_base_url, delay_seconds=error.retry_after or 0)
             logger.info("Provider unavailable; task queued for dispatch", extra={"error_code": error.code})
+            task = _queue_or_fail(deps, task, public_base_url, delay_seconds=error.retry_after or 0)
         except PROVIDER_REFUSALS:
             raise  # start_generation failed the task and logged why
         except Exception as error:  # ours (storage, a secret): the dispatch function retries it
-            queue_dispatch(deps, task.task_id, public_base_url)
             logger.warning(
-                "Could not start the task; queued for dispatch", extra={"cause": describe_cause(error)}
+                "Could not start the task; queuing it for dispatch", extra={"cause": describe_cause(error)}
             )
+            task = _queue_or_fail(deps, task, public_base_url)
         return VideoObject.from_task(task)
 
     try:
@@ -127,7 +150,29 @@ def _reserve(deps: Deps, owner: str, task: Task, tenant: TenantLimits, *, retry:
         raise
 
 
-def choose_model(deps: Deps, request: CreateVideoRequest) -> tuple[str, ModelEntry, int, str]:
+def _queue_or_fail(deps: Deps, task: Task, public_base_url: str, *, delay_seconds: float = 0) -> Task:
+    """Hand the stored task to the dispatch queue. If the queue cannot take it, fail the task now
+    (`dispatch_failed`) and answer it, rather than a 5xx that the client's SDK would retry into a
+    second task while this one sat `queued` until the reconciler's deadline."""
+    try:
+        queue_dispatch(deps, task.task_id, public_base_url, delay_seconds=delay_seconds)
+    except Exception as error:
+        logger.error(
+            "Could not queue the task for dispatch; failing it", extra={"cause": describe_cause(error)}
+        )
+        metrics.add_metric(name="DispatchNotQueued", unit="Count", value=1)
+        reason = TaskNotQueued("The task could not be queued for dispatch; submit it again")
+        try:
+            failed = fail_task(deps, task.task_id, reason)
+        except Exception:
+            raise reason from error  # a 500 that says x-should-retry: false; the reconciler ends it
+        return failed or deps.task_store.get(task.task_id) or task
+    return task
+
+
+def choose_model(
+    deps: Deps, request: CreateVideoRequest, *, upload: bool = False
+) -> tuple[str, ModelEntry, int, str]:
     """The model asked for, the live model that serves it, and the seconds and size it will make.
 
     Everything is checked against the serving model before anything is stored; each 400 names
@@ -151,7 +196,7 @@ def choose_model(deps: Deps, request: CreateVideoRequest) -> tuple[str, ModelEnt
         seconds=seconds,
         seconds_field=request.seconds_field,
         size=size,
-        image=request.image_field if request.image_url else None,
+        image=request.image_field if request.image_url or upload else None,
     )
     return asked, model, seconds, size
 
@@ -170,6 +215,8 @@ def _earlier_attempt(deps: Deps, task: Task) -> Task:
         "image_url",
         "callback_url",
         "webhook_format",
+        "image_key",
+        "remixed_from",
     )
     if any(getattr(existing, name) != getattr(task, name) for name in same):
         raise Unprocessable(
