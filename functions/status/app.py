@@ -1,5 +1,6 @@
 """GET /v1/videos, /v1/videos/{video_id} and /v1/videos/{video_id}/content, DELETE
-/v1/videos/{video_id} for the caller's tasks; GET /v1/models and /v1/models/{model_id}: the catalogue."""
+/v1/videos/{video_id} for the caller's tasks; GET /v1/models and /v1/models/{model_id}: the catalogue;
+GET /v1/usage: the tenant's month."""
 
 from typing import Literal
 
@@ -8,7 +9,9 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 
+from sora_relay.domain.budget import UsageObject, parse_month
 from sora_relay.domain.models import DeletedVideo, ModelList, ModelObject, VideoList, VideoObject
+from sora_relay.domain.task import now_millis
 from sora_relay.observability import logger, metrics
 from sora_relay.runtime.api import (
     OWNER_ERRORS,
@@ -20,8 +23,10 @@ from sora_relay.runtime.api import (
     json_response,
     reads,
     refusal,
+    tenant_limits,
 )
 from sora_relay.runtime.container import current
+from sora_relay.usecases.budget import usage_of
 from sora_relay.usecases.delete import delete_video
 from sora_relay.usecases.models import get_model, list_models
 from sora_relay.usecases.read import (
@@ -233,6 +238,41 @@ def list_models_route() -> Response:
 @reads(path={"model_id": (str, Field(description="A model id of GET /v1/models."))})
 def get_model_route(model_id: str) -> Response:
     return json_response(200, get_model(current(), model_id))
+
+
+@app.get(
+    "/v1/usage",
+    operation_id="getUsage",
+    tags=["usage"],
+    summary="The caller's tenant's spend and count in a month",
+    description=(
+        "What the month's accepted videos cost at list price (the catalogue's price per second times"
+        " their seconds) and how many there are, against the tenant's monthly budget. A video refused"
+        " by the provider, or failed before it took it, is given back; one the provider took counts,"
+        " whatever became of it."
+    ),
+    responses={
+        200: answer(UsageObject, "The month's usage."),
+        400: refusal("month is not a UTC month written YYYY-MM (`param` is `month`).", "invalid_request"),
+        **OWNER_ERRORS,
+    },
+)
+@reads(
+    query={
+        "month": (
+            str,
+            Field(
+                None,
+                pattern=r"^\d{4}-(0[1-9]|1[0-2])$",
+                description="The UTC month, `YYYY-MM`; the current one when absent.",
+            ),
+        )
+    }
+)
+def usage_route() -> Response:
+    event = app.current_event
+    month = parse_month(event.get_query_string_value("month"), now_ms=now_millis())
+    return json_response(200, usage_of(current(), caller(event), month, tenant_limits(event)))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

@@ -20,6 +20,7 @@ from sora_relay.runtime.api import (
     public_base_url,
     reads,
     refusal,
+    tenant_limits,
 )
 from sora_relay.runtime.container import current
 from sora_relay.runtime.multipart import FORM_EXTENSION, read_create, read_fields
@@ -45,6 +46,25 @@ IDEMPOTENCY_KEY = (
     ),
 )
 VIDEO_ID = (str, Field(description="The video's id (`video_` and 32 hex digits); any other value is a 404."))
+# What a tenant's limits answer, on every route that makes a video (usecases/budget.py).
+MODEL_NOT_ALLOWED = refusal(
+    "The model is not one the caller's tenant may use (`model_not_allowed`, `param` is `model`).",
+    "model_not_allowed",
+)
+INSUFFICIENT_QUOTA = refusal(
+    "The video's cost (the model's price for its seconds) would take the tenant past its monthly"
+    " budget: OpenAI's answer to a spent quota, with `type` and `code` `insufficient_quota`. Nothing"
+    " was stored and the provider was not called; `x-should-retry: false` (the budget renews on"
+    " the 1st, UTC).",
+    "insufficient_quota",
+    headers={
+        "x-should-retry": {
+            "required": False,
+            "description": "`false` on `insufficient_quota`: the OpenAI SDK does not retry it.",
+            "schema": {"type": "string", "enum": ["false"]},
+        }
+    },
+)
 
 
 @app.post(
@@ -94,11 +114,13 @@ VIDEO_ID = (str, Field(description="The video's id (`video_` and 32 hex digits);
             *("model_retired", "model_unavailable", "unsafe_url", "invalid_request", "provider_rejected"),
             *("content_refused", "invalid_multipart", "invalid_image", "file_too_large"),
         ),
+        403: MODEL_NOT_ALLOWED,
         409: refusal(
             "A request with this Idempotency-Key is still being processed.", "idempotency_key_in_use"
         ),
         413: refusal("The body is larger than 64 KiB (a form: 4 MiB + 64 KiB).", "request_too_large"),
         422: refusal("This Idempotency-Key was used with a different request.", "idempotency_key_reused"),
+        429: INSUFFICIENT_QUOTA,
         **OWNER_ERRORS,
         **PROVIDER_ERRORS,
     },
@@ -115,6 +137,7 @@ def create_video() -> Response:
         key=event.headers.get(HEADER),
         context=app.lambda_context,
         upload=upload,
+        limits=tenant_limits(event),
     )
     return json_response(202, video)
 
@@ -143,11 +166,13 @@ def create_video() -> Response:
             *("content_refused", "invalid_request"),
         ),
         404: refusal("No video with this id belongs to the caller.", "video_not_found"),
+        403: MODEL_NOT_ALLOWED,
         409: refusal(
             "A request with this Idempotency-Key is still being processed.", "idempotency_key_in_use"
         ),
         413: refusal("The body is larger than 64 KiB.", "request_too_large"),
         422: refusal("This Idempotency-Key was used with a different request.", "idempotency_key_reused"),
+        429: INSUFFICIENT_QUOTA,
         **OWNER_ERRORS,
         **PROVIDER_ERRORS,
     },
@@ -167,6 +192,7 @@ def remix_video(video_id: str) -> Response:
         key=event.headers.get(HEADER),
         context=app.lambda_context,
         remixed_from=source.task_id,
+        limits=tenant_limits(event),
     )
     return json_response(202, video)
 

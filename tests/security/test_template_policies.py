@@ -62,6 +62,15 @@ ACCEPTED_WILDCARD_RESOURCE_POLICIES = {
     "AWSLambdaBasicExecutionRole": "log writes only; SAM attaches it to every generated role",
 }
 KNOWN_MANAGED_POLICIES = {*ACCEPTED_WILDCARD_RESOURCE_POLICIES, *SAM_EVENT_SOURCE_POLICIES}
+# The tenants' webhook signing secrets are made by the operator command, not by this stack, so no
+# resource names them: the one ARN pattern accepted for them is the stack's own tenants/ prefix, for
+# GetSecretValue only, and only in a function whose environment says that prefix (TENANT_SECRET_PREFIX).
+TENANT_SECRETS = {
+    "Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:${AWS::AccountId}:secret:"
+    "${AWS::StackName}/tenants/*"
+}
+TENANT_SECRET_PREFIX = {"Fn::Sub": "${AWS::StackName}/tenants/"}
+TENANT_SECRETS_GRANT = "tenant webhook secrets"
 
 
 @pytest.fixture(scope="module")
@@ -145,6 +154,10 @@ def _statement_problems(statement: dict[str, Any], resources: dict[str, Any]) ->
     if not resources_named:
         problems.append("has no Resource")
     for resource in resources_named:
+        if resource == TENANT_SECRETS:
+            if actions != ["secretsmanager:GetSecretValue"]:
+                problems.append(f"{actions} on the tenants' secrets (GetSecretValue only)")
+            continue
         target = _target(resource, resources)
         if target is None:
             problems.append(f"resource {resource!r} is not one of the template's resources")
@@ -221,9 +234,19 @@ def _granted_secrets(function: dict[str, Any], resources: dict[str, Any]) -> set
     for statement in _inline_statements(function):
         if any(str(action).startswith("secretsmanager:") for action in _as_list(statement.get("Action", []))):
             granted |= {
-                _target(resource, resources) or repr(resource) for resource in _as_list(statement["Resource"])
+                TENANT_SECRETS_GRANT
+                if resource == TENANT_SECRETS
+                else _target(resource, resources) or repr(resource)
+                for resource in _as_list(statement["Resource"])
             }
     return granted
+
+
+def _environment(template: dict[str, Any], function: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {}),
+        **function["Properties"].get("Environment", {}).get("Variables", {}),
+    }
 
 
 @pytest.mark.parametrize("function_id", _function_ids())
@@ -236,14 +259,19 @@ def test_each_function_can_read_exactly_the_secrets_it_names(
     for variable, value in named.items():
         assert isinstance(value, dict) and set(value) == {"Ref"}, f"{function_id}: {variable} is {value!r}"
         assert resources[value["Ref"]]["Type"] == "AWS::SecretsManager::Secret", f"{function_id}: {variable}"
-    assert _granted_secrets(function, resources) == {value["Ref"] for value in named.values()}, function_id
+    expected = {value["Ref"] for value in named.values()}
+    prefix = _environment(template, function).get("TENANT_SECRET_PREFIX")
+    if prefix is not None:
+        assert prefix == TENANT_SECRET_PREFIX, f"{function_id}: TENANT_SECRET_PREFIX is {prefix!r}"
+        expected.add(TENANT_SECRETS_GRANT)
+    assert _granted_secrets(function, resources) == expected, function_id
 
 
 def test_every_secret_is_read_by_some_function(template: dict[str, Any]) -> None:
     resources = template["Resources"]
     read = set().union(*(_granted_secrets(f, resources) for f in _functions(template).values()))
     secrets = {name for name, r in resources.items() if r["Type"] == "AWS::SecretsManager::Secret"}
-    assert secrets == read
+    assert secrets == read - {TENANT_SECRETS_GRANT}
 
 
 def test_videos_bucket_policy_denies_insecure_transport(template: dict[str, Any]) -> None:

@@ -58,7 +58,7 @@ def test_delivery_sends_signed_headers(monkeypatch):
 
     body = event_body("video.failed", "evt_x", 1, {"id": "video_x"})
     result = _sender(handler, monkeypatch).deliver(
-        "https://hooks.example.com/in", secret=SECRET, event="evt_x", body=body
+        "https://hooks.example.com/in", secrets=[SECRET], event="evt_x", body=body
     )
     assert result.delivered and result.status_code == 200
     headers = seen[0].headers
@@ -76,7 +76,7 @@ def test_non_2xx_is_not_delivered_and_redirects_are_not_followed(monkeypatch, st
         return httpx.Response(status, headers={"location": "https://hooks.example.com/elsewhere"})
 
     result = _sender(handler, monkeypatch).deliver(
-        "https://hooks.example.com/in", secret=SECRET, event="e", body=b"{}"
+        "https://hooks.example.com/in", secrets=[SECRET], event="e", body=b"{}"
     )
     assert not result.delivered and result.status_code == status and len(calls) == 1
 
@@ -86,8 +86,8 @@ def test_network_errors_and_unsafe_urls_are_outcomes_not_exceptions(monkeypatch)
         raise httpx.ConnectTimeout("slow", request=request)
 
     sender = _sender(handler, monkeypatch)
-    timed_out = sender.deliver("https://hooks.example.com/in", secret=SECRET, event="e", body=b"{}")
+    timed_out = sender.deliver("https://hooks.example.com/in", secrets=[SECRET], event="e", body=b"{}")
     assert not timed_out.delivered and "ConnectTimeout" in (timed_out.error or "")
-    unsafe = sender.deliver("https://10.0.0.1/in", secret=SECRET, event="e", body=b"{}")
+    unsafe = sender.deliver("https://10.0.0.1/in", secrets=[SECRET], event="e", body=b"{}")
     assert not unsafe.delivered and "private" in (unsafe.error or "")
     assert json.loads(event_body("t", "e", 1, {}))["object"] == "event"

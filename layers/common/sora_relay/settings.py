@@ -60,6 +60,12 @@ class Settings(BaseModel):
     webhook_secret_id: str | None = None
     secrets_max_age_seconds: int = Field(300, ge=0)
 
+    # Tenants (issue 15): the table of tenants, their hashed keys and their monthly usage
+    # (`tenant#…`, `key#…`, `usage#<tenant>#<YYYY-MM>`), and where each tenant's webhook signing
+    # secrets live (`<prefix><tenant_id>/webhook`). Each function gets only what it uses.
+    tenants_table: str | None = None
+    tenant_secret_prefix: str | None = None
+
     # Where the provider calls us back; empty means "derive it from the API Gateway request".
     public_base_url: str = ""
     presigned_url_ttl_seconds: int = Field(3600, ge=60, le=86400)

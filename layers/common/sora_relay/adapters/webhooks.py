@@ -1,14 +1,17 @@
 """Outbound webhooks to the client's callback_url, signed per Standard Webhooks (v1).
 
 Headers `webhook-id` (stable for one event across retries), `webhook-timestamp` and
-`webhook-signature` (`v1,<base64 HMAC-SHA256 of "id.timestamp.body">`), so clients can verify
-with any Standard Webhooks library. Only 2xx counts as delivered; redirects are not followed.
+`webhook-signature` (`v1,<base64 HMAC-SHA256 of "id.timestamp.body">`, one per signing secret,
+space-separated: during a tenant's secret rotation both the new and the old secret sign), so clients
+can verify with any Standard Webhooks library, which accepts the message when any signature matches
+its secret. Only 2xx counts as delivered; redirects are not followed.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +27,13 @@ def sign(secret: str, event_id: str, timestamp: int, body: bytes) -> str:
     """The `webhook-signature` value, by the reference implementation (`standardwebhooks`)."""
     moment = datetime.fromtimestamp(timestamp, tz=UTC)
     return Webhook(secret).sign(msg_id=event_id, timestamp=moment, data=body.decode())
+
+
+def sign_all(secrets: Sequence[str], event_id: str, timestamp: int, body: bytes) -> str:
+    """The `webhook-signature` value signed by each secret, in the order given (newest first)."""
+    if not secrets:
+        raise ValueError("A webhook needs at least one signing secret")
+    return " ".join(sign(secret, event_id, timestamp, body) for secret in secrets)
 
 
 def event_id(task_id: str, event_type: str) -> str:
@@ -48,7 +58,7 @@ class WebhookSender:
         self._timeout = timeout_seconds
 
     def deliver(
-        self, url: str, *, secret: str, event: str, body: bytes, now: int | None = None
+        self, url: str, *, secrets: Sequence[str], event: str, body: bytes, now: int | None = None
     ) -> DeliveryResult:
         timestamp = now if now is not None else int(time.time())
         headers = {
@@ -56,7 +66,7 @@ class WebhookSender:
             "user-agent": "sora-relay-webhooks/1",
             "webhook-id": event,
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(secret, event, timestamp, body),
+            "webhook-signature": sign_all(secrets, event, timestamp, body),
         }
         try:
             with self._http.stream(

@@ -48,6 +48,25 @@ class Unauthorized(SoraRelayError):
     code = "unauthorized"
 
 
+class PermissionDenied(SoraRelayError):
+    """The caller is who it says, and this is not allowed to it (a model outside its tenant's list)."""
+
+    status_code = 403
+    code = "permission_denied"
+
+
+class InsufficientQuota(SoraRelayError):
+    """The submit would take the tenant past its monthly budget: OpenAI's answer to a spent quota
+    (429, type and code `insufficient_quota`). Waiting does not help before the month turns, so
+    the answer tells the OpenAI SDK not to retry it (`x-should-retry: false`; it retries 429s)."""
+
+    status_code = 429
+    code = "insufficient_quota"
+
+    def headers(self) -> dict[str, str]:
+        return dict(DO_NOT_RETRY)
+
+
 class NotFound(SoraRelayError):
     status_code = 404
     code = "not_found"

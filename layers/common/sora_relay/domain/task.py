@@ -62,6 +62,9 @@ class Task(BaseModel):
     # The catalogue's list price for the task's seconds, in millionths of a US dollar (DynamoDB
     # takes no floats; budgets add these up exactly).
     cost_microusd: int | None = None
+    # The UTC month (`YYYY-MM`) whose usage counts that cost against the tenant's budget; None when
+    # no usage counts it. A task that fails before the provider took it is given back to this month.
+    usage_month: str | None = None
     created_ms: int
     updated_ms: int
     completed_ms: int | None = None

@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.fields import FieldInfo
 
+from sora_relay.domain.budget import TenantLimits
 from sora_relay.domain.errors import (
     ConfigurationError,
     EventBusError,
@@ -230,6 +231,22 @@ def json_response(
 ) -> Response:
     text = body.model_dump_json() if isinstance(body, BaseModel) else json.dumps(body)
     return Response(status_code=status, content_type=JSON, body=text, headers=headers)
+
+
+def authorizer_context(event: APIGatewayProxyEvent) -> dict[str, str]:
+    """What the Lambda authorizer handed API Gateway for this request (`tenant_id`, `key_id`,
+    `budget_microusd`, `models`), as strings; empty when the route has no authorizer."""
+    context = event.raw_event.get("requestContext", {}).get("authorizer") or {}
+    return {
+        str(key): str(value) for key, value in context.items() if isinstance(value, (str, int, float, bool))
+    }
+
+
+def tenant_limits(event: APIGatewayProxyEvent) -> TenantLimits | None:
+    """The caller's tenant's budget and models, as the authorizer gave them; None without a tenant
+    (the use cases then read the tenant item, if any)."""
+    context = authorizer_context(event)
+    return TenantLimits.from_context(context) if context.get("tenant_id") else None
 
 
 def caller(event: APIGatewayProxyEvent) -> str:

@@ -14,6 +14,7 @@ built by it sends through the fake).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -27,6 +28,8 @@ from sora_relay.adapters.outbound_http import SafeHttp, pinned_client
 from sora_relay.adapters.s3 import VideoStore
 from sora_relay.adapters.secrets import read_secret
 from sora_relay.adapters.sqs import WorkQueue
+from sora_relay.adapters.tenant_secrets_reader import tenant_signing_secrets
+from sora_relay.adapters.usage import UsageStore
 from sora_relay.adapters.webhooks import WebhookSender
 from sora_relay.domain import catalogue
 from sora_relay.domain.errors import ConfigurationError, NotFound
@@ -39,6 +42,7 @@ T = TypeVar("T")
 COLLABORATORS = frozenset(
     {
         "task_store",
+        "usage_store",
         "video_store",
         "provider_http",
         "outbound_http",
@@ -88,6 +92,17 @@ class Container:
     @property
     def task_store(self) -> TaskStore:
         return self._once("task_store", lambda: TaskStore(dynamodb_client(), self.settings.tasks_table_name))
+
+    @property
+    def usage_store(self) -> UsageStore:
+        """The tenants' monthly usage and limits (the tenants table)."""
+
+        def build() -> UsageStore:
+            if not self.settings.tenants_table:
+                raise ConfigurationError("No tenants table is configured")
+            return UsageStore(dynamodb_client(), self.settings.tenants_table)
+
+        return self._once("usage_store", build)
 
     @property
     def video_store(self) -> VideoStore:
@@ -234,6 +249,15 @@ class Container:
 
     def webhook_secret(self) -> str:
         return self._secret(self.settings.webhook_secret_id, "webhook signing secret")
+
+    def tenant_webhook_secrets(self, owner: str) -> list[str] | None:
+        """The tenant's signing secrets that sign now (None: `owner` is not a tenant)."""
+        return tenant_signing_secrets(
+            owner,
+            prefix=self.settings.tenant_secret_prefix,
+            read=lambda name: self._secret(name, "tenant webhook signing secrets"),
+            now=time.time(),
+        )
 
 
 _current: Container | None = None

@@ -6,7 +6,8 @@ One SQS message per event (queued by task_events). Each delivery of the message:
   sends ahead of the schedule;
 - gives up without sending if the record already shows `webhook_max_attempts` attempts (the run
   that made the last one stopped, or its dead-letter send failed);
-- builds the body and reads the signing secret, so that a failure there claims nothing;
+- builds the body and reads the signing secrets (the tenant's, or the service-wide one for owners
+  that are not tenants), so that a failure there claims nothing;
 - claims the next attempt with a conditional write on the attempt count (and the limit), so two
   copies of the message never send at once and never past the limit;
 - POSTs the event, signed, with the same `webhook-id` every time, and records the attempt on the
@@ -71,7 +72,7 @@ def deliver_event(deps: Deps, task_id: str, event: str) -> DeliveryOutcome:
     # What the POST needs is read before the claim: if it cannot be (the secret, the link), the
     # delivery raises having claimed nothing, and the message comes back with no attempt spent.
     body = _body(deps, task, event)
-    secret = deps.webhook_secret()
+    secrets = signing_secrets(deps, task)
     lease_ms = int((settings.webhook_timeout_seconds + _LEASE_MARGIN_SECONDS) * 1000)
     claimed = checked_change(
         current,
@@ -94,7 +95,7 @@ def deliver_event(deps: Deps, task_id: str, event: str) -> DeliveryOutcome:
         return DeliveryOutcome("wait", _CLAIM_RACE_DELAY_SECONDS)  # another copy got there first
 
     started = time.monotonic()
-    result = deps.webhook_sender.deliver(task.callback_url or "", secret=secret, event=event, body=body)
+    result = deps.webhook_sender.deliver(task.callback_url or "", secrets=secrets, event=event, body=body)
     duration_ms = int((time.monotonic() - started) * 1000)
     done_ms = now_millis()
     record = WebhookAttempt(
@@ -159,6 +160,15 @@ def _give_up(deps: Deps, task: Task, delivery: WebhookDelivery) -> DeliveryOutco
     metrics.add_metric(name="WebhookGaveUp", unit="Count", value=1)
     logger.warning("Webhook given up; event dead-lettered", extra={"attempts": delivery.attempts})
     return DeliveryOutcome("gave_up")
+
+
+def signing_secrets(deps: Deps, task: Task) -> list[str]:
+    """What signs this task's webhooks: its tenant's unretired secrets (two during a rotation), so
+    no other tenant can make a webhook this tenant's receiver accepts. An owner that is not a
+    tenant (the SQS intake's `sqs:<queue>`, an API key id from before tenants) falls back to the
+    service-wide `WebhookSigningSecret`, as every webhook was signed before tenants."""
+    tenant = deps.tenant_webhook_secrets(task.owner)
+    return tenant if tenant is not None else [deps.webhook_secret()]
 
 
 def _body(deps: Deps, task: Task, event: str) -> bytes:

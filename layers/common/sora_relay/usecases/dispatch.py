@@ -34,7 +34,7 @@ from sora_relay.domain.provider import GenerationRequest
 from sora_relay.domain.task import Status, Task
 from sora_relay.domain.tokens import callback_token
 from sora_relay.observability import logger, metrics
-from sora_relay.usecases import retry
+from sora_relay.usecases import budget, retry
 from sora_relay.usecases.deps import Deps
 from sora_relay.usecases.retry import with_backoff
 
@@ -45,10 +45,14 @@ def callback_url_for(public_base_url: str, provider_name: str, task_id: str, key
 
 
 def fail_task(deps: Deps, task_id: str, error: SoraRelayError) -> Task | None:
+    """Fail the task for `error`; this transition happens once, so its reservation in the tenant's
+    budget goes back here once too, unless the provider has the task or may have it."""
     try:
-        return deps.task_store.fail(task_id, code=error.code, message=error.message)
+        failed = deps.task_store.fail(task_id, code=error.code, message=error.message)
     except TransitionRejected:
         return None  # already finished by someone else
+    budget.release_failed(deps, failed, error)
+    return failed
 
 
 def start_generation(
@@ -186,7 +190,8 @@ def _our_error(deps: Deps, task_id: str, error: Exception, *, attempt: int) -> D
         message = f"The task could not be started after {attempt} attempts ({kind})"
         # A task's failure reason, not an answer to a request: recorded, never raised.
         with contextlib.suppress(TransitionRejected):
-            deps.task_store.fail(task_id, code="dispatch_failed", message=message)
+            failed = deps.task_store.fail(task_id, code="dispatch_failed", message=message)
+            budget.release_failed(deps, failed)
         metrics.add_metric(name="DispatchFailed", unit="Count", value=1)
         logger.error("Could not dispatch the task; task failed", extra={"attempts": attempt, "cause": cause})
         return DispatchOutcome("gave_up", reason=f"{kind} on the last attempt")

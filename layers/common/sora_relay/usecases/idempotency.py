@@ -30,6 +30,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sora_relay.adapters.aws import dynamodb_client
+from sora_relay.domain.budget import TenantLimits
 from sora_relay.domain.errors import (
     DO_NOT_RETRY,
     PROVIDER_REFUSALS,
@@ -85,12 +86,15 @@ def _idempotent_submit(deps: Deps) -> tuple[Callable[..., dict[str, Any]], Idemp
         table_name=settings.idempotency_table_name, boto3_client=dynamodb_client()
     )
 
+    # The tenant's limits are not part of the idempotency payload: a retry after the operator changed
+    # them is the same request, and answers what the first one answered.
     @idempotent_function(data_keyword_argument="submission", persistence_store=store, config=config)
     def submit(
         submission: dict[str, Any],
         public_base_url: str,
         upload: ImageUpload | None = None,
         remixed_from: str | None = None,
+        limits: TenantLimits | None = None,
     ) -> dict[str, Any]:
         fields = {k: v for k, v in submission["request"].items() if k not in _CONTEXT}
         request = CreateVideoRequest.model_validate(fields)
@@ -104,6 +108,7 @@ def _idempotent_submit(deps: Deps) -> tuple[Callable[..., dict[str, Any]], Idemp
                 task_id=task_id,
                 upload=upload,
                 remixed_from=remixed_from,
+                limits=limits,
             )
         except PROVIDER_REFUSALS as error:
             return StoredRefusal.of(error).answer()  # returned, so Powertools stores it
@@ -130,6 +135,7 @@ def submit_once(
     context: LambdaContext | None = None,
     upload: ImageUpload | None = None,
     remixed_from: str | None = None,
+    limits: TenantLimits | None = None,
 ) -> VideoObject:
     if key is None:
         return submit_video(
@@ -139,6 +145,7 @@ def submit_once(
             public_base_url=public_base_url,
             upload=upload,
             remixed_from=remixed_from,
+            limits=limits,
         )
     if not _KEY.match(key):
         raise InvalidRequest(f"{HEADER} must be 1 to 255 visible ASCII characters", param=HEADER)
@@ -154,7 +161,11 @@ def submit_once(
     submission = {"owner": owner, "key": key, "request": payload}
     try:
         answer = submit(
-            submission=submission, public_base_url=public_base_url, upload=upload, remixed_from=remixed_from
+            submission=submission,
+            public_base_url=public_base_url,
+            upload=upload,
+            remixed_from=remixed_from,
+            limits=limits,
         )
     except IdempotencyAlreadyInProgressError as error:
         raise Conflict(

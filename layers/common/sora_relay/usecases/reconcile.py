@@ -24,6 +24,7 @@ from sora_relay.domain.errors import SoraRelayError, TransitionRejected
 from sora_relay.domain.provider import ProviderResult, ProviderState
 from sora_relay.domain.task import Status, Task, now_millis
 from sora_relay.observability import logger, metrics
+from sora_relay.usecases import budget
 from sora_relay.usecases.archive import queue_archive
 from sora_relay.usecases.deps import Deps
 from sora_relay.usecases.record_push import apply_result
@@ -134,7 +135,10 @@ def _settle(deps: Deps, task: Task, result: ProviderResult | None, now_ms: int) 
 
 def _time_out(deps: Deps, task: Task) -> str:
     try:
-        deps.task_store.time_out(task.task_id, message="The provider did not finish the video in time")
+        failed = deps.task_store.time_out(
+            task.task_id, message="The provider did not finish the video in time"
+        )
     except TransitionRejected:
         return "already_finished"
+    budget.release_failed(deps, failed)  # only a task the provider never took (still `queued`)
     return "timed_out"  # the stream tells the client

@@ -16,13 +16,21 @@ at once (202 with the `failed` video, `dispatch_failed`), and the provider's ref
 A reference image sent as bytes (a multipart file, or a data URL) is stored under the task's own
 prefix, `uploads/{task}/`; the provider gets a presigned link to it at each start attempt
 (usecases/dispatch.py), so a task waiting in the dispatch queue never hands over a lapsed one.
+
+A tenant's limits apply before anything is stored (usecases/budget.py): a model outside its list is
+a 403, and the task's cost is reserved in its month's usage or the submit is a 429
+`insufficient_quota` (with `x-should-retry: false`), before the upload and the task are stored and
+the provider called. A retry of a submission whose task exists (the same Idempotency-Key) reserves
+nothing more: the first attempt's reservation is the task's.
 """
 
 from __future__ import annotations
 
+from sora_relay.domain.budget import TenantLimits
 from sora_relay.domain.catalogue import ModelEntry
 from sora_relay.domain.errors import (
     PROVIDER_REFUSALS,
+    InsufficientQuota,
     InvalidRequest,
     ProviderUnavailable,
     StorageError,
@@ -35,6 +43,7 @@ from sora_relay.domain.models import DEFAULT_SIZE, CreateVideoRequest, VideoObje
 from sora_relay.domain.reference_image import ImageUpload
 from sora_relay.domain.task import Status, Task
 from sora_relay.observability import logger, metrics
+from sora_relay.usecases import budget
 from sora_relay.usecases.deps import Deps
 from sora_relay.usecases.dispatch import fail_task, queue_dispatch, start_generation
 
@@ -48,13 +57,17 @@ def submit_video(
     task_id: str | None = None,
     upload: ImageUpload | None = None,
     remixed_from: str | None = None,
+    limits: TenantLimits | None = None,
 ) -> VideoObject:
     """`task_id`, when given, makes the submission idempotent in the table itself: a second
     submission with that id finds the first task instead of making another. `upload`: the
-    reference image as bytes (a multipart file); a data URL in the request is one too."""
+    reference image as bytes (a multipart file); a data URL in the request is one too. `limits`
+    are the tenant's from the authorizer; without them they are read from the tenants table."""
     settings = deps.settings
     upload = upload or request.data_url_image()
     asked, model, seconds, size = choose_model(deps, request, upload=upload is not None)
+    tenant = budget.limits_for(deps, owner, limits)
+    budget.check_model(tenant, model.id)
     task = Task.new(
         owner=owner,
         model=model.id,
@@ -72,19 +85,26 @@ def submit_video(
     )
     if task_id is not None:
         task = task.model_copy(update={"task_id": task_id})
-    if upload is not None:
-        # Stored before the task: a task never names an image that is not there. An upload whose
-        # task is never stored (a failure in between) expires with the bucket's uploads/ rule.
-        key = f"uploads/{task.task_id}/input_reference.{upload.extension}"
-        deps.video_store.put_upload(key, upload.data, content_type=upload.content_type)
-        task = task.model_copy(update={"image_key": key, "image_content_type": upload.content_type})
+    month = _reserve(deps, owner, task, tenant, retry=task_id is not None)
+    task = task.model_copy(update={"usage_month": month})
     try:
+        if upload is not None:
+            # Stored before the task: a task never names an image that is not there. An upload whose
+            # task is never stored (a failure in between) expires with the bucket's uploads/ rule.
+            key = f"uploads/{task.task_id}/input_reference.{upload.extension}"
+            deps.video_store.put_upload(key, upload.data, content_type=upload.content_type)
+            task = task.model_copy(update={"image_key": key, "image_content_type": upload.content_type})
         deps.task_store.create(task)
     except TransitionRejected:
+        # This attempt's reservation goes back: the earlier attempt's is the task's.
+        budget.give_back(deps, owner, month, task.cost_microusd)
         existing = _earlier_attempt(deps, task)
         if existing.status is not Status.QUEUED or existing.provider_task_id:
             return VideoObject.from_task(existing)
         task = existing  # an earlier attempt stopped before the provider had it: carry on
+    except Exception:
+        budget.give_back(deps, owner, month, task.cost_microusd)
+        raise
     logger.append_keys(task_id=task.task_id)
     logger.info("Task accepted", extra={"prompt_chars": len(task.prompt), "model": task.model})
     metrics.add_metric(name="TaskAccepted", unit="Count", value=1)
@@ -117,6 +137,17 @@ def submit_video(
         fail_task(deps, task.task_id, error)  # the client hears 503 now; the task still records why
         raise
     return VideoObject.from_task(task)
+
+
+def _reserve(deps: Deps, owner: str, task: Task, tenant: TenantLimits, *, retry: bool) -> str | None:
+    """The month the task's cost is reserved in. Over the budget, a retry whose task exists
+    carries on without a reservation of its own (the task holds one); anything else is the 429."""
+    try:
+        return budget.reserve(deps, owner, task, tenant)
+    except InsufficientQuota:
+        if retry and deps.task_store.get(task.task_id) is not None:
+            return None
+        raise
 
 
 def _queue_or_fail(deps: Deps, task: Task, public_base_url: str, *, delay_seconds: float = 0) -> Task:
