@@ -26,7 +26,7 @@ from devstack.mp4 import render_mp4
 from devstack.template import Stack, secret_value
 from sora_relay.adapters import outbound_http, secrets
 from sora_relay.adapters.aws import reset_clients
-from sora_relay.adapters.tenant_secrets import TenantSecrets
+from sora_relay.adapters.tenant_secrets import TenantSecrets, secret_name
 from sora_relay.adapters.tenants import TenantStore
 from sora_relay.adapters.usage_plan_keys import UsagePlanKeys
 from sora_relay.domain import catalogue
@@ -215,6 +215,11 @@ def stack(shared_aws: SharedAws, aws_env: None, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", shared_aws.session)
     provisioned = shared_aws.borrow()
     apply_function_env(monkeypatch, provisioned)
+    # The two test tenants' webhook signing secrets, as the operator command makes them (their
+    # tasks' webhooks are signed with these, not the service-wide secret).
+    prefix = str(provisioned.resolve(provisioned.template["Outputs"]["TenantSecretPrefix"]["Value"]))
+    for tenant in (OWNER, OTHER_OWNER):
+        TenantSecrets(aws("secretsmanager"), prefix).create(tenant)
     yield provisioned
     shared_aws.give_back()
 
@@ -374,6 +379,15 @@ def api(handlers: dict[str, Any], internet: FakeInternet, stack: Stack) -> Api:
 
 @pytest.fixture
 def webhook_secret(stack: Stack) -> str:
+    """OWNER's webhook signing secret (the tenant the tests submit as)."""
+    prefix = str(stack.resolve(stack.template["Outputs"]["TenantSecretPrefix"]["Value"]))
+    document = aws("secretsmanager").get_secret_value(SecretId=secret_name(prefix, OWNER))["SecretString"]
+    return str(json.loads(document)["signing"][0]["secret"])
+
+
+@pytest.fixture
+def service_webhook_secret(stack: Stack) -> str:
+    """The service-wide secret: webhooks of owners that are no tenant (SQS intake) are signed with it."""
     return "whsec_" + secret_value(stack, "WebhookSigningSecret")
 
 

@@ -9,6 +9,7 @@ to the functions: tenant_id, key_id, budget_microusd ("" = none) and models ("" 
 from __future__ import annotations
 
 import datetime
+import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -19,9 +20,12 @@ import pytest
 
 from sora_relay.domain import catalogue
 from sora_relay.domain import task as task_module
+from sora_relay.domain.errors import SoraRelayError
+from sora_relay.domain.models import parse_create_request
 from sora_relay.domain.task import now_millis
 from sora_relay.runtime.container import current
 from sora_relay.usecases.dispatch import dispatch_task
+from sora_relay.usecases.submit import submit_video
 from tests.conftest import LambdaContext, load_event, load_handler
 from tests.integration import tenancy
 from tests.integration.conftest import VALID, Api, FakeInternet
@@ -219,9 +223,20 @@ def test_a_model_outside_the_tenant_list_is_a_403_naming_model(api: Api, interne
     assert api.call("submit", submit_event(VALID, budget=None, models="veo-3.1-fast,veo-3.1"))[0] == 202
 
 
-def test_without_authorizer_context_the_tenant_item_gives_the_budget(api: Api, internet: FakeInternet, stack):
-    # Given a tenant item with a budget of one video, and a request without authorizer context
-    # (as SQS intake and MCP submit: the owner alone), owned by that tenant
+def _submit_without_limits(owner: str) -> str:
+    """What McpFunction's tools do: `submit_video` with the owner alone, no authorizer limits
+    (the tenant item is read instead); the error code, or "accepted"."""
+    request = parse_create_request(json.dumps(VALID), allow_loopback=True)
+    try:
+        submit_video(current(), request, owner=owner, public_base_url="https://relay.example.com")
+    except SoraRelayError as error:
+        return str(error.code)
+    return "accepted"
+
+
+def test_without_authorizer_limits_the_tenant_item_gives_the_budget(api: Api, internet: FakeInternet, stack):
+    # Given a tenant item with a budget of one video, and submits that carry no authorizer limits
+    # (the MCP tools: the owner alone), owned by that tenant
     boto3.client("dynamodb", region_name="us-east-1").put_item(
         TableName=stack.refs["TenantsTable"],
         Item={
@@ -231,10 +246,9 @@ def test_without_authorizer_context_the_tenant_item_gives_the_budget(api: Api, i
             "monthly_budget_microusd": {"N": str(COST)},
         },
     )
-    assert api.submit(VALID, owner=OTHER)[0] == 202
-    assert is_insufficient_quota(*api.submit(VALID, owner=OTHER))
-    # And an owner with no tenant item has no limit
-    assert [api.submit(VALID, owner="sqs:test-SubmitQueue")[0] for _ in range(3)] == [202, 202, 202]
+    assert [_submit_without_limits(OTHER) for _ in range(2)] == ["accepted", "insufficient_quota"]
+    # And an owner with no tenant item (SQS intake's) has no limit
+    assert [_submit_without_limits("sqs:test-SubmitQueue") for _ in range(3)] == ["accepted"] * 3
     assert usage_item(stack, "sqs:test-SubmitQueue", this_month()) == {"spent_microusd": 3 * COST, "count": 3}
 
 

@@ -10,11 +10,12 @@ import pytest
 from standardwebhooks import Webhook
 
 from devstack.template import load_template
+from sora_relay.adapters.tenant_secrets import secret_name
 from sora_relay.domain.errors import WebhookClaimLost
 from sora_relay.domain.webhook import WebhookDelivery, WebhookState
 from sora_relay.runtime.container import current
 from sora_relay.settings import Settings
-from tests.integration.conftest import VALID, reload_settings, run_queue, submitted
+from tests.integration.conftest import OWNER, VALID, reload_settings, run_queue, submitted
 
 
 def _task(stack, task_id: str) -> dict:
@@ -221,11 +222,12 @@ def test_the_default_schedule_spans_about_a_day_within_sqs_limits():
 def test_a_secret_that_cannot_be_read_claims_no_attempt_and_the_message_comes_back(
     completed, internet, stack, downstream, handlers, webhook_secret, service_logs
 ):
-    # Given a completed task whose webhook is queued, and a signing secret Secrets Manager refuses
+    # Given a completed task whose webhook is queued, and its tenant's signing secret Secrets
+    # Manager refuses
     video = completed()
     downstream.pump_stream()
     secrets = boto3.client("secretsmanager", region_name="us-east-1")
-    secret_id = current().settings.webhook_secret_id
+    secret_id = secret_name(current().settings.tenant_secret_prefix, OWNER)
     secrets.delete_secret(SecretId=secret_id, RecoveryWindowInDays=7)
 
     # When the message is delivered

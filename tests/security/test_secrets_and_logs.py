@@ -12,7 +12,9 @@ from tests.integration.conftest import PROVIDER_TOKEN, VALID, submitted
 PROMPT = "An unmistakable prompt about a violet giraffe reciting poetry"
 
 
-def test_a_whole_flow_logs_no_secret_and_no_prompt(api, internet, stack, downstream, service_logs):
+def test_a_whole_flow_logs_no_secret_and_no_prompt(
+    api, internet, stack, downstream, service_logs, webhook_secret
+):
     # Given a full flow: submit, a provider callback, the stream, a webhook (refused once, then
     # delivered), and a forged callback
     video, call = submitted(api, internet, prompt=PROMPT)
@@ -33,6 +35,7 @@ def test_a_whole_flow_logs_no_secret_and_no_prompt(api, internet, stack, downstr
         "the callback token key": secret_value(stack, "CallbackTokenSecret"),
         "a callback token": callback_token,
         "the webhook signing secret": secret_value(stack, "WebhookSigningSecret"),
+        "the tenant's webhook signing secret": webhook_secret.removeprefix("whsec_"),
         "a webhook signature": internet.webhooks[0].headers["webhook-signature"].split(",", 1)[1],
     }
     leaked = [name for name, value in secrets.items() if value in logs]
