@@ -6,7 +6,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 
-from sora_relay.domain.models import ModelList, ModelObject, VideoList, VideoObject
+from sora_relay.domain.models import ModelList, ModelObject, VideoDetail, VideoList
 from sora_relay.observability import logger, metrics
 from sora_relay.runtime.api import (
     OWNER_ERRORS,
@@ -84,10 +84,11 @@ def list_route() -> Response:
     summary="Read one video",
     description=(
         "When the video is `completed`, `download_url` is a presigned link to the MP4, valid until"
-        " `download_expires_at`."
+        " `download_expires_at`. `timings` says when each stage was reached and `webhook` each"
+        " attempt to deliver its event to `callback_url`."
     ),
     responses={
-        200: answer(VideoObject, "The video object."),
+        200: answer(VideoDetail, "The video object, with its timings and webhook attempts."),
         404: refusal("No video with this id belongs to the caller.", "video_not_found"),
         **OWNER_ERRORS,
     },

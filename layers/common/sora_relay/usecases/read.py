@@ -6,7 +6,7 @@ import re
 import time
 
 from sora_relay.domain.errors import InvalidRequest, NotFound
-from sora_relay.domain.models import VideoList, VideoObject
+from sora_relay.domain.models import VideoDetail, VideoList, VideoObject
 from sora_relay.domain.task import Status, Task
 from sora_relay.domain.video import DownloadLink
 from sora_relay.usecases.deps import Deps
@@ -31,9 +31,10 @@ def _download_link(deps: Deps, task: Task) -> DownloadLink | None:
     )
 
 
-def get_video(deps: Deps, owner: str, video_id: str) -> VideoObject:
+def get_video(deps: Deps, owner: str, video_id: str) -> VideoDetail:
+    """The owner's one video, with its stage timings and webhook attempts (VideoDetail)."""
     task = _owned_task(deps, owner, video_id)
-    return VideoObject.from_task(task, _download_link(deps, task))
+    return VideoDetail.of(task, _download_link(deps, task))
 
 
 def video_content_url(deps: Deps, owner: str, video_id: str) -> str:
