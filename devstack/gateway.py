@@ -202,6 +202,8 @@ class LocalApiGateway:
         record["resourcePath"] = route.path
         headers = list(request.headers.items())
         key = proxy.header(headers, "x-api-key") if route.api_key_required else None
+        if route.api_key_required and key is None:
+            key = _bearer_key(headers)  # TEMP until the authorizer lands
         if route.api_key_required:
             record["apiKeyId"] = self.api_keys.get(key or "")
             if record["apiKeyId"] is None:
@@ -240,6 +242,13 @@ class LocalApiGateway:
             if params is not None:
                 return route, path, {name: unquote(value) for name, value in params.items()}
         return None
+
+
+def _bearer_key(headers: list[tuple[str, str]]) -> str | None:
+    """TEMP until the authorizer lands: `Authorization: Bearer K` counts as `x-api-key: K` (what
+    the playground page sends)."""
+    scheme, _, token = (proxy.header(headers, "authorization") or "").partition(" ")
+    return token.strip() or None if scheme.lower() == "bearer" else None
 
 
 def _read_body(request: BaseHTTPRequestHandler, limit: int) -> bytes | None:
