@@ -95,6 +95,7 @@ def _print_banner(stack: DevStack, args: argparse.Namespace) -> None:
         f"""sora-relay local stack is up (Ctrl-C stops it)
 
   API URL          {stack.api_url}
+  playground       {stack.api_url}/   (open it and paste the API key below)
   API key          {stack.api_key}   (key id {stack.api_key_id})
   second API key   {stack.other_api_key}   (key id {stack.other_api_key_id})
   webhook secret   {stack.webhook_secret}
