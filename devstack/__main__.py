@@ -102,6 +102,7 @@ def _print_banner(stack: DevStack, args: argparse.Namespace) -> None:
         f"""sora-relay local stack is up (Ctrl-C stops it)
 
   API URL          {stack.api_url}
+  playground       {stack.api_url}/   (open it and paste the API key below)
   API key          {stack.api_key}   (tenant {stack.tenant_id}, key {stack.api_key_id})
   second API key   {stack.other_api_key}   (tenant {stack.other_tenant_id}, key {stack.other_api_key_id})
                    either as `Authorization: Bearer <key>` or `x-api-key: <key>`;

@@ -10,7 +10,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 
 from sora_relay.domain.budget import UsageObject, parse_month
-from sora_relay.domain.models import DeletedVideo, ModelList, ModelObject, VideoList, VideoObject
+from sora_relay.domain.models import DeletedVideo, ModelList, ModelObject, VideoDetail, VideoList
 from sora_relay.domain.task import now_millis
 from sora_relay.observability import logger, metrics
 from sora_relay.runtime.api import (
@@ -112,13 +112,15 @@ def list_route() -> Response:
     summary="Read one video",
     description=(
         "When the video is `completed`, `download_url` is a presigned link to the MP4, valid until"
-        " `download_expires_at`. While it is `queued` or `in_progress` the answer carries"
+        " `download_expires_at`. `timings` says when each stage was reached and `webhook` each"
+        " attempt to deliver its event to `callback_url`. While it is `queued` or `in_progress` the"
+        " answer carries"
         f" `{POLL_AFTER}`: a tenth of the time the video has waited so far, from"
         f" {MIN_POLL_AFTER_MS} to {MAX_POLL_AFTER_MS} ms (OpenAI's SDK `poll` sleeps that long)."
     ),
     responses={
         200: {
-            **answer(VideoObject, "The video object."),
+            **answer(VideoDetail, "The video object, with its timings and webhook attempts."),
             "headers": {
                 POLL_AFTER: {
                     "required": False,

@@ -36,7 +36,7 @@ print(json.dumps(caches))
 """
 
 
-@pytest.mark.parametrize("function", ["submit", "callback", "status"])
+@pytest.mark.parametrize("function", ["submit", "callback", "status", "playground"])
 def test_the_init_phase_captures_nothing_a_restored_instance_must_not_share(function):
     environment = {**os.environ, "PYTHONPATH": f"{ROOT / 'layers' / 'common'}{os.pathsep}{ROOT}"}
     answer = subprocess.run(

@@ -13,6 +13,7 @@ from sora_relay.domain.outbound_url import MAX_URL_LENGTH, parse_outbound_url
 from sora_relay.domain.reference_image import ImageUpload, image_from_data_url, is_data_url
 from sora_relay.domain.task import Status, Task
 from sora_relay.domain.video import DownloadLink
+from sora_relay.domain.webhook import WebhookDelivery, WebhookState
 
 # What each model offers (seconds, sizes, images) is in the catalogue (domain/catalogue.py); the
 # submit use case checks a request against the model that serves it. Here: the request's shape.
@@ -305,6 +306,104 @@ class DeletedVideo(BaseModel):
     id: str
     object: Literal["video.deleted"] = "video.deleted"
     deleted: Literal[True] = True
+
+
+class StageTimes(BaseModel):
+    """When the task reached each stage, in Unix milliseconds (seconds would hide a stage that took
+    less than one); null for a stage not reached."""
+
+    model_config = _ANSWER
+
+    created_ms: int = Field(description="Accepted by POST /v1/videos (or an SQS submission).")
+    result_received_ms: int | None = Field(
+        description="The provider's result recorded (its push, or the reconciler's lookup)."
+    )
+    finished_ms: int | None = Field(description="Completed (the MP4 in our bucket) or failed.")
+
+
+class WebhookAttemptRecord(BaseModel):
+    """One POST of the event to callback_url, as the task recorded it."""
+
+    model_config = _ANSWER
+
+    attempt: int = Field(description="1 for the first.")
+    at_ms: int = Field(description="Unix milliseconds when the POST started.")
+    status_code: int | None = Field(description="What the receiver answered; null when it did not.")
+    error: str | None = Field(
+        description="Why it did not count: `HTTP 503`, a timeout, a refused connection."
+    )
+    duration_ms: int | None
+    outcome: Literal["delivered", "gone", "failed"] = Field(
+        description="`delivered` (2xx), `gone` (410: no more attempts), or `failed`."
+    )
+    next_retry_ms: int | None = Field(
+        description="When the attempt after this one started, or is due; null after the last."
+    )
+
+
+class WebhookReport(BaseModel):
+    """The delivery of the task's terminal event to its callback_url: its state and every attempt.
+    No signature or secret is kept on the task, so none can appear here."""
+
+    model_config = _ANSWER
+
+    event_id: str = Field(description="The event's `webhook-id` header, the same on every attempt.")
+    state: WebhookState
+    next_attempt_ms: int | None = Field(description="When the next attempt is due (state `retrying`).")
+    attempts: list[WebhookAttemptRecord]
+
+    @classmethod
+    def from_delivery(cls, delivery: WebhookDelivery) -> WebhookReport:
+        due = delivery.next_attempt_ms if delivery.state is WebhookState.RETRYING else None
+        history = delivery.history
+        starts = [attempt.at_ms for attempt in history[1:]] + [due]
+        return cls(
+            event_id=delivery.event_id,
+            state=delivery.state,
+            next_attempt_ms=due,
+            attempts=[
+                WebhookAttemptRecord(
+                    attempt=attempt.attempt,
+                    at_ms=attempt.at_ms,
+                    status_code=attempt.status_code,
+                    error=attempt.error,
+                    duration_ms=attempt.duration_ms,
+                    outcome=_outcome(attempt.status_code),
+                    next_retry_ms=next_start,
+                )
+                for attempt, next_start in zip(history, starts, strict=True)
+            ],
+        )
+
+
+def _outcome(status_code: int | None) -> Literal["delivered", "gone", "failed"]:
+    # The same rule as the sender's (adapters/webhooks.py) and deliver_webhook's 410.
+    if status_code is not None and 200 <= status_code < 300:
+        return "delivered"
+    return "gone" if status_code == 410 else "failed"
+
+
+class VideoDetail(VideoObject):
+    """`GET /v1/videos/{id}`: the video object, plus what only its owner reads one video for: when
+    each stage was reached and where the webhook went. Lists, webhooks and bus events carry the
+    plain video object."""
+
+    timings: StageTimes
+    webhook: WebhookReport | None = Field(
+        description="null without a callback_url, or until the first attempt of a finished video."
+    )
+
+    @classmethod
+    def of(cls, task: Task, link: DownloadLink | None = None) -> VideoDetail:
+        return cls(
+            **dict(VideoObject.from_task(task, link)),
+            timings=StageTimes(
+                created_ms=task.created_ms,
+                result_received_ms=task.result_received_ms,
+                finished_ms=task.completed_ms,
+            ),
+            webhook=WebhookReport.from_delivery(task.webhook) if task.webhook else None,
+        )
 
 
 class VideoList(BaseModel):

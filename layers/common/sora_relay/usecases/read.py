@@ -7,7 +7,7 @@ import re
 import time
 
 from sora_relay.domain.errors import InvalidRequest, NotFound
-from sora_relay.domain.models import VideoList, VideoObject
+from sora_relay.domain.models import VideoDetail, VideoList, VideoObject
 from sora_relay.domain.task import Status, Task
 from sora_relay.domain.video import DownloadLink, Variant
 from sora_relay.usecases.deps import Deps
@@ -52,14 +52,16 @@ def _download_link(deps: Deps, task: Task) -> DownloadLink | None:
     )
 
 
-def get_video(deps: Deps, owner: str, video_id: str) -> VideoObject:
+def get_video(deps: Deps, owner: str, video_id: str) -> VideoDetail:
+    """The owner's one video, with its stage timings and webhook attempts (VideoDetail)."""
     return read_video(deps, owner, video_id)[0]
 
 
-def read_video(deps: Deps, owner: str, video_id: str) -> tuple[VideoObject, int | None]:
-    """The video object and, while it is open, the poll interval to suggest (openai-poll-after-ms)."""
+def read_video(deps: Deps, owner: str, video_id: str) -> tuple[VideoDetail, int | None]:
+    """The video (with its timings and webhook attempts) and, while it is open, the poll interval
+    to suggest (openai-poll-after-ms)."""
     task = owned_task(deps, owner, video_id)
-    return VideoObject.from_task(task, _download_link(deps, task)), poll_after_ms(task)
+    return VideoDetail.of(task, _download_link(deps, task)), poll_after_ms(task)
 
 
 def parse_variant(raw: str | None) -> Variant:
