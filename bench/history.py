@@ -110,7 +110,9 @@ class Meter:
         items = parsed.get("Items", [])
         reads.items_read += parsed.get("ScannedCount", len(items))
         reads.items_returned += parsed.get("Count", len(items))
-        if items:  # a COUNT scan returns none; it is a control, not a priced read
+        if (
+            model.name == "Query"
+        ):  # rounded up: an empty query is priced at half a unit; COUNT scans are the control
             reads.read_units += max(1, math.ceil(sum(map(item_bytes, items)) / 4096)) * 0.5
 
 
