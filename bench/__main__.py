@@ -26,6 +26,7 @@ BENCHMARKS = [
     ("archive", "2. archiving a video", ["--repeats", "1"]),
     ("callback", "7. callback answer time against the video's size", ["--repeats", "3", "--warmup", "1"]),
     ("throughput", "5. local stack throughput", ["--repeats", "1", "--tasks", "50"]),
+    ("history", "8. lookups against 100,000 finished tasks", ["--tasks", "10000"]),
     ("cost", "6. cost of 1,000 videos", []),
 ]
 

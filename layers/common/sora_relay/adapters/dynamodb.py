@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import heapq
+import zlib
+from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +16,16 @@ from sora_relay.domain.task import Status, Task, TaskChange, now_millis, sources
 from sora_relay.domain.webhook import WebhookDelivery
 
 OWNER_INDEX = "owner-created-index"
-STATUS_INDEX = "status-created-index"
+# The reconciler's view: open tasks only, by age. `open_shard` ("<status>#<n>") is set while a task
+# is open and REMOVEd by the update that ends it, so DynamoDB drops the item from this index and
+# the index holds what is open now, not the table's history (docs/scale.md).
+OPEN_INDEX = "open-tasks-index"
+# Open tasks are spread over this many partition keys per status: every write to an open task is
+# also a write to this index, and one key takes at most 1,000 WCU/s (docs/scale.md). The reader
+# queries shards 0..OPEN_SHARDS-1, so the number may grow between deploys but must not shrink
+# while tasks are open in the higher shards.
+OPEN_SHARDS = 16
+_OPEN_PAGE = 50  # items per shard query: a run reads at most its limit plus one page per shard
 
 _serializer = TypeSerializer()
 _deserializer = TypeDeserializer()
@@ -36,6 +48,11 @@ def _from_attrs(item: dict[str, Any]) -> dict[str, Any]:
     return {key: plain(_deserializer.deserialize(value)) for key, value in item.items()}
 
 
+def open_shard(task_id: str, status: Status) -> str:
+    """The open index's partition key for an open task: its status and a stable shard of its id."""
+    return f"{status.value}#{zlib.crc32(task_id.encode()) % OPEN_SHARDS}"
+
+
 def _is_condition_failure(error: ClientError) -> bool:
     return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
@@ -50,7 +67,7 @@ class TaskStore:
         try:
             self._client.put_item(
                 TableName=self._table,
-                Item=_to_attrs(task.to_item()),
+                Item=_to_attrs({**task.to_item(), **self._open_values(task.task_id, task.status)}),
                 ConditionExpression="attribute_not_exists(task_id)",
             )
         except ClientError as error:
@@ -59,6 +76,10 @@ class TaskStore:
             raise StorageError("Could not store the task") from error
         except BotoCoreError as error:
             raise StorageError("Could not store the task") from error
+
+    @staticmethod
+    def _open_values(task_id: str, status: Status) -> dict[str, str]:
+        return {} if status.is_terminal else {"open_shard": open_shard(task_id, status)}
 
     @staticmethod
     def from_image(image: dict[str, Any]) -> Task:
@@ -91,7 +112,12 @@ class TaskStore:
         the change also needs the archive claim to be that one (and releases it); with
         `without_result`, it needs the task to have no recorded provider result.
         """
-        values = {"status": target.value, "updated_ms": now_millis(), **(change.values() if change else {})}
+        values = {
+            "status": target.value,
+            "updated_ms": now_millis(),
+            **self._open_values(task_id, target),
+            **(change.values() if change else {}),
+        }
         sources = sorted(source.value for source in sources_of(target))
         names = {f"#k{i}": key for i, key in enumerate(values)}
         placeholders = {f":v{i}": value for i, value in enumerate(values.values())}
@@ -109,7 +135,8 @@ class TaskStore:
         if without_result:
             condition += " AND attribute_not_exists(provider_video_url)"
         if target.is_terminal:
-            update += " REMOVE archive_claim, archive_lease_ms"
+            # Leaving the open index in the same write that ends the task.
+            update += " REMOVE archive_claim, archive_lease_ms, open_shard"
         return self._update(
             task_id,
             update=update,
@@ -135,9 +162,9 @@ class TaskStore:
         return self._update(
             task_id,
             update=(
-                "SET #status = :progress, provider_task_id = :ptid, provider_video_url = :url, "
-                "result_received_ms = if_not_exists(result_received_ms, :now), updated_ms = :now "
-                "ADD #version :one"
+                "SET #status = :progress, open_shard = :shard, provider_task_id = :ptid, "
+                "provider_video_url = :url, result_received_ms = if_not_exists(result_received_ms, :now), "
+                "updated_ms = :now ADD #version :one"
             ),
             condition=(
                 "attribute_exists(task_id) AND #status IN (:q, :p) "
@@ -146,6 +173,7 @@ class TaskStore:
             names={"#status": "status", "#version": "version"},
             values={
                 ":progress": Status.IN_PROGRESS.value,
+                ":shard": open_shard(task_id, Status.IN_PROGRESS),
                 ":ptid": provider_task_id,
                 ":url": video_url,
                 ":now": now,
@@ -348,26 +376,44 @@ class TaskStore:
             },
         )
 
-    def list_by_status(self, status: Status, *, created_before_ms: int, limit: int) -> list[Task]:
-        """Tasks in `status` created before the given time, oldest first (at most `limit`)."""
+    def list_open(self, status: Status, *, created_before_ms: int, limit: int) -> list[Task]:
+        """Open tasks in `status` created before the given time, oldest first (at most `limit`).
+
+        Reads the open index, whose size is what is open now: the cost of this lookup does not
+        grow with the completed tasks in the table. Each shard is read oldest first, a page at a
+        time, and the shards merged, so the oldest `limit` come first whichever shard holds them.
+        """
+        if status.is_terminal:
+            raise ValueError(f"{status.value} tasks are not in the open index")
+        page = max(1, min(limit, _OPEN_PAGE))
+        shards = [
+            self._open_shard_items(f"{status.value}#{n}", created_before_ms, page) for n in range(OPEN_SHARDS)
+        ]
         tasks: list[Task] = []
+        try:
+            for item in heapq.merge(*shards, key=lambda item: (item["created_ms"], item["task_id"])):
+                tasks.append(Task.from_item(item))
+                if len(tasks) >= limit:
+                    break
+        except (ClientError, BotoCoreError) as error:
+            raise StorageError("Could not list open tasks") from error
+        return tasks
+
+    def _open_shard_items(self, shard: str, created_before_ms: int, page: int) -> Iterator[dict[str, Any]]:
+        """One shard's items oldest first, read a page at a time as the merge asks for them."""
         query: dict[str, Any] = {
             "TableName": self._table,
-            "IndexName": STATUS_INDEX,
-            "KeyConditionExpression": "#status = :status AND created_ms < :before",
-            "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": _to_attrs({":status": status.value, ":before": created_before_ms}),
+            "IndexName": OPEN_INDEX,
+            "KeyConditionExpression": "open_shard = :shard AND created_ms < :before",
+            "ExpressionAttributeValues": _to_attrs({":shard": shard, ":before": created_before_ms}),
+            "Limit": page,
         }
-        try:
-            while len(tasks) < limit:
-                page = self._client.query(**query, Limit=limit - len(tasks))
-                tasks += [Task.from_item(_from_attrs(item)) for item in page.get("Items", [])]
-                if "LastEvaluatedKey" not in page:
-                    break
-                query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        except (ClientError, BotoCoreError) as error:
-            raise StorageError("Could not list tasks by status") from error
-        return tasks
+        while True:
+            answer = self._client.query(**query)
+            yield from (_from_attrs(item) for item in answer.get("Items", []))
+            if "LastEvaluatedKey" not in answer:
+                return
+            query["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
 
     def _update(
         self,

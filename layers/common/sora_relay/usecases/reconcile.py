@@ -48,7 +48,7 @@ def reconcile(
         return remaining_ms is not None and remaining_ms() < margin_ms
 
     store = deps.task_store
-    stale = store.list_by_status(
+    stale = store.list_open(
         Status.IN_PROGRESS,
         created_before_ms=now_ms - int(settings.reconcile_stale_after_seconds * 1000),
         limit=settings.reconcile_max_tasks,
@@ -85,7 +85,7 @@ def reconcile(
     # A task still `queued` past the deadline has outlived every dispatch attempt (about 30 min of
     # backoff) or lost its start: nothing will move it any more.
     if not out_of_time():
-        for task in store.list_by_status(
+        for task in store.list_open(
             Status.QUEUED,
             created_before_ms=now_ms - int(settings.reconcile_deadline_seconds * 1000),
             limit=settings.reconcile_max_tasks,
