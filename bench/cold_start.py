@@ -21,9 +21,10 @@ How one round runs, per function (handler and baseline alternate, so drift hits 
    event needs is seeded: e.g. an `in_progress` task whose provider task exists at the simulator
    and has finished (for the callback and the reconciler: the MP4 is real, rendered by
    devstack.mp4 and served by the simulator), a `queued` task (dispatch), a `completed` task
-   (status, webhook). Each event does real work: submit and intake get a fresh Idempotency-Key,
+   (status, webhook), a tenant and its API key (the authorizer). Each event does real work: submit and intake get a fresh Idempotency-Key,
    the callback has a valid token and copies the MP4 into S3, the webhook is POSTed to a local
-   receiver, and so on.
+   receiver, the authorizer looks its key up in TenantsTable and answers an Allow policy, and so
+   on.
 2. The handler child: `import app`, then `app.lambda_handler(event)`. The time is from spawning
    the interpreter to the end of the first event (the child writes a byte on a pipe; its stdout,
    where Powertools logs and metrics go, is /dev/null). The child records every AWS and HTTP call
@@ -47,9 +48,11 @@ Deferring imports into the first call gains nothing here: the clock stops after 
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import os
+import secrets
 import statistics
 import subprocess
 import sys
@@ -75,7 +78,7 @@ BENCH_MODEL = "seedance-1.5-pro"  # a live catalogue model (AceData), the seed's
 LIMIT = 1.5
 # The target holds for the functions a caller waits on (the API); the queue, stream and schedule
 # consumers are reported without one: no caller waits on their cold start.
-TARGETED = frozenset({"SubmitFunction", "CallbackFunction", "StatusFunction"})
+TARGETED = frozenset({"SubmitFunction", "CallbackFunction", "StatusFunction", "AuthorizerFunction"})
 PROVIDER_TOKEN = "bench-provider-token"
 OWNER = "ten_SampleTenantId000001"  # the sample events' tenant (requestContext.authorizer)
 CHILD_TIMEOUT_S = 120.0
@@ -91,6 +94,7 @@ FUNCTIONS = {
     "WebhookFunction": "webhook",
     "IntakeFunction": "intake",
     "ReconcileFunction": "reconcile",
+    "AuthorizerFunction": "authorizer",
 }
 # What each function's first event must have done (its recorded calls), so no run is a no-op.
 EXPECTED_CALLS = {
@@ -103,6 +107,7 @@ EXPECTED_CALLS = {
     "WebhookFunction": ["aws GetItem", "http POST", "aws UpdateItem"],
     "IntakeFunction": ["http POST", "aws PutEvents"],
     "ReconcileFunction": ["aws Query", "http POST", "aws UpdateItem", "aws SendMessage"],
+    "AuthorizerFunction": ["aws GetItem"],  # the key by its sha256, then its tenant
 }
 
 CHILD_MAIN = r"""
@@ -235,6 +240,9 @@ class Backends:
     receiver_url: str
     stack: Any = None
     callback_key: str = ""
+    # Makes this run's bench API keys (seed_tenant): fixed within the run, so the baseline's
+    # replayed GetItems find the items the handler's found; no key is written in this file.
+    key_salt: str = field(default_factory=lambda: secrets.token_hex(16))
     _finished_task: str | None = None
     _clients: dict[str, Any] = field(default_factory=dict)
 
@@ -272,6 +280,57 @@ class Backends:
             ALLOW_LOOPBACK_URLS="true",
         )
         return env
+
+    def seed_tenant(self, *parts: object) -> tuple[str, str]:
+        """An active tenant and one API key of it in TenantsTable, written by the operator's
+        TenantStore (adapters/tenants.py, what TenantAdmin stores with), the same for the same
+        `parts` within a run; returns (tenant_id, api_key). Not TenantAdmin.create itself: it
+        draws random ids and a random key, and makes a usage-plan key and a secret the authorizer
+        never reads."""
+        from sora_relay.adapters.tenants import TenantStore
+        from sora_relay.domain.tenant import (
+            API_KEY_PREFIX,
+            KEY_ID_PREFIX,
+            KEY_LISTING_PREFIX_LENGTH,
+            TENANT_ACTIVE,
+            TENANT_ID_PREFIX,
+            ApiKey,
+            Tenant,
+            hash_key,
+        )
+
+        def token(label: str, size: int) -> str:
+            seed = ":".join(map(str, (self.key_salt, label, *parts))).encode()
+            return base64.urlsafe_b64encode(hashlib.sha256(seed).digest()[:size]).decode()
+
+        # The same lengths as domain/tenant.py's new_tenant_id, new_key_id and new_api_key.
+        tenant_id, key_id = TENANT_ID_PREFIX + token("tenant", 15), KEY_ID_PREFIX + token("key", 9)
+        api_key = API_KEY_PREFIX + token("api-key", 30)
+        now = int(time.time())
+        store = TenantStore(self.client("dynamodb"), self.stack.refs["TenantsTable"])
+        store.create_tenant(
+            Tenant(
+                tenant_id=tenant_id,
+                name="bench",
+                status=TENANT_ACTIVE,
+                usage_identifier=token("usage", 30),
+                usage_key_id=token("usage-key", 6),
+                webhook_secret_id=f"bench/tenants/{tenant_id}/webhook",
+                created_at=now,
+                monthly_budget_microusd=50_000_000,
+                models=(BENCH_MODEL,),
+            )
+        )
+        store.add_key(
+            ApiKey(
+                key_hash=hash_key(api_key),
+                tenant_id=tenant_id,
+                key_id=key_id,
+                prefix=api_key[:KEY_LISTING_PREFIX_LENGTH],
+                created_at=now,
+            )
+        )
+        return tenant_id, api_key
 
     def finished_provider_task(self) -> str:
         """A task the simulator has finished, its MP4 rendered (one for the whole run)."""
@@ -478,6 +537,13 @@ def prepare(backends: Backends, logical_id: str, round_number: int, phase: int) 
             created_ms=now_millis() - 3600 * 1000,
         )
         return _event("reconcile")
+    if logical_id == "AuthorizerFunction":
+        # A key of its own per event: the second is not answered from the instance's cache.
+        _, api_key = backends.seed_tenant(round_number, phase)
+        event = _event("authorizer")
+        event["headers"]["Authorization"] = f"Bearer {api_key}"
+        event["multiValueHeaders"]["Authorization"] = [f"Bearer {api_key}"]
+        return event
     raise ValueError(logical_id)
 
 
@@ -590,7 +656,25 @@ def check_handler_run(logical_id: str, run: Run) -> list[str]:
             problems.append(f"{name} lacks {missing}: {made}")
     if logical_id == "ReconcileFunction" and run.detail["answers"][0] != {"copy_queued": 1}:
         problems.append(f"reconcile answered {run.detail['answers'][0]}")
+    if logical_id == "AuthorizerFunction":
+        problems += [
+            f"event {number}: {problem}"
+            for number, answer in enumerate(run.detail["answers"], start=1)
+            if (problem := authorizer_problem(answer))
+        ]
     return problems
+
+
+def authorizer_problem(answer: Any) -> str | None:
+    """Why an authorizer answer is not the Allow a seeded tenant's key earns (None: it is)."""
+    try:
+        effect = answer["policyDocument"]["Statement"][0]["Effect"]
+        tenant = answer["context"]["tenant_id"]
+    except (KeyError, IndexError, TypeError):
+        return f"not an Allow policy: {answer}"
+    if effect != "Allow" or not tenant or answer.get("principalId") != tenant:
+        return f"answered {effect} for principal {answer.get('principalId')}"
+    return None
 
 
 # --- the benchmark --------------------------------------------------------------------------------

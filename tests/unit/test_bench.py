@@ -155,3 +155,34 @@ def test_cold_starts_and_bigger_videos_cost_more(measured: Path) -> None:
     cold = sum(line.usd for line in cost.price(_assume(cold_share=1.0))[0])
     bigger = sum(line.usd for line in cost.price(_assume(video_mb=16.0))[0])
     assert warm < cold and warm < bigger
+
+
+def test_every_cold_start_function_has_its_event_its_calls_and_a_template_resource() -> None:
+    from bench import cold_start
+    from devstack.template import load_template
+
+    resources = load_template()["Resources"]
+    assert set(cold_start.EXPECTED_CALLS) == set(cold_start.FUNCTIONS)
+    assert cold_start.TARGETED.issubset(cold_start.FUNCTIONS)
+    for logical_id, event in cold_start.FUNCTIONS.items():
+        assert resources[logical_id]["Type"] == "AWS::Serverless::Function"
+        assert (cold_start.EVENTS / f"{event}.json").is_file()
+    # Issue 16: the authorizer runs before every protected request, so it keeps the 1.5x target.
+    assert "AuthorizerFunction" in cold_start.TARGETED
+
+
+def test_the_authorizer_benchmark_counts_only_an_allow_for_the_key_s_tenant() -> None:
+    from bench.cold_start import authorizer_problem
+    from sora_relay.domain.tenant import TENANT_ACTIVE, Refusal, Tenant, issue_key
+    from sora_relay.runtime.authorizer import answer
+    from sora_relay.usecases.authorize import Grant
+
+    tenant = Tenant("ten_" + "a" * 20, "bench", TENANT_ACTIVE, "usage", "usage-key", "secret", 0)
+    granted = answer(
+        Grant(tenant, issue_key(tenant.tenant_id, 0).record), "arn:aws:execute-api:r:1:api/live/GET/x"
+    )
+    denied = answer(Refusal(403, "disabled"), "arn:aws:execute-api:r:1:api/live/GET/x")
+    assert authorizer_problem(granted) is None
+    assert "Deny" in (authorizer_problem(denied) or "")
+    assert authorizer_problem({"principalId": "x"}) is not None
+    assert authorizer_problem(None) is not None

@@ -1,9 +1,10 @@
 """The Lambda authorizer's glue: the lookups it is built from, and API Gateway's answer shapes.
 
 Not the container (runtime/container.py imports httpx, pydantic settings and every adapter): the
-authorizer runs before every protected request, so its cold start is boto3 and this package's
-domain only (bench/ measures it against a bare boto3 function). It reads two variables, on its
-first invocation: TENANTS_TABLE and AUTHORIZER_CACHE_SECONDS (template.yaml, events/env.json).
+authorizer runs before every protected request, so its cold start is boto3, Powertools' Logger
+and this package's domain only (bench/cold_start.py holds it to 1.5x of plain boto3+httpx making
+the same calls; docs/performance.md section 1). It reads two variables, on its first
+invocation: TENANTS_TABLE and AUTHORIZER_CACHE_SECONDS (template.yaml, events/env.json).
 
 API Gateway's contract (REQUEST authorizer, REST API): raising an error whose message is exactly
 "Unauthorized" makes it answer 401 (gateway response UNAUTHORIZED); a policy that denies answers
