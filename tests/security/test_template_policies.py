@@ -575,7 +575,12 @@ def test_the_authorizer_may_only_read_tenants_and_keys(template):
     }
 
 
-def test_every_route_but_the_callback_is_behind_the_authorizer_and_metered_by_its_key(template):
+# The provider's callback (it authenticates the push itself) and the playground page (static files;
+# every API call the page makes carries the key) are the only routes without the authorizer.
+PUBLIC_FUNCTIONS = {"CallbackFunction", "PlaygroundFunction"}
+
+
+def test_every_route_but_the_callback_and_the_page_is_behind_the_authorizer_and_metered_by_its_key(template):
     from devstack.template import Stack
 
     api = template["Resources"]["RestApi"]["Properties"]
@@ -591,13 +596,13 @@ def test_every_route_but_the_callback_is_behind_the_authorizer_and_metered_by_it
     routes = Stack(template=template, parameters={}).routes()
     assert routes
     for route in routes:
-        if route.function_id == "CallbackFunction":
+        if route.function_id in PUBLIC_FUNCTIONS:
             assert (route.authorizer, route.api_key_required) == (None, False), route
         else:
             assert (route.authorizer, route.api_key_required) == ("TenantAuthorizer", True), route
 
 
-def test_transformed_the_authorizer_guards_every_method_but_the_callback(transformed):
+def test_transformed_the_authorizer_guards_every_method_but_the_callback_and_the_page(transformed):
     body = transformed["Resources"]["RestApi"]["Properties"]["Body"]
     scheme = body["components"]["securitySchemes"]["TenantAuthorizer"]["x-amazon-apigateway-authorizer"]
     assert scheme["type"] == "request" and scheme["authorizerResultTtlInSeconds"] == 0
@@ -606,5 +611,6 @@ def test_transformed_the_authorizer_guards_every_method_but_the_callback(transfo
     for path, methods in body["paths"].items():
         for method, operation in methods.items():
             names = {name for requirement in operation.get("security", []) for name in requirement}
-            expected = set() if path.startswith("/v1/callbacks/") else {"TenantAuthorizer", "api_key"}
+            public = path.startswith("/v1/callbacks/") or path == "/" or path.startswith("/playground/")
+            expected = set() if public else {"TenantAuthorizer", "api_key"}
             assert names == expected, (path, method)
