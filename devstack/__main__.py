@@ -107,7 +107,9 @@ def _print_banner(stack: DevStack, args: argparse.Namespace) -> None:
   second API key   {stack.other_api_key}   (tenant {stack.other_tenant_id}, key {stack.other_api_key_id})
                    either as `Authorization: Bearer <key>` or `x-api-key: <key>`;
                    more tenants and keys: make tenants ARGS="create --name N" (scripts/tenants.py)
-  webhook secret   {stack.webhook_secret}
+  webhook secrets  {stack.tenants[0].webhook_secret}   (the first tenant's tasks)
+                   {stack.tenants[1].webhook_secret}   (the second tenant's)
+                   {stack.webhook_secret}   (owners that are no tenant: SQS submissions)
   provider sim     {stack.simulator.url}   (callback after {args.delay:g} s; prompt markers such as
                    [sim:fail] [sim:no-callback] [sim:double-callback] [sim:late-callback]
                    [sim:video-404] [sim:429] [sim:500] [sim:429x2] inject faults)
@@ -191,7 +193,8 @@ def demo(args: argparse.Namespace) -> int:
     try:
         stack.start()
         print(f"  stack up in {time.monotonic() - started:.1f} s at {stack.api_url}", flush=True)
-        with WebhookReceiver(stack.webhook_secret) as receiver:
+        # The CLI's key is the first tenant's: its webhooks are signed with that tenant's secret.
+        with WebhookReceiver(stack.tenants[0].webhook_secret) as receiver:
             summary = _demo_flow(stack, receiver, args.prompt, out)
     except KeyboardInterrupt:
         print("demo interrupted", file=sys.stderr)
@@ -315,7 +318,8 @@ def load(args: argparse.Namespace) -> int:
         stack.start()
         if args.crash_rate > 0:
             add_crashes(stack, args.crash_rate)
-        with WebhookReceiver(stack.webhook_secret) as receiver:
+        # The load runs with the first tenant's key: its webhooks carry that tenant's signatures.
+        with WebhookReceiver(stack.tenants[0].webhook_secret) as receiver:
             runner = LoadRunner(
                 stack,
                 receiver,

@@ -5,7 +5,7 @@ client would, with the `standardwebhooks` library. A callback_url chooses its ow
 event: `{url}?fail=3&status=503` (`url_failing(3)`) answers each event's first 3 deliveries with
 503 (counted by webhook-id), and `?status=410` always answers 410:
 
-    with WebhookReceiver(stack.webhook_secret) as receiver:
+    with WebhookReceiver(stack.tenants[0].webhook_secret) as receiver:  # the tenant's secret
         ... submit with callback_url=receiver.url ...
         delivery = receiver.wait_for_video(video_id, timeout=10)
         event = receiver.verify(delivery)

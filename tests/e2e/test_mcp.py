@@ -126,7 +126,7 @@ def test_a_remote_client_generates_with_the_seed_tool_and_hears_the_signed_seed_
             return [tool.name for tool in listed.tools], submitted, record, batch
 
     # Given a webhook receiver on 127.0.0.1
-    with WebhookReceiver(mcp_stack.webhook_secret) as receiver:
+    with WebhookReceiver(mcp_stack.tenants[0].webhook_secret) as receiver:  # the key's tenant signs
         # When an MCP client initializes over streamable HTTP, lists the tools, submits with the
         # seed tool and polls sora_get_task, then asks the batch tool
         names, submitted, record, batch = anyio.run(scenario, receiver)

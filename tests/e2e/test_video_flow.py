@@ -73,7 +73,7 @@ def test_the_client_webhook_verifies_with_the_standardwebhooks_library(stack, vi
     tampered = delivery.body.replace(b'"completed"', b'"failed"', 1)
     assert tampered != delivery.body
     with pytest.raises(WebhookVerificationError):
-        Webhook(stack.webhook_secret).verify(tampered, delivery.headers)
+        Webhook(stack.tenants[0].webhook_secret).verify(tampered, delivery.headers)  # the owner's secret
     wrong_secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
     with pytest.raises(WebhookVerificationError):
         Webhook(wrong_secret).verify(delivery.body, delivery.headers)
