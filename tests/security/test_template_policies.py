@@ -575,7 +575,16 @@ def test_the_authorizer_may_only_read_tenants_and_keys(template):
     }
 
 
-def test_every_route_but_the_callback_is_behind_the_authorizer_and_metered_by_its_key(template):
+# Public routes: the provider's callback (a per-task token instead) and the playground page and its
+# files (they hold no data; every call the page makes carries the user's key).
+PUBLIC_FUNCTIONS = {"CallbackFunction", "PlaygroundFunction"}
+
+
+def _public_path(path: str) -> bool:
+    return path.startswith("/v1/callbacks/") or path == "/" or path.startswith("/playground/")
+
+
+def test_every_route_but_the_public_ones_is_behind_the_authorizer_and_metered_by_its_key(template):
     from devstack.template import Stack
 
     api = template["Resources"]["RestApi"]["Properties"]
@@ -591,13 +600,13 @@ def test_every_route_but_the_callback_is_behind_the_authorizer_and_metered_by_it
     routes = Stack(template=template, parameters={}).routes()
     assert routes
     for route in routes:
-        if route.function_id == "CallbackFunction":
+        if route.function_id in PUBLIC_FUNCTIONS:
             assert (route.authorizer, route.api_key_required) == (None, False), route
         else:
             assert (route.authorizer, route.api_key_required) == ("TenantAuthorizer", True), route
 
 
-def test_transformed_the_authorizer_guards_every_method_but_the_callback(transformed):
+def test_transformed_the_authorizer_guards_every_method_but_the_public_ones(transformed):
     body = transformed["Resources"]["RestApi"]["Properties"]["Body"]
     scheme = body["components"]["securitySchemes"]["TenantAuthorizer"]["x-amazon-apigateway-authorizer"]
     assert scheme["type"] == "request" and scheme["authorizerResultTtlInSeconds"] == 0
@@ -606,5 +615,5 @@ def test_transformed_the_authorizer_guards_every_method_but_the_callback(transfo
     for path, methods in body["paths"].items():
         for method, operation in methods.items():
             names = {name for requirement in operation.get("security", []) for name in requirement}
-            expected = set() if path.startswith("/v1/callbacks/") else {"TenantAuthorizer", "api_key"}
+            expected = set() if _public_path(path) else {"TenantAuthorizer", "api_key"}
             assert names == expected, (path, method)
