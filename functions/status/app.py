@@ -56,8 +56,8 @@ VIDEO_ID = (str, Field(description="The video's id (`video_` and 32 hex digits);
     tags=["videos"],
     summary="List the caller's videos, newest first (or oldest first)",
     description=(
-        "Listing hands out no download links; read one video for its `download_url`. Deleted videos"
-        " are left out. The next page is `after=last_id` while `has_more` (OpenAI's cursor page)."
+        "A completed row carries its presigned `thumbnail_url` but no download link; read one video"
+        " for its `download_url`. Deleted videos are left out. The next page is `after=last_id` while `has_more` (OpenAI's cursor page)."
     ),
     responses={
         200: answer(VideoList, "One page of the caller's videos."),
@@ -112,7 +112,7 @@ def list_route() -> Response:
     summary="Read one video",
     description=(
         "When the video is `completed`, `download_url` is a presigned link to the MP4, valid until"
-        " `download_expires_at`. `timings` says when each stage was reached and `webhook` each"
+        " `download_expires_at`, and `thumbnail_url` one to its thumbnail (when one was drawn). `timings` says when each stage was reached and `webhook` each"
         " attempt to deliver its event to `callback_url`. While it is `queued` or `in_progress` the"
         " answer carries"
         f" `{POLL_AFTER}`: a tenth of the time the video has waited so far, from"

@@ -1,8 +1,9 @@
 """The playground page in a real headless browser (Debian's chromium, driven by Playwright) against
-the local stack: paste a key, refuse a value, make a video, watch it play, find it in the list and
-read where its webhook went. Each state is photographed at 390 and 1280 px wide into
-tests/e2e/output/playground/ (git ignores it), and axe-core (bundled by axe-playwright-python) checks
-each state for accessibility violations.
+the local stack: paste a key, refuse a value, make a video, watch it play, find it in the list with
+its thumbnail (loaded from its presigned S3 link) and read where its webhook went. Each state is
+photographed at 390 and 1280 px wide into tests/e2e/output/playground/ (git ignores it; the README's
+docs/img/playground.png is 08-detail-desktop.png, playground-phone.png 04-refused-size-phone.png),
+and axe-core (bundled by axe-playwright-python) checks each state for accessibility violations.
 
 The page's CSP stays on: axe is injected through the driver's evaluation (the devtools protocol),
 which a page's CSP does not govern, and the test fails on any CSP violation the page itself causes.
@@ -16,10 +17,12 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, ConsoleMessage, Page, Request, expect, sync_playwright
+from standardwebhooks import Webhook
 
 from devstack import processes
 from devstack.receiver import WebhookReceiver
@@ -127,7 +130,7 @@ def test_a_refused_key_is_shown_next_to_the_key_field(page: tuple[Page, Watched]
     error = browser_page.locator("#api-key-error")
     expect(error).to_be_visible()
     expect(error).to_contain_text("This key was refused")
-    expect(error).to_contain_text("INVALID_API_KEY")
+    expect(error).to_contain_text("UNAUTHORIZED")  # the tenant authorizer's refusal (API Gateway's code)
     expect(browser_page.locator("#api-key")).to_have_attribute("aria-invalid", "true")
     expect(browser_page.locator("#create-panel")).to_be_hidden()
     assert browser_page.evaluate("sessionStorage.length") == 0  # a refused key is not kept
@@ -229,7 +232,20 @@ def test_make_a_video_watch_it_and_see_its_webhook_attempts(
     expect(first).to_have_attribute("data-id", video_id)
     expect(first).to_have_attribute("data-status", "completed")
     expect(first).to_contain_text(f"completed · {MODEL} · {SECONDS} s · 1280x720 · $")
-    expect(first.locator("img")).to_have_attribute("alt", "No preview")  # no thumbnails on main yet
+    # ... with its thumbnail, loaded by the <img> itself from the presigned link the list handed out
+    thumbnail = first.locator("img")
+    expect(thumbnail).to_have_attribute("alt", f"Thumbnail of {video_id}")
+    browser_page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0", arg=thumbnail.element_handle()
+    )
+    listed = videos.client.get("/v1/videos", params={"limit": 1}).json()["data"][0]
+    assert listed["id"] == video_id and listed["thumbnail_url"]
+    thumbnail_src = thumbnail.evaluate("img => img.currentSrc")
+    assert urlsplit(thumbnail_src)[:3] == urlsplit(listed["thumbnail_url"])[:3]  # the same object
+    assert thumbnail_src.startswith(stack.moto_url) and unquote(thumbnail_src).count(".thumbnail.webp") == 1
+    [fetched] = [r for r in watched.requests if r.url == thumbnail_src]
+    assert "authorization" not in fetched.headers  # the link is its own authority
+    assert fetched.response().headers["content-type"] == "image/webp"
     expect(browser_page.locator("#videos li")).to_have_count(5)
     older = browser_page.get_by_role("button", name="Older")
     expect(older).to_be_enabled()
@@ -259,10 +275,14 @@ def test_make_a_video_watch_it_and_see_its_webhook_attempts(
     expect(attempts.nth(1)).to_have_attribute("data-outcome", "delivered")
     expect(attempts.nth(1).locator("td").nth(2)).to_have_text("200")
     expect(browser_page.locator("#detail-webhook-state")).to_contain_text("delivered")
-    # ... which is what the receiver saw: one refused, then one accepted, both signed
+    # ... which is what the receiver saw: one refused, then one accepted, both signed with the
+    # owner tenant's secret (the receiver fixture checks with the service-wide one, which no
+    # tenant's webhook is signed with since per-tenant secrets)
     deliveries = receiver.deliveries_for(video_id)
     assert [d.answered for d in deliveries] == [503, 200]
-    assert all(d.verified for d in deliveries)
+    owner = next(created for created in stack.tenants if created.tenant.tenant_id == stack.tenant_id)
+    for delivery in deliveries:
+        assert Webhook(owner.webhook_secret).verify(delivery.body, delivery.headers)["data"]["id"] == video_id
     check_state(browser_page, "08-detail")
 
     # The key went only in the Authorization header, and stayed in this tab's session storage

@@ -9,6 +9,7 @@ import boto3
 from devstack.event_sources import matches_any
 from sora_relay.adapters.dynamodb import TaskStore
 from sora_relay.domain.errors import EventBusError
+from sora_relay.domain.models import VideoObject
 from sora_relay.runtime.container import current
 from tests.conftest import LambdaContext
 from tests.integration.conftest import install_container, submitted
@@ -33,12 +34,13 @@ def test_a_completed_task_is_published_with_the_video_object(api, internet, down
     _, _, current = api.get(video["id"])
     detail = event["detail"]
     assert detail["id"] == video["id"] and detail["status"] == "completed" and detail["progress"] == 100
-    # The detail is the video object the API returns, without the short-lived download link and
-    # the owner's detail (stage timings, webhook attempts), and with the event's id (the webhook's).
+    # The detail is the video object the API returns (without what only GET of one video adds:
+    # timings, webhook), without the short-lived links, and with the event's id (the webhook's).
     event_id = f"evt_{video['id'].removeprefix('video_')}_completed"
-    owner_only = {"timings", "webhook"}
-    plain = {key: value for key, value in current.items() if key not in owner_only}
-    assert detail == {**plain, "download_url": None, "download_expires_at": None, "event_id": event_id}
+    assert current["thumbnail_url"] and current["download_url"]
+    plain = {name: value for name, value in current.items() if name in VideoObject.model_fields}
+    links = dict.fromkeys(("download_url", "download_expires_at", "thumbnail_url", "thumbnail_expires_at"))
+    assert detail == {**plain, **links, "event_id": event_id}
 
 
 def test_a_failed_task_is_published_with_its_error(api, internet, downstream):

@@ -575,12 +575,16 @@ def test_the_authorizer_may_only_read_tenants_and_keys(template):
     }
 
 
-# The provider's callback (it authenticates the push itself) and the playground page (static files;
-# every API call the page makes carries the key) are the only routes without the authorizer.
+# Public routes: the provider's callback (a per-task token instead) and the playground page and its
+# files (they hold no data; every call the page makes carries the user's key).
 PUBLIC_FUNCTIONS = {"CallbackFunction", "PlaygroundFunction"}
 
 
-def test_every_route_but_the_callback_and_the_page_is_behind_the_authorizer_and_metered_by_its_key(template):
+def _public_path(path: str) -> bool:
+    return path.startswith("/v1/callbacks/") or path == "/" or path.startswith("/playground/")
+
+
+def test_every_route_but_the_public_ones_is_behind_the_authorizer_and_metered_by_its_key(template):
     from devstack.template import Stack
 
     api = template["Resources"]["RestApi"]["Properties"]
@@ -602,7 +606,7 @@ def test_every_route_but_the_callback_and_the_page_is_behind_the_authorizer_and_
             assert (route.authorizer, route.api_key_required) == ("TenantAuthorizer", True), route
 
 
-def test_transformed_the_authorizer_guards_every_method_but_the_callback_and_the_page(transformed):
+def test_transformed_the_authorizer_guards_every_method_but_the_public_ones(transformed):
     body = transformed["Resources"]["RestApi"]["Properties"]["Body"]
     scheme = body["components"]["securitySchemes"]["TenantAuthorizer"]["x-amazon-apigateway-authorizer"]
     assert scheme["type"] == "request" and scheme["authorizerResultTtlInSeconds"] == 0
@@ -611,6 +615,5 @@ def test_transformed_the_authorizer_guards_every_method_but_the_callback_and_the
     for path, methods in body["paths"].items():
         for method, operation in methods.items():
             names = {name for requirement in operation.get("security", []) for name in requirement}
-            public = path.startswith("/v1/callbacks/") or path == "/" or path.startswith("/playground/")
-            expected = set() if public else {"TenantAuthorizer", "api_key"}
+            expected = set() if _public_path(path) else {"TenantAuthorizer", "api_key"}
             assert names == expected, (path, method)

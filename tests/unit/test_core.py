@@ -130,6 +130,8 @@ class TestVideoObject:
             "cost_usd": None,
             "download_url": None,
             "download_expires_at": None,
+            "thumbnail_url": None,
+            "thumbnail_expires_at": None,
         }
         assert video.id.startswith("video_") and len(video.id) == 38
 

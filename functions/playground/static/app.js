@@ -390,10 +390,18 @@
     list.replaceChildren();
     for (const video of videos) {
       const item = element("li", null, { class: "video", "data-id": video.id, "data-status": video.status });
-      // A preview when the API hands one out (a presigned thumbnail_url); a placeholder otherwise.
+      // The thumbnail from its presigned link (the S3 origin the CSP's img-src names); a placeholder
+      // while there is none, or once the link has lapsed on a page left open (Refresh signs anew).
+      const placeholder = new URL("playground/placeholder.svg", document.baseURI).href;
       const thumbnail = video.thumbnail_url
-        ? element("img", null, { src: video.thumbnail_url, alt: `First frame of ${video.id}`, class: "thumb" })
-        : element("img", null, { src: new URL("playground/placeholder.svg", document.baseURI).href, alt: "No preview", class: "thumb" });
+        ? element("img", null, { src: video.thumbnail_url, alt: `Thumbnail of ${video.id}`, class: "thumb" })
+        : element("img", null, { src: placeholder, alt: "No preview", class: "thumb" });
+      if (video.thumbnail_url) {
+        thumbnail.addEventListener("error", () => {
+          thumbnail.src = placeholder;
+          thumbnail.alt = "No preview";
+        }, { once: true });
+      }
       const facts = element("div", null, { class: "video-facts" });
       facts.append(
         element("p", video.prompt, { class: "prompt" }),

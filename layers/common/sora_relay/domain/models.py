@@ -234,8 +234,9 @@ class VideoError(BaseModel):
 
 
 class VideoObject(BaseModel):
-    """OpenAI's video object, plus `served_model`, `callback_url`, `cost_usd`, `download_url` and
-    `download_expires_at`."""
+    """OpenAI's video object, plus `served_model`, `callback_url`, `cost_usd`, `download_url`,
+    `download_expires_at`, `thumbnail_url` and `thumbnail_expires_at`. The links are presigned per
+    read: webhooks carry only the download link, and bus events none (a stored event outlives them)."""
 
     model_config = _ANSWER
 
@@ -268,9 +269,25 @@ class VideoObject(BaseModel):
         json_schema_extra={"format": "uri"},
     )
     download_expires_at: int | None = Field(None, description="Unix seconds when download_url stops working.")
+    thumbnail_url: str | None = Field(
+        None,
+        description=(
+            "A presigned link to the thumbnail (image/webp, a frame at 10% of the video) when completed"
+            " and one was drawn, in GET of one video and in the list (an <img> cannot send the key"
+            " that /content?variant=thumbnail needs); null in webhooks and events."
+        ),
+        json_schema_extra={"format": "uri"},
+    )
+    thumbnail_expires_at: int | None = Field(
+        None, description="Unix seconds when thumbnail_url stops working."
+    )
 
     @classmethod
-    def from_task(cls, task: Task, link: DownloadLink | None = None) -> VideoObject:
+    def from_task(
+        cls, task: Task, link: DownloadLink | None = None, thumbnail: DownloadLink | None = None
+    ) -> VideoObject:
+        """The task as the API shows it; `link` (the MP4) and `thumbnail` are the presigned links
+        this answer hands out, if any."""
         error = (
             VideoError(code=task.error_code, message=task.error_message or task.error_code)
             if task.error_code
@@ -295,6 +312,8 @@ class VideoObject(BaseModel):
             cost_usd=task.cost_microusd / 1_000_000 if task.cost_microusd is not None else None,
             download_url=link.url if link else None,
             download_expires_at=link.expires_at if link else None,
+            thumbnail_url=thumbnail.url if thumbnail else None,
+            thumbnail_expires_at=thumbnail.expires_at if thumbnail else None,
         )
 
 
@@ -394,9 +413,11 @@ class VideoDetail(VideoObject):
     )
 
     @classmethod
-    def of(cls, task: Task, link: DownloadLink | None = None) -> VideoDetail:
+    def of(
+        cls, task: Task, link: DownloadLink | None = None, thumbnail: DownloadLink | None = None
+    ) -> VideoDetail:
         return cls(
-            **dict(VideoObject.from_task(task, link)),
+            **dict(VideoObject.from_task(task, link, thumbnail)),
             timings=StageTimes(
                 created_ms=task.created_ms,
                 result_received_ms=task.result_received_ms,

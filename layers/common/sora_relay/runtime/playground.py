@@ -64,7 +64,8 @@ class StaticFile:
 
 
 def content_security_policy(media_origin: str) -> str:
-    """The page's policy: `media_origin` is where presigned links point (`https://bucket.s3...`)."""
+    """The page's policy: `media_origin` is where presigned links point (`https://bucket.s3...`):
+    the <video>'s MP4 (media-src) and the list's thumbnails (img-src), one bucket, so one origin."""
     return "; ".join(
         (
             "default-src 'none'",
@@ -81,10 +82,11 @@ def content_security_policy(media_origin: str) -> str:
 
 
 def presigned_link_origin() -> str:
-    """The scheme, host and port of the links StatusFunction hands out, made by the same S3 client
-    and settings: botocore picks virtual-hosted or path style, a global or regional host, or the
-    endpoint of AWS_ENDPOINT_URL (moto, locally), so the origin is read off a link rather than
-    rebuilt by hand. Presigning is a local computation: no request is sent and no S3 right used."""
+    """The scheme, host and port of the links StatusFunction hands out (download_url and
+    thumbnail_url alike: a key and a content type change only the path and query), made by the same
+    S3 client and settings: botocore picks virtual-hosted or path style, a global or regional host,
+    or the endpoint of AWS_ENDPOINT_URL (moto, locally), so the origin is read off a link rather
+    than rebuilt by hand. Presigning is a local computation: no request is sent and no S3 right used."""
     settings = current().settings
     link = current().video_store.download_link(
         "videos/playground.mp4", ttl_seconds=settings.presigned_url_ttl_seconds, now=int(time.time())

@@ -52,6 +52,20 @@ def _download_link(deps: Deps, task: Task) -> DownloadLink | None:
     )
 
 
+def _thumbnail_link(deps: Deps, task: Task) -> DownloadLink | None:
+    """The thumbnail's presigned link, served as image/webp, so a page can show it in an <img>
+    (which cannot send the API key that /content?variant=thumbnail asks for); None while the task
+    is open, and for a video whose previews could not be drawn."""
+    if task.status is not Status.COMPLETED or not task.thumbnail_key:
+        return None
+    return deps.video_store.download_link(
+        task.thumbnail_key,
+        ttl_seconds=deps.settings.presigned_url_ttl_seconds,
+        now=int(time.time()),
+        content_type=Variant.THUMBNAIL.content_type,
+    )
+
+
 def get_video(deps: Deps, owner: str, video_id: str) -> VideoDetail:
     """The owner's one video, with its stage timings and webhook attempts (VideoDetail)."""
     return read_video(deps, owner, video_id)[0]
@@ -61,7 +75,7 @@ def read_video(deps: Deps, owner: str, video_id: str) -> tuple[VideoDetail, int 
     """The video (with its timings and webhook attempts) and, while it is open, the poll interval
     to suggest (openai-poll-after-ms)."""
     task = owned_task(deps, owner, video_id)
-    return VideoDetail.of(task, _download_link(deps, task)), poll_after_ms(task)
+    return VideoDetail.of(task, _download_link(deps, task), _thumbnail_link(deps, task)), poll_after_ms(task)
 
 
 def parse_variant(raw: str | None) -> Variant:
@@ -132,8 +146,12 @@ def list_videos(deps: Deps, owner: str, *, limit: int, after: str | None, order:
     tasks, has_more = deps.task_store.list_for_owner(
         owner, limit=limit, after=after_task, newest_first=order != "asc"
     )
-    # Listing hands out no download links: signing one per row would cost a call each.
-    data = [VideoObject.from_task(task) for task in tasks]
+    # Each completed row carries its thumbnail's link, what a list shows. Presigning is a local
+    # computation in botocore (no request is sent): timeit put it at about 0.4 ms of CPU a link
+    # (botocore 1.44, Python 3.11), some 8 ms for the default 20 rows and 40 ms for 100. The MP4's
+    # download link stays with GET of one video, where a player asks for it: a page of 100 bearer
+    # links to the videos themselves is more than a list needs to hand out.
+    data = [VideoObject.from_task(task, thumbnail=_thumbnail_link(deps, task)) for task in tasks]
     return VideoList(
         data=data,
         first_id=data[0].id if data else None,
