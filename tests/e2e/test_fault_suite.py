@@ -190,11 +190,12 @@ def _delivered_once(stack: DevStack, receiver, task_id: str, status: str = "comp
 
 
 def _video_objects(stack: DevStack, task_id: str) -> list[str]:
+    """The MP4s stored under the task's prefix (each attempt's previews lie beside them)."""
     assert stack.stack is not None
     listed = stack.aws_client("s3").list_objects_v2(
         Bucket=stack.stack.refs["VideosBucket"], Prefix=f"videos/{task_id}/"
     )
-    return [item["Key"] for item in listed.get("Contents", [])]
+    return [item["Key"] for item in listed.get("Contents", []) if item["Key"].endswith(".mp4")]
 
 
 def _settled_webhook(stack: DevStack, task_id: str, eventually) -> dict:
