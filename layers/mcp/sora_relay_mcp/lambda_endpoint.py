@@ -12,6 +12,10 @@ Why it is built this way:
   No browser origin is allowed.
 - Nothing is built at import (SnapStart's snapshot holds the imports only): the server, with the
   random key the SDK makes for its request-state tokens, and Mangum's loop come on the first call.
+- The first call pays only for what it reaches: the catalogue (the server's enums) and the SDK.
+  boto3 and the use cases behind the task tools are imported by the first tool that calls them,
+  except in an init SnapStart snapshots (`AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`): there
+  they are imported at init, since a restored instance gets them for free.
 - Only POST reaches the SDK: a GET (the standalone SSE stream) never ends in stateless mode, and
   there is no session to DELETE, so both answer 405 here.
 """
@@ -19,6 +23,8 @@ Why it is built this way:
 from __future__ import annotations
 
 import functools
+import importlib
+import os
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
@@ -30,10 +36,30 @@ from sora_relay.domain.errors import SoraRelayError
 from sora_relay.runtime.api import caller, error_body, public_base_url
 from sora_relay.runtime.container import current
 from sora_relay_mcp.backend import Backend
-from sora_relay_mcp.in_process import Caller, InProcessBackend
+from sora_relay_mcp.in_process import USE_CASES, Caller, InProcessBackend
 from sora_relay_mcp.server import build_server
 
 CALLER_SCOPE_KEY = "sora_relay.caller"
+# What the task tools reach beyond the catalogue: their use cases and the adapters the container
+# builds for them (the task store, the dispatch queue, the usage counter, the videos bucket).
+TOOL_MODULES = (
+    *USE_CASES,
+    "sora_relay.adapters.aws",
+    "sora_relay.adapters.dynamodb",
+    "sora_relay.adapters.sqs",
+    "sora_relay.adapters.s3",
+    "sora_relay.adapters.usage",
+)
+
+
+def import_tool_modules() -> None:
+    """Import (only import: no client, no setting read) what the task tools use."""
+    for name in TOOL_MODULES:
+        importlib.import_module(name)
+
+
+if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":
+    import_tool_modules()
 
 
 def _backend_for(ctx: Context) -> Backend:
