@@ -1,0 +1,107 @@
+"""The MCP function's cold start pays only for what the first call reaches (bench/mcp_cold_start.py
+measures it against a bare SDK server): `sora_list_actions` answered in a fresh interpreter has
+imported neither boto3, httpx nor any adapter. An init SnapStart snapshots imports the task
+tools' modules up front, and still builds no client and opens no connection."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import EVENTS, ROOT
+
+_PROBE = r"""
+import importlib.util, json, socket, sys
+
+def refuse(*args, **kwargs):
+    raise AssertionError("a socket was opened")
+
+socket.socket.connect = refuse
+socket.create_connection = refuse
+spec = importlib.util.spec_from_file_location("app", sys.argv[1])
+app = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(app)
+at_init = after = sorted(sys.modules)
+
+answer = None
+if sys.argv[3] == "call":
+    class Context:
+        function_name = "probe"; memory_limit_in_mb = 512; aws_request_id = "probe"
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:probe"
+    event = json.load(open(sys.argv[2]))
+    event["body"] = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                                "params": {"name": "sora_list_actions", "arguments": {}}})
+    answer = app.lambda_handler(event, Context())
+after = sorted(sys.modules)
+
+from sora_relay.adapters import aws
+from sora_relay.runtime import container
+clients = sum(getattr(aws, name).cache_info().currsize for name in dir(aws) if name.endswith("_client"))
+print(json.dumps({"at_init": at_init, "after": after, "clients": clients,
+                  "container": None if container.installed() is None else "made", "answer": answer}))
+"""
+
+HEAVY = ("boto3", "httpx", "standardwebhooks")
+# Powertools imports botocore's package (its __init__ only) for its user agent; its submodules
+# (the session, the clients, the service models) are boto3's cost.
+HEAVY_PREFIXES = ("botocore.", "sora_relay.adapters.")
+
+
+def _probe(phase: str, init_type: str) -> dict:
+    env_json = json.loads((EVENTS / "env.json").read_text())["McpFunction"]
+    path = os.pathsep.join(str(ROOT / part) for part in ("layers/common", "layers/mcp", "."))
+    environment = {
+        **os.environ,
+        **env_json,
+        "PYTHONPATH": path,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_LAMBDA_INITIALIZATION_TYPE": init_type,
+    }
+    answer = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _PROBE,
+            str(ROOT / "functions" / "mcp" / "app.py"),
+            str(EVENTS / "mcp-tools-call.json"),
+            phase,
+        ],
+        capture_output=True,
+        text=True,
+        env=environment,
+        check=False,
+        timeout=120,
+    )
+    assert answer.returncode == 0, answer.stderr
+    return json.loads(answer.stdout.strip().splitlines()[-1])
+
+
+def _heavy(modules: list[str]) -> list[str]:
+    return [name for name in modules if name.split(".")[0] in HEAVY or name.startswith(HEAVY_PREFIXES)]
+
+
+def test_the_first_sora_list_actions_imports_no_aws_sdk_no_http_client_no_adapter():
+    # When a fresh on-demand instance answers sora_list_actions
+    found = _probe("call", "on-demand")
+
+    # Then the answer is the tools' list, and neither init nor the call imported boto3 or an adapter
+    answer = found["answer"]
+    assert answer["statusCode"] == 200, answer
+    result = json.loads(answer["body"])["result"]
+    assert result["isError"] is False, result
+    assert len(json.loads(result["content"][0]["text"])["actions"]) == 14
+    assert _heavy(found["after"]) == [], _heavy(found["after"])
+
+
+def test_a_snapstart_init_imports_the_task_tools_modules_and_builds_nothing():
+    # When the init phase is one SnapStart snapshots
+    found = _probe("init", "snap-start")
+
+    # Then boto3 and the task tools' adapters and use cases are in the snapshot, no client is
+    # built and no socket was opened (the probe refuses connections)
+    at_init = set(found["at_init"])
+    assert {"boto3", "sora_relay.adapters.dynamodb", "sora_relay.usecases.submit"} <= at_init
+    assert found["clients"] == 0
+    assert found["container"] is None
