@@ -5,11 +5,19 @@ tools' modules up front, and still builds no client and opens no connection."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
 
+import pytest
+
+from sora_relay.runtime.container import Container
+from sora_relay.settings import Settings
+from sora_relay_mcp import lambda_endpoint
+from sora_relay_mcp.in_process import Caller, InProcessBackend
+from sora_relay_mcp.server import build_server
 from tests.conftest import EVENTS, ROOT
 
 _PROBE = r"""
@@ -105,3 +113,24 @@ def test_a_snapstart_init_imports_the_task_tools_modules_and_builds_nothing():
     assert {"boto3", "sora_relay.adapters.dynamodb", "sora_relay.usecases.submit"} <= at_init
     assert found["clients"] == 0
     assert found["container"] is None
+
+
+@pytest.mark.parametrize("aliases", ["", "sora-2=veo-3.1-fast,sora-2-pro=veo-3.1"])
+def test_the_server_is_built_from_the_catalogue_as_get_v1_models_lists_it(aliases):
+    # Given a deployment with these aliases (and no provider keys: availability is not read)
+    deps = Container(Settings(tasks_table_name="tasks", videos_bucket_name="videos", model_aliases=aliases))
+
+    # When the server's catalogue is read from the catalogue itself, and from the API's list
+    ours = lambda_endpoint.server_catalogue(deps)
+    listed = InProcessBackend(deps, Caller(owner="", public_base_url="")).models()
+
+    # Then each model says the same, in the same order, and the tools' schemas are the same
+    keys = ("id", "status", "seconds", "sizes", "served_by")
+    assert ours == [{key: entry[key] for key in keys} for entry in listed]
+    assert any(entry["served_by"] for entry in ours) is bool(aliases)
+
+    def schemas(models):
+        server = build_server(lambda _ctx: None, models=models)
+        return [tool.model_dump(mode="json") for tool in asyncio.run(server.list_tools())]
+
+    assert schemas(ours) == schemas(listed)

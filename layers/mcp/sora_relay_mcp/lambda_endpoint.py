@@ -34,7 +34,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 from sora_relay.domain.errors import SoraRelayError
 from sora_relay.runtime.api import caller, error_body, public_base_url
-from sora_relay.runtime.container import current
+from sora_relay.runtime.container import Container, current
 from sora_relay_mcp.backend import Backend
 from sora_relay_mcp.in_process import USE_CASES, Caller, InProcessBackend
 from sora_relay_mcp.server import build_server
@@ -71,14 +71,33 @@ def _backend_for(ctx: Context) -> Backend:
     return InProcessBackend(current(), who)
 
 
+def server_catalogue(deps: Container) -> list[dict[str, Any]]:
+    """What `build_server` reads of `GET /v1/models`' list (each model's id, status, lengths and
+    sizes, and the live model an alias maps it to), in its order (live first), from the catalogue
+    and the aliases themselves: the API's model objects (domain/models.py, the task and video
+    models with it) are not imported for it, so `sora_list_actions` never pays for them."""
+    aliases = deps.model_aliases
+    return [
+        {
+            "id": entry.id,
+            "status": entry.status.value,
+            "seconds": list(entry.seconds),
+            "sizes": list(entry.sizes),
+            "served_by": aliases.get(entry.id),
+        }
+        for entry in sorted(deps.catalogue.models, key=lambda entry: not entry.live)
+    ]
+
+
 @functools.cache
 def mcp_server() -> MCPServer:
     """The server of this process, built on its first request (the catalogue as the caller's
-    deployment lists it: aliases and provider keys are read then)."""
+    deployment lists it: aliases are read then)."""
     deps = current()
-    models = InProcessBackend(deps, Caller(owner="", public_base_url="")).models()
     return build_server(
-        _backend_for, models=models, pending_wait_seconds=deps.settings.mcp_pending_wait_seconds
+        _backend_for,
+        models=server_catalogue(deps),
+        pending_wait_seconds=deps.settings.mcp_pending_wait_seconds,
     )
 
 
