@@ -1,7 +1,8 @@
 """The MCP function's cold start pays only for what the first call reaches (bench/mcp_cold_start.py
 measures it against a bare SDK server): `sora_list_actions` answered in a fresh interpreter has
-imported neither boto3, httpx nor any adapter. An init SnapStart snapshots imports the task
-tools' modules up front, and still builds no client and opens no connection."""
+imported neither boto3, httpx nor any adapter. An init SnapStart snapshots (the MCP function's
+and the REST API functions') still imports every adapter up front, builds no client and opens no
+connection."""
 
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ import sys
 
 import pytest
 
-from sora_relay.runtime.container import Container
+from sora_relay.runtime.container import ADAPTERS, Container
 from sora_relay.settings import Settings
 from sora_relay_mcp import lambda_endpoint
-from sora_relay_mcp.in_process import Caller, InProcessBackend
+from sora_relay_mcp.in_process import USE_CASES, Caller, InProcessBackend
 from sora_relay_mcp.server import build_server
 from tests.conftest import EVENTS, ROOT
 
@@ -57,7 +58,7 @@ HEAVY = ("boto3", "httpx", "standardwebhooks")
 HEAVY_PREFIXES = ("botocore.", "sora_relay.adapters.")
 
 
-def _probe(phase: str, init_type: str) -> dict:
+def _probe(phase: str, init_type: str, function: str = "mcp") -> dict:
     env_json = json.loads((EVENTS / "env.json").read_text())["McpFunction"]
     path = os.pathsep.join(str(ROOT / part) for part in ("layers/common", "layers/mcp", "."))
     environment = {
@@ -72,7 +73,7 @@ def _probe(phase: str, init_type: str) -> dict:
             sys.executable,
             "-c",
             _PROBE,
-            str(ROOT / "functions" / "mcp" / "app.py"),
+            str(ROOT / "functions" / function / "app.py"),
             str(EVENTS / "mcp-tools-call.json"),
             phase,
         ],
@@ -103,14 +104,18 @@ def test_the_first_sora_list_actions_imports_no_aws_sdk_no_http_client_no_adapte
     assert _heavy(found["after"]) == [], _heavy(found["after"])
 
 
-def test_a_snapstart_init_imports_the_task_tools_modules_and_builds_nothing():
-    # When the init phase is one SnapStart snapshots
-    found = _probe("init", "snap-start")
+@pytest.mark.parametrize("function", ["mcp", "submit", "callback", "status", "playground"])
+def test_a_snapstart_init_imports_every_adapter_and_builds_nothing(function):
+    # When the init phase of a SnapStart function is the one snapshotted
+    found = _probe("init", "snap-start", function)
 
-    # Then boto3 and the task tools' adapters and use cases are in the snapshot, no client is
-    # built and no socket was opened (the probe refuses connections)
+    # Then boto3, httpx and every adapter the container builds are in the snapshot (as when the
+    # container imported them at its top), with the MCP tools' use cases; no client is built, no
+    # container made, and no socket was opened (the probe refuses connections)
     at_init = set(found["at_init"])
-    assert {"boto3", "sora_relay.adapters.dynamodb", "sora_relay.usecases.submit"} <= at_init
+    assert {"boto3", "httpx", "standardwebhooks", *ADAPTERS} <= at_init
+    if function == "mcp":
+        assert set(USE_CASES) <= at_init
     assert found["clients"] == 0
     assert found["container"] is None
 

@@ -40,21 +40,12 @@ from sora_relay_mcp.in_process import USE_CASES, Caller, InProcessBackend
 from sora_relay_mcp.server import build_server
 
 CALLER_SCOPE_KEY = "sora_relay.caller"
-# What the task tools reach beyond the catalogue: their use cases and the adapters the container
-# builds for them (the task store, the dispatch queue, the usage counter, the videos bucket).
-TOOL_MODULES = (
-    *USE_CASES,
-    "sora_relay.adapters.aws",
-    "sora_relay.adapters.dynamodb",
-    "sora_relay.adapters.sqs",
-    "sora_relay.adapters.s3",
-    "sora_relay.adapters.usage",
-)
 
 
 def import_tool_modules() -> None:
-    """Import (only import: no client, no setting read) what the task tools use."""
-    for name in TOOL_MODULES:
+    """Import (only import: no client, no setting read) the use cases the task tools call; the
+    container imports their adapters itself in a snap-start init."""
+    for name in USE_CASES:
         importlib.import_module(name)
 
 

@@ -10,14 +10,16 @@ one collaborator replaced: `current().replace(outbound_http=fake)` is a new cont
 settings, that one collaborator given, and everything else built afresh from it (a webhook sender
 built by it sends through the fake).
 
-Each adapter module (boto3, httpx, ...) is imported by the builder that needs it, not by this
-module: a function pays at import only for what its handler imports (the MCP function's
-`sora_list_actions` reaches no adapter at all); the use cases a handler imports still bring their
-adapters into its init phase, as before.
+Each adapter module (boto3, httpx, ...) is imported by the builder that needs it: an on-demand
+init pays only for what its handler imports (the MCP function's `sora_list_actions` reaches no
+adapter at all). An init that SnapStart snapshots (`AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`)
+imports them all here, as before, since a restored instance gets its imports for free.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -41,6 +43,29 @@ if TYPE_CHECKING:  # each adapter (boto3, httpx, ...) is imported by the builder
     from sora_relay.domain.provider import VideoProvider
 
 T = TypeVar("T")
+
+# What the builders import (only import: no client is made, no setting read).
+ADAPTERS = (
+    "sora_relay.adapters.aws",
+    "sora_relay.adapters.dynamodb",
+    "sora_relay.adapters.eventbridge",
+    "sora_relay.adapters.outbound_http",
+    "sora_relay.adapters.s3",
+    "sora_relay.adapters.secrets",
+    "sora_relay.adapters.sqs",
+    "sora_relay.adapters.tenant_secrets_reader",
+    "sora_relay.adapters.usage",
+    "sora_relay.adapters.webhooks",
+)
+
+
+def import_adapters() -> None:
+    for name in ADAPTERS:
+        importlib.import_module(name)
+
+
+if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":
+    import_adapters()
 
 # What `replace()` may be given: every collaborator the container builds.
 COLLABORATORS = frozenset(
