@@ -12,6 +12,10 @@ Why it is built this way:
   No browser origin is allowed.
 - Nothing is built at import (SnapStart's snapshot holds the imports only): the server, with the
   random key the SDK makes for its request-state tokens, and Mangum's loop come on the first call.
+- The first call pays only for what it reaches: the catalogue (the server's enums) and the SDK.
+  boto3 and the use cases behind the task tools are imported by the first tool that calls them,
+  except in an init SnapStart snapshots (`AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`): there
+  they are imported at init, since a restored instance gets them for free.
 - Only POST reaches the SDK: a GET (the standalone SSE stream) never ends in stateless mode, and
   there is no session to DELETE, so both answer 405 here.
 """
@@ -19,6 +23,8 @@ Why it is built this way:
 from __future__ import annotations
 
 import functools
+import importlib
+import os
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
@@ -28,12 +34,23 @@ from mcp.server.transport_security import TransportSecuritySettings
 
 from sora_relay.domain.errors import SoraRelayError
 from sora_relay.runtime.api import caller, error_body, public_base_url
-from sora_relay.runtime.container import current
+from sora_relay.runtime.container import Container, current
 from sora_relay_mcp.backend import Backend
-from sora_relay_mcp.in_process import Caller, InProcessBackend
+from sora_relay_mcp.in_process import USE_CASES, Caller, InProcessBackend
 from sora_relay_mcp.server import build_server
 
 CALLER_SCOPE_KEY = "sora_relay.caller"
+
+
+def import_tool_modules() -> None:
+    """Import (only import: no client, no setting read) the use cases the task tools call; the
+    container imports their adapters itself in a snap-start init."""
+    for name in USE_CASES:
+        importlib.import_module(name)
+
+
+if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":
+    import_tool_modules()
 
 
 def _backend_for(ctx: Context) -> Backend:
@@ -45,14 +62,33 @@ def _backend_for(ctx: Context) -> Backend:
     return InProcessBackend(current(), who)
 
 
+def server_catalogue(deps: Container) -> list[dict[str, Any]]:
+    """What `build_server` reads of `GET /v1/models`' list (each model's id, status, lengths and
+    sizes, and the live model an alias maps it to), in its order (live first), from the catalogue
+    and the aliases themselves: the API's model objects (domain/models.py, the task and video
+    models with it) are not imported for it, so `sora_list_actions` never pays for them."""
+    aliases = deps.model_aliases
+    return [
+        {
+            "id": entry.id,
+            "status": entry.status.value,
+            "seconds": list(entry.seconds),
+            "sizes": list(entry.sizes),
+            "served_by": aliases.get(entry.id),
+        }
+        for entry in sorted(deps.catalogue.models, key=lambda entry: not entry.live)
+    ]
+
+
 @functools.cache
 def mcp_server() -> MCPServer:
     """The server of this process, built on its first request (the catalogue as the caller's
-    deployment lists it: aliases and provider keys are read then)."""
+    deployment lists it: aliases are read then)."""
     deps = current()
-    models = InProcessBackend(deps, Caller(owner="", public_base_url="")).models()
     return build_server(
-        _backend_for, models=models, pending_wait_seconds=deps.settings.mcp_pending_wait_seconds
+        _backend_for,
+        models=server_catalogue(deps),
+        pending_wait_seconds=deps.settings.mcp_pending_wait_seconds,
     )
 
 

@@ -9,34 +9,63 @@ Tests install a container of their own (`use(...)`, `install(...)`), usually the
 one collaborator replaced: `current().replace(outbound_http=fake)` is a new container with the same
 settings, that one collaborator given, and everything else built afresh from it (a webhook sender
 built by it sends through the fake).
+
+Each adapter module (boto3, httpx, ...) is imported by the builder that needs it: an on-demand
+init pays only for what its handler imports (the MCP function's `sora_list_actions` reaches no
+adapter at all). An init that SnapStart snapshots (`AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`)
+imports them all here, as before, since a restored instance gets its imports for free.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import httpx
-
-from sora_relay.adapters.aws import dynamodb_client, events_client, s3_client, sqs_client
-from sora_relay.adapters.dynamodb import TaskStore
-from sora_relay.adapters.eventbridge import EventBus
-from sora_relay.adapters.outbound_http import SafeHttp, pinned_client
-from sora_relay.adapters.s3 import VideoStore
-from sora_relay.adapters.secrets import read_secret
-from sora_relay.adapters.sqs import WorkQueue
-from sora_relay.adapters.tenant_secrets_reader import tenant_signing_secrets
-from sora_relay.adapters.usage import UsageStore
-from sora_relay.adapters.webhooks import WebhookSender
 from sora_relay.domain import catalogue
 from sora_relay.domain.errors import ConfigurationError, NotFound
-from sora_relay.domain.provider import VideoProvider
 from sora_relay.settings import Settings
 
+if TYPE_CHECKING:  # each adapter (boto3, httpx, ...) is imported by the builder that needs it
+    import httpx
+
+    from sora_relay.adapters.dynamodb import TaskStore
+    from sora_relay.adapters.eventbridge import EventBus
+    from sora_relay.adapters.outbound_http import SafeHttp
+    from sora_relay.adapters.s3 import VideoStore
+    from sora_relay.adapters.sqs import WorkQueue
+    from sora_relay.adapters.usage import UsageStore
+    from sora_relay.adapters.webhooks import WebhookSender
+    from sora_relay.domain.provider import VideoProvider
+
 T = TypeVar("T")
+
+# What the builders import (only import: no client is made, no setting read).
+ADAPTERS = (
+    "sora_relay.adapters.aws",
+    "sora_relay.adapters.dynamodb",
+    "sora_relay.adapters.eventbridge",
+    "sora_relay.adapters.outbound_http",
+    "sora_relay.adapters.s3",
+    "sora_relay.adapters.secrets",
+    "sora_relay.adapters.sqs",
+    "sora_relay.adapters.tenant_secrets_reader",
+    "sora_relay.adapters.usage",
+    "sora_relay.adapters.webhooks",
+)
+
+
+def import_adapters() -> None:
+    for name in ADAPTERS:
+        importlib.import_module(name)
+
+
+if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":
+    import_adapters()
 
 # What `replace()` may be given: every collaborator the container builds.
 COLLABORATORS = frozenset(
@@ -91,11 +120,16 @@ class Container:
 
     @property
     def task_store(self) -> TaskStore:
+        from sora_relay.adapters.aws import dynamodb_client
+        from sora_relay.adapters.dynamodb import TaskStore
+
         return self._once("task_store", lambda: TaskStore(dynamodb_client(), self.settings.tasks_table_name))
 
     @property
     def usage_store(self) -> UsageStore:
         """The tenants' monthly usage and limits (the tenants table)."""
+        from sora_relay.adapters.aws import dynamodb_client
+        from sora_relay.adapters.usage import UsageStore
 
         def build() -> UsageStore:
             if not self.settings.tenants_table:
@@ -106,6 +140,9 @@ class Container:
 
     @property
     def video_store(self) -> VideoStore:
+        from sora_relay.adapters.aws import s3_client
+        from sora_relay.adapters.s3 import VideoStore
+
         settings = self.settings
         return self._once(
             "video_store",
@@ -121,12 +158,16 @@ class Container:
     @property
     def provider_http(self) -> httpx.Client:
         """HTTP to the provider's own API (a URL we configure, so no SSRF checks)."""
+        import httpx
+
         timeout = self.settings.provider_timeout_seconds
         return self._once("provider_http", lambda: httpx.Client(timeout=timeout, follow_redirects=False))
 
     @property
     def outbound_http(self) -> SafeHttp:
         """HTTP to strangers' URLs: client webhooks and the provider's video URLs."""
+        from sora_relay.adapters.outbound_http import SafeHttp, pinned_client
+
         settings = self.settings
 
         def build() -> SafeHttp:
@@ -200,6 +241,9 @@ class Container:
         return AceDataVideo(http, base_url=settings.acedata_base_url, api_key=key, timeout=timeout)
 
     def _queue(self, name: str, url: str | None, purpose: str) -> WorkQueue:
+        from sora_relay.adapters.aws import sqs_client
+        from sora_relay.adapters.sqs import WorkQueue
+
         def build() -> WorkQueue:
             if not url:
                 raise ConfigurationError(f"No {purpose} is configured")
@@ -226,6 +270,9 @@ class Container:
 
     @property
     def event_bus(self) -> EventBus:
+        from sora_relay.adapters.aws import events_client
+        from sora_relay.adapters.eventbridge import EventBus
+
         def build() -> EventBus:
             name = self.settings.event_bus_name
             if not name:
@@ -236,12 +283,16 @@ class Container:
 
     @property
     def webhook_sender(self) -> WebhookSender:
+        from sora_relay.adapters.webhooks import WebhookSender
+
         timeout = self.settings.webhook_timeout_seconds
         return self._once(
             "webhook_sender", lambda: WebhookSender(self.outbound_http, timeout_seconds=timeout)
         )
 
     def _secret(self, secret_id: str | None, purpose: str) -> str:
+        from sora_relay.adapters.secrets import read_secret
+
         return read_secret(secret_id, purpose=purpose, max_age_seconds=self.settings.secrets_max_age_seconds)
 
     def callback_key(self) -> str:
@@ -252,6 +303,8 @@ class Container:
 
     def tenant_webhook_secrets(self, owner: str) -> list[str] | None:
         """The tenant's signing secrets that sign now (None: `owner` is not a tenant)."""
+        from sora_relay.adapters.tenant_secrets_reader import tenant_signing_secrets
+
         return tenant_signing_secrets(
             owner,
             prefix=self.settings.tenant_secret_prefix,

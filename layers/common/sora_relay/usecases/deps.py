@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from sora_relay.adapters.dynamodb import TaskStore
-from sora_relay.adapters.eventbridge import EventBus
-from sora_relay.adapters.outbound_http import SafeHttp
-from sora_relay.adapters.s3 import VideoStore
-from sora_relay.adapters.sqs import WorkQueue
-from sora_relay.adapters.usage import UsageStore
-from sora_relay.adapters.webhooks import WebhookSender
-from sora_relay.domain.catalogue import Catalogue
-from sora_relay.domain.provider import VideoProvider
-from sora_relay.settings import Settings
+if TYPE_CHECKING:  # types only: a use case that needs no adapter (the catalogue's) imports none
+    from sora_relay.adapters.dynamodb import TaskStore
+    from sora_relay.adapters.eventbridge import EventBus
+    from sora_relay.adapters.outbound_http import SafeHttp
+    from sora_relay.adapters.s3 import VideoStore
+    from sora_relay.adapters.sqs import WorkQueue
+    from sora_relay.adapters.usage import UsageStore
+    from sora_relay.adapters.webhooks import WebhookSender
+    from sora_relay.domain.catalogue import Catalogue
+    from sora_relay.domain.provider import VideoProvider
+    from sora_relay.settings import Settings
 
 
 class Deps(Protocol):
