@@ -18,15 +18,10 @@ from sora_relay.domain.errors import (
     ConfigurationError,
     EventBusError,
     InvalidRequest,
-    ProviderAuthFailed,
-    ProviderOutcomeUnknown,
-    ProviderProtocolError,
-    ProviderUnavailable,
     QueueError,
     RequestTooLarge,
     SoraRelayError,
     StorageError,
-    TaskNotQueued,
     Unauthorized,
     describe_cause,
 )
@@ -137,14 +132,13 @@ SERVER_ERRORS: dict[int, dict[str, Any]] = {
     500: refusal(
         "Our failure: an unexpected error (`internal_error`), DynamoDB or S3 failed (`storage_error`),"
         " SQS or EventBridge failed (`queue_error`, `event_bus_error`), a setting or secret is"
-        " missing (`configuration_error`), or a stored task could neither be queued for dispatch"
-        " nor failed (`dispatch_failed`, with `x-should-retry: false`: the task exists).",
+        " missing (`configuration_error`). Never once a create has stored its task: that answers"
+        " 202 with the video.",
         "internal_error",
         StorageError.code,
         QueueError.code,
         EventBusError.code,
         ConfigurationError.code,
-        TaskNotQueued.code,
     ),
 }
 # ... and a route with an API key (caller() refuses a request without the authorizer's tenant).
@@ -155,32 +149,6 @@ OWNER_ERRORS: dict[int, dict[str, Any]] = {
         "missing_api_key",
     ),
     **SERVER_ERRORS,
-}
-# ... and a route that calls the provider while the client waits.
-PROVIDER_ERRORS: dict[int, dict[str, Any]] = {
-    502: refusal(
-        "The provider refused our key or quota (`provider_auth_error`), broke its contract"
-        " (`provider_protocol_error`), or failed or fell silent while taking the create"
-        " (`provider_outcome_unknown`: it is not sent again; the task failed and a new submit may"
-        " follow).",
-        ProviderAuthFailed.code,
-        ProviderProtocolError.code,
-        ProviderOutcomeUnknown.code,
-    ),
-    503: refusal(
-        "The provider is rate limiting, failing or slow and this deployment has no dispatch queue to"
-        " wait in; try again after `Retry-After` seconds. The deployed template has one, so it"
-        " answers 202 `queued` instead.",
-        ProviderUnavailable.code,
-        "provider_timeout",
-        headers={
-            "Retry-After": {
-                "required": True,
-                "description": "Seconds to wait before trying again (at least 1).",
-                "schema": {"type": "integer", "minimum": 1},
-            }
-        },
-    ),
 }
 
 
