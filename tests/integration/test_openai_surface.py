@@ -430,13 +430,18 @@ def test_a_character_is_never_found(api, internet):
 # -- no retry into a second task ---------------------------------------------------------------------------
 
 
-def test_a_provider_5xx_on_create_is_a_502_the_sdk_does_not_retry(api, internet, stack):
+def test_a_provider_5xx_on_create_answers_the_failed_video_not_an_error_the_sdk_retries(api, internet, stack):
     internet.create_failures.append(httpx.Response(500, json={"error": {"code": "boom", "message": "down"}}))
-    status, headers, answer = api.submit(VALID)
-    assert status == 502 and answer["error"]["code"] == "provider_outcome_unknown"
-    assert answer["error"]["type"] == "server_error"
-    assert headers["x-should-retry"] == "false"
-    assert [item["status"] for item in tasks(stack)] == ["failed"]
+    status, _, video = api.submit(VALID)
+    # The create made a task: a 5xx (or 409/429) would make OpenAI's SDK send it again, into a second
+    assert status == 202, video
+    assert video["status"] == "failed" and video["error"]["code"] == "provider_outcome_unknown"
+    assert [(item["status"], item["error_code"]) for item in tasks(stack)] == [
+        ("failed", "provider_outcome_unknown")
+    ]
+    assert internet.create_failures == [] and internet.provider_calls == []  # one create, not resent
+    status, _, shown = api.get(video["id"])
+    assert status == 200 and shown["error"] == video["error"] and shown["status"] == "failed"
 
 
 class _BrokenQueue:
