@@ -18,6 +18,9 @@ from sora_relay.domain.errors import (
     ConfigurationError,
     EventBusError,
     InvalidRequest,
+    ProviderAuthFailed,
+    ProviderProtocolError,
+    ProviderUnavailable,
     QueueError,
     RequestTooLarge,
     SoraRelayError,
@@ -149,6 +152,31 @@ OWNER_ERRORS: dict[int, dict[str, Any]] = {
         "missing_api_key",
     ),
     **SERVER_ERRORS,
+}
+
+# ... and a route that asks the provider while the caller waits: the callback route, which fetches a
+# provider's signing keys or looks the task up over its API (the provider retries its push). Never
+# the create routes: once a create stored its task, these are the task's `error`, answered 202.
+PROVIDER_ERRORS: dict[int, dict[str, Any]] = {
+    502: refusal(
+        "The provider refused our key (`provider_auth_error`) or broke its contract"
+        " (`provider_protocol_error`) while the push was checked or looked up.",
+        ProviderAuthFailed.code,
+        ProviderProtocolError.code,
+    ),
+    503: refusal(
+        "The provider could not be reached to check or look up the push (its signing keys, its"
+        " task lookup); try again after `Retry-After` seconds.",
+        ProviderUnavailable.code,
+        "provider_timeout",
+        headers={
+            "Retry-After": {
+                "required": True,
+                "description": "Seconds to wait before trying again (at least 1).",
+                "schema": {"type": "integer", "minimum": 1},
+            }
+        },
+    ),
 }
 
 
