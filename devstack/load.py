@@ -136,7 +136,9 @@ class Submission:
     sent_at: float | None = None  # epoch seconds of the first attempt
     accepted_at: float | None = None  # epoch seconds of the 202
     answer_seconds: float | None = None  # how long the accepted attempt took to answer 202
-    outcome_unknown: bool = False  # answered 502 provider_outcome_unknown: failed, not resent
+    # The reason the 202 gave when the create stored its task and it failed at once (a provider 5xx
+    # on create: `provider_outcome_unknown`, not resent); the stored task must end with the same.
+    answered_error: str | None = None
 
 
 @dataclass
@@ -238,13 +240,6 @@ def _latency_lines(latencies: dict[str, list[float]]) -> list[str]:
     return lines
 
 
-def _error_code(response: httpx.Response) -> str | None:
-    try:
-        return str(response.json()["error"]["code"])
-    except (ValueError, KeyError, TypeError):
-        return None
-
-
 def plan(
     tasks: int,
     mix: dict[str, int],
@@ -329,13 +324,12 @@ class LoadRunner:
                 if response.status_code == 202:
                     submission.accepted_at = time.time()
                     submission.answer_seconds = response.elapsed.total_seconds()
-                    submission.task_id = response.json()["id"]
+                    video = response.json()
+                    submission.task_id = video["id"]
+                    submission.answered_error = (video.get("error") or {}).get("code")
                     return
                 if response.status_code not in (409, 429) and response.status_code < 500:
                     return  # refused for good
-                if _error_code(response) == "provider_outcome_unknown":
-                    submission.outcome_unknown = True
-                    return  # a final answer: the task failed, and a retry would only be told so again
             time.sleep(delay * random.uniform(0.5, 1.5))
             delay = min(delay * 2, 3.0)
 
@@ -426,9 +420,6 @@ class LoadRunner:
             report.duplicates += max(0, len(made) - 1)
             report.submit_retries += submission.attempts - 1
             answers.update("conn-error" if code == 0 else str(code) for code in submission.answers)
-            if submission.task_id is None and submission.outcome_unknown and made:
-                # The provider failed while taking it: the client heard 502, the task is failed.
-                submission.task_id = made[0]["task_id"]
             if submission.task_id is None:
                 report.rejected += 1
                 # A submission that was never accepted must not have left an unfinished task behind.
@@ -446,8 +437,10 @@ class LoadRunner:
                 report.failed += 1
                 reasons[str(task.get("error_code"))] += 1
             expected = submission.fault
-            if task["status"] != expected.status or (
-                expected.error_code and task.get("error_code") not in expected.error_code
+            if (
+                task["status"] != expected.status
+                or (expected.error_code and task.get("error_code") not in expected.error_code)
+                or (submission.answered_error and task.get("error_code") != submission.answered_error)
             ):
                 report.unexpected.append(
                     f"{submission.fault.name}: {task['task_id']} {task['status']} {task.get('error_code')}"

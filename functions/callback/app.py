@@ -11,6 +11,7 @@ from sora_relay.domain.catalogue import PROVIDERS
 from sora_relay.domain.models import CallbackReceipt
 from sora_relay.observability import logger, metrics
 from sora_relay.runtime.api import (
+    PROVIDER_ERRORS,
     SERVER_ERRORS,
     STRIP_PREFIXES,
     answer,
@@ -66,6 +67,7 @@ install_error_handlers(app)
         ),
         413: refusal("The body is larger than 64 KiB.", "request_too_large"),
         **SERVER_ERRORS,
+        **PROVIDER_ERRORS,
     },
 )
 @reads(

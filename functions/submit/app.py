@@ -11,7 +11,6 @@ from sora_relay.domain.models import CreateVideoRequest, VideoObject
 from sora_relay.observability import logger, metrics
 from sora_relay.runtime.api import (
     OWNER_ERRORS,
-    PROVIDER_ERRORS,
     STRIP_PREFIXES,
     answer,
     caller,
@@ -78,8 +77,9 @@ INSUFFICIENT_QUOTA = refusal(
         "Stores the task and submits it to the provider; answers 202 with the video object at once"
         " (`in_progress` once the provider has the task). When the provider is rate limiting, failing"
         " or slow the answer is still 202 with the task `queued`: a dispatch queue retries it with"
-        " backoff, and the task ends `completed` or `failed` like any other. Only a deployment without"
-        " a dispatch queue answers 503 with `Retry-After` instead.\n\n"
+        " backoff, and the task ends `completed` or `failed` like any other (a deployment without a"
+        " dispatch queue retries in line, then answers the task `failed` with"
+        " `provider_unavailable`).\n\n"
         "The body is JSON, or multipart/form-data with the same fields (what OpenAI's SDK sends),"
         " where `input_reference` may be the image file itself: PNG, JPEG or WebP by its bytes, at"
         " most 4 MiB, stored in the service's bucket and handed to the provider as a short-lived"
@@ -88,16 +88,21 @@ INSUFFICIENT_QUOTA = refusal(
         "An unknown field, a bad value or a body that is not a JSON object or a valid form is a 400"
         " naming the field in `param`. A JSON body over 64 KiB, or a form over 4 MiB + 64 KiB, is a"
         " 413.\n\n"
-        "Once the task is stored no answer invites a retry into a second task: our own failures"
-        " still answer 202 (`queued`, or `failed` with `dispatch_failed` when even the dispatch"
-        " queue cannot take it), and a 502 says `x-should-retry: false` (OpenAI's SDK retries"
-        " 409, 429 and 5xx, POST included)."
+        "Once the task is stored the answer is 202 with the video as a later GET shows it, never a"
+        " 409, 429 or 5xx (OpenAI's SDK retries those, POST included, into a second task): `queued`"
+        " when it will still run, or `failed` with the reason in `error`: the provider refused our"
+        " key or quota (`provider_auth_error`), broke its contract (`provider_protocol_error`), failed"
+        " or fell silent while taking the create (`provider_outcome_unknown`: it may have started"
+        " the job, so the create is not sent again; submit again to retry), stayed unavailable"
+        " without a dispatch queue (`provider_unavailable`), or the task could not be handed on to"
+        " dispatch (`dispatch_failed`)."
     ),
     responses={
         202: answer(
             VideoObject,
-            "Accepted; the video object (`queued` or `in_progress`, or what an earlier request with the"
-            " same Idempotency-Key answered).",
+            "Accepted; the video object (`queued` or `in_progress`; `failed` with its reason when the"
+            " task was stored and then failed at once; or what an earlier request with the same"
+            " Idempotency-Key answered).",
         ),
         400: refusal(
             "The request is invalid: not a JSON object (`invalid_json`), a missing field"
@@ -122,7 +127,6 @@ INSUFFICIENT_QUOTA = refusal(
         422: refusal("This Idempotency-Key was used with a different request.", "idempotency_key_reused"),
         429: INSUFFICIENT_QUOTA,
         **OWNER_ERRORS,
-        **PROVIDER_ERRORS,
     },
 )
 @reads(body=CreateVideoRequest, headers={HEADER: IDEMPOTENCY_KEY})
@@ -155,7 +159,11 @@ def create_video() -> Response:
         " multipart/form-data; the same Idempotency-Key semantics as POST /v1/videos."
     ),
     responses={
-        202: answer(VideoObject, "Accepted; the new video object."),
+        202: answer(
+            VideoObject,
+            "Accepted; the new video object (`failed` with its reason when it was stored and then"
+            " failed at once, as on POST /v1/videos).",
+        ),
         400: refusal(
             "The body is invalid (`invalid_json`, `missing_parameter`, `unknown_parameter`,"
             " `invalid_value`, `unsafe_url`, `invalid_multipart`), the source is not completed"
@@ -174,7 +182,6 @@ def create_video() -> Response:
         422: refusal("This Idempotency-Key was used with a different request.", "idempotency_key_reused"),
         429: INSUFFICIENT_QUOTA,
         **OWNER_ERRORS,
-        **PROVIDER_ERRORS,
     },
 )
 @reads(path={"video_id": VIDEO_ID}, body=RemixVideoRequest, headers={HEADER: IDEMPOTENCY_KEY})

@@ -289,13 +289,20 @@ def test_edit_extend_and_characters_say_no_model_can(client):
     assert missing.value.code == "character_not_found"
 
 
-def test_a_provider_failure_on_create_is_not_retried_by_the_sdk(stack, client, unique):
-    # The SDK retries 5xx, POST included, unless told not to: a retry here could bill twice
+def test_a_provider_failure_on_create_is_the_failed_video_not_an_error_the_sdk_retries(stack, client, unique):
+    # The SDK retries 5xx, POST included: a retry here would make a second task and could bill twice.
+    # So the create that made a task answers it (202), failed with the reason, and raises nothing
     prompt = unique("[sim:500] A provider that broke mid-create")
-    with pytest.raises(openai.InternalServerError) as failed:
-        client.videos.create(prompt=prompt, seconds="4")
-    assert failed.value.code == "provider_outcome_unknown" and failed.value.type == "server_error"
-    assert stack.simulator.create_attempts("500", prompt) == 1
+    video = client.videos.create(prompt=prompt, seconds="4")
+    assert isinstance(video, openai.types.Video)
+    assert video.status == "failed" and video.error is not None
+    assert video.error.code == "provider_outcome_unknown"
+    assert stack.simulator.create_attempts("500", prompt) == 1  # one create at the provider
+    # ... and a later retrieve shows exactly that
+    again = client.videos.retrieve(video.id)
+    assert (again.id, again.status, again.error) == (video.id, "failed", video.error)
+    mine = [item for item in client.videos.list(limit=100).data if item.prompt == prompt]
+    assert [item.id for item in mine] == [video.id]  # exactly one task
 
 
 def test_the_async_client_creates_polls_and_retrieves(stack, unique):

@@ -125,16 +125,19 @@ def test_a_video_the_cdn_refuses_twice_is_copied_by_the_archive_queue_on_a_retry
 
 
 # A provider throttling at submit (429: nothing was accepted). Two designs, chosen by the template:
-# without a dispatch queue, submit retries in line and answers 503; with one, submit answers 202
-# `queued` at once and the dispatch function retries from the queue with backoff. A 5xx is not
-# retried at all: the provider may have started the job (a second create could bill twice).
+# without a dispatch queue, submit retries in line and then answers the task failed; with one,
+# submit answers 202 `queued` at once and the dispatch function retries from the queue with backoff.
+# A 5xx is not retried at all: the provider may have started the job (a second create could bill
+# twice). Either way the create that stored a task answers 202 with it, never a 5xx.
 
 
 def test_a_5xx_on_create_fails_the_task_at_once_and_is_never_sent_again(stack, videos, unique):
     prompt = unique("[sim:500] A provider that broke mid-create")
     answer = videos.client.post("/v1/videos", json={"prompt": prompt})
-    assert answer.status_code == 502
-    assert answer.json()["error"]["code"] == "provider_outcome_unknown"
+    assert answer.status_code == 202, answer.text
+    video = answer.json()
+    assert video["status"] == "failed" and video["error"]["code"] == "provider_outcome_unknown"
+    assert videos.get(video["id"])["error"] == video["error"]  # what a later GET shows
     assert sum(1 for job in stack.simulator.jobs() if job.prompt == prompt) == 0  # it accepted nothing
     # ... and the relay asked once: the simulator counts create attempts per prompt
     assert stack.simulator.create_attempts("500", prompt) == 1

@@ -152,7 +152,8 @@ def test_a_create_whose_outcome_is_unknown_keeps_the_reservation(api: Api, inter
         httpx.Response(500, json={"error": {"code": "api_error", "message": "x"}})
     )
     status, _, body = api.call("submit", submit_event(VALID, budget=2 * COST))
-    assert status == 502 and body["error"]["code"] == "provider_outcome_unknown", body
+    assert status == 202 and body["status"] == "failed", body
+    assert body["error"]["code"] == "provider_outcome_unknown"
     assert usage_item(stack, TENANT, this_month()) == {"spent_microusd": COST, "count": 1}
 
 

@@ -265,21 +265,27 @@ def test_our_own_error_at_submit_queues_the_task_for_dispatch(
     assert message["task_id"] == video["id"]
 
 
-def test_our_own_error_at_submit_without_a_dispatch_queue_is_a_500_and_a_retry_starts_the_task(
+def test_our_own_error_at_submit_without_a_dispatch_queue_fails_the_task_and_answers_it(
     api, internet, stack, monkeypatch
 ):
     # Given no dispatch queue and a provider API key that cannot be read
     monkeypatch.setenv("DISPATCH_QUEUE_URL", "")
     _break_secret(monkeypatch, "ACEDATA_API_KEY_SECRET_ID", "gone")
 
-    # When a client submits, it hears a 500, and the task is not failed as if the provider refused it
-    status, _, answer = api.submit(VALID, idempotency_key="ours")
-    assert status == 500 and answer["error"]["code"] == "internal_error"  # what AWS answered stays in the log
-    tasks = boto3.client("dynamodb", region_name="us-east-1").scan(TableName=stack.refs["TasksTable"])
-    assert [item["status"]["S"] for item in tasks["Items"]] == ["queued"]
-
-    # And once the secret is back, the retry with the same key starts that task
-    _break_secret(monkeypatch, "ACEDATA_API_KEY_SECRET_ID", stack.refs["AceDataApiKeySecret"])
+    # When a client submits, it hears of the task it made, failed as ours (no 5xx for its SDK to
+    # retry into a second task), and the task is not failed as if the provider refused it
     status, _, video = api.submit(VALID, idempotency_key="ours")
-    assert status == 202 and video["status"] == "in_progress"
-    assert video["id"] == tasks["Items"][0]["task_id"]["S"]
+    assert status == 202, video
+    assert video["status"] == "failed" and video["error"]["code"] == "dispatch_failed"
+    assert "secret" not in video["error"]["message"].lower()  # what AWS answered stays in the log
+    tasks = boto3.client("dynamodb", region_name="us-east-1").scan(TableName=stack.refs["TasksTable"])
+    assert [(item["status"]["S"], item["error_code"]["S"]) for item in tasks["Items"]] == [
+        ("failed", "dispatch_failed")
+    ]
+    assert video["id"] == tasks["Items"][0]["task_id"]["S"] and internet.provider_calls == []
+
+    # And a retry with the same key, once the secret is back, answers the same
+    _break_secret(monkeypatch, "ACEDATA_API_KEY_SECRET_ID", stack.refs["AceDataApiKeySecret"])
+    again_status, _, again = api.submit(VALID, idempotency_key="ours")
+    assert (again_status, again) == (status, video)
+    assert internet.provider_calls == []

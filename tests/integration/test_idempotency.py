@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import threading
 
 import boto3
 import httpx
 import pytest
+from botocore.exceptions import ClientError
 
+from sora_relay.adapters.aws import dynamodb_client
 from tests.integration.conftest import OTHER_OWNER, VALID
 
 
 def _task_count(stack) -> int:
     return boto3.client("dynamodb", region_name="us-east-1").scan(TableName=stack.refs["TasksTable"])["Count"]
+
+
+def _task_item(stack) -> dict:
+    (item,) = boto3.client("dynamodb", region_name="us-east-1").scan(TableName=stack.refs["TasksTable"])[
+        "Items"
+    ]
+    return item
 
 
 def test_same_key_same_body_gives_the_same_task_and_answer(api, internet, stack):
@@ -56,16 +66,25 @@ def test_an_invalid_request_is_not_stored_and_can_be_retried(api, internet, stac
 
 @pytest.mark.parametrize(
     ("provider_status", "status", "code"),
-    [(400, 400, "provider_rejected"), (401, 502, "provider_auth_error")],
+    [
+        (400, 400, "provider_rejected"),
+        (401, 202, "provider_auth_error"),
+        (500, 202, "provider_outcome_unknown"),
+    ],
 )
-def test_a_retry_after_a_provider_refusal_gets_the_same_refusal_and_makes_no_other_call(
+def test_a_retry_after_a_provider_refusal_gets_the_same_answer_and_makes_no_other_call(
     api, internet, stack, provider_status, status, code
 ):
+    # A 400 stays the refusal; a refusal the SDK would retry (5xx) is the 202 failed video
     internet.create_failures.append(
         httpx.Response(provider_status, json={"error": {"code": "bad_request", "message": "no"}})
     )
     first = api.submit(VALID, idempotency_key="refused")
-    assert first[0] == status and first[2]["error"]["code"] == code
+    assert first[0] == status, first
+    error = first[2]["error"]
+    assert error["code"] == code
+    if status == 202:
+        assert first[2]["status"] == "failed" and set(error) == {"code", "message"}
     tripwire = httpx.Response(500)  # what a second call to the provider would take
     internet.create_failures.append(tripwire)
 
@@ -74,6 +93,7 @@ def test_a_retry_after_a_provider_refusal_gets_the_same_refusal_and_makes_no_oth
     assert (again[0], again[2]) == (first[0], first[2])
     assert internet.create_failures == [tripwire] and internet.provider_calls == []
     assert _task_count(stack) == 1
+    assert _task_item(stack)["status"]["S"] == "failed" and _task_item(stack)["error_code"]["S"] == code
 
 
 def test_a_refusal_is_not_stored_for_another_caller_or_another_key(api, internet, stack):
@@ -125,3 +145,56 @@ def test_same_key_while_the_first_is_in_flight_is_409(api, internet, stack, monk
     # Then it is a 409 and the first one still succeeds
     assert status == 409 and answer["error"]["code"] == "idempotency_key_in_use"
     assert results[0][0] == 202 and _task_count(stack) == 1
+
+
+def test_a_record_that_cannot_be_stored_still_answers_the_task_it_made(api, internet, stack, monkeypatch):
+    # Given an idempotency table that takes the in-progress record but not the finished one
+    client = dynamodb_client()
+    update_item = client.update_item
+
+    def failing_for_the_idempotency_table(**kwargs):
+        if kwargs["TableName"] == stack.refs["IdempotencyTable"]:
+            error = {"Error": {"Code": "InternalServerError", "Message": "down"}}
+            raise ClientError(error, "UpdateItem")
+        return update_item(**kwargs)
+
+    monkeypatch.setattr(client, "update_item", failing_for_the_idempotency_table)
+    internet.create_failures.append(
+        httpx.Response(500, json={"error": {"code": "api_error", "message": "x"}})
+    )
+
+    # When a client submits: the task is made, and the provider fails while taking it
+    status, _, video = api.submit(VALID, idempotency_key="unrecorded")
+
+    # Then the answer is that task (no 5xx for the SDK to retry), failed with its reason
+    assert status == 202, video
+    assert video["status"] == "failed" and video["error"]["code"] == "provider_outcome_unknown"
+    assert _task_count(stack) == 1 and internet.create_failures == [] and internet.provider_calls == []
+
+
+def test_a_stored_5xx_refusal_from_before_answers_its_failed_task(api, internet, stack):
+    # Given a key whose record holds a 502 refusal, as stored before such refusals answered 202
+    internet.create_failures.append(
+        httpx.Response(500, json={"error": {"code": "api_error", "message": "x"}})
+    )
+    status, _, first = api.submit(VALID, idempotency_key="old-record")
+    assert status == 202 and first["status"] == "failed"
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    table = stack.refs["IdempotencyTable"]
+    (record,) = dynamodb.scan(TableName=table)["Items"]
+    refusal = {"status": 502, "code": "provider_outcome_unknown", "message": "old", "param": None}
+    dynamodb.update_item(
+        TableName=table,
+        Key={"id": record["id"]},
+        UpdateExpression="SET #data = :data",
+        ExpressionAttributeNames={"#data": "data"},
+        ExpressionAttributeValues={":data": {"S": json.dumps({"refused": refusal})}},
+    )
+
+    # When the client retries with that key
+    status, _, again = api.submit(VALID, idempotency_key="old-record")
+
+    # Then it hears of the failed task, not a 502 its SDK would retry
+    assert status == 202, again
+    assert again["id"] == first["id"] and again["error"] == first["error"]
+    assert _task_count(stack) == 1 and internet.provider_calls == []

@@ -136,3 +136,25 @@ def test_a_refused_message_is_rejected_again_when_redelivered(intake, handlers, 
         (400, "provider_rejected")
     ] * 2
     assert intake.events("Video Submission Accepted") == [] and internet.provider_calls == []
+
+
+def test_a_provider_5xx_on_create_is_accepted_as_the_failed_task_and_never_resent(intake, handlers, internet):
+    # Given a provider that fails while taking the create (it may have started the job)
+    internet.create_failures.append(
+        httpx.Response(500, json={"error": {"code": "api_error", "message": "x"}})
+    )
+    intake.send(VALID)
+    event, answer = intake.run()
+
+    # Then the message is done with, and reported as the one task it made, failed with the reason
+    assert answer == {"batchItemFailures": []}
+    [accepted] = intake.events("Video Submission Accepted")
+    video = accepted["detail"]["video"]
+    assert video["status"] == "failed" and video["error"]["code"] == "provider_outcome_unknown"
+    [task] = intake.tasks()
+    assert (task["task_id"]["S"], task["error_code"]["S"]) == (video["id"], "provider_outcome_unknown")
+
+    # And a redelivery answers the same without asking the provider again
+    assert handlers["intake"].lambda_handler(event, LambdaContext()) == {"batchItemFailures": []}
+    assert len(intake.tasks()) == 1 and internet.create_failures == [] and internet.provider_calls == []
+    assert intake.events("Video Submission Rejected") == []

@@ -8,6 +8,8 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
+import httpx
 import pytest
 from standardwebhooks import Webhook
 
@@ -169,3 +171,32 @@ def test_a_host_other_than_the_one_api_gateway_received_is_refused(mcp):
     answer = mcp.app.lambda_handler(event, LambdaContext())
 
     assert answer["statusCode"] == 421
+
+
+def test_a_provider_5xx_on_create_reports_the_failed_task_not_an_error(mcp, internet, stack):
+    # Given a provider that fails while taking the create (it may have started the job)
+    internet.create_failures.append(
+        httpx.Response(500, json={"error": {"code": "api_error", "message": "x"}})
+    )
+
+    # When an agent calls the async tool
+    result = mcp.tool(
+        "sora_generate_video_v2_async",
+        {"prompt": "A heron in the reeds", "callback_url": f"https://{CLIENT_HOST}/hooks", "duration": 8},
+    )
+
+    # Then it hears of the one task that was made (no tool error that would invite a second call),
+    # and the lookup it is told to make shows that task failed with the reason
+    assert result.get("isError") is not True, result
+    task_id = json.loads(result["content"][0]["text"])["task_id"]
+    looked_up = mcp.tool("sora_get_task", {"task_id": task_id})
+    assert looked_up.get("isError") is not True, looked_up
+    text = looked_up["content"][0]["text"]
+    assert "provider_outcome_unknown" in text and "failed" in text, text
+    items = boto3.client("dynamodb", region_name="us-east-1").scan(TableName=stack.refs["TasksTable"])[
+        "Items"
+    ]
+    assert [(item["task_id"]["S"], item["status"]["S"], item["error_code"]["S"]) for item in items] == [
+        (task_id, "failed", "provider_outcome_unknown")
+    ]
+    assert internet.create_failures == [] and internet.provider_calls == []  # one create, not resent

@@ -12,7 +12,9 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+from botocore.exceptions import ClientError
 
+from sora_relay.adapters.aws import dynamodb_client
 from sora_relay.runtime.container import current
 from tests.conftest import load_event
 from tests.integration.conftest import (
@@ -430,13 +432,18 @@ def test_a_character_is_never_found(api, internet):
 # -- no retry into a second task ---------------------------------------------------------------------------
 
 
-def test_a_provider_5xx_on_create_is_a_502_the_sdk_does_not_retry(api, internet, stack):
+def test_a_provider_5xx_on_create_answers_the_failed_video_not_an_error_the_sdk_retries(api, internet, stack):
     internet.create_failures.append(httpx.Response(500, json={"error": {"code": "boom", "message": "down"}}))
-    status, headers, answer = api.submit(VALID)
-    assert status == 502 and answer["error"]["code"] == "provider_outcome_unknown"
-    assert answer["error"]["type"] == "server_error"
-    assert headers["x-should-retry"] == "false"
-    assert [item["status"] for item in tasks(stack)] == ["failed"]
+    status, _, video = api.submit(VALID)
+    # The create made a task: a 5xx (or 409/429) would make OpenAI's SDK send it again, into a second
+    assert status == 202, video
+    assert video["status"] == "failed" and video["error"]["code"] == "provider_outcome_unknown"
+    assert [(item["status"], item["error_code"]) for item in tasks(stack)] == [
+        ("failed", "provider_outcome_unknown")
+    ]
+    assert internet.create_failures == [] and internet.provider_calls == []  # one create, not resent
+    status, _, shown = api.get(video["id"])
+    assert status == 200 and shown["error"] == video["error"] and shown["status"] == "failed"
 
 
 class _BrokenQueue:
@@ -458,6 +465,33 @@ def test_a_dispatch_queue_that_cannot_take_the_task_fails_it_and_still_answers_2
     assert status == 202, video
     assert video["status"] == "failed" and video["error"]["code"] == "dispatch_failed"
     assert [item["status"] for item in tasks(stack)] == ["failed"]
+
+
+def test_a_task_that_can_be_neither_queued_nor_failed_is_answered_as_stored(
+    api, internet, stack, monkeypatch
+):
+    # Given a rate-limiting provider, a dispatch queue that cannot be reached, and a tasks table that
+    # takes the new task but then refuses every update (the write that would fail it)
+    internet.create_failures.append(httpx.Response(429, headers={"retry-after": "1"}, json={"error": {}}))
+    install_container(monkeypatch, current().replace(dispatch_queue=_BrokenQueue()))
+    client = dynamodb_client()
+    update_item = client.update_item
+
+    def refusing_task_updates(**kwargs: Any) -> Any:
+        if kwargs["TableName"] == stack.refs["TasksTable"]:
+            raise ClientError({"Error": {"Code": "InternalServerError", "Message": "down"}}, "UpdateItem")
+        return update_item(**kwargs)
+
+    monkeypatch.setattr(client, "update_item", refusing_task_updates)
+
+    # When the client creates a video
+    status, headers, video = api.submit(VALID)
+
+    # Then it hears of the one task, as the table holds it (the reconciler ends it), not a 5xx its
+    # SDK would retry into a second task
+    assert status == 202, video
+    assert video["status"] == "queued" and "x-should-retry" not in headers
+    assert [(item["task_id"], item["status"]) for item in tasks(stack)] == [(video["id"], "queued")]
 
 
 def test_every_error_has_openai_s_four_fields(api, internet):

@@ -7,6 +7,7 @@ import httpx
 import pytest
 from botocore.exceptions import ClientError
 
+from sora_relay.domain.models import VideoObject
 from sora_relay.runtime.container import current
 from tests.conftest import failure_lines
 from tests.integration.conftest import VALID, install_container, reload_settings, submitted
@@ -137,20 +138,25 @@ def test_provider_400_is_our_400_with_its_message_and_the_task_fails(api, intern
 @pytest.mark.parametrize(
     ("http_status", "code"), [(401, "invalid_token"), (403, "used_up"), (400, "token_mismatched")]
 )
-def test_provider_auth_or_quota_problems_are_502_blaming_our_key(api, internet, stack, http_status, code):
+def test_provider_auth_or_quota_problems_answer_the_failed_task_blaming_our_key(
+    api, internet, stack, http_status, code
+):
     internet.create_failures.append(
         httpx.Response(http_status, json={"error": {"code": code, "message": "no"}})
     )
-    status, _, answer = api.submit(VALID)
-    assert status == 502
-    assert answer["error"]["code"] == "provider_auth_error"
-    assert "not your request" in answer["error"]["message"]
+    status, _, video = api.submit(VALID)
+    # The create made a task: 202 with it failed (a 502 would be retried by OpenAI's SDK into a second)
+    assert status == 202, video
+    assert video["status"] == "failed" and video["error"]["code"] == "provider_auth_error"
+    assert "not your request" in video["error"]["message"]
     assert _only_task_status(stack) == ("failed", "provider_auth_error")
+    assert internet.create_failures == [] and internet.provider_calls == []  # one create, not resent
+    assert _get(api, video["id"]) == video  # exactly what a later GET shows
 
 
 @pytest.fixture
 def no_dispatch_queue(stack, monkeypatch):
-    """The fallback without a dispatch queue: retry in line, then 503."""
+    """The fallback without a dispatch queue: retry in line, then fail the task."""
     monkeypatch.setenv("DISPATCH_QUEUE_URL", "")
     _reload_settings(monkeypatch)
 
@@ -169,19 +175,36 @@ def test_a_throttled_create_is_sent_again_then_accepted(api, internet, monkeypat
 
 
 @pytest.mark.usefixtures("no_dispatch_queue")
-def test_provider_still_throttling_after_retries_is_a_503_with_retry_after(api, internet, stack, monkeypatch):
+def test_provider_still_throttling_after_retries_answers_the_task_failed(api, internet, stack, monkeypatch):
     monkeypatch.setenv("PROVIDER_RETRY_BASE_DELAY_SECONDS", "0")
     _reload_settings(monkeypatch)
     internet.create_failures += [
         httpx.Response(429, json={"error": {"code": "too_many_requests", "message": "slow"}})
         for _ in range(3)
     ]
-    status, headers, answer = api.submit(VALID)
-    assert status == 503
-    assert int(headers["retry-after"]) >= 1
-    assert answer["error"]["code"] == "provider_unavailable"
-    assert internet.create_failures == []  # all three attempts were made
+    status, _, video = api.submit(VALID)
+    assert status == 202, video
+    assert video["status"] == "failed" and video["error"]["code"] == "provider_unavailable"
+    assert internet.create_failures == [] and internet.provider_calls == []  # all three attempts were made
     assert _only_task_status(stack) == ("failed", "provider_unavailable")
+    assert _get(api, video["id"]) == video
+
+
+@pytest.mark.usefixtures("no_dispatch_queue")
+def test_our_own_error_after_storing_without_a_dispatch_queue_answers_the_task_failed(
+    api, internet, stack, monkeypatch
+):
+    # Given a provider key that cannot be read, and no dispatch queue to retry the start from
+    from sora_relay.adapters import secrets
+
+    monkeypatch.setenv("ACEDATA_API_KEY_SECRET_ID", "gone")
+    _reload_settings(monkeypatch)
+    secrets.clear_cache()
+    status, _, video = api.submit(VALID)
+    assert status == 202, video
+    assert video["status"] == "failed" and video["error"]["code"] == "dispatch_failed"
+    assert _only_task_status(stack) == ("failed", "dispatch_failed")
+    assert internet.provider_calls == []
 
 
 @pytest.mark.parametrize("dispatch_queue", [True, False], ids=["with-dispatch-queue", "without"])
@@ -205,11 +228,15 @@ def test_a_create_that_met_a_5xx_or_a_timeout_is_never_sent_again(
         monkeypatch, current().replace(provider_http=httpx.Client(transport=httpx.MockTransport(answers)))
     )
     for expected_attempts in (1, 2):
-        status, _, answer = api.submit({**VALID, "prompt": f"try {expected_attempts}"})
-        assert status == 502 and answer["error"]["code"] == "provider_outcome_unknown"
-        assert "not sent again" in answer["error"]["message"]
+        status, _, video = api.submit({**VALID, "prompt": f"try {expected_attempts}"})
+        assert status == 202, video
+        assert video["status"] == "failed" and video["error"]["code"] == "provider_outcome_unknown"
+        assert "not sent again" in video["error"]["message"]
         assert len(attempts) == expected_attempts
+        assert _get(api, video["id"]) == video
     assert sqs_messages(stack, "DispatchQueue") == []
+    statuses = [(item["status"]["S"], item["error_code"]["S"]) for item in _task_items(stack)]
+    assert statuses == [("failed", "provider_outcome_unknown")] * 2  # one task per create, no more
 
 
 @pytest.mark.usefixtures("no_dispatch_queue")
@@ -274,11 +301,23 @@ def _reload_settings(monkeypatch) -> None:
     reload_settings(monkeypatch)
 
 
+def _task_items(stack) -> list[dict]:
+    return boto3.client("dynamodb", region_name="us-east-1").scan(TableName=stack.refs["TasksTable"])["Items"]
+
+
+VIDEO_FIELDS = frozenset(VideoObject.model_fields)
+
+
+def _get(api, video_id: str) -> dict:
+    """The video as GET /v1/videos/{id} shows it, less what only that route adds (timings ...)."""
+    status, _, video = api.get(video_id)
+    assert status == 200, video
+    return {key: value for key, value in video.items() if key in VIDEO_FIELDS}
+
+
 def _only_task_status(stack) -> tuple[str, str] | None:
     """The one task's status and error code (None: no task was stored)."""
-    items = boto3.client("dynamodb", region_name="us-east-1").scan(TableName=stack.refs["TasksTable"])[
-        "Items"
-    ]
+    items = _task_items(stack)
     if not items:
         return None
     assert len(items) == 1

@@ -45,7 +45,15 @@ METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 # Raised, but always caught before an HTTP answer: a failed copy of the provider's video becomes
 # the task's `error.code` (the video object), never an error answer of the API; a preview that
 # cannot be drawn becomes the task's `preview_error` (usecases/previews.py), and the task completes.
-NOT_ANSWERED = {"UpstreamRejected", "UpstreamUnavailable", "PreviewFailed"}
+# An unknown outcome of a create, and a task that could not be handed to dispatch, are a stored
+# task's failure: the create answers 202 with that video (usecases/submit.py), never the error.
+NOT_ANSWERED = {
+    "UpstreamRejected",
+    "UpstreamUnavailable",
+    "PreviewFailed",
+    "ProviderOutcomeUnknown",
+    "TaskNotQueued",
+}
 # The operator's modules (scripts/tenants.py runs them with AWS credentials): behind no route, so
 # what they raise is printed by the command, never answered by the API.
 OPERATOR_ONLY = {"usecases/manage_tenants.py", "adapters/tenants.py", "adapters/tenant_secrets.py"}

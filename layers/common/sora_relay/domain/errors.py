@@ -21,13 +21,21 @@ class SoraRelayError(Exception):
 
 
 # OpenAI's SDK retries 408, 409, 429 and 5xx, POST included, unless the answer says
-# `x-should-retry: false`. Errors raised after a create stored its task carry it: a retry would
-# make a second task (and, after a provider's 5xx, maybe bill a second video).
+# `x-should-retry: false`. A create that stored its task never answers one of those (a retry would
+# make a second task and, after a provider's 5xx, maybe bill a second video): it answers 202 with
+# the failed video instead (usecases/submit.py). Errors that still may follow a stored task (a
+# replayed answer, the last resort when the task cannot even be failed) carry the header as well.
 DO_NOT_RETRY = {"x-should-retry": "false"}
 
 
+def invites_retry(status: int) -> bool:
+    """Whether OpenAI's SDK retries an answer with this status (408, 409, 429, 5xx) on its own."""
+    return status in (408, 409, 429) or status >= 500
+
+
 class AfterTaskStored:
-    """Mixin: this error answers a create whose task exists already (failed): not to be retried."""
+    """Mixin: this error is raised once a create's task exists (failed). Submit answers the failed
+    video instead (202); where the error is answered after all, it says not to retry."""
 
     def headers(self) -> dict[str, str]:
         return dict(DO_NOT_RETRY)
@@ -214,7 +222,8 @@ class WebhookClaimLost(SoraRelayError):
 class ProviderOutcomeUnknown(AfterTaskStored, SoraRelayError):
     """The provider failed (5xx) or fell silent while taking a create: it may have started the job.
     The create is not sent again (a second one could start and bill a second video); the task
-    fails with this reason and the client may submit again."""
+    fails with this reason, the create answers 202 with that failed video, and the client may
+    submit again. Its status is what the dispatch queue and the MCP tools report it as."""
 
     status_code = 502
     code = "provider_outcome_unknown"

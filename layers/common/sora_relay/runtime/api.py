@@ -19,14 +19,12 @@ from sora_relay.domain.errors import (
     EventBusError,
     InvalidRequest,
     ProviderAuthFailed,
-    ProviderOutcomeUnknown,
     ProviderProtocolError,
     ProviderUnavailable,
     QueueError,
     RequestTooLarge,
     SoraRelayError,
     StorageError,
-    TaskNotQueued,
     Unauthorized,
     describe_cause,
 )
@@ -137,14 +135,13 @@ SERVER_ERRORS: dict[int, dict[str, Any]] = {
     500: refusal(
         "Our failure: an unexpected error (`internal_error`), DynamoDB or S3 failed (`storage_error`),"
         " SQS or EventBridge failed (`queue_error`, `event_bus_error`), a setting or secret is"
-        " missing (`configuration_error`), or a stored task could neither be queued for dispatch"
-        " nor failed (`dispatch_failed`, with `x-should-retry: false`: the task exists).",
+        " missing (`configuration_error`). Never once a create has stored its task: that answers"
+        " 202 with the video.",
         "internal_error",
         StorageError.code,
         QueueError.code,
         EventBusError.code,
         ConfigurationError.code,
-        TaskNotQueued.code,
     ),
 }
 # ... and a route with an API key (caller() refuses a request without the authorizer's tenant).
@@ -156,21 +153,20 @@ OWNER_ERRORS: dict[int, dict[str, Any]] = {
     ),
     **SERVER_ERRORS,
 }
-# ... and a route that calls the provider while the client waits.
+
+# ... and a route that asks the provider while the caller waits: the callback route, which fetches a
+# provider's signing keys or looks the task up over its API (the provider retries its push). Never
+# the create routes: once a create stored its task, these are the task's `error`, answered 202.
 PROVIDER_ERRORS: dict[int, dict[str, Any]] = {
     502: refusal(
-        "The provider refused our key or quota (`provider_auth_error`), broke its contract"
-        " (`provider_protocol_error`), or failed or fell silent while taking the create"
-        " (`provider_outcome_unknown`: it is not sent again; the task failed and a new submit may"
-        " follow).",
+        "The provider refused our key (`provider_auth_error`) or broke its contract"
+        " (`provider_protocol_error`) while the push was checked or looked up.",
         ProviderAuthFailed.code,
         ProviderProtocolError.code,
-        ProviderOutcomeUnknown.code,
     ),
     503: refusal(
-        "The provider is rate limiting, failing or slow and this deployment has no dispatch queue to"
-        " wait in; try again after `Retry-After` seconds. The deployed template has one, so it"
-        " answers 202 `queued` instead.",
+        "The provider could not be reached to check or look up the push (its signing keys, its"
+        " task lookup); try again after `Retry-After` seconds.",
         ProviderUnavailable.code,
         "provider_timeout",
         headers={

@@ -2,12 +2,17 @@
 
 Scoped to the caller and kept 24 h: the same key with the same request answers the first answer
 again and makes no second task; the same key with a different request is a 422; the same key
-while the first request is still running is a 409. The provider's refusal (`PROVIDER_REFUSALS`)
-is an answer too: it is stored, and a retry gets the same error (status, code, message, param)
-without asking the provider again. A request refused before a task exists (validation), or failed
-by our own error (a 5xx), leaves no record, so it can be retried with the same key. The task id
+while the first request is still running is a 409. Powertools stores what the function returns
+and deletes the record when it raises, so nothing answered after the task exists may be raised
+from inside: submit_video answers a task the provider failed as the 202 failed video, which is
+stored like any video, and a retry gets that 202 again without asking the provider again. The
+provider's refusal of the input itself (a 400, `provider_rejected`) is returned as a stored
+refusal too, and a retry gets the same error (status, code, message, param). A request refused
+before a task exists (validation, the budget), or failed by our own error before it (a 5xx),
+leaves no record, so it can be retried with the same key. If the record of a finished submission
+cannot be written, the answer it made is answered all the same (its task exists). The task id
 itself is derived from (caller, key), so even a lost idempotency record cannot make a second task:
-a retry finds the first one (only then does a refused request answer its failed task).
+a retry finds the first one.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
+    IdempotencyPersistenceLayerError,
     IdempotencyValidationError,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -38,9 +44,11 @@ from sora_relay.domain.errors import (
     InvalidRequest,
     SoraRelayError,
     Unprocessable,
+    invites_retry,
 )
 from sora_relay.domain.models import CreateVideoRequest, VideoObject
 from sora_relay.domain.reference_image import ImageUpload
+from sora_relay.observability import logger
 from sora_relay.usecases.deps import Deps
 from sora_relay.usecases.submit import submit_video
 
@@ -64,8 +72,8 @@ class StoredRefusal(SoraRelayError):
         return cls(status=error.status_code, code=error.code, message=error.message, param=error.param)
 
     def headers(self) -> dict[str, str]:
-        # The first answer's task exists (failed): a retry of a 5xx replay would be pointless too.
-        return dict(DO_NOT_RETRY) if self.status_code >= 500 else {}
+        # A 5xx replay (a record stored before such refusals were answered 202): its task exists.
+        return dict(DO_NOT_RETRY) if invites_retry(self.status_code) else {}
 
     def answer(self) -> dict[str, Any]:
         fields = {"status": self.status_code, "code": self.code, "message": self.message, "param": self.param}
@@ -95,6 +103,7 @@ def _idempotent_submit(deps: Deps) -> tuple[Callable[..., dict[str, Any]], Idemp
         upload: ImageUpload | None = None,
         remixed_from: str | None = None,
         limits: TenantLimits | None = None,
+        made: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
         fields = {k: v for k, v in submission["request"].items() if k not in _CONTEXT}
         request = CreateVideoRequest.model_validate(fields)
@@ -111,8 +120,12 @@ def _idempotent_submit(deps: Deps) -> tuple[Callable[..., dict[str, Any]], Idemp
                 limits=limits,
             )
         except PROVIDER_REFUSALS as error:
-            return StoredRefusal.of(error).answer()  # returned, so Powertools stores it
-        return video.model_dump(mode="json")
+            answer = StoredRefusal.of(error).answer()  # returned, so Powertools stores it
+        else:
+            answer = video.model_dump(mode="json")
+        if made is not None:
+            made.append(answer)  # what submit_once answers if Powertools cannot store it
+        return answer
 
     return submit, config
 
@@ -159,6 +172,7 @@ def submit_once(
     if remixed_from is not None:
         payload["remixed_from"] = remixed_from
     submission = {"owner": owner, "key": key, "request": payload}
+    made: list[dict[str, Any]] = []
     try:
         answer = submit(
             submission=submission,
@@ -166,7 +180,15 @@ def submit_once(
             upload=upload,
             remixed_from=remixed_from,
             limits=limits,
+            made=made,
         )
+    except IdempotencyPersistenceLayerError:
+        if not made:
+            raise  # no task was made by this request: our 5xx, and a retry with the key is safe
+        # The submission ran and its task exists; only its record is missing. A 5xx now would make
+        # the client's SDK retry for nothing (a retry finds the same task): answer what was made.
+        logger.warning("Could not store the idempotency record; answering the submission anyway")
+        answer = made[0]
     except IdempotencyAlreadyInProgressError as error:
         raise Conflict(
             f"A request with this {HEADER} is still being processed",
@@ -178,5 +200,11 @@ def submit_once(
             f"This {HEADER} was used with a different request", param=HEADER, code="idempotency_key_reused"
         ) from error
     if _REFUSED in answer:
-        raise StoredRefusal(**answer[_REFUSED])
+        refusal = StoredRefusal(**answer[_REFUSED])
+        if invites_retry(refusal.status_code):
+            # Stored before such refusals were answered 202 (records live 24 h): answer its task.
+            task = deps.task_store.get(task_id_for(owner, key))
+            if task is not None and task.owner == owner:
+                return VideoObject.from_task(task)
+        raise refusal
     return VideoObject.model_validate(answer)

@@ -2,16 +2,19 @@
 
 With a dispatch queue configured (the deployed template has one) a provider that is rate limiting
 or failing does not fail the request: the task stays `queued` and the dispatch function retries.
-Without one, submit retries briefly in line and then answers 503. Our own errors on the way to the
-provider (a table, a secret) are never the provider's refusal: with a dispatch queue the task is
-queued for dispatch all the same; without one the error is raised (a 5xx) and the task stays
-`queued`, so a retry with the same Idempotency-Key carries on with it.
+Without one, submit retries briefly in line and then fails the task with `provider_unavailable`.
+Our own errors on the way to the provider (a table, a secret) are never the provider's refusal:
+with a dispatch queue the task is queued for dispatch all the same; without one it fails with
+`dispatch_failed`.
 
-Once the task is stored, no answer invites a retry that would make a second one (OpenAI's SDK
-retries 409, 429 and 5xx, POST included, and sends no Idempotency-Key): our own errors are the
-dispatch queue's to retry (202 `queued`), a dispatch queue that cannot be reached fails the task
-at once (202 with the `failed` video, `dispatch_failed`), and the provider's refusals that are 5xx
-(its auth, its contract, an unknown outcome) say `x-should-retry: false` (domain/errors.py).
+Once the task is stored the answer is always 202 with the video as a later GET shows it (OpenAI's
+SDK retries 408, 409, 429 and 5xx, POST included, and sends no Idempotency-Key, so any of those
+would make a second task, and after a provider's 5xx maybe bill a second video): `queued` when it
+will still run, else `failed` with the recorded reason (`provider_outcome_unknown`,
+`provider_auth_error`, `provider_protocol_error`, `provider_unavailable`, `dispatch_failed`). Only
+the provider's refusal of the input itself stays an error, a 400 (`provider_rejected`,
+`content_refused`), which the SDK does not retry. The MCP tools and the SQS intake share this, so
+they report the same failed video.
 
 A reference image sent as bytes (a multipart file, or a data URL) is stored under the task's own
 prefix, `uploads/{task}/`; the provider gets a presigned link to it at each start attempt
@@ -33,11 +36,13 @@ from sora_relay.domain.errors import (
     InsufficientQuota,
     InvalidRequest,
     ProviderUnavailable,
+    SoraRelayError,
     StorageError,
     TaskNotQueued,
     TransitionRejected,
     Unprocessable,
     describe_cause,
+    invites_retry,
 )
 from sora_relay.domain.models import DEFAULT_SIZE, CreateVideoRequest, VideoObject
 from sora_relay.domain.reference_image import ImageUpload
@@ -116,8 +121,8 @@ def submit_video(
             # Accepted all the same: the dispatch function keeps trying within the provider's limits.
             logger.info("Provider unavailable; task queued for dispatch", extra={"error_code": error.code})
             task = _queue_or_fail(deps, task, public_base_url, delay_seconds=error.retry_after or 0)
-        except PROVIDER_REFUSALS:
-            raise  # start_generation failed the task and logged why
+        except PROVIDER_REFUSALS as error:
+            task = _refused(deps, task, error)  # start_generation failed the task and logged why
         except Exception as error:  # ours (storage, a secret): the dispatch function retries it
             logger.warning(
                 "Could not start the task; queuing it for dispatch", extra={"cause": describe_cause(error)}
@@ -134,9 +139,53 @@ def submit_video(
             budget_seconds=settings.provider_retry_budget_seconds,
         )
     except ProviderUnavailable as error:
-        fail_task(deps, task.task_id, error)  # the client hears 503 now; the task still records why
-        raise
+        # Tried in line and still unavailable: the task fails with why, and the create answers it.
+        task = _fail_now(deps, task, error, cause=error)
+    except PROVIDER_REFUSALS as error:
+        task = _refused(deps, task, error)
+    except Exception as error:  # ours (storage, a secret), with no dispatch queue to retry it
+        logger.warning("Could not start the task; failing it", extra={"cause": describe_cause(error)})
+        reason = TaskNotQueued("The task could not be started on our side; submit it again")
+        task = _fail_now(deps, task, reason, cause=error)
     return VideoObject.from_task(task)
+
+
+def _refused(deps: Deps, task: Task, error: SoraRelayError) -> Task:
+    """The task the provider's refusal failed, as a later GET shows it. A refusal whose status the
+    OpenAI SDK would retry (its auth, its contract, an unknown outcome: 502s) is answered so, with
+    202: the create did make a video, and a retry would make a second one. A 400 (the provider
+    refused the input itself) stays the error: the SDK does not retry it, and it names the cause."""
+    if not invites_retry(error.status_code):
+        raise error
+    return _as_stored(deps, task, error)
+
+
+def _as_stored(deps: Deps, task: Task, error: SoraRelayError) -> Task:
+    """The task as the table holds it after it failed for `error`; if the table cannot be read,
+    the failure it recorded (fail_task has written it, or someone finished the task first)."""
+    try:
+        stored = deps.task_store.get(task.task_id)
+    except Exception as read_error:  # the answer is a 202 all the same: the task exists
+        logger.warning("Could not read the failed task back", extra={"cause": describe_cause(read_error)})
+        stored = None
+    return stored or task.model_copy(
+        update={"status": Status.FAILED, "error_code": error.code, "error_message": error.message}
+    )
+
+
+def _fail_now(deps: Deps, task: Task, reason: SoraRelayError, *, cause: Exception) -> Task:
+    """Fail the stored task for `reason` and answer it. If even that cannot be written, the task
+    is answered as it stands (`queued`, 202): any error now would invite a retry into a second
+    task, and the reconciler fails a task left `queued` at its deadline (`timeout`)."""
+    try:
+        return fail_task(deps, task.task_id, reason) or _as_stored(deps, task, reason)
+    except Exception as error:
+        logger.error(
+            "Could not fail the stored task; the reconciler will",
+            extra={"cause": describe_cause(error), "reason": describe_cause(cause)},
+        )
+        metrics.add_metric(name="SubmitFailNotRecorded", unit="Count", value=1)
+        return task
 
 
 def _reserve(deps: Deps, owner: str, task: Task, tenant: TenantLimits, *, retry: bool) -> str | None:
@@ -162,11 +211,7 @@ def _queue_or_fail(deps: Deps, task: Task, public_base_url: str, *, delay_second
         )
         metrics.add_metric(name="DispatchNotQueued", unit="Count", value=1)
         reason = TaskNotQueued("The task could not be queued for dispatch; submit it again")
-        try:
-            failed = fail_task(deps, task.task_id, reason)
-        except Exception:
-            raise reason from error  # a 500 that says x-should-retry: false; the reconciler ends it
-        return failed or deps.task_store.get(task.task_id) or task
+        return _fail_now(deps, task, reason, cause=error)
     return task
 
 
