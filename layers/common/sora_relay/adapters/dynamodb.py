@@ -5,12 +5,11 @@ from __future__ import annotations
 import heapq
 import zlib
 from collections.abc import Iterator
-from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
+from sora_relay.adapters.dynamodb_items import from_attrs, is_condition_failure, to_attrs
 from sora_relay.domain.errors import SoraRelayError, StorageError, TransitionRejected, WebhookClaimLost
 from sora_relay.domain.task import Status, Task, TaskChange, now_millis, sources_of
 from sora_relay.domain.webhook import WebhookDelivery
@@ -27,34 +26,10 @@ OPEN_INDEX = "open-tasks-index"
 OPEN_SHARDS = 16
 _OPEN_PAGE = 50  # items per shard query: a run reads at most its limit plus one page per shard
 
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
-
-
-def _to_attrs(values: dict[str, Any]) -> dict[str, Any]:
-    return {key: _serializer.serialize(value) for key, value in values.items()}
-
-
-def _from_attrs(item: dict[str, Any]) -> dict[str, Any]:
-    def plain(value: Any) -> Any:
-        if isinstance(value, Decimal):
-            return int(value) if value == value.to_integral_value() else float(value)
-        if isinstance(value, dict):
-            return {k: plain(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [plain(v) for v in value]
-        return value
-
-    return {key: plain(_deserializer.deserialize(value)) for key, value in item.items()}
-
 
 def open_shard(task_id: str, status: Status) -> str:
     """The open index's partition key for an open task: its status and a stable shard of its id."""
     return f"{status.value}#{zlib.crc32(task_id.encode()) % OPEN_SHARDS}"
-
-
-def _is_condition_failure(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 class TaskStore:
@@ -67,11 +42,11 @@ class TaskStore:
         try:
             self._client.put_item(
                 TableName=self._table,
-                Item=_to_attrs({**task.to_item(), **self._open_values(task.task_id, task.status)}),
+                Item=to_attrs({**task.to_item(), **self._open_values(task.task_id, task.status)}),
                 ConditionExpression="attribute_not_exists(task_id)",
             )
         except ClientError as error:
-            if _is_condition_failure(error):
+            if is_condition_failure(error):
                 raise TransitionRejected(f"Task {task.task_id} exists already") from error
             raise StorageError("Could not store the task") from error
         except BotoCoreError as error:
@@ -84,17 +59,17 @@ class TaskStore:
     @staticmethod
     def from_image(image: dict[str, Any]) -> Task:
         """A task from a stream record's NewImage/OldImage (DynamoDB's typed attribute values)."""
-        return Task.from_item(_from_attrs(image))
+        return Task.from_item(from_attrs(image))
 
     def get(self, task_id: str) -> Task | None:
         try:
             answer = self._client.get_item(
-                TableName=self._table, Key=_to_attrs({"task_id": task_id}), ConsistentRead=True
+                TableName=self._table, Key=to_attrs({"task_id": task_id}), ConsistentRead=True
             )
         except (ClientError, BotoCoreError) as error:
             raise StorageError("Could not read the task") from error
         item = answer.get("Item")
-        return Task.from_item(_from_attrs(item)) if item else None
+        return Task.from_item(from_attrs(item)) if item else None
 
     def transition(
         self,
@@ -334,11 +309,11 @@ class TaskStore:
             "KeyConditionExpression": "#owner = :owner",
             "FilterExpression": "attribute_not_exists(deleted_ms)",
             "ExpressionAttributeNames": {"#owner": "owner"},
-            "ExpressionAttributeValues": _to_attrs({":owner": owner}),
+            "ExpressionAttributeValues": to_attrs({":owner": owner}),
             "ScanIndexForward": not newest_first,
         }
         if after is not None:
-            query["ExclusiveStartKey"] = _to_attrs(
+            query["ExclusiveStartKey"] = to_attrs(
                 {"task_id": after.task_id, "owner": after.owner, "created_ms": after.created_ms}
             )
         items: list[dict[str, Any]] = []
@@ -351,7 +326,7 @@ class TaskStore:
                 query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
         except (ClientError, BotoCoreError) as error:
             raise StorageError("Could not list tasks") from error
-        tasks = [Task.from_item(_from_attrs(item)) for item in items]
+        tasks = [Task.from_item(from_attrs(item)) for item in items]
         return tasks[:limit], len(tasks) > limit
 
     def mark_deleted(self, task_id: str, owner: str) -> Task:
@@ -405,12 +380,12 @@ class TaskStore:
             "TableName": self._table,
             "IndexName": OPEN_INDEX,
             "KeyConditionExpression": "open_shard = :shard AND created_ms < :before",
-            "ExpressionAttributeValues": _to_attrs({":shard": shard, ":before": created_before_ms}),
+            "ExpressionAttributeValues": to_attrs({":shard": shard, ":before": created_before_ms}),
             "Limit": page,
         }
         while True:
             answer = self._client.query(**query)
-            yield from (_from_attrs(item) for item in answer.get("Items", []))
+            yield from (from_attrs(item) for item in answer.get("Items", []))
             if "LastEvaluatedKey" not in answer:
                 return
             query["ExclusiveStartKey"] = answer["LastEvaluatedKey"]
@@ -429,17 +404,17 @@ class TaskStore:
         try:
             answer = self._client.update_item(
                 TableName=self._table,
-                Key=_to_attrs({"task_id": task_id}),
+                Key=to_attrs({"task_id": task_id}),
                 UpdateExpression=update,
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
-                ExpressionAttributeValues=_to_attrs(values),
+                ExpressionAttributeValues=to_attrs(values),
                 ReturnValues="ALL_NEW",
             )
         except ClientError as error:
-            if _is_condition_failure(error):
+            if is_condition_failure(error):
                 raise lost(f"Task {task_id} does not allow this change") from error
             raise StorageError("Could not update the task") from error
         except BotoCoreError as error:
             raise StorageError("Could not update the task") from error
-        return Task.from_item(_from_attrs(answer["Attributes"]))
+        return Task.from_item(from_attrs(answer["Attributes"]))

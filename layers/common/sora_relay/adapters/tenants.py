@@ -9,12 +9,11 @@ per tenant and month), so no index is paid for on every write.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from decimal import Decimal
 from typing import Any
 
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import BotoCoreError, ClientError
 
+from sora_relay.adapters.dynamodb_items import from_attrs, is_condition_failure, to_attrs
 from sora_relay.domain.errors import Conflict, NotFound, StorageError
 from sora_relay.domain.tenant import (
     KEY_ACTIVE,
@@ -25,29 +24,6 @@ from sora_relay.domain.tenant import (
     key_pk,
     tenant_pk,
 )
-
-_serializer = TypeSerializer()
-_deserializer = TypeDeserializer()
-
-
-def _to_attrs(values: dict[str, Any]) -> dict[str, Any]:
-    return {key: _serializer.serialize(value) for key, value in values.items()}
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    if isinstance(value, list):
-        return [_plain(item) for item in value]
-    return value
-
-
-def _from_attrs(item: dict[str, Any]) -> dict[str, Any]:
-    return {key: _plain(_deserializer.deserialize(value)) for key, value in item.items()}
-
-
-def _condition_failed(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
 class TenantStore:
@@ -123,10 +99,10 @@ class TenantStore:
     def _put(self, item: dict[str, Any], exists: str) -> None:
         try:
             self._client.put_item(
-                TableName=self._table, Item=_to_attrs(item), ConditionExpression="attribute_not_exists(pk)"
+                TableName=self._table, Item=to_attrs(item), ConditionExpression="attribute_not_exists(pk)"
             )
         except ClientError as error:
-            if _condition_failed(error):
+            if is_condition_failure(error):
                 raise Conflict(exists) from error
             raise StorageError("Could not write to the tenants table") from error
         except BotoCoreError as error:
@@ -135,12 +111,12 @@ class TenantStore:
     def _get(self, pk: str, consistent: bool) -> dict[str, Any] | None:
         try:
             answer = self._client.get_item(
-                TableName=self._table, Key=_to_attrs({"pk": pk}), ConsistentRead=consistent
+                TableName=self._table, Key=to_attrs({"pk": pk}), ConsistentRead=consistent
             )
         except (ClientError, BotoCoreError) as error:
             raise StorageError("Could not read the tenants table") from error
         item = answer.get("Item")
-        return _from_attrs(item) if item else None
+        return from_attrs(item) if item else None
 
     def _update(
         self,
@@ -156,34 +132,34 @@ class TenantStore:
         try:
             answer = self._client.update_item(
                 TableName=self._table,
-                Key=_to_attrs({"pk": pk}),
+                Key=to_attrs({"pk": pk}),
                 UpdateExpression=expression,
                 ConditionExpression=condition,
                 ExpressionAttributeNames=names,
-                ExpressionAttributeValues=_to_attrs(values),
+                ExpressionAttributeValues=to_attrs(values),
                 ReturnValues="ALL_NEW",
             )
         except ClientError as error:
-            if _condition_failed(error):
+            if is_condition_failure(error):
                 if self._get(pk, True) is None:
                     raise NotFound(missing) from error
                 raise Conflict(f"{missing.removeprefix('No ')} changed meanwhile") from error
             raise StorageError("Could not update the tenants table") from error
         except BotoCoreError as error:
             raise StorageError("Could not update the tenants table") from error
-        return _from_attrs(answer["Attributes"])
+        return from_attrs(answer["Attributes"])
 
     def _scan(self, prefix: str) -> Iterator[dict[str, Any]]:
         request: dict[str, Any] = {
             "TableName": self._table,
             "FilterExpression": "begins_with(pk, :prefix)",
-            "ExpressionAttributeValues": _to_attrs({":prefix": prefix}),
+            "ExpressionAttributeValues": to_attrs({":prefix": prefix}),
             "ConsistentRead": True,
         }
         try:
             while True:
                 answer = self._client.scan(**request)
-                yield from (_from_attrs(item) for item in answer.get("Items", []))
+                yield from (from_attrs(item) for item in answer.get("Items", []))
                 if "LastEvaluatedKey" not in answer:
                     return
                 request["ExclusiveStartKey"] = answer["LastEvaluatedKey"]

@@ -16,6 +16,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from sora_relay.adapters.dynamodb_items import is_condition_failure
 from sora_relay.domain.budget import TenantLimits
 from sora_relay.domain.errors import StorageError
 
@@ -50,10 +51,6 @@ def _usage(item: dict[str, Any] | None) -> Usage:
     )
 
 
-def _condition_failed(error: ClientError) -> bool:
-    return error.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
-
-
 class UsageStore:
     def __init__(self, client: Any, table_name: str) -> None:
         self._client = client
@@ -82,7 +79,7 @@ class UsageStore:
         try:
             answer = self._client.update_item(**request)
         except ClientError as error:
-            if _condition_failed(error):
+            if is_condition_failure(error):
                 raise OverBudget(_usage(error.response.get("Item"))) from None
             raise StorageError("Could not count the tenant's usage") from error
         except BotoCoreError as error:
@@ -106,7 +103,7 @@ class UsageStore:
                 },
             )
         except ClientError as error:
-            if _condition_failed(error):
+            if is_condition_failure(error):
                 return False
             raise StorageError("Could not give the tenant's usage back") from error
         except BotoCoreError as error:
