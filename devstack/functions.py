@@ -174,6 +174,7 @@ class FunctionPool:
         # long `make run` session does not grow it without end.
         self.invocations: deque[tuple[float, float, bool]] = deque(maxlen=100_000)
         self.cold_starts = 0
+        self.lost_instances = 0  # instances that died or were killed (a crash, a timeout, a failed init)
 
     def start(self) -> None:
         threading.Thread(target=self._add_warm, daemon=True).start()
@@ -238,6 +239,7 @@ class FunctionPool:
         worker.process.wait()
         worker.close_pipes()
         with self._cond:
+            self.lost_instances += 1
             self._all.discard(worker)
             self._cond.notify_all()
             replace = replace and not self._stopped and not self._all

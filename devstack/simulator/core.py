@@ -75,8 +75,10 @@ FAULTS: dict[str, FaultMode] = {
     "progress": FaultMode(progress_pushes=2),
     "forged-push": FaultMode(forged_push=True),
     "stale-push": FaultMode(stale_push=True),
-    # The video URL lapses 1 s after the job finished and the push comes 3 s late: the copy fails.
-    "expired-url": FaultMode(url_ttl_s=1.0, late_callback=True),
+    # The video URL lapses as the job finishes and the push comes late: the copy fails. The link
+    # lapses at once: any copy comes too late, however soon the push or a
+    # lookup hands the link over (with 1 s, a fast lookup could still copy it in time).
+    "expired-url": FaultMode(url_ttl_s=0.0, late_callback=True),
     "429": FaultMode(create_status=429, create_code="too_many_requests"),
     "500": FaultMode(create_status=500, create_code="api_error"),
     "504": FaultMode(create_status=504, create_code="timeout"),

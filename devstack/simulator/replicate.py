@@ -392,7 +392,7 @@ class Replicate:
         )
         # Output files go with the rest of the data after the retention period (contract, "Data
         # retention"); the expired-url fault's shorter lifetime wins.
-        ttl = min(job.fault.url_ttl_s or self.retention_s, self.retention_s)
+        ttl = self.retention_s if job.fault.url_ttl_s is None else min(job.fault.url_ttl_s, self.retention_s)
         job.fault = dataclasses.replace(job.fault, url_ttl_s=ttl)
         job.meta["hook"] = hook
         job.meta["create_headers"] = {k: v for k, v in request.headers.items() if k != "authorization"}

@@ -163,16 +163,18 @@ def test_terminal_transitions_are_published_on_the_bus(stack, videos, unique, ev
 # Lambda does, a fresh instance cold-starts, and the work completes once.
 
 
-def _crashed(stack: DevStack, rule, function_id: str, cold_starts_before: int) -> None:
-    """The rule killed one worker of the function, and a fresh instance took its place."""
+def _crashed(stack: DevStack, rule, function_id: str, lost_before: int) -> None:
+    """The rule killed one worker of the function: its pool lost the instance. (A fresh one is
+    started when the pool has none left or needs one more; another warm instance may serve the
+    retry instead, as on Lambda, so the cold-start count is no proof either way.)"""
     assert rule.injected == 1
     assert stack.gateway is not None
-    assert stack.gateway.pools[function_id].cold_starts > cold_starts_before
+    assert stack.gateway.pools[function_id].lost_instances > lost_before
 
 
-def _cold_starts(stack: DevStack, function_id: str) -> int:
+def _lost_instances(stack: DevStack, function_id: str) -> int:
     assert stack.gateway is not None
-    return stack.gateway.pools[function_id].cold_starts
+    return stack.gateway.pools[function_id].lost_instances
 
 
 def _jobs_for(stack: DevStack, prompt: str) -> list:
@@ -213,7 +215,7 @@ def test_a_callback_that_crashes_after_recording_the_result_is_finished_once(
     # the result but before it queued the copy (its SendMessage for this task)
     prompt = unique("[sim:late-callback] A crash in the callback")
     created = videos.create(prompt, callback_url=receiver.url)
-    before = _cold_starts(stack, "CallbackFunction")
+    before = _lost_instances(stack, "CallbackFunction")
     rule = chaos.add_crash("CallbackFunction", "sqs", "SendMessage", body_contains=created["id"])
 
     # When the push arrives: API Gateway answers the provider 502, as for a Lambda that died
@@ -235,7 +237,7 @@ def test_an_archive_that_crashes_before_recording_its_copy_copies_again(
     # Given the archive function dying after its copy is in S3, just before it records it (the
     # UpdateItem that completes the task with the copy's sha256)
     created = videos.create(unique("[sim:late-callback] A crash in the archive"), callback_url=receiver.url)
-    before = _cold_starts(stack, "ArchiveFunction")
+    before = _lost_instances(stack, "ArchiveFunction")
     rule = chaos.add_crash(
         "ArchiveFunction", "dynamodb", "UpdateItem", body_contains=[created["id"], "video_sha256"]
     )
@@ -263,7 +265,7 @@ def test_a_dispatch_that_crashes_after_the_provider_accepted_never_creates_twice
     prompt = unique("[sim:429x2] A crash in the dispatch")
     created = videos.create(prompt, callback_url=receiver.url)
     assert created["status"] == "queued"
-    before = _cold_starts(stack, "DispatchFunction")
+    before = _lost_instances(stack, "DispatchFunction")
     rule = chaos.add_crash(
         "DispatchFunction", "dynamodb", "UpdateItem", body_contains=[created["id"], "provider_task_id"]
     )
@@ -303,7 +305,7 @@ def test_a_webhook_that_crashes_after_its_post_sends_the_same_event_again(
     # Given the webhook function dying after the client accepted the POST, before it records that
     # (the UpdateItem writing `delivered` for this task)
     created = videos.create(unique("A crash in the webhook"), callback_url=receiver.url)
-    before = _cold_starts(stack, "WebhookFunction")
+    before = _lost_instances(stack, "WebhookFunction")
     rule = chaos.add_crash(
         "WebhookFunction", "dynamodb", "UpdateItem", body_contains=[created["id"], "delivered"]
     )
@@ -331,7 +333,7 @@ def test_a_stream_consumer_that_crashes_is_retried_and_each_event_goes_out_once(
 ):
     # Given the stream consumer dying after it queued the webhook, before it publishes on the bus
     created = videos.create(unique("A crash in the stream consumer"), callback_url=receiver.url)
-    before = _cold_starts(stack, "TaskEventsFunction")
+    before = _lost_instances(stack, "TaskEventsFunction")
     rule = chaos.add_crash("TaskEventsFunction", "events", "PutEvents", body_contains=created["id"])
 
     # When the stream retries the batch from that record

@@ -680,8 +680,7 @@ def test_forged_push_carries_a_wrong_token_before_the_real_callback(
 def test_fault_expired_url_stops_serving_the_video_after_its_lifetime(
     web: httpx.Client, receiver: CallbackReceiver
 ) -> None:
-    # The link lapses 1 s after the job finished: the late push must come later than that (the
-    # shared fixture's LATE is shorter, so the push would arrive while the link still works).
+    # The link lapses as the job finishes; the late push comes after it.
     with make_sim(late_delay_s=DELAY + 1.3) as simulator, api(simulator) as http:
         submit_with_callback(http, receiver, "[sim:expired-url] fleeting")
         (delivery,) = receiver.wait_for(1, timeout=5)  # late: after the link lapsed
