@@ -108,10 +108,12 @@ def test_keys_are_issued_listed_by_prefix_and_revoked_by_id(stack, tenants):
     assert status == 0 and "revoked" in output
 
     status, listing, _ = tenants("keys", tenant_id)
-    lines = listing.strip().splitlines()
-    assert [line.split()[0] for line in lines] == [first_id, second_id]
-    assert "active" in lines[0] and "revoked" in lines[1] and "revoked_at" in lines[1]
-    assert first_key[:8] in lines[0] and first_key not in listing and second_key not in listing
+    # Oldest first; two keys made in the same second (created_at is whole seconds) list in key-id
+    # order, so the test reads each key's line by its id.
+    lines = {line.split()[0]: line for line in listing.strip().splitlines()}
+    assert set(lines) == {first_id, second_id}
+    assert "active" in lines[first_id] and "revoked" in lines[second_id] and "revoked_at" in lines[second_id]
+    assert first_key[:8] in lines[first_id] and first_key not in listing and second_key not in listing
 
 
 def test_disable_refuses_new_keys_and_disables_the_usage_key(stack, tenants):
