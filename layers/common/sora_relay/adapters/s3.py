@@ -139,15 +139,31 @@ class VideoStore:
 
     def put_upload(self, key: str, data: bytes, *, content_type: str) -> None:
         """Store a client's reference image (a few MiB at most: one PutObject, no multipart)."""
+        self._put_small(key, data, content_type=content_type, what="the uploaded image")
+
+    def _put_small(
+        self, key: str, body: bytes, *, content_type: str, what: str, metadata: dict[str, str] | None = None
+    ) -> None:
+        """One PutObject with its checksum, for the small objects (uploads, previews)."""
+        extra = {"Metadata": metadata} if metadata else {}
         try:
             self._client.put_object(
-                Bucket=self._bucket, Key=key, Body=data, ContentType=content_type, ChecksumAlgorithm=_CHECKSUM
+                Bucket=self._bucket,
+                Key=key,
+                Body=body,
+                ContentType=content_type,
+                ChecksumAlgorithm=_CHECKSUM,
+                **extra,
             )
         except (ClientError, BotoCoreError) as error:
-            raise StorageError("Could not store the uploaded image") from error
+            raise StorageError(f"Could not store {what}") from error
 
     def object_link(self, key: str, *, content_type: str, ttl_seconds: int) -> str:
         """A presigned GET of one object (a reference image for the provider)."""
+        return self._presign(key, content_type=content_type, ttl_seconds=ttl_seconds)
+
+    def _presign(self, key: str, *, content_type: str, ttl_seconds: int) -> str:
+        """A presigned GET, served with `content_type` (a local computation: no request is sent)."""
         try:
             return str(
                 self._client.generate_presigned_url(
@@ -193,29 +209,12 @@ class VideoStore:
 
     def put_preview(self, key: str, body: bytes, *, content_type: str, metadata: dict[str, str]) -> None:
         """Store one preview image (small: a single PUT)."""
-        try:
-            self._client.put_object(
-                Bucket=self._bucket,
-                Key=key,
-                Body=body,
-                ContentType=content_type,
-                Metadata=metadata,
-                ChecksumAlgorithm=_CHECKSUM,
-            )
-        except (ClientError, BotoCoreError) as error:
-            raise StorageError("Could not store a preview") from error
+        self._put_small(key, body, content_type=content_type, what="a preview", metadata=metadata)
 
     def download_link(
         self, key: str, *, ttl_seconds: int, now: int, content_type: str = "video/mp4"
     ) -> DownloadLink:
-        try:
-            url = self._client.generate_presigned_url(
-                "get_object",
-                Params={"Bucket": self._bucket, "Key": key, "ResponseContentType": content_type},
-                ExpiresIn=ttl_seconds,
-            )
-        except (ClientError, BotoCoreError) as error:
-            raise StorageError("Could not sign the download link") from error
+        url = self._presign(key, content_type=content_type, ttl_seconds=ttl_seconds)
         return DownloadLink(url=url, expires_at=now + ttl_seconds)
 
 
