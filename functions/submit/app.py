@@ -24,7 +24,7 @@ from sora_relay.runtime.api import (
 from sora_relay.runtime.container import current
 from sora_relay.runtime.multipart import FORM_EXTENSION, read_create, read_fields
 from sora_relay.usecases.idempotency import _KEY, HEADER, submit_once
-from sora_relay.usecases.remix import RemixVideoRequest, parse_remix_fields, remix_request, remix_source
+from sora_relay.usecases.remix import RemixVideoRequest, parse_remix_fields, remix
 from sora_relay.usecases.unsupported import refuse_character, refuse_operation
 
 app = APIGatewayRestResolver(strip_prefixes=STRIP_PREFIXES)
@@ -187,18 +187,16 @@ def create_video() -> Response:
 @reads(path={"video_id": VIDEO_ID}, body=RemixVideoRequest, headers={HEADER: IDEMPOTENCY_KEY})
 def remix_video(video_id: str) -> Response:
     event = app.current_event
-    owner = caller(event)
-    settings = current().settings
-    remix = parse_remix_fields(read_fields(event), allow_loopback=settings.allow_loopback_urls)
-    source = remix_source(current(), owner, video_id)
-    video = submit_once(
-        current(),
-        remix_request(source, remix),
-        owner=owner,
+    deps = current()
+    fields = parse_remix_fields(read_fields(event), allow_loopback=deps.settings.allow_loopback_urls)
+    video = remix(
+        deps,
+        fields,
+        owner=caller(event),
+        video_id=video_id,
         public_base_url=public_base_url(event),
         key=event.headers.get(HEADER),
         context=app.lambda_context,
-        remixed_from=source.task_id,
         limits=tenant_limits(event),
     )
     return json_response(202, video)

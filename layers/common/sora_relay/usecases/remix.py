@@ -12,13 +12,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from sora_relay.domain.budget import TenantLimits
 from sora_relay.domain.errors import InvalidRequest
-from sora_relay.domain.models import MAX_PROMPT_CHARS, CreateVideoRequest, as_invalid_request
+from sora_relay.domain.models import MAX_PROMPT_CHARS, CreateVideoRequest, VideoObject, as_invalid_request
 from sora_relay.domain.outbound_url import parse_outbound_url
 from sora_relay.domain.task import Status, Task
 from sora_relay.usecases.deps import Deps
+from sora_relay.usecases.idempotency import submit_once
 from sora_relay.usecases.read import owned_task
 
 
@@ -74,4 +77,30 @@ def remix_request(source: Task, remix: RemixVideoRequest) -> CreateVideoRequest:
         size=source.size,
         callback_url=remix.callback_url or source.callback_url,
         webhook_format=source.webhook_format,  # type: ignore[arg-type]
+    )
+
+
+def remix(
+    deps: Deps,
+    remix: RemixVideoRequest,
+    *,
+    owner: str,
+    video_id: str,
+    public_base_url: str,
+    key: str | None,
+    context: LambdaContext | None = None,
+    limits: TenantLimits | None = None,
+) -> VideoObject:
+    """`POST /v1/videos/{id}/remix`: the caller's completed source, then the create it amounts
+    to, with POST /v1/videos' Idempotency-Key semantics."""
+    source = remix_source(deps, owner, video_id)
+    return submit_once(
+        deps,
+        remix_request(source, remix),
+        owner=owner,
+        public_base_url=public_base_url,
+        key=key,
+        context=context,
+        remixed_from=source.task_id,
+        limits=limits,
     )
