@@ -270,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         archive_messages_queued=queued,
         elapsed_s=round(elapsed, 1),
     )
-    print(f"\n  saved {path.relative_to(harness.ROOT) if path.is_relative_to(harness.ROOT) else path}")
+    print(f"\n  saved {harness.shown(path)}")
     # Why the ratio holds: the callback never touches the video. If it did, the figure means nothing.
     if during != (0, 0):
         print(f"FAILED: the video server saw {during[0]} connections, {during[1]} requests", file=sys.stderr)

@@ -866,7 +866,7 @@ def main(argv: list[str] | None = None) -> int:
             for name, found in per_function.items()
         },
     )
-    print(f"\n  saved {path.relative_to(ROOT)} ({elapsed:.0f} s)")
+    print(f"\n  saved {harness.shown(path)} ({elapsed:.0f} s)")
     return harness.exit_code(figures)
 
 

@@ -110,6 +110,11 @@ def save(bench: str, figures: list[Figure], **extra: Any) -> Path:
     return path
 
 
+def shown(path: Path) -> str:
+    """A saved file's path as printed: relative to the repository, or whole when BENCH_OUT is elsewhere."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def load(bench: str) -> dict[str, Any] | None:
     path = OUT / f"{bench}.json"
     return json.loads(path.read_text()) if path.exists() else None

@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         cpu_ms={"function": cpu_f, "baseline": cpu_b},
         rest_submit=rest,
     )
-    print(f"\n  saved {path.relative_to(ROOT)}")
+    print(f"\n  saved {harness.shown(path)}")
     return harness.exit_code(figures)
 
 

@@ -743,7 +743,7 @@ def main(argv: list[str] | None = None) -> int:
         all_runs_ok=all_ok,
         wall_s=round(time.monotonic() - began, 1),
     )
-    print(f"\nsaved {path.relative_to(harness.ROOT)} ({time.monotonic() - began:.0f} s in all)")
+    print(f"\nsaved {harness.shown(path)} ({time.monotonic() - began:.0f} s in all)")
     if not all_ok:
         return 2
     return harness.exit_code(figures)

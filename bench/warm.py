@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
         elapsed_s=round(elapsed, 1),
         workloads=extra,
     )
-    print(f"\n  saved {path.relative_to(ROOT)} ({elapsed:.0f} s)")
+    print(f"\n  saved {harness.shown(path)} ({elapsed:.0f} s)")
     return harness.exit_code(figures)
 
 

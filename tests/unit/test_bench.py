@@ -186,3 +186,11 @@ def test_the_authorizer_benchmark_counts_only_an_allow_for_the_key_s_tenant() ->
     assert "Deny" in (authorizer_problem(denied) or "")
     assert authorizer_problem({"principalId": "x"}) is not None
     assert authorizer_problem(None) is not None
+
+
+def test_a_saved_file_outside_the_repository_is_shown_whole(tmp_path):
+    """BENCH_OUT may point anywhere: the 'saved ...' line must not crash on relative_to."""
+    inside = harness.ROOT / "bench" / "out" / "warm.json"
+    outside = tmp_path / "warm.json"
+    assert harness.shown(inside) == "bench/out/warm.json"
+    assert harness.shown(outside) == str(outside)
