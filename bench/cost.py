@@ -378,9 +378,10 @@ def provider_figures(
     length = "each model's default length" if seconds is None else f"{seconds} s"
     print(f"\n== providers' list prices for {videos:,} videos ({length}; the catalogue, catalogue.json)")
     for item in sorted(priced, key=lambda item: (item.usd, item.model)):
+        rate = f"${item.price_per_second_usd:g}/s"
         print(
-            f"  {item.model:<32} {item.provider:<10} {item.seconds:>3} s x ${item.price_per_second_usd:<6g}/s "
-            f"${item.usd:>10,.2f}  relay {share_percent(aws_usd, item.usd):5.2f}%  read {item.price_read}"
+            f"  {item.model:<32} {item.provider:<10} {item.seconds:>3} s x {rate:<8} ${item.usd:>10,.2f}"
+            f"  relay {share_percent(aws_usd, item.usd):5.2f}%  read {item.price_read}"
         )
         print(f"      source: {item.price_source}")
     if skipped:
@@ -388,7 +389,7 @@ def provider_figures(
         print(f"  not offered at {seconds} s: {offered}")
     total_weight = sum(mix.values())
     shares = ", ".join(f"{model_id} {weight / total_weight:.0%}" for model_id, weight in mix.items())
-    print(f"  mix: {shares} (models at {length}): ${mix_usd:,.2f}")
+    print(f"  mix ({length}): {shares}: ${mix_usd:,.2f}")
     mix_name = " + ".join(f"{item.model} {item.seconds} s" for item in mix_priced)
     cheap_name = f"{cheapest.model} {cheapest.seconds} s"
     figures = [
@@ -400,7 +401,7 @@ def provider_figures(
             "the relay's share of the total, that mix",
             Spread.of([share_percent(aws_usd, mix_usd)]),
             "%",
-            note="recorded; the cheapest model carries the target",
+            note="the cheapest model carries the target",
         ),
         Figure(
             "cost",
@@ -445,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
         "--seconds",
         type=int,
         default=None,
-        help="every video this long (default: each model's default length)",
+        help="every video this long (default: each model's default length); the AWS part keeps --video-mb",
     )
     parser.add_argument(
         "--mix",
