@@ -1,6 +1,6 @@
 """Benchmark 6: what 1,000 videos cost in AWS, priced from what the other benchmarks measured.
 
-    python -m bench.cost [--videos 1000] [--video-mb 8] [--cold-share 1.0] ...
+    python -m bench.cost [--videos 1000] [--video-mb 8] [--cold-share 1.0] [--seconds 8] [--mix a,b=2] ...
 
 Measured inputs (bench/out/*.json, from the same `make bench` run):
 - throughput.json: invocations per task of the batched functions (stream, queues), AWS calls per
@@ -11,7 +11,15 @@ Measured inputs (bench/out/*.json, from the same `make bench` run):
 Assumptions are flags, printed with the result: the video's size (the simulator's clips are a few
 KB), how often a client reads the task, the real provider's answer time, the share of cold
 invocations. List prices: us-east-1, arm64, on-demand, free tiers ignored (PRICES below: edit them
-when AWS changes them). The provider's own charge for generating the video is not included.
+when AWS changes them).
+
+The providers' charge for the same videos comes from the model catalogue (sora_relay's
+catalogue.json, read through its domain loader: each live model's `price_per_second_usd`, with the
+`price_source` and `price_read` it cites), never from a copy here. It is priced per live model at its
+default length (or `--seconds`), and for a mix of models (`--mix`; by default the three that
+`make load` runs, one per provider family). The relay's share is AWS / (AWS + provider) per video:
+the target (≤ 1%) is carried by the cheapest model, the worst case, so every dearer one meets it
+too; the mix's share is recorded beside it. The fixed monthly AWS cost is not in the share.
 """
 
 from __future__ import annotations
@@ -20,9 +28,12 @@ import argparse
 import math
 import sys
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench.harness import MIB, Figure, Spread, load, print_figures, save
+from bench.harness import MIB, Figure, Spread, exit_code, load, print_figures, save
+
+if TYPE_CHECKING:
+    from sora_relay.domain.catalogue import Catalogue, ModelEntry
 
 # us-east-1 list prices (USD), as published on the AWS pricing pages for each service.
 PRICES = {
@@ -57,6 +68,11 @@ SQS_EVENT_SOURCES = 4  # DispatchQueue, ArchiveQueue, WebhookQueue, SubmitQueue
 SQS_IDLE_REQUESTS_PER_MONTH = SQS_EVENT_SOURCES * 5 * 3 * 60 * 24 * 30
 SECRETS = 3
 PART_BYTES = 8 * MIB  # settings.video_part_bytes' default
+# The providers' default mix: the models `make load` runs (devstack.load.MODELS, one per provider
+# family), in equal shares. A unit test keeps the two alike; importing devstack.load here would
+# start half the local stack's imports for three ids.
+DEFAULT_MIX = ("seedance-1.5-pro", "fal-veo-3.1", "replicate-seedance-1.5-pro")
+SHARE_TARGET_PERCENT = 1.0  # issue 16: the relay's share of the total, under 1%
 
 
 @dataclass(frozen=True)
@@ -254,6 +270,166 @@ def price(assume: Assumptions) -> tuple[list[Line], list[Line], dict[str, Any]]:
     return lines, fixed, inputs
 
 
+@dataclass(frozen=True)
+class ModelPrice:
+    """One catalogue model's list price for `videos` videos of `seconds`, with where it was read."""
+
+    model: str
+    provider: str
+    seconds: int
+    price_per_second_usd: float
+    usd: float
+    price_read: str
+    price_source: str
+
+
+def catalogue() -> Catalogue:
+    """The layer's catalogue, validated by its domain loader (imported here, not at the top, like the
+    other benchmarks' sora_relay imports)."""
+    from sora_relay.domain import catalogue as module
+
+    return module.default()
+
+
+def price_model(entry: ModelEntry, seconds: int, videos: int) -> ModelPrice:
+    """The entry's own arithmetic (`price_microusd`, whole millionths of a dollar per video), times
+    the number of videos."""
+    return ModelPrice(
+        model=entry.id,
+        provider=entry.provider,
+        seconds=seconds,
+        price_per_second_usd=entry.price_per_second_usd,
+        usd=entry.price_microusd(seconds) * videos / 1_000_000,
+        price_read=entry.price_read.isoformat(),
+        price_source=entry.price_source,
+    )
+
+
+def provider_prices(
+    models: Catalogue, videos: int, seconds: int | None = None
+) -> tuple[list[ModelPrice], list[ModelEntry]]:
+    """(every live model priced at `seconds`, or at its own default length when None; the live
+    models that do not offer `seconds`). Retired models are left out: nobody can order them."""
+    priced, skipped = [], []
+    for entry in models.live():
+        length = entry.default_seconds if seconds is None else seconds
+        if length in entry.seconds:
+            priced.append(price_model(entry, length, videos))
+        else:
+            skipped.append(entry)
+    return priced, skipped
+
+
+def parse_mix(text: str, models: Catalogue) -> dict[str, float]:
+    """`a,b=2`: live model ids, each with a weight (1 when not given). Raises ValueError naming the
+    model or the weight that is wrong."""
+    mix: dict[str, float] = {}
+    for part in filter(None, (piece.strip() for piece in text.split(","))):
+        model_id, sep, weight_text = (item.strip() for item in part.partition("="))
+        entry = models.get(model_id)
+        if entry is None or not entry.live:
+            offered = ", ".join(item.id for item in models.live())
+            raise ValueError(f"{model_id!r} is not a live catalogue model (live: {offered})")
+        try:
+            weight = float(weight_text) if sep else 1.0
+        except ValueError:
+            raise ValueError(f"{part!r}: the weight after = is a number") from None
+        if not weight > 0 or math.isinf(weight):
+            raise ValueError(f"{part!r}: the weight is a positive number")
+        mix[model_id] = mix.get(model_id, 0.0) + weight
+    if not mix:
+        raise ValueError("name at least one model")
+    return mix
+
+
+def price_mix(
+    mix: dict[str, float], models: Catalogue, videos: int, seconds: int | None = None
+) -> tuple[float, list[ModelPrice]]:
+    """(USD for `videos` videos shared out by weight, each model's price for all `videos`). Each
+    model runs at `seconds`, or at its own default length; a model that does not offer `seconds`
+    raises ValueError naming it and what it offers."""
+    total_weight = sum(mix.values())
+    usd, priced = 0.0, []
+    for model_id, weight in mix.items():
+        entry = models.require(model_id)
+        length = entry.default_seconds if seconds is None else seconds
+        if length not in entry.seconds:
+            offered = ", ".join(map(str, entry.seconds))
+            raise ValueError(f"{model_id} offers {offered} seconds, not {length}")
+        price = price_model(entry, length, videos)
+        priced.append(price)
+        usd += price.usd * weight / total_weight
+    return usd, priced
+
+
+def share_percent(aws_usd: float, provider_usd: float) -> float:
+    """The relay's share of what the videos cost in all: AWS / (AWS + provider), in percent."""
+    return 100 * aws_usd / (aws_usd + provider_usd)
+
+
+def provider_figures(
+    aws_usd: float, mix: dict[str, float], models: Catalogue, videos: int, seconds: int | None
+) -> tuple[list[Figure], dict[str, Any]]:
+    """Print the providers' list prices for `videos` videos and the relay's share of the total;
+    return the figures and what the JSON records about them."""
+    priced, skipped = provider_prices(models, videos, seconds)
+    mix_usd, mix_priced = price_mix(mix, models, videos, seconds)
+    cheapest = min(priced, key=lambda item: (item.usd, item.model))
+    length = "each model's default length" if seconds is None else f"{seconds} s"
+    print(f"\n== providers' list prices for {videos:,} videos ({length}; the catalogue, catalogue.json)")
+    for item in sorted(priced, key=lambda item: (item.usd, item.model)):
+        rate = f"${item.price_per_second_usd:g}/s"
+        print(
+            f"  {item.model:<32} {item.provider:<10} {item.seconds:>3} s x {rate:<8} ${item.usd:>10,.2f}"
+            f"  relay {share_percent(aws_usd, item.usd):5.2f}%  read {item.price_read}"
+        )
+        print(f"      source: {item.price_source}")
+    if skipped:
+        offered = ", ".join(f"{entry.id} ({'/'.join(map(str, entry.seconds))} s)" for entry in skipped)
+        print(f"  not offered at {seconds} s: {offered}")
+    total_weight = sum(mix.values())
+    shares = ", ".join(f"{model_id} {weight / total_weight:.0%}" for model_id, weight in mix.items())
+    print(f"  mix ({length}): {shares}: ${mix_usd:,.2f}")
+    mix_name = " + ".join(f"{item.model} {item.seconds} s" for item in mix_priced)
+    cheap_name = f"{cheapest.model} {cheapest.seconds} s"
+    figures = [
+        Figure(
+            "cost", f"provider list price per {videos:,} videos, mix {mix_name}", Spread.of([mix_usd]), " USD"
+        ),
+        Figure(
+            "cost",
+            "the relay's share of the total, that mix",
+            Spread.of([share_percent(aws_usd, mix_usd)]),
+            "%",
+            note="the cheapest model carries the target",
+        ),
+        Figure(
+            "cost",
+            f"provider list price per {videos:,} videos, cheapest {cheap_name}",
+            Spread.of([cheapest.usd]),
+            " USD",
+        ),
+        Figure(
+            "cost",
+            f"the relay's share of the total, cheapest model ({cheap_name}, the worst case)",
+            Spread.of([share_percent(aws_usd, cheapest.usd)]),
+            "%",
+            limit=SHARE_TARGET_PERCENT,
+            note="issue 16; the fixed monthly AWS cost is not in it",
+        ),
+    ]
+    recorded = {
+        "videos": videos,
+        "seconds": seconds,
+        "aws_usd": aws_usd,
+        "models": [asdict(item) for item in priced],
+        "not_offered": [entry.id for entry in skipped],
+        "mix": {"weights": mix, "usd": mix_usd, "models": [asdict(item) for item in mix_priced]},
+        "cheapest": asdict(cheapest),
+    }
+    return figures, recorded
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--videos", type=int, default=1000)
@@ -266,7 +442,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retention-days", type=float, default=30.0)
     parser.add_argument("--wru-per-write", type=int, default=2, help="task items are 1-2 KB")
     parser.add_argument("--log-kb", type=float, default=2.0, help="log bytes per invocation (KB)")
+    parser.add_argument(
+        "--seconds",
+        type=int,
+        default=None,
+        help="every video this long (default: each model's default length); the AWS part keeps --video-mb",
+    )
+    parser.add_argument(
+        "--mix",
+        default=",".join(DEFAULT_MIX),
+        help="catalogue models sharing the videos, model[=weight],... (default: make load's, equal shares)",
+    )
     args = parser.parse_args(argv)
+    models = catalogue()
+    try:
+        mix = parse_mix(args.mix, models)
+        price_mix(mix, models, args.videos, args.seconds)
+    except ValueError as error:
+        parser.error(f"--mix: {error}")
+    if not provider_prices(models, args.videos, args.seconds)[0]:
+        parser.error(f"--seconds: no live model offers {args.seconds} seconds")
     assume = Assumptions(
         videos=args.videos,
         video_mb=args.video_mb,
@@ -284,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     bigger, _, _ = price(Assumptions(**{**asdict(assume), "video_mb": assume.video_mb + 1}))
     per_mb = sum(line.usd for line in bigger) - total
 
-    print(f"\n== 6. cost of {assume.videos:,} videos (USD, us-east-1 list prices, provider not included)")
+    print(f"\n== 6. AWS cost of {assume.videos:,} videos (USD, us-east-1 list prices)")
     print(f"  assumptions: {asdict(assume)}")
     for line in sorted(lines, key=lambda line: line.usd, reverse=True):
         print(f"  {line.service:<16} {line.item:<58} {line.quantity:>14,.2f} {line.unit:<8} ${line.usd:9.4f}")
@@ -292,6 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     print("  fixed per month, whatever the volume:")
     for line in fixed:
         print(f"  {line.service:<16} {line.item:<58} {line.quantity:>14,.0f} {line.unit:<8} ${line.usd:9.4f}")
+    share_figures, providers = provider_figures(total, mix, models, assume.videos, args.seconds)
     figures = [
         Figure(
             "cost",
@@ -302,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
         Figure("cost", "the same, every invocation warm", Spread.of([warm_total]), " USD"),
         Figure("cost", "each extra MB of video adds", Spread.of([per_mb]), " USD"),
         Figure("cost", "fixed per month", Spread.of([sum(line.usd for line in fixed)]), " USD"),
+        *share_figures,
     ]
     print_figures("6. cost model", figures)
     save(
@@ -312,8 +509,9 @@ def main(argv: list[str] | None = None) -> int:
         lines=[asdict(line) for line in lines],
         fixed=[asdict(line) for line in fixed],
         inputs=inputs,
+        providers=providers,
     )
-    return 0
+    return exit_code(figures)
 
 
 if __name__ == "__main__":

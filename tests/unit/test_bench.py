@@ -157,6 +157,142 @@ def test_cold_starts_and_bigger_videos_cost_more(measured: Path) -> None:
     assert warm < cold and warm < bigger
 
 
+def _live(seconds: int | None = None) -> dict[str, int]:
+    """Each live catalogue model and the length it is priced at (None: its own default)."""
+    from sora_relay.domain.catalogue import default
+
+    return {
+        entry.id: entry.default_seconds if seconds is None else seconds
+        for entry in default().live()
+        if seconds is None or seconds in entry.seconds
+    }
+
+
+def _list_price(model_id: str, seconds: int, videos: int = 1000) -> float:
+    from sora_relay.domain.catalogue import default
+
+    return default().require(model_id).price_per_second_usd * seconds * videos
+
+
+def test_every_live_model_is_priced_from_the_catalogue_with_its_source() -> None:
+    from sora_relay.domain.catalogue import default
+
+    models = default()
+    priced, skipped = cost.provider_prices(models, 1000)
+    assert skipped == []
+    assert {item.model: item.seconds for item in priced} == _live()
+    assert "sora-2" not in {item.model for item in priced}  # retired: nobody can order it
+    for item in priced:
+        entry = models.require(item.model)
+        assert item.usd == pytest.approx(_list_price(item.model, entry.default_seconds))
+        assert item.provider == entry.provider
+        assert (item.price_read, item.price_source) == (entry.price_read.isoformat(), entry.price_source)
+    # --seconds 4: only the models that offer 4 s are priced; the others are named.
+    priced, skipped = cost.provider_prices(models, 1000, 4)
+    assert {item.model: item.seconds for item in priced} == _live(4)
+    assert {entry.id for entry in skipped} == set(_live()) - set(_live(4))
+    assert all(4 not in entry.seconds for entry in skipped)
+
+
+def test_the_mix_shares_the_videos_by_weight() -> None:
+    from sora_relay.domain.catalogue import default
+
+    models = default()
+    mix = cost.parse_mix("fal-veo-3.1, replicate-seedance-1.5-pro=3", models)
+    assert mix == {"fal-veo-3.1": 1.0, "replicate-seedance-1.5-pro": 3.0}
+    usd, priced = cost.price_mix(mix, models, 1000)
+    expected = (_list_price("fal-veo-3.1", 8) + 3 * _list_price("replicate-seedance-1.5-pro", 5)) / 4
+    assert usd == pytest.approx(expected)
+    assert [(item.model, item.seconds) for item in priced] == [
+        ("fal-veo-3.1", 8),
+        ("replicate-seedance-1.5-pro", 5),
+    ]
+    usd, _ = cost.price_mix(mix, models, 1000, seconds=4)
+    assert usd == pytest.approx(
+        (_list_price("fal-veo-3.1", 4) + 3 * _list_price("replicate-seedance-1.5-pro", 4)) / 4
+    )
+    with pytest.raises(ValueError, match=r"veo-3\.1-fast offers 8 seconds, not 4"):
+        cost.price_mix({"veo-3.1-fast": 1.0}, models, 1000, seconds=4)
+    for text, message in [
+        ("no-such-model", "not a live catalogue model"),
+        ("sora-2", "not a live catalogue model"),
+        ("fal-veo-3.1=0", "positive"),
+        ("fal-veo-3.1=two", "number"),
+        (" , ", "at least one model"),
+    ]:
+        with pytest.raises(ValueError, match=message):
+            cost.parse_mix(text, models)
+
+
+def test_the_default_mix_is_make_load_s_one_model_per_provider_family() -> None:
+    from devstack.load import MODELS
+    from sora_relay.domain.catalogue import PROVIDERS, default
+
+    assert cost.DEFAULT_MIX == MODELS
+    assert sorted(default().require(model_id).provider for model_id in cost.DEFAULT_MIX) == sorted(PROVIDERS)
+
+
+def _figure(result: dict, name: str) -> dict:
+    return next(figure for figure in result["figures"] if figure["name"].startswith(name))
+
+
+def test_the_relay_s_share_is_aws_over_the_total_and_the_cheapest_model_carries_the_target(
+    measured: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cost.main([]) == 0
+    result = harness.load("cost")
+    aws = _figure(result, "AWS cost per 1,000 videos")["spread"]["median"]
+    assert aws == pytest.approx(sum(line["usd"] for line in result["lines"]))
+    prices = {model_id: _list_price(model_id, seconds) for model_id, seconds in _live().items()}
+    cheapest = min(prices, key=lambda model_id: (prices[model_id], model_id))
+    mix = sum(_list_price(model_id, _live()[model_id]) for model_id in cost.DEFAULT_MIX) / 3
+
+    share = _figure(result, "the relay's share of the total, cheapest")
+    assert cheapest in share["name"]
+    assert share["spread"]["median"] == pytest.approx(100 * aws / (aws + prices[cheapest]))
+    assert (share["limit"], share["at_least"], share["target"]) == (1.0, False, "target ≤ 1%")
+    assert share["ok"] is (share["spread"]["median"] <= 1.0)
+    mix_share = _figure(result, "the relay's share of the total, that mix")
+    assert mix_share["spread"]["median"] == pytest.approx(100 * aws / (aws + mix))
+    assert mix_share["limit"] is None  # recorded: the worst case carries the target
+    assert _figure(result, "provider list price per 1,000 videos, mix")["spread"]["median"] == pytest.approx(
+        mix
+    )
+    assert result["providers"]["cheapest"]["model"] == cheapest
+    printed = capsys.readouterr().out
+    for model_id in prices:  # every model, with its read date and source
+        entry_line = next(line for line in printed.splitlines() if line.strip().startswith(model_id + " "))
+        assert "read 20" in entry_line
+    assert printed.count("source: ") == len(prices)
+
+
+def test_a_share_over_1_percent_misses(measured: Path) -> None:
+    # 1 GB videos: the downloads alone cost $90 per 1,000, far over 1% of the cheapest model's price.
+    assert cost.main(["--video-mb", "1000"]) == 1
+    share = _figure(harness.load("cost"), "the relay's share of the total, cheapest")
+    assert share["ok"] is False and share["spread"]["median"] > 1.0
+
+
+def test_without_the_other_benchmarks_it_exits_naming_the_missing_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(harness, "OUT", tmp_path)
+    with pytest.raises(SystemExit, match=r"throughput\.json is missing"):
+        cost.main([])
+    assert not (tmp_path / "cost.json").exists()
+
+
+def test_a_bad_mix_or_length_is_refused_naming_the_flag(
+    measured: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv, flag in [(["--mix", "nope"], "--mix"), (["--seconds", "59"], "--seconds")]:
+        with pytest.raises(SystemExit) as exit_info:
+            cost.main(argv)
+        assert exit_info.value.code == 2
+        assert flag in capsys.readouterr().err
+    assert not (measured / "cost.json").exists()
+
+
 def test_every_cold_start_function_has_its_event_its_calls_and_a_template_resource() -> None:
     from bench import cold_start
     from devstack.template import load_template
