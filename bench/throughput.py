@@ -64,7 +64,7 @@ import httpx
 
 from bench import harness
 from bench.harness import Figure, Spread
-from devstack.load import LoadReport, LoadRunner, plan
+from devstack.load import MODELS, LoadReport, LoadRunner, plan
 from devstack.processes import local_http
 from devstack.receiver import WebhookReceiver
 from devstack.stack import DevStack
@@ -277,7 +277,7 @@ def single_task(stack: DevStack, receiver: WebhookReceiver, client: httpx.Client
     sent = time.time()
     answer = client.post(
         "/v1/videos",
-        json={"prompt": f"single task {n}", "duration": 4, "callback_url": receiver.url},
+        json={"prompt": f"single task {n}", "model": MODELS[0], "duration": 4, "callback_url": receiver.url},
         headers={"Idempotency-Key": f"single-{n}-{sent}"},
     )
     if answer.status_code != 202:
@@ -308,10 +308,7 @@ def stages(
 ) -> tuple[dict[str, list[float]], float, float, int]:
     """Per-stage milliseconds of every task that finished end to end, and the run's window."""
     assert stack.simulator is not None
-    provider = stack.simulator.tasks
-    callbacks = {
-        task_id: (stack.simulator.task_state(task_id) or {}).get("callbacks", []) for task_id in provider
-    }
+    simulator = stack.simulator
     tasks = {task["task_id"]: task for task in runner.final_tasks}
     out: dict[str, list[float]] = defaultdict(list)
     first_sent = min(s.sent_at for s in runner.submissions if s.sent_at)
@@ -323,18 +320,18 @@ def stages(
             continue
         deliveries = [d for d in receiver.deliveries_for(task["task_id"]) if d.accepted]
         history = ((task.get("webhook") or {}).get("history")) or []
-        record = provider.get(str(task.get("provider_task_id")))
-        sim_callbacks = callbacks.get(str(task.get("provider_task_id"))) or []
-        if not deliveries or not history or record is None or not sim_callbacks:
+        # The simulator's own job (every dialect has one): when it accepted, finished and pushed.
+        job = simulator.job(str(task.get("provider_task_id")))
+        if not deliveries or not history or job is None or job.finished_at is None or not job.callbacks:
             continue
         done += 1
         sent = submission.sent_at * 1000
         received = deliveries[0].received_at * 1000
         last_received = max(last_received, deliveries[0].received_at)
         created = float(task["created_ms"])
-        accepted_at_provider = record["created_at"] * 1000
-        finished = record["finished_at"] * 1000
-        callback_sent = sim_callbacks[0]["at"] * 1000
+        accepted_at_provider = job.created_at * 1000
+        finished = job.finished_at * 1000
+        callback_sent = job.callbacks[0]["at"] * 1000
         completed = float(task["completed_ms"])
         attempt = float(history[0]["at_ms"])
         out["submit: client send -> 202"].append((submission.accepted_at or 0) * 1000 - sent)
@@ -371,7 +368,7 @@ def run_once(tasks: int, delay_s: float, *, profile_dir: Path | None = None, wor
         try:
             stack.start()
             startup_s = time.monotonic() - began
-            with WebhookReceiver(stack.webhook_secret) as receiver:
+            with WebhookReceiver(stack.tenants[0].webhook_secret) as receiver:
                 with local_http(stack.api_url, headers={"x-api-key": stack.api_key}, timeout=60) as client:
                     single_task(stack, receiver, client, 0)  # warm-up: first calls, secrets, clients
                     singles = [single_task(stack, receiver, client, n) for n in range(1, SINGLE_TASKS + 1)]
