@@ -35,7 +35,9 @@ class ModelStatus(StrEnum):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Built when the catalogue first loads (`default()`), not at import: the video routes of
+    # StatusFunction import this module (through the API models) and never load the catalogue.
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class SizeSpec(_Strict):

@@ -30,7 +30,8 @@ class ImageReference(BaseModel):
     """OpenAI's `input_reference` object: `{"image_url"}` (a URL or a base64 data URL) or
     `{"file_id"}` (OpenAI's Files API, which sora-relay does not have: a 400 that says so)."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # Built on first use, as the answers below: only the create routes read a request.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, defer_build=True)
 
     image_url: str | None = Field(
         default=None,
@@ -52,6 +53,7 @@ class CreateVideoRequest(BaseModel):
         extra="forbid",
         str_strip_whitespace=True,
         json_schema_extra={"not": {"required": ["duration", "seconds"]}},
+        defer_build=True,
     )
 
     prompt: str = Field(
@@ -217,8 +219,13 @@ def as_invalid_request(error: ValidationError) -> InvalidRequest:
 
 
 # The answers name every field, defaults included (json_response dumps them all), and no other.
+# Each model is built by pydantic on its first use (`defer_build`), not at import: a function
+# answers with one or two of them (the callback its receipt, status the detail), and building the
+# others would be paid by every cold start of every function that imports this module.
 _ANSWER = ConfigDict(
-    json_schema_serialization_defaults_required=True, json_schema_extra={"additionalProperties": False}
+    json_schema_serialization_defaults_required=True,
+    json_schema_extra={"additionalProperties": False},
+    defer_build=True,
 )
 
 

@@ -13,7 +13,8 @@ built by it sends through the fake).
 Each adapter module (boto3, httpx, ...) is imported by the builder that needs it: an on-demand
 init pays only for what its handler imports (the MCP function's `sora_list_actions` reaches no
 adapter at all). An init that SnapStart snapshots (`AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`)
-imports them all here, as before, since a restored instance gets its imports for free.
+imports them all here, as before, since a restored instance gets its imports for free, and builds
+the API's and the catalogue's pydantic models, which an on-demand init builds on first use.
 """
 
 from __future__ import annotations
@@ -64,8 +65,25 @@ def import_adapters() -> None:
         importlib.import_module(name)
 
 
+# The modules whose pydantic models are built on first use (`defer_build`), not at import.
+DEFERRED_MODELS = ("sora_relay.domain.models", "sora_relay.domain.catalogue")
+
+
+def build_deferred_models() -> None:
+    """Build those models now: a snapshot then holds them built, as it did before they were
+    deferred, and a restored instance's first request does not pay for them. No I/O."""
+    from pydantic import BaseModel
+
+    for name in DEFERRED_MODELS:
+        module = importlib.import_module(name)
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, BaseModel) and value.__module__ == name:
+                value.model_rebuild()
+
+
 if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":
     import_adapters()
+    build_deferred_models()
 
 # What `replace()` may be given: every collaborator the container builds.
 COLLABORATORS = frozenset(

@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
-from python_multipart.exceptions import FormParserError
-from python_multipart.multipart import MultipartParser, parse_options_header
 
 from sora_relay.domain.errors import InvalidRequest, RequestTooLarge
 from sora_relay.domain.models import CreateVideoRequest, parse_create_fields, parse_create_request
@@ -79,6 +77,10 @@ def parse_form(event: APIGatewayProxyEvent, *, max_body_bytes: int, max_file_byt
     """Read a multipart/form-data body. Only the file fields named in `max_file_bytes` are taken
     (each up to its size); a file part under any other name, or a text part under one of those
     names that is not allowed to be text, is refused by the caller's field checks."""
+    # python-multipart is imported by the first form, not at import: a JSON create never needs it.
+    from python_multipart.exceptions import FormParserError
+    from python_multipart.multipart import MultipartParser, parse_options_header
+
     content_type = event.headers.get("content-type") or event.headers.get("Content-Type") or ""
     _, options = parse_options_header(content_type)
     boundary = options.get(b"boundary")
@@ -148,6 +150,8 @@ class _FormReader:
         self._header_value.clear()
 
     def _headers_finished(self) -> None:
+        from python_multipart.multipart import parse_options_header  # loaded by parse_form already
+
         disposition, options = parse_options_header(self._headers.get("content-disposition"))
         if disposition != b"form-data" or not options.get(b"name"):
             raise _malformed("a part has no Content-Disposition: form-data with a name")

@@ -39,7 +39,6 @@ from sora_relay.domain.task import Task, now_millis
 from sora_relay.domain.video import ArchivedVideo, Variant, video_key
 from sora_relay.observability import logger, metrics
 from sora_relay.usecases.deps import Deps
-from sora_relay.usecases.previews import make_previews, remove_previews
 from sora_relay.usecases.retry import backoff_delay
 
 _VIDEO_TYPES = {"video/mp4", "application/octet-stream", "binary/octet-stream"}
@@ -122,6 +121,10 @@ def archive_task(deps: Deps, task_id: str, *, attempt: int) -> ArchiveOutcome:
         return _fail(deps, task, claim, error.message, action="failed")
     except (UpstreamUnavailable, StorageError) as error:
         return _attempt_failed(deps, task, claim, error.message, attempt=attempt)
+
+    # Imported here: the callback and the reconciler import this module for queue_archive alone,
+    # and the previews bring the media adapter along.
+    from sora_relay.usecases.previews import make_previews, remove_previews
 
     previews = make_previews(deps, archived.key)
     try:

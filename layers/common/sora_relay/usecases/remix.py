@@ -28,7 +28,7 @@ from sora_relay.usecases.read import owned_task
 class RemixVideoRequest(BaseModel):
     """`POST /v1/videos/{id}/remix`: OpenAI's `{prompt}`, plus our `callback_url`."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, defer_build=True)  # remix only
 
     prompt: str = Field(
         min_length=1,

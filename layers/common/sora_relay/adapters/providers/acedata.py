@@ -66,7 +66,9 @@ _CANCELLED = frozenset({"cancelled", "canceled"})
 
 # --- The create bodies, one model per service, mapped explicitly from our request. ---
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Each service's body is built on its first use (`defer_build`): a submit builds the one
+    # its model's service takes, a callback's lookup none.
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     callback_url: str
     # Always with callback_url: without both the create call holds until the video exists.
