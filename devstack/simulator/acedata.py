@@ -27,6 +27,7 @@ from devstack.simulator.core import (
     Route,
     SimError,
     bad_request,
+    check_bearer,
 )
 
 MAX_BATCH_IDS = 50
@@ -54,14 +55,10 @@ class AceData:
         }
 
     def _authorize(self, request: Request) -> None:
-        header = request.headers.get("authorization", "").strip()
-        if not header or header.lower() == "bearer":
+        """acedata-video.md, "Transport": `Authorization: Bearer <token>`; none at all is a 400."""
+        if request.headers.get("authorization", "").strip().lower() in ("", "bearer"):
             raise SimError(400, "no_token", "no token provided in the Authorization header")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(
-            token.strip().encode(), self.sim.config.api_token.encode()
-        ):
-            raise SimError(401, "invalid_token", "the token is invalid")
+        check_bearer(request, self.sim.config.api_token)
 
     def create(self, request: Request) -> Answer:
         self._authorize(request)
@@ -103,9 +100,9 @@ class AceData:
             self.sim.finish(job, self._finish)
             response = job.record["response"]
             return (200 if response["success"] else 500), response, {}
-        if callback_url is None:
-            self.sim.schedule(self.sim.config.callback_delay_s, lambda: self.sim.finish(job, self._finish))
-            return 200, {"task_id": job.id}, {}  # the documented minimal answer
+        if callback_url is None:  # async: the documented minimal answer, then lookups only
+            self.sim.run(job, finish=self._finish)
+            return 200, {"task_id": job.id}, {}
         self.sim.run(job, finish=self._finish, push=lambda job, kind: self._push(job, callback_url, kind))
         return 200, {"success": True, "task_id": job.id}, {}
 

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from devstack.simulator.core import (
     FAILURE_MESSAGE,
+    STALE_BY_S,
     Answer,
     Job,
     ProviderSimulator,
@@ -36,26 +37,14 @@ from devstack.simulator.core import (
     bad_request,
     check_bearer,
 )
+from devstack.simulator.schema import Field, problems
 
-STALE_BY_S = 600  # stale-push: signed with a timestamp 10 minutes old (the window is 5 minutes)
 FAILURE_TYPE = "generation_failed"  # the simulator's own error_type: fal's values are not recorded
 CANCELLED_TYPE = "request_cancelled"  # likewise
 _SHORT_SIDE = {"720p": 720, "1080p": 1080, "1440p": 1440, "2160p": 2160, "4k": 2160}
 
 
 # -- the simulated endpoints' input schemas ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Field:
-    """One input field: its JSON type, whether it is required, its enum and its default."""
-
-    kind: type
-    required: bool = False
-    options: tuple[Any, ...] | None = None
-    default: Any = None
-    minimum: float | None = None
-    maximum: float | None = None
 
 
 @dataclass(frozen=True)
@@ -99,27 +88,27 @@ def _ltx_long_clips(body: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 _VEO_COMMON = {
-    "prompt": Field(str, required=True),
-    "duration": Field(str, options=("4s", "6s", "8s"), default="8s"),
-    "negative_prompt": Field(str),
-    "resolution": Field(str, options=("720p", "1080p", "4k"), default="720p"),
-    "generate_audio": Field(bool, default=True),
-    "seed": Field(int),
-    "auto_fix": Field(bool),
-    "safety_tolerance": Field(str, options=("1", "2", "3", "4", "5", "6"), default="4"),
+    "prompt": Field("string", required=True),
+    "duration": Field("string", options=("4s", "6s", "8s"), default="8s"),
+    "negative_prompt": Field("string"),
+    "resolution": Field("string", options=("720p", "1080p", "4k"), default="720p"),
+    "generate_audio": Field("boolean", default=True),
+    "seed": Field("integer"),
+    "auto_fix": Field("boolean"),
+    "safety_tolerance": Field("string", options=("1", "2", "3", "4", "5", "6"), default="4"),
 }
 _KLING_COMMON = {
-    "prompt": Field(str, required=True),
-    "duration": Field(str, options=("5", "10"), default="5"),
-    "negative_prompt": Field(str, default="blur, distort, and low quality"),
-    "cfg_scale": Field(float, default=0.5, minimum=0, maximum=1),
+    "prompt": Field("string", required=True),
+    "duration": Field("string", options=("5", "10"), default="5"),
+    "negative_prompt": Field("string", default="blur, distort, and low quality"),
+    "cfg_scale": Field("number", default=0.5, minimum=0, maximum=1),
 }
 _LTX_COMMON = {
-    "prompt": Field(str, required=True),
-    "duration": Field(int, options=(6, 8, 10, 12, 14, 16, 18, 20), default=6),
-    "resolution": Field(str, options=("1080p", "1440p", "2160p"), default="1080p"),
-    "fps": Field(int, options=(24, 25, 48, 50), default=25),
-    "generate_audio": Field(bool, default=True),
+    "prompt": Field("string", required=True),
+    "duration": Field("integer", options=(6, 8, 10, 12, 14, 16, 18, 20), default=6),
+    "resolution": Field("string", options=("1080p", "1440p", "2160p"), default="1080p"),
+    "fps": Field("integer", options=(24, 25, 48, 50), default=25),
+    "generate_audio": Field("boolean", default=True),
 }
 
 ENDPOINTS: dict[str, Endpoint] = {
@@ -128,33 +117,36 @@ ENDPOINTS: dict[str, Endpoint] = {
         Endpoint(
             "fal-ai/veo3.1",
             "https://fal.ai/models/fal-ai/veo3.1/llms.txt",
-            {**_VEO_COMMON, "aspect_ratio": Field(str, options=("16:9", "9:16"), default="16:9")},
+            {**_VEO_COMMON, "aspect_ratio": Field("string", options=("16:9", "9:16"), default="16:9")},
         ),
         Endpoint(
             "fal-ai/veo3.1/image-to-video",
             "https://fal.ai/docs/model-api-reference/video-generation-api/veo3.1-image-to-video",
             {
                 **_VEO_COMMON,
-                "image_url": Field(str, required=True),
-                "aspect_ratio": Field(str, options=("auto", "16:9", "9:16"), default="auto"),
+                "image_url": Field("string", required=True),
+                "aspect_ratio": Field("string", options=("auto", "16:9", "9:16"), default="auto"),
             },
         ),
         Endpoint(
             "fal-ai/kling-video/v2.5-turbo/pro/text-to-video",
             "https://fal.ai/models/fal-ai/kling-video/v2.5-turbo/pro/text-to-video/llms.txt",
             # The aspect_ratio options are secondary (see the catalogue entry's notes).
-            {**_KLING_COMMON, "aspect_ratio": Field(str, options=("16:9", "9:16", "1:1"), default="16:9")},
+            {
+                **_KLING_COMMON,
+                "aspect_ratio": Field("string", options=("16:9", "9:16", "1:1"), default="16:9"),
+            },
         ),
         Endpoint(
             "fal-ai/kling-video/v2.5-turbo/pro/image-to-video",
             "https://fal.ai/models/fal-ai/kling-video/v2.5-turbo/pro/image-to-video/llms.txt",
-            {**_KLING_COMMON, "image_url": Field(str, required=True), "tail_image_url": Field(str)},
+            {**_KLING_COMMON, "image_url": Field("string", required=True), "tail_image_url": Field("string")},
         ),
         Endpoint(
             "fal-ai/ltx-2.3/text-to-video/fast",
             "https://fal.ai/models/fal-ai/ltx-2.3/text-to-video/fast/llms.txt",
             # aspect_ratio and fps options are secondary (clawhub.ai), the rest from the page.
-            {**_LTX_COMMON, "aspect_ratio": Field(str, options=("16:9", "9:16"), default="16:9")},
+            {**_LTX_COMMON, "aspect_ratio": Field("string", options=("16:9", "9:16"), default="16:9")},
             checks=(_ltx_long_clips,),
         ),
         Endpoint(
@@ -163,9 +155,9 @@ ENDPOINTS: dict[str, Endpoint] = {
             # "auto" for the image endpoint is unverified.
             {
                 **_LTX_COMMON,
-                "image_url": Field(str, required=True),
-                "end_image_url": Field(str),
-                "aspect_ratio": Field(str, options=("auto", "16:9", "9:16"), default="auto"),
+                "image_url": Field("string", required=True),
+                "end_image_url": Field("string"),
+                "aspect_ratio": Field("string", options=("auto", "16:9", "9:16"), default="auto"),
             },
             checks=(_ltx_long_clips,),
         ),
@@ -173,57 +165,36 @@ ENDPOINTS: dict[str, Endpoint] = {
 }
 
 _TYPE_ERRORS = {
-    str: ("string_type", "Input should be a valid string"),
-    bool: ("bool_type", "Input should be a valid boolean"),
-    int: ("int_type", "Input should be a valid integer"),
-    float: ("float_type", "Input should be a valid number"),
+    "string": ("string_type", "Input should be a valid string"),
+    "boolean": ("bool_type", "Input should be a valid boolean"),
+    "integer": ("int_type", "Input should be a valid integer"),
+    "number": ("float_type", "Input should be a valid number"),
 }
 
 
-def _literal_message(options: tuple[Any, ...]) -> str:
-    shown = [repr(option) if isinstance(option, str) else str(option) for option in options]
-    listed = shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} or {shown[-1]}"
-    return f"Input should be {listed}"
-
-
-def _is_kind(value: Any, kind: type) -> bool:
-    if kind is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, kind)
+def _detail(name: str, problem: str, spec: Field) -> dict[str, Any]:
+    """One of pydantic's error items, as fal answers them (fal-queue.md, Errors)."""
+    if problem == "missing":
+        kind, message = "missing", "Field required"
+    elif spec.options is not None:
+        shown = [repr(option) if isinstance(option, str) else str(option) for option in spec.options]
+        listed = f"{', '.join(shown[:-1])} or {shown[-1]}" if len(shown) > 1 else shown[0]
+        kind, message = "literal_error", f"Input should be {listed}"
+    elif problem == "type":
+        kind, message = _TYPE_ERRORS[spec.kind]
+    else:
+        bound, sign = (spec.minimum, ">=") if problem == "minimum" else (spec.maximum, "<=")
+        kind, message = (
+            ("greater_than_equal" if sign == ">=" else "less_than_equal"),
+            f"Input should be {sign} {bound}",
+        )
+    return {"loc": ["body", name], "msg": message, "type": kind}
 
 
 def validate(endpoint: Endpoint, body: dict[str, Any]) -> list[dict[str, Any]]:
-    """fal's 422 detail items for a body (pydantic's `loc`/`msg`/`type`), empty when it is valid."""
-    errors: list[dict[str, Any]] = []
-    for name, spec in endpoint.fields.items():
-        loc = ["body", name]
-        if name not in body or body[name] is None:
-            if spec.required:
-                errors.append({"loc": loc, "msg": "Field required", "type": "missing"})
-            continue
-        value = body[name]
-        if spec.options is not None:
-            if not any(type(value) is type(option) and value == option for option in spec.options):
-                errors.append({"loc": loc, "msg": _literal_message(spec.options), "type": "literal_error"})
-            continue
-        if not _is_kind(value, spec.kind):
-            error_type, message = _TYPE_ERRORS[spec.kind]
-            errors.append({"loc": loc, "msg": message, "type": error_type})
-            continue
-        if spec.minimum is not None and value < spec.minimum:
-            errors.append(
-                {"loc": loc, "msg": f"Input should be >= {spec.minimum}", "type": "greater_than_equal"}
-            )
-        if spec.maximum is not None and value > spec.maximum:
-            errors.append(
-                {"loc": loc, "msg": f"Input should be <= {spec.maximum}", "type": "less_than_equal"}
-            )
-    if not errors:
-        for check in endpoint.checks:
-            errors.extend(check(body))
-    return errors
+    """fal's 422 detail items for a body, empty when it is valid; the cross-field checks run last."""
+    errors = [_detail(name, problem, spec) for name, problem, spec, _ in problems(endpoint.fields, body)]
+    return errors or [error for check in endpoint.checks for error in check(body)]
 
 
 class Invalid(SimError):
@@ -370,10 +341,8 @@ class Fal:
         )
         job.meta["ignored_fields"] = sorted(set(body) - set(endpoint.fields))
         job.meta["endpoint"] = endpoint
-        if webhook is not None:
-            self.sim.run(job, finish=self._finish, push=lambda job, kind: self._push(job, webhook, kind))
-        else:
-            self.sim.schedule(self.sim.config.callback_delay_s, lambda: self.sim.finish(job, self._finish))
+        push = (lambda job, kind: self._push(job, webhook, kind)) if webhook else None
+        self.sim.run(job, finish=self._finish, push=push)
         urls = self._urls(endpoint.app, request_id)
         answer = {
             "status": "IN_QUEUE",
@@ -386,8 +355,7 @@ class Fal:
 
     def status(self, request: Request) -> Answer:
         """fal-queue.md, Status: IN_QUEUE (with queue_position), IN_PROGRESS, or COMPLETED
-        (`error`/`error_type` present when it failed). A job waits in the queue for the first
-        third of its delay, then runs."""
+        (`error`/`error_type` present when it failed)."""
         check_bearer(request, self.key, scheme="Key")
         job, record = self._job(request)
         logs: list[dict[str, Any]] | None = [] if request.query.get("logs") == "1" else None
@@ -401,7 +369,7 @@ class Fal:
             if record["error"]:
                 answer.update(error=record["error"], error_type=record["error_type"])
             return 200, answer, {}
-        if job.state == "running" or time.time() - job.created_at >= self.sim.config.callback_delay_s / 3:
+        if job.state == "running":
             return 200, {"status": "IN_PROGRESS", "logs": logs}, {}
         return 200, {"status": "IN_QUEUE", "queue_position": 0, "logs": logs}, {}
 
@@ -471,7 +439,7 @@ class Fal:
             }
             if kind == "forged":
                 key = self._forger
-                video["url"] = f"{self.sim.public_url}/files/forged-{job.id}.mp4"
+                video["url"] = self.sim.forged_video_url(job)
             else:
                 timestamp -= STALE_BY_S
             body: dict[str, Any] = {**base, "status": "OK", "payload": {"video": video}}

@@ -34,6 +34,7 @@ from standardwebhooks import Webhook
 
 from devstack.simulator.core import (
     FAILURE_MESSAGE,
+    STALE_BY_S,
     Answer,
     Job,
     ProviderSimulator,
@@ -42,9 +43,9 @@ from devstack.simulator.core import (
     SimError,
     check_bearer,
 )
+from devstack.simulator.schema import Field, filled, problems
 
 DEFAULT_RETENTION_S = 3600.0  # contract, "Data retention": API predictions' data goes after 1 h
-STALE_PUSH_AGE_S = 600  # the stale-push fault signs a push 10 minutes in the past
 WEBHOOK_EVENTS = frozenset({"start", "output", "logs", "completed"})
 # Contract, "Create": without a filter Replicate sends `output` events and the final one.
 DEFAULT_EVENTS = frozenset({"output", "completed"})
@@ -69,36 +70,22 @@ _TITLES = {
 # -- the simulated models ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Field:
-    """One input of a model's schema: its JSON type and, where the schema says, its enum or range."""
+_EXPECTED = {"uri": "string", "url": "string"}
 
-    kind: str  # "string" | "uri" | "integer" | "boolean"
-    enum: tuple[Any, ...] | None = None
-    minimum: int | None = None
-    maximum: int | None = None
-    default: Any = None
 
-    def problem(self, name: str, value: Any) -> str | None:
-        # Stricter than Cog's lax coercion on purpose (inferred): "8" for an integer is refused, so
-        # a catalogue entry with the wrong duration_format fails here rather than only in production.
-        if value is None:
-            return None  # nullable inputs; a null is the model's default
-        if self.kind == "integer" and (type(value) is not int):
-            return f"{name}: Invalid type. Expected: integer, given: {type(value).__name__}"
-        if self.kind == "boolean" and type(value) is not bool:
-            return f"{name}: Invalid type. Expected: boolean, given: {type(value).__name__}"
-        if self.kind in ("string", "uri") and not isinstance(value, str):
-            return f"{name}: Invalid type. Expected: string, given: {type(value).__name__}"
-        if self.kind == "uri" and not value.startswith(("https://", "http://", "data:")):
-            return f"{name}: Does not match format 'uri'"
-        if self.enum is not None and value not in self.enum:
-            return f"{name}: {name} must be one of the following: {', '.join(map(str, self.enum))}"
-        if self.minimum is not None and value < self.minimum:
-            return f"{name}: Must be greater than or equal to {self.minimum}"
-        if self.maximum is not None and value > self.maximum:
-            return f"{name}: Must be less than or equal to {self.maximum}"
-        return None
+def _message(name: str, problem: str, spec: Field, value: Any) -> str:
+    """A problem as the schema validator words it (contract, "Errors"). Stricter than Cog's lax
+    coercion on purpose (inferred): "8" for an integer is refused, so a catalogue entry with the
+    wrong duration_format fails here rather than only in production."""
+    text = {
+        "missing": f"{name} is required",
+        "type": f"Invalid type. Expected: {_EXPECTED.get(spec.kind, spec.kind)}, given: {type(value).__name__}",
+        "format": "Does not match format 'uri'",
+        "enum": f"{name} must be one of the following: {', '.join(map(str, spec.options or ()))}",
+        "minimum": f"Must be greater than or equal to {spec.minimum}",
+        "maximum": f"Must be less than or equal to {spec.maximum}",
+    }[problem]
+    return f"{name}: {text}"
 
 
 @dataclass(frozen=True)
@@ -110,7 +97,6 @@ class Model:
     # (width, height) of the rendered video for a validated input (defaults filled in).
     dimensions: Callable[[dict[str, Any]], tuple[int, int]]
     rule: Callable[[dict[str, Any]], str | None] = lambda _: None
-    required: tuple[str, ...] = ("prompt",)
     output: str = "uri"  # every simulated model answers with one URI string (its output schema)
 
     @property
@@ -122,20 +108,14 @@ class Model:
         """The input with defaults filled in, and every problem found (empty when valid)."""
         if not isinstance(given, dict):
             return {}, ["input: Invalid type. Expected: object"]
-        problems = [f"{name}: {name} is required" for name in self.required if given.get(name) in (None, "")]
-        problems += [
+        found = [_message(*problem) for problem in problems(self.fields, given)]
+        found += [
             f"{name}: Additional property {name} is not allowed" for name in given if name not in self.fields
         ]
-        problems += [
-            problem
-            for name, value in given.items()
-            if name in self.fields and (problem := self.fields[name].problem(name, value))
-        ]
-        filled = {name: spec.default for name, spec in self.fields.items() if spec.default is not None}
-        filled.update({name: value for name, value in given.items() if value is not None})
-        if not problems and (problem := self.rule(filled)):
-            problems.append(problem)
-        return filled, problems
+        values = filled(self.fields, given)
+        if not found and (problem := self.rule(values)):
+            found.append(problem)
+        return values, found
 
 
 def _by_ratio(sizes: dict[str, tuple[int, int]]) -> Callable[[dict[str, Any]], tuple[int, int]]:
@@ -167,13 +147,13 @@ MODELS: dict[str, Model] = {
         Model(
             route="google/veo-3.1-fast",
             fields={
-                "prompt": Field("string"),
-                "aspect_ratio": Field("string", enum=("16:9", "9:16"), default="16:9"),
-                "duration": Field("integer", enum=(4, 6, 8), default=8),
+                "prompt": Field("string", required=True),
+                "aspect_ratio": Field("string", options=("16:9", "9:16"), default="16:9"),
+                "duration": Field("integer", options=(4, 6, 8), default=8),
                 "image": Field("uri"),
                 "last_frame": Field("uri"),
                 "negative_prompt": Field("string"),
-                "resolution": Field("string", enum=("720p", "1080p"), default="1080p"),
+                "resolution": Field("string", options=("720p", "1080p"), default="1080p"),
                 "generate_audio": Field("boolean", default=True),
                 "seed": Field("integer"),
             },
@@ -182,12 +162,12 @@ MODELS: dict[str, Model] = {
         Model(
             route="kwaivgi/kling-v2.5-turbo-pro",
             fields={
-                "prompt": Field("string"),
+                "prompt": Field("string", required=True),
                 "negative_prompt": Field("string", default=""),
                 "start_image": Field("uri"),
                 "end_image": Field("uri"),
-                "aspect_ratio": Field("string", enum=("16:9", "9:16", "1:1"), default="16:9"),
-                "duration": Field("integer", enum=(5, 10), default=5),
+                "aspect_ratio": Field("string", options=("16:9", "9:16", "1:1"), default="16:9"),
+                "duration": Field("integer", options=(5, 10), default=5),
                 "image": Field("uri"),  # deprecated: use start_image
             },
             dimensions=_by_ratio({"16:9": (1920, 1080), "9:16": (1080, 1920), "1:1": (1080, 1080)}),
@@ -195,11 +175,11 @@ MODELS: dict[str, Model] = {
         Model(
             route="minimax/hailuo-02",
             fields={
-                "prompt": Field("string"),
+                "prompt": Field("string", required=True),
                 "first_frame_image": Field("uri"),
                 "last_frame_image": Field("uri"),
-                "duration": Field("integer", enum=(6, 10), default=6),
-                "resolution": Field("string", enum=("512p", "768p", "1080p"), default="1080p"),
+                "duration": Field("integer", options=(6, 10), default=6),
+                "resolution": Field("string", options=("512p", "768p", "1080p"), default="1080p"),
                 "prompt_optimizer": Field("boolean", default=True),
             },
             dimensions=lambda values: _HAILUO_SIZES[values["resolution"]],
@@ -208,14 +188,14 @@ MODELS: dict[str, Model] = {
         Model(
             route="bytedance/seedance-1.5-pro",
             fields={
-                "prompt": Field("string"),
+                "prompt": Field("string", required=True),
                 "image": Field("uri"),
                 "last_frame_image": Field("uri"),
                 "duration": Field("integer", minimum=2, maximum=12, default=5),
                 "aspect_ratio": Field(
-                    "string", enum=("16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "9:21"), default="16:9"
+                    "string", options=("16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "9:21"), default="16:9"
                 ),
-                "fps": Field("integer", enum=(24,), default=24),
+                "fps": Field("integer", options=(24,), default=24),
                 "camera_fixed": Field("boolean", default=False),
                 "generate_audio": Field("boolean", default=False),
                 "seed": Field("integer"),
@@ -310,10 +290,8 @@ class Replicate:
 
     def _authorize(self, request: Request) -> None:
         """`Authorization: Bearer $REPLICATE_API_TOKEN` (contract, "Transport")."""
-        try:
-            check_bearer(request, self.token)
-        except SimError:
-            raise SimError(401, "Unauthenticated", "You did not pass a valid authentication token") from None
+        refused = SimError(401, "Unauthenticated", "You did not pass a valid authentication token")
+        check_bearer(request, self.token, refused=refused)
 
     # -- create ----------------------------------------------------------------------------------
 
@@ -435,15 +413,11 @@ class Replicate:
         # output / completed as the four occasions; inferred: start = created).
         created = self._view(job)  # the start event shows the prediction as created, whenever it leaves
         self.sim.schedule(delay / 10, lambda: self._event(job, "start", body=created))
-        self.sim.schedule(delay / 4, lambda: self._begin(job))
-        self.sim.run(job, finish=self._finish, push=self._push)
+        self.sim.run(job, finish=self._finish, push=self._push, begin=self._begin)
 
     def _begin(self, job: Job) -> None:
-        with self.sim.lock:
-            if job.terminal:
-                return
-            job.state = "running"
-            job.record.update(status="processing", started_at=_now_iso(), logs="Starting video generation\n")
+        """The prediction starts processing (called by the engine under its lock)."""
+        job.record.update(status="processing", started_at=_now_iso(), logs="Starting video generation\n")
 
     def _finish(self, job: Job) -> None:
         """The terminal Prediction (called by the engine under its lock, once)."""
@@ -487,12 +461,12 @@ class Replicate:
         elif kind == "forged":
             body = self._view(job) | {
                 "status": "succeeded",
-                "output": f"{self.sim.public_url}/files/forged-{job.id}.mp4",
+                "output": self.sim.forged_video_url(job),
             }
             self._send(job, body, _message_id(), kind="forged", secret=_new_secret())
         elif kind == "stale":
             body = self._view(job) | {"status": "succeeded", "output": self.sim.video_url(job)}
-            self._send(job, body, _message_id(), kind="stale", age_s=STALE_PUSH_AGE_S)
+            self._send(job, body, _message_id(), kind="stale", age_s=STALE_BY_S)
         elif kind == "final":
             hook: _Hook | None = job.meta.get("hook")
             if hook is None or (hook.completed_sent and job.meta.get("cancelled")):
