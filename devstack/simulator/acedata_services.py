@@ -17,11 +17,10 @@ import uuid
 from typing import Any, ClassVar
 
 from devstack.simulator.core import Job, SimError, bad_request
-from devstack.simulator.schema import Field, filled, problems
+from devstack.simulator.schema import Field, filled, frame, problems
 
 Shape = tuple[str, int, int, int]  # prompt, width, height, seconds of the video to render
 _ULID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
-_TIERS = {"480p": 480, "720p": 720, "768p": 768, "1080p": 1080}
 PROMPT = Field("string", required=True)
 FLAG, TEXT, URL, URLS = Field("boolean"), Field("string"), Field("url"), Field("strings")
 
@@ -142,7 +141,7 @@ class Veo(Service):
         if resolution == "4k" and model != "veo31":
             raise bad_request("resolution 4k is offered by model veo31 only")
         # A gif is served as an MP4 here (the simulator serves MP4 only); Veo takes no duration: 8 s.
-        width, height = _frame(values["aspect_ratio"], "1080p" if resolution in ("1080p", "4k") else "720p")
+        width, height = frame(values["aspect_ratio"], "1080p" if resolution in ("1080p", "4k") else "720p")
         return values["prompt"], width, height, 8
 
     def success(self, job: Job, video_url: str) -> dict[str, Any]:
@@ -194,7 +193,7 @@ class Kling(Service):
         duration = _check(values, "duration", _count(durations, 5))
         if end and duration != 5:
             raise bad_request("duration must be 5 when end_image_url is given")
-        width, height = _frame(values["aspect_ratio"], "720p" if values["mode"] == "std" else "1080p")
+        width, height = frame(values["aspect_ratio"], "720p" if values["mode"] == "std" else "1080p")
         return values["prompt"], width, height, duration
 
     def success(self, job: Job, video_url: str) -> dict[str, Any]:
@@ -221,7 +220,7 @@ class Luma(Service):
     }
 
     def shape(self, values: dict[str, Any]) -> Shape:
-        width, height = _frame(values["aspect_ratio"], "720p")
+        width, height = frame(values["aspect_ratio"], "720p")
         return values["prompt"], width, height, 5  # Luma takes no duration (5 s: inferred)
 
     def success(self, job: Job, video_url: str) -> dict[str, Any]:
@@ -286,7 +285,7 @@ class Minimax(Service):
         texts, _ = _content(values, self.MEDIA, _choice(self.ROLES, required=True))
         if len(texts) != 1:
             raise bad_request(f"content needs exactly one text item, got {len(texts)}")
-        width, height = _frame(values["ratio"], "768p" if values["resolution"] == "768P" else "1080p")
+        width, height = frame(values["ratio"], "768p" if values["resolution"] == "768P" else "1080p")
         return texts[0], width, height, values["duration"]
 
     def success(self, job: Job, video_url: str) -> dict[str, Any]:
@@ -339,7 +338,7 @@ class Seedance(Service):
         elif duration == -1:
             duration = 5  # automatic: the model picks; 5 s here
         resolution = values["resolution"]
-        width, height = _frame(values["ratio"], "1080p" if resolution == "4k" else resolution)
+        width, height = frame(values["ratio"], "1080p" if resolution == "4k" else resolution)
         return (texts[0] if texts else ""), width, height, duration
 
     def success(self, job: Job, video_url: str) -> dict[str, Any]:
@@ -388,7 +387,7 @@ class Wan(Service):
         size = values.get("size")
         if size is None:
             # The tier decides; with an image the image's aspect would, which is not read here: 16:9.
-            width, height = _frame("16:9", str(values.get("resolution") or "720P").lower())
+            width, height = frame("16:9", str(values.get("resolution") or "720P").lower())
             return values["prompt"], width, height, values["duration"]
         match = self._SIZE.match(size) if isinstance(size, str) else None
         if match is None:
@@ -438,23 +437,12 @@ class HappyHorse(Service):
             raise bad_request(f"image_urls takes 1 to 9 images for reference_to_video, got {len(references)}")
         if action == "video_edit" and not values.get("video_url"):
             raise bad_request("action video_edit needs video_url")
-        width, height = _frame(values["ratio"], values["resolution"].lower())
+        width, height = frame(values["ratio"], values["resolution"])
         return prompt, width, height, values["duration"]
 
 
 def _data(**video: Any) -> dict[str, Any]:
     return {"data": [video]}
-
-
-def _frame(ratio: str, tier: str) -> tuple[int, int]:
-    """The frame of an aspect ratio at a resolution tier: 16:9 at 720p is 1280x720."""
-    if ratio == "adaptive":  # follows the input image, which is not read here
-        ratio = "16:9"
-    across, down = (int(part) for part in ratio.split(":"))
-    short = _TIERS[tier]
-    if across >= down:
-        return round(short * across / down / 2) * 2, short
-    return short, round(short * down / across / 2) * 2
 
 
 def _clock(at: float | None) -> str:

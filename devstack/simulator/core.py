@@ -527,10 +527,10 @@ class ProviderSimulator:
 
     def deliver(
         self, job: Job, url: str, body: bytes, headers: dict[str, str], *, kind: str = "final"
-    ) -> None:
-        """POST one push and log the attempt on the job."""
+    ) -> int | None:
+        """POST one push and log the attempt on the job; the answer's status (None: no answer)."""
         if self._stopping.is_set() or self._http is None:
-            return
+            return None
         attempt: dict[str, Any] = {"at": time.time(), "url": url, "kind": kind, "status": None, "error": None}
         try:
             headers = {"Content-Type": "application/json", **headers}
@@ -540,6 +540,7 @@ class ProviderSimulator:
         attempt["seconds"] = time.time() - attempt["at"]  # how long the push took to be answered
         with self._lock:
             job.callbacks.append(attempt)
+        return attempt["status"]
 
     # -- videos --------------------------------------------------------------------------------
 

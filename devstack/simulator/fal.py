@@ -1,12 +1,8 @@
-"""fal.ai's queue dialect, mounted under /fal: submit, status, result, cancel, JWKS, signed webhooks.
+"""fal.ai's queue dialect under /fal: submit, status, result, cancel, JWKS, signed webhooks.
 
-Contract: shared/providers/fal-queue.md (cited per behaviour below as "fal-queue.md, <section>").
-The relay's fal base URL in the local stack is `{simulator}/fal` (the queue) and its JWKS URL
-`{simulator}/fal/.well-known/jwks.json`. Each simulated endpoint is one of the catalogue's fal
-routes, with the input schema its fal page documents (ENDPOINTS); a body that breaks it gets
-fal's 422 `{"detail": [{"loc", "msg", "type"}]}`. Fields an endpoint does not define are
-ignored, as a pydantic input model does by default (inferred: fal's behaviour is not documented);
-they are noted on the job (`meta["ignored_fields"]`) so tests can see them.
+Contract: shared/providers/fal-queue.md (cited below by section). ENDPOINTS are the catalogue's
+fal routes with the input schemas their fal pages document. Fields an endpoint does not define
+are ignored, as a pydantic model does (inferred), and noted in `meta["ignored_fields"]`.
 """
 
 from __future__ import annotations
@@ -37,11 +33,10 @@ from devstack.simulator.core import (
     bad_request,
     check_bearer,
 )
-from devstack.simulator.schema import Field, problems
+from devstack.simulator.schema import Field, filled, frame, problems
 
 FAILURE_TYPE = "generation_failed"  # the simulator's own error_type: fal's values are not recorded
 CANCELLED_TYPE = "request_cancelled"  # likewise
-_SHORT_SIDE = {"720p": 720, "1080p": 1080, "1440p": 1440, "2160p": 2160, "4k": 2160}
 
 
 # -- the simulated endpoints' input schemas ---------------------------------------------------
@@ -61,12 +56,6 @@ class Endpoint:
     def app(self) -> str:
         """`owner/alias`: where its requests live (fal-queue.md, Status, result, cancel)."""
         return "/".join(self.id.split("/")[:2])
-
-    def value(self, body: dict[str, Any], name: str) -> Any:
-        if name in body:
-            return body[name]
-        spec = self.fields.get(name)
-        return spec.default if spec else None
 
 
 def _ltx_long_clips(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -205,21 +194,11 @@ class Invalid(SimError):
         self.detail = detail
 
 
-def _seconds(endpoint: Endpoint, body: dict[str, Any]) -> int:
-    duration = endpoint.value(body, "duration")
-    return int(str(duration).removesuffix("s")) if duration is not None else 5
-
-
-def _dimensions(endpoint: Endpoint, body: dict[str, Any]) -> tuple[int, int]:
-    """The video's size from its aspect ratio and resolution ("auto" renders as 16:9)."""
-    short = _SHORT_SIDE.get(str(endpoint.value(body, "resolution") or "1080p"), 1080)
-    long = short * 16 // 9
-    ratio = endpoint.value(body, "aspect_ratio")
-    if ratio == "9:16":
-        return short, long
-    if ratio == "1:1":
-        return short, short
-    return long, short
+def _shape(endpoint: Endpoint, body: dict[str, Any]) -> tuple[int, int, int]:
+    """(width, height, seconds) of the video: the aspect ratio at the resolution, the duration."""
+    values = filled(endpoint.fields, body)
+    width, height = frame(str(values.get("aspect_ratio", "16:9")), str(values.get("resolution", "1080p")))
+    return width, height, int(str(values.get("duration", 5)).removesuffix("s"))
 
 
 def jwk(key: Ed25519PublicKey, kid: str) -> dict[str, str]:
@@ -238,8 +217,7 @@ def jwk(key: Ed25519PublicKey, kid: str) -> dict[str, str]:
 def sign(
     key: Ed25519PrivateKey, *, request_id: str, user_id: str, timestamp: int, body: bytes
 ) -> dict[str, str]:
-    """The four webhook headers (fal-queue.md, Signature verification): ED25519 over
-    `request_id\\nuser_id\\ntimestamp\\nhex(sha256(body))`, the signature in hex."""
+    """The four webhook headers (fal-queue.md, Signature verification)."""
     message = "\n".join((request_id, user_id, str(timestamp), hashlib.sha256(body).hexdigest())).encode()
     return {
         "X-Fal-Webhook-Request-Id": request_id,
@@ -302,8 +280,7 @@ class Fal:
         return 200, {"keys": [jwk(public, kid) for kid, public in self._published]}, {}
 
     def submit(self, request: Request) -> Answer:
-        """fal-queue.md, Submit: `POST /{endpoint-id}?fal_webhook=<url>`, the body is the model's
-        input; the answer carries `request_id`, `gateway_request_id` and the three URLs."""
+        """fal-queue.md, Submit."""
         check_bearer(request, self.key, scheme="Key")  # fal-queue.md, Transport: `Key $FAL_KEY`
         endpoint = self.endpoints[request.groups["endpoint"]]
         body = request.json()
@@ -318,13 +295,13 @@ class Fal:
         if webhook is not None and not webhook.startswith(("http://", "https://")):
             raise bad_request("fal_webhook must be an http(s) URL")
         request_id = str(uuid.uuid4())
-        width, height = _dimensions(endpoint, body)
+        width, height, seconds = _shape(endpoint, body)
         job = self.sim.new_job(
             self.name,
             prompt=str(body.get("prompt", "")),
             width=width,
             height=height,
-            seconds=_seconds(endpoint, body),
+            seconds=seconds,
             record={
                 "request_id": request_id,
                 "gateway_request_id": request_id,  # differs only after an internal retry
@@ -354,8 +331,7 @@ class Fal:
         return 200, answer, {}
 
     def status(self, request: Request) -> Answer:
-        """fal-queue.md, Status: IN_QUEUE (with queue_position), IN_PROGRESS, or COMPLETED
-        (`error`/`error_type` present when it failed)."""
+        """fal-queue.md, Status, result, cancel."""
         check_bearer(request, self.key, scheme="Key")
         job, record = self._job(request)
         logs: list[dict[str, Any]] | None = [] if request.query.get("logs") == "1" else None
@@ -374,9 +350,7 @@ class Fal:
         return 200, {"status": "IN_QUEUE", "queue_position": 0, "logs": logs}, {}
 
     def result(self, request: Request) -> Answer:
-        """fal-queue.md, Status, result, cancel: the model's output JSON once COMPLETED; a failed
-        request answers its error (422 with detail items). Before completion: 400 (the
-        simulator's choice; fal's answer is not recorded)."""
+        """fal-queue.md, Status, result, cancel (before completion: 400, the simulator's choice)."""
         check_bearer(request, self.key, scheme="Key")
         job, record = self._job(request)
         if not job.terminal:
@@ -386,9 +360,7 @@ class Fal:
         return 200, self._output(job), {}
 
     def cancel(self, request: Request) -> Answer:
-        """fal-queue.md, Status, result, cancel: `PUT …/cancel`. The answers (202
-        CANCELLATION_REQUESTED, 400 ALREADY_COMPLETED) are unverified; a cancelled job finishes
-        as an error."""
+        """fal-queue.md, Status, result, cancel (the answers are unverified): it ends as an error."""
         check_bearer(request, self.key, scheme="Key")
         job, record = self._job(request)
         if job.terminal:
@@ -407,8 +379,7 @@ class Fal:
         record["finished_at"] = job.finished_at
 
     def _output(self, job: Job) -> dict[str, Any]:
-        """fal-queue.md, Status, result, cancel: `{"video": {"url", "content_type", "file_name",
-        "file_size"}}` (the shape is inferred from fal's image example)."""
+        """fal-queue.md, Status, result, cancel (the shape is inferred from fal's image example)."""
         path = self.sim.video_path(job.id)  # renders on first use, like the first download
         video: dict[str, Any] = {
             "url": self.sim.video_url(job),
@@ -422,39 +393,23 @@ class Fal:
         return [{"loc": ["body"], "msg": record["error"], "type": record["error_type"]}]
 
     def _push(self, job: Job, url: str, kind: str) -> None:
-        """fal-queue.md, Webhook: one POST when the request ends, `OK` with the output as
-        `payload` or `ERROR` with `error` and the error body; signed (Signature verification).
-        fal sends no progress pushes, so "progress" only shows in the status route. forged-push
-        first sends an OK signed with a key fal never published, stale-push an OK signed 10
-        minutes ago; the genuine push follows (core.run)."""
+        """fal-queue.md, Webhook and Signature verification. No progress pushes; a forged push is
+        signed with a key never published, a stale one STALE_BY_S ago."""
         if kind == "progress":
             return
-        base = {"request_id": job.id, "gateway_request_id": job.id}
-        key, timestamp = self.signing_key, int(time.time())
-        if kind in ("forged", "stale"):
-            video = {
-                "url": self.sim.video_url(job),
-                "content_type": "video/mp4",
-                "file_name": f"{job.id}.mp4",
-            }
-            if kind == "forged":
-                key = self._forger
-                video["url"] = self.sim.forged_video_url(job)
-            else:
-                timestamp -= STALE_BY_S
-            body: dict[str, Any] = {**base, "status": "OK", "payload": {"video": video}}
+        key = self._forger if kind == "forged" else self.signing_key
+        timestamp = int(time.time()) - (STALE_BY_S if kind == "stale" else 0)
+        record = self.sim.record(job.id) or {}
+        if kind in ("forged", "stale"):  # both claim a success
+            link = self.sim.forged_video_url(job) if kind == "forged" else self.sim.video_url(job)
+            video = {"url": link, "content_type": "video/mp4", "file_name": f"{job.id}.mp4"}
+            outcome: dict[str, Any] = {"status": "OK", "payload": {"video": video}}
+        elif record.get("error"):
+            detail = {"detail": self._error_detail(record)}
+            outcome = {"status": "ERROR", "error": "Invalid status code: 422", "payload": detail}
         else:
-            record = self.sim.record(job.id) or {}
-            if record.get("error"):
-                body = {
-                    **base,
-                    "status": "ERROR",
-                    "error": "Invalid status code: 422",
-                    "payload": {"detail": self._error_detail(record)},
-                }
-            else:
-                body = {**base, "status": "OK", "payload": self._output(job)}
-        raw = json.dumps(body).encode()
+            outcome = {"status": "OK", "payload": self._output(job)}
+        raw = json.dumps({"request_id": job.id, "gateway_request_id": job.id, **outcome}).encode()
         headers = sign(key, request_id=job.id, user_id=self.user_id, timestamp=timestamp, body=raw)
         self.sim.deliver(job, url, raw, headers, kind=kind)
 

@@ -1,18 +1,8 @@
 """Replicate's dialect under `/replicate`: predictions, Standard Webhooks pushes, the secret.
 
-Contract: shared/providers/replicate.md ("the contract" below), which condenses Replicate's docs
-(receive-webhook, verify-webhook, rate limits, data retention) and the `replicate` SDK. Marks as
-there: (inferred) = no source states it, the simulator picks the plausible behaviour.
-
-Routes (contract: "Create", "Lookup and cancel", "Signature"):
-- `POST /v1/models/{owner}/{name}/predictions` and `POST /v1/predictions` (`version` form)
-- `GET /v1/predictions/{id}`, `POST /v1/predictions/{id}/cancel`
-- `GET /v1/webhooks/default/secret`
-
-The models are Replicate's own input schemas for the catalogue's Replicate entries (MODELS,
-copied from the models' OpenAPI schemas, see each entry), kept apart from catalogue.json on
-purpose: a catalogue entry that spells a field or an enum wrongly is refused here with the 422 the
-real API gives, instead of agreeing with itself.
+Contract: shared/providers/replicate.md ("the contract" below; (inferred) = the simulator's
+plausible pick). MODELS are the models' own input schemas, kept apart from catalogue.json on
+purpose: a catalogue entry that spells a field or an enum wrongly gets the real API's 422.
 """
 
 from __future__ import annotations
@@ -43,15 +33,14 @@ from devstack.simulator.core import (
     SimError,
     check_bearer,
 )
-from devstack.simulator.schema import Field, filled, problems
+from devstack.simulator.schema import Field, filled, frame, problems
 
 DEFAULT_RETENTION_S = 3600.0  # contract, "Data retention": API predictions' data goes after 1 h
 WEBHOOK_EVENTS = frozenset({"start", "output", "logs", "completed"})
 # Contract, "Create": without a filter Replicate sends `output` events and the final one.
 DEFAULT_EVENTS = frozenset({"output", "completed"})
-# Replicate retries only the final webhook, on a failed request or a 4xx/5xx, with exponential
-# backoff, "the final retry about 1 minute after the prediction completed" (receive-webhook
-# docs). Here: these multiples of callback_delay_s, so tests and the local stack stay fast.
+# Contract, "Webhook": only the final webhook is retried, with backoff; here in multiples of
+# callback_delay_s, so tests and the local stack stay fast.
 FINAL_RETRY_FACTORS = (1, 2, 4)
 MAX_WAIT_S = 60  # contract, "Create": `Prefer: wait` holds the answer for up to 60 s
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"  # prediction ids: 26 lower-case base32 characters
@@ -129,12 +118,6 @@ def _hailuo_rule(values: dict[str, Any]) -> str | None:
     return None
 
 
-_VEO_SIZES = {
-    ("720p", "16:9"): (1280, 720),
-    ("720p", "9:16"): (720, 1280),
-    ("1080p", "16:9"): (1920, 1080),
-    ("1080p", "9:16"): (1080, 1920),
-}
 _HAILUO_SIZES = {"512p": (912, 512), "768p": (1366, 768), "1080p": (1920, 1080)}
 
 # Sources: the models' OpenAPI schemas as copied in keremk/renku
@@ -157,7 +140,7 @@ MODELS: dict[str, Model] = {
                 "generate_audio": Field("boolean", default=True),
                 "seed": Field("integer"),
             },
-            dimensions=lambda values: _VEO_SIZES[(values["resolution"], values["aspect_ratio"])],
+            dimensions=lambda values: frame(values["aspect_ratio"], values["resolution"]),
         ),
         Model(
             route="kwaivgi/kling-v2.5-turbo-pro",
@@ -170,7 +153,7 @@ MODELS: dict[str, Model] = {
                 "duration": Field("integer", options=(5, 10), default=5),
                 "image": Field("uri"),  # deprecated: use start_image
             },
-            dimensions=_by_ratio({"16:9": (1920, 1080), "9:16": (1080, 1920), "1:1": (1080, 1080)}),
+            dimensions=lambda values: frame(values["aspect_ratio"], "1080p"),
         ),
         Model(
             route="minimax/hailuo-02",
@@ -472,7 +455,7 @@ class Replicate:
             if hook is None or (hook.completed_sent and job.meta.get("cancelled")):
                 return  # a cancel already sent the terminal event
             hook.completed_sent = True
-            self._event(job, "completed", retries=True)
+            self._event(job, "completed")
 
     def _progress(self, job: Job) -> None:
         """Intermediate events, never terminal: a tqdm line in the logs (`logs`), then on the last
@@ -497,38 +480,19 @@ class Replicate:
         if last:
             self._event(job, "output", body=snapshot)
 
-    def _event(
-        self, job: Job, event: str, *, retries: bool = False, body: dict[str, Any] | None = None
-    ) -> None:
-        """Send one event the caller's filter allows; the terminal one keeps its webhook-id on
-        every retry (contract, "Webhook": dedupe on prediction id + webhook-id)."""
+    def _event(self, job: Job, event: str, *, body: dict[str, Any] | None = None, attempt: int = 0) -> None:
+        """Send one event the caller's filter allows. The terminal one keeps its webhook-id and is
+        retried, re-signed, while refused (contract, "Webhook": dedupe on id + webhook-id)."""
         hook: _Hook | None = job.meta.get("hook")
         if hook is None or event not in hook.events:
             return
-        if event == "completed":
-            message_id = hook.event_ids.setdefault("completed", _message_id())
-        else:
-            message_id = _message_id()
-        self._send(job, body or self._view(job), message_id, kind="final" if event == "completed" else event)
-        if retries:
-            self._retry_if_refused(job, message_id, attempt=0)
-
-    def _retry_if_refused(self, job: Job, message_id: str, *, attempt: int) -> None:
-        """Replicate retries the final webhook after a failed request or a 4xx/5xx (receive-webhook
-        docs), re-signed with a fresh timestamp and the same webhook-id."""
-        with self.sim.lock:
-            last = next(
-                (item for item in reversed(job.callbacks) if item["kind"] in ("final", "retry")), None
-            )
-        status = last["status"] if last else None
-        if attempt >= len(FINAL_RETRY_FACTORS) or (status is not None and 200 <= status < 300):
-            return
-
-        def retry() -> None:
-            self._send(job, self._view(job), message_id, kind="retry")
-            self._retry_if_refused(job, message_id, attempt=attempt + 1)
-
-        self.sim.schedule(self.sim.config.callback_delay_s * FINAL_RETRY_FACTORS[attempt], retry)
+        final = event == "completed"
+        message_id = hook.event_ids.setdefault("completed", _message_id()) if final else _message_id()
+        kind = ("retry" if attempt else "final") if final else event
+        status = self._send(job, body or self._view(job), message_id, kind=kind)
+        if final and attempt < len(FINAL_RETRY_FACTORS) and not (status and 200 <= status < 300):
+            delay = self.sim.config.callback_delay_s * FINAL_RETRY_FACTORS[attempt]
+            self.sim.schedule(delay, lambda: self._event(job, event, attempt=attempt + 1))
 
     def _send(
         self,
@@ -539,11 +503,11 @@ class Replicate:
         kind: str,
         secret: str | None = None,
         age_s: float = 0,
-    ) -> None:
+    ) -> int | None:
         """POST the whole Prediction, signed per Standard Webhooks (contract, "Signature")."""
         hook: _Hook | None = job.meta.get("hook")
         if hook is None:
-            return
+            return None
         raw = json.dumps(body, separators=(",", ":"))
         moment = datetime.fromtimestamp(int(time.time() - age_s), tz=UTC)
         headers = {
@@ -553,7 +517,7 @@ class Replicate:
                 msg_id=message_id, timestamp=moment, data=raw
             ),
         }
-        self.sim.deliver(job, hook.url, raw.encode(), headers, kind=kind)
+        return self.sim.deliver(job, hook.url, raw.encode(), headers, kind=kind)
 
     # -- lookup, cancel, secret ------------------------------------------------------------------
 
@@ -584,7 +548,7 @@ class Replicate:
             hook: _Hook | None = job.meta.get("hook")
             if hook is not None:
                 hook.completed_sent = True
-            self.sim.schedule(0, lambda: self._event(job, "completed", retries=True))
+            self.sim.schedule(0, lambda: self._event(job, "completed"))
         return 200, self._view(job), {}
 
     def webhook_secret(self, request: Request) -> Answer:

@@ -1,4 +1,4 @@
-"""One way to declare a simulated route's input fields, for all three dialects.
+"""One way to declare a simulated route's input fields and the frame it renders, for all dialects.
 
 Each provider words its validation errors its own way (acedata-video.md, "Errors"; fal-queue.md,
 "Errors"; replicate.md, "Errors"), so `problems` only finds what is wrong, as
@@ -11,6 +11,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
+SHORT_SIDES = {"480p": 480, "720p": 720, "768p": 768, "1080p": 1080, "1440p": 1440, "2160p": 2160, "4k": 2160}
 _SCHEMES = {"url": ("http://", "https://"), "uri": ("http://", "https://", "data:")}
 
 
@@ -68,3 +69,13 @@ def filled(fields: dict[str, Field], body: dict[str, Any]) -> dict[str, Any]:
     """The body with each absent field's default."""
     values = {name: spec.default for name, spec in fields.items() if spec.default is not None}
     return values | {name: value for name, value in body.items() if value is not None}
+
+
+def frame(ratio: str, tier: str) -> tuple[int, int]:
+    """(width, height) of an aspect ratio at a resolution tier: 16:9 at 720p is 1280x720. "auto"
+    and "adaptive" follow the input image, which the simulator does not read: 16:9."""
+    short = SHORT_SIDES[tier.lower()]
+    across, down = (int(part) for part in ("16:9" if ratio in ("auto", "adaptive") else ratio).split(":"))
+    if across >= down:
+        return round(short * across / down / 2) * 2, short
+    return short, round(short * down / across / 2) * 2
