@@ -66,15 +66,8 @@ class AceData:
         if not isinstance(body, dict):
             raise bad_request("request body must be a JSON object")
         service = SERVICES[request.groups["svc"]]
-        prompt, width, height, seconds = service.validate(body)
-        callback_url = body.get("callback_url")
-        if callback_url is not None and (
-            not isinstance(callback_url, str) or not callback_url.startswith(("http://", "https://"))
-        ):
-            raise bad_request("callback_url must be an http(s) URL string")
-        async_flag = body.get("async", False)
-        if not isinstance(async_flag, bool):
-            raise bad_request("async must be a boolean")
+        shape = service.validate(body)
+        callback_url, async_flag = service.delivery(body)
         now = time.time()
         record = {
             "id": str(uuid.uuid4()),
@@ -84,15 +77,7 @@ class AceData:
             "type": "videos",
             "request": copy.deepcopy(body),
         }
-        job = self.sim.new_job(
-            self.name,
-            prompt=prompt,
-            width=width,
-            height=height,
-            seconds=seconds,
-            record=record,
-            job_id=record["id"],
-        )
+        job = self.sim.new_job(self.name, shape, record, record["id"])
         job.meta["service"] = service.name
         if callback_url is None and not async_flag:
             # Synchronous mode: the provider holds the request until the video is ready.

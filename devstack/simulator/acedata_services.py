@@ -16,13 +16,13 @@ import time
 import uuid
 from typing import Any, ClassVar
 
-from devstack.simulator.core import Job, SimError, bad_request
+from devstack.simulator.core import Job, Shape, SimError, bad_request
 from devstack.simulator.schema import Field, filled, frame, problems
 
-Shape = tuple[str, int, int, int]  # prompt, width, height, seconds of the video to render
 _ULID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 PROMPT = Field("string", required=True)
 FLAG, TEXT, URL, URLS = Field("boolean"), Field("string"), Field("url"), Field("strings")
+_DELIVERY = {"callback_url": URL, "async": FLAG}
 
 
 def _choice(options: Any, default: str | None = None, *, required: bool = False) -> Field:
@@ -81,6 +81,14 @@ class Service:
 
     def shape(self, values: dict[str, Any]) -> Shape:
         raise NotImplementedError
+
+    @staticmethod
+    def delivery(body: dict[str, Any]) -> tuple[str | None, bool]:
+        """`callback_url` and `async`, the fields every service takes (acedata-video.md, "POST
+        /<svc>/videos (create)")."""
+        for problem in problems(_DELIVERY, body):
+            raise bad_request(_message(*problem))
+        return body.get("callback_url"), bool(body.get("async"))
 
     def success(self, job: Job, video_url: str) -> dict[str, Any]:
         return _data(id=str(uuid.uuid4()), video_url=video_url, state="succeeded")

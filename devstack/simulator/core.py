@@ -19,7 +19,6 @@ import ssl
 import tempfile
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -144,6 +143,7 @@ class Request:
 
 Answer = tuple[int, Any, dict[str, str]]  # status, JSON body, extra headers
 Route = tuple[str, re.Pattern[str], Callable[[Request], Answer]]
+Shape = tuple[str, int, int, int]  # prompt, width, height, seconds of the video a job renders
 Push = Callable[["Job", str], None]  # push(job, kind): kind is progress | forged | stale | final
 
 
@@ -425,18 +425,9 @@ class ProviderSimulator:
 
     # -- the job lifecycle the dialects share ----------------------------------------------------
 
-    def new_job(
-        self,
-        dialect: str,
-        *,
-        prompt: str,
-        width: int,
-        height: int,
-        seconds: int,
-        record: dict[str, Any],
-        job_id: str | None = None,
-    ) -> Job:
+    def new_job(self, dialect: str, shape: Shape, record: dict[str, Any], job_id: str) -> Job:
         """Register a job, or raise the create-time fault its prompt (or the default) asks for."""
+        prompt = shape[0]
         marker = _MARKER.search(prompt)
         with self._lock:
             fault_name = marker.group(1) if marker else (self._fault or "none")
@@ -452,9 +443,7 @@ class ProviderSimulator:
                 message = f"simulated {fault.create_status} on create (attempt {attempt})"
                 headers = {"Retry-After": "1"} if fault.create_status == 429 else None
                 raise SimError(fault.create_status, str(fault.create_code), message, headers)
-        job = Job(
-            job_id or str(uuid.uuid4()), dialect, prompt, width, height, seconds, fault_name, fault, record
-        )
+        job = Job(job_id, dialect, *shape, fault_name, fault, record)
         with self._lock:
             self._jobs[job.id] = job
         return job

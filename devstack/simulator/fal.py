@@ -295,14 +295,10 @@ class Fal:
         if webhook is not None and not webhook.startswith(("http://", "https://")):
             raise bad_request("fal_webhook must be an http(s) URL")
         request_id = str(uuid.uuid4())
-        width, height, seconds = _shape(endpoint, body)
         job = self.sim.new_job(
             self.name,
-            prompt=str(body.get("prompt", "")),
-            width=width,
-            height=height,
-            seconds=seconds,
-            record={
+            (str(body.get("prompt", "")), *_shape(endpoint, body)),
+            {
                 "request_id": request_id,
                 "gateway_request_id": request_id,  # differs only after an internal retry
                 "endpoint": endpoint.id,
@@ -314,7 +310,7 @@ class Fal:
                 "error": None,
                 "error_type": None,
             },
-            job_id=request_id,
+            request_id,
         )
         job.meta["ignored_fields"] = sorted(set(body) - set(endpoint.fields))
         job.meta["endpoint"] = endpoint

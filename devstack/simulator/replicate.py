@@ -342,15 +342,8 @@ class Replicate:
             },
             "metrics": {},
         }
-        job = self.sim.new_job(
-            self.name,
-            prompt=str(values["prompt"]),
-            width=width,
-            height=height,
-            seconds=int(values.get("duration", 5)),
-            record=record,
-            job_id=prediction_id,
-        )
+        shape = (str(values["prompt"]), width, height, int(values.get("duration", 5)))
+        job = self.sim.new_job(self.name, shape, record, prediction_id)
         # Output files go with the rest of the data after the retention period (contract, "Data
         # retention"); the expired-url fault's shorter lifetime wins.
         ttl = self.retention_s if job.fault.url_ttl_s is None else min(job.fault.url_ttl_s, self.retention_s)
