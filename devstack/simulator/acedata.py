@@ -15,7 +15,8 @@ import secrets
 import time
 import uuid
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import httpx
 
 from devstack.simulator.acedata_services import SERVICES
 from devstack.simulator.core import (
@@ -114,7 +115,7 @@ class AceData:
         body = self.sim.record(job.id) or {}
         response = body.get("response") or {"success": True, "task_id": job.id}
         if kind in ("forged", "stale"):
-            url = _with_query(url, token="forged-" + secrets.token_hex(8))
+            url = str(httpx.URL(url).copy_set_param("token", "forged-" + secrets.token_hex(8)))
         self.sim.deliver(job, url, json.dumps(response).encode(), {}, kind=kind)
 
     def _record(self, task_id: str, service: str) -> dict[str, Any] | None:
@@ -151,10 +152,3 @@ class AceData:
             items = [record for task_id in ids if (record := self._record(task_id, service)) is not None]
             return 200, {"items": items, "count": len(items)}, {}
         raise bad_request(f"action must be retrieve or retrieve_batch, got {action!r}")
-
-
-def _with_query(url: str, **values: str) -> str:
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    query.update(values)
-    return urlunsplit(parts._replace(query=urlencode(query)))

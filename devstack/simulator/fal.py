@@ -14,8 +14,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -33,7 +32,7 @@ from devstack.simulator.core import (
     bad_request,
     check_bearer,
 )
-from devstack.simulator.schema import Field, filled, frame, problems
+from devstack.simulator.schema import Field, Rule, filled, frame, problems
 
 FAILURE_TYPE = "generation_failed"  # the simulator's own error_type: fal's values are not recorded
 CANCELLED_TYPE = "request_cancelled"  # likewise
@@ -49,8 +48,7 @@ class Endpoint:
     id: str
     source: str
     fields: dict[str, Field]
-    # Rules across fields (documented on the page), as pydantic-style error items.
-    checks: tuple[Callable[[dict[str, Any]], list[dict[str, Any]]], ...] = field(default=())
+    rule: Rule | None = None  # documented on the page; fal answers it as a value_error
 
     @property
     def app(self) -> str:
@@ -58,22 +56,13 @@ class Endpoint:
         return "/".join(self.id.split("/")[:2])
 
 
-def _ltx_long_clips(body: dict[str, Any]) -> list[dict[str, Any]]:
-    # "Durations longer than 10 seconds ... are only supported with 25 FPS and 1080p resolution."
-    duration = body.get("duration", 6)
-    if (
-        isinstance(duration, int)
-        and duration > 10
-        and (body.get("fps", 25) != 25 or body.get("resolution", "1080p") != "1080p")
-    ):
-        return [
-            {
-                "loc": ["body", "duration"],
-                "msg": "Durations longer than 10 seconds are only supported with 25 FPS and 1080p resolution",
-                "type": "value_error",
-            }
-        ]
-    return []
+def _ltx_long_clips(values: dict[str, Any]) -> tuple[str, str] | None:
+    if values["duration"] > 10 and (values["fps"] != 25 or values["resolution"] != "1080p"):
+        return (
+            "duration",
+            "Durations longer than 10 seconds are only supported with 25 FPS and 1080p resolution",
+        )
+    return None
 
 
 _VEO_COMMON = {
@@ -136,7 +125,7 @@ ENDPOINTS: dict[str, Endpoint] = {
             "https://fal.ai/models/fal-ai/ltx-2.3/text-to-video/fast/llms.txt",
             # aspect_ratio and fps options are secondary (clawhub.ai), the rest from the page.
             {**_LTX_COMMON, "aspect_ratio": Field("string", options=("16:9", "9:16"), default="16:9")},
-            checks=(_ltx_long_clips,),
+            rule=_ltx_long_clips,
         ),
         Endpoint(
             "fal-ai/ltx-2.3/image-to-video/fast",
@@ -148,7 +137,7 @@ ENDPOINTS: dict[str, Endpoint] = {
                 "end_image_url": Field("string"),
                 "aspect_ratio": Field("string", options=("auto", "16:9", "9:16"), default="auto"),
             },
-            checks=(_ltx_long_clips,),
+            rule=_ltx_long_clips,
         ),
     )
 }
@@ -183,7 +172,9 @@ def _detail(name: str, problem: str, spec: Field) -> dict[str, Any]:
 def validate(endpoint: Endpoint, body: dict[str, Any]) -> list[dict[str, Any]]:
     """fal's 422 detail items for a body, empty when it is valid; the cross-field checks run last."""
     errors = [_detail(name, problem, spec) for name, problem, spec, _ in problems(endpoint.fields, body)]
-    return errors or [error for check in endpoint.checks for error in check(body)]
+    if not errors and endpoint.rule and (broken := endpoint.rule(filled(endpoint.fields, body))):
+        errors.append({"loc": ["body", broken[0]], "msg": broken[1], "type": "value_error"})
+    return errors
 
 
 class Invalid(SimError):

@@ -33,7 +33,7 @@ from devstack.simulator.core import (
     SimError,
     check_bearer,
 )
-from devstack.simulator.schema import Field, filled, frame, problems
+from devstack.simulator.schema import Field, Rule, filled, frame, problems
 
 DEFAULT_RETENTION_S = 3600.0  # contract, "Data retention": API predictions' data goes after 1 h
 WEBHOOK_EVENTS = frozenset({"start", "output", "logs", "completed"})
@@ -85,7 +85,7 @@ class Model:
     fields: dict[str, Field]
     # (width, height) of the rendered video for a validated input (defaults filled in).
     dimensions: Callable[[dict[str, Any]], tuple[int, int]]
-    rule: Callable[[dict[str, Any]], str | None] = lambda _: None
+    rule: Rule = lambda _: None
     output: str = "uri"  # every simulated model answers with one URI string (its output schema)
 
     @property
@@ -102,8 +102,8 @@ class Model:
             f"{name}: Additional property {name} is not allowed" for name in given if name not in self.fields
         ]
         values = filled(self.fields, given)
-        if not found and (problem := self.rule(values)):
-            found.append(problem)
+        if not found and (broken := self.rule(values)):
+            found.append(f"{broken[0]}: {broken[1]}")
         return values, found
 
 
@@ -111,10 +111,10 @@ def _by_ratio(sizes: dict[str, tuple[int, int]]) -> Callable[[dict[str, Any]], t
     return lambda values: sizes[values["aspect_ratio"]]
 
 
-def _hailuo_rule(values: dict[str, Any]) -> str | None:
+def _hailuo_rule(values: dict[str, Any]) -> tuple[str, str] | None:
     # "10 seconds is only available for 768p resolution" (the schema's own description)
     if values["duration"] == 10 and values["resolution"] != "768p":
-        return "duration: 10 seconds is only available for 768p resolution"
+        return "duration", "10 seconds is only available for 768p resolution"
     return None
 
 

@@ -7,11 +7,13 @@ Each provider words its validation errors its own way (acedata-video.md, "Errors
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
 SHORT_SIDES = {"480p": 480, "720p": 720, "768p": 768, "1080p": 1080, "1440p": 1440, "2160p": 2160, "4k": 2160}
+# A rule across fields, on the values with defaults filled in: (field, message) when broken.
+Rule = Callable[[dict[str, Any]], tuple[str, str] | None]
 _SCHEMES = {"url": ("http://", "https://"), "uri": ("http://", "https://", "data:")}
 
 
