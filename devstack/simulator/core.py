@@ -536,9 +536,9 @@ class ProviderSimulator:
     def video_url(self, job: Job) -> str:
         return f"{self.public_url}/files/{job.id}.mp4"
 
-    def forged_video_url(self, job: Job) -> str:
-        """The link a forged push carries: never served (a relay that copies it gets a 404)."""
-        return f"{self.public_url}/files/forged-{job.id}.mp4"
+    def claimed_video_url(self, job: Job, kind: str) -> str:
+        """The link a forged or stale push claims: a forged one's is never served (404)."""
+        return f"{self.public_url}/files/forged-{job.id}.mp4" if kind == "forged" else self.video_url(job)
 
     def url_expired(self, job: Job) -> bool:
         ttl = job.fault.url_ttl_s

@@ -388,8 +388,11 @@ class Fal:
         timestamp = int(time.time()) - (STALE_BY_S if kind == "stale" else 0)
         record = self.sim.record(job.id) or {}
         if kind in ("forged", "stale"):  # both claim a success
-            link = self.sim.forged_video_url(job) if kind == "forged" else self.sim.video_url(job)
-            video = {"url": link, "content_type": "video/mp4", "file_name": f"{job.id}.mp4"}
+            video = {
+                "url": self.sim.claimed_video_url(job, kind),
+                "content_type": "video/mp4",
+                "file_name": f"{job.id}.mp4",
+            }
             outcome: dict[str, Any] = {"status": "OK", "payload": {"video": video}}
         elif record.get("error"):
             detail = {"detail": self._error_detail(record)}

@@ -407,18 +407,12 @@ class Replicate:
             "total_time": round(max(0.0, finished - job.created_at), 6),
         }
         if job.fault.fail:
-            record.update(
-                status="failed",
-                error=FAILURE_MESSAGE,
-                logs=(record["logs"] or "")
-                + f"Traceback (most recent call last):\nRuntimeError: {FAILURE_MESSAGE}\n",
-            )
+            record.update(status="failed", error=FAILURE_MESSAGE)
+            tail = f"Traceback (most recent call last):\nRuntimeError: {FAILURE_MESSAGE}\n"
         else:
-            record.update(
-                status="succeeded",
-                output=self.sim.video_url(job),
-                logs=(record["logs"] or "") + "100%|██████████| 50/50\nVideo written\n",
-            )
+            record.update(status="succeeded", output=self.sim.video_url(job))
+            tail = "100%|██████████| 50/50\nVideo written\n"
+        record["logs"] = (record["logs"] or "") + tail
 
     def _view(self, job: Job) -> dict[str, Any]:
         """The Prediction as the API shows it now: after the retention period its data is gone."""
@@ -434,15 +428,10 @@ class Replicate:
         """The engine's push hook: "progress" (the progress fault), "forged", "stale", "final"."""
         if kind == "progress":
             self._progress(job)
-        elif kind == "forged":
-            body = self._view(job) | {
-                "status": "succeeded",
-                "output": self.sim.forged_video_url(job),
-            }
-            self._send(job, body, _message_id(), kind="forged", secret=_new_secret())
-        elif kind == "stale":
-            body = self._view(job) | {"status": "succeeded", "output": self.sim.video_url(job)}
-            self._send(job, body, _message_id(), kind="stale", age_s=STALE_BY_S)
+        elif kind in ("forged", "stale"):  # both claim a success; only the signature tells
+            body = self._view(job) | {"status": "succeeded", "output": self.sim.claimed_video_url(job, kind)}
+            secret, age_s = (_new_secret(), 0) if kind == "forged" else (None, STALE_BY_S)
+            self._send(job, body, _message_id(), kind=kind, secret=secret, age_s=age_s)
         elif kind == "final":
             hook: _Hook | None = job.meta.get("hook")
             if hook is None or (hook.completed_sent and job.meta.get("cancelled")):
