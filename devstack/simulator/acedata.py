@@ -49,6 +49,7 @@ class AceData:
         ]
 
     def error_body(self, error: SimError) -> dict[str, Any]:
+        """acedata-video.md, "Errors"."""
         return {
             "success": False,
             "error": {"code": error.code, "message": error.message},
@@ -62,6 +63,7 @@ class AceData:
         check_bearer(request, self.sim.config.api_token)
 
     def create(self, request: Request) -> Answer:
+        """acedata-video.md, "POST /<svc>/videos (create)" (Sora: acedata-sora.md, same section)."""
         self._authorize(request)
         body = request.json()
         if not isinstance(body, dict):
@@ -127,6 +129,7 @@ class AceData:
         return self.sim.record(task_id)
 
     def tasks(self, request: Request) -> Answer:
+        """acedata-video.md, "POST /<svc>/tasks (lookup)": retrieve and retrieve_batch."""
         self._authorize(request)
         service = request.groups["svc"]
         body = request.json()

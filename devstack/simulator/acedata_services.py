@@ -56,10 +56,14 @@ def _message(name: str, problem: str, spec: Field, value: Any) -> str:
     return f"{name} must be {wanted}, got {value!r}"
 
 
+def _refuse_first(fields: dict[str, Field], body: dict[str, Any]) -> None:
+    for problem in problems(fields, body):
+        raise bad_request(_message(*problem))
+
+
 def _check(values: dict[str, Any], name: str, spec: Field) -> Any:
     """One field checked by a rule (its spec depends on another field); returns the value."""
-    for problem in problems({name: spec}, values):
-        raise bad_request(_message(*problem))
+    _refuse_first({name: spec}, values)
     return values.get(name, spec.default)
 
 
@@ -71,8 +75,7 @@ class Service:
     not_simulated: ClassVar[frozenset[str]] = frozenset()  # actions on a video made earlier
 
     def validate(self, body: dict[str, Any]) -> Shape:
-        for problem in problems(self.fields, body):
-            raise bad_request(_message(*problem))
+        _refuse_first(self.fields, body)
         values = filled(self.fields, body)
         if values.get("action") in self.not_simulated:
             message = f"{self.name} action {values['action']} is not simulated"
@@ -86,8 +89,7 @@ class Service:
     def delivery(body: dict[str, Any]) -> tuple[str | None, bool]:
         """`callback_url` and `async`, the fields every service takes (acedata-video.md, "POST
         /<svc>/videos (create)")."""
-        for problem in problems(_DELIVERY, body):
-            raise bad_request(_message(*problem))
+        _refuse_first(_DELIVERY, body)
         return body.get("callback_url"), bool(body.get("async"))
 
     def success(self, job: Job, video_url: str) -> dict[str, Any]:

@@ -62,7 +62,9 @@ class FaultMode:
     url_ttl_s: float | None = None  # the video URL stops working this long after the job finished
 
 
-# Add a mode here and it works from prompt markers, config, set_fault and /_sim/fault alike.
+# The failures shared/providers/README.md ("Rules for every adapter", "What users ... report")
+# says the relay must survive. A mode added here works from prompt markers, config, set_fault
+# and /_sim/fault alike.
 FAULTS: dict[str, FaultMode] = {
     "none": FaultMode(),
     "fail": FaultMode(fail=True),
