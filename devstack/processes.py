@@ -78,8 +78,8 @@ class QuietHTTPServer(ThreadingHTTPServer):
     request_queue_size = 1024
     _thread: threading.Thread | None = None
 
-    def __init__(self, owner: Any, port: int = 0) -> None:
-        super().__init__(("127.0.0.1", port), _Dispatch)
+    def __init__(self, owner: Any, port: int = 0, *, host: str = "127.0.0.1") -> None:
+        super().__init__((host, port), _Dispatch)
         self.owner = owner
 
     def handle_error(self, request: Any, client_address: Any) -> None:

@@ -1,13 +1,9 @@
-"""A faithful local simulator of the video providers sora-relay speaks (shared/providers/*.md).
+"""A local simulator of the video providers sora-relay speaks (shared/providers/*.md).
 
-The real providers cost money and the Sora routes answer 404, so every test and the local stack
-talk to this instead. One server speaks each family's documented wire format under its own path
-prefix (AceDataCloud at the root, fal under /fal, Replicate under /replicate: see each dialect's
-module), serves a real MP4 per finished job, and injects the failures the relay must survive
-(core.FAULTS): failed generations, lost, duplicated, late, progress, forged and stale pushes,
-missing, flaky and expiring videos, and 429/5xx on create.
-
-Run it alone with `python -m devstack.simulator --port 8701 --token TOKEN`; embed it in tests with
+One server speaks each family's wire format under its own prefix (AceDataCloud at the root, fal
+under /fal, Replicate under /replicate), serves a real MP4 per finished job and injects the
+failures the relay must survive (core.FAULTS). Run it alone with
+`python -m devstack.simulator --port 8701 --token TOKEN`; embed it with
 `with ProviderSimulator(SimulatorConfig(api_token=...)) as sim: ...`.
 """
 

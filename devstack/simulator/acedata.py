@@ -15,7 +15,8 @@ import secrets
 import time
 import uuid
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import httpx
 
 from devstack.simulator.acedata_services import SERVICES
 from devstack.simulator.core import (
@@ -27,6 +28,7 @@ from devstack.simulator.core import (
     Route,
     SimError,
     bad_request,
+    check_bearer,
 )
 
 MAX_BATCH_IDS = 50
@@ -47,6 +49,7 @@ class AceData:
         ]
 
     def error_body(self, error: SimError) -> dict[str, Any]:
+        """acedata-video.md, "Errors"."""
         return {
             "success": False,
             "error": {"code": error.code, "message": error.message},
@@ -54,30 +57,20 @@ class AceData:
         }
 
     def _authorize(self, request: Request) -> None:
-        header = request.headers.get("authorization", "").strip()
-        if not header or header.lower() == "bearer":
+        """acedata-video.md, "Transport": `Authorization: Bearer <token>`; none at all is a 400."""
+        if request.headers.get("authorization", "").strip().lower() in ("", "bearer"):
             raise SimError(400, "no_token", "no token provided in the Authorization header")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(
-            token.strip().encode(), self.sim.config.api_token.encode()
-        ):
-            raise SimError(401, "invalid_token", "the token is invalid")
+        check_bearer(request, self.sim.config.api_token)
 
     def create(self, request: Request) -> Answer:
+        """acedata-video.md, "POST /<svc>/videos (create)" (Sora: acedata-sora.md, same section)."""
         self._authorize(request)
         body = request.json()
         if not isinstance(body, dict):
             raise bad_request("request body must be a JSON object")
         service = SERVICES[request.groups["svc"]]
-        prompt, width, height, seconds = service.validate(body)
-        callback_url = body.get("callback_url")
-        if callback_url is not None and (
-            not isinstance(callback_url, str) or not callback_url.startswith(("http://", "https://"))
-        ):
-            raise bad_request("callback_url must be an http(s) URL string")
-        async_flag = body.get("async", False)
-        if not isinstance(async_flag, bool):
-            raise bad_request("async must be a boolean")
+        shape = service.validate(body)
+        callback_url, async_flag = service.delivery(body)
         now = time.time()
         record = {
             "id": str(uuid.uuid4()),
@@ -87,15 +80,7 @@ class AceData:
             "type": "videos",
             "request": copy.deepcopy(body),
         }
-        job = self.sim.new_job(
-            self.name,
-            prompt=prompt,
-            width=width,
-            height=height,
-            seconds=seconds,
-            record=record,
-            job_id=record["id"],
-        )
+        job = self.sim.new_job(self.name, shape, record, record["id"])
         job.meta["service"] = service.name
         if callback_url is None and not async_flag:
             # Synchronous mode: the provider holds the request until the video is ready.
@@ -103,9 +88,9 @@ class AceData:
             self.sim.finish(job, self._finish)
             response = job.record["response"]
             return (200 if response["success"] else 500), response, {}
-        if callback_url is None:
-            self.sim.schedule(self.sim.config.callback_delay_s, lambda: self.sim.finish(job, self._finish))
-            return 200, {"task_id": job.id}, {}  # the documented minimal answer
+        if callback_url is None:  # async: the documented minimal answer, then lookups only
+            self.sim.run(job, finish=self._finish)
+            return 200, {"task_id": job.id}, {}
         self.sim.run(job, finish=self._finish, push=lambda job, kind: self._push(job, callback_url, kind))
         return 200, {"success": True, "task_id": job.id}, {}
 
@@ -132,7 +117,7 @@ class AceData:
         body = self.sim.record(job.id) or {}
         response = body.get("response") or {"success": True, "task_id": job.id}
         if kind in ("forged", "stale"):
-            url = _with_query(url, token="forged-" + secrets.token_hex(8))
+            url = str(httpx.URL(url).copy_set_param("token", "forged-" + secrets.token_hex(8)))
         self.sim.deliver(job, url, json.dumps(response).encode(), {}, kind=kind)
 
     def _record(self, task_id: str, service: str) -> dict[str, Any] | None:
@@ -144,6 +129,7 @@ class AceData:
         return self.sim.record(task_id)
 
     def tasks(self, request: Request) -> Answer:
+        """acedata-video.md, "POST /<svc>/tasks (lookup)": retrieve and retrieve_batch."""
         self._authorize(request)
         service = request.groups["svc"]
         body = request.json()
@@ -169,10 +155,3 @@ class AceData:
             items = [record for task_id in ids if (record := self._record(task_id, service)) is not None]
             return 200, {"items": items, "count": len(items)}, {}
         raise bad_request(f"action must be retrieve or retrieve_batch, got {action!r}")
-
-
-def _with_query(url: str, **values: str) -> str:
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    query.update(values)
-    return urlunsplit(parts._replace(query=urlencode(query)))

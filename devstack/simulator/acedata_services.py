@@ -1,9 +1,11 @@
-"""AceDataCloud's video services as the simulator sees them: one class per service, each with the
-checks of its create body and the shape of its result body.
+"""AceDataCloud's video services: per service, its create fields (a schema.Field table), the rules
+across fields, the video it renders and its result body.
 
-Contract: shared/providers/acedata-video.md ("Request fields per service", "Callback and result
-body per service"); the retired Sora service follows shared/providers/acedata-sora.md. The
-dialect (acedata.py) routes `/<svc>/videos` to the service named in the path.
+Contract: shared/providers/acedata-video.md, "Request fields per service" and "Callback and result
+body per service"; the retired Sora service: shared/providers/acedata-sora.md, "POST /sora/videos".
+A video has the frame the service would deliver, except that 2K and 4k render at 1080p's (a 4k
+clip takes ~12 s to encode here). Where the contract records no success word (hailuo, minimax,
+happyhorse), `succeeded` stands in (unverified).
 """
 
 from __future__ import annotations
@@ -14,149 +16,195 @@ import time
 import uuid
 from typing import Any, ClassVar
 
-from devstack.simulator.core import Job, SimError, bad_request
+from devstack.simulator.core import Job, Shape, SimError, bad_request
+from devstack.simulator.schema import Field, filled, frame, problems
 
 _ULID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+PROMPT = Field("string", required=True)
+FLAG, TEXT, URL, URLS = Field("boolean"), Field("string"), Field("url"), Field("strings")
+_DELIVERY = {"callback_url": URL, "async": FLAG}
+
+
+def _choice(options: Any, default: str | None = None, *, required: bool = False) -> Field:
+    return Field("string", options=frozenset(options), default=default, required=required)
+
+
+def _count(options: Any, default: int | None = None, *, required: bool = False) -> Field:
+    return Field("integer", options=options, default=default, required=required)
+
+
+def _message(name: str, problem: str, spec: Field, value: Any) -> str:
+    """AceData's 400 message for a field (acedata-video.md, "Errors"): it names the field."""
+    options = spec.options
+    if problem == "missing":
+        return f"{name} is required" + (
+            f" (one of {sorted(options)})" if spec.kind == "string" and options else ""
+        )
+    if isinstance(options, range):
+        wanted = f"an integer in {options.start} to {options.stop - 1}"
+    elif options is not None:
+        wanted = f"{'an integer in' if spec.kind == 'integer' else 'one of'} {sorted(options)}"
+    else:
+        wanted = {
+            "boolean": "a boolean",
+            "string": "a string",
+            "url": "an http(s) URL string",
+            "strings": "a list of strings",
+            "object": "an object",
+            "number": f"a number from {spec.minimum} to {spec.maximum}",
+        }[spec.kind]
+    return f"{name} must be {wanted}, got {value!r}"
+
+
+def _refuse_first(fields: dict[str, Field], body: dict[str, Any]) -> None:
+    for problem in problems(fields, body):
+        raise bad_request(_message(*problem))
+
+
+def _check(values: dict[str, Any], name: str, spec: Field) -> Any:
+    """One field checked by a rule (its spec depends on another field); returns the value."""
+    _refuse_first({name: spec}, values)
+    return values.get(name, spec.default)
 
 
 class Service:
-    """One AceData video service: its create-body check and its result body."""
+    """One AceData video service: `fields` are checked first, then `shape` applies the rules."""
 
     name: ClassVar[str]
+    fields: ClassVar[dict[str, Field]]
+    not_simulated: ClassVar[frozenset[str]] = frozenset()  # actions on a video made earlier
 
-    def validate(self, body: dict[str, Any]) -> tuple[str, int, int, int]:
-        """Check a create body; returns (prompt, width, height, seconds) of the video to render."""
+    def validate(self, body: dict[str, Any]) -> Shape:
+        _refuse_first(self.fields, body)
+        values = filled(self.fields, body)
+        if values.get("action") in self.not_simulated:
+            message = f"{self.name} action {values['action']} is not simulated"
+            raise SimError(400, "api_not_implemented", message)  # the simulator keeps no videos
+        return self.shape(values)
+
+    def shape(self, values: dict[str, Any]) -> Shape:
         raise NotImplementedError
+
+    @staticmethod
+    def delivery(body: dict[str, Any]) -> tuple[str | None, bool]:
+        """`callback_url` and `async`, the fields every service takes (acedata-video.md, "POST
+        /<svc>/videos (create)")."""
+        _refuse_first(_DELIVERY, body)
+        return body.get("callback_url"), bool(body.get("async"))
 
     def success(self, job: Job, video_url: str) -> dict[str, Any]:
-        raise NotImplementedError
+        return _data(id=str(uuid.uuid4()), video_url=video_url, state="succeeded")
 
 
 class Sora(Service):
-    """The retired `/sora/videos` v2 mode (acedata-sora.md)."""
+    """acedata-sora.md, "POST /sora/videos": the v2 mode only."""
 
     name = "sora"
-    MODELS = frozenset({"sora-2", "sora-2-pro"})
-    DURATIONS = frozenset({4, 8, 12})
-    SIZES = frozenset({"720x1280", "1280x720", "1024x1792", "1792x1024"})
     PRO_ONLY_SIZES = frozenset({"1024x1792", "1792x1024"})
+    fields: ClassVar[dict[str, Field]] = {
+        "prompt": PROMPT,
+        "model": _choice({"sora-2", "sora-2-pro"}, required=True),
+        "duration": _count((4, 8, 12), 4),
+        "size": _choice({"720x1280", "1280x720", *PRO_ONLY_SIZES}, "720x1280"),
+        "image_urls": URLS,
+    }
 
-    def validate(self, body: dict[str, Any]) -> tuple[str, int, int, int]:
-        prompt = _prompt(body.get("prompt"))
-        model = body.get("model")
-        if model not in self.MODELS:
-            raise bad_request(f"model must be one of {sorted(self.MODELS)}, got {model!r}")
-        version = body.get("version")
+    def shape(self, values: dict[str, Any]) -> Shape:
+        version = values.get("version")
         # "2.0" is the documented value; older clients sent the integer 2. bool is an int subclass.
         if not (version == "2.0" or (type(version) is int and version == 2)):
             raise bad_request(f'version must be "2.0" (only the v2 mode is simulated), got {version!r}')
-        duration = body.get("duration", 4)
-        if type(duration) is not int or duration not in self.DURATIONS:
-            raise bad_request(f"duration must be one of {sorted(self.DURATIONS)}, got {duration!r}")
-        size = body.get("size", "720x1280")
-        if size not in self.SIZES:
-            raise bad_request(f"size must be one of {sorted(self.SIZES)}, got {size!r}")
-        if size in self.PRO_ONLY_SIZES and model != "sora-2-pro":
+        size = values["size"]
+        if size in self.PRO_ONLY_SIZES and values["model"] != "sora-2-pro":
             raise bad_request(f"size {size} requires model sora-2-pro")
-        _string_list(body, "image_urls")
         width, height = (int(part) for part in size.split("x"))
-        return prompt, width, height, duration
+        return values["prompt"], width, height, values["duration"]
 
     def success(self, job: Job, video_url: str) -> dict[str, Any]:
-        model = job.record["request"]["model"]
         suffix = "".join(secrets.choice(_ULID_ALPHABET) for _ in range(26))
-        return {"data": [{"id": f"{model}:task_{suffix}", "video_url": video_url, "state": "succeeded"}]}
-
-
-# -- The live services (acedata-video.md, "Request fields per service" and "Callback and result
-# body per service"). A rendered video has the frame the service would deliver for the asked
-# aspect ratio and resolution, except that 2K and 4k render at 1080p's frame: a 4k clip takes
-# ~12 s to encode here. Where the contract records no success word (hailuo, minimax,
-# happyhorse), `succeeded` stands in (unverified).
+        task = f"{job.record['request']['model']}:task_{suffix}"
+        return _data(id=task, video_url=video_url, state="succeeded")
 
 
 class Veo(Service):
     name = "veo"
-    MODELS = frozenset({"veo3", "veo3-fast", "veo31", "veo31-fast", "veo31-fast-ingredients"})
-    ACTIONS = frozenset({"text2video", "image2video", "ingredients2video", "get1080p"})
+    not_simulated = frozenset({"get1080p"})
+    fields: ClassVar[dict[str, Field]] = {
+        "action": _choice({"text2video", "image2video", "ingredients2video", "get1080p"}, required=True),
+        "model": _choice({"veo3", "veo3-fast", "veo31", "veo31-fast", "veo31-fast-ingredients"}),
+        "prompt": PROMPT,
+        "image_urls": URLS,
+        "aspect_ratio": _choice({"16:9", "9:16"}, "16:9"),
+        "resolution": _choice({"4k", "1080p", "gif"}),  # lower case; absent = 720p
+        "translation": FLAG,
+    }
 
-    def validate(self, body: dict[str, Any]) -> tuple[str, int, int, int]:
-        action = _enum(body, "action", self.ACTIONS, required=True)
-        if action == "get1080p":
-            raise _not_simulated("veo", action)
-        model = _enum(body, "model", self.MODELS)
-        prompt = _prompt(body.get("prompt"))
-        images = _string_list(body, "image_urls")
+    def shape(self, values: dict[str, Any]) -> Shape:
+        action, model, images = values["action"], values.get("model"), values.get("image_urls", [])
         if action == "text2video" and images:
             raise bad_request("image_urls needs action image2video or ingredients2video")
         if action != "text2video" and not 1 <= len(images) <= 3:
             raise bad_request(f"image_urls takes 1 to 3 images for action {action}, got {len(images)}")
         if model == "veo31-fast-ingredients" and action == "text2video":
             raise bad_request("model veo31-fast-ingredients needs images (action ingredients2video)")
-        aspect = _enum(body, "aspect_ratio", {"16:9", "9:16"}, default="16:9")
-        resolution = _enum(body, "resolution", {"4k", "1080p", "gif"})  # lower case; absent = 720p
+        resolution = values.get("resolution")
         if resolution == "4k" and model != "veo31":
             raise bad_request("resolution 4k is offered by model veo31 only")
-        _flag(body, "translation")
-        # A gif is served as an MP4 here (the simulator serves MP4 only).
-        width, height = _frame(aspect, "1080p" if resolution in ("1080p", "4k") else "720p")
-        return prompt, width, height, 8  # Veo takes no duration: 8 s
+        # A gif is served as an MP4 here (the simulator serves MP4 only); Veo takes no duration: 8 s.
+        width, height = frame(values["aspect_ratio"], "1080p" if resolution in ("1080p", "4k") else "720p")
+        return values["prompt"], width, height, 8
 
     def success(self, job: Job, video_url: str) -> dict[str, Any]:
-        video = {
-            "id": uuid.uuid4().hex,
-            "video_url": video_url,
-            "created_at": _clock(job.created_at),
-            "complete_at": _clock(job.finished_at),
-            "state": "succeeded",
-        }
-        return {"data": [video]}
+        created, completed = _clock(job.created_at), _clock(job.finished_at)
+        return _data(
+            id=uuid.uuid4().hex,
+            video_url=video_url,
+            created_at=created,
+            complete_at=completed,
+            state="succeeded",
+        )
 
 
 class Kling(Service):
     name = "kling"
-    MODELS = frozenset(
-        {
-            "kling-v1",
-            "kling-v1-6",
-            "kling-v2-master",
-            "kling-v2-1-master",
-            "kling-v2-5-turbo",
-            "kling-v2-6",
-            "kling-v3",
-            "kling-v3-omni",
-            "kling-o1",
-            "kling-video-o1",  # the API reference's spelling of kling-o1
-        }
+    not_simulated = frozenset({"extend"})
+    MODELS = (
+        "kling-v1",
+        "kling-v1-6",
+        "kling-v2-master",
+        "kling-v2-1-master",
+        "kling-v2-5-turbo",
+        "kling-v2-6",
     )
+    # kling-video-o1 is the API reference's spelling of kling-o1.
+    MODELS += ("kling-v3", "kling-v3-omni", "kling-o1", "kling-video-o1")
+    fields: ClassVar[dict[str, Field]] = {
+        "action": _choice({"text2video", "image2video", "extend"}, required=True),
+        "model": _choice(MODELS, "kling-v1"),
+        "prompt": PROMPT,
+        "negative_prompt": TEXT,
+        "start_image_url": URL,
+        "end_image_url": URL,
+        "aspect_ratio": _choice({"16:9", "9:16", "1:1"}, "16:9"),
+        "mode": _choice({"std", "pro", "4k"}, "std"),
+        "cfg_scale": Field("number", minimum=0, maximum=1),
+        "generate_audio": FLAG,
+        "camera_control": Field("object"),
+    }
 
-    def validate(self, body: dict[str, Any]) -> tuple[str, int, int, int]:
-        action = _enum(body, "action", {"text2video", "image2video", "extend"}, required=True)
-        if action == "extend":
-            raise _not_simulated("kling", action)
-        model = _enum(body, "model", self.MODELS, default="kling-v1")
-        prompt = _prompt(body.get("prompt"))
-        _text(body, "negative_prompt")
-        start, end = _url(body, "start_image_url"), _url(body, "end_image_url")
-        image_list = _object_list(body, "image_list", "image_url")
+    def shape(self, values: dict[str, Any]) -> Shape:
+        action, start, end = values["action"], values.get("start_image_url"), values.get("end_image_url")
+        image_list = _object_list(values, "image_list", "image_url")
         if action == "image2video" and not (start or image_list):
             raise bad_request("action image2video needs start_image_url or image_list")
         if action == "text2video" and (start or end or image_list):
             raise bad_request("start_image_url, end_image_url and image_list need action image2video")
-        if str(model).startswith("kling-v3"):
-            duration = _integer(body, "duration", range(3, 16), default=5)
-        else:
-            duration = _integer(body, "duration", (5, 10), default=5)
+        durations = range(3, 16) if values["model"].startswith("kling-v3") else (5, 10)
+        duration = _check(values, "duration", _count(durations, 5))
         if end and duration != 5:
             raise bad_request("duration must be 5 when end_image_url is given")
-        aspect = _enum(body, "aspect_ratio", {"16:9", "9:16", "1:1"}, default="16:9")
-        mode = _enum(body, "mode", {"std", "pro", "4k"}, default="std")
-        _number(body, "cfg_scale", 0, 1)
-        _flag(body, "generate_audio")
-        if body.get("camera_control") is not None and not isinstance(body["camera_control"], dict):
-            raise bad_request("camera_control must be an object")
-        width, height = _frame(aspect, "720p" if mode == "std" else "1080p")
-        return prompt, width, height, duration
+        width, height = frame(values["aspect_ratio"], "720p" if values["mode"] == "std" else "1080p")
+        return values["prompt"], width, height, duration
 
     def success(self, job: Job, video_url: str) -> dict[str, Any]:
         return {
@@ -169,33 +217,34 @@ class Kling(Service):
 
 class Luma(Service):
     name = "luma"
-    ASPECTS = frozenset({"1:1", "16:9", "9:16", "4:3", "3:4", "21:9", "9:21"})
+    not_simulated = frozenset({"extend"})
+    fields: ClassVar[dict[str, Field]] = {
+        "action": _choice({"generate", "extend"}, "generate"),
+        "prompt": PROMPT,
+        "start_image_url": URL,
+        "end_image_url": URL,
+        "aspect_ratio": _choice({"1:1", "16:9", "9:16", "4:3", "3:4", "21:9", "9:21"}, "16:9"),
+        "loop": FLAG,
+        "enhancement": FLAG,
+        "timeout": _count(range(1, 3601), 300),
+    }
 
-    def validate(self, body: dict[str, Any]) -> tuple[str, int, int, int]:
-        action = _enum(body, "action", {"generate", "extend"}, default="generate")
-        if action == "extend":
-            raise _not_simulated("luma", action)
-        prompt = _prompt(body.get("prompt"))
-        _url(body, "start_image_url")
-        _url(body, "end_image_url")
-        aspect = _enum(body, "aspect_ratio", self.ASPECTS, default="16:9")
-        _flag(body, "loop")
-        _flag(body, "enhancement")
-        _integer(body, "timeout", range(1, 3601), default=300)
-        width, height = _frame(aspect, "720p")
-        return prompt, width, height, 5  # Luma takes no duration (5 s: inferred)
+    def shape(self, values: dict[str, Any]) -> Shape:
+        width, height = frame(values["aspect_ratio"], "720p")
+        return values["prompt"], width, height, 5  # Luma takes no duration (5 s: inferred)
 
     def success(self, job: Job, video_url: str) -> dict[str, Any]:
         # The thumbnail is not served: a reader must take video_url, not any `*_url`.
+        size = {"video_width": job.width, "video_height": job.height}
+        thumbnail = {"thumbnail_width": job.width, "thumbnail_height": job.height}
+        thumbnail_url = video_url.removesuffix(".mp4") + ".jpg"
         return {
             "video_id": str(uuid.uuid4()),
             "prompt": job.prompt,
             "video_url": video_url,
-            "video_width": job.width,
-            "video_height": job.height,
-            "thumbnail_url": video_url.removesuffix(".mp4") + ".jpg",
-            "thumbnail_width": job.width,
-            "thumbnail_height": job.height,
+            **size,
+            "thumbnail_url": thumbnail_url,
+            **thumbnail,
             "state": "completed",
         }
 
@@ -203,60 +252,54 @@ class Luma(Service):
 class Hailuo(Service):
     name = "hailuo"
     IMAGE_MODELS = frozenset({"minimax-i2v", "minimax-i2v-director"})
+    fields: ClassVar[dict[str, Field]] = {
+        "action": _choice({"generate"}, required=True),
+        "model": _choice({"minimax-t2v", *IMAGE_MODELS}, "minimax-t2v"),
+        "first_image_url": URL,
+        "prompt": PROMPT,
+    }
 
-    def validate(self, body: dict[str, Any]) -> tuple[str, int, int, int]:
-        _enum(body, "action", {"generate"}, required=True)
-        model = _enum(body, "model", {"minimax-t2v", *self.IMAGE_MODELS}, default="minimax-t2v")
-        image = _url(body, "first_image_url")
-        if (model in self.IMAGE_MODELS) != bool(image):
+    def shape(self, values: dict[str, Any]) -> Shape:
+        if (values["model"] in self.IMAGE_MODELS) != bool(values.get("first_image_url")):
             raise bad_request(f"first_image_url is required by {sorted(self.IMAGE_MODELS)} and only by them")
-        prompt = _prompt(body.get("prompt"))
-        return prompt, 1280, 720, 6  # no shape or duration fields (6 s, 720p: inferred)
+        return values["prompt"], 1280, 720, 6  # no shape or duration fields (6 s, 720p: inferred)
 
     def success(self, job: Job, video_url: str) -> dict[str, Any]:
         request = job.record["request"]
-        video = {
-            "id": str(uuid.uuid4()),
-            "model": request.get("model", "minimax-t2v"),
-            "prompt": job.prompt,
-            "status": "succeeded",
-            "video_url": video_url,
-            "first_image_url": request.get("first_image_url"),
-        }
-        return {"data": [video]}
+        model, image = request.get("model", "minimax-t2v"), request.get("first_image_url")
+        return _data(
+            id=str(uuid.uuid4()),
+            model=model,
+            prompt=job.prompt,
+            status="succeeded",
+            video_url=video_url,
+            first_image_url=image,
+        )
 
 
 class Minimax(Service):
     name = "minimax"
-    RATIOS = frozenset({"adaptive", "21:9", "16:9", "4:3", "1:1", "3:4", "9:16"})
     MEDIA = frozenset({"image_url", "video_url", "audio_url"})
     ROLES = frozenset({"first_frame", "last_frame", "reference_image", "reference_video", "reference_audio"})
+    fields: ClassVar[dict[str, Field]] = {
+        "model": _choice({"MiniMax-H3"}, required=True),
+        "resolution": _choice({"768P", "2K"}, required=True),  # upper case
+        "duration": _count(range(4, 16), required=True),
+        "ratio": _choice({"adaptive", "21:9", "16:9", "4:3", "1:1", "3:4", "9:16"}, "adaptive"),
+    }
 
-    def validate(self, body: dict[str, Any]) -> tuple[str, int, int, int]:
+    def shape(self, values: dict[str, Any]) -> Shape:
         for absent in ("action", "prompt"):
-            if absent in body:
+            if absent in values:
                 raise bad_request(f"{absent} is not a minimax field (the prompt is the text item of content)")
-        _enum(body, "model", {"MiniMax-H3"}, required=True)
-        texts = []
-        for item in _content_items(body):
-            kind = item.get("type")
-            if kind == "text":
-                texts.append(_prompt(item.get("text")))
-            elif kind in self.MEDIA:
-                _media_url(item, kind)
-                _enum(item, "role", self.ROLES, required=True)
-            else:
-                raise bad_request(f"content[].type must be text or one of {sorted(self.MEDIA)}, got {kind!r}")
+        texts, _ = _content(values, self.MEDIA, _choice(self.ROLES, required=True))
         if len(texts) != 1:
             raise bad_request(f"content needs exactly one text item, got {len(texts)}")
-        resolution = _enum(body, "resolution", {"768P", "2K"}, required=True)  # upper case
-        duration = _integer(body, "duration", range(4, 16), required=True)
-        ratio = _enum(body, "ratio", self.RATIOS, default="adaptive")
-        width, height = _frame(ratio, "768p" if resolution == "768P" else "1080p")
-        return texts[0], width, height, duration
+        width, height = frame(values["ratio"], "768p" if values["resolution"] == "768P" else "1080p")
+        return texts[0], width, height, values["duration"]
 
     def success(self, job: Job, video_url: str) -> dict[str, Any]:
-        return {"data": [{"id": str(uuid.uuid4()), "status": "succeeded", "video_url": video_url}]}
+        return _data(id=str(uuid.uuid4()), status="succeeded", video_url=video_url)
 
 
 _SEEDANCE = "doubao-seedance-"
@@ -264,7 +307,6 @@ _SEEDANCE = "doubao-seedance-"
 
 class Seedance(Service):
     name = "seedance"
-    PREFIX = _SEEDANCE
     # The model's duration range, by the model name's version.
     DURATIONS: ClassVar[dict[str, range]] = {
         "1-0": range(2, 13),
@@ -272,113 +314,98 @@ class Seedance(Service):
         "2-0": range(4, 16),
         "2-5": range(4, 16),
     }
-    MODELS = frozenset(
-        _SEEDANCE + name
-        for name in (
-            "1-0-pro-250528",
-            "1-0-pro-fast-251015",
-            "1-5-pro-251215",
-            "1-0-lite-t2v-250428",
-            "1-0-lite-i2v-250428",
-            "2-0-260128",
-            "2-0-fast-260128",
-            "2-0-mini-260615",
-            "2-5-260628",
-        )
-    )
-    RATIOS = frozenset({"16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "adaptive"})
+    MODELS = ("1-0-pro-250528", "1-0-pro-fast-251015", "1-5-pro-251215", "1-0-lite-t2v-250428")
+    MODELS += ("1-0-lite-i2v-250428", "2-0-260128", "2-0-fast-260128", "2-0-mini-260615", "2-5-260628")
+    fields: ClassVar[dict[str, Field]] = {
+        "model": _choice({_SEEDANCE + name for name in MODELS}, required=True),
+        "frames": _count(range(29, 362)),
+        "ratio": _choice({"16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "adaptive"}, "adaptive"),
+        "resolution": _choice({"480p", "720p", "1080p", "4k"}, "720p"),  # lower case
+        "generate_audio": FLAG,
+        "execution_expires_after": _count(range(3600, 259201)),
+    }
 
-    def validate(self, body: dict[str, Any]) -> tuple[str, int, int, int]:
-        model = str(_enum(body, "model", self.MODELS, required=True))
-        texts, images = [], 0
-        for item in _content_items(body):
-            kind = item.get("type")
-            if kind == "text":
-                texts.append(_prompt(item.get("text")))
-            elif kind == "image_url":
-                _media_url(item, kind)
-                _enum(item, "role", {"first_frame", "last_frame", "reference_image"})
-                images += 1
-            else:
-                raise bad_request(f"content[].type must be text or image_url, got {kind!r}")
+    def shape(self, values: dict[str, Any]) -> Shape:
+        model = values["model"]
+        texts, images = _content(
+            values, {"image_url"}, _choice({"first_frame", "last_frame", "reference_image"})
+        )
         if "lite-t2v" in model and images:
             raise bad_request(f"model {model} takes no image; use its i2v twin")
         if "lite-i2v" in model and not images:
             raise bad_request(f"model {model} needs an image_url item in content")
         if not texts and not images:
             raise bad_request("content needs a text item or an image_url item")
-        if "duration" in body and "frames" in body:
+        if "duration" in values and "frames" in values:
             raise bad_request("send duration or frames, not both")
-        frames = _integer(body, "frames", range(29, 362))
+        frames = values.get("frames")
         if frames is not None and (frames - 25) % 4:
             raise bad_request(f"frames must be 25 + 4n, got {frames}")
-        allowed = self.DURATIONS[model.removeprefix(self.PREFIX)[:3]]
-        duration = _integer(body, "duration", [-1, *allowed], default=5)
+        allowed = self.DURATIONS[model.removeprefix(_SEEDANCE)[:3]]
+        duration = _check(values, "duration", _count([-1, *allowed], 5))
         if frames is not None:
             duration = max(1, round(frames / 24))
         elif duration == -1:
             duration = 5  # automatic: the model picks; 5 s here
-        ratio = _enum(body, "ratio", self.RATIOS, default="adaptive")
-        resolution = _enum(body, "resolution", {"480p", "720p", "1080p", "4k"}, default="720p")  # lower case
-        _flag(body, "generate_audio")
-        _integer(body, "execution_expires_after", range(3600, 259201))
-        width, height = _frame(ratio, "1080p" if resolution == "4k" else str(resolution))
+        resolution = values["resolution"]
+        width, height = frame(values["ratio"], "1080p" if resolution == "4k" else resolution)
         return (texts[0] if texts else ""), width, height, duration
 
     def success(self, job: Job, video_url: str) -> dict[str, Any]:
         request = job.record["request"]
         tokens = job.width * job.height * 24 * job.seconds // 1024  # ByteDance's video token count
-        video = {
-            "id": "cgt-" + time.strftime("%Y%m%d%H%M%S") + "-" + secrets.token_hex(3),
-            "status": "succeeded",
-            "content": {"video_url": video_url},
-            "model": request["model"],
-            "ratio": request.get("ratio", "adaptive"),
-            "resolution": request.get("resolution", "720p"),
-            "duration": job.seconds,
-            "usage": {"completion_tokens": tokens, "total_tokens": tokens},
-        }
-        return {"data": [video]}
+        return _data(
+            id="cgt-" + time.strftime("%Y%m%d%H%M%S") + "-" + secrets.token_hex(3),
+            status="succeeded",
+            content={"video_url": video_url},
+            model=request["model"],
+            ratio=request.get("ratio", "adaptive"),
+            resolution=request.get("resolution", "720p"),
+            duration=job.seconds,
+            usage={"completion_tokens": tokens, "total_tokens": tokens},
+        )
 
 
 class Wan(Service):
     name = "wan"
     IMAGE_MODELS = frozenset({"wan2.6-i2v", "wan2.6-i2v-flash", "wan2.6-r2v"})
     _SIZE = re.compile(r"^(?P<width>[1-9][0-9]{2,3})\*(?P<height>[1-9][0-9]{2,3})$")
+    fields: ClassVar[dict[str, Field]] = {
+        "action": _choice({"text2video", "image2video"}, "text2video"),
+        "model": _choice({"wan2.6-t2v", *IMAGE_MODELS}, required=True),
+        "prompt": PROMPT,
+        "image_url": URL,
+        "reference_video_urls": URLS,
+        "audio_url": URL,
+        "negative_prompt": TEXT,
+        "duration": _count((5, 10, 15), 5),
+        "resolution": _choice({"480P", "720P", "1080P"}),  # upper case
+        "shot_type": _choice({"single", "multi"}),
+        "audio": FLAG,
+        "prompt_extend": FLAG,
+    }
 
-    def validate(self, body: dict[str, Any]) -> tuple[str, int, int, int]:
-        action = _enum(body, "action", {"text2video", "image2video"}, default="text2video")
-        model = _enum(body, "model", {"wan2.6-t2v", *self.IMAGE_MODELS}, required=True)
+    def shape(self, values: dict[str, Any]) -> Shape:
+        action, model, image = values["action"], values["model"], values.get("image_url")
         # Wan's guide: text2video takes only wan2.6-t2v, image2video only the image models.
         if (action == "text2video") != (model == "wan2.6-t2v"):
             raise bad_request(f"model {model} does not do action {action}")
-        prompt = _prompt(body.get("prompt"))
-        image = _url(body, "image_url")
         if model in ("wan2.6-i2v", "wan2.6-i2v-flash") and not image:
             raise bad_request(f"model {model} needs image_url")
         if action == "text2video" and image:
             raise bad_request("image_url needs action image2video")
-        _string_list(body, "reference_video_urls")
-        _url(body, "audio_url")
-        _text(body, "negative_prompt")
-        duration = _integer(body, "duration", (5, 10, 15), default=5)
-        resolution = _enum(body, "resolution", {"480P", "720P", "1080P"})  # upper case
-        _enum(body, "shot_type", {"single", "multi"})
-        _flag(body, "audio")
-        _flag(body, "prompt_extend")
-        size = body.get("size")
-        if size is not None:
-            match = self._SIZE.match(size) if isinstance(size, str) else None
-            if match is None:
-                raise bad_request(f"size must be WIDTH*HEIGHT (e.g. 1280*720), got {size!r}")
-            width, height = int(match["width"]), int(match["height"])
-            if width % 2 or height % 2 or max(width, height) > 1920:
-                raise bad_request(f"size must have even sides of at most 1920, got {size!r}")
-        else:
-            # Without a size the tier decides; with an image the image's aspect would, which the
-            # simulator does not read: 16:9.
-            width, height = _frame("16:9", str(resolution or "720P").lower())
-        return prompt, width, height, duration
+        size = values.get("size")
+        if size is None:
+            # The tier decides; with an image the image's aspect would, which is not read here: 16:9.
+            width, height = frame("16:9", str(values.get("resolution") or "720P").lower())
+            return values["prompt"], width, height, values["duration"]
+        match = self._SIZE.match(size) if isinstance(size, str) else None
+        if match is None:
+            raise bad_request(f"size must be WIDTH*HEIGHT (e.g. 1280*720), got {size!r}")
+        width, height = int(match["width"]), int(match["height"])
+        if width % 2 or height % 2 or max(width, height) > 1920:
+            raise bad_request(f"size must have even sides of at most 1920, got {size!r}")
+        return values["prompt"], width, height, values["duration"]
 
     def success(self, job: Job, video_url: str) -> dict[str, Any]:
         return {"video_url": video_url, "state": "completed"}
@@ -394,144 +421,75 @@ class HappyHorse(Service):
         "video_edit": "video-edit",
     }
     MODELS = frozenset(
-        {f"happyhorse-{version}-{kind}" for version in ("1.0", "1.1") for kind in ("t2v", "i2v", "r2v")}
-        | {"happyhorse-1.0-video-edit"}
+        f"happyhorse-{version}-{kind}" for version in ("1.0", "1.1") for kind in ("t2v", "i2v", "r2v")
     )
+    fields: ClassVar[dict[str, Field]] = {
+        "action": _choice(ACTIONS, "generate"),
+        "model": _choice({*MODELS, "happyhorse-1.0-video-edit"}, "happyhorse-1.1-t2v"),
+        "prompt": TEXT,  # optional for image_to_video only
+        "image_url": URL,
+        "image_urls": URLS,
+        "video_url": URL,
+        "duration": _count(range(3, 16), 5),
+        "ratio": _choice({"16:9", "9:16", "1:1", "4:3", "3:4"}, "16:9"),
+        "resolution": _choice({"720P", "1080P"}, "1080P"),  # upper case
+    }
 
-    def validate(self, body: dict[str, Any]) -> tuple[str, int, int, int]:
-        action = str(_enum(body, "action", self.ACTIONS, default="generate"))
-        model = str(_enum(body, "model", self.MODELS, default="happyhorse-1.1-t2v"))
+    def shape(self, values: dict[str, Any]) -> Shape:
+        action, model = values["action"], values["model"]
         if not model.endswith("-" + self.ACTIONS[action]):
             raise bad_request(f"model {model} does not do action {action}")
-        prompt = body.get("prompt")
-        prompt = _prompt(prompt) if prompt is not None or action != "image_to_video" else ""
-        if action == "image_to_video" and not _url(body, "image_url"):
+        prompt = _check(values, "prompt", PROMPT) if action != "image_to_video" else values.get("prompt", "")
+        if action == "image_to_video" and not values.get("image_url"):
             raise bad_request("action image_to_video needs image_url")
-        references = _string_list(body, "image_urls")
+        references = values.get("image_urls", [])
         if action == "reference_to_video" and not 1 <= len(references) <= 9:
             raise bad_request(f"image_urls takes 1 to 9 images for reference_to_video, got {len(references)}")
-        if action == "video_edit" and not _url(body, "video_url"):
+        if action == "video_edit" and not values.get("video_url"):
             raise bad_request("action video_edit needs video_url")
-        duration = _integer(body, "duration", range(3, 16), default=5)
-        ratio = _enum(body, "ratio", {"16:9", "9:16", "1:1", "4:3", "3:4"}, default="16:9")
-        resolution = _enum(body, "resolution", {"720P", "1080P"}, default="1080P")  # upper case
-        width, height = _frame(ratio, str(resolution).lower())
-        return prompt, width, height, duration
-
-    def success(self, job: Job, video_url: str) -> dict[str, Any]:
-        return {"data": [{"id": str(uuid.uuid4()), "video_url": video_url, "state": "succeeded"}]}
+        width, height = frame(values["ratio"], values["resolution"])
+        return prompt, width, height, values["duration"]
 
 
-# -- Field checks: each names the field in its message, as the tests (and a reader) want.
-_TIERS = {"480p": 480, "720p": 720, "768p": 768, "1080p": 1080}
-
-
-def _frame(ratio: str, tier: str) -> tuple[int, int]:
-    """The frame of an aspect ratio at a resolution tier: 16:9 at 720p is 1280x720."""
-    if ratio == "adaptive":  # follows the input image, which is not read here
-        ratio = "16:9"
-    across, down = (int(part) for part in ratio.split(":"))
-    short = _TIERS[tier]
-    if across >= down:
-        return round(short * across / down / 2) * 2, short
-    return short, round(short * down / across / 2) * 2
+def _data(**video: Any) -> dict[str, Any]:
+    return {"data": [video]}
 
 
 def _clock(at: float | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
 
-def _not_simulated(service: str, action: str) -> SimError:
-    # It needs a video made earlier (extend, get1080p), which the simulator does not keep.
-    return SimError(400, "api_not_implemented", f"{service} action {action} is not simulated")
-
-
-def _prompt(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise bad_request("prompt is required and must be a non-empty string")
-    return value
-
-
-def _enum(
-    body: dict[str, Any], name: str, allowed: Any, *, default: str | None = None, required: bool = False
-) -> str | None:
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise bad_request(f"{name} is required (one of {sorted(allowed)})")
-        return default
-    if not isinstance(value, str) or value not in allowed:
-        raise bad_request(f"{name} must be one of {sorted(allowed)}, got {value!r}")
-    return value
-
-
-def _integer(
-    body: dict[str, Any], name: str, allowed: Any, *, default: int | None = None, required: bool = False
-) -> int | None:
-    value = body.get(name)
-    if value is None:
-        if required:
-            raise bad_request(f"{name} is required")
-        return default
-    if type(value) is not int or value not in allowed:  # bool is an int subclass: refused
-        shown = f"{allowed.start} to {allowed.stop - 1}" if isinstance(allowed, range) else sorted(allowed)
-        raise bad_request(f"{name} must be an integer in {shown}, got {value!r}")
-    return value
-
-
-def _number(body: dict[str, Any], name: str, low: float, high: float) -> None:
-    value = body.get(name)
-    if value is not None and (type(value) not in (int, float) or not low <= value <= high):
-        raise bad_request(f"{name} must be a number from {low} to {high}, got {value!r}")
-
-
-def _flag(body: dict[str, Any], name: str) -> None:
-    if body.get(name) is not None and not isinstance(body[name], bool):
-        raise bad_request(f"{name} must be a boolean")
-
-
-def _text(body: dict[str, Any], name: str) -> None:
-    if body.get(name) is not None and not isinstance(body[name], str):
-        raise bad_request(f"{name} must be a string")
-
-
-def _url(body: dict[str, Any], name: str) -> str | None:
-    value = body.get(name)
-    if value is not None and (not isinstance(value, str) or not value.startswith(("http://", "https://"))):
-        raise bad_request(f"{name} must be an http(s) URL string")
-    return value
-
-
-def _string_list(body: dict[str, Any], name: str) -> list[str]:
-    value = body.get(name)
-    if value is not None and (not isinstance(value, list) or not all(isinstance(url, str) for url in value)):
-        raise bad_request(f"{name} must be a list of strings")
-    return value or []
-
-
-def _object_list(body: dict[str, Any], name: str, url_field: str) -> list[dict[str, Any]]:
-    value = body.get(name)
-    if value is None:
+def _object_list(values: dict[str, Any], name: str, url_field: str) -> list[dict[str, Any]]:
+    items = values.get(name)
+    if items is None:
         return []
-    if not isinstance(value, list) or not all(isinstance(item, dict) for item in value):
+    if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
         raise bad_request(f"{name} must be a list of objects")
-    for item in value:
-        _url(item, url_field)
-    return value
+    for item in items:
+        _check(item, url_field, URL)
+    return items
 
 
-def _content_items(body: dict[str, Any]) -> list[dict[str, Any]]:
-    content = body.get("content")
+def _content(values: dict[str, Any], media: set[str] | frozenset[str], role: Field) -> tuple[list[str], int]:
+    """The text prompts and the count of media items of a `content` list (minimax, seedance)."""
+    content = values.get("content")
     if not isinstance(content, list) or not content or not all(isinstance(item, dict) for item in content):
         raise bad_request("content is required and must be a non-empty list of objects")
-    return content
-
-
-def _media_url(item: dict[str, Any], kind: str) -> None:
-    # `{"type": "image_url", "image_url": {"url": ...}}`: a bare string is refused (seedance's guide).
-    holder = item.get(kind)
-    if not isinstance(holder, dict) or _url(holder, "url") is None:
-        raise bad_request(f'content[].{kind} must be an object {{"url": "https://..."}}')
+    texts, count = [], 0
+    for item in content:
+        kind = item.get("type")
+        if kind == "text":
+            texts.append(_check({"prompt": item.get("text")}, "prompt", PROMPT))
+        elif kind in media:
+            # `{"type": "image_url", "image_url": {"url": ...}}`: a bare string is refused (seedance's guide).
+            holder = item.get(kind)
+            if not isinstance(holder, dict) or _check(holder, "url", URL) is None:
+                raise bad_request(f'content[].{kind} must be an object {{"url": "https://..."}}')
+            _check(item, "role", role)
+            count += 1
+        else:
+            raise bad_request(f"content[].type must be text or one of {sorted(media)}, got {kind!r}")
+    return texts, count
 
 
 SERVICES: dict[str, Service] = {

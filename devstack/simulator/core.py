@@ -1,9 +1,9 @@
-"""The provider simulator's engine: one HTTP server, the jobs, faults, MP4 files and pushes.
+"""The provider simulator's engine: one HTTP server, the jobs and their lifecycle, the fault
+table, the MP4 each finished job serves and the log of every push.
 
-Each provider family is a dialect (acedata.py, fal.py, replicate.py) mounted under its own path
-prefix; it validates and answers in its provider's documented wire format and builds the pushes,
-while this module keeps what they share: the jobs and their timers, the fault table, the MP4 each
-finished job serves (rendered on first download), and the log of every push attempt.
+Each provider family is a dialect (acedata.py, fal.py, replicate.py) under its own path prefix:
+it checks requests, writes its provider's records and builds its pushes; the rest lives here.
+Rules every provider keeps: shared/providers/README.md, "Rules for every adapter".
 """
 
 from __future__ import annotations
@@ -13,33 +13,34 @@ import functools
 import json
 import logging
 import re
+import secrets
 import shutil
 import ssl
 import tempfile
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import parse_qsl
 
 import httpx
 
 from devstack.mp4 import render_mp4
+from devstack.processes import QuietHTTPServer, local_http
 
 logger = logging.getLogger("devstack.simulator")
 
 MAX_BODY_BYTES = 1 << 20
 CALLBACK_TIMEOUT_S = 10.0
 FAILURE_MESSAGE = "simulated generation failure"
+STALE_BY_S = 600  # stale-push signs 10 minutes in the past (fal's window is 5, Replicate's too)
 
-# A prompt selects a fault with e.g. "[sim:fail]" or "[sim:429x2]".
-_MARKER = re.compile(r"\[sim:([A-Za-z0-9-]+)\]")
-# "429x2": the create-time fault "429", applied to the first 2 attempts of the same prompt only.
-_COUNTED = re.compile(r"^(?P<base>.+)x(?P<times>[1-9][0-9]*)$")
+_MARKER = re.compile(r"\[sim:([A-Za-z0-9-]+)\]")  # a prompt picks a fault: "[sim:fail]", "[sim:429x2]"
+_COUNTED = re.compile(r"^(?P<base>.+)x(?P<times>[1-9][0-9]*)$")  # "429x2": only the first 2 attempts
 _FILE_ROUTE = re.compile(r"^/files/(?P<job_id>[A-Za-z0-9_-]+)\.mp4$")
 _SIM_TASK_ROUTE = re.compile(r"^/_sim/tasks/(?P<job_id>[A-Za-z0-9_.:-]+)$")
 
@@ -48,8 +49,7 @@ _SIM_TASK_ROUTE = re.compile(r"^/_sim/tasks/(?P<job_id>[A-Za-z0-9_.:-]+)$")
 class FaultMode:
     """What one fault mode changes about a job; the default instance is a clean run."""
 
-    # Refuse the create call with this HTTP status and error code instead of accepting it.
-    create_status: int | None = None
+    create_status: int | None = None  # refuse the create with this status and error code
     create_code: str | None = None
     fail: bool = False  # finish with the provider's failure instead of a video
     callbacks: int = 1  # how often the final push is sent: 0 = lost, 2 = duplicated
@@ -58,12 +58,13 @@ class FaultMode:
     video_unavailable: int = 0  # the first N downloads answer 503
     progress_pushes: int = 0  # intermediate pushes (not terminal) before the final one
     forged_push: bool = False  # first a push whose signature is wrong (or, unsigned, whose token is)
-    stale_push: bool = False  # first a push signed with a timestamp 10 minutes old
+    stale_push: bool = False  # first a push signed with a timestamp STALE_BY_S old
     url_ttl_s: float | None = None  # the video URL stops working this long after the job finished
 
 
-# The fault table: add a mode here and it works from prompt markers, config, set_fault and the
-# control route alike. Create-time modes also accept an "xN" suffix (see _COUNTED).
+# The failures shared/providers/README.md ("Rules for every adapter", "What users ... report")
+# says the relay must survive. A mode added here works from prompt markers, config, set_fault
+# and /_sim/fault alike.
 FAULTS: dict[str, FaultMode] = {
     "none": FaultMode(),
     "fail": FaultMode(fail=True),
@@ -75,9 +76,8 @@ FAULTS: dict[str, FaultMode] = {
     "progress": FaultMode(progress_pushes=2),
     "forged-push": FaultMode(forged_push=True),
     "stale-push": FaultMode(stale_push=True),
-    # The video URL lapses as the job finishes and the push comes late: the copy fails. The link
-    # lapses at once: any copy comes too late, however soon the push or a
-    # lookup hands the link over (with 1 s, a fast lookup could still copy it in time).
+    # The link lapses as the job finishes and the push comes late: any copy comes too late,
+    # however soon a push or a lookup hands the link over.
     "expired-url": FaultMode(url_ttl_s=0.0, late_callback=True),
     "429": FaultMode(create_status=429, create_code="too_many_requests"),
     "500": FaultMode(create_status=500, create_code="api_error"),
@@ -108,8 +108,7 @@ class SimulatorConfig:
     host: str = "127.0.0.1"
     port: int = 0  # 0 = let the OS pick a free port
     video_dir: Path | None = None  # a temp dir (removed on stop) if None
-    # Base of the video URLs handed out; set it when the consumer reaches the simulator under
-    # another name (e.g. http://host.docker.internal:8701 from sam local containers).
+    # Base of the video URLs handed out, when consumers reach the simulator under another name.
     public_url: str | None = None
     fal_key: str | None = None
     fal_user_id: str = "sim-fal-user"
@@ -121,10 +120,7 @@ class SimError(Exception):
 
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
 
 
 def bad_request(message: str) -> SimError:
@@ -149,6 +145,8 @@ class Request:
 
 Answer = tuple[int, Any, dict[str, str]]  # status, JSON body, extra headers
 Route = tuple[str, re.Pattern[str], Callable[[Request], Answer]]
+Shape = tuple[str, int, int, int]  # prompt, width, height, seconds of the video a job renders
+Push = Callable[["Job", str], None]  # push(job, kind): kind is progress | forged | stale | final
 
 
 class Dialect(Protocol):
@@ -186,115 +184,38 @@ class Job:
         return self.state in ("succeeded", "failed")
 
 
+def check_bearer(
+    request: Request, token: str, *, scheme: str = "Bearer", refused: SimError | None = None
+) -> None:
+    """The Authorization header must be `<scheme> <token>`; else `refused` (default: a 401)."""
+    given_scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
+    if given_scheme.lower() != scheme.lower() or not secrets.compare_digest(
+        given.strip().encode(), token.encode()
+    ):
+        raise refused or SimError(401, "invalid_token", "the token is invalid")
+
+
 @functools.cache
 def _tls_context() -> ssl.SSLContext:
     # Loading the CA bundle costs ~40 ms; share it so starting a simulator per test stays cheap.
     return ssl.create_default_context()
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True  # a stuck client must never keep the process alive
-    simulator: ProviderSimulator
+def _send(handler: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str]) -> None:
+    handler.send_response(status)
+    for name, value in {**headers, "Content-Length": str(len(body))}.items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    if handler.command != "HEAD":
+        handler.wfile.write(body)
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    server_version = "sora-relay-simulator/2"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        logger.info("%s %s", self.address_string(), format % args)
-
-    def do_GET(self) -> None:
-        self._route("GET")
-
-    def do_HEAD(self) -> None:
-        self._route("HEAD")
-
-    def do_POST(self) -> None:
-        self._route("POST")
-
-    def do_PUT(self) -> None:
-        self._route("PUT")
-
-    def _route(self, method: str) -> None:
-        sim = self.server.simulator
-        path, _, query = self.path.partition("?")
-        dialect = sim.dialects[-1]  # the root dialect's shape until a prefix picks another
-        try:
-            if path == "/healthz":
-                return self._send_json(200, {"status": "ok"})
-            if method in ("GET", "HEAD") and (match := _FILE_ROUTE.match(path)):
-                return self._send_file(match["job_id"], head=method == "HEAD")
-            request = Request(method, path, _parse_query(query), self._headers(), self._read_body())
-            if path.startswith("/_sim/"):
-                status, body, headers = sim.control(request)
-                return self._send_json(status, body, headers)
-            dialect, request.path = sim.dialect_for(path)
-            for route_method, pattern, handle in dialect.routes():
-                if route_method == method and (found := pattern.fullmatch(request.path)):
-                    request.groups = found.groupdict()
-                    status, body, headers = handle(request)
-                    return self._send_json(status, body, headers)
-            raise SimError(404, "no_api", f"no API for {method} {path}")
-        except SimError as error:
-            self._send_json(error.status, dialect.error_body(error), error.headers)
-        except (BrokenPipeError, ConnectionResetError):
-            logger.info("client went away during %s %s", method, path)
-        except Exception:  # a simulator bug must answer like a provider does, not hang
-            logger.exception("simulator error on %s %s", method, path)
-            error = SimError(500, "api_error", "simulator internal error")
-            self._send_json(500, dialect.error_body(error))
-
-    def _headers(self) -> dict[str, str]:
-        return {name.lower(): value for name, value in self.headers.items()}
-
-    def _read_body(self) -> bytes:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            raise bad_request("invalid Content-Length") from None
-        if length > MAX_BODY_BYTES:
-            raise bad_request("request body too large")
-        return self.rfile.read(length) if length else b""
-
-    def _send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        payload = json.dumps(body).encode("utf-8")
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in (headers or {}).items():
-            self.send_header(name, value)
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
-
-    def _send_file(self, job_id: str, *, head: bool) -> None:
-        sim = self.server.simulator
-        job = sim.job(job_id)
-        if job is not None and job.fault.url_ttl_s is not None and sim.url_expired(job):
-            raise SimError(403, "expired", "the signed URL has expired")
-        path = sim.video_path(job_id)
-        if path is None:
-            raise SimError(404, "not_found", f"no video for {job_id}")
-        if not head and sim.count_download(job_id):
-            raise SimError(503, "service_unavailable", "the video is not available right now")
-        self.send_response(200)
-        self.send_header("Content-Type", "video/mp4")
-        self.send_header("Content-Length", str(path.stat().st_size))
-        self.end_headers()
-        if not head:
-            with path.open("rb") as video:
-                shutil.copyfileobj(video, self.wfile, 64 * 1024)
-
-
-def _parse_query(query: str) -> dict[str, str]:
-    from urllib.parse import parse_qsl
-
-    return dict(parse_qsl(query, keep_blank_values=True))
+def _send_json(handler: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str]) -> None:
+    _send(handler, status, json.dumps(body).encode(), {"Content-Type": "application/json", **headers})
 
 
 class ProviderSimulator:
-    """The simulated providers: an HTTP server in a daemon thread plus timers for the jobs."""
+    """The server and its jobs. Start it with `start()` or as a context manager."""
 
     def __init__(self, config: SimulatorConfig, dialects: list[Dialect] | None = None) -> None:
         if config.fault is not None:
@@ -305,11 +226,9 @@ class ProviderSimulator:
         self._create_attempts: dict[tuple[str, str], int] = {}
         self._fault: str | None = config.fault
         self._timers: list[threading.Timer] = []
-        # Wall seconds of each MP4 render (on a job's first download), for measuring.
-        self.render_seconds: deque[float] = deque(maxlen=100_000)
+        self.render_seconds: deque[float] = deque(maxlen=100_000)  # wall seconds per MP4 render
         self._stopping = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: QuietHTTPServer | None = None
         self._http: httpx.Client | None = None
         self._owns_video_dir = config.video_dir is None
         self._video_dir: Path | None = config.video_dir
@@ -329,15 +248,9 @@ class ProviderSimulator:
             self._video_dir = Path(tempfile.mkdtemp(prefix="sora-sim-"))
         self._video_dir.mkdir(parents=True, exist_ok=True)
         self._stopping.clear()
-        self._http = httpx.Client(timeout=CALLBACK_TIMEOUT_S, verify=_tls_context())
-        server = _Server((self.config.host, self.config.port), _Handler)
-        server.simulator = self
-        self._server = server
-        # A short poll interval keeps stop() fast: shutdown() waits for the next poll.
-        self._thread = threading.Thread(
-            target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="sora-simulator", daemon=True
-        )
-        self._thread.start()
+        self._http = local_http(timeout=CALLBACK_TIMEOUT_S, verify=_tls_context())
+        self._server = QuietHTTPServer(self, self.config.port, host=self.config.host)
+        self._server.start_background("sora-simulator")
         logger.info("simulator listening on %s", self.url)
         return self
 
@@ -351,13 +264,10 @@ class ProviderSimulator:
         for timer in timers:
             timer.join(timeout=CALLBACK_TIMEOUT_S + 1)
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+            self._server.stop_background()
         if self._http is not None:
             self._http.close()
-        self._server = self._thread = self._http = None
+        self._server = self._http = None
         if self._owns_video_dir and self._video_dir is not None:
             shutil.rmtree(self._video_dir, ignore_errors=True)
             self._video_dir = None
@@ -402,10 +312,46 @@ class ProviderSimulator:
         """Sleep up to `seconds`, waking early when the simulator stops; True if it is stopping."""
         return self._stopping.wait(seconds)
 
-    def create_attempts(self, fault: str, prompt: str) -> int:
-        """How many creates came for a create-time fault and prompt (the relay must not resend)."""
-        with self._lock:
-            return self._create_attempts.get((fault, prompt), 0)
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    def handle(self, handler: BaseHTTPRequestHandler) -> None:
+        """Route one request (QuietHTTPServer calls this): health, files, /_sim/*, then dialects."""
+        path, _, query = handler.path.partition("?")
+        method = handler.command
+        dialect = self.dialects[-1]  # the root dialect's shape until a prefix picks another
+        try:
+            if path == "/healthz":
+                return _send_json(handler, 200, {"status": "ok"}, {})
+            if method in ("GET", "HEAD") and (match := _FILE_ROUTE.match(path)):
+                return self._send_file(handler, match["job_id"])
+            headers = {name.lower(): value for name, value in handler.headers.items()}
+            request = Request(method, path, _parse_query(query), headers, _read_body(handler))
+            if path.startswith("/_sim/"):
+                return _send_json(handler, *self.control(request))
+            dialect, request.path = self.dialect_for(path)
+            for route_method, pattern, answer in dialect.routes():
+                if route_method == method and (found := pattern.fullmatch(request.path)):
+                    request.groups = found.groupdict()
+                    return _send_json(handler, *answer(request))
+            raise SimError(404, "no_api", f"no API for {method} {path}")
+        except SimError as error:
+            _send_json(handler, error.status, dialect.error_body(error), error.headers)
+        except (BrokenPipeError, ConnectionResetError):
+            logger.info("client went away during %s %s", method, path)
+        except Exception:  # a simulator bug must answer like a provider does, not hang
+            logger.exception("simulator error on %s %s", method, path)
+            _send_json(handler, 500, dialect.error_body(SimError(500, "api_error", "simulator error")), {})
+
+    def _send_file(self, handler: BaseHTTPRequestHandler, job_id: str) -> None:
+        job = self.job(job_id)
+        if job is not None and self.url_expired(job):
+            raise SimError(403, "expired", "the signed URL has expired")
+        path = self.video_path(job_id)
+        if path is None:
+            raise SimError(404, "not_found", f"no video for {job_id}")
+        if handler.command != "HEAD" and self.count_download(job_id):
+            raise SimError(503, "service_unavailable", "the video is not available right now")
+        _send(handler, 200, path.read_bytes(), {"Content-Type": "video/mp4"})  # small clips
 
     def dialect_for(self, path: str) -> tuple[Dialect, str]:
         for dialect in self.dialects:
@@ -440,15 +386,13 @@ class ProviderSimulator:
             job = self._jobs.get(job_id)
             if job is None:
                 return None
-            return copy.deepcopy(
-                {
-                    "record": job.record,
-                    "dialect": job.dialect,
-                    "state": job.state,
-                    "fault": job.fault_name,
-                    "callbacks": job.callbacks,
-                }
-            )
+            state = {"record": job.record, "dialect": job.dialect, "state": job.state}
+            return copy.deepcopy({**state, "fault": job.fault_name, "callbacks": job.callbacks})
+
+    def create_attempts(self, fault: str, prompt: str) -> int:
+        """How many creates came for a create-time fault and prompt (the relay must not resend)."""
+        with self._lock:
+            return self._create_attempts.get((fault, prompt), 0)
 
     @property
     def fault(self) -> str | None:
@@ -467,14 +411,13 @@ class ProviderSimulator:
             body = request.json()
             if not isinstance(body, dict) or "mode" not in body:
                 raise bad_request('body must be {"mode": <fault mode or null>}')
-            mode = body["mode"]
-            if mode is not None and not isinstance(mode, str):
+            if body["mode"] is not None and not isinstance(body["mode"], str):
                 raise bad_request("mode must be a string or null")
             try:
-                self.set_fault(mode)
+                self.set_fault(body["mode"])
             except ValueError as error:
                 raise bad_request(str(error)) from None
-            return 200, {"mode": mode}, {}
+            return 200, {"mode": body["mode"]}, {}
         if request.method == "GET" and (match := _SIM_TASK_ROUTE.match(request.path)):
             state = self.task_state(match["job_id"])
             if state is None:
@@ -482,20 +425,11 @@ class ProviderSimulator:
             return 200, state, {}
         raise SimError(404, "no_api", f"no control route {request.method} {request.path}")
 
-    # -- what the dialects share ---------------------------------------------------------------
+    # -- the job lifecycle the dialects share ----------------------------------------------------
 
-    def new_job(
-        self,
-        dialect: str,
-        *,
-        prompt: str,
-        width: int,
-        height: int,
-        seconds: int,
-        record: dict[str, Any],
-        job_id: str | None = None,
-    ) -> Job:
+    def new_job(self, dialect: str, shape: Shape, record: dict[str, Any], job_id: str) -> Job:
         """Register a job, or raise the create-time fault its prompt (or the default) asks for."""
+        prompt = shape[0]
         marker = _MARKER.search(prompt)
         with self._lock:
             fault_name = marker.group(1) if marker else (self._fault or "none")
@@ -508,61 +442,57 @@ class ProviderSimulator:
                 key = (fault_name, prompt)
                 attempt = self._create_attempts[key] = self._create_attempts.get(key, 0) + 1
             if limit is None or attempt <= limit:
+                message = f"simulated {fault.create_status} on create (attempt {attempt})"
                 headers = {"Retry-After": "1"} if fault.create_status == 429 else None
-                raise SimError(
-                    fault.create_status,
-                    str(fault.create_code),
-                    f"simulated {fault.create_status} on create (attempt {attempt})",
-                    headers,
-                )
-        job = Job(
-            id=job_id or str(uuid.uuid4()),
-            dialect=dialect,
-            prompt=prompt,
-            width=width,
-            height=height,
-            seconds=seconds,
-            fault_name=fault_name,
-            fault=fault,
-            record=record,
-        )
+                raise SimError(fault.create_status, str(fault.create_code), message, headers)
+        job = Job(job_id, dialect, *shape, fault_name, fault, record)
         with self._lock:
             self._jobs[job.id] = job
         return job
 
-    def run(self, job: Job, *, finish: Callable[[Job], None], push: Callable[[Job, str], None]) -> None:
-        """Drive a job: `push(job, kind)` with kind "progress" (fault-dependent), then "final".
-
-        `finish(job)` sets the job's outcome in the dialect's record (under the lock, once). A
-        late push arrives after late_delay_s; the job itself finishes on time.
-        """
-        delay = self.config.callback_delay_s
+    def run(
+        self,
+        job: Job,
+        *,
+        finish: Callable[[Job], None],
+        push: Push | None = None,
+        begin: Callable[[Job], None] | None = None,
+    ) -> None:
+        """Drive a job: queued, running at a quarter of the delay (`begin` updates the record),
+        done at the delay (`finish` writes the outcome); `push(job, kind)` sends "progress"
+        (fault-dependent) and "forged"/"stale" halfway, then "final". A late push arrives after
+        late_delay_s; the job itself finishes on time."""
+        delay, fault = self.config.callback_delay_s, job.fault
+        self.schedule(delay / 4, lambda: self._begin(job, begin))
+        if push is None:
+            self.schedule(delay, lambda: self.finish(job, finish))
+            return
 
         def final() -> None:
             self.finish(job, finish)
             self.video_path(job.id)  # a provider pushes once the video exists: render it now
-            for _ in range(job.fault.callbacks):
+            for _ in range(fault.callbacks):
                 push(job, "final")
 
-        def progress() -> None:
-            with self._lock:
-                job.state = "running"
-            for _ in range(job.fault.progress_pushes):
-                push(job, "progress")
-
-        if job.fault.progress_pushes:
-            self.schedule(delay / 2, progress)
-        if job.fault.forged_push or job.fault.stale_push:
-            self.schedule(delay / 2, lambda: push(job, "forged" if job.fault.forged_push else "stale"))
-        if job.fault.late_callback:
+        if fault.progress_pushes:
+            self.schedule(delay / 2, lambda: [push(job, "progress") for _ in range(fault.progress_pushes)])
+        if fault.forged_push or fault.stale_push:
+            self.schedule(delay / 2, lambda: push(job, "forged" if fault.forged_push else "stale"))
+        if fault.late_callback:
             self.schedule(delay, lambda: self.finish(job, finish))
-            self.schedule(self.config.late_delay_s, final)
-        else:
-            self.schedule(delay, final)
+        self.schedule(self.config.late_delay_s if fault.late_callback else delay, final)
+
+    def _begin(self, job: Job, begin: Callable[[Job], None] | None) -> None:
+        with self._lock:
+            if not job.terminal:
+                job.state = "running"
+                if begin is not None:
+                    begin(job)
 
     def finish(self, job: Job, finish: Callable[[Job], None]) -> None:
+        """Set the outcome once (under the lock): finishing twice must not change it."""
         with self._lock:
-            if job.terminal:  # finishing twice must not change the outcome
+            if job.terminal:
                 return
             job.state = "failed" if job.fault.fail else "succeeded"
             job.finished_at = time.time()
@@ -588,25 +518,29 @@ class ProviderSimulator:
 
     def deliver(
         self, job: Job, url: str, body: bytes, headers: dict[str, str], *, kind: str = "final"
-    ) -> None:
-        """POST one push and log the attempt on the job."""
-        if self._stopping.is_set():
-            return
+    ) -> int | None:
+        """POST one push and log the attempt on the job; the answer's status (None: no answer)."""
+        if self._stopping.is_set() or self._http is None:
+            return None
         attempt: dict[str, Any] = {"at": time.time(), "url": url, "kind": kind, "status": None, "error": None}
         try:
-            assert self._http is not None
-            answer = self._http.post(
-                url, content=body, headers={"Content-Type": "application/json", **headers}
-            )
-            attempt["status"] = answer.status_code
+            headers = {"Content-Type": "application/json", **headers}
+            attempt["status"] = self._http.post(url, content=body, headers=headers).status_code
         except httpx.HTTPError as error:
             attempt["error"] = f"{type(error).__name__}: {error}"
         attempt["seconds"] = time.time() - attempt["at"]  # how long the push took to be answered
         with self._lock:
             job.callbacks.append(attempt)
+        return attempt["status"]
+
+    # -- videos --------------------------------------------------------------------------------
 
     def video_url(self, job: Job) -> str:
         return f"{self.public_url}/files/{job.id}.mp4"
+
+    def claimed_video_url(self, job: Job, kind: str) -> str:
+        """The link a forged or stale push claims: a forged one's is never served (404)."""
+        return f"{self.public_url}/files/forged-{job.id}.mp4" if kind == "forged" else self.video_url(job)
 
     def url_expired(self, job: Job) -> bool:
         ttl = job.fault.url_ttl_s
@@ -627,28 +561,26 @@ class ProviderSimulator:
         path = self.video_dir / f"{job_id}.mp4"
         with job.render_lock:  # concurrent first downloads render once
             if not path.exists():
-                partial = path.with_suffix(".part")
-                started = time.monotonic()
+                partial, started = path.with_suffix(".part"), time.monotonic()
+                fps = self.config.render_fps
                 render_mp4(
-                    partial,
-                    width=job.width,
-                    height=job.height,
-                    seconds=job.seconds,
-                    seed=job_id,
-                    fps=self.config.render_fps,
+                    partial, width=job.width, height=job.height, seconds=job.seconds, seed=job_id, fps=fps
                 )
                 partial.replace(path)  # atomic, so a reader never sees half a file
                 self.render_seconds.append(time.monotonic() - started)
         return path
 
 
-def check_bearer(request: Request, token: str, *, scheme: str = "Bearer") -> None:
-    """The Authorization header must be `<scheme> <token>`; 401 otherwise."""
-    import secrets
+def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
+    try:
+        length = int(handler.headers.get("Content-Length") or 0)
+    except ValueError:
+        length = -1
+    if not 0 <= length <= MAX_BODY_BYTES:
+        handler.close_connection = True  # the unread body must not be taken for the next request
+        raise bad_request("invalid Content-Length" if length < 0 else "request body too large")
+    return handler.rfile.read(length) if length else b""
 
-    header = request.headers.get("authorization", "").strip()
-    given_scheme, _, given = header.partition(" ")
-    if given_scheme.lower() != scheme.lower() or not secrets.compare_digest(
-        given.strip().encode(), token.encode()
-    ):
-        raise SimError(401, "invalid_token", "the token is invalid")
+
+def _parse_query(query: str) -> dict[str, str]:
+    return dict(parse_qsl(query, keep_blank_values=True))

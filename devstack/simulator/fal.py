@@ -1,12 +1,8 @@
-"""fal.ai's queue dialect, mounted under /fal: submit, status, result, cancel, JWKS, signed webhooks.
+"""fal.ai's queue dialect under /fal: submit, status, result, cancel, JWKS, signed webhooks.
 
-Contract: shared/providers/fal-queue.md (cited per behaviour below as "fal-queue.md, <section>").
-The relay's fal base URL in the local stack is `{simulator}/fal` (the queue) and its JWKS URL
-`{simulator}/fal/.well-known/jwks.json`. Each simulated endpoint is one of the catalogue's fal
-routes, with the input schema its fal page documents (ENDPOINTS); a body that breaks it gets
-fal's 422 `{"detail": [{"loc", "msg", "type"}]}`. Fields an endpoint does not define are
-ignored, as a pydantic input model does by default (inferred: fal's behaviour is not documented);
-they are noted on the job (`meta["ignored_fields"]`) so tests can see them.
+Contract: shared/providers/fal-queue.md (cited below by section). ENDPOINTS are the catalogue's
+fal routes with the input schemas their fal pages document. Fields an endpoint does not define
+are ignored, as a pydantic model does (inferred), and noted in `meta["ignored_fields"]`.
 """
 
 from __future__ import annotations
@@ -18,8 +14,7 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -27,6 +22,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from devstack.simulator.core import (
     FAILURE_MESSAGE,
+    STALE_BY_S,
     Answer,
     Job,
     ProviderSimulator,
@@ -36,26 +32,13 @@ from devstack.simulator.core import (
     bad_request,
     check_bearer,
 )
+from devstack.simulator.schema import Field, Rule, filled, frame, problems
 
-STALE_BY_S = 600  # stale-push: signed with a timestamp 10 minutes old (the window is 5 minutes)
 FAILURE_TYPE = "generation_failed"  # the simulator's own error_type: fal's values are not recorded
 CANCELLED_TYPE = "request_cancelled"  # likewise
-_SHORT_SIDE = {"720p": 720, "1080p": 1080, "1440p": 1440, "2160p": 2160, "4k": 2160}
 
 
 # -- the simulated endpoints' input schemas ---------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Field:
-    """One input field: its JSON type, whether it is required, its enum and its default."""
-
-    kind: type
-    required: bool = False
-    options: tuple[Any, ...] | None = None
-    default: Any = None
-    minimum: float | None = None
-    maximum: float | None = None
 
 
 @dataclass(frozen=True)
@@ -65,61 +48,45 @@ class Endpoint:
     id: str
     source: str
     fields: dict[str, Field]
-    # Rules across fields (documented on the page), as pydantic-style error items.
-    checks: tuple[Callable[[dict[str, Any]], list[dict[str, Any]]], ...] = field(default=())
+    rule: Rule | None = None  # documented on the page; fal answers it as a value_error
 
     @property
     def app(self) -> str:
         """`owner/alias`: where its requests live (fal-queue.md, Status, result, cancel)."""
         return "/".join(self.id.split("/")[:2])
 
-    def value(self, body: dict[str, Any], name: str) -> Any:
-        if name in body:
-            return body[name]
-        spec = self.fields.get(name)
-        return spec.default if spec else None
 
-
-def _ltx_long_clips(body: dict[str, Any]) -> list[dict[str, Any]]:
-    # "Durations longer than 10 seconds ... are only supported with 25 FPS and 1080p resolution."
-    duration = body.get("duration", 6)
-    if (
-        isinstance(duration, int)
-        and duration > 10
-        and (body.get("fps", 25) != 25 or body.get("resolution", "1080p") != "1080p")
-    ):
-        return [
-            {
-                "loc": ["body", "duration"],
-                "msg": "Durations longer than 10 seconds are only supported with 25 FPS and 1080p resolution",
-                "type": "value_error",
-            }
-        ]
-    return []
+def _ltx_long_clips(values: dict[str, Any]) -> tuple[str, str] | None:
+    if values["duration"] > 10 and (values["fps"] != 25 or values["resolution"] != "1080p"):
+        return (
+            "duration",
+            "Durations longer than 10 seconds are only supported with 25 FPS and 1080p resolution",
+        )
+    return None
 
 
 _VEO_COMMON = {
-    "prompt": Field(str, required=True),
-    "duration": Field(str, options=("4s", "6s", "8s"), default="8s"),
-    "negative_prompt": Field(str),
-    "resolution": Field(str, options=("720p", "1080p", "4k"), default="720p"),
-    "generate_audio": Field(bool, default=True),
-    "seed": Field(int),
-    "auto_fix": Field(bool),
-    "safety_tolerance": Field(str, options=("1", "2", "3", "4", "5", "6"), default="4"),
+    "prompt": Field("string", required=True),
+    "duration": Field("string", options=("4s", "6s", "8s"), default="8s"),
+    "negative_prompt": Field("string"),
+    "resolution": Field("string", options=("720p", "1080p", "4k"), default="720p"),
+    "generate_audio": Field("boolean", default=True),
+    "seed": Field("integer"),
+    "auto_fix": Field("boolean"),
+    "safety_tolerance": Field("string", options=("1", "2", "3", "4", "5", "6"), default="4"),
 }
 _KLING_COMMON = {
-    "prompt": Field(str, required=True),
-    "duration": Field(str, options=("5", "10"), default="5"),
-    "negative_prompt": Field(str, default="blur, distort, and low quality"),
-    "cfg_scale": Field(float, default=0.5, minimum=0, maximum=1),
+    "prompt": Field("string", required=True),
+    "duration": Field("string", options=("5", "10"), default="5"),
+    "negative_prompt": Field("string", default="blur, distort, and low quality"),
+    "cfg_scale": Field("number", default=0.5, minimum=0, maximum=1),
 }
 _LTX_COMMON = {
-    "prompt": Field(str, required=True),
-    "duration": Field(int, options=(6, 8, 10, 12, 14, 16, 18, 20), default=6),
-    "resolution": Field(str, options=("1080p", "1440p", "2160p"), default="1080p"),
-    "fps": Field(int, options=(24, 25, 48, 50), default=25),
-    "generate_audio": Field(bool, default=True),
+    "prompt": Field("string", required=True),
+    "duration": Field("integer", options=(6, 8, 10, 12, 14, 16, 18, 20), default=6),
+    "resolution": Field("string", options=("1080p", "1440p", "2160p"), default="1080p"),
+    "fps": Field("integer", options=(24, 25, 48, 50), default=25),
+    "generate_audio": Field("boolean", default=True),
 }
 
 ENDPOINTS: dict[str, Endpoint] = {
@@ -128,34 +95,37 @@ ENDPOINTS: dict[str, Endpoint] = {
         Endpoint(
             "fal-ai/veo3.1",
             "https://fal.ai/models/fal-ai/veo3.1/llms.txt",
-            {**_VEO_COMMON, "aspect_ratio": Field(str, options=("16:9", "9:16"), default="16:9")},
+            {**_VEO_COMMON, "aspect_ratio": Field("string", options=("16:9", "9:16"), default="16:9")},
         ),
         Endpoint(
             "fal-ai/veo3.1/image-to-video",
             "https://fal.ai/docs/model-api-reference/video-generation-api/veo3.1-image-to-video",
             {
                 **_VEO_COMMON,
-                "image_url": Field(str, required=True),
-                "aspect_ratio": Field(str, options=("auto", "16:9", "9:16"), default="auto"),
+                "image_url": Field("string", required=True),
+                "aspect_ratio": Field("string", options=("auto", "16:9", "9:16"), default="auto"),
             },
         ),
         Endpoint(
             "fal-ai/kling-video/v2.5-turbo/pro/text-to-video",
             "https://fal.ai/models/fal-ai/kling-video/v2.5-turbo/pro/text-to-video/llms.txt",
             # The aspect_ratio options are secondary (see the catalogue entry's notes).
-            {**_KLING_COMMON, "aspect_ratio": Field(str, options=("16:9", "9:16", "1:1"), default="16:9")},
+            {
+                **_KLING_COMMON,
+                "aspect_ratio": Field("string", options=("16:9", "9:16", "1:1"), default="16:9"),
+            },
         ),
         Endpoint(
             "fal-ai/kling-video/v2.5-turbo/pro/image-to-video",
             "https://fal.ai/models/fal-ai/kling-video/v2.5-turbo/pro/image-to-video/llms.txt",
-            {**_KLING_COMMON, "image_url": Field(str, required=True), "tail_image_url": Field(str)},
+            {**_KLING_COMMON, "image_url": Field("string", required=True), "tail_image_url": Field("string")},
         ),
         Endpoint(
             "fal-ai/ltx-2.3/text-to-video/fast",
             "https://fal.ai/models/fal-ai/ltx-2.3/text-to-video/fast/llms.txt",
             # aspect_ratio and fps options are secondary (clawhub.ai), the rest from the page.
-            {**_LTX_COMMON, "aspect_ratio": Field(str, options=("16:9", "9:16"), default="16:9")},
-            checks=(_ltx_long_clips,),
+            {**_LTX_COMMON, "aspect_ratio": Field("string", options=("16:9", "9:16"), default="16:9")},
+            rule=_ltx_long_clips,
         ),
         Endpoint(
             "fal-ai/ltx-2.3/image-to-video/fast",
@@ -163,66 +133,47 @@ ENDPOINTS: dict[str, Endpoint] = {
             # "auto" for the image endpoint is unverified.
             {
                 **_LTX_COMMON,
-                "image_url": Field(str, required=True),
-                "end_image_url": Field(str),
-                "aspect_ratio": Field(str, options=("auto", "16:9", "9:16"), default="auto"),
+                "image_url": Field("string", required=True),
+                "end_image_url": Field("string"),
+                "aspect_ratio": Field("string", options=("auto", "16:9", "9:16"), default="auto"),
             },
-            checks=(_ltx_long_clips,),
+            rule=_ltx_long_clips,
         ),
     )
 }
 
 _TYPE_ERRORS = {
-    str: ("string_type", "Input should be a valid string"),
-    bool: ("bool_type", "Input should be a valid boolean"),
-    int: ("int_type", "Input should be a valid integer"),
-    float: ("float_type", "Input should be a valid number"),
+    "string": ("string_type", "Input should be a valid string"),
+    "boolean": ("bool_type", "Input should be a valid boolean"),
+    "integer": ("int_type", "Input should be a valid integer"),
+    "number": ("float_type", "Input should be a valid number"),
 }
 
 
-def _literal_message(options: tuple[Any, ...]) -> str:
-    shown = [repr(option) if isinstance(option, str) else str(option) for option in options]
-    listed = shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} or {shown[-1]}"
-    return f"Input should be {listed}"
-
-
-def _is_kind(value: Any, kind: type) -> bool:
-    if kind is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if kind is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, kind)
+def _detail(name: str, problem: str, spec: Field) -> dict[str, Any]:
+    """One of pydantic's error items, as fal answers them (fal-queue.md, Errors)."""
+    if problem == "missing":
+        kind, message = "missing", "Field required"
+    elif spec.options is not None:
+        shown = [repr(option) if isinstance(option, str) else str(option) for option in spec.options]
+        listed = f"{', '.join(shown[:-1])} or {shown[-1]}" if len(shown) > 1 else shown[0]
+        kind, message = "literal_error", f"Input should be {listed}"
+    elif problem == "type":
+        kind, message = _TYPE_ERRORS[spec.kind]
+    else:
+        bound, sign = (spec.minimum, ">=") if problem == "minimum" else (spec.maximum, "<=")
+        kind, message = (
+            ("greater_than_equal" if sign == ">=" else "less_than_equal"),
+            f"Input should be {sign} {bound}",
+        )
+    return {"loc": ["body", name], "msg": message, "type": kind}
 
 
 def validate(endpoint: Endpoint, body: dict[str, Any]) -> list[dict[str, Any]]:
-    """fal's 422 detail items for a body (pydantic's `loc`/`msg`/`type`), empty when it is valid."""
-    errors: list[dict[str, Any]] = []
-    for name, spec in endpoint.fields.items():
-        loc = ["body", name]
-        if name not in body or body[name] is None:
-            if spec.required:
-                errors.append({"loc": loc, "msg": "Field required", "type": "missing"})
-            continue
-        value = body[name]
-        if spec.options is not None:
-            if not any(type(value) is type(option) and value == option for option in spec.options):
-                errors.append({"loc": loc, "msg": _literal_message(spec.options), "type": "literal_error"})
-            continue
-        if not _is_kind(value, spec.kind):
-            error_type, message = _TYPE_ERRORS[spec.kind]
-            errors.append({"loc": loc, "msg": message, "type": error_type})
-            continue
-        if spec.minimum is not None and value < spec.minimum:
-            errors.append(
-                {"loc": loc, "msg": f"Input should be >= {spec.minimum}", "type": "greater_than_equal"}
-            )
-        if spec.maximum is not None and value > spec.maximum:
-            errors.append(
-                {"loc": loc, "msg": f"Input should be <= {spec.maximum}", "type": "less_than_equal"}
-            )
-    if not errors:
-        for check in endpoint.checks:
-            errors.extend(check(body))
+    """fal's 422 detail items for a body, empty when it is valid; the cross-field checks run last."""
+    errors = [_detail(name, problem, spec) for name, problem, spec, _ in problems(endpoint.fields, body)]
+    if not errors and endpoint.rule and (broken := endpoint.rule(filled(endpoint.fields, body))):
+        errors.append({"loc": ["body", broken[0]], "msg": broken[1], "type": "value_error"})
     return errors
 
 
@@ -234,21 +185,11 @@ class Invalid(SimError):
         self.detail = detail
 
 
-def _seconds(endpoint: Endpoint, body: dict[str, Any]) -> int:
-    duration = endpoint.value(body, "duration")
-    return int(str(duration).removesuffix("s")) if duration is not None else 5
-
-
-def _dimensions(endpoint: Endpoint, body: dict[str, Any]) -> tuple[int, int]:
-    """The video's size from its aspect ratio and resolution ("auto" renders as 16:9)."""
-    short = _SHORT_SIDE.get(str(endpoint.value(body, "resolution") or "1080p"), 1080)
-    long = short * 16 // 9
-    ratio = endpoint.value(body, "aspect_ratio")
-    if ratio == "9:16":
-        return short, long
-    if ratio == "1:1":
-        return short, short
-    return long, short
+def _shape(endpoint: Endpoint, body: dict[str, Any]) -> tuple[int, int, int]:
+    """(width, height, seconds) of the video: the aspect ratio at the resolution, the duration."""
+    values = filled(endpoint.fields, body)
+    width, height = frame(str(values.get("aspect_ratio", "16:9")), str(values.get("resolution", "1080p")))
+    return width, height, int(str(values.get("duration", 5)).removesuffix("s"))
 
 
 def jwk(key: Ed25519PublicKey, kid: str) -> dict[str, str]:
@@ -267,8 +208,7 @@ def jwk(key: Ed25519PublicKey, kid: str) -> dict[str, str]:
 def sign(
     key: Ed25519PrivateKey, *, request_id: str, user_id: str, timestamp: int, body: bytes
 ) -> dict[str, str]:
-    """The four webhook headers (fal-queue.md, Signature verification): ED25519 over
-    `request_id\\nuser_id\\ntimestamp\\nhex(sha256(body))`, the signature in hex."""
+    """The four webhook headers (fal-queue.md, Signature verification)."""
     message = "\n".join((request_id, user_id, str(timestamp), hashlib.sha256(body).hexdigest())).encode()
     return {
         "X-Fal-Webhook-Request-Id": request_id,
@@ -331,8 +271,7 @@ class Fal:
         return 200, {"keys": [jwk(public, kid) for kid, public in self._published]}, {}
 
     def submit(self, request: Request) -> Answer:
-        """fal-queue.md, Submit: `POST /{endpoint-id}?fal_webhook=<url>`, the body is the model's
-        input; the answer carries `request_id`, `gateway_request_id` and the three URLs."""
+        """fal-queue.md, Submit."""
         check_bearer(request, self.key, scheme="Key")  # fal-queue.md, Transport: `Key $FAL_KEY`
         endpoint = self.endpoints[request.groups["endpoint"]]
         body = request.json()
@@ -347,14 +286,10 @@ class Fal:
         if webhook is not None and not webhook.startswith(("http://", "https://")):
             raise bad_request("fal_webhook must be an http(s) URL")
         request_id = str(uuid.uuid4())
-        width, height = _dimensions(endpoint, body)
         job = self.sim.new_job(
             self.name,
-            prompt=str(body.get("prompt", "")),
-            width=width,
-            height=height,
-            seconds=_seconds(endpoint, body),
-            record={
+            (str(body.get("prompt", "")), *_shape(endpoint, body)),
+            {
                 "request_id": request_id,
                 "gateway_request_id": request_id,  # differs only after an internal retry
                 "endpoint": endpoint.id,
@@ -366,14 +301,12 @@ class Fal:
                 "error": None,
                 "error_type": None,
             },
-            job_id=request_id,
+            request_id,
         )
         job.meta["ignored_fields"] = sorted(set(body) - set(endpoint.fields))
         job.meta["endpoint"] = endpoint
-        if webhook is not None:
-            self.sim.run(job, finish=self._finish, push=lambda job, kind: self._push(job, webhook, kind))
-        else:
-            self.sim.schedule(self.sim.config.callback_delay_s, lambda: self.sim.finish(job, self._finish))
+        push = (lambda job, kind: self._push(job, webhook, kind)) if webhook else None
+        self.sim.run(job, finish=self._finish, push=push)
         urls = self._urls(endpoint.app, request_id)
         answer = {
             "status": "IN_QUEUE",
@@ -385,9 +318,7 @@ class Fal:
         return 200, answer, {}
 
     def status(self, request: Request) -> Answer:
-        """fal-queue.md, Status: IN_QUEUE (with queue_position), IN_PROGRESS, or COMPLETED
-        (`error`/`error_type` present when it failed). A job waits in the queue for the first
-        third of its delay, then runs."""
+        """fal-queue.md, Status, result, cancel."""
         check_bearer(request, self.key, scheme="Key")
         job, record = self._job(request)
         logs: list[dict[str, Any]] | None = [] if request.query.get("logs") == "1" else None
@@ -401,14 +332,12 @@ class Fal:
             if record["error"]:
                 answer.update(error=record["error"], error_type=record["error_type"])
             return 200, answer, {}
-        if job.state == "running" or time.time() - job.created_at >= self.sim.config.callback_delay_s / 3:
+        if job.state == "running":
             return 200, {"status": "IN_PROGRESS", "logs": logs}, {}
         return 200, {"status": "IN_QUEUE", "queue_position": 0, "logs": logs}, {}
 
     def result(self, request: Request) -> Answer:
-        """fal-queue.md, Status, result, cancel: the model's output JSON once COMPLETED; a failed
-        request answers its error (422 with detail items). Before completion: 400 (the
-        simulator's choice; fal's answer is not recorded)."""
+        """fal-queue.md, Status, result, cancel (before completion: 400, the simulator's choice)."""
         check_bearer(request, self.key, scheme="Key")
         job, record = self._job(request)
         if not job.terminal:
@@ -418,9 +347,7 @@ class Fal:
         return 200, self._output(job), {}
 
     def cancel(self, request: Request) -> Answer:
-        """fal-queue.md, Status, result, cancel: `PUT …/cancel`. The answers (202
-        CANCELLATION_REQUESTED, 400 ALREADY_COMPLETED) are unverified; a cancelled job finishes
-        as an error."""
+        """fal-queue.md, Status, result, cancel (the answers are unverified): it ends as an error."""
         check_bearer(request, self.key, scheme="Key")
         job, record = self._job(request)
         if job.terminal:
@@ -439,8 +366,7 @@ class Fal:
         record["finished_at"] = job.finished_at
 
     def _output(self, job: Job) -> dict[str, Any]:
-        """fal-queue.md, Status, result, cancel: `{"video": {"url", "content_type", "file_name",
-        "file_size"}}` (the shape is inferred from fal's image example)."""
+        """fal-queue.md, Status, result, cancel (the shape is inferred from fal's image example)."""
         path = self.sim.video_path(job.id)  # renders on first use, like the first download
         video: dict[str, Any] = {
             "url": self.sim.video_url(job),
@@ -454,39 +380,26 @@ class Fal:
         return [{"loc": ["body"], "msg": record["error"], "type": record["error_type"]}]
 
     def _push(self, job: Job, url: str, kind: str) -> None:
-        """fal-queue.md, Webhook: one POST when the request ends, `OK` with the output as
-        `payload` or `ERROR` with `error` and the error body; signed (Signature verification).
-        fal sends no progress pushes, so "progress" only shows in the status route. forged-push
-        first sends an OK signed with a key fal never published, stale-push an OK signed 10
-        minutes ago; the genuine push follows (core.run)."""
+        """fal-queue.md, Webhook and Signature verification. No progress pushes; a forged push is
+        signed with a key never published, a stale one STALE_BY_S ago."""
         if kind == "progress":
             return
-        base = {"request_id": job.id, "gateway_request_id": job.id}
-        key, timestamp = self.signing_key, int(time.time())
-        if kind in ("forged", "stale"):
+        key = self._forger if kind == "forged" else self.signing_key
+        timestamp = int(time.time()) - (STALE_BY_S if kind == "stale" else 0)
+        record = self.sim.record(job.id) or {}
+        if kind in ("forged", "stale"):  # both claim a success
             video = {
-                "url": self.sim.video_url(job),
+                "url": self.sim.claimed_video_url(job, kind),
                 "content_type": "video/mp4",
                 "file_name": f"{job.id}.mp4",
             }
-            if kind == "forged":
-                key = self._forger
-                video["url"] = f"{self.sim.public_url}/files/forged-{job.id}.mp4"
-            else:
-                timestamp -= STALE_BY_S
-            body: dict[str, Any] = {**base, "status": "OK", "payload": {"video": video}}
+            outcome: dict[str, Any] = {"status": "OK", "payload": {"video": video}}
+        elif record.get("error"):
+            detail = {"detail": self._error_detail(record)}
+            outcome = {"status": "ERROR", "error": "Invalid status code: 422", "payload": detail}
         else:
-            record = self.sim.record(job.id) or {}
-            if record.get("error"):
-                body = {
-                    **base,
-                    "status": "ERROR",
-                    "error": "Invalid status code: 422",
-                    "payload": {"detail": self._error_detail(record)},
-                }
-            else:
-                body = {**base, "status": "OK", "payload": self._output(job)}
-        raw = json.dumps(body).encode()
+            outcome = {"status": "OK", "payload": self._output(job)}
+        raw = json.dumps({"request_id": job.id, "gateway_request_id": job.id, **outcome}).encode()
         headers = sign(key, request_id=job.id, user_id=self.user_id, timestamp=timestamp, body=raw)
         self.sim.deliver(job, url, raw, headers, kind=kind)
 

@@ -1,18 +1,8 @@
 """Replicate's dialect under `/replicate`: predictions, Standard Webhooks pushes, the secret.
 
-Contract: shared/providers/replicate.md ("the contract" below), which condenses Replicate's docs
-(receive-webhook, verify-webhook, rate limits, data retention) and the `replicate` SDK. Marks as
-there: (inferred) = no source states it, the simulator picks the plausible behaviour.
-
-Routes (contract: "Create", "Lookup and cancel", "Signature"):
-- `POST /v1/models/{owner}/{name}/predictions` and `POST /v1/predictions` (`version` form)
-- `GET /v1/predictions/{id}`, `POST /v1/predictions/{id}/cancel`
-- `GET /v1/webhooks/default/secret`
-
-The models are Replicate's own input schemas for the catalogue's Replicate entries (MODELS,
-copied from the models' OpenAPI schemas, see each entry), kept apart from catalogue.json on
-purpose: a catalogue entry that spells a field or an enum wrongly is refused here with the 422 the
-real API gives, instead of agreeing with itself.
+Contract: shared/providers/replicate.md ("the contract" below; (inferred) = the simulator's
+plausible pick). MODELS are the models' own input schemas, kept apart from catalogue.json on
+purpose: a catalogue entry that spells a field or an enum wrongly gets the real API's 422.
 """
 
 from __future__ import annotations
@@ -34,6 +24,7 @@ from standardwebhooks import Webhook
 
 from devstack.simulator.core import (
     FAILURE_MESSAGE,
+    STALE_BY_S,
     Answer,
     Job,
     ProviderSimulator,
@@ -42,15 +33,14 @@ from devstack.simulator.core import (
     SimError,
     check_bearer,
 )
+from devstack.simulator.schema import Field, Rule, filled, frame, problems
 
 DEFAULT_RETENTION_S = 3600.0  # contract, "Data retention": API predictions' data goes after 1 h
-STALE_PUSH_AGE_S = 600  # the stale-push fault signs a push 10 minutes in the past
 WEBHOOK_EVENTS = frozenset({"start", "output", "logs", "completed"})
 # Contract, "Create": without a filter Replicate sends `output` events and the final one.
 DEFAULT_EVENTS = frozenset({"output", "completed"})
-# Replicate retries only the final webhook, on a failed request or a 4xx/5xx, with exponential
-# backoff, "the final retry about 1 minute after the prediction completed" (receive-webhook
-# docs). Here: these multiples of callback_delay_s, so tests and the local stack stay fast.
+# Contract, "Webhook": only the final webhook is retried, with backoff; here in multiples of
+# callback_delay_s, so tests and the local stack stay fast.
 FINAL_RETRY_FACTORS = (1, 2, 4)
 MAX_WAIT_S = 60  # contract, "Create": `Prefer: wait` holds the answer for up to 60 s
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"  # prediction ids: 26 lower-case base32 characters
@@ -69,36 +59,22 @@ _TITLES = {
 # -- the simulated models ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class Field:
-    """One input of a model's schema: its JSON type and, where the schema says, its enum or range."""
+_EXPECTED = {"uri": "string", "url": "string"}
 
-    kind: str  # "string" | "uri" | "integer" | "boolean"
-    enum: tuple[Any, ...] | None = None
-    minimum: int | None = None
-    maximum: int | None = None
-    default: Any = None
 
-    def problem(self, name: str, value: Any) -> str | None:
-        # Stricter than Cog's lax coercion on purpose (inferred): "8" for an integer is refused, so
-        # a catalogue entry with the wrong duration_format fails here rather than only in production.
-        if value is None:
-            return None  # nullable inputs; a null is the model's default
-        if self.kind == "integer" and (type(value) is not int):
-            return f"{name}: Invalid type. Expected: integer, given: {type(value).__name__}"
-        if self.kind == "boolean" and type(value) is not bool:
-            return f"{name}: Invalid type. Expected: boolean, given: {type(value).__name__}"
-        if self.kind in ("string", "uri") and not isinstance(value, str):
-            return f"{name}: Invalid type. Expected: string, given: {type(value).__name__}"
-        if self.kind == "uri" and not value.startswith(("https://", "http://", "data:")):
-            return f"{name}: Does not match format 'uri'"
-        if self.enum is not None and value not in self.enum:
-            return f"{name}: {name} must be one of the following: {', '.join(map(str, self.enum))}"
-        if self.minimum is not None and value < self.minimum:
-            return f"{name}: Must be greater than or equal to {self.minimum}"
-        if self.maximum is not None and value > self.maximum:
-            return f"{name}: Must be less than or equal to {self.maximum}"
-        return None
+def _message(name: str, problem: str, spec: Field, value: Any) -> str:
+    """A problem as the schema validator words it (contract, "Errors"). Stricter than Cog's lax
+    coercion on purpose (inferred): "8" for an integer is refused, so a catalogue entry with the
+    wrong duration_format fails here rather than only in production."""
+    text = {
+        "missing": f"{name} is required",
+        "type": f"Invalid type. Expected: {_EXPECTED.get(spec.kind, spec.kind)}, given: {type(value).__name__}",
+        "format": "Does not match format 'uri'",
+        "enum": f"{name} must be one of the following: {', '.join(map(str, spec.options or ()))}",
+        "minimum": f"Must be greater than or equal to {spec.minimum}",
+        "maximum": f"Must be less than or equal to {spec.maximum}",
+    }[problem]
+    return f"{name}: {text}"
 
 
 @dataclass(frozen=True)
@@ -109,8 +85,7 @@ class Model:
     fields: dict[str, Field]
     # (width, height) of the rendered video for a validated input (defaults filled in).
     dimensions: Callable[[dict[str, Any]], tuple[int, int]]
-    rule: Callable[[dict[str, Any]], str | None] = lambda _: None
-    required: tuple[str, ...] = ("prompt",)
+    rule: Rule = lambda _: None
     output: str = "uri"  # every simulated model answers with one URI string (its output schema)
 
     @property
@@ -122,39 +97,27 @@ class Model:
         """The input with defaults filled in, and every problem found (empty when valid)."""
         if not isinstance(given, dict):
             return {}, ["input: Invalid type. Expected: object"]
-        problems = [f"{name}: {name} is required" for name in self.required if given.get(name) in (None, "")]
-        problems += [
+        found = [_message(*problem) for problem in problems(self.fields, given)]
+        found += [
             f"{name}: Additional property {name} is not allowed" for name in given if name not in self.fields
         ]
-        problems += [
-            problem
-            for name, value in given.items()
-            if name in self.fields and (problem := self.fields[name].problem(name, value))
-        ]
-        filled = {name: spec.default for name, spec in self.fields.items() if spec.default is not None}
-        filled.update({name: value for name, value in given.items() if value is not None})
-        if not problems and (problem := self.rule(filled)):
-            problems.append(problem)
-        return filled, problems
+        values = filled(self.fields, given)
+        if not found and (broken := self.rule(values)):
+            found.append(f"{broken[0]}: {broken[1]}")
+        return values, found
 
 
 def _by_ratio(sizes: dict[str, tuple[int, int]]) -> Callable[[dict[str, Any]], tuple[int, int]]:
     return lambda values: sizes[values["aspect_ratio"]]
 
 
-def _hailuo_rule(values: dict[str, Any]) -> str | None:
+def _hailuo_rule(values: dict[str, Any]) -> tuple[str, str] | None:
     # "10 seconds is only available for 768p resolution" (the schema's own description)
     if values["duration"] == 10 and values["resolution"] != "768p":
-        return "duration: 10 seconds is only available for 768p resolution"
+        return "duration", "10 seconds is only available for 768p resolution"
     return None
 
 
-_VEO_SIZES = {
-    ("720p", "16:9"): (1280, 720),
-    ("720p", "9:16"): (720, 1280),
-    ("1080p", "16:9"): (1920, 1080),
-    ("1080p", "9:16"): (1080, 1920),
-}
 _HAILUO_SIZES = {"512p": (912, 512), "768p": (1366, 768), "1080p": (1920, 1080)}
 
 # Sources: the models' OpenAPI schemas as copied in keremk/renku
@@ -167,39 +130,39 @@ MODELS: dict[str, Model] = {
         Model(
             route="google/veo-3.1-fast",
             fields={
-                "prompt": Field("string"),
-                "aspect_ratio": Field("string", enum=("16:9", "9:16"), default="16:9"),
-                "duration": Field("integer", enum=(4, 6, 8), default=8),
+                "prompt": Field("string", required=True),
+                "aspect_ratio": Field("string", options=("16:9", "9:16"), default="16:9"),
+                "duration": Field("integer", options=(4, 6, 8), default=8),
                 "image": Field("uri"),
                 "last_frame": Field("uri"),
                 "negative_prompt": Field("string"),
-                "resolution": Field("string", enum=("720p", "1080p"), default="1080p"),
+                "resolution": Field("string", options=("720p", "1080p"), default="1080p"),
                 "generate_audio": Field("boolean", default=True),
                 "seed": Field("integer"),
             },
-            dimensions=lambda values: _VEO_SIZES[(values["resolution"], values["aspect_ratio"])],
+            dimensions=lambda values: frame(values["aspect_ratio"], values["resolution"]),
         ),
         Model(
             route="kwaivgi/kling-v2.5-turbo-pro",
             fields={
-                "prompt": Field("string"),
+                "prompt": Field("string", required=True),
                 "negative_prompt": Field("string", default=""),
                 "start_image": Field("uri"),
                 "end_image": Field("uri"),
-                "aspect_ratio": Field("string", enum=("16:9", "9:16", "1:1"), default="16:9"),
-                "duration": Field("integer", enum=(5, 10), default=5),
+                "aspect_ratio": Field("string", options=("16:9", "9:16", "1:1"), default="16:9"),
+                "duration": Field("integer", options=(5, 10), default=5),
                 "image": Field("uri"),  # deprecated: use start_image
             },
-            dimensions=_by_ratio({"16:9": (1920, 1080), "9:16": (1080, 1920), "1:1": (1080, 1080)}),
+            dimensions=lambda values: frame(values["aspect_ratio"], "1080p"),
         ),
         Model(
             route="minimax/hailuo-02",
             fields={
-                "prompt": Field("string"),
+                "prompt": Field("string", required=True),
                 "first_frame_image": Field("uri"),
                 "last_frame_image": Field("uri"),
-                "duration": Field("integer", enum=(6, 10), default=6),
-                "resolution": Field("string", enum=("512p", "768p", "1080p"), default="1080p"),
+                "duration": Field("integer", options=(6, 10), default=6),
+                "resolution": Field("string", options=("512p", "768p", "1080p"), default="1080p"),
                 "prompt_optimizer": Field("boolean", default=True),
             },
             dimensions=lambda values: _HAILUO_SIZES[values["resolution"]],
@@ -208,14 +171,14 @@ MODELS: dict[str, Model] = {
         Model(
             route="bytedance/seedance-1.5-pro",
             fields={
-                "prompt": Field("string"),
+                "prompt": Field("string", required=True),
                 "image": Field("uri"),
                 "last_frame_image": Field("uri"),
                 "duration": Field("integer", minimum=2, maximum=12, default=5),
                 "aspect_ratio": Field(
-                    "string", enum=("16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "9:21"), default="16:9"
+                    "string", options=("16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "9:21"), default="16:9"
                 ),
-                "fps": Field("integer", enum=(24,), default=24),
+                "fps": Field("integer", options=(24,), default=24),
                 "camera_fixed": Field("boolean", default=False),
                 "generate_audio": Field("boolean", default=False),
                 "seed": Field("integer"),
@@ -310,10 +273,8 @@ class Replicate:
 
     def _authorize(self, request: Request) -> None:
         """`Authorization: Bearer $REPLICATE_API_TOKEN` (contract, "Transport")."""
-        try:
-            check_bearer(request, self.token)
-        except SimError:
-            raise SimError(401, "Unauthenticated", "You did not pass a valid authentication token") from None
+        refused = SimError(401, "Unauthenticated", "You did not pass a valid authentication token")
+        check_bearer(request, self.token, refused=refused)
 
     # -- create ----------------------------------------------------------------------------------
 
@@ -381,15 +342,8 @@ class Replicate:
             },
             "metrics": {},
         }
-        job = self.sim.new_job(
-            self.name,
-            prompt=str(values["prompt"]),
-            width=width,
-            height=height,
-            seconds=int(values.get("duration", 5)),
-            record=record,
-            job_id=prediction_id,
-        )
+        shape = (str(values["prompt"]), width, height, int(values.get("duration", 5)))
+        job = self.sim.new_job(self.name, shape, record, prediction_id)
         # Output files go with the rest of the data after the retention period (contract, "Data
         # retention"); the expired-url fault's shorter lifetime wins.
         ttl = self.retention_s if job.fault.url_ttl_s is None else min(job.fault.url_ttl_s, self.retention_s)
@@ -435,15 +389,11 @@ class Replicate:
         # output / completed as the four occasions; inferred: start = created).
         created = self._view(job)  # the start event shows the prediction as created, whenever it leaves
         self.sim.schedule(delay / 10, lambda: self._event(job, "start", body=created))
-        self.sim.schedule(delay / 4, lambda: self._begin(job))
-        self.sim.run(job, finish=self._finish, push=self._push)
+        self.sim.run(job, finish=self._finish, push=self._push, begin=self._begin)
 
     def _begin(self, job: Job) -> None:
-        with self.sim.lock:
-            if job.terminal:
-                return
-            job.state = "running"
-            job.record.update(status="processing", started_at=_now_iso(), logs="Starting video generation\n")
+        """The prediction starts processing (called by the engine under its lock)."""
+        job.record.update(status="processing", started_at=_now_iso(), logs="Starting video generation\n")
 
     def _finish(self, job: Job) -> None:
         """The terminal Prediction (called by the engine under its lock, once)."""
@@ -457,18 +407,12 @@ class Replicate:
             "total_time": round(max(0.0, finished - job.created_at), 6),
         }
         if job.fault.fail:
-            record.update(
-                status="failed",
-                error=FAILURE_MESSAGE,
-                logs=(record["logs"] or "")
-                + f"Traceback (most recent call last):\nRuntimeError: {FAILURE_MESSAGE}\n",
-            )
+            record.update(status="failed", error=FAILURE_MESSAGE)
+            tail = f"Traceback (most recent call last):\nRuntimeError: {FAILURE_MESSAGE}\n"
         else:
-            record.update(
-                status="succeeded",
-                output=self.sim.video_url(job),
-                logs=(record["logs"] or "") + "100%|██████████| 50/50\nVideo written\n",
-            )
+            record.update(status="succeeded", output=self.sim.video_url(job))
+            tail = "100%|██████████| 50/50\nVideo written\n"
+        record["logs"] = (record["logs"] or "") + tail
 
     def _view(self, job: Job) -> dict[str, Any]:
         """The Prediction as the API shows it now: after the retention period its data is gone."""
@@ -484,21 +428,16 @@ class Replicate:
         """The engine's push hook: "progress" (the progress fault), "forged", "stale", "final"."""
         if kind == "progress":
             self._progress(job)
-        elif kind == "forged":
-            body = self._view(job) | {
-                "status": "succeeded",
-                "output": f"{self.sim.public_url}/files/forged-{job.id}.mp4",
-            }
-            self._send(job, body, _message_id(), kind="forged", secret=_new_secret())
-        elif kind == "stale":
-            body = self._view(job) | {"status": "succeeded", "output": self.sim.video_url(job)}
-            self._send(job, body, _message_id(), kind="stale", age_s=STALE_PUSH_AGE_S)
+        elif kind in ("forged", "stale"):  # both claim a success; only the signature tells
+            body = self._view(job) | {"status": "succeeded", "output": self.sim.claimed_video_url(job, kind)}
+            secret, age_s = (_new_secret(), 0) if kind == "forged" else (None, STALE_BY_S)
+            self._send(job, body, _message_id(), kind=kind, secret=secret, age_s=age_s)
         elif kind == "final":
             hook: _Hook | None = job.meta.get("hook")
             if hook is None or (hook.completed_sent and job.meta.get("cancelled")):
                 return  # a cancel already sent the terminal event
             hook.completed_sent = True
-            self._event(job, "completed", retries=True)
+            self._event(job, "completed")
 
     def _progress(self, job: Job) -> None:
         """Intermediate events, never terminal: a tqdm line in the logs (`logs`), then on the last
@@ -523,38 +462,19 @@ class Replicate:
         if last:
             self._event(job, "output", body=snapshot)
 
-    def _event(
-        self, job: Job, event: str, *, retries: bool = False, body: dict[str, Any] | None = None
-    ) -> None:
-        """Send one event the caller's filter allows; the terminal one keeps its webhook-id on
-        every retry (contract, "Webhook": dedupe on prediction id + webhook-id)."""
+    def _event(self, job: Job, event: str, *, body: dict[str, Any] | None = None, attempt: int = 0) -> None:
+        """Send one event the caller's filter allows. The terminal one keeps its webhook-id and is
+        retried, re-signed, while refused (contract, "Webhook": dedupe on id + webhook-id)."""
         hook: _Hook | None = job.meta.get("hook")
         if hook is None or event not in hook.events:
             return
-        if event == "completed":
-            message_id = hook.event_ids.setdefault("completed", _message_id())
-        else:
-            message_id = _message_id()
-        self._send(job, body or self._view(job), message_id, kind="final" if event == "completed" else event)
-        if retries:
-            self._retry_if_refused(job, message_id, attempt=0)
-
-    def _retry_if_refused(self, job: Job, message_id: str, *, attempt: int) -> None:
-        """Replicate retries the final webhook after a failed request or a 4xx/5xx (receive-webhook
-        docs), re-signed with a fresh timestamp and the same webhook-id."""
-        with self.sim.lock:
-            last = next(
-                (item for item in reversed(job.callbacks) if item["kind"] in ("final", "retry")), None
-            )
-        status = last["status"] if last else None
-        if attempt >= len(FINAL_RETRY_FACTORS) or (status is not None and 200 <= status < 300):
-            return
-
-        def retry() -> None:
-            self._send(job, self._view(job), message_id, kind="retry")
-            self._retry_if_refused(job, message_id, attempt=attempt + 1)
-
-        self.sim.schedule(self.sim.config.callback_delay_s * FINAL_RETRY_FACTORS[attempt], retry)
+        final = event == "completed"
+        message_id = hook.event_ids.setdefault("completed", _message_id()) if final else _message_id()
+        kind = ("retry" if attempt else "final") if final else event
+        status = self._send(job, body or self._view(job), message_id, kind=kind)
+        if final and attempt < len(FINAL_RETRY_FACTORS) and not (status and 200 <= status < 300):
+            delay = self.sim.config.callback_delay_s * FINAL_RETRY_FACTORS[attempt]
+            self.sim.schedule(delay, lambda: self._event(job, event, attempt=attempt + 1))
 
     def _send(
         self,
@@ -565,11 +485,11 @@ class Replicate:
         kind: str,
         secret: str | None = None,
         age_s: float = 0,
-    ) -> None:
+    ) -> int | None:
         """POST the whole Prediction, signed per Standard Webhooks (contract, "Signature")."""
         hook: _Hook | None = job.meta.get("hook")
         if hook is None:
-            return
+            return None
         raw = json.dumps(body, separators=(",", ":"))
         moment = datetime.fromtimestamp(int(time.time() - age_s), tz=UTC)
         headers = {
@@ -579,7 +499,7 @@ class Replicate:
                 msg_id=message_id, timestamp=moment, data=raw
             ),
         }
-        self.sim.deliver(job, hook.url, raw.encode(), headers, kind=kind)
+        return self.sim.deliver(job, hook.url, raw.encode(), headers, kind=kind)
 
     # -- lookup, cancel, secret ------------------------------------------------------------------
 
@@ -610,7 +530,7 @@ class Replicate:
             hook: _Hook | None = job.meta.get("hook")
             if hook is not None:
                 hook.completed_sent = True
-            self.sim.schedule(0, lambda: self._event(job, "completed", retries=True))
+            self.sim.schedule(0, lambda: self._event(job, "completed"))
         return 200, self._view(job), {}
 
     def webhook_secret(self, request: Request) -> Answer:

@@ -1,0 +1,83 @@
+"""One way to declare a simulated route's input fields and the frame it renders, for all dialects.
+
+Each provider words its validation errors its own way (acedata-video.md, "Errors"; fal-queue.md,
+"Errors"; replicate.md, "Errors"), so `problems` only finds what is wrong, as
+(field, problem, spec, value); each dialect turns those into its provider's answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import Any
+
+SHORT_SIDES = {"480p": 480, "720p": 720, "768p": 768, "1080p": 1080, "1440p": 1440, "2160p": 2160, "4k": 2160}
+# A rule across fields, on the values with defaults filled in: (field, message) when broken.
+Rule = Callable[[dict[str, Any]], tuple[str, str] | None]
+_SCHEMES = {"url": ("http://", "https://"), "uri": ("http://", "https://", "data:")}
+
+
+@dataclass(frozen=True)
+class Field:
+    """One input field. None counts as absent, so the default applies (every provider's way)."""
+
+    kind: str  # string | url (http/s) | uri (also data:) | integer | number | boolean | strings | object
+    options: Collection[Any] | None = None  # an enum or a range; the value must match its type too
+    default: Any = None
+    required: bool = False
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def problem(self, value: Any) -> str | None:
+        """What is wrong with a given (not None) value: type, format, enum, minimum, maximum."""
+        if not _is_kind(value, self.kind):
+            return "type"
+        if self.kind in _SCHEMES and not value.startswith(_SCHEMES[self.kind]):
+            return "format"
+        if self.options is not None and not any(
+            type(value) is type(option) and value == option for option in self.options
+        ):
+            return "enum"
+        if self.minimum is not None and value < self.minimum:
+            return "minimum"
+        if self.maximum is not None and value > self.maximum:
+            return "maximum"
+        return None
+
+
+def _is_kind(value: Any, kind: str) -> bool:
+    if kind in ("integer", "number"):
+        allowed = int if kind == "integer" else (int, float)
+        return isinstance(value, allowed) and not isinstance(value, bool)
+    if kind == "strings":
+        return isinstance(value, list) and all(isinstance(item, str) for item in value)
+    return isinstance(value, {"boolean": bool, "object": dict}.get(kind, str))
+
+
+def problems(fields: dict[str, Field], body: dict[str, Any]) -> list[tuple[str, str, Field, Any]]:
+    """Every field's problem in declaration order: "missing" or one of Field.problem's."""
+    found = []
+    for name, spec in fields.items():
+        value = body.get(name)
+        if value is None or (spec.required and isinstance(value, str) and not value.strip()):
+            if spec.required:
+                found.append((name, "missing", spec, value))
+        elif problem := spec.problem(value):
+            found.append((name, problem, spec, value))
+    return found
+
+
+def filled(fields: dict[str, Field], body: dict[str, Any]) -> dict[str, Any]:
+    """The body with each absent field's default."""
+    values = {name: spec.default for name, spec in fields.items() if spec.default is not None}
+    return values | {name: value for name, value in body.items() if value is not None}
+
+
+def frame(ratio: str, tier: str) -> tuple[int, int]:
+    """(width, height) of an aspect ratio at a resolution tier: 16:9 at 720p is 1280x720. "auto"
+    and "adaptive" follow the input image, which the simulator does not read: 16:9."""
+    short = SHORT_SIDES[tier.lower()]
+    across, down = (int(part) for part in ("16:9" if ratio in ("auto", "adaptive") else ratio).split(":"))
+    if across >= down:
+        return round(short * across / down / 2) * 2, short
+    return short, round(short * down / across / 2) * 2
