@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from devstack.load import (
-    FAST_FUNCTION_ENV,
     FAST_PARAMETERS,
     FAST_SCHEDULE_SECONDS,
     FAST_VISIBILITY_SECONDS,
+    LOAD_FUNCTION_ENV,
     LoadRunner,
     add_crashes,
 )
@@ -307,7 +307,7 @@ def load(args: argparse.Namespace) -> int:
         late_callback_delay=3.0,
         workers=args.workers,
         console_logs=args.verbose,
-        function_env=FAST_FUNCTION_ENV,
+        function_env=LOAD_FUNCTION_ENV,
         parameters=FAST_PARAMETERS,
         schedule_interval_s=FAST_SCHEDULE_SECONDS,
         aws_fault_rate=args.aws_fault_rate,

@@ -48,6 +48,8 @@ FAST_FUNCTION_ENV = {
     "ARCHIVE_BASE_DELAY_SECONDS": "0.2",
     "WEBHOOK_RETRY_SCHEDULE": "0.5,1,1,2,2,3,3",
     "RECONCILE_STALE_AFTER_SECONDS": "4",
+    # A recorded result's copy is queued again at most this often (production: 15 min, as stale).
+    "RECONCILE_COPY_REQUEUE_AFTER_SECONDS": "4",
     # Well past the longest dispatch backoff and a few 60 s visibility timeouts, as production's
     # 6 h is past its ~30 min of dispatch attempts: otherwise a task the provider never accepts
     # may time out before dispatch gives up on it (still terminal, but for the other reason). And
@@ -61,6 +63,11 @@ FAST_FUNCTION_ENV = {
     # as production's 960 s lease matches its queue's 960 s visibility timeout.
     "ARCHIVE_LEASE_SECONDS": "15",
 }
+# `make load` keeps a backlog in the archive queue for minutes (4 archive instances behind
+# hundreds of copies): a copy waiting its turn there is not queued again every 4 s (that doubled
+# the queue every few runs), only after 2 min, which still replaces a message a crashed callback
+# never sent long before the run ends.
+LOAD_FUNCTION_ENV = {**FAST_FUNCTION_ENV, "RECONCILE_COPY_REQUEUE_AFTER_SECONDS": "120"}
 FAST_PARAMETERS = {"DispatchMaxAttempts": "3"}
 # The queues' VisibilityTimeout locally (production: 60 s, 960 s for the archive queue): how long
 # the message of a crashed or timed-out invocation stays hidden before it is delivered again.

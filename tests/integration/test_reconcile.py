@@ -14,12 +14,12 @@ from tests.integration.conftest import VALID, submitted
 MINUTE_MS = 60_000
 
 
-def _age(stack, task_id: str, minutes: int) -> None:
-    """Pretend the task was created `minutes` ago."""
+def _age(stack, task_id: str, minutes: int, *, fields: tuple[str, ...] = ("created_ms",)) -> None:
+    """Pretend the task was created (or each of `fields` happened) `minutes` ago."""
     boto3.client("dynamodb", region_name="us-east-1").update_item(
         TableName=stack.refs["TasksTable"],
         Key={"task_id": {"S": task_id}},
-        UpdateExpression="SET created_ms = :c",
+        UpdateExpression="SET " + ", ".join(f"{name} = :c" for name in fields),
         ExpressionAttributeValues={":c": {"N": str(now_millis() - minutes * MINUTE_MS)}},
     )
 
@@ -84,7 +84,7 @@ def test_a_failed_copy_is_copied_again(api, internet, stack, handlers, mp4_bytes
     internet.videos["/flaky.mp4"] = lambda: httpx.Response(503)
     api.callback(call["body"]["callback_url"], internet.success_body(call, video_path="/flaky.mp4"))
     assert _task(stack, video["id"])["copy_error"]
-    _age(stack, video["id"], 20)
+    _age(stack, video["id"], 20, fields=("created_ms", "result_received_ms"))
 
     # When the URL works again and the reconciler runs
     del internet.videos["/flaky.mp4"]
@@ -95,6 +95,51 @@ def test_a_failed_copy_is_copied_again(api, internet, stack, handlers, mp4_bytes
     api.archive()
     assert int(_task(stack, video["id"])["video_bytes"]) == len(mp4_bytes)
     assert len(internet.queries) == asked
+
+
+def test_a_copy_waiting_on_the_archive_queue_is_not_queued_again_by_every_run(api, internet, stack, handlers):
+    # Given a result whose copy failed once 20 minutes ago (its message retries on the archive
+    # queue, held up behind a backlog)
+    video, call = submitted(api, internet)
+    internet.videos["/slow.mp4"] = lambda: httpx.Response(503)
+    api.callback(call["body"]["callback_url"], internet.success_body(call, video_path="/slow.mp4"))
+    _age(stack, video["id"], 20, fields=("created_ms", "result_received_ms"))
+    archive_queue = stack.refs["ArchiveQueue"]
+    queued = _messages(archive_queue)
+
+    # When the reconciler runs three times in a row
+    outcomes = [_reconcile(handlers) for _ in range(3)]
+
+    # Then the copy is queued again once, and the next runs leave it to that message
+    assert outcomes == [{"copy_queued": 1}, {"copy_waiting": 1}, {"copy_waiting": 1}]
+    assert _messages(archive_queue) == queued + 1
+    assert int(_task(stack, video["id"])["copy_requeued_ms"]) > now_millis() - MINUTE_MS
+
+    # And once that requeue is itself old (lost, as far as anyone can tell), it is queued once more
+    _age(stack, video["id"], 20, fields=("copy_requeued_ms",))
+    assert _reconcile(handlers) == {"copy_queued": 1}
+    assert _messages(archive_queue) == queued + 2
+
+
+def test_a_result_that_just_came_is_left_to_the_copy_its_callback_queued(api, internet, stack, handlers):
+    # Given an old task whose result came a moment ago (the callback queued its copy)
+    video, call = submitted(api, internet)
+    internet.videos["/slow.mp4"] = lambda: httpx.Response(503)
+    api.callback(call["body"]["callback_url"], internet.success_body(call, video_path="/slow.mp4"))
+    _age(stack, video["id"], 20)
+
+    # Then the reconciler does not queue it a second time
+    assert _reconcile(handlers) == {"copy_waiting": 1}
+
+
+def _messages(queue_url: str) -> int:
+    attributes = boto3.client("sqs", region_name="us-east-1").get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
 
 
 def test_past_the_deadline_a_task_times_out(api, internet, stack, handlers, downstream):

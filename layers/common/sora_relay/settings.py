@@ -105,6 +105,11 @@ class Settings(BaseModel):
     reconcile_stale_after_seconds: float = Field(900, ge=0)
     reconcile_deadline_seconds: float = Field(6 * 3600, ge=0)
     reconcile_max_tasks: int = Field(500, ge=1)
+    # A recorded result whose copy was queued (by the callback or a run) this recently is left to
+    # the archive queue, which retries it on its own: queuing it again on every run would flood the
+    # queue with repeats exactly when a backlog holds the copies up. After this long with no copy,
+    # the message is taken as lost (a callback cut off between the two writes) and queued again.
+    reconcile_copy_requeue_after_seconds: float = Field(900, ge=0)
     # A run stops taking new work when less than this is left of its invocation's time.
     reconcile_stop_margin_seconds: float = Field(30.0, ge=0)
 

@@ -201,6 +201,29 @@ class TaskStore:
             },
         )
 
+    def mark_copy_requeued(self, task_id: str, *, unless_since_ms: int) -> Task:
+        """Record that the reconciler queued the task's copy again, unless its copy was queued
+        (by the callback, or by this) at or after `unless_since_ms`: then TransitionRejected, and
+        the copy already waiting on the archive queue is left to come up."""
+        now = now_millis()
+        return self._update(
+            task_id,
+            update="SET copy_requeued_ms = :now, updated_ms = :now ADD #version :one",
+            condition=(
+                "attribute_exists(task_id) AND #status IN (:q, :p) AND attribute_exists(provider_video_url) "
+                "AND (attribute_not_exists(result_received_ms) OR result_received_ms < :since) "
+                "AND (attribute_not_exists(copy_requeued_ms) OR copy_requeued_ms < :since)"
+            ),
+            names={"#status": "status", "#version": "version"},
+            values={
+                ":now": now,
+                ":since": unless_since_ms,
+                ":one": 1,
+                ":q": Status.QUEUED.value,
+                ":p": Status.IN_PROGRESS.value,
+            },
+        )
+
     def release_archive(self, task_id: str, claim: str, *, reason: str) -> Task:
         """Give the claim back after a failed copy attempt, recording why it failed."""
         return self._update(

@@ -72,10 +72,11 @@ class Task(BaseModel):
     error_code: str | None = None
     error_message: str | None = None
     # The provider's result, recorded by the callback (or the reconciler) and copied by the
-    # archive step: when it came, the archive attempt holding the copy and until when, and why the
-    # last attempt failed.
+    # archive step: when it came, when the reconciler last queued its copy again, the archive
+    # attempt holding the copy and until when, and why the last attempt failed.
     provider_video_url: str | None = None
     result_received_ms: int | None = None
+    copy_requeued_ms: int | None = None
     archive_claim: str | None = None
     archive_lease_ms: int | None = None
     copy_error: str | None = None

@@ -5,8 +5,10 @@ up and queues; the archive step copies:
 - open tasks older than a threshold with no recorded result are looked up with the provider's
   batch query (50 ids a call) and their results applied as a callback's would be (a finished
   video is recorded and queued for the archive step; a failure fails the task);
-- open tasks with a recorded result whose copy is not running (no live archive claim) are
-  queued for the archive step again, so a lost archive message is replaced;
+- open tasks with a recorded result whose copy is not running (no live archive claim) and was
+  not queued recently (`reconcile_copy_requeue_after_seconds`: the result's arrival, or this
+  step's last requeue) are queued for the archive step again, so a lost archive message is
+  replaced without flooding the queue with repeats of copies that are only waiting their turn;
 - a task without a result past the hard deadline, `in_progress` or still `queued`, fails with
   `timeout`. A task whose result came is left to the archive step, whose last attempt fails it.
 A run stops taking new work when its invocation is about to run out of time; the next run
@@ -55,13 +57,16 @@ def reconcile(
     )
     outcomes: Counter[str] = Counter()
     recorded = [task for task in stale if task.provider_video_url]
+    requeue_since_ms = now_ms - int(settings.reconcile_copy_requeue_after_seconds * 1000)
     for task in recorded:
         if out_of_time():
             outcomes["left_for_next_run"] += 1
         elif task.archive_lease_ms and task.archive_lease_ms > now_ms:
             outcomes["archiving"] += 1
+        elif max(task.result_received_ms or 0, task.copy_requeued_ms or 0) >= requeue_since_ms:
+            outcomes["copy_waiting"] += 1
         else:
-            outcomes[_queue_copy(deps, task)] += 1
+            outcomes[_queue_copy(deps, task, requeue_since_ms)] += 1
 
     def by_model(task: Task) -> tuple[str, str]:
         return task.provider, task.model
@@ -107,11 +112,21 @@ def _provider_results(
     return {result.provider_task_id: result for result in deps.provider(provider_name).query(model, ids)}
 
 
-def _queue_copy(deps: Deps, task: Task) -> str:
+def _queue_copy(deps: Deps, task: Task, requeue_since_ms: int) -> str:
+    """Mark the copy requeued, then queue it. The mark comes first so that two runs (or a run and
+    a stale read) never both queue it; a send that fails after it is retried by a run one window
+    later, as a lost message would be."""
+    try:
+        deps.task_store.mark_copy_requeued(task.task_id, unless_since_ms=requeue_since_ms)
+    except TransitionRejected:
+        return "copy_waiting"  # settled, claimed or queued since the lookup
+    except SoraRelayError as error:
+        logger.warning("Could not mark the copy requeued; next run retries", extra={"error_code": error.code})
+        return "error"
     try:
         queue_archive(deps, task)
     except SoraRelayError as error:
-        logger.warning("Could not queue the copy; next run retries", extra={"error_code": error.code})
+        logger.warning("Could not queue the copy; a later run retries", extra={"error_code": error.code})
         return "error"
     return "copy_queued"
 
