@@ -73,7 +73,11 @@ FAST_PARAMETERS = {"DispatchMaxAttempts": "3"}
 # the message of a crashed or timed-out invocation stays hidden before it is delivered again.
 FAST_VISIBILITY_SECONDS = 15
 FAST_SCHEDULE_SECONDS = 1.0
-SUBMIT_ATTEMPTS, SUBMIT_RETRY_S = 8, 45.0  # a submit is retried at least this often and this long
+# A submit is retried at least this often and this long. The local gateway answers 500 when none
+# of a function's few instances frees up within 30 s (Lambda would scale out): with 1,000 tasks
+# and 300 at once a submit can meet that many times over, and a client that must get its videos
+# made keeps trying for minutes, as a batch job would. 45 s left 121 of 1,000 never accepted.
+SUBMIT_ATTEMPTS, SUBMIT_RETRY_S = 8, 600.0
 
 
 @dataclass(frozen=True)
