@@ -9,6 +9,8 @@ import io
 import json
 import logging
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,21 @@ class LambdaContext:
 def load_event(name: str) -> dict[str, Any]:
     """One of events/*.json, the same file `sam local invoke -e` takes."""
     return copy.deepcopy(json.loads((EVENTS / f"{name}.json").read_text()))
+
+
+def probe_json(script: str, *args: str, env: dict[str, str]) -> Any:
+    """Run `script` in a fresh interpreter (a function's init, away from this process's imports)
+    and return the JSON it prints last; a failing probe fails the test with its stderr."""
+    answer = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+        timeout=120,
+    )
+    assert answer.returncode == 0, answer.stderr
+    return json.loads(answer.stdout.strip().splitlines()[-1])
 
 
 def load_handler(function: str) -> ModuleType:

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, probe_json
 
 EVENTS = ROOT / "events"
 
@@ -41,16 +39,7 @@ def _built_after_init(function: str, init_type: str) -> dict[str, bool]:
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_LAMBDA_INITIALIZATION_TYPE": init_type,
     }
-    answer = subprocess.run(
-        [sys.executable, "-c", _PROBE, str(ROOT / "functions" / function / "app.py")],
-        capture_output=True,
-        text=True,
-        env=environment,
-        check=False,
-        timeout=120,
-    )
-    assert answer.returncode == 0, answer.stderr
-    return json.loads(answer.stdout.strip().splitlines()[-1])
+    return probe_json(_PROBE, str(ROOT / "functions" / function / "app.py"), env=environment)
 
 
 def test_an_on_demand_init_of_the_callback_builds_none_of_the_api_answers():

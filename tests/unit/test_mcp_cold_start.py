@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -19,7 +17,7 @@ from sora_relay.settings import Settings
 from sora_relay_mcp import lambda_endpoint
 from sora_relay_mcp.in_process import USE_CASES, Caller, InProcessBackend
 from sora_relay_mcp.server import build_server
-from tests.conftest import EVENTS, ROOT
+from tests.conftest import EVENTS, ROOT, probe_json
 
 _PROBE = r"""
 import importlib.util, json, socket, sys
@@ -68,23 +66,8 @@ def _probe(phase: str, init_type: str, function: str = "mcp") -> dict:
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_LAMBDA_INITIALIZATION_TYPE": init_type,
     }
-    answer = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            _PROBE,
-            str(ROOT / "functions" / function / "app.py"),
-            str(EVENTS / "mcp-tools-call.json"),
-            phase,
-        ],
-        capture_output=True,
-        text=True,
-        env=environment,
-        check=False,
-        timeout=120,
-    )
-    assert answer.returncode == 0, answer.stderr
-    return json.loads(answer.stdout.strip().splitlines()[-1])
+    app = ROOT / "functions" / function / "app.py"
+    return probe_json(_PROBE, str(app), str(EVENTS / "mcp-tools-call.json"), phase, env=environment)
 
 
 def _heavy(modules: list[str]) -> list[str]:

@@ -4,16 +4,13 @@ module state (every restored instance would share it)."""
 
 from __future__ import annotations
 
-import json
 import os
 import random
-import subprocess
-import sys
 
 import pytest
 
 from sora_relay.usecases import retry
-from tests.conftest import ROOT
+from tests.conftest import ROOT, probe_json
 
 _PROBE = r"""
 import importlib.util, json, socket, sys
@@ -39,16 +36,7 @@ print(json.dumps(caches))
 @pytest.mark.parametrize("function", ["submit", "callback", "status", "playground"])
 def test_the_init_phase_captures_nothing_a_restored_instance_must_not_share(function):
     environment = {**os.environ, "PYTHONPATH": f"{ROOT / 'layers' / 'common'}{os.pathsep}{ROOT}"}
-    answer = subprocess.run(
-        [sys.executable, "-c", _PROBE, str(ROOT / "functions" / function / "app.py")],
-        capture_output=True,
-        text=True,
-        env=environment,
-        check=False,
-        timeout=120,
-    )
-    assert answer.returncode == 0, answer.stderr
-    caches = json.loads(answer.stdout.strip().splitlines()[-1])
+    caches = probe_json(_PROBE, str(ROOT / "functions" / function / "app.py"), env=environment)
     assert caches and set(caches.values()) == {0}, caches
 
 
