@@ -368,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[common, workers],
         help="submit many tasks at once with faults on; print lost, duplicates, throughput",
     )
-    load_parser.add_argument("--tasks", type=int, default=300)
+    load_parser.add_argument("--tasks", type=int, default=1000)
     load_parser.add_argument("--concurrency", type=int, default=300, help="submits in flight at once")
     load_parser.add_argument(
         "--aws-fault-rate", type=float, default=0.2, help="share of DynamoDB and S3 calls that fail (0 = off)"

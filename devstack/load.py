@@ -1,6 +1,6 @@
 """Load and fault runs against the local stack (dev-only): many tasks at once, faults switched on.
 
-    python -m devstack load --tasks 300 --concurrency 300
+    python -m devstack load --tasks 1000 --concurrency 300
 
 Every task is submitted through the local gateway with its own Idempotency-Key and retried with
 that key on 429, 5xx, 409 and connection errors, as a careful client would. Prompts carry the
@@ -115,22 +115,31 @@ MODELS = ("seedance-1.5-pro", "fal-veo-3.1", "replicate-seedance-1.5-pro")
 
 
 # Where `make load` kills a function's worker mid-invocation (devstack.chaos crash rules), each
-# after some of the invocation's side effects: (function, service, operation, request text).
+# after some of the invocation's side effects: (function, service, operation, request text, how
+# many times the run's rate). Dispatch starts only the mix's `[sim:429x2]` tasks (about 1 in 12),
+# so its point is tried ten times as often: at 0.02 a 1,000-task run could end with no crash there.
 CRASH_POINTS = (
-    ("CallbackFunction", "sqs", "SendMessage", None),  # result recorded, copy not queued
-    ("ArchiveFunction", "dynamodb", "UpdateItem", "video_sha256"),  # copy in S3, not recorded
-    ("DispatchFunction", "dynamodb", "UpdateItem", "provider_task_id"),  # provider has it, not recorded
-    ("WebhookFunction", "dynamodb", "UpdateItem", "delivered"),  # POST accepted, not recorded
-    ("TaskEventsFunction", "events", "PutEvents", None),  # webhook queued, bus event not published
+    ("CallbackFunction", "sqs", "SendMessage", None, 1),  # result recorded, copy not queued
+    ("ArchiveFunction", "dynamodb", "UpdateItem", "video_sha256", 1),  # copy in S3, not recorded
+    ("DispatchFunction", "dynamodb", "UpdateItem", "provider_task_id", 10),  # provider has it, not recorded
+    ("WebhookFunction", "dynamodb", "UpdateItem", "delivered", 1),  # POST accepted, not recorded
+    ("TaskEventsFunction", "events", "PutEvents", None, 1),  # webhook queued, bus event not published
 )
 
 
 def add_crashes(stack: DevStack, rate: float, *, most: int = 10, seed: int = 31) -> None:
-    """Crash each CRASH_POINTS call with probability `rate` (seeded), at most `most` times each."""
+    """Crash each CRASH_POINTS call with probability `rate` (times the point's factor, seeded), at
+    most `most` times each."""
     assert stack.chaos is not None, "crashes need the stack's fault hook (aws_faults)"
-    for number, (function, service, operation, text) in enumerate(CRASH_POINTS):
+    for number, (function, service, operation, text, factor) in enumerate(CRASH_POINTS):
         stack.chaos.add_crash(
-            function, service, operation, body_contains=text, rate=rate, count=most, seed=seed + number
+            function,
+            service,
+            operation,
+            body_contains=text,
+            rate=min(1.0, rate * factor),
+            count=most,
+            seed=seed + number,
         )
 
 
