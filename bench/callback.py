@@ -178,7 +178,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.calls} pushes per size, interleaved (ms per push; the round's median in brackets)"
         )
 
-        use_function_env(stack, "CallbackFunction", applied)
+        # The callback looks an AceData push up at the provider (AceData signs nothing): the same
+        # simulator, as in the deployed function's environment.
+        use_function_env(stack, "CallbackFunction", applied, ACEDATA_BASE_URL=simulator.url)
         callback = load_handler("callback")
         seen = (videos.count.connections, videos.count.requests)
 

@@ -261,6 +261,12 @@ class Backends:
         httpx.post(f"{self.endpoint}/moto-api/reset", timeout=30).raise_for_status()
         self.stack = provision("bench", {"AceDataApiKey": PROVIDER_TOKEN})
         self.callback_key = secret_value(self.stack, "CallbackTokenSecret")
+        # The seeded tasks' owner is a tenant, whose webhooks are signed with its own secret (a
+        # tenant without one gets no webhook signed with the shared secret: the message comes back).
+        from sora_relay.adapters.tenant_secrets import TenantSecrets
+
+        prefix = self.function_env("WebhookFunction")["TENANT_SECRET_PREFIX"]
+        TenantSecrets(self.client("secretsmanager"), prefix).create(OWNER)
 
     def function_env(self, logical_id: str) -> dict[str, str]:
         """events/env.json's variables, with this run's resource names, endpoints and secrets."""
