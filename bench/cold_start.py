@@ -405,6 +405,7 @@ def put_task(backends: Backends, task_id: str, status: str, **fields: Any) -> di
     """Store a task as submit and the callback would have left it; returns its item."""
     from boto3.dynamodb.types import TypeSerializer
 
+    from sora_relay.adapters.dynamodb import open_shard
     from sora_relay.domain.task import Task, now_millis
 
     now = now_millis()
@@ -425,6 +426,8 @@ def put_task(backends: Backends, task_id: str, status: str, **fields: Any) -> di
         **fields,
     )
     item = task.to_item()
+    if not task.status.is_terminal:  # the open index's key, as TaskStore writes it with the task
+        item["open_shard"] = open_shard(task_id, task.status)
     serializer = TypeSerializer()
     backends.client("dynamodb").put_item(
         TableName=backends.stack.refs["TasksTable"],
