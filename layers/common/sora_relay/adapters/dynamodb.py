@@ -27,6 +27,14 @@ OPEN_SHARDS = 16
 _OPEN_PAGE = 50  # items per shard query: a run reads at most its limit plus one page per shard
 
 
+# An open task (`:q`, `:p`: _OPEN_STATUSES) whose provider result is recorded: what the archive
+# claim and the reconciler's requeue mark both require.
+_OPEN_WITH_RESULT = (
+    "attribute_exists(task_id) AND #status IN (:q, :p) AND attribute_exists(provider_video_url)"
+)
+_OPEN_STATUSES = {":q": Status.QUEUED.value, ":p": Status.IN_PROGRESS.value}
+
+
 def open_shard(task_id: str, status: Status) -> str:
     """The open index's partition key for an open task: its status and a stable shard of its id."""
     return f"{status.value}#{zlib.crc32(task_id.encode()) % OPEN_SHARDS}"
@@ -153,8 +161,7 @@ class TaskStore:
                 ":url": video_url,
                 ":now": now,
                 ":one": 1,
-                ":q": Status.QUEUED.value,
-                ":p": Status.IN_PROGRESS.value,
+                **_OPEN_STATUSES,
             },
         )
 
@@ -170,8 +177,7 @@ class TaskStore:
                 ":progress": max(0, min(int(progress), 99)),
                 ":now": now,
                 ":one": 1,
-                ":q": Status.QUEUED.value,
-                ":p": Status.IN_PROGRESS.value,
+                **_OPEN_STATUSES,
             },
         )
 
@@ -187,8 +193,7 @@ class TaskStore:
             task_id,
             update="SET archive_claim = :claim, archive_lease_ms = :until, updated_ms = :now ADD #version :one",
             condition=(
-                "attribute_exists(task_id) AND #status IN (:q, :p) AND attribute_exists(provider_video_url) "
-                "AND (attribute_not_exists(archive_lease_ms) OR archive_lease_ms < :now)"
+                f"{_OPEN_WITH_RESULT} AND (attribute_not_exists(archive_lease_ms) OR archive_lease_ms < :now)"
             ),
             names={"#status": "status", "#version": "version"},
             values={
@@ -196,8 +201,7 @@ class TaskStore:
                 ":until": lease_until_ms,
                 ":now": now,
                 ":one": 1,
-                ":q": Status.QUEUED.value,
-                ":p": Status.IN_PROGRESS.value,
+                **_OPEN_STATUSES,
             },
         )
 
@@ -210,7 +214,7 @@ class TaskStore:
             task_id,
             update="SET copy_requeued_ms = :now, updated_ms = :now ADD #version :one",
             condition=(
-                "attribute_exists(task_id) AND #status IN (:q, :p) AND attribute_exists(provider_video_url) "
+                f"{_OPEN_WITH_RESULT} "
                 "AND (attribute_not_exists(result_received_ms) OR result_received_ms < :since) "
                 "AND (attribute_not_exists(copy_requeued_ms) OR copy_requeued_ms < :since)"
             ),
@@ -219,8 +223,7 @@ class TaskStore:
                 ":now": now,
                 ":since": unless_since_ms,
                 ":one": 1,
-                ":q": Status.QUEUED.value,
-                ":p": Status.IN_PROGRESS.value,
+                **_OPEN_STATUSES,
             },
         )
 
