@@ -62,6 +62,8 @@ FAST_FUNCTION_ENV = {
     # A crashed archive attempt's claim lapses as its message comes back (FAST_VISIBILITY_SECONDS),
     # as production's 960 s lease matches its queue's 960 s visibility timeout.
     "ARCHIVE_LEASE_SECONDS": "15",
+    # The same for a dispatch delivery's claim on a task's start (production: 60 s, its queue's).
+    "DISPATCH_LEASE_SECONDS": "15",
 }
 # `make load` keeps a backlog in the archive queue for minutes (4 archive instances behind
 # hundreds of copies): a copy waiting its turn there is not queued again every 4 s (that doubled

@@ -147,6 +147,46 @@ def test_a_repeat_delivery_of_a_started_task_does_nothing(queued_task, stack, in
     assert len(internet.provider_calls) == calls
 
 
+def test_a_second_delivery_while_the_first_is_starting_the_task_sends_nothing(
+    queued_task, stack, internet, handlers, monkeypatch
+):
+    """SQS may hand a message out twice at once: the copy that arrives while the first is talking
+    to the provider must not create a second job (a second bill); it stays on the queue instead."""
+    event = sqs_event(stack, "DispatchQueue")
+    answers: list[dict] = []
+    provider = internet._provider
+    delivered_again = []
+
+    def provider_meanwhile(request):
+        if not delivered_again:  # the first create: the same message is delivered a second time now
+            delivered_again.append(True)
+            answers.append(_dispatch(handlers, event))
+        return provider(request)
+
+    monkeypatch.setattr(internet, "_provider", provider_meanwhile)
+    assert _dispatch(handlers, event) == {"batchItemFailures": []}
+
+    assert len(internet.provider_calls) == 1
+    message_id = event["Records"][0]["messageId"]
+    assert answers == [{"batchItemFailures": [{"itemIdentifier": message_id}]}]  # kept for later
+    task = _status(stack, queued_task["id"])
+    assert task["status"] == "in_progress" and task["provider_task_id"] == internet.last_call()["task_id"]
+    # The kept copy, delivered again, finds the task started and sends nothing.
+    assert _dispatch(handlers, event) == {"batchItemFailures": []}
+    assert len(internet.provider_calls) == 1
+
+
+def test_a_retry_gives_the_start_back_so_the_next_delivery_can_take_it(
+    queued_task, stack, internet, handlers
+):
+    internet.create_failures.append(overloaded())
+    event = sqs_event(stack, "DispatchQueue")
+    assert _dispatch(handlers, event)["batchItemFailures"]  # still overloaded: kept, with a delay
+    assert "dispatch_lease_ms" not in _status(stack, queued_task["id"])
+    assert _dispatch(handlers, event) == {"batchItemFailures": []}
+    assert _status(stack, queued_task["id"])["status"] == "in_progress"
+
+
 def test_giving_up_tells_the_client(api, internet, stack, handlers, monkeypatch, webhook_secret, downstream):
     from standardwebhooks import Webhook
 

@@ -529,6 +529,14 @@ def test_the_callback_and_the_reconciler_cannot_write_videos(template):
     assert {"s3:PutObject", "s3:AbortMultipartUpload"} <= _actions(functions["ArchiveFunction"])
 
 
+def test_a_dispatch_deliverys_claim_outlasts_its_function_and_lapses_before_the_message_is_back(template):
+    resources = template["Resources"]
+    function = resources["DispatchFunction"]["Properties"]
+    timeout = function.get("Timeout", template["Globals"]["Function"]["Timeout"])
+    lease = int(function["Environment"]["Variables"]["DISPATCH_LEASE_SECONDS"])
+    assert timeout <= lease <= resources["DispatchQueue"]["Properties"]["VisibilityTimeout"]
+
+
 def test_the_archive_queue_outlasts_its_function_and_redrives_after_its_attempts(template):
     resources = template["Resources"]
     function = resources["ArchiveFunction"]["Properties"]

@@ -89,6 +89,10 @@ class Settings(BaseModel):
     dispatch_max_attempts: int = Field(8, ge=1, le=50)
     dispatch_base_delay_seconds: float = Field(2.0, ge=0)
     dispatch_max_delay_seconds: int = Field(900, ge=0, le=43200)
+    # How long one delivery holds a task's start: past the function's timeout (30 s), within the
+    # queue's visibility timeout (60 s), so a crashed delivery's claim has lapsed when SQS hands
+    # the message out again.
+    dispatch_lease_seconds: int = Field(60, ge=1, le=43200)
 
     # The archive step: the queue the callback and the reconciler put a recorded result on, how many
     # copy attempts it gets (matching the queue's redrive maxReceiveCount in template.yaml, so the

@@ -181,6 +181,41 @@ class TaskStore:
             },
         )
 
+    def claim_dispatch(self, task_id: str, claim: str, *, lease_until_ms: int) -> Task:
+        """Take the start of a queued task for one dispatch delivery, until `lease_until_ms`.
+
+        Only a `queued` task whose previous claim (if any) has lapsed can be claimed; otherwise
+        TransitionRejected. The lease outlives the dispatch function's timeout, so a crashed
+        delivery's claim lapses by the time the message is handed out again.
+        """
+        now = now_millis()
+        return self._update(
+            task_id,
+            update="SET dispatch_claim = :claim, dispatch_lease_ms = :until, updated_ms = :now ADD #version :one",
+            condition=(
+                "attribute_exists(task_id) AND #status = :queued "
+                "AND (attribute_not_exists(dispatch_lease_ms) OR dispatch_lease_ms < :now)"
+            ),
+            names={"#status": "status", "#version": "version"},
+            values={
+                ":claim": claim,
+                ":until": lease_until_ms,
+                ":now": now,
+                ":one": 1,
+                ":queued": Status.QUEUED.value,
+            },
+        )
+
+    def release_dispatch(self, task_id: str, claim: str) -> Task:
+        """Give the start back after a delivery that left the task `queued` (the next one takes it)."""
+        return self._update(
+            task_id,
+            update="SET updated_ms = :now REMOVE dispatch_claim, dispatch_lease_ms ADD #version :one",
+            condition="attribute_exists(task_id) AND dispatch_claim = :claim",
+            names={"#version": "version"},
+            values={":claim": claim, ":now": now_millis(), ":one": 1},
+        )
+
     def claim_archive(self, task_id: str, claim: str, *, lease_until_ms: int) -> Task:
         """Take the copy of the task's video for one archive attempt, until `lease_until_ms`.
 

@@ -71,6 +71,10 @@ class Task(BaseModel):
     expires_at: int  # epoch seconds; the table's TTL attribute
     error_code: str | None = None
     error_message: str | None = None
+    # The dispatch delivery starting the task at the provider, and until when (a second delivery of
+    # the same message meanwhile waits: two would create, and bill, two jobs).
+    dispatch_claim: str | None = None
+    dispatch_lease_ms: int | None = None
     # The provider's result, recorded by the callback (or the reconciler) and copied by the
     # archive step: when it came, when the reconciler last queued its copy again, the archive
     # attempt holding the copy and until when, and why the last attempt failed.

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import uuid
 from dataclasses import dataclass
 
 from sora_relay.domain.errors import (
@@ -31,7 +32,7 @@ from sora_relay.domain.errors import (
     describe_cause,
 )
 from sora_relay.domain.provider import GenerationRequest
-from sora_relay.domain.task import Status, Task
+from sora_relay.domain.task import Status, Task, now_millis
 from sora_relay.domain.tokens import callback_token
 from sora_relay.observability import logger, metrics
 from sora_relay.usecases import budget, retry
@@ -151,11 +152,44 @@ def backoff_delay(deps: Deps, attempt: int, retry_after: float | None) -> float:
 
 
 def dispatch_task(deps: Deps, task_id: str, public_base_url: str, *, attempt: int) -> DispatchOutcome:
-    """One delivery of a dispatch message; `attempt` is SQS's receive count (1 for the first)."""
+    """One delivery of a dispatch message; `attempt` is SQS's receive count (1 for the first).
+
+    The delivery claims the task's start first (SQS may hand the same message out twice at once,
+    and two creates would be two billed jobs); a delivery that leaves the task `queued` gives the
+    claim back, so the next one can take it at once."""
     logger.append_keys(task_id=task_id)
     task = deps.task_store.get(task_id)
     if task is None or task.status is not Status.QUEUED:
         return DispatchOutcome("skipped")  # started, finished or gone: a repeat delivery
+    claim = uuid.uuid4().hex[:16]
+    lease_until_ms = now_millis() + deps.settings.dispatch_lease_seconds * 1000
+    try:
+        task = deps.task_store.claim_dispatch(task_id, claim, lease_until_ms=lease_until_ms)
+    except TransitionRejected:
+        return _claimed_elsewhere(deps, task_id)
+    except StorageError as error:  # nothing is held yet: retried like any error of ours
+        return _our_error(deps, task_id, error, attempt=attempt)
+    outcome = _start(deps, task, public_base_url, attempt=attempt)
+    if outcome.action == "retry":
+        with contextlib.suppress(TransitionRejected, StorageError):  # else it lapses with its lease
+            deps.task_store.release_dispatch(task_id, claim)
+    return outcome
+
+
+def _claimed_elsewhere(deps: Deps, task_id: str) -> DispatchOutcome:
+    """Another delivery holds the start: this copy comes back once that claim has lapsed."""
+    current = deps.task_store.get(task_id)
+    if current is None or current.status is not Status.QUEUED:
+        return DispatchOutcome("skipped")
+    lease_left = ((current.dispatch_lease_ms or 0) - now_millis()) / 1000
+    logger.info(
+        "Another delivery is starting the task; kept for later", extra={"lease_left_s": round(lease_left)}
+    )
+    return DispatchOutcome("retry", max(lease_left, 0) + 1, "another delivery is starting the task")
+
+
+def _start(deps: Deps, task: Task, public_base_url: str, *, attempt: int) -> DispatchOutcome:
+    task_id = task.task_id
     try:
         start_generation(deps, task, public_base_url)
     except ProviderUnavailable as error:
