@@ -78,7 +78,7 @@ class CallbackReceiver:
         self._thread.start()
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hook"
 
-    def wait_for(self, count: int, timeout: float = 3.0) -> list[Delivery]:
+    def wait_for(self, count: int, timeout: float = 20.0) -> list[Delivery]:
         with self._cond:
             self._cond.wait_for(lambda: len(self.deliveries) >= count, timeout)
             assert len(self.deliveries) >= count, f"expected {count} callbacks, got {len(self.deliveries)}"
@@ -90,7 +90,7 @@ class CallbackReceiver:
         self._thread.join(timeout=5)
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 3.0) -> None:
+def wait_until(predicate: Callable[[], bool], timeout: float = 20.0) -> None:
     eventually(predicate, timeout=timeout)
 
 
@@ -683,7 +683,7 @@ def test_fault_expired_url_stops_serving_the_video_after_its_lifetime(
     # The link lapses as the job finishes; the late push comes after it.
     with make_sim(late_delay_s=DELAY + 1.3) as simulator, api(simulator) as http:
         submit_with_callback(http, receiver, "[sim:expired-url] fleeting")
-        (delivery,) = receiver.wait_for(1, timeout=5)  # late: after the link lapsed
+        (delivery,) = receiver.wait_for(1)  # late: after the link lapsed
         assert web.get(delivery.body["data"][0]["video_url"]).status_code == 403
 
 
@@ -1228,7 +1228,7 @@ def test_a_service_lookup_knows_only_that_services_tasks(client: httpx.Client) -
 def test_a_service_callback_is_its_result_body(client: httpx.Client, receiver: CallbackReceiver) -> None:
     body = service_body("kling", callback_url=receiver.url, **{"async": _DROP})
     task_id = client.post("/kling/videos", json=body).json()["task_id"]
-    (delivery,) = receiver.wait_for(1, timeout=10)
+    (delivery,) = receiver.wait_for(1)
     assert delivery.body == lookup(client, "kling", task_id)["response"]
     assert delivery.body["state"] == "succeed"
 
