@@ -28,8 +28,8 @@ How one round runs, per function (handler and baseline alternate, so drift hits 
 2. The handler child: `import app`, then `app.lambda_handler(event)`. The time is from spawning
    the interpreter to the end of the first event (the child writes a byte on a pipe; its stdout,
    where Powertools logs and metrics go, is /dev/null). The child records every AWS and HTTP call
-   (bench/replay.py: botocore and httpx patched at the lowest level; boto3 and httpx are imported
-   by the handler anyway) and how many boto3 and httpx clients it created.
+   (bench/replay.py: botocore patched at the lowest level, and httpx once the handler imports it,
+   so a handler that never imports httpx does not carry its import) and how many boto3 and httpx clients it created.
 3. moto is reset and the same state seeded again; the baseline child imports boto3 and httpx and
    replays that exact list: the same boto3 clients, created on first use, the same operations
    and parameters, the same httpx requests. Values the backend makes anew (an UploadId, the

@@ -29,7 +29,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import importlib.util
 import json
+import sys
 from typing import Any
 
 _MIN_MAPPED_CHARS = 8  # shorter values are too likely to occur by chance
@@ -91,6 +93,31 @@ def _request_body(request: Any) -> bytes:
         return b""
 
 
+class _AfterImport:
+    """A meta path finder that runs `then()` once module `name` has been imported (by anyone)."""
+
+    def __init__(self, name: str, then: Any) -> None:
+        self.name = name
+        self.then = then
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if fullname != self.name:
+            return None
+        sys.meta_path.remove(self)  # once; the other finders locate the module as usual
+        spec = importlib.util.find_spec(fullname)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+        then = self.then
+
+        def exec_then(module: Any) -> None:
+            exec_module(module)
+            then()
+
+        spec.loader.exec_module = exec_then  # type: ignore[method-assign]
+        return spec
+
+
 class Recorder:
     """Patches botocore and httpx in this process to record every call; `script()` is the list."""
 
@@ -106,18 +133,18 @@ class Recorder:
     # -- installing ---------------------------------------------------------------------------
 
     def install(self) -> Recorder:
+        """Patch botocore now, and httpx now or, if it is not imported yet, right after the handler
+        imports it: recording must not import httpx into a handler that never does (the status
+        function, the stream consumer, the authorizer), or its cold start would carry httpx's."""
         import botocore.client
         import botocore.exceptions
         import botocore.session
         import botocore.signers
-        import httpx
 
         recorder = self
         create_client = botocore.session.Session.create_client
         make_api_call = botocore.client.BaseClient._make_api_call
         presign = botocore.signers.generate_presigned_url
-        http_init = httpx.Client.__init__
-        send = httpx.Client.send
         client_error = botocore.exceptions.ClientError
 
         def recording_create_client(session: Any, *args: Any, **kwargs: Any) -> Any:
@@ -159,6 +186,24 @@ class Recorder:
             )
             return presign(client, ClientMethod, Params=Params, ExpiresIn=ExpiresIn, HttpMethod=HttpMethod)
 
+        self._patch(
+            (botocore.session.Session, "create_client", recording_create_client),
+            (botocore.client.BaseClient, "_make_api_call", recording_api_call),
+            (botocore.signers, "generate_presigned_url", recording_presign),
+        )
+        if "httpx" in sys.modules:
+            self._install_httpx()
+        else:
+            sys.meta_path.insert(0, _AfterImport("httpx", self._install_httpx))
+        return self
+
+    def _install_httpx(self) -> None:
+        import httpx
+
+        recorder = self
+        http_init = httpx.Client.__init__
+        send = httpx.Client.send
+
         def recording_http_init(client: Any, *args: Any, **kwargs: Any) -> None:
             http_init(client, *args, **kwargs)
             recorder._http_client(client)
@@ -184,21 +229,25 @@ class Recorder:
                     entry["response"] = response.json()
             return response
 
-        for owner, name, replacement in (
-            (botocore.session.Session, "create_client", recording_create_client),
-            (botocore.client.BaseClient, "_make_api_call", recording_api_call),
-            (botocore.signers, "generate_presigned_url", recording_presign),
+        self._patch(
             (httpx.Client, "__init__", recording_http_init),
             (httpx.Client, "send", recording_send),
-        ):
+        )
+
+    def _patch(self, *replacements: tuple[Any, str, Any]) -> None:
+        for owner, name, replacement in replacements:
             self._undo.append((owner, name, getattr(owner, name)))
             setattr(owner, name, replacement)
-        return self
 
     def uninstall(self) -> None:
         for owner, name, original in reversed(self._undo):
             setattr(owner, name, original)
         self._undo.clear()
+        sys.meta_path[:] = [
+            finder
+            for finder in sys.meta_path
+            if not (isinstance(finder, _AfterImport) and finder.then == self._install_httpx)
+        ]
 
     def _aws_client(self, client: Any) -> int:
         index = self._client_ids.get(id(client))

@@ -6,12 +6,14 @@ No timing here: the figures themselves come from `make bench`, never from a test
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
 
 from bench import cost, harness
 from bench.harness import Figure, Spread
+from tests.conftest import ROOT, probe_json
 
 
 def test_spread_is_median_min_max() -> None:
@@ -330,3 +332,23 @@ def test_a_saved_file_outside_the_repository_is_shown_whole(tmp_path):
     outside = tmp_path / "warm.json"
     assert harness.shown(inside) == "bench/out/warm.json"
     assert harness.shown(outside) == str(outside)
+
+
+def test_recording_does_not_import_httpx_into_a_handler_that_never_does() -> None:
+    """A function that uses no httpx (status, the stream consumer, the authorizer) must not carry
+    httpx's import in its measured cold start; a handler that imports it later is still recorded."""
+    script = """
+import json, sys
+from bench.replay import Recorder
+recorder = Recorder().install()
+before = "httpx" in sys.modules
+import httpx
+def answer(request):
+    return httpx.Response(200, json={"ok": True})
+with httpx.Client(transport=httpx.MockTransport(answer)) as client:
+    client.get("http://127.0.0.1:9/probe")
+recorder.uninstall()
+print(json.dumps({"before": before, "calls": recorder.summary(recorder.calls), "clients": recorder.http_clients}))
+"""
+    outcome = probe_json(script, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert outcome == {"before": False, "calls": ["http GET http://127.0.0.1:9/probe"], "clients": 1}
