@@ -1,9 +1,7 @@
 """AceDataCloud's dialect: `POST /<svc>/videos`, `POST /<svc>/tasks`, unsigned callbacks.
 
-Contracts: shared/providers/acedata-video.md (the live video services: routes, per-service
-request fields and result bodies, the error shape) and shared/providers/acedata-sora.md (the
-retired `/sora/*` route, which only this simulator still answers). Each service is a small
-class in acedata_services.py: how it checks a create body and how its result body looks.
+Contracts: shared/providers/acedata-video.md (the live services) and acedata-sora.md (the retired
+`/sora/*` route); each service's fields and result body: acedata_services.py.
 """
 
 from __future__ import annotations
@@ -29,6 +27,7 @@ from devstack.simulator.core import (
     SimError,
     bad_request,
     check_bearer,
+    json_object,
 )
 
 MAX_BATCH_IDS = 50
@@ -50,40 +49,29 @@ class AceData:
 
     def error_body(self, error: SimError) -> dict[str, Any]:
         """acedata-video.md, "Errors"."""
-        return {
-            "success": False,
-            "error": {"code": error.code, "message": error.message},
-            "trace_id": str(uuid.uuid4()),
-        }
+        error_item = {"code": error.code, "message": error.message}
+        return {"success": False, "error": error_item, "trace_id": str(uuid.uuid4())}
 
-    def _authorize(self, request: Request) -> None:
+    def _body(self, request: Request) -> dict[str, Any]:
         """acedata-video.md, "Transport": `Authorization: Bearer <token>`; none at all is a 400."""
         if request.headers.get("authorization", "").strip().lower() in ("", "bearer"):
             raise SimError(400, "no_token", "no token provided in the Authorization header")
         check_bearer(request, self.sim.config.api_token)
+        return json_object(request)
 
     def create(self, request: Request) -> Answer:
         """acedata-video.md, "POST /<svc>/videos (create)" (Sora: acedata-sora.md, same section)."""
-        self._authorize(request)
-        body = request.json()
-        if not isinstance(body, dict):
-            raise bad_request("request body must be a JSON object")
+        body = self._body(request)
         service = SERVICES[request.groups["svc"]]
         shape = service.validate(body)
         callback_url, async_flag = service.delivery(body)
-        now = time.time()
-        record = {
-            "id": str(uuid.uuid4()),
-            "created_at": now,
-            "started_at": now,
-            "trace_id": str(uuid.uuid4()),
-            "type": "videos",
-            "request": copy.deepcopy(body),
-        }
-        job = self.sim.new_job(self.name, shape, record, record["id"])
+        now, task_id = time.time(), str(uuid.uuid4())
+        record = {"id": task_id, "created_at": now, "started_at": now, "trace_id": str(uuid.uuid4())}
+        job = self.sim.new_job(
+            self.name, shape, {**record, "type": "videos", "request": copy.deepcopy(body)}, task_id
+        )
         job.meta["service"] = service.name
-        if callback_url is None and not async_flag:
-            # Synchronous mode: the provider holds the request until the video is ready.
+        if callback_url is None and not async_flag:  # synchronous: held until the video is ready
             self.sim.wait(self.sim.config.callback_delay_s)
             self.sim.finish(job, self._finish)
             response = job.record["response"]
@@ -97,51 +85,39 @@ class AceData:
     def _finish(self, job: Job) -> None:
         record = job.record
         if job.fault.fail:
-            response: dict[str, Any] = {
+            outcome: dict[str, Any] = {
                 "success": False,
                 "error": {"code": "api_error", "message": FAILURE_MESSAGE},
             }
         else:
-            response = {
-                "success": True,
-                **SERVICES[job.meta["service"]].success(job, self.sim.video_url(job)),
-            }
-        record["response"] = {"task_id": job.id, "trace_id": record["trace_id"], **response}
+            outcome = {"success": True, **SERVICES[job.meta["service"]].success(job, self.sim.video_url(job))}
+        record["response"] = {"task_id": job.id, "trace_id": record["trace_id"], **outcome}
         record["finished_at"] = job.finished_at
 
     def _push(self, job: Job, url: str, kind: str) -> None:
-        """The callback body is the synchronous result (acedata-video.md: "The callback"); AceData
-        signs nothing, so a forged push is one that carries a wrong per-task token."""
+        """acedata-video.md, "The callback": the synchronous result. AceData signs nothing (and sends
+        no progress), so a forged push is one with a wrong per-task token."""
         if kind == "progress":
-            return  # AceData documents no progress pushes
-        body = self.sim.record(job.id) or {}
-        response = body.get("response") or {"success": True, "task_id": job.id}
+            return
+        response = (self.sim.record(job.id) or {}).get("response") or {"success": True, "task_id": job.id}
         if kind in ("forged", "stale"):
             url = str(httpx.URL(url).copy_set_param("token", "forged-" + secrets.token_hex(8)))
         self.sim.deliver(job, url, json.dumps(response).encode(), {}, kind=kind)
 
     def _record(self, task_id: str, service: str) -> dict[str, Any] | None:
-        # A service's lookup knows only its own tasks (inferred: upstream they live per service);
-        # a relay that asks the wrong route sees "unknown", not another service's record.
-        job = self.sim.job(task_id)
-        if job is None or job.dialect != self.name or job.meta.get("service") != service:
-            return None
-        return self.sim.record(task_id)
+        # A service's lookup knows only its own tasks (inferred: upstream they live per service).
+        job = self.sim.job(task_id, self.name)
+        return self.sim.record(task_id) if job is not None and job.meta.get("service") == service else None
 
     def tasks(self, request: Request) -> Answer:
         """acedata-video.md, "POST /<svc>/tasks (lookup)": retrieve and retrieve_batch."""
-        self._authorize(request)
-        service = request.groups["svc"]
-        body = request.json()
-        if not isinstance(body, dict):
-            raise bad_request("request body must be a JSON object")
+        body, service = self._body(request), request.groups["svc"]
         action = body.get("action", "retrieve")
         if action == "retrieve":
             task_id = body.get("id")
             if not isinstance(task_id, str) or not task_id:
                 raise bad_request("id is required for action retrieve")
-            record = self._record(task_id, service)
-            if record is None:
+            if (record := self._record(task_id, service)) is None:
                 # Undocumented upstream; a 404 lets clients tell "unknown" from "still running".
                 raise SimError(404, "not_found", f"task {task_id} not found")
             return 200, record, {}

@@ -1,9 +1,7 @@
-"""The provider simulator's engine: one HTTP server, the jobs and their lifecycle, the fault
-table, the MP4 each finished job serves and the log of every push.
+"""The simulator's engine: the HTTP server, jobs and their lifecycle, faults, MP4s, the push log.
 
-Each provider family is a dialect (acedata.py, fal.py, replicate.py) under its own path prefix:
-it checks requests, writes its provider's records and builds its pushes; the rest lives here.
-Rules every provider keeps: shared/providers/README.md, "Rules for every adapter".
+Each family is a dialect (acedata.py, fal.py, replicate.py) under its own path prefix; the rules
+every provider keeps: shared/providers/README.md, "Rules for every adapter".
 """
 
 from __future__ import annotations
@@ -37,7 +35,7 @@ logger = logging.getLogger("devstack.simulator")
 MAX_BODY_BYTES = 1 << 20
 CALLBACK_TIMEOUT_S = 10.0
 FAILURE_MESSAGE = "simulated generation failure"
-STALE_BY_S = 600  # stale-push signs 10 minutes in the past (fal's window is 5, Replicate's too)
+STALE_BY_S = 600  # stale-push signs 10 minutes in the past (fal's and Replicate's windows are 5)
 
 _MARKER = re.compile(r"\[sim:([A-Za-z0-9-]+)\]")  # a prompt picks a fault: "[sim:fail]", "[sim:429x2]"
 _COUNTED = re.compile(r"^(?P<base>.+)x(?P<times>[1-9][0-9]*)$")  # "429x2": only the first 2 attempts
@@ -62,9 +60,7 @@ class FaultMode:
     url_ttl_s: float | None = None  # the video URL stops working this long after the job finished
 
 
-# The failures shared/providers/README.md ("Rules for every adapter", "What users ... report")
-# says the relay must survive. A mode added here works from prompt markers, config, set_fault
-# and /_sim/fault alike.
+# The failures the relay must survive (shared/providers/README.md, "Rules for every adapter").
 FAULTS: dict[str, FaultMode] = {
     "none": FaultMode(),
     "fail": FaultMode(fail=True),
@@ -76,8 +72,7 @@ FAULTS: dict[str, FaultMode] = {
     "progress": FaultMode(progress_pushes=2),
     "forged-push": FaultMode(forged_push=True),
     "stale-push": FaultMode(stale_push=True),
-    # The link lapses as the job finishes and the push comes late: any copy comes too late,
-    # however soon a push or a lookup hands the link over.
+    # The link lapses as the job finishes and the push comes late: any copy is too late.
     "expired-url": FaultMode(url_ttl_s=0.0, late_callback=True),
     "429": FaultMode(create_status=429, create_code="too_many_requests"),
     "500": FaultMode(create_status=500, create_code="api_error"),
@@ -86,7 +81,7 @@ FAULTS: dict[str, FaultMode] = {
 
 
 def resolve_fault(mode: str) -> tuple[FaultMode, int | None]:
-    """Look up a mode name; return the mode and, for "429x2"-style names, the attempt limit."""
+    """A mode by name, with the attempt limit of a "429x2"-style name (else None)."""
     if mode in FAULTS:
         return FAULTS[mode], None
     counted = _COUNTED.match(mode)
@@ -100,7 +95,7 @@ def resolve_fault(mode: str) -> tuple[FaultMode, int | None]:
 class SimulatorConfig:
     """How the simulator behaves; the defaults suit the local stack, tests shorten the delays."""
 
-    api_token: str  # AceData's Bearer token; fal and Replicate take theirs below (default: the same)
+    api_token: str  # AceData's Bearer token; fal's and Replicate's default to it
     callback_delay_s: float = 1.0
     late_delay_s: float = 6.0
     render_fps: int = 4
@@ -108,8 +103,7 @@ class SimulatorConfig:
     host: str = "127.0.0.1"
     port: int = 0  # 0 = let the OS pick a free port
     video_dir: Path | None = None  # a temp dir (removed on stop) if None
-    # Base of the video URLs handed out, when consumers reach the simulator under another name.
-    public_url: str | None = None
+    public_url: str | None = None  # base of the video URLs, when consumers use another host name
     fal_key: str | None = None
     fal_user_id: str = "sim-fal-user"
     replicate_token: str | None = None
@@ -160,7 +154,7 @@ class Dialect(Protocol):
 
 @dataclass
 class Job:
-    """One generation at the simulated provider: the dialect's public record plus what tests read."""
+    """One generation: the dialect's public record plus what tests read."""
 
     id: str
     dialect: str
@@ -195,10 +189,17 @@ def check_bearer(
         raise refused or SimError(401, "invalid_token", "the token is invalid")
 
 
+def json_object(request: Request, refused: SimError | None = None) -> dict[str, Any]:
+    """The request's JSON body, which must be an object; else `refused` (default: a 400)."""
+    body = request.json()
+    if not isinstance(body, dict):
+        raise refused or bad_request("request body must be a JSON object")
+    return body
+
+
 @functools.cache
 def _tls_context() -> ssl.SSLContext:
-    # Loading the CA bundle costs ~40 ms; share it so starting a simulator per test stays cheap.
-    return ssl.create_default_context()
+    return ssl.create_default_context()  # ~40 ms to load: shared, so a simulator per test stays cheap
 
 
 def _send(handler: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str]) -> None:
@@ -217,7 +218,11 @@ def _send_json(handler: BaseHTTPRequestHandler, status: int, body: Any, headers:
 class ProviderSimulator:
     """The server and its jobs. Start it with `start()` or as a context manager."""
 
-    def __init__(self, config: SimulatorConfig, dialects: list[Dialect] | None = None) -> None:
+    def __init__(self, config: SimulatorConfig) -> None:
+        from devstack.simulator.acedata import AceData
+        from devstack.simulator.fal import Fal
+        from devstack.simulator.replicate import Replicate
+
         if config.fault is not None:
             resolve_fault(config.fault)  # fail fast on a typo
         self.config = config
@@ -232,20 +237,15 @@ class ProviderSimulator:
         self._http: httpx.Client | None = None
         self._owns_video_dir = config.video_dir is None
         self._video_dir: Path | None = config.video_dir
-        if dialects is None:
-            from devstack.simulator import default_dialects
-
-            dialects = default_dialects(self)
-        # Longest prefix first, so "/fal" wins over the root dialect.
-        self.dialects = sorted(dialects, key=lambda dialect: len(dialect.prefix), reverse=True)
+        # Longest prefix first, so "/fal" wins over the root dialect (AceData, last).
+        self.dialects: list[Dialect] = [Fal(self), Replicate(self), AceData(self)]
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> ProviderSimulator:
         if self._server is not None:
             raise RuntimeError("simulator already started")
-        if self._video_dir is None:
-            self._video_dir = Path(tempfile.mkdtemp(prefix="sora-sim-"))
+        self._video_dir = self._video_dir or Path(tempfile.mkdtemp(prefix="sora-sim-"))
         self._video_dir.mkdir(parents=True, exist_ok=True)
         self._stopping.clear()
         self._http = local_http(timeout=CALLBACK_TIMEOUT_S, verify=_tls_context())
@@ -325,10 +325,17 @@ class ProviderSimulator:
             if method in ("GET", "HEAD") and (match := _FILE_ROUTE.match(path)):
                 return self._send_file(handler, match["job_id"])
             headers = {name.lower(): value for name, value in handler.headers.items()}
-            request = Request(method, path, _parse_query(query), headers, _read_body(handler))
+            request = Request(
+                method, path, dict(parse_qsl(query, keep_blank_values=True)), headers, _read_body(handler)
+            )
             if path.startswith("/_sim/"):
                 return _send_json(handler, *self.control(request))
-            dialect, request.path = self.dialect_for(path)
+            dialect = next(
+                d
+                for d in self.dialects
+                if not d.prefix or path == d.prefix or path.startswith(d.prefix + "/")
+            )
+            request.path = path[len(dialect.prefix) :] or "/"
             for route_method, pattern, answer in dialect.routes():
                 if route_method == method and (found := pattern.fullmatch(request.path)):
                     request.groups = found.groupdict()
@@ -353,17 +360,13 @@ class ProviderSimulator:
             raise SimError(503, "service_unavailable", "the video is not available right now")
         _send(handler, 200, path.read_bytes(), {"Content-Type": "video/mp4"})  # small clips
 
-    def dialect_for(self, path: str) -> tuple[Dialect, str]:
-        for dialect in self.dialects:
-            if not dialect.prefix or path == dialect.prefix or path.startswith(dialect.prefix + "/"):
-                return dialect, path[len(dialect.prefix) :] or "/"
-        raise SimError(404, "no_api", f"no API for {path}")
-
     # -- introspection and control -------------------------------------------------------------
 
-    def job(self, job_id: str) -> Job | None:
+    def job(self, job_id: str, dialect: str | None = None) -> Job | None:
+        """A job by id; with `dialect`, only one of that dialect's (another's id is unknown there)."""
         with self._lock:
-            return self._jobs.get(job_id)
+            job = self._jobs.get(job_id)
+        return job if job is not None and dialect in (None, job.dialect) else None
 
     def jobs(self, dialect: str | None = None) -> list[Job]:
         with self._lock:
@@ -458,14 +461,14 @@ class ProviderSimulator:
         push: Push | None = None,
         begin: Callable[[Job], None] | None = None,
     ) -> None:
-        """Drive a job: queued, running at a quarter of the delay (`begin` updates the record),
-        done at the delay (`finish` writes the outcome); `push(job, kind)` sends "progress"
-        (fault-dependent) and "forged"/"stale" halfway, then "final". A late push arrives after
-        late_delay_s; the job itself finishes on time."""
+        """Drive a job: running at a quarter of the delay (`begin` updates the record), done at the
+        delay (`finish` writes the outcome); `push(job, kind)` sends "progress" and "forged"/"stale"
+        halfway, then "final" (after late_delay_s if late; the job still finishes on time)."""
         delay, fault = self.config.callback_delay_s, job.fault
         self.schedule(delay / 4, lambda: self._begin(job, begin))
-        if push is None:
+        if push is None or fault.late_callback:
             self.schedule(delay, lambda: self.finish(job, finish))
+        if push is None:
             return
 
         def final() -> None:
@@ -478,8 +481,6 @@ class ProviderSimulator:
             self.schedule(delay / 2, lambda: [push(job, "progress") for _ in range(fault.progress_pushes)])
         if fault.forged_push or fault.stale_push:
             self.schedule(delay / 2, lambda: push(job, "forged" if fault.forged_push else "stale"))
-        if fault.late_callback:
-            self.schedule(delay, lambda: self.finish(job, finish))
         self.schedule(self.config.late_delay_s if fault.late_callback else delay, final)
 
     def _begin(self, job: Job, begin: Callable[[Job], None] | None) -> None:
@@ -535,12 +536,9 @@ class ProviderSimulator:
 
     # -- videos --------------------------------------------------------------------------------
 
-    def video_url(self, job: Job) -> str:
-        return f"{self.public_url}/files/{job.id}.mp4"
-
-    def claimed_video_url(self, job: Job, kind: str) -> str:
-        """The link a forged or stale push claims: a forged one's is never served (404)."""
-        return f"{self.public_url}/files/forged-{job.id}.mp4" if kind == "forged" else self.video_url(job)
+    def video_url(self, job: Job, kind: str = "final") -> str:
+        """The job's video link; the one a forged push claims is never served (404)."""
+        return f"{self.public_url}/files/{'forged-' if kind == 'forged' else ''}{job.id}.mp4"
 
     def url_expired(self, job: Job) -> bool:
         ttl = job.fault.url_ttl_s
@@ -562,9 +560,13 @@ class ProviderSimulator:
         with job.render_lock:  # concurrent first downloads render once
             if not path.exists():
                 partial, started = path.with_suffix(".part"), time.monotonic()
-                fps = self.config.render_fps
                 render_mp4(
-                    partial, width=job.width, height=job.height, seconds=job.seconds, seed=job_id, fps=fps
+                    partial,
+                    width=job.width,
+                    height=job.height,
+                    seconds=job.seconds,
+                    seed=job_id,
+                    fps=self.config.render_fps,
                 )
                 partial.replace(path)  # atomic, so a reader never sees half a file
                 self.render_seconds.append(time.monotonic() - started)
@@ -580,7 +582,3 @@ def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
         handler.close_connection = True  # the unread body must not be taken for the next request
         raise bad_request("invalid Content-Length" if length < 0 else "request body too large")
     return handler.rfile.read(length) if length else b""
-
-
-def _parse_query(query: str) -> dict[str, str]:
-    return dict(parse_qsl(query, keep_blank_values=True))
