@@ -20,38 +20,16 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from devstack.simulator.core import (
-    FAILURE_MESSAGE,
-    STALE_BY_S,
-    Answer,
-    Job,
-    ProviderSimulator,
-    Request,
-    Route,
-    SimError,
-    bad_request,
-    check_bearer,
-)
-from devstack.simulator.schema import (
-    INT,
-    PROMPT,
-    TEXT,
-    YES,
-    Field,
-    Rule,
-    filled,
-    frame,
-    number,
-    one_of,
-    problems,
-)
+from devstack.simulator import core, schema
+from devstack.simulator.core import Answer, Job, Request, SimError
+from devstack.simulator.schema import INT, PROMPT, TEXT, YES, Field, Rule, one_of
 
 FAILURE_TYPE, CANCELLED_TYPE = "generation_failed", "request_cancelled"  # fal's values are not recorded
 _TYPE_ERRORS = {
     "string": ("string_type", "Input should be a valid string"),
     "boolean": ("bool_type", "Input should be a valid boolean"),
     "integer": ("int_type", "Input should be a valid integer"),
-    "number": ("float_type", "Input should be a valid number"),
+    "schema.number": ("float_type", "Input should be a valid schema.number"),
 }
 
 
@@ -69,16 +47,17 @@ class Endpoint:
         return "/".join(self.id.split("/")[:2])
 
 
+_LTX_LONG = "Durations longer than 10 seconds are only supported with 25 FPS and 1080p resolution"
+
+
 def _ltx_long_clips(values: dict[str, Any]) -> tuple[str, str] | None:
     if values["duration"] > 10 and (values["fps"] != 25 or values["resolution"] != "1080p"):
-        return (
-            "duration",
-            "Durations longer than 10 seconds are only supported with 25 FPS and 1080p resolution",
-        )
+        return "duration", _LTX_LONG
     return None
 
 
 _IMAGE = {"image_url": PROMPT}  # a required string, not checked as a URL by fal's schemas
+_WIDE, _AUTO = one_of("16:9", "9:16", default="16:9"), one_of("auto", "16:9", "9:16", default="auto")
 _VEO = {
     "prompt": PROMPT,
     "duration": one_of("4s", "6s", "8s", default="8s"),
@@ -93,7 +72,7 @@ _KLING = {
     "prompt": PROMPT,
     "duration": one_of("5", "10", default="5"),
     "negative_prompt": Field("string", default="blur, distort, and low quality"),
-    "cfg_scale": number(0, 1, 0.5),
+    "cfg_scale": schema.number(0, 1, 0.5),
 }
 _LTX = {
     "prompt": PROMPT,
@@ -105,36 +84,18 @@ _LTX = {
 # Pages: https://fal.ai/models/<id>/llms.txt; veo3.1/image-to-video's: fal.ai/docs/model-api-reference/
 # video-generation-api/veo3.1-image-to-video. Kling's and LTX's aspect_ratio (and LTX's fps) options
 # are secondary (the catalogue entry's notes, clawhub.ai); "auto" for LTX's image endpoint is unverified.
+_KLING_IMAGE = {"tail_image_url": TEXT}
+_LTX_IMAGE = {"end_image_url": TEXT, "aspect_ratio": _AUTO}
+_KLING_RATIO = one_of("16:9", "9:16", "1:1", default="16:9")
 ENDPOINTS: dict[str, Endpoint] = {
     e.id: e
     for e in (
-        Endpoint("fal-ai/veo3.1", {**_VEO, "aspect_ratio": one_of("16:9", "9:16", default="16:9")}),
-        Endpoint(
-            "fal-ai/veo3.1/image-to-video",
-            {**_VEO, **_IMAGE, "aspect_ratio": one_of("auto", "16:9", "9:16", default="auto")},
-        ),
-        Endpoint(
-            "fal-ai/kling-video/v2.5-turbo/pro/text-to-video",
-            {**_KLING, "aspect_ratio": one_of("16:9", "9:16", "1:1", default="16:9")},
-        ),
-        Endpoint(
-            "fal-ai/kling-video/v2.5-turbo/pro/image-to-video", {**_KLING, **_IMAGE, "tail_image_url": TEXT}
-        ),
-        Endpoint(
-            "fal-ai/ltx-2.3/text-to-video/fast",
-            {**_LTX, "aspect_ratio": one_of("16:9", "9:16", default="16:9")},
-            _ltx_long_clips,
-        ),
-        Endpoint(
-            "fal-ai/ltx-2.3/image-to-video/fast",
-            {
-                **_LTX,
-                **_IMAGE,
-                "end_image_url": TEXT,
-                "aspect_ratio": one_of("auto", "16:9", "9:16", default="auto"),
-            },
-            _ltx_long_clips,
-        ),
+        Endpoint("fal-ai/veo3.1", _VEO | {"aspect_ratio": _WIDE}),
+        Endpoint("fal-ai/veo3.1/image-to-video", _VEO | _IMAGE | {"aspect_ratio": _AUTO}),
+        Endpoint("fal-ai/kling-video/v2.5-turbo/pro/text-to-video", _KLING | {"aspect_ratio": _KLING_RATIO}),
+        Endpoint("fal-ai/kling-video/v2.5-turbo/pro/image-to-video", _KLING | _IMAGE | _KLING_IMAGE),
+        Endpoint("fal-ai/ltx-2.3/text-to-video/fast", _LTX | {"aspect_ratio": _WIDE}, _ltx_long_clips),
+        Endpoint("fal-ai/ltx-2.3/image-to-video/fast", _LTX | _IMAGE | _LTX_IMAGE, _ltx_long_clips),
     )
 }
 
@@ -153,14 +114,18 @@ def _detail(name: str, problem: str, spec: Field) -> dict[str, Any]:
         kind, message = "greater_than_equal", f"Input should be >= {spec.minimum}"
     else:
         kind, message = "less_than_equal", f"Input should be <= {spec.maximum}"
-    return {"loc": ["body", name], "msg": message, "type": kind}
+    return _item(name, message, kind)
+
+
+def _item(name: str | None, message: str, kind: str) -> dict[str, Any]:
+    return {"loc": ["body", name] if name else ["body"], "msg": message, "type": kind}
 
 
 def validate(endpoint: Endpoint, body: dict[str, Any]) -> list[dict[str, Any]]:
     """fal's 422 detail items for a body, empty when valid; the cross-field rule runs last."""
-    errors = [_detail(name, problem, spec) for name, problem, spec, _ in problems(endpoint.fields, body)]
-    if not errors and endpoint.rule and (broken := endpoint.rule(filled(endpoint.fields, body))):
-        errors.append({"loc": ["body", broken[0]], "msg": broken[1], "type": "value_error"})
+    errors = [_detail(*found[:3]) for found in schema.problems(endpoint.fields, body)]
+    if not errors and endpoint.rule and (broken := endpoint.rule(schema.filled(endpoint.fields, body))):
+        errors.append(_item(broken[0], broken[1], "value_error"))
     return errors
 
 
@@ -173,7 +138,7 @@ class Invalid(SimError):
 
 
 def _failure(record: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"loc": ["body"], "msg": record["error"], "type": record["error_type"]}]
+    return [_item(None, record["error"], record["error_type"])]
 
 
 class Fal:
@@ -182,7 +147,7 @@ class Fal:
     name = "fal"
     prefix = "/fal"
 
-    def __init__(self, sim: ProviderSimulator) -> None:
+    def __init__(self, sim: core.ProviderSimulator) -> None:
         self.sim = sim
         # fal-queue.md, Signature verification 4: the JWKS publishes the signing key; never the forger's.
         self.signing_key, self._forger = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
@@ -196,7 +161,7 @@ class Fal:
         """Sign with a new key from now on and publish only it."""
         self.signing_key, self._kids = Ed25519PrivateKey.generate(), self._kids + 1
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[core.Route]:
         ids = "|".join(re.escape(endpoint_id) for endpoint_id in sorted(ENDPOINTS, key=len, reverse=True))
         request = r"/(?P<app>[^/]+/[^/]+)/requests/(?P<request_id>[A-Za-z0-9_-]+)"
         return [
@@ -215,38 +180,25 @@ class Fal:
         """fal-queue.md, Signature verification 4: an OKP/Ed25519 JWK (RFC 8037), public."""
         raw = self.signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         x = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-        key = {
-            "kty": "OKP",
-            "crv": "Ed25519",
-            "x": x,
-            "kid": f"sim-{self._kids}",
-            "use": "sig",
-            "alg": "EdDSA",
-        }
-        return 200, {"keys": [key]}, {}
+        key = {"kty": "OKP", "crv": "Ed25519", "x": x, "use": "sig", "alg": "EdDSA"}
+        return 200, {"keys": [{**key, "kid": f"sim-{self._kids}"}]}, {}
 
     def submit(self, request: Request) -> Answer:
         """fal-queue.md, Submit (Transport: `Authorization: Key $FAL_KEY`)."""
-        check_bearer(request, self.key, scheme="Key")
+        core.check_bearer(request, self.key, scheme="Key")
         endpoint = ENDPOINTS[request.groups["endpoint"]]
         body = request.json()
         if not isinstance(body, dict):
-            raise Invalid(
-                [{"loc": ["body"], "msg": "Input should be a valid dictionary", "type": "dict_type"}]
-            )
+            raise Invalid([_item(None, "Input should be a valid dictionary", "dict_type")])
         if errors := validate(endpoint, body):
             raise Invalid(errors)
         webhook = request.query.get("fal_webhook")
         if webhook is not None and not webhook.startswith(("http://", "https://")):
-            raise bad_request("fal_webhook must be an http(s) URL")
-        values, request_id = filled(endpoint.fields, body), str(uuid.uuid4())
-        width, height = frame(str(values.get("aspect_ratio", "16:9")), str(values.get("resolution", "1080p")))
-        shape = (
-            str(body.get("prompt", "")),
-            width,
-            height,
-            int(str(values.get("duration", 5)).removesuffix("s")),
-        )
+            raise core.bad_request("fal_webhook must be an http(s) URL")
+        values, request_id = schema.filled(endpoint.fields, body), str(uuid.uuid4())
+        ratio, tier = str(values.get("aspect_ratio", "16:9")), str(values.get("resolution", "1080p"))
+        seconds = int(str(values.get("duration", 5)).removesuffix("s"))
+        shape = (str(body.get("prompt", "")), *schema.frame(ratio, tier), seconds)
         record = {
             "request_id": request_id,
             "gateway_request_id": request_id,  # differs only after an internal retry
@@ -261,11 +213,8 @@ class Fal:
         }
         job = self.sim.new_job(self.name, shape, record, request_id)
         job.meta["ignored_fields"] = sorted(set(body) - set(endpoint.fields))
-        self.sim.run(
-            job,
-            finish=self._finish,
-            push=(lambda job, kind: self._push(job, webhook, kind)) if webhook else None,
-        )
+        push = (lambda job, kind: self._push(job, webhook, kind)) if webhook else None
+        self.sim.run(job, finish=self._finish, push=push)
         answer = {"status": "IN_QUEUE", "request_id": request_id, "gateway_request_id": request_id}
         return 200, {**answer, **self._urls(endpoint.app, request_id), "queue_position": 0}, {}
 
@@ -309,16 +258,13 @@ class Fal:
         if record["cancelled"]:
             record.update(error="Request was cancelled", error_type=CANCELLED_TYPE)
         elif job.fault.fail:
-            record.update(error=FAILURE_MESSAGE, error_type=FAILURE_TYPE)
+            record.update(error=core.FAILURE_MESSAGE, error_type=FAILURE_TYPE)
         record["finished_at"] = job.finished_at
 
     def _output(self, job: Job, kind: str = "final") -> dict[str, Any]:
         """fal-queue.md, Status, result, cancel (the shape is inferred from fal's image example)."""
-        video: dict[str, Any] = {
-            "url": self.sim.video_url(job, kind),
-            "content_type": "video/mp4",
-            "file_name": f"{job.id}.mp4",
-        }
+        video: dict[str, Any] = {"url": self.sim.video_url(job, kind), "content_type": "video/mp4"}
+        video["file_name"] = f"{job.id}.mp4"
         if kind != "final":  # a forged or stale push claims a video it does not size
             return {"video": video}
         path = self.sim.video_path(job.id)  # renders on first use, like the first download
@@ -327,31 +273,26 @@ class Fal:
 
     def _push(self, job: Job, url: str, kind: str) -> None:
         """fal-queue.md, Webhook and Signature verification: no progress pushes; a forged push is
-        signed with a key never published, a stale one STALE_BY_S ago; both claim a success."""
+        signed with a key never published, a stale one core.STALE_BY_S ago; both claim a success."""
         if kind == "progress":
             return
         record = self.sim.record(job.id) or {}
         if kind == "final" and record.get("error"):
-            outcome = {
-                "status": "ERROR",
-                "error": "Invalid status code: 422",
-                "payload": {"detail": _failure(record)},
-            }
+            detail = {"detail": _failure(record)}
+            outcome = {"status": "ERROR", "error": "Invalid status code: 422", "payload": detail}
         else:
             outcome = {"status": "OK", "payload": self._output(job, kind)}
         raw = json.dumps({"request_id": job.id, "gateway_request_id": job.id, **outcome}).encode()
-        timestamp = str(int(time.time()) - (STALE_BY_S if kind == "stale" else 0))
+        timestamp = str(int(time.time()) - (core.STALE_BY_S if kind == "stale" else 0))
         user = self.sim.config.fal_user_id
         message = "\n".join((job.id, user, timestamp, hashlib.sha256(raw).hexdigest())).encode()
         signature = (self._forger if kind == "forged" else self.signing_key).sign(message).hex()
         headers = {"Request-Id": job.id, "User-Id": user, "Timestamp": timestamp, "Signature": signature}
-        self.sim.deliver(
-            job, url, raw, {f"X-Fal-Webhook-{name}": value for name, value in headers.items()}, kind=kind
-        )
+        self.sim.deliver(job, url, raw, {f"X-Fal-Webhook-{k}": v for k, v in headers.items()}, kind=kind)
 
     def _job(self, request: Request) -> tuple[Job, dict[str, Any]]:
         """The job a status/result/cancel path names, under its own app only."""
-        check_bearer(request, self.key, scheme="Key")
+        core.check_bearer(request, self.key, scheme="Key")
         job = self.sim.job(request.groups["request_id"], self.name)
         if job is None or job.record["app"] != request.groups["app"]:
             raise SimError(404, "not_found", "Request not found")
