@@ -22,41 +22,19 @@ from typing import Any
 
 from standardwebhooks import Webhook
 
-from devstack.simulator.core import (
-    FAILURE_MESSAGE,
-    STALE_BY_S,
-    Answer,
-    Job,
-    ProviderSimulator,
-    Request,
-    Route,
-    SimError,
-    check_bearer,
-    json_object,
-)
-from devstack.simulator.schema import (
-    INT,
-    NO,
-    PROMPT,
-    URI,
-    YES,
-    Field,
-    Rule,
-    filled,
-    frame,
-    number,
-    one_of,
-    problems,
-)
+from devstack.simulator import core, schema
+from devstack.simulator.core import Answer, Job, Request, SimError
+from devstack.simulator.schema import INT, NO, PROMPT, URI, YES, Field, frame, one_of
 
 DEFAULT_RETENTION_S = 3600.0  # contract, "Data retention": API predictions' data goes after 1 h
-WEBHOOK_EVENTS = frozenset({"start", "output", "logs", "completed"})
+_EVENT_NAMES = ("completed", "logs", "output", "start")  # a list: `in` must not hash what a client sent
 DEFAULT_EVENTS = frozenset({"output", "completed"})  # contract, "Create": what no filter sends
 # Contract, "Webhook": only the final webhook is retried, with backoff (here x callback_delay_s).
 FINAL_RETRY_FACTORS = (1, 2, 4)
 MAX_WAIT_S = 60  # contract, "Create": `Prefer: wait` holds the answer for up to 60 s
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"  # prediction ids: 26 lower-case base32 characters
 _PREFER_WAIT = re.compile(r"^\s*wait(?:\s*=\s*(?P<seconds>\d+))?\s*$", re.IGNORECASE)
+_WEB = "https://replicate.com/p"
 _TITLES = {400: "Bad request", 401: "Unauthenticated", 402: "Insufficient credit", 404: "Not found"}
 _TITLES |= {422: "Input validation failed", 500: "Internal server error", 504: "Gateway timeout"}
 _EXPECTED = {"uri": "string", "url": "string"}
@@ -83,7 +61,7 @@ class Model:
     route: str
     fields: dict[str, Field]
     dimensions: Callable[[dict[str, Any]], tuple[int, int]]  # on the input with defaults filled in
-    rule: Rule = lambda _: None
+    rule: schema.Rule = lambda _: None
 
     @property
     def version(self) -> str:
@@ -93,11 +71,9 @@ class Model:
         """The input with defaults filled in, and every problem found (empty when valid)."""
         if not isinstance(given, dict):
             return {}, ["input: Invalid type. Expected: object"]
-        found = [_message(*problem) for problem in problems(self.fields, given)]
-        found += [
-            f"{name}: Additional property {name} is not allowed" for name in given if name not in self.fields
-        ]
-        values = filled(self.fields, given)
+        found = [_message(*problem) for problem in schema.problems(self.fields, given)]
+        found += [f"{k}: Additional property {k} is not allowed" for k in given if k not in self.fields]
+        values = schema.filled(self.fields, given)
         if not found and (broken := self.rule(values)):
             found.append(f"{broken[0]}: {broken[1]}")
         return values, found
@@ -115,63 +91,50 @@ _SEEDANCE_SIZES |= {"9:16": (720, 1280), "21:9": (1680, 720), "9:21": (720, 1680
 # Sources: the models' OpenAPI schemas as copied in keremk/renku catalog/models/replicate/video/*.json
 # @00384279 (veo-3.1-fast, kling-v2.5-turbo-pro, seedance-1.5-pro), Replicate's schema page for
 # minimax/hailuo-02 (version c43b610e). Sizes the input does not name (kling, seedance, hailuo's 16:9): inferred.
+_VEO = {
+    "prompt": PROMPT,
+    "aspect_ratio": one_of("16:9", "9:16", default="16:9"),
+    "duration": one_of(4, 6, 8, default=8),
+    "image": URI,
+    "last_frame": URI,
+    "negative_prompt": Field("string"),
+    "resolution": one_of("720p", "1080p", default="1080p"),
+    "generate_audio": YES,
+    "seed": INT,
+}
+_KLING = {
+    "prompt": PROMPT,
+    "negative_prompt": Field("string", default=""),
+    "start_image": URI,
+    "end_image": URI,
+    "aspect_ratio": one_of("16:9", "9:16", "1:1", default="16:9"),
+    "duration": one_of(5, 10, default=5),
+    "image": URI,  # deprecated: use start_image
+}
+_HAILUO = {
+    "prompt": PROMPT,
+    "first_frame_image": URI,
+    "last_frame_image": URI,
+    "duration": one_of(6, 10, default=6),
+    "resolution": one_of("512p", "768p", "1080p", default="1080p"),
+    "prompt_optimizer": YES,
+}
+_SEEDANCE = {
+    "prompt": PROMPT,
+    "image": URI,
+    "last_frame_image": URI,
+    "duration": schema.number(2, 12, 5, kind="integer"),
+    "aspect_ratio": one_of("16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "9:21", default="16:9"),
+    "fps": one_of(24, default=24),
+    "camera_fixed": NO,
+    "generate_audio": NO,
+    "seed": INT,
+}
 _MODELS = (
-    Model(
-        "google/veo-3.1-fast",
-        {
-            "prompt": PROMPT,
-            "aspect_ratio": one_of("16:9", "9:16", default="16:9"),
-            "duration": one_of(4, 6, 8, default=8),
-            "image": URI,
-            "last_frame": URI,
-            "negative_prompt": Field("string"),
-            "resolution": one_of("720p", "1080p", default="1080p"),
-            "generate_audio": YES,
-            "seed": INT,
-        },
-        lambda values: frame(values["aspect_ratio"], values["resolution"]),
-    ),
-    Model(
-        "kwaivgi/kling-v2.5-turbo-pro",
-        {
-            "prompt": PROMPT,
-            "negative_prompt": Field("string", default=""),
-            "start_image": URI,
-            "end_image": URI,
-            "aspect_ratio": one_of("16:9", "9:16", "1:1", default="16:9"),
-            "duration": one_of(5, 10, default=5),
-            "image": URI,  # deprecated: use start_image
-        },
-        lambda values: frame(values["aspect_ratio"], "1080p"),
-    ),
-    Model(
-        "minimax/hailuo-02",
-        {
-            "prompt": PROMPT,
-            "first_frame_image": URI,
-            "last_frame_image": URI,
-            "duration": one_of(6, 10, default=6),
-            "resolution": one_of("512p", "768p", "1080p", default="1080p"),
-            "prompt_optimizer": YES,
-        },
-        lambda values: _HAILUO_SIZES[values["resolution"]],
-        _hailuo_rule,
-    ),
-    Model(
-        "bytedance/seedance-1.5-pro",
-        {
-            "prompt": PROMPT,
-            "image": URI,
-            "last_frame_image": URI,
-            "duration": number(2, 12, 5, kind="integer"),
-            "aspect_ratio": one_of("16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "9:21", default="16:9"),
-            "fps": one_of(24, default=24),
-            "camera_fixed": NO,
-            "generate_audio": NO,
-            "seed": INT,
-        },
-        lambda values: _SEEDANCE_SIZES[values["aspect_ratio"]],
-    ),
+    Model("google/veo-3.1-fast", _VEO, lambda values: frame(values["aspect_ratio"], values["resolution"])),
+    Model("kwaivgi/kling-v2.5-turbo-pro", _KLING, lambda values: frame(values["aspect_ratio"], "1080p")),
+    Model("minimax/hailuo-02", _HAILUO, lambda values: _HAILUO_SIZES[values["resolution"]], _hailuo_rule),
+    Model("bytedance/seedance-1.5-pro", _SEEDANCE, lambda values: _SEEDANCE_SIZES[values["aspect_ratio"]]),
 )
 MODELS: dict[str, Model] = {model.route: model for model in _MODELS}
 _BY_VERSION = {model.version: model for model in _MODELS}
@@ -205,7 +168,7 @@ class Replicate:
     name = "replicate"
     prefix = "/replicate"
 
-    def __init__(self, sim: ProviderSimulator, *, retention_s: float = DEFAULT_RETENTION_S) -> None:
+    def __init__(self, sim: core.ProviderSimulator, *, retention_s: float = DEFAULT_RETENTION_S) -> None:
         self.sim, self.retention_s, self.secret = sim, retention_s, _new_secret()
 
     def rotate_secret(self) -> str:
@@ -213,14 +176,10 @@ class Replicate:
         self.secret = _new_secret()
         return self.secret
 
-    def routes(self) -> list[Route]:
-        prediction = r"/v1/predictions/(?P<id>[^/]+)"
+    def routes(self) -> list[core.Route]:
+        prediction, model = r"/v1/predictions/(?P<id>[^/]+)", r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)"
         return [
-            (
-                "POST",
-                re.compile(r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)/predictions"),
-                self.create_for_model,
-            ),
+            ("POST", re.compile(model + "/predictions"), self.create_for_model),
             ("POST", re.compile(r"/v1/predictions"), self.create_for_version),
             ("GET", re.compile(prediction), self.get),
             ("POST", re.compile(prediction + "/cancel"), self.cancel),
@@ -232,16 +191,14 @@ class Replicate:
         if error.status == 429:
             reset = error.headers.get("Retry-After", "1")
             return {"detail": f"Request was throttled. Your rate limit resets in ~{reset}s."}
-        return {
-            "title": _TITLES.get(error.status, error.code),
-            "detail": error.message,
-            "status": error.status,
-        }
+        title = _TITLES.get(error.status, error.code)
+        return {"title": title, "detail": error.message, "status": error.status}
 
     def _authorize(self, request: Request) -> None:
         """`Authorization: Bearer $REPLICATE_API_TOKEN` (contract, "Transport")."""
         refused = SimError(401, "Unauthenticated", "You did not pass a valid authentication token")
-        check_bearer(request, self.sim.config.replicate_token or self.sim.config.api_token, refused=refused)
+        config = self.sim.config
+        core.check_bearer(request, config.replicate_token or config.api_token, refused=refused)
 
     def _prediction(self, request: Request) -> Job:
         """The prediction the path names, after the token check; only this dialect's."""
@@ -261,7 +218,7 @@ class Replicate:
     def create_for_version(self, request: Request) -> Answer:
         """`POST /v1/predictions` with `version` (an id, `owner/name:id` or `owner/name`) or `model`."""
         self._authorize(request)
-        body = json_object(request, _invalid_body())
+        body = core.json_object(request, _invalid_body())
         version, named = body.get("version"), body.get("model")
         model: Model | None = None
         if isinstance(version, str) and ":" in version:
@@ -277,7 +234,7 @@ class Replicate:
         return self._create(request, model)
 
     def _create(self, request: Request, model: Model) -> Answer:
-        body = json_object(request, _invalid_body())
+        body = core.json_object(request, _invalid_body())
         values, problems = model.validate(body.get("input"))
         hook = self._hook(body, problems)
         if problems:
@@ -298,11 +255,7 @@ class Replicate:
             "created_at": _now_iso(),
             "started_at": None,
             "completed_at": None,
-            "urls": {
-                "cancel": f"{base}/cancel",
-                "get": base,
-                "web": f"https://replicate.com/p/{prediction_id}",
-            },
+            "urls": {"cancel": f"{base}/cancel", "get": base, "web": f"{_WEB}/{prediction_id}"},
             "metrics": {},
         }
         shape = (str(values["prompt"]), width, height, int(values.get("duration", 5)))
@@ -314,9 +267,8 @@ class Replicate:
         job.meta["create_headers"] = {k: v for k, v in request.headers.items() if k != "authorization"}
         # "start" goes when the prediction is created (contract, "Webhook": inferred), showing it as created.
         created = self._view(job)
-        self.sim.schedule(
-            self.sim.config.callback_delay_s / 10, lambda: self._event(job, "start", body=created)
-        )
+        start_s = self.sim.config.callback_delay_s / 10
+        self.sim.schedule(start_s, lambda: self._event(job, "start", body=created))
         self.sim.run(job, finish=self._finish, push=self._push, begin=self._begin)
         if found := _PREFER_WAIT.match(request.headers.get("prefer", "")):
             deadline = time.monotonic() + min(MAX_WAIT_S, int(found["seconds"] or MAX_WAIT_S))
@@ -328,13 +280,9 @@ class Replicate:
         url, events = body.get("webhook"), body.get("webhook_events_filter")
         if url is not None and (not isinstance(url, str) or not url.startswith(("https://", "http://"))):
             problems.append("webhook: Does not match format 'uri'")
-        if events is not None and not (
-            isinstance(events, list)
-            and all(isinstance(item, str) and item in WEBHOOK_EVENTS for item in events)
-        ):
-            problems.append(
-                "webhook_events_filter: items must be one of the following: completed, logs, output, start"
-            )
+        if events is not None and not (isinstance(events, list) and all(e in _EVENT_NAMES for e in events)):
+            names = ", ".join(_EVENT_NAMES)
+            problems.append(f"webhook_events_filter: items must be one of the following: {names}")
         if not isinstance(url, str) or problems:
             return None
         return _Hook(url, frozenset(events) if events is not None else DEFAULT_EVENTS)
@@ -349,13 +297,11 @@ class Replicate:
         record["started_at"] = record["started_at"] or _now_iso(job.created_at)
         record["completed_at"] = _now_iso(finished)
         started = datetime.fromisoformat(record["started_at"].replace("Z", "+00:00")).timestamp()
-        record["metrics"] = {
-            "predict_time": round(max(0.0, finished - started), 6),
-            "total_time": round(max(0.0, finished - job.created_at), 6),
-        }
+        predict, total = max(0.0, finished - started), max(0.0, finished - job.created_at)
+        record["metrics"] = {"predict_time": round(predict, 6), "total_time": round(total, 6)}
         if job.fault.fail:
-            record.update(status="failed", error=FAILURE_MESSAGE)
-            tail = f"Traceback (most recent call last):\nRuntimeError: {FAILURE_MESSAGE}\n"
+            record.update(status="failed", error=core.FAILURE_MESSAGE)
+            tail = f"Traceback (most recent call last):\nRuntimeError: {core.FAILURE_MESSAGE}\n"
         else:
             record.update(status="succeeded", output=self.sim.video_url(job))
             tail = "100%|██████████| 50/50\nVideo written\n"
@@ -376,8 +322,7 @@ class Replicate:
             self._progress(job)
         elif kind in ("forged", "stale"):  # both claim a success; only the signature tells
             body = self._view(job) | {"status": "succeeded", "output": self.sim.video_url(job, kind)}
-            secret, age_s = (_new_secret(), 0) if kind == "forged" else (None, STALE_BY_S)
-            self._send(job, body, _message_id(), kind=kind, secret=secret, age_s=age_s)
+            self._send(job, body, _message_id(), kind)
         elif hook is not None and not (hook.completed_sent and job.meta.get("cancelled")):
             hook.completed_sent = True  # else a cancel already sent the terminal event
             self._event(job, "completed")
@@ -391,14 +336,11 @@ class Replicate:
             sent = job.meta["progress_sent"] = job.meta.get("progress_sent", 0) + 1
             percent, record = min(90, 40 * sent), job.record
             record["status"], record["started_at"] = "processing", record["started_at"] or _now_iso()
-            record["logs"] = (
-                record["logs"] or ""
-            ) + f"{percent:3d}%|{'█' * (percent // 10):<10}| {percent // 2}/50\n"
+            bar = f"{percent:3d}%|{'█' * (percent // 10):<10}| {percent // 2}/50\n"
+            record["logs"] = (record["logs"] or "") + bar
             if last := sent >= job.fault.progress_pushes:
                 record["output"] = self.sim.video_url(job)
-            snapshot = copy.deepcopy(
-                record
-            )  # as it is now: should the final event overtake it, still processing
+            snapshot = copy.deepcopy(record)  # as it is now, should the final event overtake it
         self._event(job, "logs", body=snapshot)
         if last:
             self._event(job, "output", body=snapshot)
@@ -411,35 +353,24 @@ class Replicate:
             return
         final = event == "completed"
         kind = ("retry" if attempt else "final") if final else event
-        status = self._send(
-            job, body or self._view(job), hook.completed_id if final else _message_id(), kind=kind
-        )
+        status = self._send(job, body or self._view(job), hook.completed_id if final else _message_id(), kind)
         if final and attempt < len(FINAL_RETRY_FACTORS) and not (status and 200 <= status < 300):
             delay = self.sim.config.callback_delay_s * FINAL_RETRY_FACTORS[attempt]
             self.sim.schedule(delay, lambda: self._event(job, event, attempt=attempt + 1))
 
-    def _send(
-        self,
-        job: Job,
-        body: dict[str, Any],
-        message_id: str,
-        *,
-        kind: str,
-        secret: str | None = None,
-        age_s: float = 0,
-    ) -> int | None:
-        """POST the whole Prediction, signed per Standard Webhooks (contract, "Signature")."""
+    def _send(self, job: Job, body: dict[str, Any], message_id: str, kind: str) -> int | None:
+        """POST the whole Prediction, signed per Standard Webhooks (contract, "Signature"); a forged
+        push with a secret never handed out, a stale one STALE_BY_S ago."""
         hook: _Hook | None = job.meta.get("hook")
         if hook is None:
             return None
         raw = json.dumps(body, separators=(",", ":"))
+        age_s = core.STALE_BY_S if kind == "stale" else 0
         moment = datetime.fromtimestamp(int(time.time() - age_s), tz=UTC)
-        signature = Webhook(secret or self.secret).sign(msg_id=message_id, timestamp=moment, data=raw)
-        headers = {
-            "webhook-id": message_id,
-            "webhook-timestamp": str(int(moment.timestamp())),
-            "webhook-signature": signature,
-        }
+        secret = _new_secret() if kind == "forged" else self.secret
+        signature = Webhook(secret).sign(msg_id=message_id, timestamp=moment, data=raw)
+        headers = {"webhook-id": message_id, "webhook-timestamp": str(int(moment.timestamp()))}
+        headers["webhook-signature"] = signature
         return self.sim.deliver(job, hook.url, raw.encode(), headers, kind=kind)
 
     def get(self, request: Request) -> Answer:
