@@ -14,20 +14,9 @@ import time
 import uuid
 from typing import Any, ClassVar
 
+from devstack.simulator import schema
 from devstack.simulator.core import Job, Shape, SimError, bad_request
-from devstack.simulator.schema import (
-    FLAG,
-    PROMPT,
-    TEXT,
-    URL,
-    URLS,
-    Field,
-    filled,
-    frame,
-    number,
-    one_of,
-    problems,
-)
+from devstack.simulator.schema import FLAG, PROMPT, TEXT, URL, URLS, Field, frame, one_of
 
 _ULID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 _DELIVERY = {"callback_url": URL, "async": FLAG}
@@ -39,9 +28,8 @@ def _message(name: str, problem: str, spec: Field, value: Any) -> str:
     """AceData's 400 message for a field (acedata-video.md, "Errors"): it names the field."""
     options = spec.options
     if problem == "missing":
-        return f"{name} is required" + (
-            f" (one of {sorted(options)})" if spec.kind == "string" and options else ""
-        )
+        listed = f" (one of {sorted(options)})" if spec.kind == "string" and options else ""
+        return f"{name} is required{listed}"
     if isinstance(options, range):
         wanted = f"an integer in {options.start} to {options.stop - 1}"
     elif options is not None:
@@ -53,7 +41,7 @@ def _message(name: str, problem: str, spec: Field, value: Any) -> str:
 
 def _check(values: dict[str, Any], fields: dict[str, Field]) -> None:
     """Refuse the first problem of `values` against `fields` with AceData's 400."""
-    for problem in problems(fields, values):
+    for problem in schema.problems(fields, values):
         raise bad_request(_message(*problem))
 
 
@@ -72,11 +60,10 @@ class Service:
 
     def validate(self, body: dict[str, Any]) -> Shape:
         _check(body, self.fields)
-        values = filled(self.fields, body)
+        values = schema.filled(self.fields, body)
         if values.get("action") in self.not_simulated:  # the simulator keeps no videos
-            raise SimError(
-                400, "api_not_implemented", f"{self.name} action {values['action']} is not simulated"
-            )
+            message = f"{self.name} action {values['action']} is not simulated"
+            raise SimError(400, "api_not_implemented", message)
         return self.shape(values)
 
     def shape(self, values: dict[str, Any]) -> Shape:
@@ -118,9 +105,8 @@ class Sora(Service):
 
     def success(self, job: Job, video_url: str) -> dict[str, Any]:
         suffix = "".join(secrets.choice(_ULID_ALPHABET) for _ in range(26))
-        return _data(
-            id=f"{job.record['request']['model']}:task_{suffix}", video_url=video_url, state="succeeded"
-        )
+        task_id = f"{job.record['request']['model']}:task_{suffix}"
+        return _data(id=task_id, video_url=video_url, state="succeeded")
 
 
 class Veo(Service):
@@ -153,28 +139,16 @@ class Veo(Service):
 
     def success(self, job: Job, video_url: str) -> dict[str, Any]:
         created, completed = _clock(job.created_at), _clock(job.finished_at)
-        return _data(
-            id=uuid.uuid4().hex,
-            video_url=video_url,
-            created_at=created,
-            complete_at=completed,
-            state="succeeded",
-        )
+        times = {"created_at": created, "complete_at": completed}
+        return _data(id=uuid.uuid4().hex, video_url=video_url, **times, state="succeeded")
 
 
 class Kling(Service):
     name = "kling"
     not_simulated = frozenset({"extend"})
     # kling-video-o1 is the API reference's spelling of kling-o1.
-    MODELS = (
-        "kling-v1",
-        "kling-v1-6",
-        "kling-v2-master",
-        "kling-v2-1-master",
-        "kling-v2-5-turbo",
-        "kling-v2-6",
-    )
-    MODELS += ("kling-v3", "kling-v3-omni", "kling-o1", "kling-video-o1")
+    MODELS = ("kling-v1", "kling-v1-6", "kling-v2-master", "kling-v2-1-master", "kling-v2-5-turbo")
+    MODELS += ("kling-v2-6", "kling-v3", "kling-v3-omni", "kling-o1", "kling-video-o1")
     fields: ClassVar[dict[str, Field]] = {
         "action": one_of("text2video", "image2video", "extend", required=True),
         "model": one_of(*MODELS, default="kling-v1"),
@@ -184,7 +158,7 @@ class Kling(Service):
         "end_image_url": URL,
         "aspect_ratio": one_of("16:9", "9:16", "1:1", default="16:9"),
         "mode": one_of("std", "pro", "4k", default="std"),
-        "cfg_scale": number(0, 1),
+        "cfg_scale": schema.number(0, 1),
         "generate_audio": FLAG,
         "camera_control": Field("object"),
     }
@@ -192,9 +166,7 @@ class Kling(Service):
     def shape(self, values: dict[str, Any]) -> Shape:
         action, start, end = values["action"], values.get("start_image_url"), values.get("end_image_url")
         images = values.get("image_list")
-        if images is not None and not (
-            isinstance(images, list) and all(isinstance(item, dict) for item in images)
-        ):
+        if images is not None and not (isinstance(images, list) and all(isinstance(i, dict) for i in images)):
             raise bad_request("image_list must be a list of objects")
         for item in images or ():
             _value(item, "image_url", URL)
@@ -210,12 +182,8 @@ class Kling(Service):
         return values["prompt"], width, height, duration
 
     def success(self, job: Job, video_url: str) -> dict[str, Any]:
-        return {
-            "video_id": str(uuid.uuid4()),
-            "video_url": video_url,
-            "duration": f"{job.seconds:.1f}",
-            "state": "succeed",
-        }
+        video = {"video_id": str(uuid.uuid4()), "video_url": video_url, "duration": f"{job.seconds:.1f}"}
+        return {**video, "state": "succeed"}
 
 
 class Luma(Service):
@@ -233,11 +201,7 @@ class Luma(Service):
     }
 
     def shape(self, values: dict[str, Any]) -> Shape:
-        return (
-            values["prompt"],
-            *frame(values["aspect_ratio"], "720p"),
-            5,
-        )  # Luma takes no duration (5 s: inferred)
+        return values["prompt"], *frame(values["aspect_ratio"], "720p"), 5  # no duration: 5 s (inferred)
 
     def success(self, job: Job, video_url: str) -> dict[str, Any]:
         # The thumbnail is not served: a reader must take video_url, not any `*_url`.
@@ -316,9 +280,8 @@ class Seedance(Service):
 
     def shape(self, values: dict[str, Any]) -> Shape:
         model = values["model"]
-        texts, images = _content(
-            values, {"image_url"}, one_of("first_frame", "last_frame", "reference_image")
-        )
+        roles = one_of("first_frame", "last_frame", "reference_image")
+        texts, images = _content(values, {"image_url"}, roles)
         if "lite-t2v" in model and images:
             raise bad_request(f"model {model} takes no image; use its i2v twin")
         if "lite-i2v" in model and not images:
@@ -375,12 +338,7 @@ class Wan(Service):
     }
 
     def shape(self, values: dict[str, Any]) -> Shape:
-        action, model, image, size = (
-            values["action"],
-            values["model"],
-            values.get("image_url"),
-            values.get("size"),
-        )
+        action, model, image = values["action"], values["model"], values.get("image_url")
         # Wan's guide: text2video takes only wan2.6-t2v, image2video only the image models.
         if (action == "text2video") != (model == "wan2.6-t2v"):
             raise bad_request(f"model {model} does not do action {action}")
@@ -388,12 +346,9 @@ class Wan(Service):
             raise bad_request(f"model {model} needs image_url")
         if action == "text2video" and image:
             raise bad_request("image_url needs action image2video")
-        if size is None:  # the tier decides; an image's aspect would, which is not read here: 16:9
-            return (
-                values["prompt"],
-                *frame("16:9", str(values.get("resolution") or "720P").lower()),
-                values["duration"],
-            )
+        if (size := values.get("size")) is None:  # the tier decides (an image's aspect is not read: 16:9)
+            width, height = frame("16:9", str(values.get("resolution") or "720P").lower())
+            return values["prompt"], width, height, values["duration"]
         match = self._SIZE.match(size) if isinstance(size, str) else None
         if match is None:
             raise bad_request(f"size must be WIDTH*HEIGHT (e.g. 1280*720), got {size!r}")
@@ -406,19 +361,20 @@ class Wan(Service):
         return {"video_url": video_url, "state": "completed"}
 
 
+# HappyHorse: each action's model suffix.
+_SUFFIX = {
+    "generate": "t2v",
+    "image_to_video": "i2v",
+    "reference_to_video": "r2v",
+    "video_edit": "video-edit",
+}
+
+
 class HappyHorse(Service):
     name = "happyhorse"
-    ACTIONS: ClassVar[dict[str, str]] = {
-        "generate": "t2v",
-        "image_to_video": "i2v",
-        "reference_to_video": "r2v",
-    }
-    ACTIONS["video_edit"] = "video-edit"  # each action's model suffix
-    MODELS = tuple(
-        f"happyhorse-{version}-{kind}" for version in ("1.0", "1.1") for kind in ("t2v", "i2v", "r2v")
-    )
+    MODELS = tuple(f"happyhorse-{v}-{kind}" for v in ("1.0", "1.1") for kind in ("t2v", "i2v", "r2v"))
     fields: ClassVar[dict[str, Field]] = {
-        "action": one_of(*ACTIONS, default="generate"),
+        "action": one_of(*_SUFFIX, default="generate"),
         "model": one_of(*MODELS, "happyhorse-1.0-video-edit", default="happyhorse-1.1-t2v"),
         "prompt": TEXT,  # optional for image_to_video only
         "image_url": URL,
@@ -431,7 +387,7 @@ class HappyHorse(Service):
 
     def shape(self, values: dict[str, Any]) -> Shape:
         action, model, references = values["action"], values["model"], values.get("image_urls", [])
-        if not model.endswith("-" + self.ACTIONS[action]):
+        if not model.endswith("-" + _SUFFIX[action]):
             raise bad_request(f"model {model} does not do action {action}")
         prompt = _value(values, "prompt", PROMPT) if action != "image_to_video" else values.get("prompt", "")
         if action == "image_to_video" and not values.get("image_url"):
