@@ -16,19 +16,9 @@ from typing import Any
 
 import httpx
 
+from devstack.simulator import core
 from devstack.simulator.acedata_services import SERVICES
-from devstack.simulator.core import (
-    FAILURE_MESSAGE,
-    Answer,
-    Job,
-    ProviderSimulator,
-    Request,
-    Route,
-    SimError,
-    bad_request,
-    check_bearer,
-    json_object,
-)
+from devstack.simulator.core import Answer, Job, Request, SimError, refuse
 
 MAX_BATCH_IDS = 50
 
@@ -37,10 +27,10 @@ class AceData:
     name = "acedata"
     prefix = ""
 
-    def __init__(self, sim: ProviderSimulator) -> None:
+    def __init__(self, sim: core.ProviderSimulator) -> None:
         self.sim = sim
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[core.Route]:
         service = "|".join(map(re.escape, SERVICES))
         return [
             ("POST", re.compile(rf"/(?P<svc>{service})/videos"), self.create),
@@ -56,8 +46,8 @@ class AceData:
         """acedata-video.md, "Transport": `Authorization: Bearer <token>`; none at all is a 400."""
         if request.headers.get("authorization", "").strip().lower() in ("", "bearer"):
             raise SimError(400, "no_token", "no token provided in the Authorization header")
-        check_bearer(request, self.sim.config.api_token)
-        return json_object(request)
+        core.check_bearer(request, self.sim.config.api_token)
+        return core.json_object(request)
 
     def create(self, request: Request) -> Answer:
         """acedata-video.md, "POST /<svc>/videos (create)" (Sora: acedata-sora.md, same section)."""
@@ -67,9 +57,8 @@ class AceData:
         callback_url, async_flag = service.delivery(body)
         now, task_id = time.time(), str(uuid.uuid4())
         record = {"id": task_id, "created_at": now, "started_at": now, "trace_id": str(uuid.uuid4())}
-        job = self.sim.new_job(
-            self.name, shape, {**record, "type": "videos", "request": copy.deepcopy(body)}, task_id
-        )
+        record |= {"type": "videos", "request": copy.deepcopy(body)}
+        job = self.sim.new_job(self.name, shape, record, task_id)
         job.meta["service"] = service.name
         if callback_url is None and not async_flag:  # synchronous: held until the video is ready
             self.sim.wait(self.sim.config.callback_delay_s)
@@ -85,10 +74,8 @@ class AceData:
     def _finish(self, job: Job) -> None:
         record = job.record
         if job.fault.fail:
-            outcome: dict[str, Any] = {
-                "success": False,
-                "error": {"code": "api_error", "message": FAILURE_MESSAGE},
-            }
+            failure = {"code": "api_error", "message": core.FAILURE_MESSAGE}
+            outcome: dict[str, Any] = {"success": False, "error": failure}
         else:
             outcome = {"success": True, **SERVICES[job.meta["service"]].success(job, self.sim.video_url(job))}
         record["response"] = {"task_id": job.id, "trace_id": record["trace_id"], **outcome}
@@ -115,8 +102,7 @@ class AceData:
         action = body.get("action", "retrieve")
         if action == "retrieve":
             task_id = body.get("id")
-            if not isinstance(task_id, str) or not task_id:
-                raise bad_request("id is required for action retrieve")
+            refuse(not isinstance(task_id, str) or not task_id, "id is required for action retrieve")
             if (record := self._record(task_id, service)) is None:
                 # Undocumented upstream; a 404 lets clients tell "unknown" from "still running".
                 raise SimError(404, "not_found", f"task {task_id} not found")
@@ -124,10 +110,9 @@ class AceData:
         if action == "retrieve_batch":
             ids = body.get("ids")
             if not isinstance(ids, list) or not all(isinstance(item, str) for item in ids):
-                raise bad_request("ids must be a list of task id strings for action retrieve_batch")
-            if len(ids) > MAX_BATCH_IDS:
-                raise bad_request(f"ids accepts at most {MAX_BATCH_IDS} task ids, got {len(ids)}")
+                raise core.bad_request("ids must be a list of task id strings for action retrieve_batch")
+            refuse(len(ids) > MAX_BATCH_IDS, f"ids accepts at most {MAX_BATCH_IDS} task ids, got {len(ids)}")
             # Unknown ids are left out, so count can be smaller than len(ids).
             items = [record for task_id in ids if (record := self._record(task_id, service)) is not None]
             return 200, {"items": items, "count": len(items)}, {}
-        raise bad_request(f"action must be retrieve or retrieve_batch, got {action!r}")
+        raise core.bad_request(f"action must be retrieve or retrieve_batch, got {action!r}")

@@ -15,7 +15,7 @@ import uuid
 from typing import Any, ClassVar
 
 from devstack.simulator import schema
-from devstack.simulator.core import Job, Shape, SimError, bad_request
+from devstack.simulator.core import Job, Shape, SimError, bad_request, refuse
 from devstack.simulator.schema import FLAG, PROMPT, TEXT, URL, URLS, Field, frame, one_of
 
 _ULID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
@@ -124,15 +124,13 @@ class Veo(Service):
 
     def shape(self, values: dict[str, Any]) -> Shape:
         action, model, images = values["action"], values.get("model"), values.get("image_urls", [])
-        if action == "text2video" and images:
-            raise bad_request("image_urls needs action image2video or ingredients2video")
+        refuse(action == "text2video" and images, "image_urls needs action image2video or ingredients2video")
         if action != "text2video" and not 1 <= len(images) <= 3:
             raise bad_request(f"image_urls takes 1 to 3 images for action {action}, got {len(images)}")
         if model == "veo31-fast-ingredients" and action == "text2video":
             raise bad_request("model veo31-fast-ingredients needs images (action ingredients2video)")
         resolution = values.get("resolution")
-        if resolution == "4k" and model != "veo31":
-            raise bad_request("resolution 4k is offered by model veo31 only")
+        refuse(resolution == "4k" and model != "veo31", "resolution 4k is offered by model veo31 only")
         # A gif is served as an MP4 here (the simulator serves MP4 only); Veo takes no duration: 8 s.
         width, height = frame(values["aspect_ratio"], "1080p" if resolution in ("1080p", "4k") else "720p")
         return values["prompt"], width, height, 8
@@ -176,8 +174,7 @@ class Kling(Service):
             raise bad_request("start_image_url, end_image_url and image_list need action image2video")
         durations = range(3, 16) if values["model"].startswith("kling-v3") else (5, 10)
         duration = _value(values, "duration", Field("integer", durations, 5))
-        if end and duration != 5:
-            raise bad_request("duration must be 5 when end_image_url is given")
+        refuse(end and duration != 5, "duration must be 5 when end_image_url is given")
         width, height = frame(values["aspect_ratio"], "720p" if values["mode"] == "std" else "1080p")
         return values["prompt"], width, height, duration
 
@@ -250,8 +247,7 @@ class Minimax(Service):
             if absent in values:
                 raise bad_request(f"{absent} is not a minimax field (the prompt is the text item of content)")
         texts, _ = _content(values, self.MEDIA, one_of(*self.ROLES, required=True))
-        if len(texts) != 1:
-            raise bad_request(f"content needs exactly one text item, got {len(texts)}")
+        refuse(len(texts) != 1, f"content needs exactly one text item, got {len(texts)}")
         width, height = frame(values["ratio"], "768p" if values["resolution"] == "768P" else "1080p")
         return texts[0], width, height, values["duration"]
 
@@ -282,17 +278,12 @@ class Seedance(Service):
         model = values["model"]
         roles = one_of("first_frame", "last_frame", "reference_image")
         texts, images = _content(values, {"image_url"}, roles)
-        if "lite-t2v" in model and images:
-            raise bad_request(f"model {model} takes no image; use its i2v twin")
-        if "lite-i2v" in model and not images:
-            raise bad_request(f"model {model} needs an image_url item in content")
-        if not texts and not images:
-            raise bad_request("content needs a text item or an image_url item")
-        if "duration" in values and "frames" in values:
-            raise bad_request("send duration or frames, not both")
+        refuse("lite-t2v" in model and images, f"model {model} takes no image; use its i2v twin")
+        refuse("lite-i2v" in model and not images, f"model {model} needs an image_url item in content")
+        refuse(not texts and not images, "content needs a text item or an image_url item")
+        refuse("duration" in values and "frames" in values, "send duration or frames, not both")
         frames = values.get("frames")
-        if frames is not None and (frames - 25) % 4:
-            raise bad_request(f"frames must be 25 + 4n, got {frames}")
+        refuse(frames is not None and (frames - 25) % 4, f"frames must be 25 + 4n, got {frames}")
         allowed = self.DURATIONS[model.removeprefix(_SEEDANCE)[:3]]
         duration = _value(values, "duration", one_of(-1, *allowed, default=5))
         if frames is not None:
@@ -342,16 +333,13 @@ class Wan(Service):
         # Wan's guide: text2video takes only wan2.6-t2v, image2video only the image models.
         if (action == "text2video") != (model == "wan2.6-t2v"):
             raise bad_request(f"model {model} does not do action {action}")
-        if model in ("wan2.6-i2v", "wan2.6-i2v-flash") and not image:
-            raise bad_request(f"model {model} needs image_url")
-        if action == "text2video" and image:
-            raise bad_request("image_url needs action image2video")
+        refuse(model in ("wan2.6-i2v", "wan2.6-i2v-flash") and not image, f"model {model} needs image_url")
+        refuse(action == "text2video" and image, "image_url needs action image2video")
         if (size := values.get("size")) is None:  # the tier decides (an image's aspect is not read: 16:9)
             width, height = frame("16:9", str(values.get("resolution") or "720P").lower())
             return values["prompt"], width, height, values["duration"]
         match = self._SIZE.match(size) if isinstance(size, str) else None
-        if match is None:
-            raise bad_request(f"size must be WIDTH*HEIGHT (e.g. 1280*720), got {size!r}")
+        refuse(match is None, f"size must be WIDTH*HEIGHT (e.g. 1280*720), got {size!r}")
         width, height = int(match["width"]), int(match["height"])
         if width % 2 or height % 2 or max(width, height) > 1920:
             raise bad_request(f"size must have even sides of at most 1920, got {size!r}")
@@ -387,15 +375,13 @@ class HappyHorse(Service):
 
     def shape(self, values: dict[str, Any]) -> Shape:
         action, model, references = values["action"], values["model"], values.get("image_urls", [])
-        if not model.endswith("-" + _SUFFIX[action]):
-            raise bad_request(f"model {model} does not do action {action}")
+        refuse(not model.endswith("-" + _SUFFIX[action]), f"model {model} does not do action {action}")
         prompt = _value(values, "prompt", PROMPT) if action != "image_to_video" else values.get("prompt", "")
         if action == "image_to_video" and not values.get("image_url"):
             raise bad_request("action image_to_video needs image_url")
         if action == "reference_to_video" and not 1 <= len(references) <= 9:
             raise bad_request(f"image_urls takes 1 to 9 images for reference_to_video, got {len(references)}")
-        if action == "video_edit" and not values.get("video_url"):
-            raise bad_request("action video_edit needs video_url")
+        refuse(action == "video_edit" and not values.get("video_url"), "action video_edit needs video_url")
         return prompt, *frame(values["ratio"], values["resolution"]), values["duration"]
 
 
