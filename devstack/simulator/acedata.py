@@ -1,8 +1,5 @@
-"""AceDataCloud's dialect: `POST /<svc>/videos`, `POST /<svc>/tasks`, unsigned callbacks.
-
-Contracts: shared/providers/acedata-video.md (the live services) and acedata-sora.md (the retired
-`/sora/*` route); each service's fields and result body: acedata_services.py.
-"""
+"""AceDataCloud's dialect: `POST /<svc>/videos`, `POST /<svc>/tasks`, unsigned callbacks (contracts:
+shared/providers/acedata-video.md, acedata-sora.md for the retired /sora/*; services: acedata_services.py)."""
 
 from __future__ import annotations
 
@@ -82,8 +79,7 @@ class AceData:
         record["finished_at"] = job.finished_at
 
     def _push(self, job: Job, url: str, kind: str) -> None:
-        """acedata-video.md, "The callback": the synchronous result. AceData signs nothing (and sends
-        no progress), so a forged push is one with a wrong per-task token."""
+        """acedata-video.md, "The callback": the sync result, unsigned (forged = a wrong per-task token)."""
         if kind == "progress":
             return
         response = (self.sim.record(job.id) or {}).get("response") or {"success": True, "task_id": job.id}

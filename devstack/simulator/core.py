@@ -446,9 +446,7 @@ class ProviderSimulator:
         return job
 
     def run(self, job: Job, finish: Outcome, push: Push | None = None, begin: Outcome | None = None) -> None:
-        """Drive a job: running at a quarter of the delay (`begin` updates the record), done at the
-        delay (`finish` writes the outcome); `push(job, kind)` sends "progress" and "forged"/"stale"
-        halfway, then "final" (after late_delay_s if late; the job still finishes on time)."""
+        """Running at delay/4 (`begin`), done at the delay (`finish`); pushes halfway, then "final"."""
         delay, fault = self.config.callback_delay_s, job.fault
         self.schedule(delay / 4, lambda: self._begin(job, begin))
         if push is None or fault.late_callback:

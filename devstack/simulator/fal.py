@@ -26,10 +26,10 @@ from devstack.simulator.schema import INT, PROMPT, TEXT, YES, Field, Rule, one_o
 
 FAILURE_TYPE, CANCELLED_TYPE = "generation_failed", "request_cancelled"  # fal's values are not recorded
 _TYPE_ERRORS = {
-    "string": ("string_type", "Input should be a valid string"),
-    "boolean": ("bool_type", "Input should be a valid boolean"),
-    "integer": ("int_type", "Input should be a valid integer"),
-    "schema.number": ("float_type", "Input should be a valid schema.number"),
+    "string": "string_type",
+    "boolean": "bool_type",
+    "integer": "int_type",
+    "number": "float_type",
 }
 
 
@@ -109,7 +109,7 @@ def _detail(name: str, problem: str, spec: Field) -> dict[str, Any]:
         listed = f"{', '.join(shown[:-1])} or {shown[-1]}" if len(shown) > 1 else shown[0]
         kind, message = "literal_error", f"Input should be {listed}"
     elif problem == "type":
-        kind, message = _TYPE_ERRORS[spec.kind]
+        kind, message = _TYPE_ERRORS[spec.kind], f"Input should be a valid {spec.kind}"
     elif problem == "minimum":
         kind, message = "greater_than_equal", f"Input should be >= {spec.minimum}"
     else:
@@ -272,8 +272,7 @@ class Fal:
         return {"video": video, "seed": int(hashlib.sha256(job.id.encode()).hexdigest()[:8], 16)}
 
     def _push(self, job: Job, url: str, kind: str) -> None:
-        """fal-queue.md, Webhook and Signature verification: no progress pushes; a forged push is
-        signed with a key never published, a stale one core.STALE_BY_S ago; both claim a success."""
+        """fal-queue.md, Webhook, Signature verification: forged = an unpublished key, stale = old."""
         if kind == "progress":
             return
         record = self.sim.record(job.id) or {}

@@ -41,11 +41,11 @@ _EXPECTED = {"uri": "string", "url": "string"}
 
 
 def _message(name: str, problem: str, spec: Field, value: Any) -> str:
-    """A problem as the schema validator words it (contract, "Errors"); stricter than Cog's
-    coercion on purpose (inferred), so a catalogue entry's wrong duration_format fails here."""
+    """Contract, "Errors"; stricter than Cog's coercion on purpose, so a wrong duration_format fails."""
+    expected = _EXPECTED.get(spec.kind, spec.kind)
     text = {
         "missing": f"{name} is required",
-        "type": f"Invalid type. Expected: {_EXPECTED.get(spec.kind, spec.kind)}, given: {type(value).__name__}",
+        "type": f"Invalid type. Expected: {expected}, given: {type(value).__name__}",
         "format": "Does not match format 'uri'",
         "enum": f"{name} must be one of the following: {', '.join(map(str, spec.options or ()))}",
         "minimum": f"Must be greater than or equal to {spec.minimum}",
@@ -90,7 +90,7 @@ _SEEDANCE_SIZES = {"16:9": (1280, 720), "4:3": (960, 720), "1:1": (960, 960), "3
 _SEEDANCE_SIZES |= {"9:16": (720, 1280), "21:9": (1680, 720), "9:21": (720, 1680)}
 # Sources: the models' OpenAPI schemas as copied in keremk/renku catalog/models/replicate/video/*.json
 # @00384279 (veo-3.1-fast, kling-v2.5-turbo-pro, seedance-1.5-pro), Replicate's schema page for
-# minimax/hailuo-02 (version c43b610e). Sizes the input does not name (kling, seedance, hailuo's 16:9): inferred.
+# minimax/hailuo-02 (version c43b610e). Sizes the input does not name (kling, seedance, hailuo 16:9) inferred.
 _VEO = {
     "prompt": PROMPT,
     "aspect_ratio": one_of("16:9", "9:16", default="16:9"),
@@ -260,7 +260,7 @@ class Replicate:
         }
         shape = (str(values["prompt"]), width, height, int(values.get("duration", 5)))
         job = self.sim.new_job(self.name, shape, record, prediction_id)
-        # Contract, "Data retention": output files go after the retention period; expired-url's shorter ttl wins.
+        # Contract, "Data retention": files go after the retention period; expired-url's shorter ttl wins.
         ttl = self.retention_s if job.fault.url_ttl_s is None else min(job.fault.url_ttl_s, self.retention_s)
         job.fault = dataclasses.replace(job.fault, url_ttl_s=ttl)
         job.meta["hook"] = hook
@@ -328,8 +328,7 @@ class Replicate:
             self._event(job, "completed")
 
     def _progress(self, job: Job) -> None:
-        """Never terminal: a tqdm line in the logs (`logs`), then on the last one the video URL in
-        `output` while the status is still `processing` (`output`), not to be taken for finished."""
+        """`logs` events, then `output` with the URL while still `processing` (never terminal)."""
         with self.sim.lock:
             if job.terminal:
                 return
@@ -346,8 +345,7 @@ class Replicate:
             self._event(job, "output", body=snapshot)
 
     def _event(self, job: Job, event: str, *, body: dict[str, Any] | None = None, attempt: int = 0) -> None:
-        """Send one event the caller's filter allows; the terminal one keeps its webhook-id and is
-        retried, re-signed, while refused (contract, "Webhook": dedupe on id + webhook-id)."""
+        """One event the filter allows; the final keeps its webhook-id, retried while refused ("Webhook")."""
         hook: _Hook | None = job.meta.get("hook")
         if hook is None or event not in hook.events:
             return
@@ -359,8 +357,7 @@ class Replicate:
             self.sim.schedule(delay, lambda: self._event(job, event, attempt=attempt + 1))
 
     def _send(self, job: Job, body: dict[str, Any], message_id: str, kind: str) -> int | None:
-        """POST the whole Prediction, signed per Standard Webhooks (contract, "Signature"); a forged
-        push with a secret never handed out, a stale one STALE_BY_S ago."""
+        """The whole Prediction, signed per Standard Webhooks ("Signature"); forged/stale: see _push."""
         hook: _Hook | None = job.meta.get("hook")
         if hook is None:
             return None

@@ -85,8 +85,7 @@ def filled(fields: dict[str, Field], body: dict[str, Any]) -> dict[str, Any]:
 
 
 def frame(ratio: str, tier: str) -> tuple[int, int]:
-    """(width, height) of an aspect ratio at a tier (16:9 at 720p: 1280x720); "auto" and "adaptive"
-    follow the input image, which is not read here: 16:9."""
+    """(width, height) of a ratio at a tier; "auto"/"adaptive" follow an image not read here: 16:9."""
     short = SHORT_SIDES[tier.lower()]
     across, down = (int(part) for part in ("16:9" if ratio in ("auto", "adaptive") else ratio).split(":"))
     if across >= down:
