@@ -1,10 +1,5 @@
-"""The provider simulator's engine: one HTTP server, the jobs and their lifecycle, the fault
-table, the MP4 each finished job serves and the log of every push.
-
-Each provider family is a dialect (acedata.py, fal.py, replicate.py) under its own path prefix:
-it checks requests, writes its provider's records and builds its pushes; the rest lives here.
-Rules every provider keeps: shared/providers/README.md, "Rules for every adapter".
-"""
+"""The engine: the HTTP server, jobs and their lifecycle, faults, MP4s, the push log; each family is a
+dialect under its own prefix (the rules all keep: shared/providers/README.md, "Rules for every adapter")."""
 
 from __future__ import annotations
 
@@ -37,7 +32,7 @@ logger = logging.getLogger("devstack.simulator")
 MAX_BODY_BYTES = 1 << 20
 CALLBACK_TIMEOUT_S = 10.0
 FAILURE_MESSAGE = "simulated generation failure"
-STALE_BY_S = 600  # stale-push signs 10 minutes in the past (fal's window is 5, Replicate's too)
+STALE_BY_S = 600  # stale-push signs 10 minutes in the past (fal's and Replicate's windows are 5)
 
 _MARKER = re.compile(r"\[sim:([A-Za-z0-9-]+)\]")  # a prompt picks a fault: "[sim:fail]", "[sim:429x2]"
 _COUNTED = re.compile(r"^(?P<base>.+)x(?P<times>[1-9][0-9]*)$")  # "429x2": only the first 2 attempts
@@ -62,9 +57,7 @@ class FaultMode:
     url_ttl_s: float | None = None  # the video URL stops working this long after the job finished
 
 
-# The failures shared/providers/README.md ("Rules for every adapter", "What users ... report")
-# says the relay must survive. A mode added here works from prompt markers, config, set_fault
-# and /_sim/fault alike.
+# The failures the relay must survive (shared/providers/README.md, "Rules for every adapter").
 FAULTS: dict[str, FaultMode] = {
     "none": FaultMode(),
     "fail": FaultMode(fail=True),
@@ -76,8 +69,7 @@ FAULTS: dict[str, FaultMode] = {
     "progress": FaultMode(progress_pushes=2),
     "forged-push": FaultMode(forged_push=True),
     "stale-push": FaultMode(stale_push=True),
-    # The link lapses as the job finishes and the push comes late: any copy comes too late,
-    # however soon a push or a lookup hands the link over.
+    # The link lapses as the job finishes and the push comes late: any copy is too late.
     "expired-url": FaultMode(url_ttl_s=0.0, late_callback=True),
     "429": FaultMode(create_status=429, create_code="too_many_requests"),
     "500": FaultMode(create_status=500, create_code="api_error"),
@@ -86,7 +78,7 @@ FAULTS: dict[str, FaultMode] = {
 
 
 def resolve_fault(mode: str) -> tuple[FaultMode, int | None]:
-    """Look up a mode name; return the mode and, for "429x2"-style names, the attempt limit."""
+    """A mode by name, with the attempt limit of a "429x2"-style name (else None)."""
     if mode in FAULTS:
         return FAULTS[mode], None
     counted = _COUNTED.match(mode)
@@ -100,7 +92,7 @@ def resolve_fault(mode: str) -> tuple[FaultMode, int | None]:
 class SimulatorConfig:
     """How the simulator behaves; the defaults suit the local stack, tests shorten the delays."""
 
-    api_token: str  # AceData's Bearer token; fal and Replicate take theirs below (default: the same)
+    api_token: str  # AceData's Bearer token; fal's and Replicate's default to it
     callback_delay_s: float = 1.0
     late_delay_s: float = 6.0
     render_fps: int = 4
@@ -108,8 +100,7 @@ class SimulatorConfig:
     host: str = "127.0.0.1"
     port: int = 0  # 0 = let the OS pick a free port
     video_dir: Path | None = None  # a temp dir (removed on stop) if None
-    # Base of the video URLs handed out, when consumers reach the simulator under another name.
-    public_url: str | None = None
+    public_url: str | None = None  # base of the video URLs, when consumers use another host name
     fal_key: str | None = None
     fal_user_id: str = "sim-fal-user"
     replicate_token: str | None = None
@@ -147,6 +138,7 @@ Answer = tuple[int, Any, dict[str, str]]  # status, JSON body, extra headers
 Route = tuple[str, re.Pattern[str], Callable[[Request], Answer]]
 Shape = tuple[str, int, int, int]  # prompt, width, height, seconds of the video a job renders
 Push = Callable[["Job", str], None]  # push(job, kind): kind is progress | forged | stale | final
+Outcome = Callable[["Job"], None]  # writes a job's record as it begins or finishes (under the lock)
 
 
 class Dialect(Protocol):
@@ -160,7 +152,7 @@ class Dialect(Protocol):
 
 @dataclass
 class Job:
-    """One generation at the simulated provider: the dialect's public record plus what tests read."""
+    """One generation: the dialect's public record plus what tests read."""
 
     id: str
     dialect: str
@@ -185,20 +177,32 @@ class Job:
 
 
 def check_bearer(
-    request: Request, token: str, *, scheme: str = "Bearer", refused: SimError | None = None
+    request: Request, token: str, scheme: str = "Bearer", refused: SimError | None = None
 ) -> None:
     """The Authorization header must be `<scheme> <token>`; else `refused` (default: a 401)."""
     given_scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
-    if given_scheme.lower() != scheme.lower() or not secrets.compare_digest(
-        given.strip().encode(), token.encode()
-    ):
+    matches = secrets.compare_digest(given.strip().encode(), token.encode())
+    if given_scheme.lower() != scheme.lower() or not matches:
         raise refused or SimError(401, "invalid_token", "the token is invalid")
+
+
+def refuse(when: object, message: str) -> None:
+    """A 400 naming the field when a rule across fields is broken."""
+    if when:
+        raise bad_request(message)
+
+
+def json_object(request: Request, refused: SimError | None = None) -> dict[str, Any]:
+    """The request's JSON body, which must be an object; else `refused` (default: a 400)."""
+    body = request.json()
+    if not isinstance(body, dict):
+        raise refused or bad_request("request body must be a JSON object")
+    return body
 
 
 @functools.cache
 def _tls_context() -> ssl.SSLContext:
-    # Loading the CA bundle costs ~40 ms; share it so starting a simulator per test stays cheap.
-    return ssl.create_default_context()
+    return ssl.create_default_context()  # ~40 ms to load: shared, so a simulator per test stays cheap
 
 
 def _send(handler: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str]) -> None:
@@ -217,14 +221,18 @@ def _send_json(handler: BaseHTTPRequestHandler, status: int, body: Any, headers:
 class ProviderSimulator:
     """The server and its jobs. Start it with `start()` or as a context manager."""
 
-    def __init__(self, config: SimulatorConfig, dialects: list[Dialect] | None = None) -> None:
+    def __init__(self, config: SimulatorConfig) -> None:
+        from devstack.simulator.acedata import AceData
+        from devstack.simulator.fal import Fal
+        from devstack.simulator.replicate import Replicate
+
         if config.fault is not None:
             resolve_fault(config.fault)  # fail fast on a typo
         self.config = config
-        self._lock = threading.Lock()
+        self.lock = threading.Lock()  # guards every job's state; a dialect takes it to change a record
         self._jobs: dict[str, Job] = {}
         self._create_attempts: dict[tuple[str, str], int] = {}
-        self._fault: str | None = config.fault
+        self.fault: str | None = config.fault  # the default fault mode; set it with set_fault
         self._timers: list[threading.Timer] = []
         self.render_seconds: deque[float] = deque(maxlen=100_000)  # wall seconds per MP4 render
         self._stopping = threading.Event()
@@ -232,20 +240,15 @@ class ProviderSimulator:
         self._http: httpx.Client | None = None
         self._owns_video_dir = config.video_dir is None
         self._video_dir: Path | None = config.video_dir
-        if dialects is None:
-            from devstack.simulator import default_dialects
-
-            dialects = default_dialects(self)
-        # Longest prefix first, so "/fal" wins over the root dialect.
-        self.dialects = sorted(dialects, key=lambda dialect: len(dialect.prefix), reverse=True)
+        # Longest prefix first, so "/fal" wins over the root dialect (AceData, last).
+        self.dialects: list[Dialect] = [Fal(self), Replicate(self), AceData(self)]
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> ProviderSimulator:
         if self._server is not None:
             raise RuntimeError("simulator already started")
-        if self._video_dir is None:
-            self._video_dir = Path(tempfile.mkdtemp(prefix="sora-sim-"))
+        self._video_dir = self._video_dir or Path(tempfile.mkdtemp(prefix="sora-sim-"))
         self._video_dir.mkdir(parents=True, exist_ok=True)
         self._stopping.clear()
         self._http = local_http(timeout=CALLBACK_TIMEOUT_S, verify=_tls_context())
@@ -257,7 +260,7 @@ class ProviderSimulator:
     def stop(self) -> None:
         """Stop serving, cancel pending completions and pushes, wait for running ones."""
         self._stopping.set()
-        with self._lock:
+        with self.lock:
             timers, self._timers = self._timers, []
         for timer in timers:
             timer.cancel()
@@ -303,11 +306,6 @@ class ProviderSimulator:
             raise RuntimeError("simulator not started")
         return self._video_dir
 
-    @property
-    def lock(self) -> threading.Lock:
-        """The lock guarding every job's state; a dialect takes it to change a job's record."""
-        return self._lock
-
     def wait(self, seconds: float) -> bool:
         """Sleep up to `seconds`, waking early when the simulator stops; True if it is stopping."""
         return self._stopping.wait(seconds)
@@ -325,10 +323,12 @@ class ProviderSimulator:
             if method in ("GET", "HEAD") and (match := _FILE_ROUTE.match(path)):
                 return self._send_file(handler, match["job_id"])
             headers = {name.lower(): value for name, value in handler.headers.items()}
-            request = Request(method, path, _parse_query(query), headers, _read_body(handler))
+            query_args = dict(parse_qsl(query, keep_blank_values=True))
+            request = Request(method, path, query_args, headers, _read_body(handler))
             if path.startswith("/_sim/"):
                 return _send_json(handler, *self.control(request))
-            dialect, request.path = self.dialect_for(path)
+            dialect = next(d for d in self.dialects if path == d.prefix or path.startswith(d.prefix + "/"))
+            request.path = path[len(dialect.prefix) :] or "/"
             for route_method, pattern, answer in dialect.routes():
                 if route_method == method and (found := pattern.fullmatch(request.path)):
                     request.groups = found.groupdict()
@@ -344,45 +344,44 @@ class ProviderSimulator:
 
     def _send_file(self, handler: BaseHTTPRequestHandler, job_id: str) -> None:
         job = self.job(job_id)
-        if job is not None and self.url_expired(job):
+        ttl = job.fault.url_ttl_s if job is not None else None
+        if job and ttl is not None and job.finished_at is not None and time.time() > job.finished_at + ttl:
             raise SimError(403, "expired", "the signed URL has expired")
-        path = self.video_path(job_id)
-        if path is None:
+        if (path := self.video_path(job_id)) is None or job is None:
             raise SimError(404, "not_found", f"no video for {job_id}")
-        if handler.command != "HEAD" and self.count_download(job_id):
-            raise SimError(503, "service_unavailable", "the video is not available right now")
+        if handler.command != "HEAD":
+            with self.lock:
+                job.downloads += 1
+            if job.downloads <= job.fault.video_unavailable:  # the video-503 fault's first downloads
+                raise SimError(503, "service_unavailable", "the video is not available right now")
         _send(handler, 200, path.read_bytes(), {"Content-Type": "video/mp4"})  # small clips
-
-    def dialect_for(self, path: str) -> tuple[Dialect, str]:
-        for dialect in self.dialects:
-            if not dialect.prefix or path == dialect.prefix or path.startswith(dialect.prefix + "/"):
-                return dialect, path[len(dialect.prefix) :] or "/"
-        raise SimError(404, "no_api", f"no API for {path}")
 
     # -- introspection and control -------------------------------------------------------------
 
-    def job(self, job_id: str) -> Job | None:
-        with self._lock:
-            return self._jobs.get(job_id)
+    def job(self, job_id: str, dialect: str | None = None) -> Job | None:
+        """A job by id; with `dialect`, only one of that dialect's (another's id is unknown there)."""
+        with self.lock:
+            job = self._jobs.get(job_id)
+        return job if job is not None and dialect in (None, job.dialect) else None
 
     def jobs(self, dialect: str | None = None) -> list[Job]:
-        with self._lock:
+        with self.lock:
             return [job for job in self._jobs.values() if dialect is None or job.dialect == dialect]
 
     def record(self, job_id: str) -> dict[str, Any] | None:
-        with self._lock:
+        with self.lock:
             job = self._jobs.get(job_id)
             return copy.deepcopy(job.record) if job else None
 
     @property
     def tasks(self) -> dict[str, dict[str, Any]]:
         """A consistent deep copy of every job's record, keyed by job id."""
-        with self._lock:
+        with self.lock:
             return {job_id: copy.deepcopy(job.record) for job_id, job in self._jobs.items()}
 
     def task_state(self, job_id: str) -> dict[str, Any] | None:
         """The record, its fault mode and every push attempt (what /_sim/tasks/{id} shows)."""
-        with self._lock:
+        with self.lock:
             job = self._jobs.get(job_id)
             if job is None:
                 return None
@@ -391,19 +390,15 @@ class ProviderSimulator:
 
     def create_attempts(self, fault: str, prompt: str) -> int:
         """How many creates came for a create-time fault and prompt (the relay must not resend)."""
-        with self._lock:
+        with self.lock:
             return self._create_attempts.get((fault, prompt), 0)
-
-    @property
-    def fault(self) -> str | None:
-        return self._fault
 
     def set_fault(self, mode: str | None) -> None:
         """Set the default fault for jobs created from now on (None = behave normally)."""
         if mode is not None:
             resolve_fault(mode)
-        with self._lock:
-            self._fault = mode
+        with self.lock:
+            self.fault = mode
 
     def control(self, request: Request) -> Answer:
         """The test-only routes: POST /_sim/fault, GET /_sim/tasks/{id}."""
@@ -431,14 +426,14 @@ class ProviderSimulator:
         """Register a job, or raise the create-time fault its prompt (or the default) asks for."""
         prompt = shape[0]
         marker = _MARKER.search(prompt)
-        with self._lock:
-            fault_name = marker.group(1) if marker else (self._fault or "none")
+        with self.lock:
+            fault_name = marker.group(1) if marker else (self.fault or "none")
         try:
             fault, limit = resolve_fault(fault_name)
         except ValueError as error:
             raise bad_request(f"prompt: {error}") from None
         if fault.create_status is not None:
-            with self._lock:
+            with self.lock:
                 key = (fault_name, prompt)
                 attempt = self._create_attempts[key] = self._create_attempts.get(key, 0) + 1
             if limit is None or attempt <= limit:
@@ -446,26 +441,17 @@ class ProviderSimulator:
                 headers = {"Retry-After": "1"} if fault.create_status == 429 else None
                 raise SimError(fault.create_status, str(fault.create_code), message, headers)
         job = Job(job_id, dialect, *shape, fault_name, fault, record)
-        with self._lock:
+        with self.lock:
             self._jobs[job.id] = job
         return job
 
-    def run(
-        self,
-        job: Job,
-        *,
-        finish: Callable[[Job], None],
-        push: Push | None = None,
-        begin: Callable[[Job], None] | None = None,
-    ) -> None:
-        """Drive a job: queued, running at a quarter of the delay (`begin` updates the record),
-        done at the delay (`finish` writes the outcome); `push(job, kind)` sends "progress"
-        (fault-dependent) and "forged"/"stale" halfway, then "final". A late push arrives after
-        late_delay_s; the job itself finishes on time."""
+    def run(self, job: Job, finish: Outcome, push: Push | None = None, begin: Outcome | None = None) -> None:
+        """Running at delay/4 (`begin`), done at the delay (`finish`); pushes halfway, then "final"."""
         delay, fault = self.config.callback_delay_s, job.fault
         self.schedule(delay / 4, lambda: self._begin(job, begin))
-        if push is None:
+        if push is None or fault.late_callback:
             self.schedule(delay, lambda: self.finish(job, finish))
+        if push is None:
             return
 
         def final() -> None:
@@ -478,20 +464,18 @@ class ProviderSimulator:
             self.schedule(delay / 2, lambda: [push(job, "progress") for _ in range(fault.progress_pushes)])
         if fault.forged_push or fault.stale_push:
             self.schedule(delay / 2, lambda: push(job, "forged" if fault.forged_push else "stale"))
-        if fault.late_callback:
-            self.schedule(delay, lambda: self.finish(job, finish))
         self.schedule(self.config.late_delay_s if fault.late_callback else delay, final)
 
-    def _begin(self, job: Job, begin: Callable[[Job], None] | None) -> None:
-        with self._lock:
+    def _begin(self, job: Job, begin: Outcome | None) -> None:
+        with self.lock:
             if not job.terminal:
                 job.state = "running"
                 if begin is not None:
                     begin(job)
 
-    def finish(self, job: Job, finish: Callable[[Job], None]) -> None:
+    def finish(self, job: Job, finish: Outcome) -> None:
         """Set the outcome once (under the lock): finishing twice must not change it."""
-        with self._lock:
+        with self.lock:
             if job.terminal:
                 return
             job.state = "failed" if job.fault.fail else "succeeded"
@@ -509,16 +493,14 @@ class ProviderSimulator:
 
         timer = threading.Timer(delay, run)
         timer.daemon = True
-        with self._lock:
+        with self.lock:
             if self._stopping.is_set():
                 return
             self._timers = [pending for pending in self._timers if pending.is_alive()]
             self._timers.append(timer)
             timer.start()  # under the lock, so stop() never joins a timer that was not started
 
-    def deliver(
-        self, job: Job, url: str, body: bytes, headers: dict[str, str], *, kind: str = "final"
-    ) -> int | None:
+    def deliver(self, job: Job, url: str, body: bytes, headers: dict[str, str], kind: str) -> int | None:
         """POST one push and log the attempt on the job; the answer's status (None: no answer)."""
         if self._stopping.is_set() or self._http is None:
             return None
@@ -529,29 +511,15 @@ class ProviderSimulator:
         except httpx.HTTPError as error:
             attempt["error"] = f"{type(error).__name__}: {error}"
         attempt["seconds"] = time.time() - attempt["at"]  # how long the push took to be answered
-        with self._lock:
+        with self.lock:
             job.callbacks.append(attempt)
         return attempt["status"]
 
     # -- videos --------------------------------------------------------------------------------
 
-    def video_url(self, job: Job) -> str:
-        return f"{self.public_url}/files/{job.id}.mp4"
-
-    def claimed_video_url(self, job: Job, kind: str) -> str:
-        """The link a forged or stale push claims: a forged one's is never served (404)."""
-        return f"{self.public_url}/files/forged-{job.id}.mp4" if kind == "forged" else self.video_url(job)
-
-    def url_expired(self, job: Job) -> bool:
-        ttl = job.fault.url_ttl_s
-        return ttl is not None and job.finished_at is not None and time.time() > job.finished_at + ttl
-
-    def count_download(self, job_id: str) -> bool:
-        """Count a download of the job's video; True when its fault makes this one answer 503."""
-        with self._lock:
-            job = self._jobs[job_id]
-            job.downloads += 1
-            return job.downloads <= job.fault.video_unavailable
+    def video_url(self, job: Job, kind: str = "final") -> str:
+        """The job's video link; the one a forged push claims is never served (404)."""
+        return f"{self.public_url}/files/{'forged-' if kind == 'forged' else ''}{job.id}.mp4"
 
     def video_path(self, job_id: str) -> Path | None:
         """The job's MP4 on disk, rendered on first request; None when there is no video."""
@@ -562,10 +530,8 @@ class ProviderSimulator:
         with job.render_lock:  # concurrent first downloads render once
             if not path.exists():
                 partial, started = path.with_suffix(".part"), time.monotonic()
-                fps = self.config.render_fps
-                render_mp4(
-                    partial, width=job.width, height=job.height, seconds=job.seconds, seed=job_id, fps=fps
-                )
+                size = {"width": job.width, "height": job.height, "seconds": job.seconds}
+                render_mp4(partial, **size, seed=job_id, fps=self.config.render_fps)
                 partial.replace(path)  # atomic, so a reader never sees half a file
                 self.render_seconds.append(time.monotonic() - started)
         return path
@@ -580,7 +546,3 @@ def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
         handler.close_connection = True  # the unread body must not be taken for the next request
         raise bad_request("invalid Content-Length" if length < 0 else "request body too large")
     return handler.rfile.read(length) if length else b""
-
-
-def _parse_query(query: str) -> dict[str, str]:
-    return dict(parse_qsl(query, keep_blank_values=True))

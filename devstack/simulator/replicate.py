@@ -1,8 +1,8 @@
 """Replicate's dialect under `/replicate`: predictions, Standard Webhooks pushes, the secret.
 
-Contract: shared/providers/replicate.md ("the contract" below; (inferred) = the simulator's
-plausible pick). MODELS are the models' own input schemas, kept apart from catalogue.json on
-purpose: a catalogue entry that spells a field or an enum wrongly gets the real API's 422.
+Contract: shared/providers/replicate.md ("contract" below; "inferred" = the simulator's plausible
+pick). MODELS are the models' own input schemas, apart from catalogue.json on purpose: a catalogue
+entry that spells a field or an enum wrongly gets the real API's 422.
 """
 
 from __future__ import annotations
@@ -22,53 +22,30 @@ from typing import Any
 
 from standardwebhooks import Webhook
 
-from devstack.simulator.core import (
-    FAILURE_MESSAGE,
-    STALE_BY_S,
-    Answer,
-    Job,
-    ProviderSimulator,
-    Request,
-    Route,
-    SimError,
-    check_bearer,
-)
-from devstack.simulator.schema import Field, Rule, filled, frame, problems
+from devstack.simulator import core, schema
+from devstack.simulator.core import Answer, Job, Request, SimError
+from devstack.simulator.schema import INT, NO, PROMPT, URI, YES, Field, frame, one_of
 
 DEFAULT_RETENTION_S = 3600.0  # contract, "Data retention": API predictions' data goes after 1 h
-WEBHOOK_EVENTS = frozenset({"start", "output", "logs", "completed"})
-# Contract, "Create": without a filter Replicate sends `output` events and the final one.
-DEFAULT_EVENTS = frozenset({"output", "completed"})
-# Contract, "Webhook": only the final webhook is retried, with backoff; here in multiples of
-# callback_delay_s, so tests and the local stack stay fast.
+_EVENT_NAMES = ("completed", "logs", "output", "start")  # a list: `in` must not hash what a client sent
+DEFAULT_EVENTS = frozenset({"output", "completed"})  # contract, "Create": what no filter sends
+# Contract, "Webhook": only the final webhook is retried, with backoff (here x callback_delay_s).
 FINAL_RETRY_FACTORS = (1, 2, 4)
 MAX_WAIT_S = 60  # contract, "Create": `Prefer: wait` holds the answer for up to 60 s
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"  # prediction ids: 26 lower-case base32 characters
 _PREFER_WAIT = re.compile(r"^\s*wait(?:\s*=\s*(?P<seconds>\d+))?\s*$", re.IGNORECASE)
-_TITLES = {
-    400: "Bad request",
-    401: "Unauthenticated",
-    402: "Insufficient credit",
-    404: "Not found",
-    422: "Input validation failed",
-    500: "Internal server error",
-    504: "Gateway timeout",
-}
-
-
-# -- the simulated models ------------------------------------------------------------------------
-
-
+_WEB = "https://replicate.com/p"
+_TITLES = {400: "Bad request", 401: "Unauthenticated", 402: "Insufficient credit", 404: "Not found"}
+_TITLES |= {422: "Input validation failed", 500: "Internal server error", 504: "Gateway timeout"}
 _EXPECTED = {"uri": "string", "url": "string"}
 
 
 def _message(name: str, problem: str, spec: Field, value: Any) -> str:
-    """A problem as the schema validator words it (contract, "Errors"). Stricter than Cog's lax
-    coercion on purpose (inferred): "8" for an integer is refused, so a catalogue entry with the
-    wrong duration_format fails here rather than only in production."""
+    """Contract, "Errors"; stricter than Cog's coercion on purpose, so a wrong duration_format fails."""
+    expected = _EXPECTED.get(spec.kind, spec.kind)
     text = {
         "missing": f"{name} is required",
-        "type": f"Invalid type. Expected: {_EXPECTED.get(spec.kind, spec.kind)}, given: {type(value).__name__}",
+        "type": f"Invalid type. Expected: {expected}, given: {type(value).__name__}",
         "format": "Does not match format 'uri'",
         "enum": f"{name} must be one of the following: {', '.join(map(str, spec.options or ()))}",
         "minimum": f"Must be greater than or equal to {spec.minimum}",
@@ -79,131 +56,92 @@ def _message(name: str, problem: str, spec: Field, value: Any) -> str:
 
 @dataclass(frozen=True)
 class Model:
-    """A simulated Replicate model: its input schema, a cross-field rule, and the video it renders."""
+    """A simulated Replicate model: its input schema, a cross-field rule, the (width, height) it renders."""
 
     route: str
     fields: dict[str, Field]
-    # (width, height) of the rendered video for a validated input (defaults filled in).
-    dimensions: Callable[[dict[str, Any]], tuple[int, int]]
-    rule: Rule = lambda _: None
-    output: str = "uri"  # every simulated model answers with one URI string (its output schema)
+    dimensions: Callable[[dict[str, Any]], tuple[int, int]]  # on the input with defaults filled in
+    rule: schema.Rule = lambda _: None
 
     @property
     def version(self) -> str:
-        # Simulator-only version ids (the real ones are not all published): stable per model.
-        return hashlib.sha256(self.route.encode()).hexdigest()
+        return hashlib.sha256(self.route.encode()).hexdigest()  # simulator-only ids, stable per model
 
     def validate(self, given: Any) -> tuple[dict[str, Any], list[str]]:
         """The input with defaults filled in, and every problem found (empty when valid)."""
         if not isinstance(given, dict):
             return {}, ["input: Invalid type. Expected: object"]
-        found = [_message(*problem) for problem in problems(self.fields, given)]
-        found += [
-            f"{name}: Additional property {name} is not allowed" for name in given if name not in self.fields
-        ]
-        values = filled(self.fields, given)
+        found = [_message(*problem) for problem in schema.problems(self.fields, given)]
+        found += [f"{k}: Additional property {k} is not allowed" for k in given if k not in self.fields]
+        values = schema.filled(self.fields, given)
         if not found and (broken := self.rule(values)):
             found.append(f"{broken[0]}: {broken[1]}")
         return values, found
 
 
-def _by_ratio(sizes: dict[str, tuple[int, int]]) -> Callable[[dict[str, Any]], tuple[int, int]]:
-    return lambda values: sizes[values["aspect_ratio"]]
-
-
 def _hailuo_rule(values: dict[str, Any]) -> tuple[str, str] | None:
-    # "10 seconds is only available for 768p resolution" (the schema's own description)
-    if values["duration"] == 10 and values["resolution"] != "768p":
+    if values["duration"] == 10 and values["resolution"] != "768p":  # the schema's own description
         return "duration", "10 seconds is only available for 768p resolution"
     return None
 
 
 _HAILUO_SIZES = {"512p": (912, 512), "768p": (1366, 768), "1080p": (1920, 1080)}
-
-# Sources: the models' OpenAPI schemas as copied in keremk/renku
-# catalog/models/replicate/video/*.json @00384279 (veo-3.1-fast, kling-v2.5-turbo-pro,
-# seedance-1.5-pro) and Replicate's own schema page for minimax/hailuo-02 (version c43b610e).
-# Output sizes where the input does not name them (kling, seedance, hailuo's 16:9) are inferred.
-MODELS: dict[str, Model] = {
-    model.route: model
-    for model in (
-        Model(
-            route="google/veo-3.1-fast",
-            fields={
-                "prompt": Field("string", required=True),
-                "aspect_ratio": Field("string", options=("16:9", "9:16"), default="16:9"),
-                "duration": Field("integer", options=(4, 6, 8), default=8),
-                "image": Field("uri"),
-                "last_frame": Field("uri"),
-                "negative_prompt": Field("string"),
-                "resolution": Field("string", options=("720p", "1080p"), default="1080p"),
-                "generate_audio": Field("boolean", default=True),
-                "seed": Field("integer"),
-            },
-            dimensions=lambda values: frame(values["aspect_ratio"], values["resolution"]),
-        ),
-        Model(
-            route="kwaivgi/kling-v2.5-turbo-pro",
-            fields={
-                "prompt": Field("string", required=True),
-                "negative_prompt": Field("string", default=""),
-                "start_image": Field("uri"),
-                "end_image": Field("uri"),
-                "aspect_ratio": Field("string", options=("16:9", "9:16", "1:1"), default="16:9"),
-                "duration": Field("integer", options=(5, 10), default=5),
-                "image": Field("uri"),  # deprecated: use start_image
-            },
-            dimensions=lambda values: frame(values["aspect_ratio"], "1080p"),
-        ),
-        Model(
-            route="minimax/hailuo-02",
-            fields={
-                "prompt": Field("string", required=True),
-                "first_frame_image": Field("uri"),
-                "last_frame_image": Field("uri"),
-                "duration": Field("integer", options=(6, 10), default=6),
-                "resolution": Field("string", options=("512p", "768p", "1080p"), default="1080p"),
-                "prompt_optimizer": Field("boolean", default=True),
-            },
-            dimensions=lambda values: _HAILUO_SIZES[values["resolution"]],
-            rule=_hailuo_rule,
-        ),
-        Model(
-            route="bytedance/seedance-1.5-pro",
-            fields={
-                "prompt": Field("string", required=True),
-                "image": Field("uri"),
-                "last_frame_image": Field("uri"),
-                "duration": Field("integer", minimum=2, maximum=12, default=5),
-                "aspect_ratio": Field(
-                    "string", options=("16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "9:21"), default="16:9"
-                ),
-                "fps": Field("integer", options=(24,), default=24),
-                "camera_fixed": Field("boolean", default=False),
-                "generate_audio": Field("boolean", default=False),
-                "seed": Field("integer"),
-            },
-            dimensions=_by_ratio(
-                {
-                    "16:9": (1280, 720),
-                    "4:3": (960, 720),
-                    "1:1": (960, 960),
-                    "3:4": (720, 960),
-                    "9:16": (720, 1280),
-                    "21:9": (1680, 720),
-                    "9:21": (720, 1680),
-                }
-            ),
-        ),
-    )
+_SEEDANCE_SIZES = {"16:9": (1280, 720), "4:3": (960, 720), "1:1": (960, 960), "3:4": (720, 960)}
+_SEEDANCE_SIZES |= {"9:16": (720, 1280), "21:9": (1680, 720), "9:21": (720, 1680)}
+# Sources: the models' OpenAPI schemas as copied in keremk/renku catalog/models/replicate/video/*.json
+# @00384279 (veo-3.1-fast, kling-v2.5-turbo-pro, seedance-1.5-pro), Replicate's schema page for
+# minimax/hailuo-02 (version c43b610e). Sizes the input does not name (kling, seedance, hailuo 16:9) inferred.
+_VEO = {
+    "prompt": PROMPT,
+    "aspect_ratio": one_of("16:9", "9:16", default="16:9"),
+    "duration": one_of(4, 6, 8, default=8),
+    "image": URI,
+    "last_frame": URI,
+    "negative_prompt": Field("string"),
+    "resolution": one_of("720p", "1080p", default="1080p"),
+    "generate_audio": YES,
+    "seed": INT,
 }
-_BY_VERSION = {model.version: model for model in MODELS.values()}
+_KLING = {
+    "prompt": PROMPT,
+    "negative_prompt": Field("string", default=""),
+    "start_image": URI,
+    "end_image": URI,
+    "aspect_ratio": one_of("16:9", "9:16", "1:1", default="16:9"),
+    "duration": one_of(5, 10, default=5),
+    "image": URI,  # deprecated: use start_image
+}
+_HAILUO = {
+    "prompt": PROMPT,
+    "first_frame_image": URI,
+    "last_frame_image": URI,
+    "duration": one_of(6, 10, default=6),
+    "resolution": one_of("512p", "768p", "1080p", default="1080p"),
+    "prompt_optimizer": YES,
+}
+_SEEDANCE = {
+    "prompt": PROMPT,
+    "image": URI,
+    "last_frame_image": URI,
+    "duration": schema.number(2, 12, 5, kind="integer"),
+    "aspect_ratio": one_of("16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "9:21", default="16:9"),
+    "fps": one_of(24, default=24),
+    "camera_fixed": NO,
+    "generate_audio": NO,
+    "seed": INT,
+}
+_MODELS = (
+    Model("google/veo-3.1-fast", _VEO, lambda values: frame(values["aspect_ratio"], values["resolution"])),
+    Model("kwaivgi/kling-v2.5-turbo-pro", _KLING, lambda values: frame(values["aspect_ratio"], "1080p")),
+    Model("minimax/hailuo-02", _HAILUO, lambda values: _HAILUO_SIZES[values["resolution"]], _hailuo_rule),
+    Model("bytedance/seedance-1.5-pro", _SEEDANCE, lambda values: _SEEDANCE_SIZES[values["aspect_ratio"]]),
+)
+MODELS: dict[str, Model] = {model.route: model for model in _MODELS}
+_BY_VERSION = {model.version: model for model in _MODELS}
 
 
 def _now_iso(moment: float | None = None) -> str:
-    return datetime.fromtimestamp(moment if moment is not None else time.time(), tz=UTC).strftime(
-        "%Y-%m-%dT%H:%M:%S.%fZ"
-    )
+    return datetime.fromtimestamp(moment or time.time(), tz=UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _new_secret() -> str:
@@ -220,7 +158,7 @@ class _Hook:
 
     url: str
     events: frozenset[str]
-    event_ids: dict[str, str] = field(default_factory=dict)  # "completed" -> its stable webhook-id
+    completed_id: str = field(default_factory=_message_id)  # the terminal event's stable webhook-id
     completed_sent: bool = False
 
 
@@ -230,98 +168,80 @@ class Replicate:
     name = "replicate"
     prefix = "/replicate"
 
-    def __init__(self, sim: ProviderSimulator, *, retention_s: float = DEFAULT_RETENTION_S) -> None:
-        self.sim = sim
-        self.retention_s = retention_s
-        self.secret = _new_secret()
-
-    @property
-    def token(self) -> str:
-        return self.sim.config.replicate_token or self.sim.config.api_token
+    def __init__(self, sim: core.ProviderSimulator, *, retention_s: float = DEFAULT_RETENTION_S) -> None:
+        self.sim, self.retention_s, self.secret = sim, retention_s, _new_secret()
 
     def rotate_secret(self) -> str:
         """A new signing secret (the account owner rotated it); pushes from now on use it."""
         self.secret = _new_secret()
         return self.secret
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> list[core.Route]:
+        prediction, model = r"/v1/predictions/(?P<id>[^/]+)", r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)"
         return [
-            (
-                "POST",
-                re.compile(r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)/predictions"),
-                self.create_for_model,
-            ),
+            ("POST", re.compile(model + "/predictions"), self.create_for_model),
             ("POST", re.compile(r"/v1/predictions"), self.create_for_version),
-            ("GET", re.compile(r"/v1/predictions/(?P<id>[^/]+)"), self.get),
-            ("POST", re.compile(r"/v1/predictions/(?P<id>[^/]+)/cancel"), self.cancel),
+            ("GET", re.compile(prediction), self.get),
+            ("POST", re.compile(prediction + "/cancel"), self.cancel),
             ("GET", re.compile(r"/v1/webhooks/default/secret"), self.webhook_secret),
         ]
 
     def error_body(self, error: SimError) -> dict[str, Any]:
-        """RFC 7807 problem details (contract, "Errors"); a 429 carries only `detail` (contract,
-        "Rate limits", with the reset time of this answer's Retry-After)."""
+        """RFC 7807 problem details (contract, "Errors"); a 429 carries only `detail` ("Rate limits")."""
         if error.status == 429:
             reset = error.headers.get("Retry-After", "1")
             return {"detail": f"Request was throttled. Your rate limit resets in ~{reset}s."}
-        return {
-            "title": _TITLES.get(error.status, error.code),
-            "detail": error.message,
-            "status": error.status,
-        }
-
-    # -- auth ------------------------------------------------------------------------------------
+        title = _TITLES.get(error.status, error.code)
+        return {"title": title, "detail": error.message, "status": error.status}
 
     def _authorize(self, request: Request) -> None:
         """`Authorization: Bearer $REPLICATE_API_TOKEN` (contract, "Transport")."""
         refused = SimError(401, "Unauthenticated", "You did not pass a valid authentication token")
-        check_bearer(request, self.token, refused=refused)
+        config = self.sim.config
+        core.check_bearer(request, config.replicate_token or config.api_token, refused=refused)
 
-    # -- create ----------------------------------------------------------------------------------
+    def _prediction(self, request: Request) -> Job:
+        """The prediction the path names, after the token check; only this dialect's."""
+        self._authorize(request)
+        if (job := self.sim.job(request.groups["id"], self.name)) is None:
+            raise SimError(404, "Not found", "The requested resource could not be found.")
+        return job
 
     def create_for_model(self, request: Request) -> Answer:
         """`POST /v1/models/{owner}/{name}/predictions`, the model named in the path (contract, "Create")."""
         self._authorize(request)
         route = f"{request.groups['owner']}/{request.groups['name']}"
-        model = MODELS.get(route)
-        if model is None:
+        if route not in MODELS:
             raise SimError(404, "Not found", f"The requested model {route} could not be found")
-        return self._create(request, model)
+        return self._create(request, MODELS[route])
 
     def create_for_version(self, request: Request) -> Answer:
         """`POST /v1/predictions` with `version` (an id, `owner/name:id` or `owner/name`) or `model`."""
         self._authorize(request)
-        body = self._body(request)
+        body = core.json_object(request, _invalid_body())
         version, named = body.get("version"), body.get("model")
         model: Model | None = None
-        if isinstance(version, str):
-            route, _, version_id = version.rpartition(":") if ":" in version else (version, "", "")
-            if version_id:
-                model = _BY_VERSION.get(version_id)
-                model = model if model is not None and model.route == route else None
-            else:
-                model = _BY_VERSION.get(version) or MODELS.get(version)
+        if isinstance(version, str) and ":" in version:
+            route, _, version_id = version.rpartition(":")
+            model = _BY_VERSION.get(version_id)
+            model = model if model is not None and model.route == route else None
+        elif isinstance(version, str):
+            model = _BY_VERSION.get(version) or MODELS.get(version)
         elif isinstance(named, str):
             model = MODELS.get(named)
         if model is None:
             raise SimError(422, "Invalid version", "Invalid version or not permitted")
         return self._create(request, model)
 
-    def _body(self, request: Request) -> dict[str, Any]:
-        body = request.json()
-        if not isinstance(body, dict):
-            raise SimError(422, "Input validation failed", "- (root): Invalid type. Expected: object")
-        return body
-
     def _create(self, request: Request, model: Model) -> Answer:
-        body = self._body(request)
+        body = core.json_object(request, _invalid_body())
         values, problems = model.validate(body.get("input"))
         hook = self._hook(body, problems)
         if problems:
             raise SimError(422, "Input validation failed", "".join(f"- input.{item}\n" for item in problems))
         width, height = model.dimensions(values)
         prediction_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(26))
-        base = self.sim.public_url + self.prefix
-        now = time.time()
+        base = f"{self.sim.public_url}{self.prefix}/v1/predictions/{prediction_id}"
         record: dict[str, Any] = {
             "id": prediction_id,
             "model": model.route,
@@ -332,83 +252,56 @@ class Replicate:
             "data_removed": False,
             "error": None,
             "status": "starting",
-            "created_at": _now_iso(now),
+            "created_at": _now_iso(),
             "started_at": None,
             "completed_at": None,
-            "urls": {
-                "cancel": f"{base}/v1/predictions/{prediction_id}/cancel",
-                "get": f"{base}/v1/predictions/{prediction_id}",
-                "web": f"https://replicate.com/p/{prediction_id}",
-            },
+            "urls": {"cancel": f"{base}/cancel", "get": base, "web": f"{_WEB}/{prediction_id}"},
             "metrics": {},
         }
         shape = (str(values["prompt"]), width, height, int(values.get("duration", 5)))
         job = self.sim.new_job(self.name, shape, record, prediction_id)
-        # Output files go with the rest of the data after the retention period (contract, "Data
-        # retention"); the expired-url fault's shorter lifetime wins.
+        # Contract, "Data retention": files go after the retention period; expired-url's shorter ttl wins.
         ttl = self.retention_s if job.fault.url_ttl_s is None else min(job.fault.url_ttl_s, self.retention_s)
         job.fault = dataclasses.replace(job.fault, url_ttl_s=ttl)
         job.meta["hook"] = hook
         job.meta["create_headers"] = {k: v for k, v in request.headers.items() if k != "authorization"}
-        self._drive(job)
-        wait = self._prefer_wait(request)
-        if wait:
-            deadline = time.monotonic() + wait
+        # "start" goes when the prediction is created (contract, "Webhook": inferred), showing it as created.
+        created = self._view(job)
+        start_s = self.sim.config.callback_delay_s / 10
+        self.sim.schedule(start_s, lambda: self._event(job, "start", body=created))
+        self.sim.run(job, finish=self._finish, push=self._push, begin=self._begin)
+        if found := _PREFER_WAIT.match(request.headers.get("prefer", "")):
+            deadline = time.monotonic() + min(MAX_WAIT_S, int(found["seconds"] or MAX_WAIT_S))
             while not job.terminal and time.monotonic() < deadline and not self.sim.wait(0.05):
                 pass
         return 201, self._view(job), {}
 
     def _hook(self, body: dict[str, Any], problems: list[str]) -> _Hook | None:
-        url = body.get("webhook")
-        events = body.get("webhook_events_filter")
+        url, events = body.get("webhook"), body.get("webhook_events_filter")
         if url is not None and (not isinstance(url, str) or not url.startswith(("https://", "http://"))):
             problems.append("webhook: Does not match format 'uri'")
-        if events is not None and (
-            not isinstance(events, list)
-            or not all(isinstance(item, str) and item in WEBHOOK_EVENTS for item in events)
-        ):
-            problems.append(
-                "webhook_events_filter: items must be one of the following: completed, logs, output, start"
-            )
+        if events is not None and not (isinstance(events, list) and all(e in _EVENT_NAMES for e in events)):
+            names = ", ".join(_EVENT_NAMES)
+            problems.append(f"webhook_events_filter: items must be one of the following: {names}")
         if not isinstance(url, str) or problems:
             return None
-        return _Hook(url=url, events=frozenset(events) if events is not None else DEFAULT_EVENTS)
-
-    @staticmethod
-    def _prefer_wait(request: Request) -> float:
-        found = _PREFER_WAIT.match(request.headers.get("prefer", ""))
-        if not found:
-            return 0.0
-        return float(min(MAX_WAIT_S, int(found["seconds"] or MAX_WAIT_S)))
-
-    # -- the prediction's life -------------------------------------------------------------------
-
-    def _drive(self, job: Job) -> None:
-        delay = self.sim.config.callback_delay_s
-        # "start": sent when the prediction is created (receive-webhook docs list created / logs /
-        # output / completed as the four occasions; inferred: start = created).
-        created = self._view(job)  # the start event shows the prediction as created, whenever it leaves
-        self.sim.schedule(delay / 10, lambda: self._event(job, "start", body=created))
-        self.sim.run(job, finish=self._finish, push=self._push, begin=self._begin)
+        return _Hook(url, frozenset(events) if events is not None else DEFAULT_EVENTS)
 
     def _begin(self, job: Job) -> None:
-        """The prediction starts processing (called by the engine under its lock)."""
+        """The prediction starts processing (under the engine's lock)."""
         job.record.update(status="processing", started_at=_now_iso(), logs="Starting video generation\n")
 
     def _finish(self, job: Job) -> None:
-        """The terminal Prediction (called by the engine under its lock, once)."""
-        record = job.record
-        finished = job.finished_at or time.time()
+        """The terminal Prediction (under the engine's lock, once)."""
+        record, finished = job.record, job.finished_at or time.time()
         record["started_at"] = record["started_at"] or _now_iso(job.created_at)
         record["completed_at"] = _now_iso(finished)
         started = datetime.fromisoformat(record["started_at"].replace("Z", "+00:00")).timestamp()
-        record["metrics"] = {
-            "predict_time": round(max(0.0, finished - started), 6),
-            "total_time": round(max(0.0, finished - job.created_at), 6),
-        }
+        predict, total = max(0.0, finished - started), max(0.0, finished - job.created_at)
+        record["metrics"] = {"predict_time": round(predict, 6), "total_time": round(total, 6)}
         if job.fault.fail:
-            record.update(status="failed", error=FAILURE_MESSAGE)
-            tail = f"Traceback (most recent call last):\nRuntimeError: {FAILURE_MESSAGE}\n"
+            record.update(status="failed", error=core.FAILURE_MESSAGE)
+            tail = f"Traceback (most recent call last):\nRuntimeError: {core.FAILURE_MESSAGE}\n"
         else:
             record.update(status="succeeded", output=self.sim.video_url(job))
             tail = "100%|██████████| 50/50\nVideo written\n"
@@ -422,113 +315,76 @@ class Replicate:
             view.update(input={}, output=None, logs=None, data_removed=True)
         return view
 
-    # -- webhooks --------------------------------------------------------------------------------
-
     def _push(self, job: Job, kind: str) -> None:
         """The engine's push hook: "progress" (the progress fault), "forged", "stale", "final"."""
+        hook: _Hook | None = job.meta.get("hook")
         if kind == "progress":
             self._progress(job)
         elif kind in ("forged", "stale"):  # both claim a success; only the signature tells
-            body = self._view(job) | {"status": "succeeded", "output": self.sim.claimed_video_url(job, kind)}
-            secret, age_s = (_new_secret(), 0) if kind == "forged" else (None, STALE_BY_S)
-            self._send(job, body, _message_id(), kind=kind, secret=secret, age_s=age_s)
-        elif kind == "final":
-            hook: _Hook | None = job.meta.get("hook")
-            if hook is None or (hook.completed_sent and job.meta.get("cancelled")):
-                return  # a cancel already sent the terminal event
-            hook.completed_sent = True
+            body = self._view(job) | {"status": "succeeded", "output": self.sim.video_url(job, kind)}
+            self._send(job, body, _message_id(), kind)
+        elif hook is not None and not (hook.completed_sent and job.meta.get("cancelled")):
+            hook.completed_sent = True  # else a cancel already sent the terminal event
             self._event(job, "completed")
 
     def _progress(self, job: Job) -> None:
-        """Intermediate events, never terminal: a tqdm line in the logs (`logs`), then on the last
-        one the video URL already in `output` while the status is still `processing` (`output`),
-        the case a receiver must not take for a finished prediction."""
+        """`logs` events, then `output` with the URL while still `processing` (never terminal)."""
         with self.sim.lock:
             if job.terminal:
                 return
             sent = job.meta["progress_sent"] = job.meta.get("progress_sent", 0) + 1
-            percent = min(90, 40 * sent)
-            job.record["status"] = "processing"
-            job.record["started_at"] = job.record["started_at"] or _now_iso()
-            job.record["logs"] = (
-                job.record["logs"] or ""
-            ) + f"{percent:3d}%|{'█' * (percent // 10):<10}| {percent // 2}/50\n"
-            last = sent >= job.fault.progress_pushes
-            if last:
-                job.record["output"] = self.sim.video_url(job)
-            # as it is now: should the final event overtake this one, it still says processing
-            snapshot = copy.deepcopy(job.record)
+            percent, record = min(90, 40 * sent), job.record
+            record["status"], record["started_at"] = "processing", record["started_at"] or _now_iso()
+            bar = f"{percent:3d}%|{'█' * (percent // 10):<10}| {percent // 2}/50\n"
+            record["logs"] = (record["logs"] or "") + bar
+            if last := sent >= job.fault.progress_pushes:
+                record["output"] = self.sim.video_url(job)
+            snapshot = copy.deepcopy(record)  # as it is now, should the final event overtake it
         self._event(job, "logs", body=snapshot)
         if last:
             self._event(job, "output", body=snapshot)
 
     def _event(self, job: Job, event: str, *, body: dict[str, Any] | None = None, attempt: int = 0) -> None:
-        """Send one event the caller's filter allows. The terminal one keeps its webhook-id and is
-        retried, re-signed, while refused (contract, "Webhook": dedupe on id + webhook-id)."""
+        """One event the filter allows; the final keeps its webhook-id, retried while refused ("Webhook")."""
         hook: _Hook | None = job.meta.get("hook")
         if hook is None or event not in hook.events:
             return
         final = event == "completed"
-        message_id = hook.event_ids.setdefault("completed", _message_id()) if final else _message_id()
         kind = ("retry" if attempt else "final") if final else event
-        status = self._send(job, body or self._view(job), message_id, kind=kind)
+        status = self._send(job, body or self._view(job), hook.completed_id if final else _message_id(), kind)
         if final and attempt < len(FINAL_RETRY_FACTORS) and not (status and 200 <= status < 300):
             delay = self.sim.config.callback_delay_s * FINAL_RETRY_FACTORS[attempt]
             self.sim.schedule(delay, lambda: self._event(job, event, attempt=attempt + 1))
 
-    def _send(
-        self,
-        job: Job,
-        body: dict[str, Any],
-        message_id: str,
-        *,
-        kind: str,
-        secret: str | None = None,
-        age_s: float = 0,
-    ) -> int | None:
-        """POST the whole Prediction, signed per Standard Webhooks (contract, "Signature")."""
+    def _send(self, job: Job, body: dict[str, Any], message_id: str, kind: str) -> int | None:
+        """The whole Prediction, signed per Standard Webhooks ("Signature"); forged/stale: see _push."""
         hook: _Hook | None = job.meta.get("hook")
         if hook is None:
             return None
         raw = json.dumps(body, separators=(",", ":"))
+        age_s = core.STALE_BY_S if kind == "stale" else 0
         moment = datetime.fromtimestamp(int(time.time() - age_s), tz=UTC)
-        headers = {
-            "webhook-id": message_id,
-            "webhook-timestamp": str(int(moment.timestamp())),
-            "webhook-signature": Webhook(secret or self.secret).sign(
-                msg_id=message_id, timestamp=moment, data=raw
-            ),
-        }
+        secret = _new_secret() if kind == "forged" else self.secret
+        signature = Webhook(secret).sign(msg_id=message_id, timestamp=moment, data=raw)
+        headers = {"webhook-id": message_id, "webhook-timestamp": str(int(moment.timestamp()))}
+        headers["webhook-signature"] = signature
         return self.sim.deliver(job, hook.url, raw.encode(), headers, kind=kind)
-
-    # -- lookup, cancel, secret ------------------------------------------------------------------
-
-    def _job(self, request: Request) -> Job:
-        job = self.sim.job(request.groups["id"])
-        if job is None or job.dialect != self.name:
-            raise SimError(404, "Not found", "The requested resource could not be found.")
-        return job
 
     def get(self, request: Request) -> Answer:
         """`GET /v1/predictions/{id}`: the Prediction (contract, "Lookup and cancel")."""
-        self._authorize(request)
-        return 200, self._view(self._job(request)), {}
+        return 200, self._view(self._prediction(request)), {}
 
     def cancel(self, request: Request) -> Answer:
         """`POST /v1/predictions/{id}/cancel`: `canceled`, terminal, nothing deleted (contract)."""
-        self._authorize(request)
-        job = self._job(request)
+        job = self._prediction(request)
         with self.sim.lock:
             cancelled = not job.terminal
             if cancelled:
-                now = time.time()
-                job.state = "failed"  # the engine's terminal state; the record says canceled
-                job.finished_at = now
+                job.state, job.finished_at = "failed", time.time()  # the engine's terminal state
                 job.meta["cancelled"] = True
-                job.record.update(status="canceled", completed_at=_now_iso(now))
+                job.record.update(status="canceled", completed_at=_now_iso(job.finished_at))
         if cancelled:
-            hook: _Hook | None = job.meta.get("hook")
-            if hook is not None:
+            if (hook := job.meta.get("hook")) is not None:
                 hook.completed_sent = True
             self.sim.schedule(0, lambda: self._event(job, "completed"))
         return 200, self._view(job), {}
@@ -537,3 +393,7 @@ class Replicate:
         """`GET /v1/webhooks/default/secret` -> `{"key": "whsec_..."}` (contract, "Signature")."""
         self._authorize(request)
         return 200, {"key": self.secret}, {}
+
+
+def _invalid_body() -> SimError:
+    return SimError(422, "Input validation failed", "- (root): Invalid type. Expected: object")

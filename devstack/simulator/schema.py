@@ -1,8 +1,7 @@
-"""One way to declare a simulated route's input fields and the frame it renders, for all dialects.
+"""One way to declare a route's input fields and the frame it renders, for all dialects.
 
-Each provider words its validation errors its own way (acedata-video.md, "Errors"; fal-queue.md,
-"Errors"; replicate.md, "Errors"), so `problems` only finds what is wrong, as
-(field, problem, spec, value); each dialect turns those into its provider's answer.
+`problems` only finds what is wrong, as (field, problem, spec, value): each dialect words it its
+provider's way (acedata-video.md, fal-queue.md, replicate.md: "Errors").
 """
 
 from __future__ import annotations
@@ -34,15 +33,27 @@ class Field:
             return "type"
         if self.kind in _SCHEMES and not value.startswith(_SCHEMES[self.kind]):
             return "format"
-        if self.options is not None and not any(
-            type(value) is type(option) and value == option for option in self.options
-        ):
+        if self.options is not None and not any(type(value) is type(o) and value == o for o in self.options):
             return "enum"
         if self.minimum is not None and value < self.minimum:
             return "minimum"
         if self.maximum is not None and value > self.maximum:
             return "maximum"
         return None
+
+
+def one_of(*options: Any, default: Any = None, required: bool = False) -> Field:
+    """An enum field; its kind is its options' (strings or integers)."""
+    return Field("string" if isinstance(options[0], str) else "integer", options, default, required)
+
+
+def number(low: float, high: float, default: Any = None, kind: str = "number") -> Field:
+    return Field(kind, None, default, minimum=low, maximum=high)
+
+
+PROMPT, TEXT, FLAG, INT = Field("string", required=True), Field("string"), Field("boolean"), Field("integer")
+URL, URI, URLS = Field("url"), Field("uri"), Field("strings")
+YES, NO = Field("boolean", default=True), Field("boolean", default=False)
 
 
 def _is_kind(value: Any, kind: str) -> bool:
@@ -74,8 +85,7 @@ def filled(fields: dict[str, Field], body: dict[str, Any]) -> dict[str, Any]:
 
 
 def frame(ratio: str, tier: str) -> tuple[int, int]:
-    """(width, height) of an aspect ratio at a resolution tier: 16:9 at 720p is 1280x720. "auto"
-    and "adaptive" follow the input image, which the simulator does not read: 16:9."""
+    """(width, height) of a ratio at a tier; "auto"/"adaptive" follow an image not read here: 16:9."""
     short = SHORT_SIDES[tier.lower()]
     across, down = (int(part) for part in ("16:9" if ratio in ("auto", "adaptive") else ratio).split(":"))
     if across >= down:

@@ -355,6 +355,18 @@ def test_a_wrong_key_is_refused(sim: ProviderSimulator, http: httpx.Client) -> N
             ["body", "duration"],
             "value_error",
         ),
+        (
+            "fal-ai/kling-video/v2.5-turbo/pro/text-to-video",
+            {"prompt": "p", "cfg_scale": "high"},
+            ["body", "cfg_scale"],
+            "float_type",
+        ),
+        (
+            "fal-ai/kling-video/v2.5-turbo/pro/text-to-video",
+            {"prompt": "p", "cfg_scale": 1.5},
+            ["body", "cfg_scale"],
+            "less_than_equal",
+        ),
     ],
 )
 def test_bad_input_gets_fals_422(
