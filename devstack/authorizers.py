@@ -24,6 +24,7 @@ from devstack.functions import InvocationFailed
 from devstack.template import ACCOUNT, REGION, Stack, _logical_id
 
 SAM_DEFAULT_TTL_S = 300  # ReauthorizeEvery when the template sets none
+Invoke = Callable[[str, dict[str, Any], str], Any]  # (function id, event, request id) -> result
 
 
 @dataclass(frozen=True)
@@ -77,16 +78,9 @@ def _allows(policy: Any, arn: str) -> bool:
 class Authorizers:
     """Runs the API's authorizers through `invoke` (the gateway's function pools), with the cache."""
 
-    def __init__(
-        self,
-        specs: dict[str, AuthorizerSpec],
-        invoke: Callable[[str, dict[str, Any], str], Any],
-        *,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, specs: dict[str, AuthorizerSpec], invoke: Invoke) -> None:
         self.specs = specs
         self._invoke = invoke
-        self._clock = clock
         self._lock = threading.Lock()
         self._cache: dict[tuple[str, tuple[str, ...]], tuple[float, dict[str, Any]]] = {}
         self.invocations = 0  # calls of a function (the other answers came from the cache)
@@ -107,7 +101,7 @@ class Authorizers:
         cache_key = (name, identity) if spec.ttl_s > 0 and spec.identity_headers else None
         with self._lock:  # a None key is never stored; an expired answer is replaced below
             expires, answer = self._cache.get(cache_key, (0.0, None))  # type: ignore[arg-type]
-        if self._clock() >= expires:
+        if time.monotonic() >= expires:
             answer = None
         started = time.monotonic()
         if answer is None:
@@ -126,7 +120,7 @@ class Authorizers:
             return proxy.AUTHORIZER_FAILURE
         if cache_key is not None:
             with self._lock:
-                self._cache[cache_key] = (self._clock() + spec.ttl_s, answer)
+                self._cache[cache_key] = (time.monotonic() + spec.ttl_s, answer)
         if not allowed:
             return proxy.ACCESS_DENIED
         context = {**(answer.get("context") or {}), "principalId": answer["principalId"]}

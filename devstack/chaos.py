@@ -25,14 +25,14 @@ import sys
 import tempfile
 import uuid
 import zlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 ENV = "DEVSTACK_CHAOS_FILE"
-# reset: the connection drops before the request is sent (botocore's ConnectionClosedError).
-KINDS = ("server_error", "throttle", "reset", "crash")
 CRASH_EXIT_CODE = 137  # 128 + SIGKILL: what a process killed for its time or memory exits with
 FAULT_MESSAGE = "injected fault"
 # botocore's service ids (before-send.<service-id>.<Operation>) that differ from the signing name.
@@ -153,7 +153,7 @@ def hook(request: Any, event_name: str, path: str | None = None, **_: Any) -> An
         sys.stderr.write(f"[devstack.chaos] crashing {call.function} at {service}:{operation} (exit 137)\n")
         sys.stderr.flush()
         os._exit(CRASH_EXIT_CODE)
-    if kind == "reset":
+    if kind == "reset":  # the connection drops before the request is sent
         from botocore.exceptions import ConnectionClosedError
 
         raise ConnectionClosedError(endpoint_url=request.url)
@@ -176,45 +176,40 @@ def install(path: str, session: Any = None) -> None:
         boto3.DEFAULT_SESSION.events.register_first("before-send", handler)
 
 
-@dataclass(frozen=True)
-class FaultRule:
-    """One rule: add_fault's arguments (`spec`) and its counters, read live from the state file."""
+Text = Annotated[str, Field(min_length=1)]
 
-    id: str
-    spec: dict[str, Any] = field(compare=False)
-    _chaos: Chaos = field(repr=False, compare=False)
+
+class FaultRule(BaseModel):
+    """One rule: add_fault's arguments, checked here, and its counters, read live from the state file."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    id: str = ""  # given by Chaos.add_fault
+    service: Text  # a signing name ("dynamodb", "s3", "sqs", "events"), or "*" for any
+    operation: Text | None = None  # None: any operation
+    kind: Literal["server_error", "throttle", "reset", "crash"] = "server_error"
+    count: Annotated[int, Field(ge=0)] | None = None  # None: no limit
+    rate: Annotated[float, Field(ge=0, le=1)] | None = None  # None: every matching call
+    seed: int | None = None  # makes `rate` fail the same calls of the rule's sequence every run
+    function: Text | None = None  # a template FunctionId; None: every process with the hook
+    body_contains: list[Text] = Field(default=[], strict=False)  # texts the request must all hold
+    _chaos: Chaos | None = PrivateAttr(None)
 
     @property
     def matched(self) -> int:
         """Matching calls seen while the rule could still fire."""
-        return int(self._chaos._read()["counters"][self.id][0])
+        return int(self._counters()[0])
 
     @property
     def injected(self) -> int:
-        return int(self._chaos._read()["counters"][self.id][1])
+        return int(self._counters()[1])
+
+    def _counters(self) -> list[int]:
+        assert self._chaos is not None
+        return list(self._chaos._read()["counters"][self.id])
 
 
-def _text(value: Any) -> bool:
-    return isinstance(value, str) and bool(value)
-
-
-def _optional(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda value: value is None or check(value)
-
-
-_CHECKS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "service": (_text, "a signing name such as 'dynamodb', or '*'"),
-    "operation": (_optional(_text), "an operation name such as 'PutItem', or None for any"),
-    "kind": (lambda kind: kind in KINDS, f"one of {', '.join(KINDS)}"),
-    "count": (_optional(lambda n: type(n) is int and n >= 0), "a non-negative integer"),
-    "rate": (_optional(lambda p: type(p) in (int, float) and 0 <= p <= 1), "a probability from 0 to 1"),
-    "seed": (_optional(lambda seed: type(seed) is int), "an integer"),
-    "function": (_optional(_text), "a template FunctionId such as 'ArchiveFunction', or None"),
-    "body_contains": (
-        _optional(lambda texts: isinstance(texts, list | tuple) and bool(texts) and all(map(_text, texts))),
-        "a non-empty text or list of texts, or None",
-    ),
-}
+KINDS = get_args(FaultRule.model_fields["kind"].annotation)
 
 
 class Chaos:
@@ -256,35 +251,20 @@ class Chaos:
             yield state
             self._last = state
 
-    def add_fault(
-        self,
-        service: str,
-        operation: str | None = None,
-        *,
-        count: int | None = None,
-        rate: float | None = None,
-        kind: str = "server_error",
-        seed: int | None = None,
-        function: str | None = None,
-        body_contains: str | list[str] | None = None,
-    ) -> FaultRule:
-        """Fail matching calls of `service` ("dynamodb", "s3", "sqs", "events" or "*") and `operation`
-        (None: any): the next `count`, each with probability `rate` (repeatable with `seed`), or every
-        one; only in `function`'s workers (a template FunctionId) and for requests holding every text
-        of `body_contains`, if given. Rules are tried in the order they were added."""
-        texts = [body_contains] if isinstance(body_contains, str) else body_contains
-        spec = dict(service=service, operation=operation, kind=kind, count=count, rate=rate, seed=seed)
-        spec |= dict(function=function, body_contains=texts)
-        for name, (valid, wanted) in _CHECKS.items():
-            if not valid(spec[name]):
-                raise ValueError(f"{name} must be {wanted}, got {spec[name]!r}")
-        spec |= dict(rate=None if rate is None else float(rate), body_contains=list(texts or ()))
+    def add_fault(self, service: str, operation: str | None = None, **options: Any) -> FaultRule:
+        """Fail matching calls of `service` and `operation` (None: any); `options` are FaultRule's
+        (`body_contains` may be one text). Rules are tried in the order they were added."""
+        if isinstance(options.get("body_contains"), str):
+            options["body_contains"] = [options["body_contains"]]
+        options = {name: value for name, value in options.items() if value is not None}
+        rule = FaultRule(service=service, operation=operation, **options)
         with self._change() as state:
-            rule_id = f"f{state['next']}"
+            rule.id = f"f{state['next']}"
             state["next"] += 1
-            state["rules"].append({"id": rule_id, **spec})
-            state["counters"][rule_id] = [0, 0]
-        return FaultRule(rule_id, spec, self)
+            state["rules"].append(rule.model_dump())
+            state["counters"][rule.id] = [0, 0]
+        rule._chaos = self
+        return rule
 
     def add_crash(
         self,
@@ -293,14 +273,16 @@ class Chaos:
         operation: str | None = None,
         *,
         count: int | None = 1,
-        **scope: Any,
+        **options: Any,
     ) -> FaultRule:
-        """Kill `function`'s worker at a matching call (the next one by default), before it is sent;
-        `scope`: add_fault's body_contains, rate and seed."""
-        return self.add_fault(service, operation, count=count, kind="crash", function=function, **scope)
+        """Kill `function`'s worker at a matching call (the next one by default), before it is sent."""
+        return self.add_fault(service, operation, count=count, kind="crash", function=function, **options)
 
     def faults(self) -> list[FaultRule]:
-        return [FaultRule(rule["id"], rule, self) for rule in self._read()["rules"]]
+        rules = [FaultRule.model_validate(rule) for rule in self._read()["rules"]]
+        for rule in rules:
+            rule._chaos = self
+        return rules
 
     def clear(self) -> int:
         """Remove every rule (their counts stay); how many there were."""
