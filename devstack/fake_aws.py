@@ -43,23 +43,21 @@ def aws_environment(endpoint_url: str) -> Iterator[None]:
     """This process's boto3 pointed at moto for the duration (provisioning)."""
     import boto3
 
-    saved_session = boto3.DEFAULT_SESSION
-    with mock.patch.dict(os.environ, {**FAKE_AWS, "AWS_ENDPOINT_URL": endpoint_url}):
+    # A session made before would keep its own credentials.
+    with (
+        mock.patch.dict(os.environ, {**FAKE_AWS, "AWS_ENDPOINT_URL": endpoint_url}),
+        mock.patch.object(boto3, "DEFAULT_SESSION", None),
+    ):
         os.environ.pop("AWS_PROFILE", None)
-        boto3.DEFAULT_SESSION = None  # a session made before would keep its own credentials
-        try:
-            yield
-        finally:
-            boto3.DEFAULT_SESSION = saved_session
+        yield
 
 
 def moto_client(service: str, endpoint_url: str) -> Any:
     """A boto3 client for moto with fake credentials and no global state."""
     import boto3
 
-    return boto3.session.Session("testing", "testing", region_name=REGION).client(
-        service, endpoint_url=endpoint_url
-    )
+    session = boto3.session.Session("testing", "testing", region_name=REGION)
+    return session.client(service, endpoint_url=endpoint_url)
 
 
 def free_port(preferred: int = 0, host: str = HOST) -> int:
