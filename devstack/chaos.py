@@ -37,15 +37,11 @@ CRASH_EXIT_CODE = 137  # 128 + SIGKILL: what a process killed for its time or me
 FAULT_MESSAGE = "injected fault"
 # botocore's service ids (before-send.<service-id>.<Operation>) that differ from the signing name.
 _ALIASES = {"eventbridge": "events", "secrets-manager": "secretsmanager", "dynamodb-streams": "dynamodb"}
-_ERRORS: dict[tuple[str, str], tuple[int, str]] = {  # (status, code); "*" is every other service
-    ("dynamodb", "server_error"): (500, "InternalServerError"),
-    ("dynamodb", "throttle"): (400, "ProvisionedThroughputExceededException"),
-    ("sqs", "server_error"): (500, "InternalError"),
-    ("sqs", "throttle"): (400, "RequestThrottled"),
-    ("s3", "server_error"): (500, "InternalError"),
-    ("s3", "throttle"): (503, "SlowDown"),
-    ("*", "server_error"): (500, "InternalFailure"),
-    ("*", "throttle"): (400, "ThrottlingException"),
+_ERRORS = {  # (status, code) of a server_error, then of a throttle; "*" is every other service
+    "dynamodb": ((500, "InternalServerError"), (400, "ProvisionedThroughputExceededException")),
+    "sqs": ((500, "InternalError"), (400, "RequestThrottled")),
+    "s3": ((500, "InternalError"), (503, "SlowDown")),
+    "*": ((500, "InternalFailure"), (400, "ThrottlingException")),
 }
 
 
@@ -121,7 +117,7 @@ def _error_response(service: str, kind: str, request: Any) -> Any:
     """AWS's error answer: rest-xml for S3, JSON for the rest (no function uses the query protocol)."""
     from botocore.awsrequest import AWSResponse
 
-    status, code = _ERRORS.get((service, kind)) or _ERRORS[("*", kind)]
+    status, code = _ERRORS.get(service, _ERRORS["*"])[kind == "throttle"]
     request_id = str(uuid.uuid4())
     headers = {"x-amzn-RequestId": request_id}
     if service == "s3":
