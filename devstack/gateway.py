@@ -40,6 +40,7 @@ from devstack.template import LOCAL_API_ID, Route, Stack
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 # Event types whose functions get instances here (devstack.event_sources runs all but Api).
 LOCAL_EVENT_TYPES = frozenset({"Api", "SQS", "DynamoDB", "Schedule", "ScheduleV2"})
+_ACCESS_FIELDS = ("apiKeyId", "tenantId", "resourcePath", "integrationLatency", "errorType")  # set later
 
 
 class LocalApiGateway:
@@ -78,6 +79,7 @@ class LocalApiGateway:
         # Literal routes before parameterised ones, as API Gateway matches them.
         self.routes = sorted(stack.routes(), key=lambda route: route.path.count("{"))
         self._server = QuietHTTPServer(self, port)
+        self._request_context = {"stage": self.stage, "domainName": self.domain_name}
         self.pools: dict[str, FunctionPool] = {}
 
     @property
@@ -153,12 +155,8 @@ class LocalApiGateway:
 
     def handle(self, request: BaseHTTPRequestHandler) -> None:
         started = time.monotonic()
-        record = {
-            "requestId": str(uuid.uuid4()),
-            "ip": request.client_address[0],
-            "httpMethod": request.command,
-        }
-        record |= dict.fromkeys(("apiKeyId", "tenantId", "resourcePath", "integrationLatency", "errorType"))
+        record: dict[str, Any] = {"requestId": str(uuid.uuid4()), "ip": request.client_address[0]}
+        record |= {"httpMethod": request.command, **dict.fromkeys(_ACCESS_FIELDS)}
         try:
             answer = self._answer(request, record)
         except Exception:  # a gateway bug still answers, like API Gateway's own 500
@@ -194,19 +192,11 @@ class LocalApiGateway:
         ip = request.client_address[0]
         forwarded = {"X-Forwarded-For": ip, "X-Forwarded-Port": str(self.port), "X-Forwarded-Proto": "http"}
         headers += [(name, value) for name, value in forwarded.items() if name.lower() not in present]
-        identity: dict[str, Any] = {"apiKey": None, "apiKeyId": None, "sourceIp": ip}
-        context = {"stage": self.stage, "domainName": self.domain_name, "requestId": record["requestId"]}
+        identity = {"apiKey": None, "apiKeyId": None, "sourceIp": ip}
+        context = {**self._request_context, "requestId": record["requestId"], "identity": identity}
         binary = self._is_binary(proxy.header(headers, "content-type"))
         event = proxy.build_event(
-            route,
-            request.command,
-            path,
-            params,
-            query,
-            headers,
-            body,
-            {**context, "identity": identity},
-            binary=binary,
+            route, request.command, path, params, query, headers, body, context, binary=binary
         )
         authorized = None
         if route.authorizer is not None:
