@@ -1,11 +1,7 @@
-"""API Gateway's REST Lambda authorizers of REQUEST type, as the local gateway runs them (dev-only).
-
-From the template's `Auth.Authorizers`: header identity sources (one missing: 401, no call), the
-answer cache (`ReauthorizeEvery`, SAM's default 300 s, keyed by the identity values, its policy
-evaluated again per method ARN), "Unauthorized" raised: 401, a policy that allows nothing that
-matches: 403, any other failure: 500; an allowing answer's `context` becomes the handler's
-`requestContext.authorizer` and its `usageIdentifierKey` the API key under `ApiKeySourceType:
-AUTHORIZER`. Not reproduced: TOKEN, Cognito and IAM authorizers, non-header identity sources.
+"""API Gateway's REST Lambda authorizers of REQUEST type, as the local gateway runs them (dev-only):
+header identity sources, the answer cache (`ReauthorizeEvery`), API Gateway's 401/403/500 answers,
+the `context` and `usageIdentifierKey` of an allowing answer. Not reproduced: TOKEN, Cognito and
+IAM authorizers, identity sources other than headers.
 """
 
 from __future__ import annotations

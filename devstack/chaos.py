@@ -1,14 +1,9 @@
 """AWS faults for the local stack's functions, from a botocore `before-send` hook (dev-only).
 
-The test process adds rules to a `Chaos` (a JSON state file); each function worker installs `hook`
-before it imports its handler (devstack.worker), so a matching call gets the error AWS would answer,
-in the service's protocol, and botocore retries it as AWS's own. A `crash` rule ends the worker
-(exit 137, as a Lambda timeout does) before the request is sent: what the invocation did stays done.
-A call that a live rule matches decides under the file's flock, so `count=N` is N faults across
-all workers and a seeded `rate` fails the same calls of the rule's sequence on every run.
-
-    rule = chaos.add_fault("dynamodb", "PutItem", count=1)     # the next PutItem, in any worker
-    chaos.add_crash("ArchiveFunction", "dynamodb", "UpdateItem", body_contains="video_sha256")
+Each function worker installs `hook` before its handler (devstack.worker); a call that a rule of
+the test's `Chaos` matches gets the error AWS would answer, in the service's protocol (botocore
+retries it as AWS's own), or a crash (exit 137, as a Lambda timeout) before it is sent. Rules and
+counters live in one JSON file under a flock, so `count` and a seeded `rate` hold across workers.
 """
 
 from __future__ import annotations

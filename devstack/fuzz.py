@@ -2,11 +2,9 @@
 
     python -m devstack.fuzz --requests 1000 [--seed 1] [--strict]
 
-It runs `st run` with devstack/fuzz.toml and devstack/fuzz_hooks.py, all phases, after making the
-videos that generated requests cannot reach. It fails on a 5xx, a 4xx off the error shape, a request
-let through without a valid key, or fewer requests than asked; `--strict` also on answers off the
-document. Nothing leaves 127.0.0.1: no task finishes (the simulator calls back after an hour) and
-every URL the service would call is pinned to 127.0.0.1.
+It fails on a 5xx, a 4xx off the error shape, a request let through without a valid key, or fewer
+requests than asked (`--strict`: also answers off the document). Nothing leaves 127.0.0.1: no task
+finishes and every URL the service would call is pinned to 127.0.0.1 (devstack/fuzz_hooks.py).
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
-"""A local API Gateway (REST, Lambda proxy integration) from template.yaml (dev-only).
-
-Routes, API keys, Lambda authorizers (devstack.authorizers), the stage, BinaryMediaTypes for
-requests, GatewayResponses and every function's handler, timeout and environment come from the
-template. Each function runs on its own instances (devstack.functions), the API's and those that
-devstack.event_sources feed through `invoke()`. Not reproduced: binary responses, usage-plan
-throttling, the 29 s integration timeout (each function keeps its own Timeout), TLS.
+"""A local API Gateway (REST, Lambda proxy integration) from template.yaml (dev-only): routes, API
+keys, authorizers, stage, BinaryMediaTypes (requests), GatewayResponses, and each function on its
+own instances (devstack.functions), which devstack.event_sources reach through `invoke()`. Not
+reproduced: binary responses, usage-plan throttling, the 29 s integration timeout, TLS.
 """
 
 from __future__ import annotations
