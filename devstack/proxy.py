@@ -143,10 +143,8 @@ def proxy_answer(result: Any) -> HttpAnswer:
     if body is not None and not isinstance(body, str):
         raise ValueError("body is not a string")
     payload = base64.b64decode(body) if body and result.get("isBase64Encoded") else (body or "").encode()
-    pairs = [(name, value) for name, values in merged.items() for value in values]
-    return HttpAnswer(
-        status, [(name, value) for name, value in pairs if name.lower() not in _HOP_BY_HOP], payload
-    )
+    kept = {name: values for name, values in merged.items() if name.lower() not in _HOP_BY_HOP}
+    return HttpAnswer(status, [(name, value) for name, values in kept.items() for value in values], payload)
 
 
 class GatewayResponses:
