@@ -1,13 +1,8 @@
 """moto's server as the local stack's AWS (dev-only): fake credentials, never a real account.
 
-`start_moto()` runs `python -m devstack.fake_aws`, moto's own server in a child process on
-127.0.0.1, plus a watchdog: if the process that started it dies without stopping it (SIGKILL, a
-crash), the server notices its new parent and exits instead of holding the port. `moto_server()`
-is the same as a context manager, for tests that need AWS over HTTP without the rest of the stack.
-
-With `profile`, every request the server handles runs under cProfile (one profiler per
-connection thread, timing that thread's CPU), and when it is stopped (SIGTERM) the merged profile
-is written there (bench/throughput.py reads it).
+`start_moto()` runs it in a child process on 127.0.0.1 with a watchdog (it exits when its parent
+dies, so no port stays held); with `profile`, it profiles every request and writes the merged
+profile there when stopped (bench/throughput.py reads it).
 """
 
 from __future__ import annotations
@@ -25,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 from unittest import mock
 
+from devstack.processes import stop_process
 from devstack.template import REGION
 
 HOST = "127.0.0.1"
@@ -44,21 +40,20 @@ FAKE_AWS = {
 
 @contextlib.contextmanager
 def aws_environment(endpoint_url: str) -> Iterator[None]:
-    """Point this process's boto3 at moto for the duration (provisioning), then restore it."""
+    """This process's boto3 pointed at moto for the duration (provisioning)."""
     import boto3
 
-    saved_session = boto3.DEFAULT_SESSION
-    with mock.patch.dict(os.environ, {**FAKE_AWS, "AWS_ENDPOINT_URL": endpoint_url}):
+    # A session made before would keep its own credentials.
+    with (
+        mock.patch.dict(os.environ, {**FAKE_AWS, "AWS_ENDPOINT_URL": endpoint_url}),
+        mock.patch.object(boto3, "DEFAULT_SESSION", None),
+    ):
         os.environ.pop("AWS_PROFILE", None)
-        boto3.DEFAULT_SESSION = None  # a session made before would keep its own credentials
-        try:
-            yield
-        finally:
-            boto3.DEFAULT_SESSION = saved_session
+        yield
 
 
 def moto_client(service: str, endpoint_url: str) -> Any:
-    """A boto3 client for moto: fake credentials, an explicit endpoint, no global state."""
+    """A boto3 client for moto with fake credentials and no global state."""
     import boto3
 
     session = boto3.session.Session("testing", "testing", region_name=REGION)
@@ -79,7 +74,7 @@ def free_port(preferred: int = 0, host: str = HOST) -> int:
 
 
 def wait_listening(port: int, process: subprocess.Popen[bytes], deadline: float) -> bool:
-    """Whether `process` listens on 127.0.0.1:`port` before `deadline` (False if it exits)."""
+    """Whether `process` listens on `port` before `deadline` (False if it exits)."""
     while time.monotonic() < deadline and process.poll() is None:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             probe.settimeout(0.5)
@@ -93,8 +88,6 @@ def start_moto(
     port: int = 0, *, log: IO[bytes] | None = None, profile: Path | None = None, timeout_s: float = 30.0
 ) -> tuple[subprocess.Popen[bytes], str]:
     """moto's server on `port` if it is free, else on any free port: (its process, its URL)."""
-    from devstack.processes import stop_process
-
     env = {name: value for name, value in os.environ.items() if not name.startswith(("AWS_", "MOTO_"))}
     env |= {**FAKE_AWS, "DEVSTACK_PARENT_PID": str(os.getpid())}
     if profile is not None:
@@ -121,8 +114,6 @@ def start_moto(
 @contextlib.contextmanager
 def moto_server(timeout_s: float = 30.0, *, profile: Path | None = None) -> Iterator[str]:
     """moto's server alone on a free port, for the duration; yields its URL."""
-    from devstack.processes import stop_process
-
     process, url = start_moto(profile=profile, timeout_s=timeout_s)
     try:
         yield url
@@ -131,6 +122,7 @@ def moto_server(timeout_s: float = 30.0, *, profile: Path | None = None) -> Iter
 
 
 def _profile_requests(path: str) -> None:
+    """cProfile each request handler thread's CPU; the merged profile goes to `path` at exit."""
     import atexit
     import cProfile
     import pstats
@@ -158,7 +150,7 @@ def _profile_requests(path: str) -> None:
             active.discard(threading.get_ident())
 
     def dump() -> None:
-        stopping.set()  # no profiler is read while its thread still writes to it
+        stopping.set()  # and no profiler is read while its thread still writes to it
         deadline = time.monotonic() + 2
         while active and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -2,16 +2,9 @@
 
     python -m devstack.fuzz --requests 1000 [--seed 1] [--strict]
 
-Starts a DevStack on free ports of 127.0.0.1, makes the videos that generated requests cannot reach
-(completed, failed, in progress, another owner's), and runs `st run` with devstack/fuzz.toml and
-devstack/fuzz_hooks.py: schemathesis' examples, coverage, fuzzing (positive and negative) and
-stateful phases. It fails on any 5xx, any 4xx not in the error shape, any request without an answer,
-API Gateway letting a request through without a valid key (`ignored_auth`), or fewer requests than
-`--requests`; `--strict` adds answers that do not conform to the document and valid input refused or
-invalid input accepted. Each finding is printed with a curl reproducer.
-
-Nothing leaves 127.0.0.1: the simulator calls back only after an hour, so no task the run creates
-finishes, and every URL the service would call is pinned to 127.0.0.1 before it is sent.
+It fails on a 5xx, a 4xx off the error shape, a request let through without a valid key, or fewer
+requests than asked (`--strict`: also answers off the document). Nothing leaves 127.0.0.1: no task
+finishes and every URL the service would call is pinned to 127.0.0.1 (devstack/fuzz_hooks.py).
 """
 
 from __future__ import annotations
@@ -26,7 +19,7 @@ import time
 import httpx
 
 from devstack.load import FAST_FUNCTION_ENV, FAST_PARAMETERS
-from devstack.processes import eventually
+from devstack.processes import eventually, local_http
 from devstack.stack import DevStack, aws_environment
 from devstack.template import ROOT, secret_value
 
@@ -43,8 +36,8 @@ FUZZ_DELAY_S = 3600.0  # ... and while the run fuzzes: no task finishes, nothing
 
 
 def make_seed_videos(stack: DevStack) -> list[str]:
-    """A completed (twice: the only one whose content is a 302), a failed and an in-progress video
-    of the stack's key, and one of the other key."""
+    """A completed (twice: only its content is a 302), a failed and an in-progress video of the
+    stack's key, and one of the other key."""
 
     def create(client: httpx.Client, prompt: str) -> str:
         answer = client.post("/v1/videos", json={"prompt": prompt})
@@ -59,8 +52,8 @@ def make_seed_videos(stack: DevStack) -> list[str]:
         eventually(probe, timeout=60, what=f"the {status} seed video")
 
     with (
-        httpx.Client(base_url=stack.api_url, headers={"x-api-key": stack.api_key}, timeout=30) as mine,
-        httpx.Client(base_url=stack.api_url, headers={"x-api-key": stack.other_api_key}, timeout=30) as other,
+        local_http(stack.api_url, headers={"x-api-key": stack.api_key}) as mine,
+        local_http(stack.api_url, headers={"x-api-key": stack.other_api_key}) as other,
     ):
         completed = create(mine, "fuzz seed: a completed video")
         failed = create(mine, "fuzz seed: a failed video [sim:fail]")
@@ -77,8 +70,8 @@ def run_schemathesis(stack: DevStack, *, requests: int, seed: int, strict: bool)
     from schemathesis.cli import schemathesis as st
 
     operations = sum(1 for _ in schemathesis.openapi.from_path(OPENAPI).get_all_operations())
-    # Fuzzing sends about `max_examples` per operation, stateful a little more in all and coverage
-    # a fixed few hundred: half the budget per operation reaches it with a margin.
+    # Fuzzing sends about `max_examples` per operation, stateful a little more, coverage a few
+    # hundred: half the budget per operation reaches it with a margin.
     max_examples = max(1, math.ceil(requests / (2 * operations)))
     assert stack.stack is not None
     with aws_environment(stack.moto_url):  # it puts the environment back as it found it on exit
@@ -133,9 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"requests      {sent} test cases sent, at least {args.requests} wanted")
     if sent < args.requests:
         code = code or 1
-    print(
-        f"elapsed       {time.monotonic() - started:.1f} s; function and API logs: {LOG_DIR.relative_to(ROOT)}/"
-    )
+    print(f"elapsed       {time.monotonic() - started:.1f} s; logs: {LOG_DIR.relative_to(ROOT)}/")
     print("fuzz FAILED" if code else "fuzz OK")
     return code
 

@@ -1,8 +1,5 @@
-"""Schemathesis hooks and check for fuzzing the local stack (dev-only; loaded by devstack/fuzz.toml).
-
-Each piece is what schemathesis cannot know about this API. The FUZZ_* variables come from
-`python -m devstack.fuzz`: FUZZ_API_KEY, FUZZ_CALLBACK_KEY and FUZZ_VIDEO_IDS (comma-separated).
-"""
+"""Schemathesis hooks and check for `make fuzz`: what schemathesis cannot know about this API
+(loaded by devstack/fuzz.toml; devstack.fuzz sets FUZZ_API_KEY, FUZZ_CALLBACK_KEY, FUZZ_VIDEO_IDS)."""
 
 from __future__ import annotations
 
@@ -14,16 +11,16 @@ import zlib
 from typing import Any
 
 import schemathesis
+from pydantic import ValidationError
 from schemathesis import Case
 
-# What an outbound URL the service would accept becomes: nothing listens on the discard port, and
-# the run never lets a task finish anyway.
+# An outbound URL the service would accept becomes this: nothing listens on the discard port.
 SAFE_URL = "https://127.0.0.1:9/fuzz"
-# The local gateway's HTTP server answers other methods (TRACE, QUERY, ...) with its own HTML 501,
-# which API Gateway does not: such cases would test the dev server, not the API.
+# The local HTTP server answers other methods (TRACE, QUERY...) with its own HTML 501, which API
+# Gateway does not: such cases would test the dev server, not the API.
 GATEWAY_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"})
-# A valid callback token is made only for task ids that cannot be a task's and travel unencoded, so
-# the callback gets as far as its body and never touches a real task.
+# Callbacks are signed only for ids that cannot be a task's and travel unencoded, so a signed
+# callback gets as far as its body and never touches a real task.
 TASK_ID = re.compile(r"video_[0-9a-f]{32}")
 UNENCODED = re.compile(r"[A-Za-z0-9._~-]+")
 KNOWN_ID_PERCENT = 35  # positive reads that name a seed video (states the run cannot reach)
@@ -37,21 +34,14 @@ def _percent(case: Case, salt: str) -> int:
 
 
 def is_error_shape(body: Any) -> bool:
-    """{"error": {"message": str, "type": str, "param": str | null, "code": str (not empty)}} and
-    nothing else (OpenAI's error object)."""
-    error = body.get("error") if isinstance(body, dict) and set(body) == {"error"} else None
-    return (
-        isinstance(error, dict)
-        and set(error) == {"code", "message", "param", "type"}
-        and isinstance(error["type"], str)
-        and isinstance(error["code"], str)
-        and bool(error["code"])
-        and isinstance(error["message"], str)
-        and (error["param"] is None or isinstance(error["param"], str))
-    )
+    """Whether `body` is the service's ErrorResponse (OpenAI's error object) and nothing else."""
+    from sora_relay.runtime.api import ErrorResponse
 
-
-# -- nothing leaves 127.0.0.1 -------------------------------------------------------------------------------
+    try:
+        ErrorResponse.model_validate(body, strict=True)
+    except ValidationError:
+        return False
+    return True
 
 
 def _calls_out(url: str | None, name: str) -> bool:
@@ -59,23 +49,19 @@ def _calls_out(url: str | None, name: str) -> bool:
     from sora_relay.domain.errors import UnsafeUrl
     from sora_relay.domain.outbound_url import _unmapped, parse_outbound_url
 
-    if url is None:
-        return False
     try:
-        host = parse_outbound_url(url, field=name, allow_loopback=True).host
+        host = parse_outbound_url(url, field=name, allow_loopback=True).host if url else None
     except UnsafeUrl:
         return False  # the service refuses it too
     try:
-        return not _unmapped(ipaddress.ip_address(host)).is_loopback
+        return host is not None and not _unmapped(ipaddress.ip_address(host)).is_loopback
     except ValueError:
         return True  # a DNS name
 
 
 def pin_outbound_urls(body: Any) -> bool:
     """Replace, in place, each URL of a create body that the service would call outside 127.0.0.1
-    with SAFE_URL; True if it changed. Judged by the service's own model and URL rules."""
-    from pydantic import ValidationError
-
+    with SAFE_URL (judged by the service's own model and URL rules); True if it changed."""
     from sora_relay.domain.models import CreateVideoRequest
 
     try:
@@ -94,12 +80,8 @@ def pin_outbound_urls(body: Any) -> bool:
 
 @schemathesis.hook
 def before_call(context: Any, case: Case, kwargs: dict[str, Any]) -> None:
-    # Here rather than in map_case: every request of every phase passes here.
-    if case.operation.label == "POST /v1/videos":
+    if case.operation.label == "POST /v1/videos":  # here: every request of every phase passes
         pin_outbound_urls(case.body)
-
-
-# -- what generation alone cannot reach --------------------------------------------------------------------
 
 
 @schemathesis.hook
@@ -134,14 +116,10 @@ def map_case(context: Any, case: Case) -> Case:
     return case
 
 
-# -- the check ----------------------------------------------------------------------------------------------
-
-
 @schemathesis.check
 def error_shape(ctx: Any, response: Any, case: Case) -> bool | None:
     """Every 4xx, the service's and API Gateway's, is the error shape (a HEAD answer has no body)."""
-    status = response.status_code
-    if not 400 <= status < 500 or case.method.upper() == "HEAD":
+    if not 400 <= response.status_code < 500 or case.method.upper() == "HEAD":
         return None
     try:
         body = json.loads(response.content)
@@ -149,6 +127,6 @@ def error_shape(ctx: Any, response: Any, case: Case) -> bool | None:
         body = None
     if not is_error_shape(body):
         raise AssertionError(
-            f"A {status} answer is not the error shape {{error: {{message, type, param, code}}}}"
+            f"A {response.status_code} answer is not the error shape {{error: {{message, type, param, code}}}}"
         )
     return None

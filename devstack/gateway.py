@@ -1,17 +1,7 @@
-"""A local API Gateway (REST, Lambda proxy integration) from template.yaml (dev-only).
-
-Routes, API-key requirements, the Lambda authorizers, the stage name, each function's handler,
-timeout, memory and environment, and the API's GatewayResponses all come from the template through
-`devstack.template.Stack`. A request becomes a REST proxy event (devstack.proxy), passes the
-route's authorizer (devstack.authorizers: the authorizer function runs on its own instances) and
-the usage plan's API key check, runs on an instance of its function (devstack.functions, one event
-at a time, like a Lambda instance), and the proxy result becomes the HTTP answer. Functions triggered by other events (SQS, DynamoDB
-streams, schedules) get instances too; `invoke()` is how devstack.event_sources reach them.
-
-The API's BinaryMediaTypes are honoured for requests: a body whose Content-Type is one of them
-reaches the function base64-encoded (any other body that is not UTF-8 too, as before). Not
-reproduced: binary media types for responses, usage-plan throttling and quotas, API Gateway's
-29 s integration timeout (each function gets its own Timeout), and TLS.
+"""A local API Gateway (REST, Lambda proxy integration) from template.yaml (dev-only): routes, API
+keys, authorizers, stage, BinaryMediaTypes (requests), GatewayResponses, and each function on its
+own instances (devstack.functions), which devstack.event_sources reach through `invoke()`. Not
+reproduced: binary responses, usage-plan throttling, the 29 s integration timeout, TLS.
 """
 
 from __future__ import annotations
@@ -47,16 +37,14 @@ from devstack.template import LOCAL_API_ID, Route, Stack
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 # Event types whose functions get instances here (devstack.event_sources runs all but Api).
 LOCAL_EVENT_TYPES = frozenset({"Api", "SQS", "DynamoDB", "Schedule", "ScheduleV2"})
+_ACCESS_FIELDS = ("apiKeyId", "tenantId", "resourcePath", "integrationLatency", "errorType")  # set later
 
 
 class LocalApiGateway:
-    """The API of one template on 127.0.0.1; `url` is the stage URL (like the ApiUrl output).
+    """The API of one template on 127.0.0.1; `url` is the stage URL (the ApiUrl output).
 
-    `api_keys` are the usage plan's keys: value -> key id, or a function answering the id of an
-    enabled key's value (None for no such key). With `ApiKeySourceType: AUTHORIZER` the key checked
-    is the authorizer's usageIdentifierKey, otherwise the x-api-key header.
-    Logs go to `log_dir` (a file per function, gateway.log for failures, api-access.log with one
-    JSON line per request), or without a log_dir to stderr.
+    `api_keys`: the usage plan's key value -> key id, as a mapping or a function (None: no such
+    key). Logs go to `log_dir` (one per function, gateway.log, api-access.log) or else to stderr.
     """
 
     def __init__(
@@ -71,30 +59,24 @@ class LocalApiGateway:
         max_body_bytes: int = MAX_BODY_BYTES,
         acquire_timeout_s: float = ACQUIRE_TIMEOUT_S,
     ) -> None:
-        self.stack = stack
-        self._api_keys = api_keys if callable(api_keys) else dict(api_keys).get  # key value -> key id
-        self.max_body_bytes = max_body_bytes
-        self.acquire_timeout_s = acquire_timeout_s  # at most the function's Timeout
-        self.log_dir = log_dir
+        self.stack, self.log_dir, self.max_body_bytes = stack, log_dir, max_body_bytes
+        self._api_keys = api_keys if callable(api_keys) else dict(api_keys).get
+        self._pool_size, self.acquire_timeout_s = pool_size, acquire_timeout_s
         self._environment = dict(environment or {})
-        self._pool_size = pool_size
-        apis = [
-            r["Properties"]
-            for r in stack.template["Resources"].values()
-            if r["Type"] == "AWS::Serverless::Api"
-        ]
-        api = apis[0] if apis else {}
+        resources = stack.template["Resources"].values()
+        api = next((r["Properties"] for r in resources if r["Type"] == "AWS::Serverless::Api"), {})
         self.stage = str(stack.resolve(api.get("StageName", "Prod")))
         self.responses = proxy.GatewayResponses(api.get("GatewayResponses"))
         # SAM writes `/` as `~1` in BinaryMediaTypes; `*` wildcards as API Gateway matches them.
         self.binary_media_types = [
             str(stack.resolve(kind)).replace("~1", "/").lower() for kind in api.get("BinaryMediaTypes") or []
         ]
-        self.api_key_source = str(api.get("ApiKeySourceType", "HEADER"))
+        self.api_key_source = str(api.get("ApiKeySourceType", "HEADER"))  # or AUTHORIZER
         self.authorizers = Authorizers(authorizer_specs(stack, api), self.invoke)
         # Literal routes before parameterised ones, as API Gateway matches them.
         self.routes = sorted(stack.routes(), key=lambda route: route.path.count("{"))
         self._server = QuietHTTPServer(self, port)
+        self._request_context = {"stage": self.stage, "domainName": self.domain_name}
         self.pools: dict[str, FunctionPool] = {}
 
     @property
@@ -109,26 +91,21 @@ class LocalApiGateway:
     def url(self) -> str:
         return f"http://{self.domain_name}/{self.stage}"
 
-    # -- lifecycle --
-
     def function_spec(self, function_id: str) -> FunctionSpec:
         return function_spec(self.stack, function_id, self._environment)
 
     def start(self) -> LocalApiGateway:
-        """Instances for every function something local calls (API routes and the events
-        devstack.event_sources runs), then the HTTP server."""
+        """Instances for every function something local calls, then the HTTP server."""
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             for name in ("gateway", "api-access", *self.stack.functions()):
                 (self.log_dir / f"{name}.log").write_text("")  # each run starts fresh logs
-        authorizer_functions = {spec.function_id for spec in self.authorizers.specs.values()}
+        called = {spec.function_id for spec in self.authorizers.specs.values()}
         for function_id in self.stack.functions():
-            if function_id not in authorizer_functions and not any(
-                e.get("Type") in LOCAL_EVENT_TYPES for e in self.stack.function_events(function_id).values()
-            ):
+            events = self.stack.function_events(function_id).values()
+            if function_id not in called and not any(e.get("Type") in LOCAL_EVENT_TYPES for e in events):
                 continue
-            if not self.stack.code_dir(function_id).is_dir():
-                # Its routes answer 502 until the code exists; the rest of the API still runs.
+            if not self.stack.code_dir(function_id).is_dir():  # its routes answer 502, the rest runs
                 self._log("gateway", f"{function_id}: no code at {self.stack.code_dir(function_id)}")
                 continue
             log = self.log_dir / f"{function_id}.log" if self.log_dir is not None else None
@@ -160,8 +137,7 @@ class LocalApiGateway:
         return [pid for pool in self.pools.values() for pid in pool.pids()]
 
     def invoke(self, function_id: str, event: dict[str, Any], request_id: str | None = None) -> Any:
-        """Run one event on an instance of the function (what Lambda's Invoke does); the result,
-        or InvocationFailed. Event sources other than the API call this too."""
+        """Run one event on an instance of the function (Lambda's Invoke): its result, or InvocationFailed."""
         pool = self.pools.get(function_id)
         if pool is None:
             raise InvocationFailed("error", f"{function_id} is not running locally")
@@ -174,19 +150,13 @@ class LocalApiGateway:
         with (self.log_dir / f"{name}.log").open("a") as log:  # one write per line: lines stay whole
             log.write(line + "\n")
 
-    # -- one request --
-
     def handle(self, request: BaseHTTPRequestHandler) -> None:
         started = time.monotonic()
-        record = {
-            "requestId": str(uuid.uuid4()),
-            "ip": request.client_address[0],
-            "httpMethod": request.command,
-        }
-        record |= dict.fromkeys(("apiKeyId", "tenantId", "resourcePath", "integrationLatency", "errorType"))
+        record: dict[str, Any] = {"requestId": str(uuid.uuid4()), "ip": request.client_address[0]}
+        record |= {"httpMethod": request.command, **dict.fromkeys(_ACCESS_FIELDS)}
         try:
             answer = self._answer(request, record)
-        except Exception:  # a gateway bug must still answer, like API Gateway's own 500
+        except Exception:  # a gateway bug still answers, like API Gateway's own 500
             self._log("gateway", f"{record['requestId']}: {traceback.format_exc()}")
             answer = self._refuse(record, proxy.INVOKE_REJECTED)
             request.close_connection = True  # the request body may not have been read
@@ -215,33 +185,24 @@ class LocalApiGateway:
         route, path, params = matched
         record["resourcePath"] = route.path
         headers = list(request.headers.items())
-        # What API Gateway adds in front of every integration request.
-        forwarded = [("X-Forwarded-For", request.client_address[0]), ("X-Forwarded-Port", str(self.port))]
-        forwarded.append(("X-Forwarded-Proto", "http"))
         present = {name.lower() for name, _ in headers}
-        headers += [(name, value) for name, value in forwarded if name.lower() not in present]
-        identity: dict[str, Any] = {"apiKey": None, "apiKeyId": None, "sourceIp": request.client_address[0]}
-        context = {"stage": self.stage, "domainName": self.domain_name, "requestId": record["requestId"]}
+        ip = request.client_address[0]
+        forwarded = {"X-Forwarded-For": ip, "X-Forwarded-Port": str(self.port), "X-Forwarded-Proto": "http"}
+        headers += [(name, value) for name, value in forwarded.items() if name.lower() not in present]
+        identity = {"apiKey": None, "apiKeyId": None, "sourceIp": ip}
+        context = {**self._request_context, "requestId": record["requestId"], "identity": identity}
+        binary = self._is_binary(proxy.header(headers, "content-type"))
         event = proxy.build_event(
-            route,
-            request.command,
-            path,
-            params,
-            query,
-            headers,
-            body,
-            {**context, "identity": identity},
-            binary=self._is_binary(proxy.header(headers, "content-type")),
+            route, request.command, path, params, query, headers, body, context, binary=binary
         )
         authorized = None
         if route.authorizer is not None:
             arn = method_arn(LOCAL_API_ID, self.stage, request.command, path)
-            outcome = self.authorizers.authorize(route.authorizer, event, arn, record["requestId"])
-            if not isinstance(outcome, Authorized):
-                return self._refuse(record, outcome)
-            authorized = outcome
-            event["requestContext"]["authorizer"] = outcome.context
-            record["tenantId"] = outcome.context.get("tenant_id")
+            authorized = self.authorizers.authorize(route.authorizer, event, arn, record["requestId"])
+            if not isinstance(authorized, Authorized):
+                return self._refuse(record, authorized)
+            event["requestContext"]["authorizer"] = authorized.context
+            record["tenantId"] = authorized.context.get("tenant_id")
         if route.api_key_required:
             if self.api_key_source == "AUTHORIZER":
                 key = authorized.usage_identifier_key if authorized is not None else None
@@ -270,10 +231,9 @@ class LocalApiGateway:
         return self.responses.answer(error, record["requestId"], self.stage)
 
     def _match(self, method: str, raw_path: str) -> tuple[Route, str, dict[str, str]] | None:
-        prefix = f"/{self.stage}/"
-        if not raw_path.startswith(prefix):
+        if not raw_path.startswith(f"/{self.stage}/"):
             return None
-        path = raw_path[len(prefix) - 1 :]
+        path = raw_path[len(self.stage) + 1 :]
         for route in self.routes:
             params = route.match(method, path)
             if params is not None:
@@ -282,18 +242,16 @@ class LocalApiGateway:
 
 
 def _read_body(request: BaseHTTPRequestHandler, limit: int) -> bytes | None:
-    """The request body, or None when it is over `limit`: then it is read and dropped (up to a
-    bound) so that the client sees the 413 rather than a reset connection."""
+    """The body, or None when it is over `limit`: then it is read and dropped (up to 8 times the
+    limit) so that the client sees the 413 rather than a reset connection."""
     if "chunked" in (request.headers.get("Transfer-Encoding") or "").lower():
         body = DechunkedInput(request.rfile).read(limit + 1)
         if len(body) <= limit:
             return body
         request.close_connection = True  # the rest of the chunks stays unread
         return None
-    try:
-        length = max(0, int(request.headers.get("Content-Length") or 0))
-    except ValueError:
-        length = 0
+    declared = request.headers.get("Content-Length") or "0"
+    length = int(declared) if declared.isdigit() else 0
     if length <= limit:
         return request.rfile.read(length)
     if length > 8 * limit:

@@ -1,10 +1,6 @@
-"""Render small, real, playable H.264 MP4 files for the provider simulator.
-
-The simulator stands in for a video model, so what it serves must survive the same checks a real
-video would (a player, ffprobe, PyAV): correct size, exact duration, valid container. The picture
-is a flat colour with a moving bar, both derived from a seed (the task id), so every task yields
-different bytes and a recognisable clip, while flat content keeps libx264 fast.
-"""
+"""Small, real, playable H.264 MP4s for the provider simulator: they must pass what a real video
+would (players, ffprobe, PyAV). A flat colour and a brighter bar sweeping across once, both from the
+seed (the task id), so each task gets its own bytes while flat frames keep libx264 fast."""
 
 from __future__ import annotations
 
@@ -28,31 +24,23 @@ def render_mp4(
     seed: str,
     fps: int = 4,
 ) -> int:
-    """Write a `width`x`height` H.264 MP4 lasting exactly `seconds`; return the bytes written.
-
-    `path_or_fileobj` is a file path or a seekable binary file object (MP4 needs to seek back to
-    finish its index). `seconds * fps` must be a whole number of frames so the duration is exact.
-    The seed ends up in the container's `title` tag, which lets a test tie a file to its task.
-    """
+    """Write a `width`x`height` MP4 of exactly `seconds` to a path or a seekable file (MP4 seeks back
+    to finish its index); the bytes written. The seed is the `title` tag, tying a file to its task."""
     if width <= 0 or height <= 0 or width % 2 or height % 2:
         raise ValueError(f"width and height must be positive and even for yuv420p, got {width}x{height}")
-    if fps <= 0:
-        raise ValueError(f"fps must be positive, got {fps}")
     frames = round(seconds * fps)
-    if frames <= 0 or abs(frames - seconds * fps) > 1e-9:
-        raise ValueError(f"seconds * fps must be a positive whole number, got {seconds} * {fps}")
-
+    if fps <= 0 or frames <= 0 or abs(frames - seconds * fps) > 1e-9:
+        raise ValueError(f"seconds * fps must be a positive whole number of frames, got {seconds} * {fps}")
     digest = hashlib.sha256(seed.encode()).digest()
-    # YUV colours from the seed: luma mid-range so both stay visible, chroma anywhere legal.
+    # YUV colours from the seed: luma mid-range (the bar brighter), chroma anywhere legal.
     background = (48 + digest[0] % 80, 16 + digest[1] % 225, 16 + digest[2] % 225)
     bar = (150 + digest[3] % 86, 16 + digest[4] % 225, 16 + digest[5] % 225)
     bar_width = max(2, (width // 12) & ~1)  # even, so the chroma columns line up
     travel = width - bar_width
     is_path = isinstance(path_or_fileobj, str | os.PathLike)
     start = 0 if is_path else path_or_fileobj.tell()  # type: ignore[union-attr]
-    with av.open(
-        os.fspath(path_or_fileobj) if is_path else path_or_fileobj, mode="w", format="mp4"
-    ) as container:  # type: ignore[arg-type]
+    target = os.fspath(path_or_fileobj) if is_path else path_or_fileobj  # type: ignore[arg-type]
+    with av.open(target, mode="w", format="mp4") as container:
         container.metadata["title"] = seed
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
@@ -61,21 +49,18 @@ def render_mp4(
         stream.codec_context.thread_type = "AUTO"
         stream.options = {"preset": "fast", "crf": "30"}  # crf 30 keeps flat frames tiny
         for index in range(frames):
+            offset = (index * travel) // max(1, frames - 1)  # one sweep, in a direction from the seed
+            x = (offset if digest[6] % 2 == 0 else travel - offset) & ~1
             # PyAV's yuv420p layout: the Y plane, then U and V as two quarter-size blocks.
             planes = np.empty((height * 3 // 2, width), dtype=np.uint8)
             luma, chroma = planes[:height], planes[height:].reshape(2, height // 2, width // 2)
             luma[:], chroma[0], chroma[1] = background
-            # The bar sweeps across the whole width once per clip, in a direction from the seed.
-            offset = (index * travel) // max(1, frames - 1)
-            x = (offset if digest[6] % 2 == 0 else travel - offset) & ~1
             luma[:, x : x + bar_width] = bar[0]
-            chroma[0, :, x // 2 : (x + bar_width) // 2] = bar[1]
-            chroma[1, :, x // 2 : (x + bar_width) // 2] = bar[2]
+            chroma[:, :, x // 2 : (x + bar_width) // 2] = np.array(bar[1:], dtype=np.uint8)[:, None, None]
             frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
             frame.pts, frame.time_base = index, Fraction(1, fps)
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))  # flush the encoder's delayed frames
     if is_path:
         return os.path.getsize(path_or_fileobj)  # type: ignore[arg-type]
-    path_or_fileobj.seek(0, os.SEEK_END)  # type: ignore[union-attr]
-    return path_or_fileobj.tell() - start  # type: ignore[union-attr]
+    return path_or_fileobj.seek(0, os.SEEK_END) - start  # type: ignore[union-attr]

@@ -1,5 +1,4 @@
-"""Small pieces the local stack's servers, child processes and tests share: waiting for a
-condition, an HTTP client for 127.0.0.1, stopping a child, a quiet threading HTTP server."""
+"""What the local stack's servers, children and tests share: waits, a 127.0.0.1 client, stops."""
 
 from __future__ import annotations
 
@@ -34,24 +33,20 @@ def eventually(probe: Callable[[], T | None], *, timeout: float, what: str = "a 
 
 
 def local_http(base_url: str = "", **options: Any) -> httpx.Client:
-    """An httpx client for the local stack's servers: trust_env=False, so a developer's proxy
-    settings never reroute 127.0.0.1."""
+    """An httpx client for 127.0.0.1: trust_env=False, so a developer's proxy never reroutes it."""
     return httpx.Client(base_url=base_url, trust_env=False, **{"timeout": 30, **options})
 
 
 def stop_process(process: subprocess.Popen[Any], grace_s: float = 5.0, *, terminate: bool = True) -> None:
-    """End a child: terminate it (with terminate=False, first give it `grace_s` to exit on its
-    own), then kill it if it is still there after `grace_s`."""
-    if not terminate:
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout=grace_s)
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    """End a child: terminate it (terminate=False: after `grace_s` to exit on its own), then kill it
+    if it is still there `grace_s` later."""
+    steps: list[Callable[[], None]] = [process.terminate, process.kill]
+    for step in steps if terminate else [lambda: None, *steps]:
+        if process.poll() is None:
+            step()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=grace_s)
+    process.wait()
 
 
 class _Dispatch(BaseHTTPRequestHandler):
@@ -69,8 +64,8 @@ class _Dispatch(BaseHTTPRequestHandler):
 
 
 class QuietHTTPServer(ThreadingHTTPServer):
-    """A threading HTTP server on 127.0.0.1 that hands every request to `owner.handle(request)`
-    (a BaseHTTPRequestHandler) and does not report clients dropping kept-alive connections."""
+    """A threading HTTP server on 127.0.0.1 that hands every request to `owner.handle(request)` and
+    does not report clients dropping kept-alive connections."""
 
     daemon_threads = True
     # socketserver's default listen backlog is 5: a burst of clients connecting at once (the load

@@ -1,18 +1,11 @@
-"""API Gateway's REST proxy integration, as data (dev-only; no I/O): the Lambda event a request
-becomes, the HTTP answer a proxy result becomes, and API Gateway's own error answers.
-
-A missing or unknown x-api-key is 403 INVALID_API_KEY ("Forbidden"), a Lambda authorizer's refusal is
-401 UNAUTHORIZED or 403 ACCESS_DENIED (its failure 500 AUTHORIZER_FAILURE), an unknown route or method is
-MISSING_AUTHENTICATION_TOKEN ("Missing Authentication Token", 403), a body over 10 MB is 413
-REQUEST_TOO_LARGE, and a function that raises, crashes, times out or returns a malformed result
-is 502 ("Internal server error"). When the template customises these (GatewayResponses), its
-status and template are applied, as the deployed API would; otherwise API Gateway's own
-`{"message": ...}` bodies.
-"""
+"""API Gateway's REST proxy integration as data (dev-only; no I/O): the Lambda event a request
+becomes, the HTTP answer a proxy result becomes, and API Gateway's own error answers, customised
+by the template's GatewayResponses as the deployed API would be."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import time
@@ -35,10 +28,9 @@ class GatewayError:
     message: str
 
 
-INVALID_API_KEY = GatewayError("INVALID_API_KEY", 403, "Forbidden")
-# A Lambda authorizer raised "Unauthorized" (or an identity source is missing), denied the method,
-# or failed (raised anything else, crashed, answered no policy). API Gateway's own body for the
-# last is {"message": null}; here it keeps the message, so the error shape stays one schema.
+INVALID_API_KEY = GatewayError("INVALID_API_KEY", 403, "Forbidden")  # a missing or unknown x-api-key
+# A Lambda authorizer raised "Unauthorized" (or an identity source is missing), denied, or failed;
+# API Gateway's body for the last is {"message": null}: the message here keeps one error schema.
 UNAUTHORIZED = GatewayError("UNAUTHORIZED", 401, "Unauthorized")
 ACCESS_DENIED = GatewayError(
     "ACCESS_DENIED", 403, "User is not authorized to access this resource with an explicit deny"
@@ -50,8 +42,7 @@ TOO_LARGE = GatewayError("REQUEST_TOO_LARGE", 413, "Request Too Long")
 FUNCTION_ERROR = GatewayError("DEFAULT_5XX", 502, "Internal server error")
 # Lambda refused the invocation (no free instance in time).
 INVOKE_REJECTED = GatewayError("DEFAULT_5XX", 500, "Internal server error")
-# x-amzn-ErrorType of API Gateway's own answers.
-_ERROR_TYPES = {
+_ERROR_TYPES = {  # x-amzn-ErrorType of API Gateway's own answers
     "INVALID_API_KEY": "ForbiddenException",
     "MISSING_AUTHENTICATION_TOKEN": "ForbiddenException",
     "UNAUTHORIZED": "UnauthorizedException",
@@ -59,6 +50,7 @@ _ERROR_TYPES = {
     "AUTHORIZER_FAILURE": "AuthorizerConfigurationException",
 }
 _HOP_BY_HOP = {"connection", "content-length", "transfer-encoding", "keep-alive", "date", "server"}
+_RESULT_FIELDS = {"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded"}
 
 
 @dataclass(frozen=True)
@@ -71,12 +63,11 @@ class HttpAnswer:
 def _single_and_multi(
     pairs: list[tuple[str, str]],
 ) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
-    single: dict[str, str] = {}
     multi: dict[str, list[str]] = {}
     for name, value in pairs:
-        single[name] = value  # API Gateway keeps the last value of a repeated name
         multi.setdefault(name, []).append(value)
-    return single or None, multi or None
+    # API Gateway keeps the last value of a repeated name in the single-value map.
+    return {name: values[-1] for name, values in multi.items()} or None, multi or None
 
 
 def header(headers: list[tuple[str, str]], name: str) -> str | None:
@@ -96,20 +87,16 @@ def build_event(
     *,
     binary: bool = False,
 ) -> dict[str, Any]:
-    """A REST API (v1) Lambda proxy event, shaped like events/*.json. `context` has the parts of
-    its requestContext that the gateway knows: stage, domainName, requestId and the identity
-    (apiKey, apiKeyId, sourceIp). `binary`: the request's Content-Type is one of the API's
-    BinaryMediaTypes, so the body goes base64-encoded whatever its bytes, as API Gateway sends it."""
+    """A REST (v1) proxy event, shaped like events/*.json. `context`: stage, domainName, requestId
+    and identity; `binary`: the Content-Type is a BinaryMediaType, so the body goes base64-encoded."""
     single_headers, multi_headers = _single_and_multi(headers)
     single_query, multi_query = _single_and_multi(parse_qsl(query, keep_blank_values=True))
-    if binary and body:
-        text, encoded = base64.b64encode(body).decode(), True
-    else:
-        try:
-            text, encoded = (body.decode() if body else None), False
-        except UnicodeDecodeError:  # not text and not a binary media type: base64 all the same
+    text, encoded = None, False
+    if body:
+        with contextlib.suppress(UnicodeDecodeError):  # not text: base64 all the same
+            text = None if binary else body.decode()
+        if text is None:
             text, encoded = base64.b64encode(body).decode(), True
-    identity = {**context["identity"], "userAgent": header(headers, "user-agent")}
     return {
         "resource": route.path,
         "path": path,
@@ -129,7 +116,7 @@ def build_event(
             "apiId": API_ID,
             "protocol": "HTTP/1.1",
             "requestTimeEpoch": int(time.time() * 1000),
-            "identity": identity,
+            "identity": {**context["identity"], "userAgent": header(headers, "user-agent")},
         },
         "body": text,
         "isBase64Encoded": encoded,
@@ -137,17 +124,12 @@ def build_event(
 
 
 def proxy_answer(result: Any) -> HttpAnswer:
-    """Turn a Lambda proxy result into an HTTP answer; ValueError if it is malformed."""
-    if not isinstance(result, dict):
-        raise ValueError("the result is not an object")
-    # The REST (v1) proxy format knows these fields only; API Gateway refuses anything else.
-    unknown = set(result) - {"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded"}
-    if unknown:
-        raise ValueError(f"unknown fields in the result: {sorted(unknown)}")
+    """The HTTP answer of a Lambda proxy result; ValueError if API Gateway would refuse it."""
+    if not isinstance(result, dict) or set(result) - _RESULT_FIELDS:
+        raise ValueError(f"not a REST proxy result: {str(result)[:200]}")
     status = result.get("statusCode")
-    if isinstance(status, str) and status.isdigit():
-        status = int(status)
-    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+    status = int(status) if isinstance(status, str) and status.isdigit() else status
+    if type(status) is not int or not 100 <= status <= 599:
         raise ValueError(f"statusCode {status!r} is not an HTTP status")
     merged: dict[str, list[str]] = {}
     for name, values in (result.get("multiValueHeaders") or {}).items():
@@ -155,20 +137,14 @@ def proxy_answer(result: Any) -> HttpAnswer:
             raise ValueError(f"multiValueHeaders[{name!r}] is not a list")
         merged[name] = [str(value) for value in values]
     for name, value in (result.get("headers") or {}).items():
-        # API Gateway merges both maps; a pair present in both appears once.
-        if str(value) not in merged.setdefault(name, []):
+        if str(value) not in merged.setdefault(name, []):  # a pair in both maps appears once
             merged[name].insert(0, str(value))
     body = result.get("body")
     if body is not None and not isinstance(body, str):
         raise ValueError("body is not a string")
     payload = base64.b64decode(body) if body and result.get("isBase64Encoded") else (body or "").encode()
-    headers = [
-        (name, value)
-        for name, values in merged.items()
-        if name.lower() not in _HOP_BY_HOP
-        for value in values
-    ]
-    return HttpAnswer(status, headers, payload)
+    kept = {name: values for name, values in merged.items() if name.lower() not in _HOP_BY_HOP}
+    return HttpAnswer(status, [(name, value) for name, values in kept.items() for value in values], payload)
 
 
 class GatewayResponses:
@@ -178,10 +154,9 @@ class GatewayResponses:
         self._configured = dict(configured or {})
 
     def answer(self, error: GatewayError, request_id: str, stage: str) -> HttpAnswer:
-        family = "DEFAULT_4XX" if error.status < 500 else "DEFAULT_5XX"
-        specific = self._configured.get(error.response_type) or {}
-        fallback = self._configured.get(family) or {}
         # A specific entry wins; DEFAULT_4XX/5XX supply what it leaves out.
+        specific = self._configured.get(error.response_type) or {}
+        fallback = self._configured.get("DEFAULT_4XX" if error.status < 500 else "DEFAULT_5XX") or {}
         status = int(specific.get("StatusCode") or fallback.get("StatusCode") or error.status)
         templates = specific.get("ResponseTemplates") or fallback.get("ResponseTemplates") or {}
         template = templates.get("application/json", '{"message":$context.error.messageString}')

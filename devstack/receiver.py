@@ -1,15 +1,6 @@
-"""A local webhook receiver for the client side of sora-relay's webhooks (dev-only).
-
-It records every delivery (path, headers, raw body, what it answered) and verifies one the way a
-client would, with the `standardwebhooks` library. A callback_url chooses its own behaviour per
-event: `{url}?fail=3&status=503` (`url_failing(3)`) answers each event's first 3 deliveries with
-503 (counted by webhook-id), and `?status=410` always answers 410:
-
-    with WebhookReceiver(stack.tenants[0].webhook_secret) as receiver:  # the tenant's secret
-        ... submit with callback_url=receiver.url ...
-        delivery = receiver.wait_for_video(video_id, timeout=10)
-        event = receiver.verify(delivery)
-"""
+"""A local webhook receiver (dev-only): records every delivery and verifies it as a client would,
+with `standardwebhooks`. A callback_url picks the answers: `?fail=3&status=503` (`url_failing(3)`)
+refuses each event's first 3 deliveries (by webhook-id) with 503, `?status=410` always answers 410."""
 
 from __future__ import annotations
 
@@ -36,9 +27,8 @@ class Delivery:
     body: bytes
     received_at: float  # epoch seconds
     answered: int  # the status this receiver answered with
-    # Whether its signature verified when it arrived (None: no secret to check with). Checked on
-    # arrival, as a receiver does: the timestamp in the signature is only good for 5 minutes.
-    verified: bool | None = None
+    # Checked on arrival, as a receiver must: a signature's timestamp is good for 5 minutes only.
+    verified: bool | None = None  # None: no secret to check with
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -57,7 +47,7 @@ class Delivery:
 
 
 class WebhookReceiver:
-    """Records webhook deliveries on 127.0.0.1, on a free port."""
+    """Records webhook deliveries on a free port of 127.0.0.1; `secret` verifies them."""
 
     def __init__(self, secret: str | None = None) -> None:
         self.secret = secret
@@ -89,9 +79,19 @@ class WebhookReceiver:
         self.stop()
 
     def handle(self, request: BaseHTTPRequestHandler) -> None:
-        """Record a POST and answer it with the status its callback_url asks for."""
         body = request.rfile.read(int(request.headers.get("Content-Length") or 0))
-        status = self._record(request.path, {k.lower(): v for k, v in request.headers.items()}, body)
+        headers = {name.lower(): value for name, value in request.headers.items()}
+        url, query = urlsplit(request.path), parse_qs(urlsplit(request.path).query)
+        with self._cond:
+            key = (url.path, headers.get("webhook-id", ""))
+            self._seen[key] += 1
+            # ?fail=N: the first N refused; ?status alone: every one; neither: none.
+            times = int(query["fail"][0]) if "fail" in query else (None if "status" in query else 0)
+            refused = times is None or self._seen[key] <= times
+            status = int(query.get("status", ["503"])[0]) if refused else 200
+            verified = None if not self.secret else self._verifies(body, headers)
+            self._deliveries.append(Delivery(request.path, headers, body, time.time(), status, verified))
+            self._cond.notify_all()
         payload = json.dumps({"received": status < 300}).encode()
         request.send_response(status)
         request.send_header("Content-Type", "application/json")
@@ -99,27 +99,9 @@ class WebhookReceiver:
         request.end_headers()
         request.wfile.write(payload)
 
-    def _record(self, path: str, headers: dict[str, str], body: bytes) -> int:
-        query = parse_qs(urlsplit(path).query)
-        with self._cond:
-            key = (urlsplit(path).path, headers.get("webhook-id", ""))
-            self._seen[key] += 1
-            status = 200
-            if "status" in query or "fail" in query:
-                times = int(query["fail"][0]) if "fail" in query else None
-                if times is None or self._seen[key] <= times:
-                    status = int(query.get("status", ["503"])[0])
-            self._deliveries.append(
-                Delivery(path, headers, body, time.time(), status, self._verified(body, headers))
-            )
-            self._cond.notify_all()
-            return status
-
-    def _verified(self, body: bytes, headers: dict[str, str]) -> bool | None:
-        if not self.secret:
-            return None
+    def _verifies(self, body: bytes, headers: dict[str, str]) -> bool:
         try:
-            Webhook(self.secret).verify(body, headers)
+            self.verify(Delivery("", headers, body, 0, 0))
         except Exception:  # standardwebhooks raises its own WebhookVerificationError
             return False
         return True
@@ -136,13 +118,11 @@ class WebhookReceiver:
     def wait_for_video(self, video_id: str, timeout: float) -> Delivery:
         """The first delivery about `video_id`, waiting up to `timeout` seconds for it."""
         with self._cond:
-            if not self._cond.wait_for(
-                lambda: any(d.video_id == video_id for d in self._deliveries), timeout
-            ):
+            if not self._cond.wait_for(lambda: self.deliveries_for(video_id), timeout):
                 raise TimeoutError(
                     f"no webhook about {video_id} within {timeout:g}s ({len(self._deliveries)} seen)"
                 )
-            return next(delivery for delivery in self._deliveries if delivery.video_id == video_id)
+            return self.deliveries_for(video_id)[0]
 
     def verify(self, delivery: Delivery) -> Any:
         """The event, verified with standardwebhooks; raises WebhookVerificationError if forged."""

@@ -6,6 +6,7 @@ These functions are tiny stdlib handlers, so the checks stay fast and need no AW
 
 from __future__ import annotations
 
+import base64
 import json
 import textwrap
 import time
@@ -17,7 +18,7 @@ import pytest
 
 from devstack.gateway import LocalApiGateway
 from devstack.processes import local_http
-from devstack.template import ROOT, Stack
+from devstack.template import ROOT, Stack, load_template
 
 pytestmark = pytest.mark.e2e
 
@@ -78,7 +79,13 @@ def gateway(tmp_path_factory) -> LocalApiGateway:
         "Resources": {
             "Api": {
                 "Type": "AWS::Serverless::Api",
-                "Properties": {"StageName": "live", "Auth": {"ApiKeyRequired": True}},
+                "Properties": {
+                    "StageName": "live",
+                    "Auth": {"ApiKeyRequired": True},
+                    "BinaryMediaTypes": load_template()["Resources"]["RestApi"]["Properties"][
+                        "BinaryMediaTypes"
+                    ],
+                },
             },
             "EchoFunction": {
                 "Type": "AWS::Serverless::Function",
@@ -184,6 +191,17 @@ def test_the_proxy_result_becomes_the_http_answer(http):
     binary = http.post("/things/x", content="binary")
     assert binary.status_code == 200
     assert binary.content == bytes(range(256))
+
+
+def test_a_binary_media_type_reaches_the_function_base64_even_when_it_is_text(http):
+    # The template's BinaryMediaTypes, in SAM's spelling of the slash, matched case-insensitively
+    assert load_template()["Resources"]["RestApi"]["Properties"]["BinaryMediaTypes"] == [
+        "multipart~1form-data"
+    ]
+    body = b'--b\r\nContent-Disposition: form-data; name="prompt"\r\n\r\nx\r\n--b--\r\n'
+    sent = http.post("/things/x", content=body, headers={"content-type": "Multipart/Form-Data; boundary=b"})
+    event = sent.json()["event"]
+    assert event["isBase64Encoded"] is True and base64.b64decode(event["body"]) == body
 
 
 def test_a_literal_route_wins_over_a_parameter(http):
