@@ -85,6 +85,14 @@ class Route:
         return found.groupdict() if found else None
 
 
+_PSEUDO = {
+    "AWS::Region": REGION,
+    "AWS::AccountId": ACCOUNT,
+    "AWS::URLSuffix": "amazonaws.com",
+    "AWS::Partition": "aws",
+}
+
+
 def _props(resource: dict[str, Any]) -> dict[str, Any]:
     return resource.get("Properties", {})
 
@@ -205,13 +213,11 @@ class Stack:
         return re.sub(r"\$\{([^}]+)\}", value, text)
 
     def _ref(self, name: str) -> Any:
+        stack_id = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{self.stack_name}/local"
         pseudo = {
-            "AWS::Region": REGION,
-            "AWS::AccountId": ACCOUNT,
-            "AWS::URLSuffix": "amazonaws.com",
-            "AWS::Partition": "aws",
+            **_PSEUDO,
             "AWS::StackName": self.stack_name,
-            "AWS::StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{self.stack_name}/local",
+            "AWS::StackId": stack_id,
             "AWS::NoValue": NO_VALUE,
         }
         for known in (pseudo, self.parameters, self.refs):
@@ -221,17 +227,11 @@ class Stack:
 
     def dead_letter_targets(self, queue: str, params: dict[str, Any] | None = None) -> list[str]:
         """The ARNs `queue` redrives into: the template's RedrivePolicy, and one a call sets."""
-        policies = [
-            {
-                k: self.resolve(v)
-                for k, v in _props(self.template["Resources"][queue]).get("RedrivePolicy", {}).items()
-            }
-        ]
-        if "RedrivePolicy" in (params or {}).get("Attributes", {}):
-            policies.append(json.loads(params["Attributes"]["RedrivePolicy"] or "{}"))  # type: ignore[index]
-        return [
-            str(policy["deadLetterTargetArn"]) for policy in policies if policy.get("deadLetterTargetArn")
-        ]
+        template_policy = _props(self.template["Resources"][queue]).get("RedrivePolicy", {})
+        policies = [{key: self.resolve(value) for key, value in template_policy.items()}]
+        if set_policy := (params or {}).get("Attributes", {}).get("RedrivePolicy"):
+            policies.append(json.loads(set_policy))
+        return [str(p["deadLetterTargetArn"]) for p in policies if p.get("deadLetterTargetArn")]
 
 
 # SAM event types of what an AWS::Lambda::EventSourceMapping reads, and the key naming the source.
@@ -283,9 +283,8 @@ def provision(prefix: str, parameters: dict[str, str], *, template: dict[str, An
     stack = Stack(template, parameter_values(template, parameters), stack_name=prefix)
     clients = AwsClients()
     # Queues that others redrive into must exist first.
-    for name, resource in sorted(
-        template["Resources"].items(), key=lambda item: "RedrivePolicy" in _props(item[1])
-    ):
+    ordered = sorted(template["Resources"].items(), key=lambda item: "RedrivePolicy" in _props(item[1]))
+    for name, resource in ordered:
         if "Condition" in resource and not stack.condition(resource["Condition"]):
             continue  # e.g. a provider's key secret when its key parameter is empty
         props, kind = _props(resource), resource["Type"]
@@ -302,19 +301,13 @@ def provision(prefix: str, parameters: dict[str, str], *, template: dict[str, An
         elif kind == "AWS::Serverless::Api":  # served by devstack.gateway: only its id, for !Ref
             stack.refs[name] = LOCAL_API_ID
         elif kind == "AWS::SecretsManager::Secret":
-            generate = props.get("GenerateSecretString", {})
-            value = (
-                str(stack.resolve(props["SecretString"]))
-                if "SecretString" in props
-                else token(
-                    int(generate.get("PasswordLength", 32)),
-                    punctuation=not generate.get("ExcludePunctuation"),
-                )
+            spec = props.get("GenerateSecretString", {})
+            generated = token(
+                int(spec.get("PasswordLength", 32)), punctuation=not spec.get("ExcludePunctuation")
             )
-            stack.refs[name] = clients.secretsmanager.create_secret(
-                Name=f"{prefix}/{name}", SecretString=value
-            )["ARN"]
-            stack.secret_values[name] = value
+            value = str(stack.resolve(props["SecretString"])) if "SecretString" in props else generated
+            arn = clients.secretsmanager.create_secret(Name=f"{prefix}/{name}", SecretString=value)["ARN"]
+            stack.refs[name], stack.secret_values[name] = arn, value
     return stack
 
 
@@ -331,21 +324,14 @@ class AwsClients:
 
 def _create_table(dynamodb: Any, stack: Stack, name: str, props: dict[str, Any]) -> None:
     table = f"{stack.stack_name}-{name}"
-    request: dict[str, Any] = {
-        "TableName": table,
-        "AttributeDefinitions": props["AttributeDefinitions"],
-        "KeySchema": props["KeySchema"],
-        "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
-    }
-    if props.get("GlobalSecondaryIndexes"):
-        request["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    keys = ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes")
+    request = {"TableName": table, "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST")}
+    request |= {key: props[key] for key in keys if props.get(key)}
     if props.get("StreamSpecification"):
         request["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
     description = dynamodb.create_table(**request)["TableDescription"]
-    if props.get("TimeToLiveSpecification"):
-        dynamodb.update_time_to_live(
-            TableName=table, TimeToLiveSpecification=props["TimeToLiveSpecification"]
-        )
+    if ttl := props.get("TimeToLiveSpecification"):
+        dynamodb.update_time_to_live(TableName=table, TimeToLiveSpecification=ttl)
     stack.refs[name] = table
     stack.attributes[(name, "Arn")] = description["TableArn"]
     if description.get("LatestStreamArn"):
@@ -355,16 +341,14 @@ def _create_table(dynamodb: Any, stack: Stack, name: str, props: dict[str, Any])
 def _create_bucket(s3: Any, stack: Stack, name: str, props: dict[str, Any]) -> None:
     bucket = f"{stack.stack_name}-{name}".lower()
     s3.create_bucket(Bucket=bucket)
-    if props.get("PublicAccessBlockConfiguration"):
-        s3.put_public_access_block(
-            Bucket=bucket, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
-        )
-    if props.get("BucketEncryption"):  # CloudFormation's names differ from the API's here
-        rules = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
-        by_default = [
-            {"ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"]} for rule in rules
+    if block := props.get("PublicAccessBlockConfiguration"):
+        s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=block)
+    if encryption := props.get("BucketEncryption"):  # CloudFormation's names differ from the API's here
+        rules = [
+            {"ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"]}
+            for rule in encryption["ServerSideEncryptionConfiguration"]
         ]
-        s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": by_default})
+        s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": rules})
     stack.refs[name] = bucket
     stack.attributes[(name, "Arn")] = f"arn:aws:s3:::{bucket}"
 
@@ -372,9 +356,9 @@ def _create_bucket(s3: Any, stack: Stack, name: str, props: dict[str, Any]) -> N
 def _create_queue(sqs: Any, stack: Stack, name: str, props: dict[str, Any]) -> None:
     keys = ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds")
     attributes = {key: str(stack.resolve(props[key])) for key in keys if key in props}
-    if "RedrivePolicy" in props:
+    if redrive := props.get("RedrivePolicy"):
         attributes["RedrivePolicy"] = json.dumps(
-            {k: stack.resolve(v) for k, v in props["RedrivePolicy"].items()}
+            {key: stack.resolve(value) for key, value in redrive.items()}
         )
     queue_name = f"{stack.stack_name}-{name}"
     stack.refs[name] = url = sqs.create_queue(QueueName=queue_name, Attributes=attributes)["QueueUrl"]
