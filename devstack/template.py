@@ -387,6 +387,11 @@ _OBJECT_WRITES = frozenset({
     "DeleteObjectTagging",
 })
 _RULE_OPERATIONS = frozenset({"PutRule", "PutTargets", "RemoveTargets", "DeleteRule", "EnableRule", "DisableRule"})
+_KEY_WRITES = frozenset({
+    "CreateUsagePlan", "UpdateUsagePlan", "DeleteUsagePlan", "CreateUsagePlanKey", "DeleteUsagePlanKey",
+    "CreateApiKey", "UpdateApiKey", "DeleteApiKey", "ImportApiKeys",
+})
+_SECRET_WRITES = frozenset({"CreateSecret", "PutSecretValue", "UpdateSecret", "DeleteSecret"})
 # fmt: on
 
 Call = tuple[str, str, dict[str, Any]]  # service, operation, parameters
@@ -440,10 +445,21 @@ class _Undo:
     bucket: bool = False
     rules: bool = False
     secrets: bool = False
+    extra_secrets: bool = False
+    api_keys: bool = False  # the usage plans and API keys (the template provisions none here)
 
     @classmethod
     def everything(cls, stack: Stack) -> _Undo:
-        return cls(True, set(stack.of_type("AWS::SQS::Queue")), True, True, True, secrets=True)
+        return cls(
+            True,
+            set(stack.of_type("AWS::SQS::Queue")),
+            True,
+            True,
+            True,
+            True,
+            extra_secrets=True,
+            api_keys=True,
+        )
 
 
 class ResetImpossible(Exception):
@@ -454,7 +470,8 @@ class ResetImpossible(Exception):
 def reset(stack: Stack, changes: list[Call] | None = None, *, clients: AwsClients | None = None) -> None:
     """Put the resources back as provision() left them, through boto3's current endpoint: tables
     and queues made again (empty; fresh stream ARNs in `stack`, all else keeps its name, URL and
-    ARN), the bucket emptied, extra queues and rules removed, secrets at their values. With
+    ARN), the bucket emptied, extra queues, rules, secrets, usage plans and API keys removed, the
+    stack's secrets at their values. With
     `changes` (Changes.take()), only what those calls touched; None: everything."""
     from botocore.exceptions import ClientError
 
@@ -476,6 +493,13 @@ def reset(stack: Stack, changes: list[Call] | None = None, *, clients: AwsClient
             _empty_bucket(clients.s3, stack.refs[name])
         for name in stack.of_type("AWS::Events::EventBus") if undo.rules else []:
             _remove_rules(clients.events, stack.refs[name])
+        if undo.api_keys:
+            _remove_api_keys(clients.apigateway)
+        if undo.extra_secrets:  # e.g. the tenants' signing secrets
+            ours = {stack.refs[name] for name in stack.secret_values}
+            for page in clients.secretsmanager.get_paginator("list_secrets").paginate():
+                for arn in {secret["ARN"] for secret in page["SecretList"]} - ours:
+                    clients.secretsmanager.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
     except ClientError as error:
         raise ResetImpossible(str(error)) from error
 
@@ -498,6 +522,9 @@ def _undo_for(stack: Stack, calls: list[Call]) -> _Undo:
     queue_arns = {stack.attributes[(name, "Arn")]: name for name in queues.values()}
     buckets = {stack.refs[name] for name in stack.of_type("AWS::S3::Bucket")}
     buses = {stack.refs[name] for name in stack.of_type("AWS::Events::EventBus")}
+    secrets = {stack.refs[name] for name in stack.secret_values} | {
+        f"{stack.stack_name}/{name}" for name in stack.secret_values
+    }
     for service, operation, params in calls:
         if service == "dynamodbstreams" or (service, operation) == ("events", "PutEvents"):
             continue  # PutEvents reaches only the targets of rules the caller put (undone with them)
@@ -519,6 +546,15 @@ def _undo_for(stack: Stack, calls: list[Call]) -> _Undo:
             undo.extra_queues = True
         elif service == "s3" and operation in _OBJECT_WRITES and params.get("Bucket") in buckets:
             undo.bucket = True
+        elif service == "secretsmanager" and operation in _SECRET_WRITES:
+            if params.get("SecretId") in secrets:
+                if operation == "DeleteSecret":
+                    raise ResetImpossible(f"{operation} {params['SecretId']}")
+                undo.secrets = True  # its value put back
+            else:  # one the caller made: it goes
+                undo.extra_secrets = True
+        elif service == "apigateway" and operation in _KEY_WRITES:
+            undo.api_keys = True
         elif service == "events" and operation in _RULE_OPERATIONS and params.get("EventBusName") in buses:
             undo.rules = True
             if operation == "PutTargets":  # a queue of ours among them may receive events
@@ -555,6 +591,15 @@ def _remove_rules(events: Any, bus: str) -> None:
         if targets := events.list_targets_by_rule(Rule=rule["Name"], EventBusName=bus).get("Targets", []):
             events.remove_targets(Rule=rule["Name"], EventBusName=bus, Ids=[t["Id"] for t in targets])
         events.delete_rule(Name=rule["Name"], EventBusName=bus)
+
+
+def _remove_api_keys(apigateway: Any) -> None:
+    for page in apigateway.get_paginator("get_usage_plans").paginate():
+        for plan in page["items"]:
+            apigateway.delete_usage_plan(usagePlanId=plan["id"])
+    for page in apigateway.get_paginator("get_api_keys").paginate():
+        for key in page["items"]:
+            apigateway.delete_api_key(apiKey=key["id"])
 
 
 def secret_value(stack: Stack, logical_id: str) -> str:
