@@ -1,10 +1,10 @@
 """`python -m devstack run` (the local stack until Ctrl-C), `demo` (one video, end to end, checked)
-and `load` (many tasks at once with faults on, devstack.load), dev-only.
-"""
+and `load` (many tasks at once with faults on, devstack.load), dev-only."""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import logging
@@ -18,14 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from devstack.load import (
-    FAST_PARAMETERS,
-    FAST_SCHEDULE_SECONDS,
-    FAST_VISIBILITY_SECONDS,
-    LOAD_FUNCTION_ENV,
-    LoadRunner,
-    add_crashes,
-)
+from devstack import load as loadrun
 from devstack.receiver import WebhookReceiver
 from devstack.stack import DEFAULT_LOG_DIR, DevStack
 from devstack.template import ROOT
@@ -36,11 +29,8 @@ DEMO_MODEL, DEMO_DURATION, DEMO_SIZE = "veo-3.1-fast", 8, "1280x720"
 
 
 def _stop_on_signals() -> None:
-    """SIGTERM and SIGHUP end the process like Ctrl-C, so `finally` blocks stop every child.
-
-    SIGINT is set explicitly too: a shell starts background jobs with it ignored, and then
-    `kill -INT` would leave the stack running.
-    """
+    """SIGTERM and SIGHUP end the process like Ctrl-C, so `finally` blocks stop every child (SIGINT
+    too: a shell starts background jobs with it ignored, and `kill -INT` would leave them running)."""
 
     def interrupt(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
@@ -60,9 +50,6 @@ def _relative(path: Path) -> str:
         return str(path.resolve().relative_to(Path.cwd()))
     except ValueError:
         return str(path)
-
-
-# -- run -------------------------------------------------------------------------------------------
 
 
 def run(args: argparse.Namespace) -> int:
@@ -92,23 +79,24 @@ def _print_banner(stack: DevStack, args: argparse.Namespace) -> None:
     assert stack.simulator is not None
     prompt = "A paper boat drifting down a rainy street at dusk"
     body = json.dumps({"prompt": prompt, "size": "1280x720"})  # the default model and its length
-    url, key = shlex.quote(stack.api_url), shlex.quote(stack.api_key)
-    curl = f"curl -sS -X POST {shlex.quote(stack.api_url + '/v1/videos')} -H {shlex.quote('x-api-key: ' + stack.api_key)}"
-    curl += f" -H 'content-type: application/json' -d {shlex.quote(body)}"
-    cli = f"SORA_RELAY_API_URL={url} SORA_RELAY_API_KEY={key} sora-relay submit {shlex.quote(prompt)} --wait --out video.mp4"
+    url, key, quote = stack.api_url, stack.api_key, shlex.quote
+    curl = f"curl -sS -X POST {quote(url + '/v1/videos')} -H {quote('x-api-key: ' + key)}"
+    curl += f" -H 'content-type: application/json' -d {quote(body)}"
+    cli = f"SORA_RELAY_API_URL={quote(url)} SORA_RELAY_API_KEY={quote(key)} sora-relay submit {quote(prompt)} --wait --out video.mp4"
     logs = "this console (--verbose)" if args.verbose else f"{_relative(DEFAULT_LOG_DIR)}/"
     consumers = ", ".join(source.description for source in stack.event_sources)
+    first, second = stack.tenants
     print(
         f"""sora-relay local stack is up (Ctrl-C stops it)
 
-  API URL          {stack.api_url}
-  playground       {stack.api_url}/   (open it and paste the API key below)
-  API key          {stack.api_key}   (tenant {stack.tenant_id}, key {stack.api_key_id})
+  API URL          {url}
+  playground       {url}/   (open it and paste the API key below)
+  API key          {key}   (tenant {stack.tenant_id}, key {stack.api_key_id})
   second API key   {stack.other_api_key}   (tenant {stack.other_tenant_id}, key {stack.other_api_key_id})
                    either as `Authorization: Bearer <key>` or `x-api-key: <key>`;
                    more tenants and keys: make tenants ARGS="create --name N" (scripts/tenants.py)
-  webhook secrets  {stack.tenants[0].webhook_secret}   (the first tenant's tasks)
-                   {stack.tenants[1].webhook_secret}   (the second tenant's)
+  webhook secrets  {first.webhook_secret}   (the first tenant's tasks)
+                   {second.webhook_secret}   (the second tenant's)
                    {stack.webhook_secret}   (owners that are no tenant: SQS submissions)
   provider sim     {stack.simulator.url}   (callback after {args.delay:g} s; prompt markers such as
                    [sim:fail] [sim:no-callback] [sim:double-callback] [sim:late-callback]
@@ -123,42 +111,30 @@ Create a video:
 Or with the CLI:
   {cli}
 
-{_mcp_configs(stack)}""",
+{_mcp_configs(url, key)}""",
         flush=True,
     )
 
 
-def _mcp_configs(stack: DevStack) -> str:
+def _mcp_configs(api_url: str, key: str) -> str:
     """Ready MCP client configurations for both transports (docs/mcp.md explains them)."""
-    url, key = f"{stack.api_url}/mcp", stack.api_key
-    command, *args = cli_command()
-    env = {"SORA_RELAY_API_URL": stack.api_url, "SORA_RELAY_API_KEY": key}
-    remote = {"mcpServers": {"sora-relay": {"type": "http", "url": url, "headers": {"x-api-key": key}}}}
-    local = {
-        "mcpServers": {
-            "sora-relay": {"type": "stdio", "command": command, "args": [*args, "mcp"], "env": env}
-        }
-    }
-    vscode = {"servers": {"sora-relay": {"type": "http", "url": url, "headers": {"x-api-key": key}}}}
+    url, (command, *args) = f"{api_url}/mcp", cli_command()
+    env = {"SORA_RELAY_API_URL": api_url, "SORA_RELAY_API_KEY": key}
+    http = {"sora-relay": {"type": "http", "url": url, "headers": {"x-api-key": key}}}
+    stdio = {"sora-relay": {"type": "stdio", "command": command, "args": [*args, "mcp"], "env": env}}
     claude_http = f"claude mcp add --transport http sora-relay {shlex.quote(url)} --header {shlex.quote(f'x-api-key: {key}')}"
-    claude_stdio = " ".join(
-        ["claude mcp add sora-relay"]
-        + [f"-e {name}={shlex.quote(value)}" for name, value in env.items()]
-        + ["--", shlex.join([command, *args, "mcp"])]
-    )
+    claude_env = " ".join(f"-e {name}={shlex.quote(value)}" for name, value in env.items())
+    claude_stdio = f"claude mcp add sora-relay {claude_env} -- {shlex.join([command, *args, 'mcp'])}"
     return f"""MCP (docs/mcp.md): remote {url}, or stdio `sora-relay mcp`
   Claude Code, remote:  {claude_http}
   Claude Code, stdio:   {claude_stdio}
   Cursor (.cursor/mcp.json), remote:
-{json.dumps(remote, indent=2)}
+{json.dumps({"mcpServers": http}, indent=2)}
   Cursor, stdio:
-{json.dumps(local, indent=2)}
+{json.dumps({"mcpServers": stdio}, indent=2)}
   VS Code (.vscode/mcp.json), remote:
-{json.dumps(vscode, indent=2)}
+{json.dumps({"servers": http}, indent=2)}
 """
-
-
-# -- demo ------------------------------------------------------------------------------------------
 
 
 class DemoFailed(Exception):
@@ -183,60 +159,53 @@ def probe_mp4(path: Path) -> dict[str, Any]:
         }
 
 
-def demo(args: argparse.Namespace) -> int:
-    started = time.monotonic()
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.unlink(missing_ok=True)
-    print("sora-relay demo: the local stack, the sora-relay CLI and a webhook receiver", flush=True)
-    stack = DevStack(callback_delay=args.delay, console_logs=args.verbose)
+def _with_stack(stack: DevStack, what: str, verbose: bool, job: Any) -> int:
+    """Start the stack, run `job` with it and a receiver of the first tenant's webhooks (the key
+    the CLI and the load use), stop it: the exit status, the failure said in one line."""
     try:
         stack.start()
-        print(f"  stack up in {time.monotonic() - started:.1f} s at {stack.api_url}", flush=True)
-        # The CLI's key is the first tenant's: its webhooks are signed with that tenant's secret.
         with WebhookReceiver(stack.tenants[0].webhook_secret) as receiver:
-            summary = _demo_flow(stack, receiver, args.prompt, out)
+            return job(receiver)
     except KeyboardInterrupt:
-        print("demo interrupted", file=sys.stderr)
+        print(f"{what} interrupted", file=sys.stderr)
         return 130
     except Exception as error:  # DemoFailed, or the stack itself did not come up, or broke
         detail = str(error) if isinstance(error, DemoFailed) else f"{type(error).__name__}: {error}"
-        print(f"demo FAILED: {detail}", file=sys.stderr)
-        if not args.verbose:
+        print(f"{what} FAILED: {detail}", file=sys.stderr)
+        if not verbose:
             print(f"  (function, API and moto logs: {_relative(DEFAULT_LOG_DIR)}/)", file=sys.stderr)
         return 1
     finally:
         stack.stop()
-    for label, value in [*summary, ("elapsed", f"{time.monotonic() - started:.1f} s")]:
-        print(f"  {label:<9} {value}")
-    print("demo OK")
-    return 0
+
+
+def demo(args: argparse.Namespace) -> int:
+    started, out = time.monotonic(), Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    print("sora-relay demo: the local stack, the sora-relay CLI and a webhook receiver", flush=True)
+    stack = DevStack(callback_delay=args.delay, console_logs=args.verbose)
+
+    def job(receiver: WebhookReceiver) -> int:
+        print(f"  stack up in {time.monotonic() - started:.1f} s at {stack.api_url}", flush=True)
+        summary = _demo_flow(stack, receiver, args.prompt, out)
+        for label, value in [*summary, ("elapsed", f"{time.monotonic() - started:.1f} s")]:
+            print(f"  {label:<9} {value}")
+        print("demo OK")
+        return 0
+
+    return _with_stack(stack, "demo", args.verbose, job)
 
 
 def _demo_flow(stack: DevStack, receiver: WebhookReceiver, prompt: str, out: Path) -> list[tuple[str, str]]:
-    options = [
-        "--model",
-        DEMO_MODEL,
-        "--duration",
-        str(DEMO_DURATION),
-        "--size",
-        DEMO_SIZE,
-        "--callback-url",
-        receiver.url,
-        "--wait",
-    ]
-    options += ["--interval", "0.5", "--timeout", "45", "--out", str(out), "--json"]
+    options = ["--model", DEMO_MODEL, "--duration", str(DEMO_DURATION), "--size", DEMO_SIZE]
+    options += ["--callback-url", receiver.url, "--wait", "--interval", "0.5", "--timeout", "45"]
+    options += ["--out", str(out), "--json"]
     print(f"  $ {shlex.join(['sora-relay', 'submit', prompt, *options])}", flush=True)
     env = {**os.environ, "SORA_RELAY_API_URL": stack.api_url, "SORA_RELAY_API_KEY": stack.api_key}
     try:
-        done = subprocess.run(
-            [*cli_command(), "submit", prompt, *options],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        command = [*cli_command(), "submit", prompt, *options]
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=False)
     except subprocess.TimeoutExpired as error:
         raise DemoFailed("the CLI did not finish within 60 s") from error
     if done.returncode != 0:
@@ -253,8 +222,7 @@ def _demo_flow(stack: DevStack, receiver: WebhookReceiver, prompt: str, out: Pat
         problems.append(f"status is {video.get('status')}, not completed")
     # The file: a real MP4 of the requested shape, byte for byte what the service archived.
     data = out.read_bytes()
-    digest = hashlib.sha256(data).hexdigest()
-    item = stack.task_item(video["id"]) or {}
+    digest, item = hashlib.sha256(data).hexdigest(), stack.task_item(video["id"]) or {}
     if digest != item.get("video_sha256") or digest != download["sha256"]:
         problems.append(
             f"sha256 {digest} differs from the stored {item.get('video_sha256')} or the CLI's {download['sha256']}"
@@ -291,9 +259,6 @@ def _demo_flow(stack: DevStack, receiver: WebhookReceiver, prompt: str, out: Pat
     ]
 
 
-# -- load ------------------------------------------------------------------------------------------
-
-
 def load(args: argparse.Namespace) -> int:
     print(
         f"sora-relay load run: {args.tasks} tasks, {args.concurrency} at once, simulator faults on,"
@@ -307,66 +272,53 @@ def load(args: argparse.Namespace) -> int:
         late_callback_delay=3.0,
         workers=args.workers,
         console_logs=args.verbose,
-        function_env=LOAD_FUNCTION_ENV,
-        parameters=FAST_PARAMETERS,
-        schedule_interval_s=FAST_SCHEDULE_SECONDS,
+        function_env=loadrun.LOAD_FUNCTION_ENV,
+        parameters=loadrun.FAST_PARAMETERS,
+        schedule_interval_s=loadrun.FAST_SCHEDULE_SECONDS,
         aws_fault_rate=args.aws_fault_rate,
         aws_faults=args.crash_rate > 0,
-        queue_visibility_timeout_s=FAST_VISIBILITY_SECONDS,
+        queue_visibility_timeout_s=loadrun.FAST_VISIBILITY_SECONDS,
     )
-    try:
-        stack.start()
+
+    def job(receiver: WebhookReceiver) -> int:
         if args.crash_rate > 0:
-            add_crashes(stack, args.crash_rate)
-        # The load runs with the first tenant's key: its webhooks carry that tenant's signatures.
-        with WebhookReceiver(stack.tenants[0].webhook_secret) as receiver:
-            runner = LoadRunner(
-                stack,
-                receiver,
-                concurrency=args.concurrency,
-                settle_timeout=args.timeout,
-                progress=lambda line: print(line, flush=True),
-            )
-            try:
-                report = runner.run(args.tasks)
-            finally:
-                runner.close()
-    except KeyboardInterrupt:
-        print("load run interrupted", file=sys.stderr)
-        return 130
-    finally:
-        stack.stop()
-    print("\n".join(report.lines()))
-    return 0 if report.ok else 1
+            loadrun.add_crashes(stack, args.crash_rate)
+        progress = functools.partial(print, flush=True)
+        runner = loadrun.LoadRunner(
+            stack, receiver, concurrency=args.concurrency, settle_timeout=args.timeout, progress=progress
+        )
+        try:
+            report = runner.run(args.tasks)
+        finally:
+            runner.close()
+        print("\n".join(report.lines()))
+        return 0 if report.ok else 1
+
+    return _with_stack(stack, "load run", args.verbose, job)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m devstack", description="sora-relay's local stack.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--verbose", action="store_true", help="function and API logs on the console")
-    delay = argparse.ArgumentParser(add_help=False)
-    delay.add_argument("--delay", type=float, default=1.0, help="seconds until the provider calls back")
-    workers = argparse.ArgumentParser(add_help=False)
-    workers.add_argument("--workers", type=int, default=4, help="instances per function (default 4)")
 
-    run_parser = commands.add_parser(
-        "run", parents=[common, delay, workers], help="start the local stack and keep it running until Ctrl-C"
-    )
+    def command(name: str, help: str, *, delay: bool = True, workers: bool = True) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help)
+        sub.add_argument("--verbose", action="store_true", help="function and API logs on the console")
+        if delay:
+            sub.add_argument("--delay", type=float, default=1.0, help="seconds until the provider calls back")
+        if workers:
+            sub.add_argument("--workers", type=int, default=4, help="instances per function (default 4)")
+        return sub
+
+    run_parser = command("run", "start the local stack and keep it running until Ctrl-C")
     run_parser.add_argument(
         "--late-delay", type=float, default=6.0, help="seconds until a [sim:late-callback] arrives"
     )
-
-    demo_parser = commands.add_parser(
-        "demo", parents=[common, delay], help="generate one video end to end and check everything"
-    )
+    demo_parser = command("demo", "generate one video end to end and check everything", workers=False)
     demo_parser.add_argument("--prompt", default=DEMO_PROMPT)
     demo_parser.add_argument("--out", default=str(ROOT / ".devstack" / "demo.mp4"), help="where the MP4 goes")
-
-    load_parser = commands.add_parser(
-        "load",
-        parents=[common, workers],
-        help="submit many tasks at once with faults on; print lost, duplicates, throughput",
+    load_parser = command(
+        "load", "submit many tasks at once with faults on; print lost, duplicates, throughput", delay=False
     )
     load_parser.add_argument("--tasks", type=int, default=1000)
     load_parser.add_argument("--concurrency", type=int, default=300, help="submits in flight at once")

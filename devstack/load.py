@@ -1,21 +1,7 @@
-"""Load and fault runs against the local stack (dev-only): many tasks at once, faults switched on.
-
-    python -m devstack load --tasks 1000 --concurrency 300
-
-Every task is submitted through the local gateway with its own Idempotency-Key and retried with
-that key on 429, 5xx, 409 and connection errors, as a careful client would. Prompts carry the
-simulator's fault markers in a fixed mix, callback URLs ask the webhook receiver to refuse each
-event a few times first, and the stack may fail the functions' DynamoDB and S3 calls with AWS
-errors (devstack.chaos). Then it waits until every accepted task is terminal and checks, from the
-table, the bucket and the receiver:
-
-- lost: accepted tasks that never reached `completed` or `failed` (must be 0);
-- duplicates: tasks made twice for one submission by a retried submit (must be 0);
-- outcomes that differ from what the task's fault should give;
-- every stored MP4 against its recorded size and sha256;
-- every terminal event of a task with a callback_url delivered (a 2xx), every repeat of an event
-  carrying the same webhook-id.
-"""
+"""`python -m devstack load` (dev-only): many tasks at once through the local gateway, each retried
+with its own Idempotency-Key, with the simulator's fault markers, refusing webhook receivers and
+AWS faults on; then every accepted task must be terminal (lost 0), made once (duplicates 0), end
+as its fault says, with its MP4 matching its sha256 and its webhooks delivered under one id."""
 
 from __future__ import annotations
 
@@ -39,46 +25,29 @@ from devstack.stack import DevStack, plain_item
 
 TERMINAL = ("completed", "failed")
 
-# Every wait of the service shortened so a fault run settles in seconds, not the production hours:
-# provider, dispatch and archive backoff, the webhook schedule (production: 5 s ... 8 h), and the reconciler
-# (production: every 5 min, tasks older than 15 min, deadline 6 h).
+# Every wait of the service shortened so a fault run settles in seconds, not production's hours.
 FAST_FUNCTION_ENV = {
     "PROVIDER_RETRY_BASE_DELAY_SECONDS": "0.1",
     "DISPATCH_BASE_DELAY_SECONDS": "0.2",
     "ARCHIVE_BASE_DELAY_SECONDS": "0.2",
     "WEBHOOK_RETRY_SCHEDULE": "0.5,1,1,2,2,3,3",
     "RECONCILE_STALE_AFTER_SECONDS": "4",
-    # A recorded result's copy is queued again at most this often (production: 15 min, as stale).
     "RECONCILE_COPY_REQUEUE_AFTER_SECONDS": "4",
-    # Well past the longest dispatch backoff and a few 60 s visibility timeouts, as production's
-    # 6 h is past its ~30 min of dispatch attempts: otherwise a task the provider never accepts
-    # may time out before dispatch gives up on it (still terminal, but for the other reason). And
-    # well inside the load run's wait (600 s): a task whose start was never recorded (an injected
-    # fault) and whose push was lost can only end here.
+    # Past dispatch's longest backoff (a task the provider never accepts fails for that reason, as
+    # production's 6 h is past its ~30 min of attempts), inside the run's wait.
     "RECONCILE_DEADLINE_SECONDS": "300",
-    # The authorizer's lookup cache (60 s deployed): a revoked key or a disabled tenant is refused
-    # a second after the change.
-    "AUTHORIZER_CACHE_SECONDS": "1",
-    # A crashed archive attempt's claim lapses as its message comes back (FAST_VISIBILITY_SECONDS),
-    # as production's 960 s lease matches its queue's 960 s visibility timeout.
-    "ARCHIVE_LEASE_SECONDS": "15",
-    # The same for a dispatch delivery's claim on a task's start (production: 60 s, its queue's).
-    "DISPATCH_LEASE_SECONDS": "15",
+    "AUTHORIZER_CACHE_SECONDS": "1",  # a revoked key is refused a second later (60 s deployed)
+    "ARCHIVE_LEASE_SECONDS": "15",  # lapses as a crashed attempt's message comes back, as deployed
+    "DISPATCH_LEASE_SECONDS": "15",  # the same for a dispatch delivery's claim (production: 60 s)
 }
-# `make load` keeps a backlog in the archive queue for minutes (4 archive instances behind
-# hundreds of copies): a copy waiting its turn there is not queued again every 4 s (that doubled
-# the queue every few runs), only after 2 min, which still replaces a message a crashed callback
-# never sent long before the run ends.
+# `make load`'s archive backlog lasts minutes: a copy waiting its turn is queued again after 2 min,
+# not every 4 s (that doubled the queue every few runs).
 LOAD_FUNCTION_ENV = {**FAST_FUNCTION_ENV, "RECONCILE_COPY_REQUEUE_AFTER_SECONDS": "120"}
 FAST_PARAMETERS = {"DispatchMaxAttempts": "3"}
-# The queues' VisibilityTimeout locally (production: 60 s, 960 s for the archive queue): how long
-# the message of a crashed or timed-out invocation stays hidden before it is delivered again.
-FAST_VISIBILITY_SECONDS = 15
+FAST_VISIBILITY_SECONDS = 15  # every queue's VisibilityTimeout at most (production: 60 s, 960 s)
 FAST_SCHEDULE_SECONDS = 1.0
-# A submit is retried at least this often and this long. The local gateway answers 500 when none
-# of a function's few instances frees up within 30 s (Lambda would scale out): with 1,000 tasks
-# and 300 at once a submit can meet that many times over, and a client that must get its videos
-# made keeps trying for minutes, as a batch job would. 45 s left 121 of 1,000 never accepted.
+# A submit is retried at least this often and this long: the local gateway answers 500 when no
+# instance frees up within 30 s (Lambda would scale out); 45 s left 121 of 1,000 never accepted.
 SUBMIT_ATTEMPTS, SUBMIT_RETRY_S = 8, 600.0
 
 
@@ -89,9 +58,7 @@ class Fault:
     name: str
     marker: str
     status: str  # the terminal status the task must reach
-    # For failed tasks, the reasons it may record (each provider family words a failed generation
-    # its own way: AceData's error code, fal's and Replicate's generation_failed).
-    error_code: tuple[str, ...] = ()
+    error_code: tuple[str, ...] = ()  # the reasons a failed task may record (each family's wording)
     weight: int = 1  # in the default mix
 
 
@@ -116,10 +83,8 @@ DEFAULT_MIX = {name: fault.weight for name, fault in FAULTS.items()}
 MODELS = ("seedance-1.5-pro", "fal-veo-3.1", "replicate-seedance-1.5-pro")
 
 
-# Where `make load` kills a function's worker mid-invocation (devstack.chaos crash rules), each
-# after some of the invocation's side effects: (function, service, operation, request text, how
-# many times the run's rate). Dispatch starts only the mix's `[sim:429x2]` tasks (about 1 in 12),
-# so its point is tried ten times as often: at 0.02 a 1,000-task run could end with no crash there.
+# Where `make load` kills a worker mid-invocation (devstack.chaos): (function, service, operation,
+# request text, times the run's rate). Dispatch runs only the [sim:429x2] tasks (1 in 12): 10 times.
 CRASH_POINTS = (
     ("CallbackFunction", "sqs", "SendMessage", None, 1),  # result recorded, copy not queued
     ("ArchiveFunction", "dynamodb", "UpdateItem", "video_sha256", 1),  # copy in S3, not recorded
@@ -129,19 +94,13 @@ CRASH_POINTS = (
 )
 
 
-def add_crashes(stack: DevStack, rate: float, *, most: int = 10, seed: int = 31) -> None:
-    """Crash each CRASH_POINTS call with probability `rate` (times the point's factor, seeded), at
-    most `most` times each."""
+def add_crashes(stack: DevStack, rate: float) -> None:
+    """Crash each CRASH_POINTS call with probability `rate` (times its factor, seeded), 10 times at most."""
     assert stack.chaos is not None, "crashes need the stack's fault hook (aws_faults)"
     for number, (function, service, operation, text, factor) in enumerate(CRASH_POINTS):
+        rate_here = min(1.0, rate * factor)
         stack.chaos.add_crash(
-            function,
-            service,
-            operation,
-            body_contains=text,
-            rate=min(1.0, rate * factor),
-            count=most,
-            seed=seed + number,
+            function, service, operation, body_contains=text, rate=rate_here, count=10, seed=31 + number
         )
 
 
@@ -158,9 +117,7 @@ class Submission:
     sent_at: float | None = None  # epoch seconds of the first attempt
     accepted_at: float | None = None  # epoch seconds of the 202
     answer_seconds: float | None = None  # how long the accepted attempt took to answer 202
-    # The reason the 202 gave when the create stored its task and it failed at once (a provider 5xx
-    # on create: `provider_outcome_unknown`, not resent); the stored task must end with the same.
-    answered_error: str | None = None
+    answered_error: str | None = None  # a 202's failed task's reason: the stored task must end with it
 
 
 @dataclass
@@ -187,16 +144,12 @@ class LoadReport:
     settle_seconds: float = 0.0
     aws_faults: dict[str, int] = field(default_factory=dict)
     crashes: dict[str, int] = field(default_factory=dict)  # worker crashes, by function and call
-    # Seconds per stage, one value per task (or per push, for the callback): see stage_latencies().
-    latencies: dict[str, list[float]] = field(default_factory=dict)
+    latencies: dict[str, list[float]] = field(default_factory=dict)  # seconds per STAGES entry
 
     @property
     def throughput(self) -> float:
         """Terminal tasks per second, from the first submit to the last task settling."""
         return (self.completed + self.failed) / self.settle_seconds if self.settle_seconds else 0.0
-
-    def latency_lines(self) -> list[str]:
-        return _latency_lines(self.latencies) if self.latencies else []
 
     @property
     def ok(self) -> bool:
@@ -206,15 +159,15 @@ class LoadReport:
         return not (self.lost or self.duplicates or self.rejected or lists)
 
     def lines(self) -> list[str]:
-        reasons = ", ".join(f"{code} {count}" for code, count in sorted(self.failed_reasons.items())) or "-"
-        faults = ", ".join(f"{name} {count}" for name, count in sorted(self.aws_faults.items())) or "none"
+        def counts(found: dict[str, int], empty: str, sep: str = " ") -> str:
+            return ", ".join(f"{name}{sep}{count}" for name, count in sorted(found.items())) or empty
+
         return [
             f"submitted          {self.submitted} (accepted {self.accepted}, never accepted {self.rejected};"
             f" {self.submit_retries} submit retries with the same Idempotency-Key)",
-            "submit answers     "
-            + ", ".join(f"{code} x{count}" for code, count in sorted(self.submit_answers.items())),
+            f"submit answers     {counts(self.submit_answers, '', ' x')}",
             f"completed          {self.completed}",
-            f"failed             {self.failed} ({reasons})",
+            f"failed             {self.failed} ({counts(self.failed_reasons, '-')})",
             f"lost               {self.lost}",
             f"duplicate tasks    {self.duplicates}",
             f"unexpected outcome {len(self.unexpected)}"
@@ -224,12 +177,11 @@ class LoadReport:
             f" deliveries {self.webhook_deliveries} ({self.webhook_repeats} repeats),"
             f" webhook-id mismatches {len(self.webhook_id_mismatches)}",
             *(f"  mismatch: {line}" for line in self.webhook_id_mismatches[:5]),
-            f"injected AWS faults {faults}",
-            "worker crashes     "
-            + (", ".join(f"{name} {count}" for name, count in sorted(self.crashes.items())) or "none"),
-            *self.latency_lines(),
-            f"submit phase       {self.submit_seconds:.1f} s ({self.submitted / max(self.submit_seconds, 1e-9):.1f}"
-            " submits/s)",
+            f"injected AWS faults {counts(self.aws_faults, 'none')}",
+            f"worker crashes     {counts(self.crashes, 'none')}",
+            *_latency_lines(self.latencies),
+            f"submit phase       {self.submit_seconds:.1f} s"
+            f" ({self.submitted / max(self.submit_seconds, 1e-9):.1f} submits/s)",
             f"throughput         {self.throughput:.2f} tasks/s end to end ({self.settle_seconds:.1f} s in all)",
             "result             " + ("OK" if self.ok else "PROBLEMS"),
         ]
@@ -253,10 +205,9 @@ def percentile(values: list[float], share: float) -> float:
 
 
 def _latency_lines(latencies: dict[str, list[float]]) -> list[str]:
-    lines = [f"{'latency, ms':38} {'p50':>8} {'p90':>8} {'p99':>8} {'n':>6}"]
+    lines = [f"{'latency, ms':38} {'p50':>8} {'p90':>8} {'p99':>8} {'n':>6}"] if latencies else []
     for name, label in STAGES.items():
-        values = latencies.get(name) or []
-        if values:
+        if values := latencies.get(name):
             p50, p90, p99 = (percentile(values, share) * 1000 for share in (0.5, 0.9, 0.99))
             lines.append(f"  {label:36} {p50:8.0f} {p90:8.0f} {p99:8.0f} {len(values):6}")
     return lines
@@ -267,26 +218,25 @@ def plan(
     mix: dict[str, int],
     receiver: WebhookReceiver | None,
     *,
-    seed: int = 7,
     refuse_webhooks: bool = True,
     all_webhooks: bool = False,
 ) -> list[Submission]:
-    """`tasks` submissions in the mix's proportions, shuffled; most with a callback_url that is
-    refused a few times per event first. `refuse_webhooks=False` makes every callback_url accept
-    at once; `all_webhooks` gives every task one (by default every tenth has none)."""
+    """`tasks` submissions in the mix's proportions, shuffled (seeded); most with a callback_url
+    refused a few times per event first, unless not `refuse_webhooks`; every tenth has none unless
+    `all_webhooks`."""
     weighted = [FAULTS[name] for name, weight in mix.items() for _ in range(weight)]
     run = uuid.uuid4().hex[:6]
     submissions = []
     for index in range(tasks):
-        fault = weighted[index % len(weighted)]
-        callback_url = None
-        if receiver is not None and (all_webhooks or index % 10 != 9):  # every tenth has none
+        fault, callback_url = weighted[index % len(weighted)], None
+        if receiver is not None and (all_webhooks or index % 10 != 9):
             refused = index % 4 if refuse_webhooks else 0
             callback_url = receiver.url_failing(refused) if refused else receiver.url
         prompt = f"load {run} #{index} {fault.marker}".strip()
-        model = MODELS[index % len(MODELS)]
-        submissions.append(Submission(fault, prompt, f"load-{run}-{index}", callback_url, model))
-    random.Random(seed).shuffle(submissions)
+        submissions.append(
+            Submission(fault, prompt, f"load-{run}-{index}", callback_url, MODELS[index % len(MODELS)])
+        )
+    random.Random(7).shuffle(submissions)
     return submissions
 
 
@@ -299,13 +249,9 @@ class LoadRunner:
         concurrency: int = 300,
         settle_timeout: float = 300.0,
         progress: Callable[[str], None] | None = None,
-        measure_latency: bool = True,
     ) -> None:
-        self.stack = stack
-        self.measure_latency = measure_latency
-        self.receiver = receiver
-        self.concurrency = concurrency
-        self.settle_timeout = settle_timeout
+        self.stack, self.receiver = stack, receiver
+        self.concurrency, self.settle_timeout = concurrency, settle_timeout
         self.progress = progress or (lambda message: None)
         # What the last run() submitted and found in the table at the end (for measuring).
         self.submissions: list[Submission] = []
@@ -316,6 +262,9 @@ class LoadRunner:
             timeout=60,
             limits=httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency),
         )
+        self._dynamodb = stack.aws_client("dynamodb", label="load-runner")
+        self._s3 = stack.aws_client("s3", label="load-runner")
+        self._table, self._bucket = stack.ref("TasksTable"), stack.ref("VideosBucket")
 
     def close(self) -> None:
         self._client.close()
@@ -329,9 +278,8 @@ class LoadRunner:
             body["callback_url"] = submission.callback_url
         delay = 0.2
         submission.sent_at = time.time()
-        # A submit whose first attempt failed after writing its idempotency record (a 500) answers
-        # 409 until that in-progress record expires with the attempt's invocation (up to the
-        # function's 30 s timeout): a client keeps retrying at least that long, not a count.
+        # A submit whose first attempt wrote its idempotency record and failed answers 409 until
+        # that record expires with the attempt (up to 30 s): retry for a time, not a count.
         retry_until = time.monotonic() + SUBMIT_RETRY_S
         while submission.attempts < SUBMIT_ATTEMPTS or time.monotonic() < retry_until:
             submission.attempts += 1
@@ -356,8 +304,7 @@ class LoadRunner:
             delay = min(delay * 2, 3.0)
 
     def submit_all(self, submissions: list[Submission]) -> float:
-        start = threading.Event()
-        began = time.monotonic()
+        start, began = threading.Event(), time.monotonic()
         with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
             futures = [pool.submit(self._submit, submission, start) for submission in submissions]
             start.set()  # all at once
@@ -369,74 +316,58 @@ class LoadRunner:
 
     def tasks(self) -> list[dict[str, Any]]:
         """Every task in the table, read straight from moto (this process injects no faults)."""
-        assert self.stack.stack is not None
-        pages = self.stack.aws_client("dynamodb", label="load-runner").get_paginator("scan")
-        table = self.stack.stack.refs["TasksTable"]
-        return [
-            plain_item(item)
-            for page in pages.paginate(TableName=table, ConsistentRead=True)
-            for item in page["Items"]
-        ]
+        pages = self._dynamodb.get_paginator("scan").paginate(TableName=self._table, ConsistentRead=True)
+        return [plain_item(item) for page in pages for item in page["Items"]]
 
     def read_tasks(self, task_ids: list[str]) -> dict[str, dict[str, Any]]:
         """These tasks (those that exist) by id, read straight from moto, 100 per BatchGetItem."""
-        assert self.stack.stack is not None
-        client = self.stack.aws_client("dynamodb", label="load-runner")
-        table = self.stack.stack.refs["TasksTable"]
         found: dict[str, dict[str, Any]] = {}
         for start in range(0, len(task_ids), 100):
             keys: list[dict[str, Any]] = [{"task_id": {"S": tid}} for tid in task_ids[start : start + 100]]
             while keys:
-                answer = client.batch_get_item(RequestItems={table: {"Keys": keys, "ConsistentRead": True}})
+                answer = self._dynamodb.batch_get_item(
+                    RequestItems={self._table: {"Keys": keys, "ConsistentRead": True}}
+                )
                 found |= {
-                    task["task_id"]: task for task in map(plain_item, answer["Responses"].get(table, []))
+                    item["task_id"]: item
+                    for item in map(plain_item, answer["Responses"].get(self._table, []))
                 }
-                keys = answer.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+                keys = answer.get("UnprocessedKeys", {}).get(self._table, {}).get("Keys", [])
         return found
 
     def settle(self, submissions: list[Submission], began: float) -> tuple[list[dict[str, Any]], float]:
-        """Wait until every accepted task is terminal and every webhook event delivered.
-
-        Only the tasks still open are read again (BatchGetItem), so watching puts less and less
-        load on moto as tasks finish; one scan at the end returns the whole table."""
+        """Wait until every accepted task is terminal and every webhook event delivered, reading
+        again only the tasks still open (less load on moto as they finish); then scan the table."""
         wanted = {s.task_id for s in submissions if s.task_id}
-        hooks = {s.task_id for s in submissions if s.task_id and s.callback_url}
-        deadline = time.monotonic() + self.settle_timeout
-        last_note = 0.0
-        settled_at = None
-        open_ids, undelivered = set(wanted), set(hooks)
+        open_ids, undelivered = set(wanted), {s.task_id for s in submissions if s.task_id and s.callback_url}
+        deadline, last_note, settled_at = time.monotonic() + self.settle_timeout, 0.0, None
         while True:
             tasks = self.read_tasks(sorted(open_ids | undelivered))
             open_ids = {tid for tid in open_ids if tasks.get(tid, {}).get("status") not in TERMINAL}
             if not open_ids and settled_at is None:
                 settled_at = time.monotonic()
-            undelivered = {tid for tid in undelivered if not self._delivered(tasks.get(tid))}
+            undelivered = {
+                tid
+                for tid in undelivered
+                if ((tasks.get(tid) or {}).get("webhook") or {}).get("state") != "delivered"
+            }
             if (not open_ids and not undelivered) or time.monotonic() > deadline:
                 return self.tasks(), (settled_at or time.monotonic()) - began
             if time.monotonic() - last_note > 5:
-                self.progress(
-                    f"  {len(wanted) - len(open_ids)}/{len(wanted)} tasks terminal, {len(undelivered)} webhooks pending"
-                )
+                done = len(wanted) - len(open_ids)
+                self.progress(f"  {done}/{len(wanted)} tasks terminal, {len(undelivered)} webhooks pending")
                 last_note = time.monotonic()
             time.sleep(0.5)
-
-    @staticmethod
-    def _delivered(task: dict[str, Any] | None) -> bool:
-        webhook = (task or {}).get("webhook") or {}
-        return webhook.get("state") == "delivered"
 
     # -- checking --
 
     def check(self, submissions: list[Submission], tasks: list[dict[str, Any]], report: LoadReport) -> None:
-        assert self.stack.stack is not None
         by_prompt: dict[str, list[dict[str, Any]]] = {}
         for task in tasks:
             by_prompt.setdefault(task["prompt"], []).append(task)
         by_id = {task["task_id"]: task for task in tasks}
         reasons: Counter[str] = Counter()
         answers: Counter[str] = Counter()
-        s3 = self.stack.aws_client("s3", label="load-runner")
-        bucket = self.stack.stack.refs["VideosBucket"]
         for submission in submissions:
             made = by_prompt.get(submission.prompt, [])
             report.duplicates += max(0, len(made) - 1)
@@ -454,30 +385,27 @@ class LoadRunner:
                 continue
             if task["status"] == "completed":
                 report.completed += 1
-                self._check_video(s3, bucket, task, report)
+                self._check_video(task, report)
             else:
                 report.failed += 1
                 reasons[str(task.get("error_code"))] += 1
-            expected = submission.fault
+            expected, code = submission.fault, task.get("error_code")
             if (
                 task["status"] != expected.status
-                or (expected.error_code and task.get("error_code") not in expected.error_code)
-                or (submission.answered_error and task.get("error_code") != submission.answered_error)
+                or (expected.error_code and code not in expected.error_code)
+                or (submission.answered_error and code != submission.answered_error)
             ):
-                report.unexpected.append(
-                    f"{submission.fault.name}: {task['task_id']} {task['status']} {task.get('error_code')}"
-                )
+                report.unexpected.append(f"{expected.name}: {task['task_id']} {task['status']} {code}")
             if submission.callback_url:
                 self._check_webhooks(task, report)
-        report.failed_reasons = dict(reasons)
-        report.submit_answers = dict(answers)
+        report.failed_reasons, report.submit_answers = dict(reasons), dict(answers)
 
-    @staticmethod
-    def _check_video(s3: Any, bucket: str, task: dict[str, Any], report: LoadReport) -> None:
-        data = s3.get_object(Bucket=bucket, Key=task["video_key"])["Body"].read()
+    def _check_video(self, task: dict[str, Any], report: LoadReport) -> None:
+        data = self._s3.get_object(Bucket=self._bucket, Key=task["video_key"])["Body"].read()
         report.sha256_checked += 1
+        digest = hashlib.sha256(data).hexdigest()
         if (
-            hashlib.sha256(data).hexdigest() != task.get("video_sha256")
+            digest != task.get("video_sha256")
             or len(data) != int(task.get("video_bytes", -1))
             or data[4:8] != b"ftyp"
         ):
@@ -485,20 +413,17 @@ class LoadRunner:
 
     def _check_webhooks(self, task: dict[str, Any], report: LoadReport) -> None:
         assert self.receiver is not None
-        report.webhook_events += 1
         deliveries = self.receiver.deliveries_for(task["task_id"])
+        report.webhook_events += 1
         report.webhook_deliveries += len(deliveries)
         report.webhook_repeats += max(0, len(deliveries) - 1)
         ids = {delivery.headers.get("webhook-id") for delivery in deliveries}
-        expected_id = f"evt_{task['task_id'].removeprefix('video_')}_{task['status']}"
-        if ids != {expected_id}:
+        if ids != {f"evt_{task['task_id'].removeprefix('video_')}_{task['status']}"}:
             report.webhook_id_mismatches.append(f"{task['task_id']}: {sorted(map(str, ids))}")
         accepted = [delivery for delivery in deliveries if delivery.accepted]
         if not accepted:
             report.webhook_undelivered.append(task["task_id"])
-            return
-        if any(delivery.verified is not True for delivery in accepted):
-            # Checked on arrival (the signature's timestamp is good for 5 minutes, a run is longer).
+        elif any(delivery.verified is not True for delivery in accepted):  # checked on arrival
             report.webhook_id_mismatches.append(f"{task['task_id']}: signature did not verify")
 
     # -- measuring --
@@ -506,12 +431,10 @@ class LoadRunner:
     def stage_latencies(
         self, submissions: list[Submission], tasks: list[dict[str, Any]]
     ) -> dict[str, list[float]]:
-        """Seconds per stage, from the client's answers, the simulator's pushes, the task items'
-        *_ms fields and the receiver's arrival times; and the relay's overhead per completed task
-        with a webhook: from the provider's (first final) push to the client's webhook, minus a
-        bare copy of the same bytes (an httpx GET from the simulator and one S3 put to moto, made
-        now, in this run, one task at a time)."""
-        assert self.stack.simulator is not None and self.stack.stack is not None
+        """Seconds per stage (STAGES), from the client's answers, the simulator's pushes, the tasks'
+        *_ms fields and the receiver's arrivals. The relay's overhead is a completed task's first
+        final push to its webhook minus a bare copy of the same bytes (httpx GET, S3 put), made now."""
+        assert self.stack.simulator is not None and self.receiver is not None
         by_id = {task["task_id"]: task for task in tasks}
         jobs = {job.id: job for job in self.stack.simulator.jobs()}
         jobs_by_prompt = {job.prompt: job for job in jobs.values()}
@@ -523,8 +446,6 @@ class LoadRunner:
             for attempt in job.callbacks
             if attempt.get("status") is not None and "seconds" in attempt
         ]
-        s3 = self.stack.aws_client("s3", label="load-runner")
-        bucket = self.stack.stack.refs["VideosBucket"]
         with local_http(timeout=60) as http:
             for submission in submissions:
                 task = by_id.get(submission.task_id or "")
@@ -534,33 +455,27 @@ class LoadRunner:
                     found["archive"].append(
                         (int(task["completed_ms"]) - int(task["result_received_ms"])) / 1000
                     )
-                delivered = self._first_accepted(task["task_id"])
-                if delivered is None or not task.get("completed_ms"):
+                accepted = [
+                    d.received_at for d in self.receiver.deliveries_for(task["task_id"]) if d.accepted
+                ]
+                if not accepted or not task.get("completed_ms"):
                     continue
-                found["webhook"].append(delivered - int(task["completed_ms"]) / 1000)
+                found["webhook"].append(min(accepted) - int(task["completed_ms"]) / 1000)
                 job = jobs.get(str(task.get("provider_task_id"))) or jobs_by_prompt.get(submission.prompt)
                 pushes = [a["at"] for a in (job.callbacks if job else []) if a.get("kind") == "final"]
                 if not pushes or not task.get("provider_video_url"):
                     continue
-                push_to_webhook = delivered - min(pushes)
-                copy = self._bare_copy(http, s3, bucket, str(task["provider_video_url"]), task["task_id"])
-                found["push_to_webhook"].append(push_to_webhook)
+                started = time.perf_counter()
+                response = http.get(str(task["provider_video_url"]))
+                response.raise_for_status()
+                self._s3.put_object(
+                    Bucket=self._bucket, Key=f"baseline/{task['task_id']}.mp4", Body=response.content
+                )
+                copy = time.perf_counter() - started
+                found["push_to_webhook"].append(min(accepted) - min(pushes))
                 found["bare_copy"].append(copy)
-                found["overhead"].append(push_to_webhook - copy)
+                found["overhead"].append(min(accepted) - min(pushes) - copy)
         return found
-
-    def _first_accepted(self, task_id: str) -> float | None:
-        assert self.receiver is not None
-        accepted = [d.received_at for d in self.receiver.deliveries_for(task_id) if d.accepted]
-        return min(accepted) if accepted else None
-
-    @staticmethod
-    def _bare_copy(http: httpx.Client, s3: Any, bucket: str, url: str, task_id: str) -> float:
-        started = time.perf_counter()
-        response = http.get(url)
-        response.raise_for_status()
-        s3.put_object(Bucket=bucket, Key=f"baseline/{task_id}.mp4", Body=response.content)
-        return time.perf_counter() - started
 
     # -- the whole run --
 
@@ -572,18 +487,14 @@ class LoadRunner:
         self.progress(f"submitting {len(submissions)} tasks, {self.concurrency} at once ...")
         report.submit_seconds = self.submit_all(submissions)
         self.progress(f"submitted in {report.submit_seconds:.1f} s; waiting for every task and webhook ...")
-        settled, report.settle_seconds = self.settle(submissions, began)
-        self.final_tasks = settled
-        self.check(submissions, settled, report)
+        self.final_tasks, report.settle_seconds = self.settle(submissions, began)
+        self.check(submissions, self.final_tasks, report)
         if self.stack.chaos is not None:
-            report.aws_faults = {
-                f"{service}:{operation}": count
-                for (service, operation), count in self.stack.chaos.fault_counts().items()
-            }
+            faults, crashes = self.stack.chaos.fault_counts(), self.stack.chaos.crash_counts()
+            report.aws_faults = {f"{service}:{operation}": n for (service, operation), n in faults.items()}
             report.crashes = {
-                f"{function} at {service}:{operation}": count
-                for (function, service, operation), count in self.stack.chaos.crash_counts().items()
+                f"{fn} at {service}:{operation}": n for (fn, service, operation), n in crashes.items()
             }
-        if self.measure_latency and self.receiver is not None:
-            report.latencies = self.stage_latencies(submissions, settled)
+        if self.receiver is not None:
+            report.latencies = self.stage_latencies(submissions, self.final_tasks)
         return report

@@ -1,21 +1,12 @@
-"""The whole local stack in one object (dev-only): moto, the provider simulator, the gateway.
+"""The whole local stack in one object (dev-only), on 127.0.0.1 with fake credentials only:
 
     with DevStack() as stack:
         print(stack.api_url, stack.api_key)
 
-Two tenants are made on start, through the same TenantAdmin the operator command uses
-(scripts/tenants.py): `api_key` and `other_api_key` are their first keys (`tenant_id`,
-`other_tenant_id` their ids, the owners of their tasks), on a usage plan in moto's API Gateway.
-`tenant_admin()` makes more, revokes keys or disables tenants while the stack runs.
-
-`start()` starts moto's server as a child process (devstack.fake_aws), the AceDataCloud simulator
-in a thread, provisions template.yaml's resources into moto, serves the API on the local gateway,
-whose function workers talk to moto (AWS_ENDPOINT_URL) and the simulator, and runs the template's
-other event sources (devstack.event_sources). `stop()` stops everything it started, by process
-id. Nothing leaves 127.0.0.1 and no real AWS credential is read: every process gets fake
-credentials and no AWS config file. What the functions publish on the event bus reaches tests
-through an "event tap" (a rule on each bus sending `source: sora-relay` events to the queue
-`{prefix}-event-tap`, read by `bus_events()`).
+start() runs moto's server (a child process), the provider simulator, template.yaml provisioned
+into moto, two tenants (TenantAdmin, as scripts/tenants.py), the local gateway with its function
+workers and the template's other event sources; stop() stops them, by process id. What the
+functions publish on the event bus reaches `bus_events()` through an "event tap" queue.
 """
 
 from __future__ import annotations
@@ -23,8 +14,6 @@ from __future__ import annotations
 import atexit
 import functools
 import json
-import secrets
-import string
 import subprocess
 import threading
 import time
@@ -40,15 +29,13 @@ from devstack.chaos import Chaos
 from devstack.event_sources import EventSource, build_event_sources
 from devstack.event_sources.sqs import drain_queue, peek_queue, tap_event_buses
 from devstack.fake_aws import FAKE_AWS, HOST, aws_environment, free_port, moto_client, start_moto
-
-# Tests and benchmarks reach moto's server through here too.
-from devstack.fake_aws import moto_server as moto_server
+from devstack.fake_aws import moto_server as moto_server  # tests and bench import it here
 from devstack.fake_aws import wait_listening as wait_listening
 from devstack.functions import ACQUIRE_TIMEOUT_S
 from devstack.gateway import LocalApiGateway
 from devstack.processes import stop_process
 from devstack.simulator import ProviderSimulator, SimulatorConfig
-from devstack.template import ROOT, Stack, provision, secret_value
+from devstack.template import ROOT, Stack, provision, secret_value, token
 from sora_relay.adapters.tenant_secrets import TenantSecrets
 from sora_relay.adapters.tenants import TenantStore
 from sora_relay.adapters.usage_plan_keys import UsagePlanKeys
@@ -57,10 +44,8 @@ from sora_relay.usecases.manage_tenants import CreatedTenant, TenantAdmin
 
 DEFAULT_LOG_DIR = ROOT / ".devstack" / "logs"
 STARTUP_TIMEOUT_S = 60.0
-# What the event tap lets through: every event the service publishes.
-EVENT_TAP_PATTERN = {"source": ["sora-relay"]}
-# What `make tenants` reads to reach a running `make run` stack (scripts/tenants.py --outputs-file).
-OUTPUTS_FILE = ROOT / ".devstack" / "outputs.json"
+EVENT_TAP_PATTERN = {"source": ["sora-relay"]}  # every event the service publishes
+OUTPUTS_FILE = ROOT / ".devstack" / "outputs.json"  # how `make tenants` reaches a `make run` stack
 USAGE_KEYS_MAX_AGE_S = 1.0  # how stale the gateway's copy of the usage plan's keys may be
 
 
@@ -70,28 +55,20 @@ def plain_item(item: Mapping[str, Any]) -> dict[str, Any]:
     return {name: deserializer.deserialize(value) for name, value in item.items()}
 
 
-def _token(length: int, alphabet: str = string.ascii_letters + string.digits) -> str:
-    return "".join(secrets.choice(alphabet) for _ in range(length))
+def _port(preferred: int) -> int:
+    return free_port(preferred) if preferred else 0  # 0: the server picks any free port
 
 
 @dataclass(kw_only=True, eq=False)
 class DevStack:
     """moto + simulator + gateway + event sources on 127.0.0.1; a context manager.
 
-    Ports: 4566 (moto), 8701 (simulator) and 3000 (gateway) by default; a default that is taken
-    is replaced by a free port, and 0 always means "any free port".
-
-    `schedule_interval_s` runs every Schedule/ScheduleV2 event at that interval instead of its
-    rate() (None: the template's; the first tick comes one interval after start).
-    PUBLIC_BASE_URL is the gateway's stage URL (`api_url`) unless `parameters` give PublicBaseUrl.
-    `workers` instances per function at most; a request finding all busy waits up to
-    `acquire_timeout_s` (and the function's Timeout) for one, then is answered 500.
-    With `aws_faults` (or an `aws_fault_rate` above 0) the function workers install devstack.chaos's
-    botocore hook, whose rules are `chaos`: tests add rules to it, and a rate fails that share of
-    their DynamoDB and S3 calls from the start (half server errors, half throttling).
-    Measuring (bench/throughput.py): `moto_profile` runs moto's server under cProfile, its
-    profile written there when the stack stops; `api_calls` counts every AWS call this process
-    makes through aws_client(), by (label, service, operation).
+    Ports: a default that is taken is replaced by a free port; 0 means any free port.
+    `schedule_interval_s`: every schedule at that interval (None: the template's rate()).
+    `workers` instances per function; a request finding all busy waits `acquire_timeout_s`.
+    `aws_faults` (or `aws_fault_rate` > 0): the workers run devstack.chaos's hook with `chaos`'s
+    rules; a rate fails that share of their DynamoDB and S3 calls (half 5xx, half throttling).
+    `moto_profile`: moto's server runs under cProfile; `api_calls` counts aws_client()'s calls.
     """
 
     moto_port: int = 4566
@@ -110,14 +87,14 @@ class DevStack:
     aws_fault_rate: float = 0.0
     moto_profile: Path | None = None
     acquire_timeout_s: float = ACQUIRE_TIMEOUT_S
-    # Every queue's VisibilityTimeout at most this (None: the template's, up to 960 s): how soon
-    # the message of a crashed invocation comes back (devstack.chaos crash rules).
+    # Every queue's VisibilityTimeout at most this (None: the template's): how soon a crashed
+    # invocation's message comes back.
     queue_visibility_timeout_s: int | None = None
 
     def __post_init__(self) -> None:
         self.function_env, self.parameters = dict(self.function_env), dict(self.parameters)
         self.aws_faults = self.aws_faults or self.aws_fault_rate > 0
-        self.api_calls: Counter[tuple[str, str, str]] = Counter()
+        self.api_calls: Counter[tuple[str, str, str]] = Counter()  # (label, service, operation)
         # The two tenants' first keys (sr_...), their key ids and the tenants (set by start()).
         self.api_key = self.api_key_id = self.tenant_id = ""
         self.other_api_key = self.other_api_key_id = self.other_tenant_id = ""
@@ -126,20 +103,15 @@ class DevStack:
         self._usage_keys_read = 0.0
         self._usage_keys_lock = threading.Lock()
         # One key per provider family, each in its own secret, as a deployment with all three has.
-        self.provider_api_key = _token(48)  # AceDataCloud
-        self.fal_key = _token(40)
-        self.replicate_token = "r8_" + _token(37)
-
+        self.provider_api_key, self.fal_key, self.replicate_token = token(48), token(40), "r8_" + token(37)
         self._moto: subprocess.Popen[bytes] | None = None
         self._moto_log: IO[bytes] | None = None
-        self.moto_url = ""
+        self.moto_url = self.webhook_secret = self.event_tap_url = ""
         self.chaos: Chaos | None = None
         self.simulator: ProviderSimulator | None = None
         self.gateway: LocalApiGateway | None = None
         self.event_sources: list[EventSource] = []
         self.stack: Stack | None = None
-        self.webhook_secret = ""
-        self.event_tap_url = ""
         self._bus_events: list[dict[str, Any]] = []
         self._tap_lock = threading.Lock()
         self._started = False
@@ -154,12 +126,10 @@ class DevStack:
 
     @property
     def moto_pid(self) -> int | None:
-        """The process id of moto's server (None when it is not running)."""
         return self._moto.pid if self._moto is not None else None
 
     def aws_client(self, service: str, *, label: str = "local") -> Any:
-        """A boto3 client for moto (fake credentials, explicit endpoint: no global state). Its
-        calls are counted in `api_calls` under `label` ("event-sources" for the stack's pollers)."""
+        """A boto3 client for moto, its calls counted in `api_calls` under `label`."""
         client = moto_client(service, self.moto_url)
         client.meta.events.register("before-call", functools.partial(self._count_call, label))
         return client
@@ -172,37 +142,34 @@ class DevStack:
             raise RuntimeError("the stack is not started")
         return self.stack
 
+    def ref(self, logical_id: str) -> str:
+        """What `!Ref` of one of the template's resources is here (a queue's URL, a table's name)."""
+        return self._provisioned().refs[logical_id]
+
+    queue_url = ref  # e.g. queue_url("TaskEventsDeadLetterQueue")
+
     def task_item(self, task_id: str) -> dict[str, Any] | None:
         """The task's DynamoDB item as plain Python values (what the service stored)."""
+        key = {"task_id": {"S": task_id}}
         answer = self.aws_client("dynamodb").get_item(
-            TableName=self._provisioned().refs["TasksTable"],
-            Key={"task_id": {"S": task_id}},
-            ConsistentRead=True,
+            TableName=self.ref("TasksTable"), Key=key, ConsistentRead=True
         )
         return plain_item(answer["Item"]) if "Item" in answer else None
 
     def bus_events(self) -> list[dict[str, Any]]:
-        """Every event published on the stack's event bus (source sora-relay) so far, oldest
-        first, as EventBridge delivers them to an SQS target ({"id", "detail-type", "source",
-        "time", "region", "resources", "detail"}). moto delivers while put_events runs: an event
-        published before this call is in the answer."""
+        """Every event the stack's bus got so far (moto delivers while put_events runs), oldest first,
+        as EventBridge delivers them to an SQS target ({"id", "detail-type", "source", "detail", ...})."""
         if not self.event_tap_url:
             raise RuntimeError("the stack is not started")
         with self._tap_lock:
-            self._bus_events += [
-                json.loads(m["Body"]) for m in drain_queue(self.aws_client("sqs"), self.event_tap_url)
-            ]
+            messages = drain_queue(self.aws_client("sqs"), self.event_tap_url)
+            self._bus_events += [json.loads(m["Body"]) for m in messages]
             return list(self._bus_events)
 
-    def queue_url(self, logical_id: str) -> str:
-        """The URL of one of the template's queues, by logical id (e.g. "TaskEventsDeadLetterQueue")."""
-        return self._provisioned().refs[logical_id]
-
     def queue_messages(self, logical_id: str) -> list[dict[str, Any]]:
-        """The messages on one of the template's queues now, as boto3 returns them, left there
-        (each look counts as a receive: peek at dead-letter queues, not at queues a redrive
-        policy watches)."""
-        return peek_queue(self.aws_client("sqs"), self.queue_url(logical_id))
+        """The messages on one of the template's queues, left there (each look counts as a receive:
+        peek at dead-letter queues, not at queues a redrive policy watches)."""
+        return peek_queue(self.aws_client("sqs"), self.ref(logical_id))
 
     def event_source(self, function_id: str, kind: str | None = None) -> EventSource:
         """The running event source of a function ("sqs", "dynamodb" or "schedule")."""
@@ -214,8 +181,7 @@ class DevStack:
     # -- lifecycle --
 
     def provider_parameters(self) -> dict[str, str]:
-        """The template's provider parameters: every family enabled, each pointed at its simulator
-        dialect (its routes under the family's prefix, shared/providers/*.md)."""
+        """Every provider family enabled, each pointed at its simulator dialect."""
         sim = self.simulator
         assert sim is not None
         return {
@@ -251,23 +217,20 @@ class DevStack:
                 callback_delay_s=self.callback_delay,
                 late_delay_s=self.late_callback_delay,
                 host=HOST,
-                port=free_port(self.simulator_port) if self.simulator_port else 0,
+                port=_port(self.simulator_port),
             )
             self.simulator = ProviderSimulator(config).start()
             with aws_environment(self.moto_url):
                 self.stack = provision(self.prefix, {**self.provider_parameters(), **self.parameters})
                 self.webhook_secret = "whsec_" + secret_value(self.stack, "WebhookSigningSecret")
             self._start_tenants()
-            buses = [
-                self.stack.refs[n]
-                for n, r in self.stack.template["Resources"].items()
-                if r["Type"] == "AWS::Events::EventBus"
-            ]
-            sqs, events = self.aws_client("sqs"), self.aws_client("events")
+            sqs = self.aws_client("sqs")
             if self.queue_visibility_timeout_s is not None:
                 self._shorten_visibility(sqs, self.queue_visibility_timeout_s)
+            buses = [self.stack.refs[name] for name in self.stack.of_type("AWS::Events::EventBus")]
+            tap = f"{self.prefix}-event-tap"
             self.event_tap_url = tap_event_buses(
-                sqs, events, buses, f"{self.prefix}-event-tap", EVENT_TAP_PATTERN
+                sqs, self.aws_client("events"), buses, tap, EVENT_TAP_PATTERN
             )
             self._start_gateway()
             self.event_sources = build_event_sources(
@@ -288,20 +251,17 @@ class DevStack:
 
     def tenant_admin(self) -> TenantAdmin:
         """The operator's commands on this stack's tenants (what scripts/tenants.py runs)."""
-        stack = self._provisioned()
+        client = functools.partial(self.aws_client, label="operator")
         return TenantAdmin(
-            TenantStore(self.aws_client("dynamodb", label="operator"), stack.refs["TenantsTable"]),
-            TenantSecrets(
-                self.aws_client("secretsmanager", label="operator"), self.outputs()["TenantSecretPrefix"]
-            ),
-            UsagePlanKeys(self.aws_client("apigateway", label="operator"), stack.refs["RestApiUsagePlan"]),
+            TenantStore(client("dynamodb"), self.ref("TenantsTable")),
+            TenantSecrets(client("secretsmanager"), self.outputs()["TenantSecretPrefix"]),
+            UsagePlanKeys(client("apigateway"), self.ref("RestApiUsagePlan")),
             model_ids=[entry.id for entry in catalogue.default().models],
         )
 
     def outputs(self) -> dict[str, str]:
-        """The template's Outputs that mean something locally (those whose values resolve here)."""
-        stack = self._provisioned()
-        found = {}
+        """The template's Outputs whose values resolve locally."""
+        stack, found = self._provisioned(), {}
         for name, output in stack.template.get("Outputs", {}).items():
             try:
                 found[name] = str(stack.resolve(output["Value"]))
@@ -310,24 +270,27 @@ class DevStack:
         return found
 
     def _start_tenants(self) -> None:
-        """The usage plan SAM makes for the API (its throttle and quota from the parameters), then
-        two tenants with a key each; the outputs file for `make tenants`."""
+        """The usage plan SAM makes for the API (throttle and quota from the parameters), two
+        tenants with a key each, and the outputs file for `make tenants`."""
         stack = self._provisioned()
-        parameters = stack.parameters
+        values = stack.parameters
         plan = self.aws_client("apigateway", label="operator").create_usage_plan(
             name=f"{self.prefix}-usage-plan",
             throttle={
-                "rateLimit": float(parameters["ThrottleRateLimit"]),
-                "burstLimit": int(parameters["ThrottleBurstLimit"]),
+                "rateLimit": float(values["ThrottleRateLimit"]),
+                "burstLimit": int(values["ThrottleBurstLimit"]),
             },
-            quota={"limit": int(parameters["QuotaLimit"]), "period": parameters["QuotaPeriod"]},
+            quota={"limit": int(values["QuotaLimit"]), "period": values["QuotaPeriod"]},
         )
         stack.refs["RestApiUsagePlan"] = plan["id"]
         admin = self.tenant_admin()
         self.tenants = [admin.create("local tenant A"), admin.create("local tenant B")]
         first, second = self.tenants
-        self.api_key, self.api_key_id = first.key.api_key, first.key.record.key_id
-        self.tenant_id = first.tenant.tenant_id
+        self.api_key, self.api_key_id, self.tenant_id = (
+            first.key.api_key,
+            first.key.record.key_id,
+            first.tenant.tenant_id,
+        )
         self.other_api_key, self.other_api_key_id = second.key.api_key, second.key.record.key_id
         self.other_tenant_id = second.tenant.tenant_id
         if self.log_dir == DEFAULT_LOG_DIR:  # `make run` and `make demo` only; tests log elsewhere
@@ -344,20 +307,17 @@ class DevStack:
             if fresh and value in self._usage_keys:
                 return self._usage_keys[value]
             client = self.aws_client("apigateway", label="gateway")
-            plan = self._provisioned().refs["RestApiUsagePlan"]
-            on_plan = {key["id"] for key in client.get_usage_plan_keys(usagePlanId=plan).get("items", [])}
+            on_plan = client.get_usage_plan_keys(usagePlanId=self.ref("RestApiUsagePlan")).get("items", [])
             keys = client.get_api_keys(includeValues=True).get("items", [])
-            self._usage_keys = {k["value"]: k["id"] for k in keys if k.get("enabled") and k["id"] in on_plan}
+            ids = {key["id"] for key in on_plan}
+            self._usage_keys = {k["value"]: k["id"] for k in keys if k.get("enabled") and k["id"] in ids}
             self._usage_keys_read = time.monotonic()
             return self._usage_keys.get(value)
 
     def _shorten_visibility(self, sqs: Any, limit: int) -> None:
         stack = self._provisioned()
-        for name, resource in stack.template["Resources"].items():
-            if resource["Type"] != "AWS::SQS::Queue":
-                continue
-            visibility = int(stack.resolve(resource.get("Properties", {}).get("VisibilityTimeout", 30)))
-            if visibility > limit:
+        for name, resource in stack.of_type("AWS::SQS::Queue").items():
+            if int(stack.resolve(resource.get("Properties", {}).get("VisibilityTimeout", 30))) > limit:
                 sqs.set_queue_attributes(
                     QueueUrl=stack.refs[name], Attributes={"VisibilityTimeout": str(limit)}
                 )
@@ -365,14 +325,13 @@ class DevStack:
     def _start_chaos(self) -> None:
         self.chaos = Chaos().start()
         half = self.aws_fault_rate / 2
-        for number, service in enumerate(("dynamodb", "s3")):
-            seed = 11 + 2 * number  # fixed: a run fails the same share of calls every time
+        for seed, service in ((11, "dynamodb"), (13, "s3")):  # seeded: the same share every run
             if half > 0:
                 self.chaos.add_fault(service, rate=half, kind="server_error", seed=seed)
                 self.chaos.add_fault(service, rate=half, kind="throttle", seed=seed + 1)
 
     def _start_gateway(self) -> None:
-        assert self.stack is not None
+        stack = self._provisioned()
         environment = {
             **FAKE_AWS,
             "AWS_ENDPOINT_URL": self.moto_url,
@@ -383,25 +342,22 @@ class DevStack:
             **self.function_env,
         }
         self.gateway = LocalApiGateway(
-            self.stack,
+            stack,
             self.usage_key_id,
-            port=free_port(self.gateway_port) if self.gateway_port else 0,
+            port=_port(self.gateway_port),
             environment=environment,
             pool_size=self.workers,
             log_dir=None if self.console_logs else self.log_dir,  # None: the console
             acquire_timeout_s=self.acquire_timeout_s,
         )
-        if not self.parameters.get("PublicBaseUrl"):
-            # The port is bound now, so the template's PublicBaseUrl can be the local API's URL
-            # (the functions' PUBLIC_BASE_URL, which IntakeFunction's callback links need).
-            self.stack.parameters["PublicBaseUrl"] = self.gateway.url
+        if not self.parameters.get("PublicBaseUrl"):  # the functions' PUBLIC_BASE_URL: the bound port's URL
+            stack.parameters["PublicBaseUrl"] = self.gateway.url
         if not self.gateway.start().wait_ready(STARTUP_TIMEOUT_S):
             raise RuntimeError("the function workers did not start (see the function logs)")
 
     def stop(self) -> None:
-        """Stop what start() started: event sources (queue and stream pollers, schedules) and
-        simulator timers first (what they have in flight still reaches the gateway), then the
-        gateway and its workers, then moto. Safe to call twice."""
+        """Stop what start() started: event sources and simulator first (what they have in flight
+        still reaches the gateway), then the gateway and its workers, then moto. Idempotent."""
         atexit.unregister(self.stop)
         for source in self.event_sources:
             source.request_stop()  # all at once, then wait for each

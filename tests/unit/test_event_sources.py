@@ -29,7 +29,7 @@ from devstack.event_sources.schedules import rate_seconds, schedule_source
 from devstack.event_sources.streams import sqs_destination
 from devstack.fake_aws import FAKE_AWS
 from devstack.functions import InvocationFailed
-from devstack.template import NO_VALUE, Stack, load_template, provision
+from devstack.template import NO_VALUE, ResetImpossible, Stack, load_template, provision, reset, secret_value
 
 TEMPLATE = load_template()
 
@@ -665,3 +665,32 @@ def test_provision_creates_the_event_bus_and_the_function_environments_resolve(a
     assert stack.attributes[("TasksTable", "StreamArn")].startswith(
         stack.attributes[("TasksTable", "Arn")] + "/stream/"
     )
+
+
+def test_reset_removes_the_secrets_plans_and_keys_a_test_made_and_restores_the_stacks(aws):
+    stack = provision("unit", {"AceDataApiKey": "token"})
+    secrets = boto3.client("secretsmanager", region_name="us-east-1")
+    apigateway = boto3.client("apigateway", region_name="us-east-1")
+    signing = stack.refs["WebhookSigningSecret"]
+    secrets.create_secret(Name="tenants/t1", SecretString="s")
+    plan = apigateway.create_usage_plan(name="plan")["id"]
+    key = apigateway.create_api_key(name="k", enabled=True)["id"]
+    apigateway.create_usage_plan_key(usagePlanId=plan, keyId=key, keyType="API_KEY")
+    secrets.put_secret_value(SecretId=signing, SecretString="changed")
+
+    reset(
+        stack,
+        [
+            ("secretsmanager", "CreateSecret", {"Name": "tenants/t1"}),
+            ("apigateway", "CreateUsagePlan", {"name": "plan"}),
+            ("apigateway", "CreateApiKey", {"name": "k"}),
+            ("secretsmanager", "PutSecretValue", {"SecretId": signing}),
+        ],
+    )
+
+    names = {secret["Name"] for secret in secrets.list_secrets()["SecretList"]}
+    assert names == {f"unit/{name}" for name in stack.secret_values}
+    assert apigateway.get_usage_plans()["items"] == [] and apigateway.get_api_keys()["items"] == []
+    assert secret_value(stack, "WebhookSigningSecret") == stack.secret_values["WebhookSigningSecret"]
+    with pytest.raises(ResetImpossible):
+        reset(stack, [("secretsmanager", "DeleteSecret", {"SecretId": signing})])
