@@ -77,9 +77,10 @@ lint: .venv lint-template ## ruff check + format check over the python dirs, and
 	$(VENV)/bin/ruff check $(PY_DIRS)
 	$(VENV)/bin/ruff format --check $(PY_DIRS)
 
-# Two pytest-xdist workers: all of tests/e2e (one local stack, mostly waiting) on one, the
-# in-process tests on the other (tests/conftest.py's scheduler). TEST_WORKERS=0: one process.
-TEST_WORKERS ?= 2
+# Three pytest-xdist workers on a 2-core machine: tests/e2e in two groups, each with its own local
+# stack and mostly waiting, on two of them, and the in-process tests on the third, which keeps the
+# cores busy through those waits (tests/conftest.py's scheduler). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 3
 test: lint ## lint, then the test suite
 	$(VENV)/bin/pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS))
 

@@ -191,29 +191,41 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 # tests/e2e files that start no DevStack (a gateway on a template of their own; a profiled moto
 # server): scheduled like any file. Listed wrongly, a file only costs a second stack on the other worker.
 _NO_LOCAL_STACK = frozenset({"tests/e2e/test_local_gateway.py", "tests/e2e/test_profiling.py"})
+# The e2e files that wait longest (visibility timeouts, leases, a 48-task fault run): a stack of
+# their own on a second worker, so their waits overlap the other e2e tests' instead of following them.
+_FAULT_FILES = frozenset({"tests/e2e/test_fault_suite.py", "tests/e2e/test_dlq_replay.py"})
+
+
+def e2e_group(path: str) -> str | None:
+    """Which local stack an e2e file runs on under pytest-xdist ("tests/e2e" or the fault files'
+    "tests/e2e#faults"), None for a file that starts none (or is not e2e)."""
+    if not path.startswith("tests/e2e/") or path in _NO_LOCAL_STACK:
+        return None
+    return "tests/e2e#faults" if path in _FAULT_FILES else "tests/e2e"
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Under pytest-xdist (`-n 2`): each file's tests on one worker (module fixtures made once),
-    and all of tests/e2e on one worker (one local stack, as without xdist), first: it takes the
-    longest, mostly waiting, while the other worker runs the in-process tests. A scheduler
-    of our own because `--dist loadgroup` does not group on pytest 9.2 (pytest-xdist#1386)."""
+    """Under pytest-xdist (`-n 3`, the Makefile's): each file's tests on one worker (module fixtures
+    made once), and tests/e2e in two groups, each on one worker with one local stack, first: they
+    take the longest, mostly waiting, while the third worker runs the in-process tests and takes
+    what is left as the others finish. A scheduler of our own because `--dist loadgroup` does not
+    group on pytest 9.2 (pytest-xdist#1386)."""
     from xdist.scheduler import LoadScopeScheduling
 
-    config.option.loadscopereorder = False  # units in collection order: tests/e2e (the longest) first
+    config.option.loadscopereorder = False  # units in collection order: the e2e groups (the longest) first
 
     class FilesAndE2e(LoadScopeScheduling):  # type: ignore[misc]
         def _split_scope(self, nodeid: str) -> str:
             path = nodeid.split("::", 1)[0]
-            return "tests/e2e" if path.startswith("tests/e2e/") and path not in _NO_LOCAL_STACK else path
+            return e2e_group(path) or path
 
     return FilesAndE2e(config, log)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Under pytest-xdist, the fault suite last among the e2e tests: its mixed run (48 tasks at once
-    with injected AWS errors) needs the most CPU, and by then the other worker is about done."""
+    with injected AWS errors) needs the most CPU, and by then the other e2e group is about done."""
     if os.environ.get("PYTEST_XDIST_WORKER"):  # a worker's collection is the one scheduled
         faults = ROOT / "tests" / "e2e" / "test_fault_suite.py"
         last_e2e = max((i for i, item in enumerate(items) if _is_e2e(item)), default=-1)

@@ -16,7 +16,11 @@ from devstack.template import REGION, Stack
 if TYPE_CHECKING:
     from devstack.gateway import LocalApiGateway
 
-IDLE_POLL_S = 0.1  # an empty queue is asked again after this long
+IDLE_POLL_S = 0.1  # a paused source, or one whose receive failed, looks again after this long
+# Like Lambda's pollers, a receive long-polls (WaitTimeSeconds): moto's server answers as soon as
+# a message is sent, instead of ten empty receives a second per queue costing both processes CPU.
+# Short, because pause() and stop() wait for the receive under way.
+LONG_POLL_S = 1
 
 
 def lambda_sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
@@ -130,8 +134,8 @@ class SqsEventSource(EventSource):
         self._receiving = threading.Lock()
 
     def pause(self) -> None:
-        """Receive nothing until resume(); a receive under way when it is called ends first, and
-        batches already received still finish."""
+        """Receive nothing until resume(); a receive under way when it is called ends first (within
+        LONG_POLL_S), and batches already received still finish."""
         super().pause()
         with self._receiving:
             pass
@@ -154,20 +158,23 @@ class SqsEventSource(EventSource):
                 self._deliveries.submit(self._deliver, messages)
             else:
                 self._slots.release()
-                self._stopping.wait(IDLE_POLL_S)
+                if messages is None:  # failed at once: do not ask again in a tight loop
+                    self._stopping.wait(IDLE_POLL_S)
 
-    def _receive(self) -> list[dict[str, Any]]:
+    def _receive(self) -> list[dict[str, Any]] | None:
+        """Up to a batch, waiting up to LONG_POLL_S for the first message; None if it failed."""
         try:
-            return self.client.receive_message(
+            return self.client.receive_message(  # type: ignore[no-any-return]
                 QueueUrl=self.queue_url,
                 MaxNumberOfMessages=self.batch_size,
+                WaitTimeSeconds=LONG_POLL_S,
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
             ).get("Messages", [])
         except Exception as error:  # moto going away at shutdown, or a hiccup: poll again
             if not self._stopping.is_set():
                 _log("sqs", f"{self.function_id}: receive failed: {error}")
-            return []
+            return None
 
     def _deliver(self, messages: list[dict[str, Any]]) -> None:
         records = [lambda_sqs_record(message, self.source_arn) for message in messages]

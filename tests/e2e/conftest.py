@@ -22,12 +22,15 @@ import httpx
 import pytest
 
 from devstack import processes
-from devstack.load import FAST_FUNCTION_ENV, FAST_PARAMETERS, FAST_SCHEDULE_SECONDS, FAST_VISIBILITY_SECONDS
+from devstack.load import FAST_FUNCTION_ENV, FAST_PARAMETERS, FAST_VISIBILITY_SECONDS
 from devstack.receiver import WebhookReceiver
 from devstack.stack import DevStack
 from devstack.template import ROOT
 
 E2E_DEFAULT_MODEL = "seedance-1.5-pro"
+# The operator's mapping of the retired sora-2 (the seed's MCP tools' default model) to a live one:
+# seedance makes the seed v2 tool's default 4 s at 1280x720 (tests/e2e/test_mcp.py).
+MCP_ALIASES = "sora-2=seedance-1.5-pro"
 CALLBACK_DELAY = 0.3  # seconds until the simulator calls back
 LATE_DELAY = 1.5  # seconds until a [sim:late-callback] arrives
 DEADLINE = 20.0  # the most any single wait may take before the test fails
@@ -113,8 +116,21 @@ def probe_mp4_fixture() -> Callable[[bytes], Mp4Info]:
     return probe_mp4
 
 
+# The reconciler's schedule here: every 2 s, not load.py's 1 s. Each run asks the open index 32
+# queries (16 shards, two statuses), which moto answers by walking the whole table: at 1 s it was
+# the idle stack's largest CPU cost. A lost callback still ends within stale-after (4 s) + 2 s.
+RECONCILE_EVERY_S = 2.0
+
+
+def _log_dir() -> Path:
+    """One log folder per stack: under pytest-xdist each e2e group's worker runs its own."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    return ROOT / ".devstack" / (f"e2e-logs-{worker}" if worker else "e2e-logs")
+
+
 # Package scope: one stack for every test here, stopped after the last of them (idle, its pollers
-# and schedule still cost a third of a core, which the in-process tests after e2e would pay).
+# and schedule still cost CPU, which the in-process tests after e2e would pay). Under pytest-xdist
+# the worker of each e2e group (tests/conftest.py) makes its own.
 @pytest.fixture(scope="package")
 def stack() -> Iterator[DevStack]:
     with DevStack(
@@ -123,15 +139,16 @@ def stack() -> Iterator[DevStack]:
         gateway_port=0,
         callback_delay=CALLBACK_DELAY,
         late_callback_delay=LATE_DELAY,
-        log_dir=ROOT / ".devstack" / "e2e-logs",
+        log_dir=_log_dir(),
         # Every wait shortened (provider and dispatch backoff, the webhook schedule, the
         # reconciler's thresholds); 429 still waits the simulator's Retry-After (1 s). Durable
         # dispatch gives up (and dead-letters) after 3 provider attempts, not 10.
-        function_env=FAST_FUNCTION_ENV,
+        # sora_get_task waits 0.2 s on a pending task before answering, not 5 s (tests/e2e/test_mcp.py).
+        function_env={**FAST_FUNCTION_ENV, "MCP_PENDING_WAIT_SECONDS": "0.2"},
         # The default model a test gets when it names none: one that offers the seed's 4 s and
         # 1280x720 (and renders small), so the tests of the flow are not tests of one model's table.
-        parameters={**FAST_PARAMETERS, "DefaultModel": E2E_DEFAULT_MODEL},
-        schedule_interval_s=FAST_SCHEDULE_SECONDS,
+        parameters={**FAST_PARAMETERS, "DefaultModel": E2E_DEFAULT_MODEL, "ModelAliases": MCP_ALIASES},
+        schedule_interval_s=RECONCILE_EVERY_S,
         # A crashed invocation's message comes back in seconds, not the template's 60 s / 960 s.
         queue_visibility_timeout_s=FAST_VISIBILITY_SECONDS,
         # The functions install the AWS fault hook; the fault suite adds rules to stack.chaos.

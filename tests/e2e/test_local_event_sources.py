@@ -18,7 +18,6 @@ import pytest
 
 from devstack.event_sources import dynamodb_event_sources, sqs_event_sources
 from devstack.gateway import LocalApiGateway
-from devstack.load import FAST_SCHEDULE_SECONDS
 from devstack.processes import local_http
 from devstack.template import ROOT, Stack
 
@@ -298,7 +297,8 @@ def test_every_event_source_of_the_template_runs(stack):
         ("schedule", "ReconcileFunction"),
     }
     schedule = stack.event_source("ReconcileFunction", "schedule")
-    assert schedule.interval_s == FAST_SCHEDULE_SECONDS  # rate(5 minutes) unless told otherwise
+    # the interval the stack was given (tests/e2e/conftest.py), not the template's rate(5 minutes)
+    assert schedule.interval_s == stack.schedule_interval_s != 300
     stream = stack.event_source("TaskEventsFunction", "dynamodb")
     assert stream.source_arn == stack.stack.attributes[("TasksTable", "StreamArn")]
 
@@ -331,7 +331,7 @@ def test_the_event_tap_shows_what_is_published_on_the_bus(stack, eventually):
 
 def test_the_reconciler_runs_on_its_schedule_and_finishes_a_lost_callback(stack, eventually):
     schedule = stack.event_source("ReconcileFunction", "schedule")
-    assert schedule.interval_s == FAST_SCHEDULE_SECONDS
+    assert schedule.interval_s == stack.schedule_interval_s
 
     # The schedule invokes the real ReconcileFunction, again and again (a run may have failed
     # earlier in the session, while the fault suite was failing DynamoDB calls on purpose)

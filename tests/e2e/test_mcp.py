@@ -2,16 +2,18 @@
 against the local gateway's `/mcp` (the Lambda behind it), and stdio against `sora-relay mcp` (a
 subprocess speaking the public HTTP API).
 
-This module runs a stack of its own: the operator maps the retired `sora-2` to a live model
-(ModelAliases), as a deployment serving the seed's agents would.
+The shared e2e stack maps the retired `sora-2` to a live model (ModelAliases), as a deployment
+serving the seed's agents would (tests/e2e/conftest.py). These tests call as a tenant of their own
+made on it, so what they list is theirs alone, whatever the other e2e tests made before them.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -22,15 +24,13 @@ from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
 from devstack.__main__ import cli_command
-from devstack.load import FAST_FUNCTION_ENV, FAST_PARAMETERS, FAST_SCHEDULE_SECONDS
 from devstack.processes import eventually
 from devstack.receiver import WebhookReceiver
 from devstack.stack import DevStack
-from devstack.template import ROOT
 
 pytestmark = pytest.mark.e2e
 
-ALIASES = "sora-2=seedance-1.5-pro"  # seedance makes the seed v2 tool's default 4 s at 1280x720
+ALIASES = "sora-2=seedance-1.5-pro"  # the shared stack's (tests/e2e/conftest.py MCP_ALIASES)
 DEADLINE = 30.0
 SEED_TOOLS = [
     "sora_list_models",
@@ -46,19 +46,20 @@ SEED_TOOLS = [
 ]
 
 
+@dataclass(frozen=True)
+class McpCaller:
+    """Where and as whom these tests call: the shared stack's API, as a tenant made for them."""
+
+    api_url: str
+    api_key: str
+    webhook_secret: str  # the tenant's own: its webhooks are signed with it
+
+
 @pytest.fixture(scope="module")
-def mcp_stack() -> Iterator[DevStack]:
-    with DevStack(
-        moto_port=0,
-        simulator_port=0,
-        gateway_port=0,
-        callback_delay=0.3,
-        log_dir=ROOT / ".devstack" / "e2e-mcp-logs",
-        function_env={**FAST_FUNCTION_ENV, "MCP_PENDING_WAIT_SECONDS": "0.2"},
-        parameters={**FAST_PARAMETERS, "ModelAliases": ALIASES},
-        schedule_interval_s=FAST_SCHEDULE_SECONDS,
-    ) as local:
-        yield local
+def mcp_stack(stack: DevStack) -> McpCaller:
+    assert stack.parameters.get("ModelAliases") == ALIASES, "tests/e2e/conftest.py maps sora-2"
+    tenant = stack.tenant_admin().create("mcp tests")
+    return McpCaller(stack.api_url, tenant.key.api_key, tenant.webhook_secret)
 
 
 @asynccontextmanager
@@ -74,7 +75,7 @@ async def over_http(url: str, api_key: str | None) -> AsyncIterator[ClientSessio
 
 
 @asynccontextmanager
-async def over_stdio(stack: DevStack) -> AsyncIterator[ClientSession]:
+async def over_stdio(stack: McpCaller) -> AsyncIterator[ClientSession]:
     command, *args = cli_command()
     environment = {
         "PATH": os.environ.get("PATH", ""),
@@ -126,7 +127,7 @@ def test_a_remote_client_generates_with_the_seed_tool_and_hears_the_signed_seed_
             return [tool.name for tool in listed.tools], submitted, record, batch
 
     # Given a webhook receiver on 127.0.0.1
-    with WebhookReceiver(mcp_stack.tenants[0].webhook_secret) as receiver:  # the key's tenant signs
+    with WebhookReceiver(mcp_stack.webhook_secret) as receiver:  # the key's tenant signs
         # When an MCP client initializes over streamable HTTP, lists the tools, submits with the
         # seed tool and polls sora_get_task, then asks the batch tool
         names, submitted, record, batch = anyio.run(scenario, receiver)

@@ -41,7 +41,7 @@ def test_a_lost_callback_is_finished_by_the_reconciler(stack, videos, receiver, 
     )
     assert stack.simulator.task_state(provider_task)["callbacks"] == []
 
-    # Then the scheduled reconciler (every second here, for tasks older than 4 s) asks the
+    # Then the scheduled reconciler (every 2 s here, for tasks older than 4 s) asks the
     # provider, copies the video and completes the task, and the client hears of it
     video = videos.wait(created["id"], timeout=30)
     assert video["status"] == "completed" and video["progress"] == 100
