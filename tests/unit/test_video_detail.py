@@ -97,3 +97,21 @@ def test_the_plain_video_object_carries_neither():
 
     assert "timings" not in dumped and "webhook" not in dumped
     assert set(VideoDetail.model_fields) - set(VideoObject.model_fields) == {"timings", "webhook"}
+
+
+def test_a_first_attempt_still_in_flight_reads_as_no_attempt_yet():
+    # Given the first attempt has claimed the delivery (state sending) and not come back
+    sending = WebhookDelivery(
+        event_id="evt_video_x_completed",
+        state=WebhookState.SENDING,
+        attempts=1,
+        next_attempt_ms=T0 + 24_000,  # the claim's lease, not a retry
+    )
+
+    # When the owner reads the video meanwhile (this answered 500: a zip of no attempts with one start)
+    webhook = VideoDetail.of(finished_task(sending)).model_dump(mode="json")["webhook"]
+
+    # Then
+    assert webhook["state"] == "sending"
+    assert webhook["next_attempt_ms"] is None
+    assert webhook["attempts"] == []

@@ -382,7 +382,9 @@ class WebhookReport(BaseModel):
     def from_delivery(cls, delivery: WebhookDelivery) -> WebhookReport:
         due = delivery.next_attempt_ms if delivery.state is WebhookState.RETRYING else None
         history = delivery.history
-        starts = [attempt.at_ms for attempt in history[1:]] + [due]
+        # Each attempt's next one started when the following attempt did, the last one's is `due`;
+        # a first attempt still in flight has no history yet, and nothing to pair.
+        starts = [attempt.at_ms for attempt in history[1:]] + [due] if history else []
         return cls(
             event_id=delivery.event_id,
             state=delivery.state,
