@@ -1,5 +1,6 @@
-"""End-to-end fixtures: one local stack for all of tests/e2e (moto's server, the provider simulator, the
-local gateway with the real handlers in worker processes), driven over real HTTP on 127.0.0.1.
+"""End-to-end fixtures: one local stack per e2e group (tests/conftest.py: the fault suite and the DLQ
+replay; the rest), each with moto's server, the provider simulator and the local gateway with the
+real handlers in worker processes, driven over real HTTP on 127.0.0.1.
 
 Waiting is always polling against a deadline; nothing assumes how long a step takes. Helpers
 reach the tests as fixtures (`eventually`, `unique`, `probe_mp4`), not imports of this file.
