@@ -188,22 +188,13 @@ class TaskStore:
         TransitionRejected. The lease outlives the dispatch function's timeout, so a crashed
         delivery's claim lapses by the time the message is handed out again.
         """
-        now = now_millis()
-        return self._update(
+        return self._claim_lease(
             task_id,
-            update="SET dispatch_claim = :claim, dispatch_lease_ms = :until, updated_ms = :now ADD #version :one",
-            condition=(
-                "attribute_exists(task_id) AND #status = :queued "
-                "AND (attribute_not_exists(dispatch_lease_ms) OR dispatch_lease_ms < :now)"
-            ),
-            names={"#status": "status", "#version": "version"},
-            values={
-                ":claim": claim,
-                ":until": lease_until_ms,
-                ":now": now,
-                ":one": 1,
-                ":queued": Status.QUEUED.value,
-            },
+            "dispatch",
+            claim,
+            lease_until_ms,
+            only_if="attribute_exists(task_id) AND #status = :queued",
+            values={":queued": Status.QUEUED.value},
         )
 
     def release_dispatch(self, task_id: str, claim: str) -> Task:
@@ -223,21 +214,29 @@ class TaskStore:
         claimed; otherwise TransitionRejected. The lease outlives the archive function's timeout,
         so a crashed attempt's claim lapses and the next delivery of the message takes over.
         """
+        return self._claim_lease(
+            task_id, "archive", claim, lease_until_ms, only_if=_OPEN_WITH_RESULT, values=_OPEN_STATUSES
+        )
+
+    def _claim_lease(
+        self,
+        task_id: str,
+        step: str,
+        claim: str,
+        lease_until_ms: int,
+        *,
+        only_if: str,
+        values: dict[str, Any],
+    ) -> Task:
+        """Set `<step>_claim` and `<step>_lease_ms` when `only_if` holds and no live lease of that
+        step is held (none, or lapsed); otherwise TransitionRejected."""
         now = now_millis()
         return self._update(
             task_id,
-            update="SET archive_claim = :claim, archive_lease_ms = :until, updated_ms = :now ADD #version :one",
-            condition=(
-                f"{_OPEN_WITH_RESULT} AND (attribute_not_exists(archive_lease_ms) OR archive_lease_ms < :now)"
-            ),
+            update=f"SET {step}_claim = :claim, {step}_lease_ms = :until, updated_ms = :now ADD #version :one",
+            condition=f"{only_if} AND (attribute_not_exists({step}_lease_ms) OR {step}_lease_ms < :now)",
             names={"#status": "status", "#version": "version"},
-            values={
-                ":claim": claim,
-                ":until": lease_until_ms,
-                ":now": now,
-                ":one": 1,
-                **_OPEN_STATUSES,
-            },
+            values={":claim": claim, ":until": lease_until_ms, ":now": now, ":one": 1, **values},
         )
 
     def mark_copy_requeued(self, task_id: str, *, unless_since_ms: int) -> Task:
