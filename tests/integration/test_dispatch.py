@@ -71,6 +71,7 @@ def test_dispatch_starts_the_task_once_the_provider_accepts(queued_task, stack, 
     assert answer == {"batchItemFailures": []}
     task = _status(stack, queued_task["id"])
     assert task["status"] == "in_progress" and task["provider_task_id"] == internet.last_call()["task_id"]
+    assert "dispatch_claim" not in task and "dispatch_lease_ms" not in task  # the start is over
     call = internet.last_call()
     status, _, _result = api.callback(call["body"]["callback_url"], internet.success_body(call))
     assert status == 200 and _status(stack, queued_task["id"])["status"] == "completed"

@@ -117,9 +117,13 @@ class TaskStore:
             placeholders[":claim"] = claim
         if without_result:
             condition += " AND attribute_not_exists(provider_video_url)"
+        # A task that leaves `queued` has been started: no dispatch delivery holds its start now.
+        # One that ends leaves the open index and lets go of its copy's claim in the same write.
+        removed = ["dispatch_claim", "dispatch_lease_ms"] if target is not Status.QUEUED else []
         if target.is_terminal:
-            # Leaving the open index in the same write that ends the task.
-            update += " REMOVE archive_claim, archive_lease_ms, open_shard"
+            removed += ["archive_claim", "archive_lease_ms", "open_shard"]
+        if removed:
+            update += f" REMOVE {', '.join(removed)}"
         return self._update(
             task_id,
             update=update,
