@@ -221,18 +221,3 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             return e2e_group(path) or path
 
     return FilesAndE2e(config, log)
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist, the fault suite last among the e2e tests: its mixed run (48 tasks at once
-    with injected AWS errors) needs the most CPU, and by then the other e2e group is about done."""
-    if os.environ.get("PYTEST_XDIST_WORKER"):  # a worker's collection is the one scheduled
-        faults = ROOT / "tests" / "e2e" / "test_fault_suite.py"
-        last_e2e = max((i for i, item in enumerate(items) if _is_e2e(item)), default=-1)
-        moved = [item for item in items[: last_e2e + 1] if item.path == faults]
-        rest = [item for item in items[: last_e2e + 1] if item.path != faults]
-        items[: last_e2e + 1] = rest + moved
-
-
-def _is_e2e(item: pytest.Item) -> bool:
-    return item.path.is_relative_to(ROOT / "tests" / "e2e")
