@@ -35,6 +35,10 @@ How one round runs, per function (handler and baseline alternate, so drift hits 
    and parameters, the same httpx requests. Values the backend makes anew (an UploadId, the
    provider's task id) are carried over from the replay's own answers. Every outcome that differs
    from the recording (success vs an error code) is counted and reported ("replay mismatches").
+   A third child, "libraries alone", imports every module the handler had imported by the end of
+   its first event, sora_relay's and app's left out (the same libraries, in the same order), then
+   replays the same calls. handler / libraries-alone is our code's own cost; libraries-alone /
+   baseline is what the libraries (pydantic, Powertools) cost before any of our code runs.
 4. After the first event each child is told to go on with a second event (seeded anew while it
    waits): a warm call, timed inside the child. Its peak RSS is read after each event.
 
@@ -139,6 +143,7 @@ def _child_main():
             return json.load(handle)
 
     result = {}
+    present = set(sys.modules)  # the child's own imports, before the timed part
     profile = os.environ.get("BENCH_PROFILE")  # a diagnostic: cProfile of the first event
     if profile:
         import cProfile
@@ -151,8 +156,11 @@ def _child_main():
         imported = time.perf_counter()
         answer = app.lambda_handler(read("event1.json"), Context())
         first = recorder.mark()
+        result["modules"] = imported_since(present)  # the libraries child imports these
     else:
         script = read("script.json")
+        if mode == "libraries":
+            result["unimportable"] = import_all(script["modules"])
         replayer = Replayer(script["clients"], script["http_clients"])
         imported = time.perf_counter()
         replayer.run(script["calls1"])
@@ -582,7 +590,8 @@ def run_child(
     workdir: Path,
     script: dict[str, Any] | None = None,
 ) -> Run:
-    """One fresh interpreter: `handler` (import app, two events) or `baseline` (replay `script`)."""
+    """One fresh interpreter: `handler` (import app, two events), `baseline` (replay `script`) or
+    `libraries` (import what the handler imported, ours left out, then replay `script`)."""
     for stale in workdir.iterdir():
         stale.unlink()
     backends.reset()
@@ -734,11 +743,16 @@ def main(argv: list[str] | None = None) -> int:
                 "event_baseline",
                 "cpu_handler",
                 "cpu_baseline",
+                "libraries",
+                "import_libraries",
+                "event_libraries",
             )
         }
         for name in functions
     }
-    details: dict[str, dict[str, Any]] = {name: {"mismatches": [], "calls": None} for name in functions}
+    details: dict[str, dict[str, Any]] = {
+        name: {"mismatches": [], "calls": None, "unimportable": []} for name in functions
+    }
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-cold-") as temp, backends() as running:
         pycache = Path(temp) / "pycache"
@@ -757,6 +771,18 @@ def main(argv: list[str] | None = None) -> int:
                 baseline = run_child(
                     "baseline", name, round_number, running, python, pycache, workdir, script
                 )
+                libraries = run_child(
+                    "libraries",
+                    name,
+                    round_number,
+                    running,
+                    python,
+                    pycache,
+                    workdir,
+                    {**script, "modules": handler.detail["modules"]},
+                )
+                if libraries.detail["unimportable"]:
+                    details[name]["unimportable"] = libraries.detail["unimportable"]
                 ratio = handler.cold_s / baseline.cold_s
                 print(f" {name.removesuffix('Function')} {ratio:.2f}", end="", flush=True)
                 if not measured:
@@ -775,7 +801,10 @@ def main(argv: list[str] | None = None) -> int:
                 sample["event_baseline"].append(baseline.detail["first_event_s"])
                 sample["cpu_handler"].append(handler.detail["cpu_s"])
                 sample["cpu_baseline"].append(baseline.detail["cpu_s"])
-                details[name]["mismatches"] += baseline.detail["mismatches"]
+                sample["libraries"].append(libraries.cold_s)
+                sample["import_libraries"].append(libraries.detail["import_s"])
+                sample["event_libraries"].append(libraries.detail["first_event_s"])
+                details[name]["mismatches"] += baseline.detail["mismatches"] + libraries.detail["mismatches"]
                 if details[name]["calls"] is None:
                     from bench.replay import Recorder
 
@@ -790,6 +819,7 @@ def main(argv: list[str] | None = None) -> int:
 
     figures = []
     cpu_figures = []  # recorded, no target: the children's own CPU, less sensitive to a busy machine
+    library_figures = []  # recorded, no target: how the excess splits between the libraries and us
     per_function: dict[str, Any] = {}
     for name in functions:
         sample = samples[name]
@@ -823,8 +853,33 @@ def main(argv: list[str] | None = None) -> int:
                 ),
             )
         )
+        libraries = harness.ratios(sample["libraries"], sample["baseline"])
+        own = harness.ratios(sample["handler"], sample["libraries"])
+        library_figures += [
+            harness.Figure(
+                BENCH,
+                f"{name} cold start, its libraries alone / baseline",
+                harness.Spread.of(libraries),
+                "x",
+                note=f"{statistics.median(sample['libraries']) * 1000:.0f} ms: the same calls after importing "
+                "the handler's modules, ours left out",
+            ),
+            harness.Figure(
+                BENCH,
+                f"{name} cold start / its libraries alone (our code's own cost)",
+                harness.Spread.of(own),
+                "x",
+                note="handler vs the libraries-alone child, in the same round",
+            ),
+        ]
         per_function[name] = {
             "cold_ratio": harness.Spread.of(cold),
+            "libraries_alone_ratio": harness.Spread.of(libraries),
+            "own_code_ratio": harness.Spread.of(own),
+            "cold_libraries_alone_ms": _ms(sample["libraries"]),
+            "import_libraries_alone_ms": _ms(sample["import_libraries"]),
+            "first_event_libraries_alone_ms": _ms(sample["event_libraries"]),
+            "unimportable_modules": details[name]["unimportable"],
             "cold_cpu_ratio": harness.Spread.of(cpu),
             "cold_cpu_handler_ms": _ms(sample["cpu_handler"]),
             "cold_cpu_baseline_ms": _ms(sample["cpu_baseline"]),
@@ -844,7 +899,7 @@ def main(argv: list[str] | None = None) -> int:
             "replay_mismatches": mismatches,
             **details[name]["calls"],
         }
-    figures += cpu_figures
+    figures += cpu_figures + library_figures
     harness.print_figures("Benchmark 1: cold start, handler vs boto3+httpx doing the same calls", figures)
     print(
         "\n  medians, handler / baseline: cold ms (import ms + first event ms), warm call ms; "

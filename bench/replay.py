@@ -378,3 +378,23 @@ class Replayer:
 def load_script(path: str) -> dict[str, Any]:
     with open(path) as handle:
         return json.load(handle)
+
+
+# Our own code, left out of what the libraries-alone child imports.
+OURS = frozenset({"app", "sora_relay"})
+
+
+def imported_since(present: set[str]) -> list[str]:
+    """The modules imported since `present` was taken, in import order, ours left out."""
+    return [name for name in list(sys.modules) if name not in present and name.partition(".")[0] not in OURS]
+
+
+def import_all(names: list[str]) -> list[str]:
+    """Import `names` in order (the libraries a handler imported); the ones that cannot be."""
+    unimportable = []
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # e.g. a name a package put into sys.modules itself
+            unimportable.append(name)
+    return unimportable

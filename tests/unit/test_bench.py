@@ -352,3 +352,28 @@ print(json.dumps({"before": before, "calls": recorder.summary(recorder.calls), "
 """
     outcome = probe_json(script, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert outcome == {"before": False, "calls": ["http GET http://127.0.0.1:9/probe"], "clients": 1}
+
+
+def test_the_libraries_alone_child_imports_what_the_handler_did_but_our_code(tmp_path: Path) -> None:
+    """The cold-start benchmark's third child: the handler's modules, app and sora_relay left out,
+    imported in a fresh interpreter, give it every library module and none of ours."""
+    (tmp_path / "sora_relay").mkdir()
+    (tmp_path / "sora_relay" / "__init__.py").write_text("import libx\nimport fractions\n")
+    (tmp_path / "libx.py").write_text("import decimal\n")
+    (tmp_path / "app.py").write_text("import sora_relay\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(tmp_path)])}
+    recorded = probe_json(
+        "import json, sys\nfrom bench.replay import imported_since\n"
+        "present = set(sys.modules)\nimport app\nprint(json.dumps(imported_since(present)))",
+        env=env,
+    )
+    assert {"libx", "fractions", "decimal"} <= set(recorded)
+    assert not {"app", "sora_relay"} & set(recorded)
+    outcome = probe_json(
+        "import json, sys\nfrom bench.replay import import_all\n"
+        f"unimportable = import_all({recorded!r})\n"
+        "print(json.dumps({'unimportable': unimportable, 'missing': [n for n in "
+        f"{recorded!r} if n not in sys.modules], 'ours': [n for n in ('app', 'sora_relay') if n in sys.modules]}}))",
+        env=env,
+    )
+    assert outcome == {"unimportable": [], "missing": [], "ours": []}
