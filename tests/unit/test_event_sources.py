@@ -692,5 +692,8 @@ def test_reset_removes_the_secrets_plans_and_keys_a_test_made_and_restores_the_s
     assert names == {f"unit/{name}" for name in stack.secret_values}
     assert apigateway.get_usage_plans()["items"] == [] and apigateway.get_api_keys()["items"] == []
     assert secret_value(stack, "WebhookSigningSecret") == stack.secret_values["WebhookSigningSecret"]
+    secrets.delete_secret(SecretId=signing, ForceDeleteWithoutRecovery=True)
     with pytest.raises(ResetImpossible):
         reset(stack, [("secretsmanager", "DeleteSecret", {"SecretId": signing})])
+    with pytest.raises(ResetImpossible):  # a service reset() does not undo
+        reset(stack, [("lambda", "CreateFunction", {})])
