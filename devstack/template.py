@@ -424,8 +424,12 @@ def reset(stack: Stack, changes: list[Call] | None = None, *, clients: AwsClient
                 clients.sqs.delete_queue(QueueUrl=url)
         for name in stack.of_type("AWS::S3::Bucket") if "bucket" in steps else []:
             _empty_bucket(clients.s3, stack.refs[name])
-        for bus in clients.events.list_event_buses()["EventBuses"] if "rules" in steps else []:
-            _remove_rules(clients.events, bus["Name"])
+        if "rules" in steps:  # rules go, and buses a caller made (one of ours deleted: ClientError)
+            buses = {stack.refs[name] for name in stack.of_type("AWS::Events::EventBus")} | {"default"}
+            for bus in buses | {bus["Name"] for bus in clients.events.list_event_buses()["EventBuses"]}:
+                _remove_rules(clients.events, bus)
+                if bus not in buses:
+                    clients.events.delete_event_bus(Name=bus)
         if "api_keys" in steps:
             _remove_api_keys(clients.apigateway)
         if "secrets" in steps:  # those a caller made (e.g. the tenants' signing secrets) go
