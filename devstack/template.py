@@ -405,11 +405,11 @@ def reset(stack: Stack, changes: list[Call] | None = None, *, clients: AwsClient
     clients = clients or AwsClients()
     ours = {kind: stack.of_type(f"AWS::{kind}") for kind in ("DynamoDB::Table", "SQS::Queue")}
     if changes is None:
-        steps, queues = set(_UNDO.values()), set(ours["SQS::Queue"])
+        steps, queues = {*_UNDO.values(), "restore"}, set(ours["SQS::Queue"])
     else:
         steps, queues = _undo_for(stack, changes)
     try:
-        _check_provisioned(clients, stack, restore="secrets" in steps)
+        _check_provisioned(clients, stack, restore="restore" in steps)
         if "tables" in steps:  # ours made again, the others go
             for table in clients.dynamodb.list_tables()["TableNames"]:
                 clients.dynamodb.delete_table(TableName=table)
@@ -448,15 +448,20 @@ def _undo_for(stack: Stack, calls: list[Call]) -> tuple[set[str], set[str]]:
     urls = {stack.refs[name]: name for name in stack.of_type("AWS::SQS::Queue")}
     arns = {stack.attributes[(name, "Arn")]: name for name in urls.values()}
     buckets = {stack.refs[name] for name in stack.of_type("AWS::S3::Bucket")}
+    secrets = {stack.refs[name] for name in stack.secret_values}
+    secrets |= {f"{stack.stack_name}/{name}" for name in stack.secret_values}
     for service, operation, params in calls:
         if service == "dynamodbstreams" or operation == "PutEvents":
             continue  # PutEvents reaches only the targets of rules the caller put (undone with them)
         if service not in _UNDO or (service == "s3" and params.get("Bucket") not in buckets):
             raise ResetImpossible(f"{service} {operation}")
-        steps.add(_UNDO[service])
         if queue := urls.get(params.get("QueueUrl", "")) if service == "sqs" else None:
             # A receive past maxReceiveCount moves the message to the dead-letter queue.
             queues |= {queue} | {arns[t] for t in stack.dead_letter_targets(queue, params) if t in arns}
+        elif service == "secretsmanager" and params.get("SecretId") in secrets:
+            steps.add("restore")  # one of ours: its value put back (deleted: a ClientError)
+        else:  # for sqs and secretsmanager: queues and secrets a caller made go
+            steps.add(_UNDO[service])
         if operation == "PutTargets":  # a queue of ours among them may receive events
             queues |= {arns[t["Arn"]] for t in params.get("Targets", []) if t.get("Arn") in arns}
     return steps, queues
