@@ -85,7 +85,7 @@ class DevStack:
         self.tenants: list[CreatedTenant] = []
         self._usage_keys: dict[str, str] = {}  # value -> id of the usage plan's enabled keys
         self._usage_keys_read = 0.0
-        self._lock = threading.Lock()  # the usage keys' copy and the event tap
+        self._usage_keys_lock, self._tap_lock = threading.Lock(), threading.Lock()
         # One key per provider family, each in its own secret, as a deployment with all three has.
         self.provider_api_key, self.fal_key, self.replicate_token = token(48), token(40), "r8_" + token(37)
         self._moto: subprocess.Popen[bytes] | None = None
@@ -143,7 +143,7 @@ class DevStack:
         SQS target ({"id", "detail-type", "source", "detail", ...})."""
         if not self.event_tap_url:
             raise RuntimeError("the stack is not started")
-        with self._lock:
+        with self._tap_lock:
             messages = drain_queue(self.aws_client("sqs"), self.event_tap_url)
             self._bus_events += [json.loads(m["Body"]) for m in messages]
             return list(self._bus_events)
@@ -183,7 +183,7 @@ class DevStack:
     def usage_key_id(self, value: str) -> str | None:
         """The id of the usage plan's enabled API key with this value (the gateway's key check),
         from a copy of moto's keys at most USAGE_KEYS_MAX_AGE_S old (an unknown value reads again)."""
-        with self._lock:
+        with self._usage_keys_lock:
             fresh = time.monotonic() - self._usage_keys_read < USAGE_KEYS_MAX_AGE_S
             if fresh and value in self._usage_keys:
                 return self._usage_keys[value]
