@@ -213,9 +213,8 @@ def plan(
     refuse_webhooks: bool = True,
     all_webhooks: bool = False,
 ) -> list[Submission]:
-    """`tasks` submissions in the mix's proportions, shuffled (seeded); most with a callback_url
-    refused a few times per event first, unless not `refuse_webhooks`; every tenth has none unless
-    `all_webhooks`."""
+    """`tasks` submissions in the mix's proportions, shuffled (seeded); their callback_urls refuse
+    each event a few times (unless not `refuse_webhooks`); every tenth has none (unless `all_webhooks`)."""
     weighted = [FAULTS[name] for name, weight in mix.items() for _ in range(weight)]
     run = uuid.uuid4().hex[:6]
     submissions = []

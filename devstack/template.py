@@ -326,8 +326,7 @@ _PROVISIONERS = {
 
 
 def provision(prefix: str, parameters: dict[str, str], *, template: dict[str, Any] | None = None) -> Stack:
-    """Make the template's resources through boto3's current endpoint, named `prefix`-..., which
-    is also the stack's AWS::StackName."""
+    """The template's resources made through boto3's current endpoint, named `prefix`-...."""
     template = template or load_template()
     specs = template.get("Parameters", {})
     values = {name: str(spec["Default"]) for name, spec in specs.items() if "Default" in spec} | parameters
@@ -355,9 +354,8 @@ Call = tuple[str, str, dict[str, Any]]  # service, operation, parameters
 
 
 class Changes:
-    """The calls that may change something this process makes, while `recording`, to AWS's own
-    endpoints (moto's in-process mock; not a server on 127.0.0.1): what reset() must undo.
-    Installed as botocore handlers of every session made afterwards (and of boto3's default)."""
+    """What reset() must undo: the changing calls to AWS's own endpoints (moto's in-process mock)
+    while `recording`, seen by botocore handlers of every session made after install()."""
 
     _PARAMS = "devstack.changes.params"  # where the call's parameters wait in its request context
 
@@ -391,8 +389,7 @@ class Changes:
 
 
 class ResetImpossible(Exception):
-    """The stack changed in a way reset() does not undo (a resource deleted or reconfigured, or
-    the backend is no longer the one provisioned): provision again."""
+    """The stack changed in a way reset() does not undo, or moto was reset: provision again."""
 
 
 def reset(stack: Stack, changes: list[Call] | None = None, *, clients: AwsClients | None = None) -> None:
