@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
+import io
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -157,22 +159,25 @@ def _mcp_configs(api_url: str, key: str) -> str:
 """
 
 
-def probe_mp4(path: Path) -> dict[str, Any]:
-    """Open the file with PyAV and decode every frame: a real, playable MP4 or an exception."""
-    import av  # heavy; only the demo needs it
+@dataclass(frozen=True)
+class Mp4Info:
+    seconds: float
+    width: int
+    height: int
+    frames: int
+    codec: str
 
-    with av.open(str(path)) as container:
+
+def probe_mp4(data: bytes) -> Mp4Info:
+    """Decode every frame with PyAV: the bytes are a real, playable MP4 (or an exception)."""
+    import av  # heavy; only the demo and the e2e tests need it
+
+    with av.open(io.BytesIO(data), format="mp4") as container:
         stream = container.streams.video[0]
         frames = sum(1 for _ in container.decode(stream))
         seconds = float(container.duration / av.time_base) if container.duration else 0.0
         context = stream.codec_context
-        return {
-            "seconds": seconds,
-            "width": context.width,
-            "height": context.height,
-            "codec": context.name,
-            "frames": frames,
-        }
+        return Mp4Info(seconds, context.width, context.height, frames, context.name)
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -224,11 +229,11 @@ def _demo_flow(stack: DevStack, receiver: WebhookReceiver, prompt: str, out: Pat
             f"sha256 {digest} differs from the stored {item.get('video_sha256')} or the CLI's {download['sha256']}"
         )
     try:
-        mp4 = probe_mp4(out)
+        mp4 = probe_mp4(data)
     except Exception as error:
         raise DemoFailed(f"{out} is not a playable MP4: {error}") from error
-    shape = f"{mp4['seconds']:.2f} s, {mp4['width']}x{mp4['height']}"
-    if f"{mp4['width']}x{mp4['height']}" != DEMO_SIZE or abs(mp4["seconds"] - DEMO_DURATION) > 0.5:
+    shape = f"{mp4.seconds:.2f} s, {mp4.width}x{mp4.height}"
+    if f"{mp4.width}x{mp4.height}" != DEMO_SIZE or abs(mp4.seconds - DEMO_DURATION) > 0.5:
         problems.append(f"the MP4 is {shape}, not what was asked")
     # The webhook: delivered, and verifiable by a client with the standardwebhooks library.
     try:
@@ -249,7 +254,7 @@ def _demo_flow(stack: DevStack, receiver: WebhookReceiver, prompt: str, out: Pat
         ("status", str(video["status"])),
         ("bytes", f"{len(data)} (stored: {item.get('video_bytes')})"),
         ("sha256", f"{digest} (matches DynamoDB: yes)"),
-        ("mp4", f"{shape}, {mp4['codec']}, {mp4['frames']} frames"),
+        ("mp4", f"{shape}, {mp4.codec}, {mp4.frames} frames"),
         ("webhook", f"{event.get('type')} {delivery.headers.get('webhook-id')}, verified: {verified}"),
         ("file", _relative(out)),
     ]
