@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
+import io
 import json
 import logging
 import os
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,15 +30,14 @@ DEMO_PROMPT = "A paper boat drifting down a rainy street at dusk, cinematic"
 DEMO_MODEL, DEMO_DURATION, DEMO_SIZE = "veo-3.1-fast", 8, "1280x720"
 
 
-def _stop_on_signals() -> None:
-    """SIGTERM and SIGHUP end the process like Ctrl-C, so `finally` blocks stop every child (SIGINT
-    too: a shell starts background jobs with it ignored, and `kill -INT` would leave them running)."""
+class DemoFailed(Exception):
+    pass
 
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
 
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, interrupt)
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM, SIGHUP (and SIGINT, which a shell's background jobs ignore) end the process like
+    Ctrl-C, so `finally` blocks stop every child."""
+    raise KeyboardInterrupt
 
 
 def cli_command() -> list[str]:
@@ -46,10 +47,33 @@ def cli_command() -> list[str]:
 
 
 def _relative(path: Path) -> str:
+    return (
+        str(path.resolve().relative_to(Path.cwd()))
+        if path.resolve().is_relative_to(Path.cwd())
+        else str(path)
+    )
+
+
+def _with_stack(stack: DevStack, what: str, verbose: bool, job: Any, *, receiver: bool = True) -> int:
+    """Start the stack, run `job` with it and a receiver of the first tenant's webhooks (the key
+    the CLI and the load use), stop it: the exit status, the failure said in one line."""
     try:
-        return str(path.resolve().relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
+        stack.start()
+        if not receiver:
+            return job(None)
+        with WebhookReceiver(stack.tenants[0].webhook_secret) as webhooks:
+            return job(webhooks)
+    except KeyboardInterrupt:
+        print(f"{what} interrupted" if receiver else "\nstopping the local stack ...", file=sys.stderr)
+        return 130 if receiver else 0
+    except Exception as error:  # DemoFailed, or the stack itself did not come up, or broke
+        detail = str(error) if isinstance(error, DemoFailed) else f"{type(error).__name__}: {error}"
+        print(f"{what} FAILED: {detail}", file=sys.stderr)
+        if not verbose:
+            print(f"  (function, API and moto logs: {_relative(DEFAULT_LOG_DIR)}/)", file=sys.stderr)
+        return 1
+    finally:
+        stack.stop()
 
 
 def run(args: argparse.Namespace) -> int:
@@ -64,15 +88,13 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         console_logs=args.verbose,
     )
-    try:
-        stack.start()
+
+    def job(_: None) -> int:
         _print_banner(stack, args)
         threading.Event().wait()  # until Ctrl-C or SIGTERM
-    except KeyboardInterrupt:
-        print("\nstopping the local stack ...", file=sys.stderr)
-    finally:
-        stack.stop()
-    return 0
+        return 0
+
+    return _with_stack(stack, "run", args.verbose, job, receiver=False)
 
 
 def _print_banner(stack: DevStack, args: argparse.Namespace) -> None:
@@ -137,46 +159,25 @@ def _mcp_configs(api_url: str, key: str) -> str:
 """
 
 
-class DemoFailed(Exception):
-    pass
+@dataclass(frozen=True)
+class Mp4Info:
+    seconds: float
+    width: int
+    height: int
+    frames: int
+    codec: str
 
 
-def probe_mp4(path: Path) -> dict[str, Any]:
-    """Open the file with PyAV and decode every frame: a real, playable MP4 or an exception."""
-    import av  # heavy; only the demo needs it
+def probe_mp4(data: bytes) -> Mp4Info:
+    """Decode every frame with PyAV: the bytes are a real, playable MP4 (or an exception)."""
+    import av  # heavy; only the demo and the e2e tests need it
 
-    with av.open(str(path)) as container:
+    with av.open(io.BytesIO(data), format="mp4") as container:
         stream = container.streams.video[0]
         frames = sum(1 for _ in container.decode(stream))
         seconds = float(container.duration / av.time_base) if container.duration else 0.0
         context = stream.codec_context
-        return {
-            "seconds": seconds,
-            "width": context.width,
-            "height": context.height,
-            "codec": context.name,
-            "frames": frames,
-        }
-
-
-def _with_stack(stack: DevStack, what: str, verbose: bool, job: Any) -> int:
-    """Start the stack, run `job` with it and a receiver of the first tenant's webhooks (the key
-    the CLI and the load use), stop it: the exit status, the failure said in one line."""
-    try:
-        stack.start()
-        with WebhookReceiver(stack.tenants[0].webhook_secret) as receiver:
-            return job(receiver)
-    except KeyboardInterrupt:
-        print(f"{what} interrupted", file=sys.stderr)
-        return 130
-    except Exception as error:  # DemoFailed, or the stack itself did not come up, or broke
-        detail = str(error) if isinstance(error, DemoFailed) else f"{type(error).__name__}: {error}"
-        print(f"{what} FAILED: {detail}", file=sys.stderr)
-        if not verbose:
-            print(f"  (function, API and moto logs: {_relative(DEFAULT_LOG_DIR)}/)", file=sys.stderr)
-        return 1
-    finally:
-        stack.stop()
+        return Mp4Info(seconds, context.width, context.height, frames, context.name)
 
 
 def demo(args: argparse.Namespace) -> int:
@@ -209,17 +210,17 @@ def _demo_flow(stack: DevStack, receiver: WebhookReceiver, prompt: str, out: Pat
     except subprocess.TimeoutExpired as error:
         raise DemoFailed("the CLI did not finish within 60 s") from error
     if done.returncode != 0:
-        detail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise DemoFailed(f"the CLI exited {done.returncode}: {detail}")
+        raise DemoFailed(
+            f"the CLI exited {done.returncode}: {(done.stderr.strip().splitlines() or ['no output'])[-1]}"
+        )
     lines = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
     video = next((line for line in lines if line.get("object") == "video"), None)
     download = next((line for line in lines if "sha256" in line and "path" in line), None)
     if video is None or download is None:
         raise DemoFailed(f"unexpected CLI output: {done.stdout.strip()[:300]}")
-
-    problems: list[str] = []
-    if video.get("status") != "completed":
-        problems.append(f"status is {video.get('status')}, not completed")
+    problems = (
+        [] if video.get("status") == "completed" else [f"status is {video.get('status')}, not completed"]
+    )
     # The file: a real MP4 of the requested shape, byte for byte what the service archived.
     data = out.read_bytes()
     digest, item = hashlib.sha256(data).hexdigest(), stack.task_item(video["id"]) or {}
@@ -228,11 +229,11 @@ def _demo_flow(stack: DevStack, receiver: WebhookReceiver, prompt: str, out: Pat
             f"sha256 {digest} differs from the stored {item.get('video_sha256')} or the CLI's {download['sha256']}"
         )
     try:
-        mp4 = probe_mp4(out)
+        mp4 = probe_mp4(data)
     except Exception as error:
         raise DemoFailed(f"{out} is not a playable MP4: {error}") from error
-    shape = f"{mp4['seconds']:.2f} s, {mp4['width']}x{mp4['height']}"
-    if f"{mp4['width']}x{mp4['height']}" != DEMO_SIZE or abs(mp4["seconds"] - DEMO_DURATION) > 0.5:
+    shape = f"{mp4.seconds:.2f} s, {mp4.width}x{mp4.height}"
+    if f"{mp4.width}x{mp4.height}" != DEMO_SIZE or abs(mp4.seconds - DEMO_DURATION) > 0.5:
         problems.append(f"the MP4 is {shape}, not what was asked")
     # The webhook: delivered, and verifiable by a client with the standardwebhooks library.
     try:
@@ -253,7 +254,7 @@ def _demo_flow(stack: DevStack, receiver: WebhookReceiver, prompt: str, out: Pat
         ("status", str(video["status"])),
         ("bytes", f"{len(data)} (stored: {item.get('video_bytes')})"),
         ("sha256", f"{digest} (matches DynamoDB: yes)"),
-        ("mp4", f"{shape}, {mp4['codec']}, {mp4['frames']} frames"),
+        ("mp4", f"{shape}, {mp4.codec}, {mp4.frames} frames"),
         ("webhook", f"{event.get('type')} {delivery.headers.get('webhook-id')}, verified: {verified}"),
         ("file", _relative(out)),
     ]
@@ -283,9 +284,12 @@ def load(args: argparse.Namespace) -> int:
     def job(receiver: WebhookReceiver) -> int:
         if args.crash_rate > 0:
             loadrun.add_crashes(stack, args.crash_rate)
-        progress = functools.partial(print, flush=True)
         runner = loadrun.LoadRunner(
-            stack, receiver, concurrency=args.concurrency, settle_timeout=args.timeout, progress=progress
+            stack,
+            receiver,
+            concurrency=args.concurrency,
+            settle_timeout=args.timeout,
+            progress=functools.partial(print, flush=True),
         )
         try:
             report = runner.run(args.tasks)
@@ -310,34 +314,35 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("--workers", type=int, default=4, help="instances per function (default 4)")
         return sub
 
-    run_parser = command("run", "start the local stack and keep it running until Ctrl-C")
-    run_parser.add_argument(
+    run = command("run", "start the local stack and keep it running until Ctrl-C")
+    run.add_argument(
         "--late-delay", type=float, default=6.0, help="seconds until a [sim:late-callback] arrives"
     )
-    demo_parser = command("demo", "generate one video end to end and check everything", workers=False)
-    demo_parser.add_argument("--prompt", default=DEMO_PROMPT)
-    demo_parser.add_argument("--out", default=str(ROOT / ".devstack" / "demo.mp4"), help="where the MP4 goes")
-    load_parser = command(
+    demo = command("demo", "generate one video end to end and check everything", workers=False)
+    demo.add_argument("--prompt", default=DEMO_PROMPT)
+    demo.add_argument("--out", default=str(ROOT / ".devstack" / "demo.mp4"), help="where the MP4 goes")
+    load = command(
         "load", "submit many tasks at once with faults on; print lost, duplicates, throughput", delay=False
     )
-    load_parser.add_argument("--tasks", type=int, default=1000)
-    load_parser.add_argument("--concurrency", type=int, default=300, help="submits in flight at once")
-    load_parser.add_argument(
+    load.add_argument("--tasks", type=int, default=1000)
+    load.add_argument("--concurrency", type=int, default=300, help="submits in flight at once")
+    load.add_argument(
         "--aws-fault-rate", type=float, default=0.2, help="share of DynamoDB and S3 calls that fail (0 = off)"
     )
-    load_parser.add_argument(
+    load.add_argument(
         "--crash-rate",
         type=float,
         default=0.02,
         help="share of the calls at each crash point that kill the worker (at most 10 each; 0 = off)",
     )
-    load_parser.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for every task")
+    load.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for every task")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _stop_on_signals()
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
     return {"run": run, "demo": demo, "load": load}[args.command](args)
 
 

@@ -1,7 +1,6 @@
-"""`python -m devstack load` (dev-only): many tasks at once through the local gateway, each retried
-with its own Idempotency-Key, with the simulator's fault markers, refusing webhook receivers and
-AWS faults on; then every accepted task must be terminal (lost 0), made once (duplicates 0), end
-as its fault says, with its MP4 matching its sha256 and its webhooks delivered under one id."""
+"""`python -m devstack load` (dev-only): many tasks at once, each retried with its Idempotency-Key,
+with fault markers, refusing receivers and AWS faults on; every accepted task must end as its fault
+says (lost 0, duplicates 0), its MP4 matching its sha256, its webhooks delivered under one id."""
 
 from __future__ import annotations
 
@@ -21,7 +20,8 @@ import httpx
 
 from devstack.processes import local_http
 from devstack.receiver import WebhookReceiver
-from devstack.stack import DevStack, plain_item
+from devstack.stack import DevStack
+from sora_relay.adapters.dynamodb_items import from_attrs
 
 TERMINAL = ("completed", "failed")
 
@@ -52,9 +52,7 @@ SUBMIT_ATTEMPTS, SUBMIT_RETRY_S = 8, 600.0
 
 
 @dataclass(frozen=True)
-class Fault:
-    """One kind of task in the mix: a prompt marker, the outcome it must end in, its weight."""
-
+class Fault:  # one kind of task in the mix: a prompt marker, the outcome it must end in, its weight
     name: str
     marker: str
     status: str  # the terminal status the task must reach
@@ -97,10 +95,10 @@ CRASH_POINTS = (
 def add_crashes(stack: DevStack, rate: float) -> None:
     """Crash each CRASH_POINTS call with probability `rate` (times its factor, seeded), 10 times at most."""
     assert stack.chaos is not None, "crashes need the stack's fault hook (aws_faults)"
-    for number, (function, service, operation, text, factor) in enumerate(CRASH_POINTS):
+    for seed, (function, service, operation, text, factor) in enumerate(CRASH_POINTS, start=31):
         rate_here = min(1.0, rate * factor)
         stack.chaos.add_crash(
-            function, service, operation, body_contains=text, rate=rate_here, count=10, seed=31 + number
+            function, service, operation, body_contains=text, rate=rate_here, count=10, seed=seed
         )
 
 
@@ -153,10 +151,8 @@ class LoadReport:
 
     @property
     def ok(self) -> bool:
-        lists = (
-            self.unexpected + self.sha256_mismatches + self.webhook_undelivered + self.webhook_id_mismatches
-        )
-        return not (self.lost or self.duplicates or self.rejected or lists)
+        lists = self.unexpected, self.sha256_mismatches, self.webhook_undelivered, self.webhook_id_mismatches
+        return not (self.lost or self.duplicates or self.rejected or any(lists))
 
     def lines(self) -> list[str]:
         def counts(found: dict[str, int], empty: str, sep: str = " ") -> str:
@@ -198,17 +194,13 @@ STAGES = {
 }
 
 
-def percentile(values: list[float], share: float) -> float:
-    """The nearest-rank percentile (0 < share <= 1) of `values`."""
-    ordered = sorted(values)
-    return ordered[max(0, min(len(ordered) - 1, math.ceil(share * len(ordered)) - 1))]
-
-
 def _latency_lines(latencies: dict[str, list[float]]) -> list[str]:
     lines = [f"{'latency, ms':38} {'p50':>8} {'p90':>8} {'p99':>8} {'n':>6}"] if latencies else []
     for name, label in STAGES.items():
-        if values := latencies.get(name):
-            p50, p90, p99 = (percentile(values, share) * 1000 for share in (0.5, 0.9, 0.99))
+        if values := sorted(latencies.get(name, [])):  # nearest-rank percentiles
+            p50, p90, p99 = (
+                values[max(0, math.ceil(share * len(values)) - 1)] * 1000 for share in (0.5, 0.9, 0.99)
+            )
             lines.append(f"  {label:36} {p50:8.0f} {p90:8.0f} {p99:8.0f} {len(values):6}")
     return lines
 
@@ -221,9 +213,8 @@ def plan(
     refuse_webhooks: bool = True,
     all_webhooks: bool = False,
 ) -> list[Submission]:
-    """`tasks` submissions in the mix's proportions, shuffled (seeded); most with a callback_url
-    refused a few times per event first, unless not `refuse_webhooks`; every tenth has none unless
-    `all_webhooks`."""
+    """`tasks` submissions in the mix's proportions, shuffled (seeded); their callback_urls refuse
+    each event a few times (unless not `refuse_webhooks`); every tenth has none (unless `all_webhooks`)."""
     weighted = [FAULTS[name] for name, weight in mix.items() for _ in range(weight)]
     run = uuid.uuid4().hex[:6]
     submissions = []
@@ -317,7 +308,7 @@ class LoadRunner:
     def tasks(self) -> list[dict[str, Any]]:
         """Every task in the table, read straight from moto (this process injects no faults)."""
         pages = self._dynamodb.get_paginator("scan").paginate(TableName=self._table, ConsistentRead=True)
-        return [plain_item(item) for page in pages for item in page["Items"]]
+        return [from_attrs(item) for page in pages for item in page["Items"]]
 
     def read_tasks(self, task_ids: list[str]) -> dict[str, dict[str, Any]]:
         """These tasks (those that exist) by id, read straight from moto, 100 per BatchGetItem."""
@@ -330,7 +321,7 @@ class LoadRunner:
                 )
                 found |= {
                     item["task_id"]: item
-                    for item in map(plain_item, answer["Responses"].get(self._table, []))
+                    for item in map(from_attrs, answer["Responses"].get(self._table, []))
                 }
                 keys = answer.get("UnprocessedKeys", {}).get(self._table, {}).get("Keys", [])
         return found

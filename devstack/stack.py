@@ -1,13 +1,6 @@
 """The whole local stack in one object (dev-only), on 127.0.0.1 with fake credentials only:
-
-    with DevStack() as stack:
-        print(stack.api_url, stack.api_key)
-
-start() runs moto's server (a child process), the provider simulator, template.yaml provisioned
-into moto, two tenants (TenantAdmin, as scripts/tenants.py), the local gateway with its function
-workers and the template's other event sources; stop() stops them, by process id. What the
-functions publish on the event bus reaches `bus_events()` through an "event tap" queue.
-"""
+moto's server, the provider simulator, template.yaml provisioned, two tenants, the local gateway
+with its function workers and the template's other event sources (`with DevStack() as stack:`)."""
 
 from __future__ import annotations
 
@@ -18,12 +11,9 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
-
-from boto3.dynamodb.types import TypeDeserializer
 
 from devstack.chaos import Chaos
 from devstack.event_sources import EventSource, build_event_sources
@@ -36,6 +26,7 @@ from devstack.gateway import LocalApiGateway
 from devstack.processes import stop_process
 from devstack.simulator import ProviderSimulator, SimulatorConfig
 from devstack.template import ROOT, Stack, provision, secret_value, token
+from sora_relay.adapters.dynamodb_items import from_attrs
 from sora_relay.adapters.tenant_secrets import TenantSecrets
 from sora_relay.adapters.tenants import TenantStore
 from sora_relay.adapters.usage_plan_keys import UsagePlanKeys
@@ -44,15 +35,10 @@ from sora_relay.usecases.manage_tenants import CreatedTenant, TenantAdmin
 
 DEFAULT_LOG_DIR = ROOT / ".devstack" / "logs"
 STARTUP_TIMEOUT_S = 60.0
+PREFIX = "sora-relay-local"  # the physical names' prefix and AWS::StackName
 EVENT_TAP_PATTERN = {"source": ["sora-relay"]}  # every event the service publishes
 OUTPUTS_FILE = ROOT / ".devstack" / "outputs.json"  # how `make tenants` reaches a `make run` stack
 USAGE_KEYS_MAX_AGE_S = 1.0  # how stale the gateway's copy of the usage plan's keys may be
-
-
-def plain_item(item: Mapping[str, Any]) -> dict[str, Any]:
-    """A DynamoDB item (attribute values, as boto3's client returns it) as plain Python values."""
-    deserializer = TypeDeserializer()
-    return {name: deserializer.deserialize(value) for name, value in item.items()}
 
 
 def _port(preferred: int) -> int:
@@ -69,6 +55,7 @@ class DevStack:
     `aws_faults` (or `aws_fault_rate` > 0): the workers run devstack.chaos's hook with `chaos`'s
     rules; a rate fails that share of their DynamoDB and S3 calls (half 5xx, half throttling).
     `moto_profile`: moto's server runs under cProfile; `api_calls` counts aws_client()'s calls.
+    `queue_visibility_timeout_s`: every queue's at most this (how soon a crashed message returns).
     """
 
     moto_port: int = 4566
@@ -81,14 +68,11 @@ class DevStack:
     console_logs: bool = False
     function_env: dict[str, str] = field(default_factory=dict)  # overrides on top of the template's
     parameters: dict[str, str] = field(default_factory=dict)  # template parameter values
-    prefix: str = "sora-relay-local"
     schedule_interval_s: float | None = None
     aws_faults: bool = False
     aws_fault_rate: float = 0.0
     moto_profile: Path | None = None
     acquire_timeout_s: float = ACQUIRE_TIMEOUT_S
-    # Every queue's VisibilityTimeout at most this (None: the template's): how soon a crashed
-    # invocation's message comes back.
     queue_visibility_timeout_s: int | None = None
 
     def __post_init__(self) -> None:
@@ -101,7 +85,7 @@ class DevStack:
         self.tenants: list[CreatedTenant] = []
         self._usage_keys: dict[str, str] = {}  # value -> id of the usage plan's enabled keys
         self._usage_keys_read = 0.0
-        self._usage_keys_lock = threading.Lock()
+        self._usage_keys_lock, self._tap_lock = threading.Lock(), threading.Lock()
         # One key per provider family, each in its own secret, as a deployment with all three has.
         self.provider_api_key, self.fal_key, self.replicate_token = token(48), token(40), "r8_" + token(37)
         self._moto: subprocess.Popen[bytes] | None = None
@@ -113,7 +97,6 @@ class DevStack:
         self.event_sources: list[EventSource] = []
         self.stack: Stack | None = None
         self._bus_events: list[dict[str, Any]] = []
-        self._tap_lock = threading.Lock()
         self._started = False
 
     # -- what callers use --
@@ -150,15 +133,14 @@ class DevStack:
 
     def task_item(self, task_id: str) -> dict[str, Any] | None:
         """The task's DynamoDB item as plain Python values (what the service stored)."""
-        key = {"task_id": {"S": task_id}}
         answer = self.aws_client("dynamodb").get_item(
-            TableName=self.ref("TasksTable"), Key=key, ConsistentRead=True
+            TableName=self.ref("TasksTable"), Key={"task_id": {"S": task_id}}, ConsistentRead=True
         )
-        return plain_item(answer["Item"]) if "Item" in answer else None
+        return from_attrs(answer["Item"]) if "Item" in answer else None
 
     def bus_events(self) -> list[dict[str, Any]]:
-        """Every event the stack's bus got so far (moto delivers while put_events runs), oldest first,
-        as EventBridge delivers them to an SQS target ({"id", "detail-type", "source", "detail", ...})."""
+        """Every event the stack's bus got so far, oldest first, as EventBridge delivers them to an
+        SQS target ({"id", "detail-type", "source", "detail", ...})."""
         if not self.event_tap_url:
             raise RuntimeError("the stack is not started")
         with self._tap_lock:
@@ -177,77 +159,6 @@ class DevStack:
             if source.function_id == function_id and kind in (None, source.kind):
                 return source
         raise LookupError(f"no {kind or ''} event source runs {function_id}")
-
-    # -- lifecycle --
-
-    def provider_parameters(self) -> dict[str, str]:
-        """Every provider family enabled, each pointed at its simulator dialect."""
-        sim = self.simulator
-        assert sim is not None
-        return {
-            "AceDataApiKey": self.provider_api_key,
-            "AceDataBaseUrl": sim.base_url("acedata"),
-            "FalApiKey": self.fal_key,
-            "FalUserId": sim.config.fal_user_id,
-            "FalQueueBaseUrl": sim.base_url("fal"),
-            "FalJwksUrl": sim.base_url("fal") + "/.well-known/jwks.json",
-            "ReplicateApiToken": self.replicate_token,
-            "ReplicateBaseUrl": sim.base_url("replicate"),
-        }
-
-    def start(self) -> DevStack:
-        if self._started:
-            raise RuntimeError("the stack is already started")
-        self._started = True
-        atexit.register(self.stop)  # belt and braces for an interpreter exit without stop()
-        try:
-            if self.log_dir is not None:
-                self.log_dir.mkdir(parents=True, exist_ok=True)
-                self._moto_log = (self.log_dir / "moto.log").open("wb")
-            self._moto, self.moto_url = start_moto(
-                self.moto_port, log=self._moto_log, profile=self.moto_profile, timeout_s=STARTUP_TIMEOUT_S
-            )
-            self.moto_port = int(self.moto_url.rsplit(":", 1)[1])
-            if self.aws_faults:
-                self._start_chaos()
-            config = SimulatorConfig(
-                api_token=self.provider_api_key,
-                fal_key=self.fal_key,
-                replicate_token=self.replicate_token,
-                callback_delay_s=self.callback_delay,
-                late_delay_s=self.late_callback_delay,
-                host=HOST,
-                port=_port(self.simulator_port),
-            )
-            self.simulator = ProviderSimulator(config).start()
-            with aws_environment(self.moto_url):
-                self.stack = provision(self.prefix, {**self.provider_parameters(), **self.parameters})
-                self.webhook_secret = "whsec_" + secret_value(self.stack, "WebhookSigningSecret")
-            self._start_tenants()
-            sqs = self.aws_client("sqs")
-            if self.queue_visibility_timeout_s is not None:
-                self._shorten_visibility(sqs, self.queue_visibility_timeout_s)
-            buses = [self.stack.refs[name] for name in self.stack.of_type("AWS::Events::EventBus")]
-            tap = f"{self.prefix}-event-tap"
-            self.event_tap_url = tap_event_buses(
-                sqs, self.aws_client("events"), buses, tap, EVENT_TAP_PATTERN
-            )
-            self._start_gateway()
-            self.event_sources = build_event_sources(
-                self.stack,
-                self.gateway,  # type: ignore[arg-type]
-                lambda service: self.aws_client(service, label="event-sources"),
-                default_concurrency=self.workers,
-                schedule_interval_s=self.schedule_interval_s,
-            )
-            for source in self.event_sources:
-                source.start()
-        except BaseException:
-            self.stop()
-            raise
-        return self
-
-    # -- tenants --
 
     def tenant_admin(self) -> TenantAdmin:
         """The operator's commands on this stack's tenants (what scripts/tenants.py runs)."""
@@ -269,13 +180,95 @@ class DevStack:
                 continue
         return found
 
+    def usage_key_id(self, value: str) -> str | None:
+        """The id of the usage plan's enabled API key with this value (the gateway's key check),
+        from a copy of moto's keys at most USAGE_KEYS_MAX_AGE_S old (an unknown value reads again)."""
+        with self._usage_keys_lock:
+            fresh = time.monotonic() - self._usage_keys_read < USAGE_KEYS_MAX_AGE_S
+            if fresh and value in self._usage_keys:
+                return self._usage_keys[value]
+            client = self.aws_client("apigateway", label="gateway")
+            on_plan = client.get_usage_plan_keys(usagePlanId=self.ref("RestApiUsagePlan")).get("items", [])
+            ids = {key["id"] for key in on_plan}
+            keys = client.get_api_keys(includeValues=True).get("items", [])
+            self._usage_keys = {k["value"]: k["id"] for k in keys if k.get("enabled") and k["id"] in ids}
+            self._usage_keys_read = time.monotonic()
+            return self._usage_keys.get(value)
+
+    # -- lifecycle --
+
+    def start(self) -> DevStack:
+        if self._started:
+            raise RuntimeError("the stack is already started")
+        self._started = True
+        atexit.register(self.stop)  # belt and braces for an interpreter exit without stop()
+        try:
+            if self.log_dir is not None:
+                self.log_dir.mkdir(parents=True, exist_ok=True)
+                self._moto_log = (self.log_dir / "moto.log").open("wb")
+            self._moto, self.moto_url = start_moto(
+                self.moto_port, log=self._moto_log, profile=self.moto_profile, timeout_s=STARTUP_TIMEOUT_S
+            )
+            self.moto_port = int(self.moto_url.rsplit(":", 1)[1])
+            if self.aws_faults:
+                self._start_chaos()
+            self.simulator = sim = ProviderSimulator(
+                SimulatorConfig(
+                    api_token=self.provider_api_key,
+                    fal_key=self.fal_key,
+                    replicate_token=self.replicate_token,
+                    callback_delay_s=self.callback_delay,
+                    late_delay_s=self.late_callback_delay,
+                    host=HOST,
+                    port=_port(self.simulator_port),
+                )
+            ).start()
+            providers = {  # every provider family enabled, each pointed at its simulator dialect
+                "AceDataApiKey": self.provider_api_key,
+                "AceDataBaseUrl": sim.base_url("acedata"),
+                "FalApiKey": self.fal_key,
+                "FalUserId": sim.config.fal_user_id,
+                "FalQueueBaseUrl": sim.base_url("fal"),
+                "FalJwksUrl": sim.base_url("fal") + "/.well-known/jwks.json",
+                "ReplicateApiToken": self.replicate_token,
+                "ReplicateBaseUrl": sim.base_url("replicate"),
+            }
+            with aws_environment(self.moto_url):
+                self.stack = stack = provision(PREFIX, {**providers, **self.parameters})
+                self.webhook_secret = "whsec_" + secret_value(stack, "WebhookSigningSecret")
+            self._start_tenants()
+            sqs = self.aws_client("sqs")
+            for name, resource in stack.of_type("AWS::SQS::Queue").items():
+                timeout = int(stack.resolve(resource.get("Properties", {}).get("VisibilityTimeout", 30)))
+                if self.queue_visibility_timeout_s is not None and timeout > self.queue_visibility_timeout_s:
+                    attributes = {"VisibilityTimeout": str(self.queue_visibility_timeout_s)}
+                    sqs.set_queue_attributes(QueueUrl=stack.refs[name], Attributes=attributes)
+            buses = [stack.refs[name] for name in stack.of_type("AWS::Events::EventBus")]
+            self.event_tap_url = tap_event_buses(
+                sqs, self.aws_client("events"), buses, f"{PREFIX}-event-tap", EVENT_TAP_PATTERN
+            )
+            self._start_gateway()
+            self.event_sources = build_event_sources(
+                stack,
+                self.gateway,  # type: ignore[arg-type]
+                lambda service: self.aws_client(service, label="event-sources"),
+                default_concurrency=self.workers,
+                schedule_interval_s=self.schedule_interval_s,
+            )
+            for source in self.event_sources:
+                source.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
     def _start_tenants(self) -> None:
         """The usage plan SAM makes for the API (throttle and quota from the parameters), two
         tenants with a key each, and the outputs file for `make tenants`."""
         stack = self._provisioned()
         values = stack.parameters
         plan = self.aws_client("apigateway", label="operator").create_usage_plan(
-            name=f"{self.prefix}-usage-plan",
+            name=f"{PREFIX}-usage-plan",
             throttle={
                 "rateLimit": float(values["ThrottleRateLimit"]),
                 "burstLimit": int(values["ThrottleBurstLimit"]),
@@ -299,36 +292,12 @@ class DevStack:
                 json.dumps({"Endpoint": self.moto_url, "Outputs": self.outputs()}, indent=2)
             )
 
-    def usage_key_id(self, value: str) -> str | None:
-        """The id of the usage plan's enabled API key with this value (the gateway's key check),
-        from a copy of moto's keys at most USAGE_KEYS_MAX_AGE_S old (an unknown value reads again)."""
-        with self._usage_keys_lock:
-            fresh = time.monotonic() - self._usage_keys_read < USAGE_KEYS_MAX_AGE_S
-            if fresh and value in self._usage_keys:
-                return self._usage_keys[value]
-            client = self.aws_client("apigateway", label="gateway")
-            on_plan = client.get_usage_plan_keys(usagePlanId=self.ref("RestApiUsagePlan")).get("items", [])
-            keys = client.get_api_keys(includeValues=True).get("items", [])
-            ids = {key["id"] for key in on_plan}
-            self._usage_keys = {k["value"]: k["id"] for k in keys if k.get("enabled") and k["id"] in ids}
-            self._usage_keys_read = time.monotonic()
-            return self._usage_keys.get(value)
-
-    def _shorten_visibility(self, sqs: Any, limit: int) -> None:
-        stack = self._provisioned()
-        for name, resource in stack.of_type("AWS::SQS::Queue").items():
-            if int(stack.resolve(resource.get("Properties", {}).get("VisibilityTimeout", 30))) > limit:
-                sqs.set_queue_attributes(
-                    QueueUrl=stack.refs[name], Attributes={"VisibilityTimeout": str(limit)}
-                )
-
     def _start_chaos(self) -> None:
         self.chaos = Chaos().start()
         half = self.aws_fault_rate / 2
-        for seed, service in ((11, "dynamodb"), (13, "s3")):  # seeded: the same share every run
-            if half > 0:
-                self.chaos.add_fault(service, rate=half, kind="server_error", seed=seed)
-                self.chaos.add_fault(service, rate=half, kind="throttle", seed=seed + 1)
+        for seed, service in ((11, "dynamodb"), (13, "s3")) if half > 0 else ():  # seeded: the same each run
+            self.chaos.add_fault(service, rate=half, kind="server_error", seed=seed)
+            self.chaos.add_fault(service, rate=half, kind="throttle", seed=seed + 1)
 
     def _start_gateway(self) -> None:
         stack = self._provisioned()
@@ -363,17 +332,15 @@ class DevStack:
             source.request_stop()  # all at once, then wait for each
         for source in self.event_sources:
             source.stop()
-        self.event_sources = []
         for part in (self.simulator, self.gateway, self.chaos):
             if part is not None:
                 part.stop()
-        self.simulator = self.gateway = self.chaos = None
+        self.event_sources, self.simulator, self.gateway, self.chaos = [], None, None, None
         if self._moto is not None:
             stop_process(self._moto)
-            self._moto = None
         if self._moto_log is not None:
             self._moto_log.close()
-            self._moto_log = None
+        self._moto = self._moto_log = None
 
     def __enter__(self) -> DevStack:
         return self.start()

@@ -1,7 +1,6 @@
-"""template.yaml as the single source of truth for local runs (dev-only): provisioned into whatever
-endpoint boto3 points at, each function's environment and the API's routes resolved from it
-(Ref, GetAtt, Sub, If with the Conditions, Join, Select; AWS::StackName is the local prefix), and
-put back between tests (Changes, reset)."""
+"""template.yaml as the single source of truth for local runs (dev-only): provisioned into boto3's
+current endpoint, its intrinsics resolved (Ref, GetAtt, Sub, If, Join, the Conditions;
+AWS::StackName is the local prefix), and put back between tests (Changes, reset)."""
 
 from __future__ import annotations
 
@@ -35,8 +34,7 @@ NO_VALUE: Any = _NoValue()  # AWS::NoValue: a property or list item that resolve
 
 
 class _CfnLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
-    """Keeps CloudFormation's short-form tags as long-form dicts. Our own 15 lines, not cfn-lint's
-    decoder: importing cfnlint takes ~0.9 s per process, libyaml parses the template in 20 ms."""
+    """Short-form tags as long-form dicts; not cfn-lint's decoder: importing cfnlint takes ~0.9 s."""
 
 
 def _construct_tag(loader: yaml.SafeLoader, tag_suffix: str, node: yaml.Node) -> Any:
@@ -83,14 +81,6 @@ class Route:
         pattern = "^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(self.path)) + "$"
         found = re.match(pattern, path)
         return found.groupdict() if found else None
-
-
-_PSEUDO = {
-    "AWS::Region": REGION,
-    "AWS::AccountId": ACCOUNT,
-    "AWS::URLSuffix": "amazonaws.com",
-    "AWS::Partition": "aws",
-}
 
 
 def _props(resource: dict[str, Any]) -> dict[str, Any]:
@@ -145,31 +135,32 @@ class Stack:
     def code_dir(self, function_id: str) -> Path:
         return ROOT / self.functions()[function_id]["Properties"]["CodeUri"]
 
-    # --- resolving intrinsics ---
     def resolve(self, value: Any) -> Any:
-        if isinstance(value, dict) and len(value) == 1:
-            ((name, argument),) = value.items()
-            if name == "Ref":
-                return self._ref(argument)
-            if name == "Fn::GetAtt":
-                return self.attributes[
-                    tuple(argument.split(".", 1) if isinstance(argument, str) else argument)
-                ]
-            if name == "Fn::Sub":
-                return self._substitute(argument)
-            if name == "Fn::If":
-                condition, when_true, when_false = argument
-                return self.resolve(when_true if self.condition(condition) else when_false)
-            if name == "Fn::Join":
-                return str(argument[0]).join(str(item) for item in self.resolve(argument[1]))
-            if name == "Fn::Select":
-                return self.resolve(argument[1])[int(self.resolve(argument[0]))]
-            if name in ("Fn::Equals", "Fn::Not", "Fn::And", "Fn::Or", "Condition", "Fn::Condition"):
-                return self._truth(value)
+        """The value of an intrinsic (conditions' functions included), a list or a scalar."""
         if isinstance(value, list):
-            return [item for item in (self.resolve(item) for item in value) if item is not NO_VALUE]
+            return [item for item in map(self.resolve, value) if item is not NO_VALUE]
         if isinstance(value, (str, int, float, bool)):
             return value
+        ((name, arg),) = value.items() if isinstance(value, dict) and len(value) == 1 else [(None, None)]
+        if name == "Ref":
+            return self._ref(arg)
+        if name == "Fn::GetAtt":
+            return self.attributes[tuple(arg.split(".", 1) if isinstance(arg, str) else arg)]
+        if name == "Fn::Sub":
+            return self._substitute(arg)
+        if name == "Fn::If":
+            return self.resolve(arg[1] if self.condition(arg[0]) else arg[2])
+        if name == "Fn::Join":
+            return str(arg[0]).join(str(item) for item in self.resolve(arg[1]))
+        if name == "Fn::Equals":  # compared as CloudFormation's strings (true/false for booleans)
+            left, right = (json.dumps(v) if isinstance(v, bool) else str(v) for v in self.resolve(arg))
+            return left == right
+        if name == "Fn::Not":
+            return not self.resolve(arg[0])
+        if name in ("Fn::And", "Fn::Or"):
+            return (all if name == "Fn::And" else any)(self.resolve(item) for item in arg)
+        if name in ("Condition", "Fn::Condition"):
+            return self.condition(arg)
         raise ValueError(f"Cannot resolve {value!r} locally")
 
     def condition(self, name: str) -> bool:
@@ -177,25 +168,7 @@ class Stack:
         conditions = self.template.get("Conditions", {})
         if name not in conditions:
             raise KeyError(f"{name} is not a condition of the template")
-        return self._truth(conditions[name])
-
-    def _truth(self, expression: Any) -> bool:
-        if isinstance(expression, bool):
-            return expression
-        if isinstance(expression, dict) and len(expression) == 1:
-            ((name, argument),) = expression.items()
-            if name == "Fn::Equals":  # compared as CloudFormation's strings (true/false for booleans)
-                left, right = (
-                    json.dumps(v) if isinstance(v, bool) else str(v) for v in self.resolve(argument)
-                )
-                return left == right
-            if name == "Fn::Not":
-                return not self._truth(argument[0])
-            if name in ("Fn::And", "Fn::Or"):
-                return (all if name == "Fn::And" else any)(self._truth(item) for item in argument)
-            if name in ("Condition", "Fn::Condition"):
-                return self.condition(argument)
-        raise ValueError(f"Cannot evaluate the condition {expression!r} locally")
+        return bool(self.resolve(conditions[name]))
 
     def _substitute(self, argument: Any) -> str:
         text, variables = (argument, {}) if isinstance(argument, str) else argument
@@ -213,11 +186,13 @@ class Stack:
         return re.sub(r"\$\{([^}]+)\}", value, text)
 
     def _ref(self, name: str) -> Any:
-        stack_id = f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{self.stack_name}/local"
         pseudo = {
-            **_PSEUDO,
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::Partition": "aws",
             "AWS::StackName": self.stack_name,
-            "AWS::StackId": stack_id,
+            "AWS::StackId": f"arn:aws:cloudformation:{REGION}:{ACCOUNT}:stack/{self.stack_name}/local",
             "AWS::NoValue": NO_VALUE,
         }
         for known in (pseudo, self.parameters, self.refs):
@@ -227,8 +202,8 @@ class Stack:
 
     def dead_letter_targets(self, queue: str, params: dict[str, Any] | None = None) -> list[str]:
         """The ARNs `queue` redrives into: the template's RedrivePolicy, and one a call sets."""
-        template_policy = _props(self.template["Resources"][queue]).get("RedrivePolicy", {})
-        policies = [{key: self.resolve(value) for key, value in template_policy.items()}]
+        policy = _props(self.template["Resources"][queue]).get("RedrivePolicy", {})
+        policies = [{key: self.resolve(value) for key, value in policy.items()}]
         if set_policy := (params or {}).get("Attributes", {}).get("RedrivePolicy"):
             policies.append(json.loads(set_policy))
         return [str(p["deadLetterTargetArn"]) for p in policies if p.get("deadLetterTargetArn")]
@@ -239,9 +214,8 @@ _MAPPED_SOURCES = {"AWS::SQS::Queue": ("SQS", "Queue"), "AWS::DynamoDB::Table": 
 
 
 def function_events(template: dict[str, Any], function_id: str) -> dict[str, dict[str, Any]]:
-    """A function's triggers in SAM's event shape: its own `Events`, plus every
-    AWS::Lambda::EventSourceMapping naming it (the template uses those to keep SAM's managed
-    policies with Resource "*" off the roles), by the mapping's logical id."""
+    """A function's triggers in SAM's event shape: its `Events` plus the EventSourceMappings naming
+    it (they keep SAM's managed policies with Resource "*" off the roles), by logical id."""
     resources = template["Resources"]
     events = dict(_props(resources[function_id]).get("Events", {}))
     for name, resource in resources.items():
@@ -267,53 +241,8 @@ def _logical_id(value: Any) -> str | None:
     return None
 
 
-def parameter_values(template: dict[str, Any], overrides: dict[str, str]) -> dict[str, str]:
-    specs = template.get("Parameters", {})
-    values = {name: str(spec["Default"]) for name, spec in specs.items() if "Default" in spec} | overrides
-    missing = [name for name in specs if name not in values]
-    if missing:
-        raise ValueError(f"Template parameters without a value: {', '.join(missing)}")
-    return values
-
-
-def provision(prefix: str, parameters: dict[str, str], *, template: dict[str, Any] | None = None) -> Stack:
-    """Create the template's tables, bucket, queues, event buses and secrets through boto3's current
-    endpoint. Physical names start with `prefix`, which is also the stack's AWS::StackName."""
-    template = template or load_template()
-    stack = Stack(template, parameter_values(template, parameters), stack_name=prefix)
-    clients = AwsClients()
-    # Queues that others redrive into must exist first.
-    ordered = sorted(template["Resources"].items(), key=lambda item: "RedrivePolicy" in _props(item[1]))
-    for name, resource in ordered:
-        if "Condition" in resource and not stack.condition(resource["Condition"]):
-            continue  # e.g. a provider's key secret when its key parameter is empty
-        props, kind = _props(resource), resource["Type"]
-        if kind == "AWS::DynamoDB::Table":
-            _create_table(clients.dynamodb, stack, name, props)
-        elif kind == "AWS::S3::Bucket":
-            _create_bucket(clients.s3, stack, name, props)
-        elif kind == "AWS::SQS::Queue":
-            _create_queue(clients.sqs, stack, name, props)
-        elif kind == "AWS::Events::EventBus":
-            bus = str(stack.resolve(props["Name"])) if "Name" in props else f"{prefix}-{name}"
-            stack.attributes[(name, "Arn")] = clients.events.create_event_bus(Name=bus)["EventBusArn"]
-            stack.refs[name] = stack.attributes[(name, "Name")] = bus
-        elif kind == "AWS::Serverless::Api":  # served by devstack.gateway: only its id, for !Ref
-            stack.refs[name] = LOCAL_API_ID
-        elif kind == "AWS::SecretsManager::Secret":
-            spec = props.get("GenerateSecretString", {})
-            generated = token(
-                int(spec.get("PasswordLength", 32)), punctuation=not spec.get("ExcludePunctuation")
-            )
-            value = str(stack.resolve(props["SecretString"])) if "SecretString" in props else generated
-            arn = clients.secretsmanager.create_secret(Name=f"{prefix}/{name}", SecretString=value)["ARN"]
-            stack.refs[name], stack.secret_values[name] = arn, value
-    return stack
-
-
 class AwsClients:
-    """boto3 clients by service name, each made on first use (through boto3's endpoint and default
-    session at that time); reset() callers may keep one for many resets."""
+    """boto3 clients by service name, each made on first use (boto3's endpoint at that time)."""
 
     def __getattr__(self, service: str) -> Any:
         if service.startswith("_"):
@@ -322,38 +251,37 @@ class AwsClients:
         return client
 
 
-def _create_table(dynamodb: Any, stack: Stack, name: str, props: dict[str, Any]) -> None:
+def _create_table(clients: AwsClients, stack: Stack, name: str, props: dict[str, Any]) -> None:
     table = f"{stack.stack_name}-{name}"
     keys = ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes")
     request = {"TableName": table, "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST")}
     request |= {key: props[key] for key in keys if props.get(key)}
     if props.get("StreamSpecification"):
         request["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
-    description = dynamodb.create_table(**request)["TableDescription"]
+    description = clients.dynamodb.create_table(**request)["TableDescription"]
     if ttl := props.get("TimeToLiveSpecification"):
-        dynamodb.update_time_to_live(TableName=table, TimeToLiveSpecification=ttl)
+        clients.dynamodb.update_time_to_live(TableName=table, TimeToLiveSpecification=ttl)
     stack.refs[name] = table
     stack.attributes[(name, "Arn")] = description["TableArn"]
     if description.get("LatestStreamArn"):
         stack.attributes[(name, "StreamArn")] = description["LatestStreamArn"]
 
 
-def _create_bucket(s3: Any, stack: Stack, name: str, props: dict[str, Any]) -> None:
-    bucket = f"{stack.stack_name}-{name}".lower()
-    s3.create_bucket(Bucket=bucket)
+def _create_bucket(clients: AwsClients, stack: Stack, name: str, props: dict[str, Any]) -> None:
+    bucket = stack.refs[name] = f"{stack.stack_name}-{name}".lower()
+    clients.s3.create_bucket(Bucket=bucket)
     if block := props.get("PublicAccessBlockConfiguration"):
-        s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=block)
+        clients.s3.put_public_access_block(Bucket=bucket, PublicAccessBlockConfiguration=block)
     if encryption := props.get("BucketEncryption"):  # CloudFormation's names differ from the API's here
         rules = [
             {"ApplyServerSideEncryptionByDefault": rule["ServerSideEncryptionByDefault"]}
             for rule in encryption["ServerSideEncryptionConfiguration"]
         ]
-        s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": rules})
-    stack.refs[name] = bucket
+        clients.s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={"Rules": rules})
     stack.attributes[(name, "Arn")] = f"arn:aws:s3:::{bucket}"
 
 
-def _create_queue(sqs: Any, stack: Stack, name: str, props: dict[str, Any]) -> None:
+def _create_queue(clients: AwsClients, stack: Stack, name: str, props: dict[str, Any]) -> None:
     keys = ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds")
     attributes = {key: str(stack.resolve(props[key])) for key in keys if key in props}
     if redrive := props.get("RedrivePolicy"):
@@ -361,47 +289,73 @@ def _create_queue(sqs: Any, stack: Stack, name: str, props: dict[str, Any]) -> N
             {key: stack.resolve(value) for key, value in redrive.items()}
         )
     queue_name = f"{stack.stack_name}-{name}"
-    stack.refs[name] = url = sqs.create_queue(QueueName=queue_name, Attributes=attributes)["QueueUrl"]
+    url = stack.refs[name] = clients.sqs.create_queue(QueueName=queue_name, Attributes=attributes)["QueueUrl"]
     if (name, "Arn") not in stack.attributes:  # made again: same name, same ARN
-        answer = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+        answer = clients.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
         stack.attributes[(name, "Arn")] = answer["Attributes"]["QueueArn"]
         stack.attributes[(name, "QueueName")] = queue_name
+
+
+def _create_bus(clients: AwsClients, stack: Stack, name: str, props: dict[str, Any]) -> None:
+    bus = str(stack.resolve(props["Name"])) if "Name" in props else f"{stack.stack_name}-{name}"
+    stack.attributes[(name, "Arn")] = clients.events.create_event_bus(Name=bus)["EventBusArn"]
+    stack.refs[name] = stack.attributes[(name, "Name")] = bus
+
+
+def _create_secret(clients: AwsClients, stack: Stack, name: str, props: dict[str, Any]) -> None:
+    spec = props.get("GenerateSecretString", {})
+    value = token(int(spec.get("PasswordLength", 32)), punctuation=not spec.get("ExcludePunctuation"))
+    value = str(stack.resolve(props["SecretString"])) if "SecretString" in props else value
+    secret = clients.secretsmanager.create_secret(Name=f"{stack.stack_name}/{name}", SecretString=value)
+    stack.refs[name], stack.secret_values[name] = secret["ARN"], value
+
+
+def _note_api(clients: AwsClients, stack: Stack, name: str, props: dict[str, Any]) -> None:
+    stack.refs[name] = LOCAL_API_ID  # served by devstack.gateway: only its id, for !Ref
+
+
+# What provision() makes of each resource type (the others: IAM, logs, functions are not made).
+_PROVISIONERS = {
+    "AWS::DynamoDB::Table": _create_table,
+    "AWS::S3::Bucket": _create_bucket,
+    "AWS::SQS::Queue": _create_queue,
+    "AWS::Events::EventBus": _create_bus,
+    "AWS::SecretsManager::Secret": _create_secret,
+    "AWS::Serverless::Api": _note_api,
+}
+
+
+def provision(prefix: str, parameters: dict[str, str], *, template: dict[str, Any] | None = None) -> Stack:
+    """The template's resources made through boto3's current endpoint, named `prefix`-...."""
+    template = template or load_template()
+    specs = template.get("Parameters", {})
+    values = {name: str(spec["Default"]) for name, spec in specs.items() if "Default" in spec} | parameters
+    if missing := [name for name in specs if name not in values]:
+        raise ValueError(f"Template parameters without a value: {', '.join(missing)}")
+    stack, clients = Stack(template, values, stack_name=prefix), AwsClients()
+    # Queues that others redrive into must exist first.
+    for name, resource in sorted(
+        template["Resources"].items(), key=lambda item: "RedrivePolicy" in _props(item[1])
+    ):
+        if make := _PROVISIONERS.get(resource["Type"]):
+            make(clients, stack, name, _props(resource))
+    return stack
 
 
 # --- putting a provisioned stack back (tests provision once per session and reset per test) ---
 
 # Operations that change nothing (by name); everything else an AWS client calls is a change.
 _READ_PREFIXES = ("Get", "Describe", "List", "Query", "Scan", "BatchGet", "TransactGet", "Head")
-# fmt: off
-_TABLE_WRITES = frozenset({
-    "PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems",
-    "ExecuteStatement", "BatchExecuteStatement", "ExecuteTransaction",
-})
-_MESSAGE_OPERATIONS = frozenset({
-    "SendMessage", "SendMessageBatch", "ReceiveMessage", "DeleteMessage", "DeleteMessageBatch",
-    "ChangeMessageVisibility", "ChangeMessageVisibilityBatch", "PurgeQueue", "SetQueueAttributes",
-})
-_OBJECT_WRITES = frozenset({
-    "PutObject", "CopyObject", "DeleteObject", "DeleteObjects", "CreateMultipartUpload", "UploadPart",
-    "UploadPartCopy", "CompleteMultipartUpload", "AbortMultipartUpload", "PutObjectTagging",
-    "DeleteObjectTagging",
-})
-_RULE_OPERATIONS = frozenset({"PutRule", "PutTargets", "RemoveTargets", "DeleteRule", "EnableRule", "DisableRule"})
-_KEY_WRITES = frozenset({
-    "CreateUsagePlan", "UpdateUsagePlan", "DeleteUsagePlan", "CreateUsagePlanKey", "DeleteUsagePlanKey",
-    "CreateApiKey", "UpdateApiKey", "DeleteApiKey", "ImportApiKeys",
-})
-_SECRET_WRITES = frozenset({"CreateSecret", "PutSecretValue", "UpdateSecret", "DeleteSecret"})
-# fmt: on
+# The step of reset() that undoes any change of a service (others: ResetImpossible).
+_UNDO = {"dynamodb": "tables", "sqs": "queues", "s3": "bucket", "events": "rules"}
+_UNDO |= {"apigateway": "api_keys", "secretsmanager": "secrets"}
 
 Call = tuple[str, str, dict[str, Any]]  # service, operation, parameters
 
 
 class Changes:
-    """The calls this process makes to AWS's own endpoints (which moto's in-process mock answers;
-    not a moto server on 127.0.0.1) that may change something, while `recording`: what reset()
-    must undo. Installed as botocore handlers of every session made afterwards (and of boto3's
-    default session, if there is one)."""
+    """What reset() must undo: the changing calls to AWS's own endpoints (moto's in-process mock)
+    while `recording`, seen by botocore handlers of every session made after install()."""
 
     _PARAMS = "devstack.changes.params"  # where the call's parameters wait in its request context
 
@@ -414,9 +368,8 @@ class Changes:
 
         handlers = [("before-parameter-build", self._keep_params), ("before-call", self._record)]
         BUILTIN_HANDLERS.extend(handlers)
-        if boto3.DEFAULT_SESSION is not None:
-            for event, handler in handlers:
-                boto3.DEFAULT_SESSION.events.register(event, handler)
+        for event, handler in handlers if boto3.DEFAULT_SESSION is not None else []:
+            boto3.DEFAULT_SESSION.events.register(event, handler)
         return self
 
     def _keep_params(self, params: dict[str, Any], model: Any, context: dict[str, Any], **_: Any) -> None:
@@ -435,79 +388,85 @@ class Changes:
         return calls
 
 
-@dataclass
-class _Undo:
-    tables: bool = False
-    # Queues (logical ids) made again: emptier than a purge (which SQS, and moto, allow once a
-    # minute per queue), and it undoes SetQueueAttributes too.
-    queues: set[str] = field(default_factory=set)
-    extra_queues: bool = False
-    bucket: bool = False
-    rules: bool = False
-    secrets: bool = False
-    extra_secrets: bool = False
-    api_keys: bool = False  # the usage plans and API keys (the template provisions none here)
-
-    @classmethod
-    def everything(cls, stack: Stack) -> _Undo:
-        return cls(
-            True,
-            set(stack.of_type("AWS::SQS::Queue")),
-            True,
-            True,
-            True,
-            True,
-            extra_secrets=True,
-            api_keys=True,
-        )
-
-
 class ResetImpossible(Exception):
-    """The stack changed in a way reset() does not undo (a resource deleted or reconfigured, or
-    the backend is no longer the one provisioned): provision again."""
+    """The stack changed in a way reset() does not undo, or moto was reset: provision again."""
 
 
 def reset(stack: Stack, changes: list[Call] | None = None, *, clients: AwsClients | None = None) -> None:
     """Put the resources back as provision() left them, through boto3's current endpoint: tables
-    and queues made again (empty; fresh stream ARNs in `stack`, all else keeps its name, URL and
-    ARN), the bucket emptied, extra queues, rules, secrets, usage plans and API keys removed, the
-    stack's secrets at their values. With
-    `changes` (Changes.take()), only what those calls touched; None: everything."""
+    and queues made again (empty; fresh stream ARNs in `stack`; names, URLs and ARNs kept), the
+    bucket emptied, extra tables, queues, rules, secrets, usage plans and API keys removed, the
+    stack's secrets at their values. With `changes` (Changes.take()), only what those calls touched."""
     from botocore.exceptions import ClientError
 
     clients = clients or AwsClients()
-    undo = _undo_for(stack, changes) if changes is not None else _Undo.everything(stack)
+    ours = {kind: stack.of_type(f"AWS::{kind}") for kind in ("DynamoDB::Table", "SQS::Queue")}
+    if changes is None:
+        steps, queues = {*_UNDO.values(), "restore"}, set(ours["SQS::Queue"])
+    else:
+        steps, queues = _undo_for(stack, changes)
     try:
-        _check_provisioned(clients, stack, restore=undo.secrets)
-        for name, resource in stack.of_type("AWS::DynamoDB::Table").items() if undo.tables else []:
-            clients.dynamodb.delete_table(TableName=stack.refs[name])
-            _create_table(clients.dynamodb, stack, name, _props(resource))
-        for name in _with_their_sources(stack, undo.queues):
+        _check_provisioned(clients, stack, restore="restore" in steps)
+        if "tables" in steps:  # ours made again, the others go
+            for table in clients.dynamodb.list_tables()["TableNames"]:
+                clients.dynamodb.delete_table(TableName=table)
+            for name, resource in ours["DynamoDB::Table"].items():
+                _create_table(clients, stack, name, _props(resource))
+        for name in _with_their_sources(stack, queues):
             clients.sqs.delete_queue(QueueUrl=stack.refs[name])
-            _create_queue(clients.sqs, stack, name, _props(stack.template["Resources"][name]))
-        if undo.extra_queues:
-            ours = {stack.refs[name] for name in stack.of_type("AWS::SQS::Queue")}
-            for url in set(clients.sqs.list_queues(MaxResults=1000).get("QueueUrls", [])) - ours:
+            _create_queue(clients, stack, name, _props(stack.template["Resources"][name]))
+        if "queues" in steps:  # the queues a caller made go
+            urls = {stack.refs[name] for name in ours["SQS::Queue"]}
+            for url in set(clients.sqs.list_queues(MaxResults=1000).get("QueueUrls", [])) - urls:
                 clients.sqs.delete_queue(QueueUrl=url)
-        for name in stack.of_type("AWS::S3::Bucket") if undo.bucket else []:
+        for name in stack.of_type("AWS::S3::Bucket") if "bucket" in steps else []:
             _empty_bucket(clients.s3, stack.refs[name])
-        for name in stack.of_type("AWS::Events::EventBus") if undo.rules else []:
-            _remove_rules(clients.events, stack.refs[name])
-        if undo.api_keys:
+        if "rules" in steps:  # rules go, and buses a caller made (one of ours deleted: ClientError)
+            buses = {stack.refs[name] for name in stack.of_type("AWS::Events::EventBus")} | {"default"}
+            for bus in buses | {bus["Name"] for bus in clients.events.list_event_buses()["EventBuses"]}:
+                _remove_rules(clients.events, bus)
+                if bus not in buses:
+                    clients.events.delete_event_bus(Name=bus)
+        if "api_keys" in steps:
             _remove_api_keys(clients.apigateway)
-        if undo.extra_secrets:  # e.g. the tenants' signing secrets
-            ours = {stack.refs[name] for name in stack.secret_values}
+        if "secrets" in steps:  # those a caller made (e.g. the tenants' signing secrets) go
+            arns = {stack.refs[name] for name in stack.secret_values}
             for page in clients.secretsmanager.get_paginator("list_secrets").paginate():
-                for arn in {secret["ARN"] for secret in page["SecretList"]} - ours:
+                for arn in {secret["ARN"] for secret in page["SecretList"]} - arns:
                     clients.secretsmanager.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
-    except ClientError as error:
+    except ClientError as error:  # e.g. a queue or secret of the stack deleted
         raise ResetImpossible(str(error)) from error
 
 
+def _undo_for(stack: Stack, calls: list[Call]) -> tuple[set[str], set[str]]:
+    """reset()'s steps that undo `calls`, and the queues (logical ids) to make again."""
+    steps: set[str] = set()
+    queues: set[str] = set()
+    urls = {stack.refs[name]: name for name in stack.of_type("AWS::SQS::Queue")}
+    arns = {stack.attributes[(name, "Arn")]: name for name in urls.values()}
+    buckets = {stack.refs[name] for name in stack.of_type("AWS::S3::Bucket")}
+    secrets = {stack.refs[name] for name in stack.secret_values}
+    secrets |= {f"{stack.stack_name}/{name}" for name in stack.secret_values}
+    for service, operation, params in calls:
+        if service == "dynamodbstreams" or operation == "PutEvents":
+            continue  # PutEvents reaches only the targets of rules the caller put (undone with them)
+        if service not in _UNDO or (service == "s3" and params.get("Bucket") not in buckets):
+            raise ResetImpossible(f"{service} {operation}")
+        if queue := urls.get(params.get("QueueUrl", "")) if service == "sqs" else None:
+            # A receive past maxReceiveCount moves the message to the dead-letter queue.
+            queues |= {queue} | {arns[t] for t in stack.dead_letter_targets(queue, params) if t in arns}
+        elif service == "secretsmanager" and params.get("SecretId") in secrets:
+            steps.add("restore")  # one of ours: its value put back (deleted: a ClientError)
+        else:  # for sqs and secretsmanager: queues and secrets a caller made go
+            steps.add(_UNDO[service])
+        if operation == "PutTargets":  # a queue of ours among them may receive events
+            queues |= {arns[t["Arn"]] for t in params.get("Targets", []) if t.get("Arn") in arns}
+    return steps, queues
+
+
 def _with_their_sources(stack: Stack, queues: set[str]) -> list[str]:
-    """`queues` and the queues that redrive into them (moto's queue holds its dead-letter queue
-    itself, found when its policy is set: a queue made again needs its sources made again),
-    dead-letter queues first."""
+    """`queues` and those that redrive into them (moto's queue holds its dead-letter queue itself,
+    found when its policy is set), dead-letter queues first."""
     arns = {stack.attributes[(name, "Arn")] for name in queues}
     sources = {
         name for name in stack.of_type("AWS::SQS::Queue") if arns & set(stack.dead_letter_targets(name))
@@ -515,65 +474,15 @@ def _with_their_sources(stack: Stack, queues: set[str]) -> list[str]:
     return sorted(queues | sources, key=lambda id: "RedrivePolicy" in _props(stack.template["Resources"][id]))
 
 
-def _undo_for(stack: Stack, calls: list[Call]) -> _Undo:
-    """What undoes `calls`; ResetImpossible for a call it cannot undo."""
-    undo = _Undo()
-    queues = {stack.refs[name]: name for name in stack.of_type("AWS::SQS::Queue")}
-    queue_arns = {stack.attributes[(name, "Arn")]: name for name in queues.values()}
-    buckets = {stack.refs[name] for name in stack.of_type("AWS::S3::Bucket")}
-    buses = {stack.refs[name] for name in stack.of_type("AWS::Events::EventBus")}
-    secrets = {stack.refs[name] for name in stack.secret_values} | {
-        f"{stack.stack_name}/{name}" for name in stack.secret_values
-    }
-    for service, operation, params in calls:
-        if service == "dynamodbstreams" or (service, operation) == ("events", "PutEvents"):
-            continue  # PutEvents reaches only the targets of rules the caller put (undone with them)
-        if service == "dynamodb" and operation in _TABLE_WRITES:
-            undo.tables = True
-        elif service == "sqs" and operation in _MESSAGE_OPERATIONS:
-            queue = queues.get(params.get("QueueUrl", ""))
-            if queue is None:  # a queue the caller made: it goes
-                undo.extra_queues = True
-                continue
-            undo.queues.add(queue)
-            # A receive past maxReceiveCount moves the message to the dead-letter queue.
-            undo.queues.update(
-                queue_arns[t] for t in stack.dead_letter_targets(queue, params) if t in queue_arns
-            )
-        elif service == "sqs" and operation in ("CreateQueue", "DeleteQueue"):
-            if operation == "DeleteQueue" and params.get("QueueUrl") in queues:
-                raise ResetImpossible(f"{operation} {params.get('QueueUrl')}")
-            undo.extra_queues = True
-        elif service == "s3" and operation in _OBJECT_WRITES and params.get("Bucket") in buckets:
-            undo.bucket = True
-        elif service == "secretsmanager" and operation in _SECRET_WRITES:
-            if params.get("SecretId") in secrets:
-                if operation == "DeleteSecret":
-                    raise ResetImpossible(f"{operation} {params['SecretId']}")
-                undo.secrets = True  # its value put back
-            else:  # one the caller made: it goes
-                undo.extra_secrets = True
-        elif service == "apigateway" and operation in _KEY_WRITES:
-            undo.api_keys = True
-        elif service == "events" and operation in _RULE_OPERATIONS and params.get("EventBusName") in buses:
-            undo.rules = True
-            if operation == "PutTargets":  # a queue of ours among them may receive events
-                targets = {target.get("Arn") for target in params.get("Targets", [])}
-                undo.queues.update(queue_arns[arn] for arn in targets if arn in queue_arns)
-        else:
-            raise ResetImpossible(f"{service} {operation}")
-    return undo
-
-
 def _check_provisioned(clients: AwsClients, stack: Stack, *, restore: bool) -> None:
     """Fail unless the backend still holds this stack (its secrets' values are random, so a backend
     reset, or provisioned again, shows); with `restore`, every secret gets its value back."""
     for name, value in stack.secret_values.items():
         current = clients.secretsmanager.get_secret_value(SecretId=stack.refs[name])["SecretString"]
-        if restore and current != value:
-            clients.secretsmanager.put_secret_value(SecretId=stack.refs[name], SecretString=value)
-        elif current != value:
+        if current != value and not restore:
             raise ResetImpossible(f"{name} is not the secret provisioned")
+        if current != value:
+            clients.secretsmanager.put_secret_value(SecretId=stack.refs[name], SecretString=value)
         if not restore:
             return  # one is enough to recognise the stack
 

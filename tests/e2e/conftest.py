@@ -8,7 +8,6 @@ reach the tests as fixtures (`eventually`, `unique`, `probe_mp4`), not imports o
 
 from __future__ import annotations
 
-import io
 import os
 import subprocess
 import sys
@@ -18,11 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import av
 import httpx
 import pytest
 
 from devstack import processes
+from devstack.__main__ import Mp4Info, probe_mp4
 from devstack.load import FAST_FUNCTION_ENV, FAST_PARAMETERS, FAST_VISIBILITY_SECONDS
 from devstack.receiver import WebhookReceiver
 from devstack.stack import DevStack
@@ -78,23 +77,6 @@ class VideoApi:
         response = self.client.get("/v1/videos", params={"limit": 100})
         assert response.status_code == 200, response.text
         return [video["id"] for video in response.json()["data"]]
-
-
-@dataclass(frozen=True)
-class Mp4Info:
-    seconds: float
-    width: int
-    height: int
-    frames: int
-
-
-def probe_mp4(data: bytes) -> Mp4Info:
-    """Decode every frame with PyAV: proves the bytes are a real, playable MP4."""
-    with av.open(io.BytesIO(data), format="mp4") as container:
-        stream = container.streams.video[0]
-        frames = sum(1 for _ in container.decode(stream))
-        seconds = float(container.duration / av.time_base) if container.duration else 0.0
-        return Mp4Info(seconds, stream.codec_context.width, stream.codec_context.height, frames)
 
 
 def _client(base_url: str, api_key: str | None) -> httpx.Client:

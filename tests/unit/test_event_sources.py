@@ -692,5 +692,35 @@ def test_reset_removes_the_secrets_plans_and_keys_a_test_made_and_restores_the_s
     assert names == {f"unit/{name}" for name in stack.secret_values}
     assert apigateway.get_usage_plans()["items"] == [] and apigateway.get_api_keys()["items"] == []
     assert secret_value(stack, "WebhookSigningSecret") == stack.secret_values["WebhookSigningSecret"]
+    secrets.delete_secret(SecretId=signing, ForceDeleteWithoutRecovery=True)
     with pytest.raises(ResetImpossible):
         reset(stack, [("secretsmanager", "DeleteSecret", {"SecretId": signing})])
+    with pytest.raises(ResetImpossible):  # a service reset() does not undo
+        reset(stack, [("lambda", "CreateFunction", {})])
+
+
+def test_reset_undoes_a_services_changes_and_refuses_a_deleted_queue_or_bus(aws):
+    stack = provision("unit", {"AceDataApiKey": "token"})
+    dynamodb, events = (boto3.client(name, region_name="us-east-1") for name in ("dynamodb", "events"))
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    dynamodb.delete_table(TableName=stack.refs["TasksTable"])
+    dynamodb.create_table(
+        TableName="extra",
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[{"AttributeName": "k", "AttributeType": "S"}],
+        KeySchema=[{"AttributeName": "k", "KeyType": "HASH"}],
+    )
+    events.create_event_bus(Name="extra")
+    events.put_rule(Name="rule", EventBusName="extra", EventPattern='{"source": ["x"]}')
+    reset(stack, [("dynamodb", "DeleteTable", {}), ("events", "CreateEventBus", {})])
+
+    assert sorted(dynamodb.list_tables()["TableNames"]) == sorted(
+        stack.refs[name] for name in stack.of_type("AWS::DynamoDB::Table")
+    )
+    assert [bus["Name"] for bus in events.list_event_buses()["EventBuses"]] == ["default", "unit-videos"]
+    sqs.delete_queue(QueueUrl=stack.refs["WebhookQueue"])
+    with pytest.raises(ResetImpossible):
+        reset(stack, [("sqs", "DeleteQueue", {"QueueUrl": stack.refs["WebhookQueue"]})])
+    events.delete_event_bus(Name=stack.refs["EventBus"])
+    with pytest.raises(ResetImpossible):
+        reset(stack, [("events", "DeleteEventBus", {"Name": stack.refs["EventBus"]})])
