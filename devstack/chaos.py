@@ -21,9 +21,8 @@ import tempfile
 import uuid
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -57,13 +56,12 @@ def _change(path: str) -> Iterator[dict[str, Any]]:
         os.replace(path + ".tmp", path)
 
 
-@dataclass(frozen=True)
-class Call:
-    """One AWS call as a rule sees it; `body` is empty for a streamed one (an S3 part)."""
+class Call(NamedTuple):
+    """One AWS call as a rule sees it: `function` is the worker's FunctionId; `body` is b"" if streamed."""
 
     service: str
     operation: str
-    function: str | None = None  # the template FunctionId of the worker making it
+    function: str | None = None
     body: bytes = b""
 
 
@@ -124,8 +122,7 @@ def _error_response(service: str, kind: str, request: Any) -> Any:
 def hook(request: Any, event_name: str, path: str, **_: Any) -> Any:
     """botocore's before-send: None (send it), the fault's AWSResponse, or the end of this process."""
     service_id, operation = event_name.split(".", 2)[1:]
-    service = _ALIASES.get(service_id, service_id)
-    body = getattr(request, "body", b"")
+    service, body = _ALIASES.get(service_id, service_id), getattr(request, "body", b"")
     body = body.encode() if isinstance(body, str) else body if isinstance(body, bytes) else b""
     name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")  # devstack.functions: local-<FunctionId>
     call = Call(service, operation, name.removeprefix("local-") if name.startswith("local-") else None, body)
@@ -190,12 +187,11 @@ class FaultRule(BaseModel):
 class Chaos:
     """The stack's fault rules, in a state file its workers read (see the module docstring)."""
 
-    def __init__(self) -> None:
-        self.path: str | None = None
-        self._last: dict[str, Any] = {"rules": [], "counters": {}, "faults": {}, "crashes": {}, "next": 1}
+    path: str | None = None
 
     def start(self) -> Chaos:
         self.path = os.path.join(tempfile.mkdtemp(prefix="devstack-chaos-"), "faults.json")
+        self._last: dict[str, Any] = {"rules": [], "counters": {}, "faults": {}, "crashes": {}, "next": 1}
         with open(self.path, "w") as file:
             json.dump(self._last, file)
         return self
