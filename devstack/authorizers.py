@@ -1,8 +1,6 @@
-"""API Gateway's REST Lambda authorizers of REQUEST type, as the local gateway runs them (dev-only):
-header identity sources, the answer cache (`ReauthorizeEvery`), API Gateway's 401/403/500 answers,
-an allowing answer's `context` and `usageIdentifierKey`. Not reproduced: TOKEN, Cognito and IAM
-authorizers, identity sources other than headers.
-"""
+"""API Gateway's REST Lambda authorizers of REQUEST type for the local gateway (dev-only): header identity
+sources, the answer cache (`ReauthorizeEvery`), the 401/403/500 answers, an allowing answer's `context`
+and `usageIdentifierKey`. Not reproduced: TOKEN, Cognito, IAM authorizers, other identity sources."""
 
 from __future__ import annotations
 

@@ -1,10 +1,7 @@
-"""AWS faults for the local stack's functions, from a botocore `before-send` hook (dev-only).
-
-Each function worker installs `hook` (devstack.worker); a call a rule matches gets AWS's error in the
-service's protocol (botocore retries it as AWS's own), a dropped connection, or a crash (exit 137, as
-a Lambda timeout) before it is sent. Rules and counters live in one JSON file under a flock, so
-`count` and a seeded `rate` hold across workers.
-"""
+"""AWS faults for the local stack's functions from a botocore `before-send` hook (dev-only), which each
+worker installs (devstack.worker): a call a rule matches gets AWS's error in its protocol (botocore
+retries it as AWS's own), a dropped connection, or a crash (exit 137, as a Lambda timeout) before it
+is sent. Rules and counters live in one JSON file under a flock: `count` and `rate` hold across workers."""
 
 from __future__ import annotations
 
@@ -142,8 +139,7 @@ def hook(request: Any, event_name: str, path: str, **_: Any) -> Any:
 
 
 def install(path: str, session: Any = None) -> None:
-    """The hook, first among before-send handlers (ahead of moto's mock), in `session` (a boto3
-    Session) or else in every botocore session created from now on and boto3's default one."""
+    """The hook, first (ahead of moto's mock), in `session` or else in boto3's default and every new one."""
     import boto3
     from botocore.handlers import BUILTIN_HANDLERS, REGISTER_FIRST
 
@@ -233,7 +229,7 @@ class Chaos:
     def add_crash(
         self, function: str, service: str, operation: str | None = None, **options: Any
     ) -> FaultRule:
-        """Kill `function`'s worker at a matching call (the next one unless `count` says), before it is sent."""
+        """Kill `function`'s worker at a matching call before it is sent (the next one unless `count`)."""
         return self.add_fault(
             service, operation, **{"count": 1, **options, "kind": "crash", "function": function}
         )

@@ -1,9 +1,5 @@
-"""moto's server as the local stack's AWS (dev-only): fake credentials, never a real account.
-
-`start_moto()` runs it in a child process on 127.0.0.1 with a watchdog (it exits when its parent
-dies, so no port stays held); with `profile`, it profiles every request and writes the merged
-profile there when stopped (bench/throughput.py reads it).
-"""
+"""moto's server as the local stack's AWS (dev-only; fake credentials): a child process on 127.0.0.1
+that exits with its parent (no port stays held), optionally profiling each request (bench/throughput.py)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,8 @@
 """`make fuzz`: schemathesis' CLI against a fresh local stack, with docs/openapi.yaml (dev-only).
 
-    python -m devstack.fuzz --requests 1000 [--seed 1] [--strict]
-
 It fails on a 5xx, a 4xx off the error shape, a request let through without a valid key, or fewer
 requests than asked (`--strict`: also answers off the document). Nothing leaves 127.0.0.1: no task
-finishes and every URL the service would call is pinned to 127.0.0.1 (devstack/fuzz_hooks.py).
-"""
+finishes and every URL the service would call is pinned there (devstack/fuzz_hooks.py)."""
 
 from __future__ import annotations
 

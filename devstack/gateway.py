@@ -1,8 +1,7 @@
-"""A local API Gateway (REST, Lambda proxy integration) from template.yaml (dev-only): routes, API
-keys, authorizers, stage, BinaryMediaTypes (requests), GatewayResponses, and each function on its
-own instances (devstack.functions), which devstack.event_sources reach through `invoke()`. Not
-reproduced: binary responses, usage-plan throttling, the 29 s integration timeout, TLS.
-"""
+"""A local API Gateway (REST, Lambda proxy) from template.yaml (dev-only): routes, API keys, authorizers,
+stage, BinaryMediaTypes (requests), GatewayResponses, and the functions' instances (devstack.functions)
+that devstack.event_sources reach through `invoke()`. Not reproduced: binary responses, usage-plan
+throttling, the 29 s integration timeout, TLS."""
 
 from __future__ import annotations
 
@@ -208,8 +207,7 @@ class LocalApiGateway:
 
 
 def _read_body(request: BaseHTTPRequestHandler, limit: int) -> bytes | None:
-    """The body, or None when it is over `limit`: then it is read and dropped (up to 8 times the
-    limit) so that the client sees the 413 rather than a reset connection."""
+    """The body, or None over `limit`: then read and dropped (up to 8 times it): the client sees the 413."""
     if "chunked" in (request.headers.get("Transfer-Encoding") or "").lower():
         body = DechunkedInput(request.rfile).read(limit + 1)
         if len(body) <= limit:

@@ -17,8 +17,7 @@ T = TypeVar("T")
 
 
 def eventually(probe: Callable[[], T | None], *, timeout: float, what: str = "a condition") -> T:
-    """Poll `probe` until it returns something truthy and return it; an AssertionError (a failed check
-    to pytest) at the deadline."""
+    """Poll `probe` until it returns something truthy; at the deadline, an AssertionError (a failed check)."""
     deadline, interval = time.monotonic() + timeout, 0.01
     while not (value := probe()):
         if time.monotonic() > deadline:
@@ -34,8 +33,7 @@ def local_http(base_url: str = "", **options: Any) -> httpx.Client:
 
 
 def stop_process(process: subprocess.Popen[Any], grace_s: float = 5.0, *, terminate: bool = True) -> None:
-    """End a child: terminate it (terminate=False: after `grace_s` to exit on its own), then kill it
-    if it is still there `grace_s` later."""
+    """End a child: terminate (terminate=False: after `grace_s` to exit), then kill it `grace_s` later."""
     steps: list[Callable[[], None]] = [process.terminate, process.kill]
     for step in steps if terminate else [lambda: None, *steps]:
         if process.poll() is None:
