@@ -63,19 +63,10 @@ class LocalApiGateway:
         # Literal routes before parameterised ones, as API Gateway matches them.
         self.routes = sorted(stack.routes(), key=lambda route: route.path.count("{"))
         self._server = QuietHTTPServer(self, port)
+        self.port = int(self._server.server_address[1])
+        self.domain_name = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.domain_name}/{self.stage}"
         self.pools: dict[str, FunctionPool] = {}
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def domain_name(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.domain_name}/{self.stage}"
 
     def function_spec(self, function_id: str) -> functions.FunctionSpec:
         return functions.function_spec(self.stack, function_id, self._environment)

@@ -52,11 +52,7 @@ class WebhookReceiver:
         self.secret, self._server, self._cond = secret, QuietHTTPServer(self), threading.Condition()
         self._deliveries: list[Delivery] = []
         self._seen = Counter[tuple[str, str]]()  # deliveries per (path, webhook-id)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/hooks/sora"
+        self.url = "http://{}:{}/hooks/sora".format(*self._server.server_address[:2])
 
     def url_failing(self, times: int, status: int = 503) -> str:
         """A callback_url whose every event is refused `times` times with `status`, then accepted."""
