@@ -63,8 +63,9 @@ def run_schemathesis(stack: DevStack, *, requests: int, seed: int, strict: bool)
     # hundred: half the budget per operation reaches it with a margin.
     max_examples = max(1, math.ceil(requests / (2 * operations)))
     assert stack.stack is not None and stack.simulator is not None
-    with aws_environment(stack.moto_url):  # it puts the environment back as it found it on exit
-        os.environ["FUZZ_CALLBACK_KEY"] = secret_value(stack.stack, "CallbackTokenSecret")
+    with aws_environment(stack.moto_url):  # it puts os.environ back as it found it on exit: set it after
+        callback_key = secret_value(stack.stack, "CallbackTokenSecret")
+    os.environ["FUZZ_CALLBACK_KEY"] = callback_key
     os.environ["FUZZ_API_KEY"] = stack.api_key
     os.environ["FUZZ_VIDEO_IDS"] = ",".join(make_seed_videos(stack))
     stack.simulator.config.callback_delay_s = FUZZ_DELAY_S
