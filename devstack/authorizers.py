@@ -1,8 +1,6 @@
-"""API Gateway's REST Lambda authorizers of REQUEST type, as the local gateway runs them (dev-only):
-header identity sources, the answer cache (`ReauthorizeEvery`), API Gateway's 401/403/500 answers,
-the `context` and `usageIdentifierKey` of an allowing answer. Not reproduced: TOKEN, Cognito and
-IAM authorizers, identity sources other than headers.
-"""
+"""API Gateway's REST Lambda authorizers of REQUEST type for the local gateway (dev-only): header identity
+sources, the answer cache (`ReauthorizeEvery`), the 401/403/500 answers, an allowing answer's `context`
+and `usageIdentifierKey`. Not reproduced: TOKEN, Cognito, IAM authorizers, other identity sources."""
 
 from __future__ import annotations
 
@@ -25,7 +23,6 @@ Invoke = Callable[[str, dict[str, Any], str], Any]  # (function id, event, reque
 
 @dataclass(frozen=True)
 class AuthorizerSpec:
-    name: str
     function_id: str
     identity_headers: tuple[str, ...]  # lower case
     ttl_s: float
@@ -39,45 +36,22 @@ class Authorized:
     usage_identifier_key: str | None
 
 
-def authorizer_specs(stack: Stack, api: dict[str, Any]) -> dict[str, AuthorizerSpec]:
-    """The REQUEST authorizers of the API's `Auth.Authorizers`, by name."""
-    specs = {}
-    for name, spec in (api.get("Auth", {}).get("Authorizers") or {}).items():
-        function_id = _logical_id(spec.get("FunctionArn"))
-        if spec.get("FunctionPayloadType", "TOKEN") != "REQUEST" or function_id is None:
-            raise ValueError(
-                f"authorizer {name}: only REQUEST authorizers of a template function run locally"
-            )
-        identity = spec.get("Identity") or {}
-        headers = tuple(str(header).lower() for header in identity.get("Headers") or ())
-        ttl_s = float(stack.resolve(identity.get("ReauthorizeEvery", SAM_DEFAULT_TTL_S)))
-        specs[name] = AuthorizerSpec(name, function_id, headers, ttl_s)
-    return specs
-
-
-def method_arn(api_id: str, stage: str, method: str, path: str) -> str:
-    return f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{api_id}/{stage}/{method}{path}"
-
-
-def request_event(proxy_event: dict[str, Any], arn: str) -> dict[str, Any]:
-    """The REQUEST authorizer's event: the proxy event without its body, plus type and methodArn."""
-    kept = {name: value for name, value in proxy_event.items() if name not in ("body", "isBase64Encoded")}
-    return {"type": "REQUEST", "methodArn": arn, **kept}
-
-
-def _allows(policy: Any, arn: str) -> bool:
-    """IAM's evaluation (moto's): an explicit Deny wins, then an Allow."""
-    found = IAMPolicy(json.dumps(policy)).is_action_permitted("execute-api:Invoke", arn)
-    return found == PermissionResult.PERMITTED
-
-
 class Authorizers:
-    """Runs the API's authorizers through `invoke` (the gateway's function pools), with the cache."""
+    """The API's `Auth.Authorizers`, run through `invoke` (the gateway's function pools), with the cache."""
 
-    def __init__(self, specs: dict[str, AuthorizerSpec], invoke: Invoke) -> None:
-        self.specs = specs
-        self._invoke = invoke
-        self._lock = threading.Lock()
+    def __init__(self, stack: Stack, api: dict[str, Any], invoke: Invoke) -> None:
+        self.specs: dict[str, AuthorizerSpec] = {}
+        for name, spec in (api.get("Auth", {}).get("Authorizers") or {}).items():
+            function_id = _logical_id(spec.get("FunctionArn"))
+            if spec.get("FunctionPayloadType", "TOKEN") != "REQUEST" or function_id is None:
+                raise ValueError(
+                    f"authorizer {name}: only REQUEST authorizers of a template function run locally"
+                )
+            identity = spec.get("Identity") or {}
+            headers = tuple(str(header).lower() for header in identity.get("Headers") or ())
+            ttl_s = float(stack.resolve(identity.get("ReauthorizeEvery", SAM_DEFAULT_TTL_S)))
+            self.specs[name] = AuthorizerSpec(function_id, headers, ttl_s)
+        self._invoke, self._lock = invoke, threading.Lock()
         self._cache: dict[tuple[str, tuple[str, ...]], tuple[float, dict[str, Any]]] = {}
         self.invocations = 0  # calls of a function (the other answers came from the cache)
 
@@ -86,37 +60,40 @@ class Authorizers:
         with self._lock:
             self._cache.clear()
 
-    def authorize(
-        self, name: str, proxy_event: dict[str, Any], arn: str, request_id: str
-    ) -> Authorized | proxy.GatewayError:
-        spec = self.specs[name]
-        headers = {key.lower(): value for key, value in (proxy_event.get("headers") or {}).items()}
+    def authorize(self, name: str, event: dict[str, Any], request_id: str) -> Authorized | proxy.GatewayError:
+        """Whether the proxy `event` may reach its function, as the authorizer `name` answers."""
+        spec, context = self.specs[name], event["requestContext"]
+        headers = {key.lower(): value for key, value in (event.get("headers") or {}).items()}
         identity = tuple(str(headers.get(header) or "") for header in spec.identity_headers)
         if not all(identity):
             return proxy.UNAUTHORIZED  # API Gateway does not call the function
-        cache_key = (name, identity) if spec.ttl_s > 0 and spec.identity_headers else None
+        arn = f"arn:aws:execute-api:{REGION}:{ACCOUNT}:{context['apiId']}/{context['stage']}/"
+        arn += f"{event['httpMethod']}{event['path']}"
+        key = (name, identity) if spec.ttl_s > 0 and spec.identity_headers else None
         with self._lock:  # a None key is never stored; an expired answer is replaced below
-            expires, answer = self._cache.get(cache_key, (0.0, None))  # type: ignore[arg-type]
-        if time.monotonic() >= expires:
-            answer = None
+            expires, answer = self._cache.get(key, (0.0, None))  # type: ignore[arg-type]
         started = time.monotonic()
-        if answer is None:
+        if started >= expires:
+            # The REQUEST authorizer's event: the proxy event without its body, plus type and methodArn.
+            asked = {"type": "REQUEST", "methodArn": arn, **event}
+            del asked["body"], asked["isBase64Encoded"]
             try:
                 self.invocations += 1
-                answer = self._invoke(spec.function_id, request_event(proxy_event, arn), request_id)
+                answer = self._invoke(spec.function_id, asked, request_id)
             except InvocationFailed as failure:
-                if failure.kind == "error" and str(failure).partition(": ")[2] == "Unauthorized":
-                    return proxy.UNAUTHORIZED
-                return proxy.AUTHORIZER_FAILURE
+                unauthorized = failure.kind == "error" and str(failure).partition(": ")[2] == "Unauthorized"
+                return proxy.UNAUTHORIZED if unauthorized else proxy.AUTHORIZER_FAILURE
         try:
             if not isinstance(answer, dict) or not answer.get("principalId"):
                 raise ValueError("no principalId")
-            allowed = _allows(answer["policyDocument"], arn)
+            # IAM's evaluation (moto's): an explicit Deny wins, then an Allow.
+            policy = IAMPolicy(json.dumps(answer["policyDocument"]))
+            allowed = policy.is_action_permitted("execute-api:Invoke", arn) == PermissionResult.PERMITTED
         except (ValueError, TypeError, AttributeError, KeyError):
             return proxy.AUTHORIZER_FAILURE
-        if cache_key is not None:
+        if key is not None:
             with self._lock:
-                self._cache[cache_key] = (time.monotonic() + spec.ttl_s, answer)
+                self._cache[key] = (time.monotonic() + spec.ttl_s, answer)
         if not allowed:
             return proxy.ACCESS_DENIED
         context = {**(answer.get("context") or {}), "principalId": answer["principalId"]}

@@ -1,10 +1,7 @@
-"""AWS faults for the local stack's functions, from a botocore `before-send` hook (dev-only).
-
-Each function worker installs `hook` before its handler (devstack.worker); a call that a rule of
-the test's `Chaos` matches gets the error AWS would answer, in the service's protocol (botocore
-retries it as AWS's own), or a crash (exit 137, as a Lambda timeout) before it is sent. Rules and
-counters live in one JSON file under a flock, so `count` and a seeded `rate` hold across workers.
-"""
+"""AWS faults for the local stack's functions from a botocore `before-send` hook (dev-only), which each
+worker installs (devstack.worker): a call a rule matches gets AWS's error in its protocol (botocore
+retries it as AWS's own), a dropped connection, or a crash (exit 137, as a Lambda timeout) before it
+is sent. Rules and counters live in one JSON file under a flock: `count` and `rate` hold across workers."""
 
 from __future__ import annotations
 
@@ -21,9 +18,8 @@ import tempfile
 import uuid
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
@@ -57,14 +53,13 @@ def _change(path: str) -> Iterator[dict[str, Any]]:
         os.replace(path + ".tmp", path)
 
 
-@dataclass(frozen=True)
-class Call:
-    """One AWS call, as a rule sees it."""
+class Call(NamedTuple):
+    """One AWS call as a rule sees it: `function` is the worker's FunctionId; `body` is b"" if streamed."""
 
     service: str
     operation: str
-    function: str | None = None  # the template FunctionId of the worker making it
-    body: bytes = b""  # the serialised request (empty for a streamed body, such as an S3 part)
+    function: str | None = None
+    body: bytes = b""
 
 
 def _live(rule: dict[str, Any], state: dict[str, Any], call: Call) -> bool:
@@ -78,24 +73,19 @@ def _live(rule: dict[str, Any], state: dict[str, Any], call: Call) -> bool:
 
 
 def _fires(rule: dict[str, Any], matched: int) -> bool:
-    if rule["rate"] is None:
-        return True
-    if rule["seed"] is None:
-        return random.random() < rule["rate"]
+    if rule["rate"] is None or rule["seed"] is None:
+        return rule["rate"] is None or random.random() < rule["rate"]
     digest = hashlib.blake2b(f"{rule['seed']}:{matched}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64 < rule["rate"]
 
 
-def decide(path: str, service: str | Call, operation: str | None = None) -> str | None:
+def decide(path: str, call: Call) -> str | None:
     """The fault kind of the first rule that fires for this call, or None; counted in the file."""
-    call = service if isinstance(service, Call) else Call(service, str(operation))
     state = _read(path)
     if not any(_live(rule, state, call) for rule in state["rules"]):
         return None  # the common case takes no lock
     with _change(path) as state:
-        for rule in state["rules"]:
-            if not _live(rule, state, call):
-                continue
+        for rule in (rule for rule in state["rules"] if _live(rule, state, call)):
             counters = state["counters"][rule["id"]]
             counters[0] += 1
             if _fires(rule, counters[0]):
@@ -113,10 +103,9 @@ def _error_response(service: str, kind: str, request: Any) -> Any:
     from botocore.awsrequest import AWSResponse
 
     status, code = _ERRORS.get(service, _ERRORS["*"])[kind == "throttle"]
-    request_id = str(uuid.uuid4())
-    headers = {"x-amzn-RequestId": request_id}
+    headers = {"x-amzn-RequestId": str(uuid.uuid4())}
     if service == "s3":
-        headers |= {"x-amz-request-id": request_id, "Content-Type": "application/xml"}
+        headers |= {"x-amz-request-id": headers["x-amzn-RequestId"], "Content-Type": "application/xml"}
         body = f"<Error><Code>{code}</Code><Message>{FAULT_MESSAGE}</Message></Error>".encode()
     else:
         headers |= {"Content-Type": "application/x-amz-json-1.0", "x-amzn-ErrorType": code}
@@ -127,17 +116,15 @@ def _error_response(service: str, kind: str, request: Any) -> Any:
     return AWSResponse(request.url, status, headers, SimpleNamespace(stream=lambda **_: iter([body])))
 
 
-def hook(request: Any, event_name: str, path: str | None = None, **_: Any) -> Any:
+def hook(request: Any, event_name: str, path: str, **_: Any) -> Any:
     """botocore's before-send: None (send it), the fault's AWSResponse, or the end of this process."""
-    path = path or os.environ.get(ENV)
     service_id, operation = event_name.split(".", 2)[1:]
-    service = _ALIASES.get(service_id, service_id)
-    body = getattr(request, "body", b"")
+    service, body = _ALIASES.get(service_id, service_id), getattr(request, "body", b"")
     body = body.encode() if isinstance(body, str) else body if isinstance(body, bytes) else b""
     name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "")  # devstack.functions: local-<FunctionId>
     call = Call(service, operation, name.removeprefix("local-") if name.startswith("local-") else None, body)
     try:
-        kind = decide(path, call) if path else None
+        kind = decide(path, call)
     except (OSError, ValueError):  # no state file (the stack is stopping): no fault
         return None
     if kind == "crash":  # as Lambda kills an instance out of time or memory: no cleanup, no answer
@@ -152,19 +139,16 @@ def hook(request: Any, event_name: str, path: str | None = None, **_: Any) -> An
 
 
 def install(path: str, session: Any = None) -> None:
-    """The hook, first among before-send handlers (ahead of moto's mock), in `session` (a boto3
-    Session) or else in every botocore session created from now on and boto3's default one."""
+    """The hook, first (ahead of moto's mock), in `session` or else in boto3's default and every new one."""
+    import boto3
     from botocore.handlers import BUILTIN_HANDLERS, REGISTER_FIRST
 
     handler = functools.partial(hook, path=path)
+    if session is None:
+        BUILTIN_HANDLERS.append(("before-send", handler, REGISTER_FIRST))
+        session = boto3.DEFAULT_SESSION
     if session is not None:
         session.events.register_first("before-send", handler)
-        return
-    import boto3
-
-    BUILTIN_HANDLERS.append(("before-send", handler, REGISTER_FIRST))
-    if boto3.DEFAULT_SESSION is not None:
-        boto3.DEFAULT_SESSION.events.register_first("before-send", handler)
 
 
 Text = Annotated[str, Field(min_length=1)]
@@ -184,113 +168,82 @@ class FaultRule(BaseModel):
     seed: int | None = None  # makes `rate` fail the same calls of the rule's sequence every run
     function: Text | None = None  # a template FunctionId; None: every process with the hook
     body_contains: list[Text] = Field(default=[], strict=False)  # texts the request must all hold
-    _chaos: Chaos | None = PrivateAttr(None)
+    _chaos: Chaos = PrivateAttr()
 
     @property
     def matched(self) -> int:
         """Matching calls seen while the rule could still fire."""
-        return int(self._counters()[0])
+        return int(self._chaos.read()["counters"][self.id][0])
 
     @property
     def injected(self) -> int:
-        return int(self._counters()[1])
-
-    def _counters(self) -> list[int]:
-        assert self._chaos is not None
-        return list(self._chaos._read()["counters"][self.id])
-
-
-KINDS = get_args(FaultRule.model_fields["kind"].annotation)
+        return int(self._chaos.read()["counters"][self.id][1])
 
 
 class Chaos:
     """The stack's fault rules, in a state file its workers read (see the module docstring)."""
 
-    def __init__(self) -> None:
-        self.path: str | None = None
-        self._last: dict[str, Any] = {"rules": [], "counters": {}, "faults": {}, "crashes": {}, "next": 1}
+    path: str | None = None
 
     def start(self) -> Chaos:
-        if self.path is not None:
-            raise RuntimeError("chaos already started")
         self.path = os.path.join(tempfile.mkdtemp(prefix="devstack-chaos-"), "faults.json")
+        self._last: dict[str, Any] = {"rules": [], "counters": {}, "faults": {}, "crashes": {}, "next": 1}
         with open(self.path, "w") as file:
             json.dump(self._last, file)
         return self
 
     def stop(self) -> None:
         if self.path is not None:
-            self._read()  # the rules' counts stay readable
+            self.read()  # the rules' counts stay readable
             shutil.rmtree(os.path.dirname(self.path), ignore_errors=True)
             self.path = None
+
+    __enter__, __exit__ = start, lambda self, *_: self.stop()
 
     @property
     def environment(self) -> dict[str, str]:
         """What a worker needs in its environment to install the hook."""
-        if self.path is None:
-            raise RuntimeError("chaos not started")
+        assert self.path is not None, "chaos not started"
         return {ENV: self.path}
 
-    def _read(self) -> dict[str, Any]:
-        if self.path is not None:
-            self._last = _read(self.path)
+    def read(self) -> dict[str, Any]:
+        """The rules, their counters and the tallies (the last copy read once stopped)."""
+        self._last = _read(self.path) if self.path is not None else self._last
         return self._last
-
-    @contextlib.contextmanager
-    def _change(self) -> Iterator[dict[str, Any]]:
-        with _change(self.environment[ENV]) as state:
-            yield state
-            self._last = state
 
     def add_fault(self, service: str, operation: str | None = None, **options: Any) -> FaultRule:
         """Fail matching calls of `service` and `operation` (None: any); `options` are FaultRule's
         (`body_contains` may be one text). Rules are tried in the order they were added."""
         if isinstance(options.get("body_contains"), str):
             options["body_contains"] = [options["body_contains"]]
-        options = {name: value for name, value in options.items() if value is not None}
-        rule = FaultRule(service=service, operation=operation, **options)
-        with self._change() as state:
-            rule.id = f"f{state['next']}"
-            state["next"] += 1
+        rule = FaultRule(
+            service=service, operation=operation, **{k: v for k, v in options.items() if v is not None}
+        )
+        with _change(self.environment[ENV]) as state:
+            rule.id, state["next"] = f"f{state['next']}", state["next"] + 1
             state["rules"].append(rule.model_dump())
             state["counters"][rule.id] = [0, 0]
         rule._chaos = self
         return rule
 
     def add_crash(
-        self,
-        function: str,
-        service: str,
-        operation: str | None = None,
-        *,
-        count: int | None = 1,
-        **options: Any,
+        self, function: str, service: str, operation: str | None = None, **options: Any
     ) -> FaultRule:
-        """Kill `function`'s worker at a matching call (the next one by default), before it is sent."""
-        return self.add_fault(service, operation, count=count, kind="crash", function=function, **options)
-
-    def faults(self) -> list[FaultRule]:
-        rules = [FaultRule.model_validate(rule) for rule in self._read()["rules"]]
-        for rule in rules:
-            rule._chaos = self
-        return rules
+        """Kill `function`'s worker at a matching call before it is sent (the next one unless `count`)."""
+        return self.add_fault(
+            service, operation, **{"count": 1, **options, "kind": "crash", "function": function}
+        )
 
     def clear(self) -> int:
         """Remove every rule (their counts stay); how many there were."""
-        with self._change() as state:
+        with _change(self.environment[ENV]) as state:
             cleared, state["rules"] = len(state["rules"]), []
         return cleared
 
     def fault_counts(self) -> dict[tuple[str, str], int]:
         """Faults injected so far (crashes aside), per (service, operation)."""
-        return {tuple(key.split(":", 1)): n for key, n in self._read()["faults"].items()}  # type: ignore[misc]
+        return {tuple(key.split(":", 1)): n for key, n in self.read()["faults"].items()}  # type: ignore[misc]
 
     def crash_counts(self) -> dict[tuple[str, str, str], int]:
         """Workers crashed so far, per (function, service, operation)."""
-        return {tuple(key.split(":", 2)): n for key, n in self._read()["crashes"].items()}  # type: ignore[misc]
-
-    def __enter__(self) -> Chaos:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        return {tuple(key.split(":", 2)): n for key, n in self.read()["crashes"].items()}  # type: ignore[misc]

@@ -1,14 +1,9 @@
-"""moto's server as the local stack's AWS (dev-only): fake credentials, never a real account.
-
-`start_moto()` runs it in a child process on 127.0.0.1 with a watchdog (it exits when its parent
-dies, so no port stays held); with `profile`, it profiles every request and writes the merged
-profile there when stopped (bench/throughput.py reads it).
-"""
+"""moto's server as the local stack's AWS (dev-only; fake credentials): a child process on 127.0.0.1
+that exits with its parent (no port stays held), optionally profiling each request (bench/throughput.py)."""
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import socket
 import subprocess
@@ -62,13 +57,11 @@ def moto_client(service: str, endpoint_url: str) -> Any:
 
 def free_port(preferred: int = 0, host: str = HOST) -> int:
     """`preferred` if nothing listens there (0: any), else a port the OS picks."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+    with socket.socket() as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, preferred))
-        except OSError as error:
-            if error.errno != errno.EADDRINUSE:
-                raise
+        except OSError:  # taken
             probe.bind((host, 0))
         return int(probe.getsockname()[1])
 
@@ -76,10 +69,8 @@ def free_port(preferred: int = 0, host: str = HOST) -> int:
 def wait_listening(port: int, process: subprocess.Popen[bytes], deadline: float) -> bool:
     """Whether `process` listens on `port` before `deadline` (False if it exits)."""
     while time.monotonic() < deadline and process.poll() is None:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-            probe.settimeout(0.5)
-            if probe.connect_ex((HOST, port)) == 0:
-                return True
+        with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=0.5):
+            return True
         time.sleep(0.05)
     return False
 
@@ -90,8 +81,7 @@ def start_moto(
     """moto's server on `port` if it is free, else on any free port: (its process, its URL)."""
     env = {name: value for name, value in os.environ.items() if not name.startswith(("AWS_", "MOTO_"))}
     env |= {**FAKE_AWS, "DEVSTACK_PARENT_PID": str(os.getpid())}
-    if profile is not None:
-        env["DEVSTACK_MOTO_PROFILE"] = str(profile)
+    env |= {"DEVSTACK_MOTO_PROFILE": str(profile)} if profile is not None else {}
     deadline = time.monotonic() + timeout_s
     for _ in range(3):  # another process may take the probed port before moto binds it
         port = free_port(port)
@@ -101,7 +91,7 @@ def start_moto(
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=log or subprocess.DEVNULL,
-            stderr=subprocess.STDOUT if log else subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
             start_new_session=True,  # Ctrl-C reaches the stack, which stops it in order
         )
         if wait_listening(port, process, deadline):
@@ -130,10 +120,8 @@ def _profile_requests(path: str) -> None:
     from werkzeug.serving import WSGIRequestHandler
 
     profilers: list[cProfile.Profile] = []
-    local = threading.local()
+    local, stopping, run_wsgi = threading.local(), threading.Event(), WSGIRequestHandler.run_wsgi
     active: set[int] = set()  # the threads in a profiled request
-    stopping = threading.Event()
-    run_wsgi = WSGIRequestHandler.run_wsgi
 
     def profiled(handler: WSGIRequestHandler) -> None:
         if stopping.is_set():

@@ -1,11 +1,8 @@
 """`make fuzz`: schemathesis' CLI against a fresh local stack, with docs/openapi.yaml (dev-only).
 
-    python -m devstack.fuzz --requests 1000 [--seed 1] [--strict]
-
 It fails on a 5xx, a 4xx off the error shape, a request let through without a valid key, or fewer
 requests than asked (`--strict`: also answers off the document). Nothing leaves 127.0.0.1: no task
-finishes and every URL the service would call is pinned to 127.0.0.1 (devstack/fuzz_hooks.py).
-"""
+finishes and every URL the service would call is pinned there (devstack/fuzz_hooks.py)."""
 
 from __future__ import annotations
 
@@ -15,8 +12,6 @@ import math
 import os
 import sys
 import time
-
-import httpx
 
 from devstack.load import FAST_FUNCTION_ENV, FAST_PARAMETERS
 from devstack.processes import eventually, local_http
@@ -35,33 +30,27 @@ SEED_DELAY_S = 0.3  # the simulator's callback delay while the seed videos are m
 FUZZ_DELAY_S = 3600.0  # ... and while the run fuzzes: no task finishes, nothing is fetched
 
 
-def make_seed_videos(stack: DevStack) -> list[str]:
-    """A completed (twice: only its content is a 302), a failed and an in-progress video of the
-    stack's key, and one of the other key."""
+SEEDS = ("a completed video", "a failed video [sim:fail]", "a lost callback [sim:no-callback]")
 
-    def create(client: httpx.Client, prompt: str) -> str:
-        answer = client.post("/v1/videos", json={"prompt": prompt})
+
+def make_seed_videos(stack: DevStack) -> list[str]:
+    """A completed (twice: only its content is a 302), a failed, an in-progress and another key's video."""
+
+    def create(key: str, prompt: str) -> str:
+        answer = http.post("/v1/videos", json={"prompt": f"fuzz seed: {prompt}"}, headers={"x-api-key": key})
         if answer.status_code != 202:
             raise RuntimeError(f"seed video not accepted: {answer.status_code} {answer.text}")
         return str(answer.json()["id"])
 
-    def reaches(client: httpx.Client, video_id: str, status: str) -> None:
-        def probe() -> bool:
-            return bool(client.get(f"/v1/videos/{video_id}").json()["status"] == status)
+    def status(video_id: str) -> str:
+        return str(http.get(f"/v1/videos/{video_id}", headers={"x-api-key": stack.api_key}).json()["status"])
 
-        eventually(probe, timeout=60, what=f"the {status} seed video")
-
-    with (
-        local_http(stack.api_url, headers={"x-api-key": stack.api_key}) as mine,
-        local_http(stack.api_url, headers={"x-api-key": stack.other_api_key}) as other,
-    ):
-        completed = create(mine, "fuzz seed: a completed video")
-        failed = create(mine, "fuzz seed: a failed video [sim:fail]")
-        in_progress = create(mine, "fuzz seed: a lost callback [sim:no-callback]")
-        other_owner = create(other, "fuzz seed: another owner's video")
-        reaches(mine, completed, "completed")
-        reaches(mine, failed, "failed")
-    return [completed, completed, failed, in_progress, other_owner]
+    with local_http(stack.api_url) as http:
+        completed, failed, lost = (create(stack.api_key, prompt) for prompt in SEEDS)
+        other = create(stack.other_api_key, "another owner's video")
+        eventually(lambda: status(completed) == "completed", timeout=60, what="the completed seed video")
+        eventually(lambda: status(failed) == "failed", timeout=60, what="the failed seed video")
+    return [completed, completed, failed, lost, other]
 
 
 def run_schemathesis(stack: DevStack, *, requests: int, seed: int, strict: bool) -> int:
@@ -73,13 +62,12 @@ def run_schemathesis(stack: DevStack, *, requests: int, seed: int, strict: bool)
     # Fuzzing sends about `max_examples` per operation, stateful a little more, coverage a few
     # hundred: half the budget per operation reaches it with a margin.
     max_examples = max(1, math.ceil(requests / (2 * operations)))
-    assert stack.stack is not None
-    with aws_environment(stack.moto_url):  # it puts the environment back as it found it on exit
+    assert stack.stack is not None and stack.simulator is not None
+    with aws_environment(stack.moto_url):  # it puts os.environ back as it found it on exit: set it after
         callback_key = secret_value(stack.stack, "CallbackTokenSecret")
     os.environ["FUZZ_CALLBACK_KEY"] = callback_key
     os.environ["FUZZ_API_KEY"] = stack.api_key
     os.environ["FUZZ_VIDEO_IDS"] = ",".join(make_seed_videos(stack))
-    assert stack.simulator is not None
     stack.simulator.config.callback_delay_s = FUZZ_DELAY_S
     arguments = ["--config-file", str(CONFIG), "run", str(OPENAPI), "--url", stack.api_url]
     arguments += ["--checks", ",".join(CHECKS + (STRICT_CHECKS if strict else []))]
@@ -103,15 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     REPORT.unlink(missing_ok=True)
     os.chdir(ROOT)  # fuzz.toml's cache directory is relative
-    stack = DevStack(
-        moto_port=0,
-        simulator_port=0,
-        gateway_port=0,
-        callback_delay=SEED_DELAY_S,
-        log_dir=LOG_DIR,
-        function_env=FAST_FUNCTION_ENV,
-        parameters=FAST_PARAMETERS,
-    )
+    ports = dict.fromkeys(("moto_port", "simulator_port", "gateway_port"), 0)
+    stack = DevStack(**ports, callback_delay=SEED_DELAY_S, log_dir=LOG_DIR, function_env=FAST_FUNCTION_ENV)
+    stack.parameters |= FAST_PARAMETERS
     try:
         stack.start()
         print(f"sora-relay fuzz: local stack up in {time.monotonic() - started:.1f} s at {stack.api_url}")
@@ -124,8 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     # One request per test case (and a few more for the checks' probes).
     sent = json.loads(REPORT.read_text())["test_cases"]["generated"] if REPORT.exists() else 0
     print(f"requests      {sent} test cases sent, at least {args.requests} wanted")
-    if sent < args.requests:
-        code = code or 1
+    code = code or int(sent < args.requests)
     print(f"elapsed       {time.monotonic() - started:.1f} s; logs: {LOG_DIR.relative_to(ROOT)}/")
     print("fuzz FAILED" if code else "fuzz OK")
     return code

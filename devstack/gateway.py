@@ -1,8 +1,7 @@
-"""A local API Gateway (REST, Lambda proxy integration) from template.yaml (dev-only): routes, API
-keys, authorizers, stage, BinaryMediaTypes (requests), GatewayResponses, and each function on its
-own instances (devstack.functions), which devstack.event_sources reach through `invoke()`. Not
-reproduced: binary responses, usage-plan throttling, the 29 s integration timeout, TLS.
-"""
+"""A local API Gateway (REST, Lambda proxy) from template.yaml (dev-only): routes, API keys, authorizers,
+stage, BinaryMediaTypes (requests), GatewayResponses, and the functions' instances (devstack.functions)
+that devstack.event_sources reach through `invoke()`. Not reproduced: binary responses, usage-plan
+throttling, the 29 s integration timeout, TLS."""
 
 from __future__ import annotations
 
@@ -16,23 +15,14 @@ from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote
 
 from werkzeug.serving import DechunkedInput
 
-from devstack import proxy
-from devstack.authorizers import Authorized, Authorizers, authorizer_specs, method_arn
-from devstack.functions import (
-    ACQUIRE_TIMEOUT_S,
-    INIT_TIMEOUT_S,
-    FunctionPool,
-    FunctionSpec,
-    InvocationFailed,
-    function_spec,
-    stop_workers,
-)
+from devstack import functions, proxy
+from devstack.authorizers import Authorized, Authorizers
+from devstack.functions import FunctionPool, InvocationFailed
 from devstack.processes import QuietHTTPServer
-from devstack.template import LOCAL_API_ID, Route, Stack
+from devstack.template import Stack
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 # Event types whose functions get instances here (devstack.event_sources runs all but Api).
@@ -41,58 +31,45 @@ _ACCESS_FIELDS = ("apiKeyId", "tenantId", "resourcePath", "integrationLatency", 
 
 
 class LocalApiGateway:
-    """The API of one template on 127.0.0.1; `url` is the stage URL (the ApiUrl output).
-
-    `api_keys`: the usage plan's key value -> key id, as a mapping or a function (None: no such
-    key). Logs go to `log_dir` (one per function, gateway.log, api-access.log) or else to stderr.
-    """
+    """The API of one template on 127.0.0.1 at `url`, the stage URL (the ApiUrl output). `api_keys`: a
+    usage plan key's id by its value, or None; logs go to `log_dir` (per function, gateway, api-access)
+    or else to stderr."""
 
     def __init__(
         self,
         stack: Stack,
-        api_keys: Mapping[str, str] | Callable[[str], str | None],
+        api_keys: Callable[[str], str | None],
         *,
         port: int = 0,
         environment: Mapping[str, str] | None = None,
         pool_size: int = 4,
         log_dir: Path | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
-        acquire_timeout_s: float = ACQUIRE_TIMEOUT_S,
+        acquire_timeout_s: float = functions.ACQUIRE_TIMEOUT_S,
     ) -> None:
         self.stack, self.log_dir, self.max_body_bytes = stack, log_dir, max_body_bytes
-        self._api_keys = api_keys if callable(api_keys) else dict(api_keys).get
-        self._pool_size, self.acquire_timeout_s = pool_size, acquire_timeout_s
+        self._api_keys, self._pool_size, self.acquire_timeout_s = api_keys, pool_size, acquire_timeout_s
         self._environment = dict(environment or {})
         resources = stack.template["Resources"].values()
         api = next((r["Properties"] for r in resources if r["Type"] == "AWS::Serverless::Api"), {})
         self.stage = str(stack.resolve(api.get("StageName", "Prod")))
-        self.responses = proxy.GatewayResponses(api.get("GatewayResponses"))
+        self.responses = dict(api.get("GatewayResponses") or {})
         # SAM writes `/` as `~1` in BinaryMediaTypes; `*` wildcards as API Gateway matches them.
         self.binary_media_types = [
             str(stack.resolve(kind)).replace("~1", "/").lower() for kind in api.get("BinaryMediaTypes") or []
         ]
         self.api_key_source = str(api.get("ApiKeySourceType", "HEADER"))  # or AUTHORIZER
-        self.authorizers = Authorizers(authorizer_specs(stack, api), self.invoke)
+        self.authorizers = Authorizers(stack, api, self.invoke)
         # Literal routes before parameterised ones, as API Gateway matches them.
         self.routes = sorted(stack.routes(), key=lambda route: route.path.count("{"))
         self._server = QuietHTTPServer(self, port)
-        self._request_context = {"stage": self.stage, "domainName": self.domain_name}
+        self.port = int(self._server.server_address[1])
+        self.domain_name = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.domain_name}/{self.stage}"
         self.pools: dict[str, FunctionPool] = {}
 
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def domain_name(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.domain_name}/{self.stage}"
-
-    def function_spec(self, function_id: str) -> FunctionSpec:
-        return function_spec(self.stack, function_id, self._environment)
+    def function_spec(self, function_id: str) -> functions.FunctionSpec:
+        return functions.function_spec(self.stack, function_id, self._environment)
 
     def start(self) -> LocalApiGateway:
         """Instances for every function something local calls, then the HTTP server."""
@@ -109,23 +86,19 @@ class LocalApiGateway:
                 self._log("gateway", f"{function_id}: no code at {self.stack.code_dir(function_id)}")
                 continue
             log = self.log_dir / f"{function_id}.log" if self.log_dir is not None else None
-            self.pools[function_id] = FunctionPool(
-                self.function_spec(function_id),
-                size=self._pool_size,
-                log=log,
-                acquire_timeout_s=self.acquire_timeout_s,
-            )
+            options = {"size": self._pool_size, "log": log, "acquire_timeout_s": self.acquire_timeout_s}
+            self.pools[function_id] = FunctionPool(self.function_spec(function_id), **options)
             self.pools[function_id].start()
         self._server.start_background("local-api-gateway")
         return self
 
-    def wait_ready(self, timeout_s: float = INIT_TIMEOUT_S) -> bool:
+    def wait_ready(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
         return all(pool.wait_ready(max(0.0, deadline - time.monotonic())) for pool in self.pools.values())
 
     def stop(self) -> None:
         self._server.stop_background()
-        stop_workers([worker for pool in self.pools.values() for worker in pool.close()])
+        functions.stop_workers([worker for pool in self.pools.values() for worker in pool.close()])
 
     def __enter__(self) -> LocalApiGateway:
         return self.start()
@@ -179,35 +152,32 @@ class LocalApiGateway:
         body = _read_body(request, self.max_body_bytes)
         if body is None:
             return self._refuse(record, proxy.TOO_LARGE)
-        matched = self._match(request.command, raw_path)
-        if matched is None:
+        path = raw_path.removeprefix(f"/{self.stage}")
+        route = next((r for r in self.routes if r.match(request.command, path) is not None), None)
+        if route is None or path == raw_path:  # outside the stage: no route
             return self._refuse(record, proxy.NO_ROUTE)
-        route, path, params = matched
         record["resourcePath"] = route.path
         headers = list(request.headers.items())
         present = {name.lower() for name, _ in headers}
         ip = request.client_address[0]
         forwarded = {"X-Forwarded-For": ip, "X-Forwarded-Port": str(self.port), "X-Forwarded-Proto": "http"}
         headers += [(name, value) for name, value in forwarded.items() if name.lower() not in present]
-        identity = {"apiKey": None, "apiKeyId": None, "sourceIp": ip}
-        context = {**self._request_context, "requestId": record["requestId"], "identity": identity}
-        binary = self._is_binary(proxy.header(headers, "content-type"))
-        event = proxy.build_event(
-            route, request.command, path, params, query, headers, body, context, binary=binary
-        )
+        context = {"stage": self.stage, "domainName": self.domain_name, "requestId": record["requestId"]}
+        context["identity"] = {"apiKey": None, "apiKeyId": None, "sourceIp": ip}
+        kind = (proxy.header(headers, "content-type") or "").split(";", 1)[0].strip().lower()
+        binary = bool(kind) and any(fnmatch.fnmatchcase(kind, pattern) for pattern in self.binary_media_types)
+        event = proxy.build_event(route, path, query, headers, body, binary, context)
         authorized = None
         if route.authorizer is not None:
-            arn = method_arn(LOCAL_API_ID, self.stage, request.command, path)
-            authorized = self.authorizers.authorize(route.authorizer, event, arn, record["requestId"])
+            authorized = self.authorizers.authorize(route.authorizer, event, record["requestId"])
             if not isinstance(authorized, Authorized):
                 return self._refuse(record, authorized)
             event["requestContext"]["authorizer"] = authorized.context
             record["tenantId"] = authorized.context.get("tenant_id")
         if route.api_key_required:
+            key = proxy.header(headers, "x-api-key")
             if self.api_key_source == "AUTHORIZER":
                 key = authorized.usage_identifier_key if authorized is not None else None
-            else:
-                key = proxy.header(headers, "x-api-key")
             record["apiKeyId"] = self._api_keys(key) if key else None
             if record["apiKeyId"] is None:
                 return self._refuse(record, proxy.INVALID_API_KEY)
@@ -222,28 +192,13 @@ class LocalApiGateway:
         finally:
             record["integrationLatency"] = round((time.monotonic() - invoked) * 1000)
 
-    def _is_binary(self, content_type: str | None) -> bool:
-        kind = (content_type or "").split(";", 1)[0].strip().lower()
-        return bool(kind) and any(fnmatch.fnmatchcase(kind, pattern) for pattern in self.binary_media_types)
-
     def _refuse(self, record: dict[str, Any], error: proxy.GatewayError) -> proxy.HttpAnswer:
         record["errorType"] = error.response_type
-        return self.responses.answer(error, record["requestId"], self.stage)
-
-    def _match(self, method: str, raw_path: str) -> tuple[Route, str, dict[str, str]] | None:
-        if not raw_path.startswith(f"/{self.stage}/"):
-            return None
-        path = raw_path[len(self.stage) + 1 :]
-        for route in self.routes:
-            params = route.match(method, path)
-            if params is not None:
-                return route, path, {name: unquote(value) for name, value in params.items()}
-        return None
+        return proxy.gateway_answer(self.responses, error, record["requestId"], self.stage)
 
 
 def _read_body(request: BaseHTTPRequestHandler, limit: int) -> bytes | None:
-    """The body, or None when it is over `limit`: then it is read and dropped (up to 8 times the
-    limit) so that the client sees the 413 rather than a reset connection."""
+    """The body, or None over `limit`: then read and dropped (up to 8 times it): the client sees the 413."""
     if "chunked" in (request.headers.get("Transfer-Encoding") or "").lower():
         body = DechunkedInput(request.rfile).read(limit + 1)
         if len(body) <= limit:

@@ -26,6 +26,9 @@ def render_mp4(
 ) -> int:
     """Write a `width`x`height` MP4 of exactly `seconds` to a path or a seekable file (MP4 seeks back
     to finish its index); the bytes written. The seed is the `title` tag, tying a file to its task."""
+    if isinstance(path_or_fileobj, str | os.PathLike):
+        with open(path_or_fileobj, "w+b") as file:
+            return render_mp4(file, width=width, height=height, seconds=seconds, seed=seed, fps=fps)
     if width <= 0 or height <= 0 or width % 2 or height % 2:
         raise ValueError(f"width and height must be positive and even for yuv420p, got {width}x{height}")
     frames = round(seconds * fps)
@@ -37,10 +40,8 @@ def render_mp4(
     bar = (150 + digest[3] % 86, 16 + digest[4] % 225, 16 + digest[5] % 225)
     bar_width = max(2, (width // 12) & ~1)  # even, so the chroma columns line up
     travel = width - bar_width
-    is_path = isinstance(path_or_fileobj, str | os.PathLike)
-    start = 0 if is_path else path_or_fileobj.tell()  # type: ignore[union-attr]
-    target = os.fspath(path_or_fileobj) if is_path else path_or_fileobj  # type: ignore[arg-type]
-    with av.open(target, mode="w", format="mp4") as container:
+    start = path_or_fileobj.tell()
+    with av.open(path_or_fileobj, mode="w", format="mp4") as container:
         container.metadata["title"] = seed
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
@@ -61,6 +62,4 @@ def render_mp4(
             frame.pts, frame.time_base = index, Fraction(1, fps)
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))  # flush the encoder's delayed frames
-    if is_path:
-        return os.path.getsize(path_or_fileobj)  # type: ignore[arg-type]
-    return path_or_fileobj.seek(0, os.SEEK_END) - start  # type: ignore[union-attr]
+    return path_or_fileobj.seek(0, os.SEEK_END) - start

@@ -16,17 +16,12 @@ import httpx
 T = TypeVar("T")
 
 
-class TimedOut(AssertionError):
-    """`eventually` ran out of time (an AssertionError, so pytest reports it as a failed check)."""
-
-
 def eventually(probe: Callable[[], T | None], *, timeout: float, what: str = "a condition") -> T:
-    """Poll `probe` until it returns something truthy and return it; TimedOut at the deadline."""
-    deadline = time.monotonic() + timeout
-    interval = 0.01
+    """Poll `probe` until it returns something truthy; at the deadline, an AssertionError (a failed check)."""
+    deadline, interval = time.monotonic() + timeout, 0.01
     while not (value := probe()):
         if time.monotonic() > deadline:
-            raise TimedOut(f"timed out after {timeout:g}s waiting for {what}")
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
         time.sleep(interval)
         interval = min(interval * 1.5, 0.2)
     return value
@@ -38,8 +33,7 @@ def local_http(base_url: str = "", **options: Any) -> httpx.Client:
 
 
 def stop_process(process: subprocess.Popen[Any], grace_s: float = 5.0, *, terminate: bool = True) -> None:
-    """End a child: terminate it (terminate=False: after `grace_s` to exit on its own), then kill it
-    if it is still there `grace_s` later."""
+    """End a child: terminate (terminate=False: after `grace_s` to exit), then kill it `grace_s` later."""
     steps: list[Callable[[], None]] = [process.terminate, process.kill]
     for step in steps if terminate else [lambda: None, *steps]:
         if process.poll() is None:
@@ -68,9 +62,7 @@ class QuietHTTPServer(ThreadingHTTPServer):
     does not report clients dropping kept-alive connections."""
 
     daemon_threads = True
-    # socketserver's default listen backlog is 5: a burst of clients connecting at once (the load
-    # run opens 300) would be refused by the kernel before a thread could take them.
-    request_queue_size = 1024
+    request_queue_size = 1024  # not socketserver's 5: the load run's 300 clients connect at once
     _thread: threading.Thread | None = None
 
     def __init__(self, owner: Any, port: int = 0, *, host: str = "127.0.0.1") -> None:

@@ -10,59 +10,46 @@ import json
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
-from typing import Any
-from urllib.parse import parse_qsl
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl, unquote
 
-from devstack.template import ACCOUNT, Route
+from devstack.template import ACCOUNT, LOCAL_API_ID, Route
 
-API_ID = "local"
+Headers = list[tuple[str, str]]
 
 
-@dataclass(frozen=True)
-class GatewayError:
-    """One of API Gateway's own answers: its gateway response type, default status and message."""
+class GatewayError(NamedTuple):
+    """One of API Gateway's own answers: response type, default status, message, x-amzn-ErrorType."""
 
     response_type: str
     status: int
     message: str
+    error_type: str | None = None
 
 
-INVALID_API_KEY = GatewayError("INVALID_API_KEY", 403, "Forbidden")  # a missing or unknown x-api-key
+FORBIDDEN, SERVER_ERROR = "ForbiddenException", "Internal server error"
+INVALID_API_KEY = GatewayError("INVALID_API_KEY", 403, "Forbidden", FORBIDDEN)  # missing or unknown x-api-key
+NO_ROUTE = GatewayError("MISSING_AUTHENTICATION_TOKEN", 403, "Missing Authentication Token", FORBIDDEN)
 # A Lambda authorizer raised "Unauthorized" (or an identity source is missing), denied, or failed;
 # API Gateway's body for the last is {"message": null}: the message here keeps one error schema.
-UNAUTHORIZED = GatewayError("UNAUTHORIZED", 401, "Unauthorized")
-ACCESS_DENIED = GatewayError(
-    "ACCESS_DENIED", 403, "User is not authorized to access this resource with an explicit deny"
-)
-AUTHORIZER_FAILURE = GatewayError("AUTHORIZER_FAILURE", 500, "Internal server error")
-NO_ROUTE = GatewayError("MISSING_AUTHENTICATION_TOKEN", 403, "Missing Authentication Token")
+UNAUTHORIZED = GatewayError("UNAUTHORIZED", 401, "Unauthorized", "UnauthorizedException")
+DENY = "User is not authorized to access this resource with an explicit deny"
+ACCESS_DENIED = GatewayError("ACCESS_DENIED", 403, DENY, "AccessDeniedException")
+AUTHORIZER_FAILURE = GatewayError("AUTHORIZER_FAILURE", 500, SERVER_ERROR, "AuthorizerConfigurationException")
 TOO_LARGE = GatewayError("REQUEST_TOO_LARGE", 413, "Request Too Long")
-# The function raised, crashed, timed out or returned a malformed result.
-FUNCTION_ERROR = GatewayError("DEFAULT_5XX", 502, "Internal server error")
-# Lambda refused the invocation (no free instance in time).
-INVOKE_REJECTED = GatewayError("DEFAULT_5XX", 500, "Internal server error")
-_ERROR_TYPES = {  # x-amzn-ErrorType of API Gateway's own answers
-    "INVALID_API_KEY": "ForbiddenException",
-    "MISSING_AUTHENTICATION_TOKEN": "ForbiddenException",
-    "UNAUTHORIZED": "UnauthorizedException",
-    "ACCESS_DENIED": "AccessDeniedException",
-    "AUTHORIZER_FAILURE": "AuthorizerConfigurationException",
-}
+FUNCTION_ERROR = GatewayError("DEFAULT_5XX", 502, SERVER_ERROR)  # raised, crashed, timed out or malformed
+INVOKE_REJECTED = GatewayError("DEFAULT_5XX", 500, SERVER_ERROR)  # Lambda had no free instance in time
 _HOP_BY_HOP = {"connection", "content-length", "transfer-encoding", "keep-alive", "date", "server"}
 _RESULT_FIELDS = {"statusCode", "headers", "multiValueHeaders", "body", "isBase64Encoded"}
 
 
-@dataclass(frozen=True)
-class HttpAnswer:
+class HttpAnswer(NamedTuple):
     status: int
     headers: list[tuple[str, str]]
     body: bytes
 
 
-def _single_and_multi(
-    pairs: list[tuple[str, str]],
-) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
+def _single_and_multi(pairs: Headers) -> tuple[dict[str, str] | None, dict[str, list[str]] | None]:
     multi: dict[str, list[str]] = {}
     for name, value in pairs:
         multi.setdefault(name, []).append(value)
@@ -70,25 +57,17 @@ def _single_and_multi(
     return {name: values[-1] for name, values in multi.items()} or None, multi or None
 
 
-def header(headers: list[tuple[str, str]], name: str) -> str | None:
+def header(headers: Headers, name: str) -> str | None:
     """The last value of a header, by case-insensitive name."""
     return next((value for key, value in reversed(headers) if key.lower() == name), None)
 
 
 def build_event(
-    route: Route,
-    method: str,
-    path: str,
-    path_parameters: dict[str, str],
-    query: str,
-    headers: list[tuple[str, str]],
-    body: bytes,
-    context: dict[str, Any],
-    *,
-    binary: bool = False,
+    route: Route, path: str, query: str, headers: Headers, body: bytes, binary: bool, context: dict[str, Any]
 ) -> dict[str, Any]:
-    """A REST (v1) proxy event, shaped like events/*.json. `context`: stage, domainName, requestId
-    and identity; `binary`: the Content-Type is a BinaryMediaType, so the body goes base64-encoded."""
+    """A REST (v1) proxy event, shaped like events/*.json. `binary`: the Content-Type is a
+    BinaryMediaType, so the body goes base64; `context`: stage, domainName, requestId and identity."""
+    params = {name: unquote(value) for name, value in (route.match(route.method, path) or {}).items()}
     single_headers, multi_headers = _single_and_multi(headers)
     single_query, multi_query = _single_and_multi(parse_qsl(query, keep_blank_values=True))
     text, encoded = None, False
@@ -100,20 +79,20 @@ def build_event(
     return {
         "resource": route.path,
         "path": path,
-        "httpMethod": method,
+        "httpMethod": route.method,
         "headers": single_headers,
         "multiValueHeaders": multi_headers,
         "queryStringParameters": single_query,
         "multiValueQueryStringParameters": multi_query,
-        "pathParameters": path_parameters or None,
+        "pathParameters": params or None,
         "stageVariables": None,
         "requestContext": {
             **context,
             "resourcePath": route.path,
-            "httpMethod": method,
+            "httpMethod": route.method,
             "path": f"/{context['stage']}{path}",
             "accountId": ACCOUNT,
-            "apiId": API_ID,
+            "apiId": LOCAL_API_ID,
             "protocol": "HTTP/1.1",
             "requestTimeEpoch": int(time.time() * 1000),
             "identity": {**context["identity"], "userAgent": header(headers, "user-agent")},
@@ -147,30 +126,25 @@ def proxy_answer(result: Any) -> HttpAnswer:
     return HttpAnswer(status, [(name, value) for name, values in kept.items() for value in values], payload)
 
 
-class GatewayResponses:
-    """API Gateway's own error answers, customised by the template's GatewayResponses if any."""
-
-    def __init__(self, configured: Mapping[str, Any] | None) -> None:
-        self._configured = dict(configured or {})
-
-    def answer(self, error: GatewayError, request_id: str, stage: str) -> HttpAnswer:
-        # A specific entry wins; DEFAULT_4XX/5XX supply what it leaves out.
-        specific = self._configured.get(error.response_type) or {}
-        fallback = self._configured.get("DEFAULT_4XX" if error.status < 500 else "DEFAULT_5XX") or {}
-        status = int(specific.get("StatusCode") or fallback.get("StatusCode") or error.status)
-        templates = specific.get("ResponseTemplates") or fallback.get("ResponseTemplates") or {}
-        template = templates.get("application/json", '{"message":$context.error.messageString}')
-        context = {
-            "error.responseType": error.response_type,
-            "error.messageString": json.dumps(error.message),
-            "error.message": error.message,
-            "requestId": request_id,
-            "stage": stage,
-        }
-        body = re.sub(
-            r"\$context\.([A-Za-z.]+[A-Za-z])", lambda found: context.get(found[1], found[0]), template
-        )
-        headers = [("Content-Type", "application/json")]
-        if error.response_type in _ERROR_TYPES:
-            headers.append(("x-amzn-ErrorType", _ERROR_TYPES[error.response_type]))
-        return HttpAnswer(status, headers, body.encode())
+def gateway_answer(
+    configured: Mapping[str, Any], error: GatewayError, request_id: str, stage: str
+) -> HttpAnswer:
+    """API Gateway's own answer for `error`, as the template's GatewayResponses (`configured`) customise
+    it: a specific entry wins; DEFAULT_4XX/5XX supply what it leaves out."""
+    specific = configured.get(error.response_type) or {}
+    fallback = configured.get("DEFAULT_4XX" if error.status < 500 else "DEFAULT_5XX") or {}
+    status = int(specific.get("StatusCode") or fallback.get("StatusCode") or error.status)
+    templates = specific.get("ResponseTemplates") or fallback.get("ResponseTemplates") or {}
+    template = templates.get("application/json", '{"message":$context.error.messageString}')
+    context = {
+        "error.responseType": error.response_type,
+        "error.messageString": json.dumps(error.message),
+        "error.message": error.message,
+        "requestId": request_id,
+        "stage": stage,
+    }
+    body = re.sub(r"\$context\.([A-Za-z.]+[A-Za-z])", lambda found: context.get(found[1], found[0]), template)
+    headers = [("Content-Type", "application/json")]
+    if error.error_type:
+        headers.append(("x-amzn-ErrorType", error.error_type))
+    return HttpAnswer(status, headers, body.encode())

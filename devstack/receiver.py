@@ -37,29 +37,22 @@ class Delivery:
     def accepted(self) -> bool:
         return 200 <= self.answered < 300
 
-    @property
-    def video_id(self) -> str | None:
-        """The id of the video the event is about (None for a body that is not such an event)."""
+    def is_about(self, video_id: str) -> bool:
+        """Whether the event is about the video `video_id` (False for a body that is no such event)."""
         try:
-            return (self.json().get("data") or {}).get("id")
+            return bool((self.json().get("data") or {}).get("id") == video_id)
         except (ValueError, AttributeError):
-            return None
+            return False
 
 
 class WebhookReceiver:
     """Records webhook deliveries on a free port of 127.0.0.1; `secret` verifies them."""
 
     def __init__(self, secret: str | None = None) -> None:
-        self.secret = secret
-        self._server = QuietHTTPServer(self)
-        self._cond = threading.Condition()
+        self.secret, self._server, self._cond = secret, QuietHTTPServer(self), threading.Condition()
         self._deliveries: list[Delivery] = []
         self._seen = Counter[tuple[str, str]]()  # deliveries per (path, webhook-id)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/hooks/sora"
+        self.url = "http://{}:{}/hooks/sora".format(*self._server.server_address[:2])
 
     def url_failing(self, times: int, status: int = 503) -> str:
         """A callback_url whose every event is refused `times` times with `status`, then accepted."""
@@ -81,7 +74,15 @@ class WebhookReceiver:
     def handle(self, request: BaseHTTPRequestHandler) -> None:
         body = request.rfile.read(int(request.headers.get("Content-Length") or 0))
         headers = {name.lower(): value for name, value in request.headers.items()}
-        url, query = urlsplit(request.path), parse_qs(urlsplit(request.path).query)
+        url = urlsplit(request.path)
+        query = parse_qs(url.query)
+        verified = None
+        if self.secret:
+            try:
+                self.verify(Delivery("", headers, body, 0, 0))
+                verified = True
+            except Exception:  # standardwebhooks raises its own WebhookVerificationError
+                verified = False
         with self._cond:
             key = (url.path, headers.get("webhook-id", ""))
             self._seen[key] += 1
@@ -89,7 +90,6 @@ class WebhookReceiver:
             times = int(query["fail"][0]) if "fail" in query else (None if "status" in query else 0)
             refused = times is None or self._seen[key] <= times
             status = int(query.get("status", ["503"])[0]) if refused else 200
-            verified = None if not self.secret else self._verifies(body, headers)
             self._deliveries.append(Delivery(request.path, headers, body, time.time(), status, verified))
             self._cond.notify_all()
         payload = json.dumps({"received": status < 300}).encode()
@@ -99,13 +99,6 @@ class WebhookReceiver:
         request.end_headers()
         request.wfile.write(payload)
 
-    def _verifies(self, body: bytes, headers: dict[str, str]) -> bool:
-        try:
-            self.verify(Delivery("", headers, body, 0, 0))
-        except Exception:  # standardwebhooks raises its own WebhookVerificationError
-            return False
-        return True
-
     @property
     def deliveries(self) -> list[Delivery]:
         with self._cond:
@@ -113,15 +106,14 @@ class WebhookReceiver:
 
     def deliveries_for(self, video_id: str) -> list[Delivery]:
         """Deliveries whose event is about `video_id`."""
-        return [delivery for delivery in self.deliveries if delivery.video_id == video_id]
+        return [delivery for delivery in self.deliveries if delivery.is_about(video_id)]
 
     def wait_for_video(self, video_id: str, timeout: float) -> Delivery:
         """The first delivery about `video_id`, waiting up to `timeout` seconds for it."""
         with self._cond:
             if not self._cond.wait_for(lambda: self.deliveries_for(video_id), timeout):
-                raise TimeoutError(
-                    f"no webhook about {video_id} within {timeout:g}s ({len(self._deliveries)} seen)"
-                )
+                seen = len(self._deliveries)
+                raise TimeoutError(f"no webhook about {video_id} within {timeout:g}s ({seen} seen)")
             return self.deliveries_for(video_id)[0]
 
     def verify(self, delivery: Delivery) -> Any:

@@ -85,7 +85,7 @@ def stand_in(tmp_path, code: str, event_type: str, properties: dict, pool_size: 
     }
     # A function triggered by a queue or a stream only still gets instances from the gateway.
     local = Stack({"Resources": {"StandInFunction": function}}, {})
-    with LocalApiGateway(local, {}, pool_size=pool_size, log_dir=tmp_path / "logs") as gateway:
+    with LocalApiGateway(local, {}.get, pool_size=pool_size, log_dir=tmp_path / "logs") as gateway:
         assert gateway.wait_ready(30)
         yield gateway, out
 

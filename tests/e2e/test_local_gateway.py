@@ -118,7 +118,7 @@ def gateway(tmp_path_factory) -> LocalApiGateway:
     }
     logs = tmp_path_factory.mktemp("logs")
     with LocalApiGateway(
-        Stack(template, {}), {API_KEY: API_KEY_ID}, pool_size=2, log_dir=logs, max_body_bytes=MAX_BODY
+        Stack(template, {}), {API_KEY: API_KEY_ID}.get, pool_size=2, log_dir=logs, max_body_bytes=MAX_BODY
     ) as local:
         assert local.wait_ready(30)
         yield local
@@ -380,7 +380,7 @@ def guarded(tmp_path_factory) -> LocalApiGateway:
     }
     keys = {"usage-good": "uk-good", "usage-": "uk-empty"}
     logs = tmp_path_factory.mktemp("guarded-logs")
-    with LocalApiGateway(Stack(template, {}), keys, pool_size=1, log_dir=logs) as local:
+    with LocalApiGateway(Stack(template, {}), keys.get, pool_size=1, log_dir=logs) as local:
         assert local.wait_ready(30)
         yield local
 

@@ -31,7 +31,7 @@ from devstack.proxy import (
     NO_ROUTE,
     TOO_LARGE,
     UNAUTHORIZED,
-    GatewayResponses,
+    gateway_answer,
 )
 from devstack.template import ROOT, Stack, load_template, secret_value
 from sora_relay.domain import errors
@@ -245,7 +245,7 @@ def test_api_gateways_own_answers_are_the_error_shape_and_documented():
         for resource in load_template()["Resources"].values()
         if resource["Type"] == "AWS::Serverless::Api"
     )
-    responses = GatewayResponses(api["GatewayResponses"])
+    responses = api["GatewayResponses"]
     codes = documented_codes()
     for error in (
         UNAUTHORIZED,
@@ -256,11 +256,11 @@ def test_api_gateways_own_answers_are_the_error_shape_and_documented():
         FUNCTION_ERROR,
         INVOKE_REJECTED,
     ):
-        answer = responses.answer(error, "request-id", "live")
+        answer = gateway_answer(responses, error, "request-id", "live")
         body = json.loads(answer.body)
         OAS31Validator(ERROR_SCHEMA()).validate(body)
         assert body["error"]["code"] in codes[answer.status], error
-    unknown_route = responses.answer(NO_ROUTE, "request-id", "live")
+    unknown_route = gateway_answer(responses, NO_ROUTE, "request-id", "live")
     assert (unknown_route.status, json.loads(unknown_route.body)["error"]["code"]) == (404, "not_found")
 
 
