@@ -1,12 +1,12 @@
-"""What every local event source shares: its thread, start() and stop(), the template events it
-serves, and Lambda's reading of a batch's answer (ReportBatchItemFailures)."""
+"""What the local event sources share: the polling thread (pause, stop), the template events they
+serve, and Lambda's reading of a batch's answer (ReportBatchItemFailures)."""
 
 from __future__ import annotations
 
 import functools
 import sys
 import threading
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, Self
 
 from devstack.template import ACCOUNT, REGION, Stack
@@ -27,9 +27,8 @@ def function_arn(function_id: str) -> str:
 
 
 def failed_ids(result: Any, ids: Collection[str]) -> set[str]:
-    """The identifiers a batch's answer reports as failed: none without `batchItemFailures`, and
-    all of them when one is not in the batch (Lambda treats an invalid answer as the whole batch
-    failing)."""
+    """The ids a batch's `batchItemFailures` names; all of them if one is not in the batch (Lambda
+    treats an invalid answer as the whole batch failing)."""
     failures = result.get("batchItemFailures") if isinstance(result, dict) else None
     if not failures:
         return set()
@@ -38,39 +37,44 @@ def failed_ids(result: Any, ids: Collection[str]) -> set[str]:
     return reported if reported <= set(ids) else set(ids)
 
 
-def template_events(
-    stack: Stack, gateway: LocalApiGateway, types: Sequence[str]
-) -> list[tuple[str, str, str, dict[str, Any], Invoke]]:
-    """(function id, event name, event type, its properties, invoke) of the enabled events of
-    these types, for the functions the gateway runs."""
-    found = []
-    for function_id in gateway.pools:
-        for name, event in stack.function_events(function_id).items():
-            props = event.get("Properties", {})
-            if event.get("Type") in types and props.get("Enabled", True) is not False:
-                found.append(
-                    (function_id, name, event["Type"], props, functools.partial(gateway.invoke, function_id))
-                )
-    return found
+def template_events(stack: Stack, gateway: LocalApiGateway, types: Collection[str]) -> list[tuple[Any, ...]]:
+    """(function id, event name, type, properties, invoke) of the enabled events of these types."""
+    return [
+        (function_id, name, event["Type"], props, functools.partial(gateway.invoke, function_id))
+        for function_id in gateway.pools
+        for name, event in stack.function_events(function_id).items()
+        if event.get("Type") in types
+        and (props := event.get("Properties", {})).get("Enabled", True) is not False
+    ]
 
 
 class EventSource:
-    """What all local event sources have: the function, what feeds it, start() and stop()."""
+    """A function, what feeds it, and the thread that calls `poll_once()` until stop()."""
 
     kind = ""
     queue_url: str | None = None  # SQS sources only
+    idle_poll_s = 0.25  # how long the loop waits after a poll that found nothing to do
 
     def __init__(self, function_id: str, source_arn: str, description: str) -> None:
-        self.function_id = function_id
-        self.source_arn = source_arn
+        self.function_id, self.source_arn = function_id, source_arn
         self.description = description  # what feeds which function, for people
-        self._stopping = threading.Event()
-        self._paused = threading.Event()
+        self._stopping, self._paused = threading.Event(), threading.Event()
         self._thread: threading.Thread | None = None
 
-    def _loop(self) -> None:  # pragma: no cover - overridden
-        """The source's polling or timer loop, run on its own thread until _stopping is set."""
+    def poll_once(self) -> bool:  # pragma: no cover - overridden
+        """Start what is due; True if it did something (then the loop looks again at once)."""
         raise NotImplementedError
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                busy = not self._paused.is_set() and self.poll_once()
+            except Exception as error:  # moto going away at shutdown, or a hiccup: poll again
+                if not self._stopping.is_set():
+                    _log(self.kind, f"{self.function_id}: polling failed: {error}")
+                busy = False
+            if not busy:
+                self._stopping.wait(self.idle_poll_s)
 
     def start(self) -> Self:
         self._thread = threading.Thread(
@@ -80,8 +84,7 @@ class EventSource:
         return self
 
     def pause(self) -> None:
-        """Start no new invocation until resume() (what disabling the mapping or the schedule
-        does); what is in flight finishes. Tests use it to hold work where it is."""
+        """No new invocation until resume() (disabling the mapping); what is in flight finishes."""
         self._paused.set()
 
     def resume(self) -> None:
@@ -92,7 +95,6 @@ class EventSource:
         self._stopping.set()
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop the loop; what it has in flight finishes first (bounded by `timeout_s`)."""
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout=timeout_s)

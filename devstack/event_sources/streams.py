@@ -1,5 +1,5 @@
-"""A DynamoDB stream as Lambda reads it: the records, the shard reader, and the event source
-mapping (filter, batches, retries, bisecting, the on-failure destination)."""
+"""A DynamoDB stream as Lambda reads it: the records, the shard reader, FilterCriteria (moto's
+event-pattern matcher) and the event source mapping (batches, retries, bisecting, on-failure)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from moto.events.models import EventPattern, InvalidEventPatternException
+
 from devstack.event_sources.base import EventSource, Invoke, _log, failed_ids, function_arn, template_events
-from devstack.event_sources.patterns import filter_patterns, matches_any
 from devstack.functions import InvocationFailed
 from devstack.template import Stack
 
@@ -23,78 +24,70 @@ if TYPE_CHECKING:
     from devstack.gateway import LocalApiGateway
 
 
-def _json_ready(value: Any) -> Any:
-    """A boto3 value as it appears in Lambda's JSON event: binary as base64 text."""
-    if isinstance(value, bytes | bytearray):
-        return base64.b64encode(value).decode()
-    if isinstance(value, Mapping):
-        return {key: _json_ready(item) for key, item in value.items()}
-    if isinstance(value, list | set | tuple):
-        return [_json_ready(item) for item in value]
-    return value
+def filter_matches(pattern: Mapping[str, Any], event: Any) -> bool:
+    """Whether `event` matches a Lambda / EventBridge pattern, by moto's matcher (its EventBridge
+    rules' one); ValueError for a malformed pattern (as far as moto checks)."""
+    try:
+        return EventPattern.load(json.dumps(pattern)).matches_event(event)
+    except (InvalidEventPatternException, AttributeError, KeyError, TypeError) as error:
+        raise ValueError(f"a malformed event pattern: {pattern!r}") from error
+
+
+def matches_any(filters: Iterable[str | Mapping[str, Any]] | None, event: Any) -> bool:
+    """Lambda's FilterCriteria: no filters let everything through, else any matching one does (a
+    filter is a pattern, as a dict or as the JSON text of the template's `Pattern`)."""
+    patterns = [json.loads(item) if isinstance(item, str) else item for item in filters or ()]
+    return not patterns or any(filter_matches(pattern, event) for pattern in patterns)
+
+
+def filter_patterns(criteria: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The patterns of a FilterCriteria ({"Filters": [{"Pattern": "<json>"}, ...]}), parsed."""
+    return [json.loads(item["Pattern"]) for item in (criteria or {}).get("Filters") or []]
+
+
+def _json_value(value: Any) -> Any:
+    """What boto3 parsed, as Lambda's JSON event has it: dates as epoch seconds, binary as base64."""
+    return int(value.timestamp()) if isinstance(value, datetime) else base64.b64encode(value).decode()
 
 
 def lambda_record(raw: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
     """One GetRecords record (as boto3 returns it) in Lambda's DynamoDB-stream event format."""
-    created = raw.get("dynamodb", {}).get("ApproximateCreationDateTime")
-    record: dict[str, Any] = _json_ready({**raw, "eventVersion": "1.1", "eventSourceARN": stream_arn})
-    if isinstance(created, datetime):
-        record["dynamodb"]["ApproximateCreationDateTime"] = int(created.timestamp())
-    return record
+    record = {**raw, "eventVersion": "1.1", "eventSourceARN": stream_arn}
+    return json.loads(json.dumps(record, default=_json_value))  # type: ignore[no-any-return]
 
 
 class StreamReader:
-    """Reads a DynamoDB stream like Lambda's poller: each shard in order, each record once.
-
-    `read()` returns the records that arrived since the last call, in Lambda's DynamoDB event
-    record format. The starting position applies to the stream's shards when the reader is made
-    (moto's streams have one shard per table, which never splits). No threads: call it from the
-    thread you have, under moto's `mock_aws` or against moto's server.
-    """
+    """Reads a DynamoDB stream like Lambda's poller, each shard in order and each record once, from
+    `starting_position` (moto's streams have one shard per table, which never splits)."""
 
     def __init__(self, client: Any, stream_arn: str, starting_position: str = "TRIM_HORIZON") -> None:
         if starting_position not in ("TRIM_HORIZON", "LATEST"):
             raise ValueError(f"StartingPosition {starting_position!r}: DynamoDB takes TRIM_HORIZON or LATEST")
-        self.client = client
-        self.stream_arn = stream_arn
+        self.client, self.stream_arn = client, stream_arn
         shards = client.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
-        self._iterators: dict[str, str | None] = {
+        self.iterators: dict[str, str | None] = {
             shard["ShardId"]: client.get_shard_iterator(
                 StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType=starting_position
             )["ShardIterator"]
             for shard in shards
         }
 
-    @property
-    def shard_ids(self) -> list[str]:
-        return list(self._iterators)
-
     def read(self, limit: int = 1000) -> list[dict[str, Any]]:
-        """The new records of all shards (at most `limit` per shard)."""
+        """The records that arrived since the last read, of all shards (at most `limit` per shard)."""
         return [record for _, records in self.read_by_shard(limit) for record in records]
 
     def read_by_shard(self, limit: int = 1000) -> list[tuple[str, list[dict[str, Any]]]]:
-        """The new records, shard by shard: [(shard_id, records)], only shards that had some."""
+        """The new records, [(shard_id, records)] of the shards that had some."""
         found = []
-        for shard_id, iterator in self._iterators.items():
-            if iterator is None:
-                continue  # a closed shard, read to its end
-            answer = self.client.get_records(ShardIterator=iterator, Limit=max(1, min(limit, 1000)))
-            self._iterators[shard_id] = answer.get("NextShardIterator")
-            if answer["Records"]:
-                found.append((shard_id, [lambda_record(raw, self.stream_arn) for raw in answer["Records"]]))
+        for shard_id, iterator in self.iterators.items():
+            if iterator is not None:  # None: a closed shard, read to its end
+                answer = self.client.get_records(ShardIterator=iterator, Limit=max(1, min(limit, 1000)))
+                self.iterators[shard_id] = answer.get("NextShardIterator")
+                if answer["Records"]:
+                    found.append(
+                        (shard_id, [lambda_record(raw, self.stream_arn) for raw in answer["Records"]])
+                    )
         return found
-
-
-def drain_stream(
-    reader: StreamReader, filters: Iterable[str | Mapping[str, Any]] | None = None
-) -> list[dict[str, Any]]:
-    """Every record the stream has for `reader` now that passes `filters` (Lambda's FilterCriteria:
-    None or [] lets all through), reading until a read brings nothing new."""
-    found: list[dict[str, Any]] = []
-    while records := reader.read():
-        found += [record for record in records if matches_any(filters, record)]
-    return found
 
 
 def sqs_destination(client: Any, queue_url: str) -> Callable[[dict[str, Any]], None]:
@@ -118,29 +111,19 @@ class _ShardWork:
     batches: deque[_Batch] = field(default_factory=deque)  # the one being delivered first
 
 
-def _created(record: dict[str, Any]) -> int:
-    return int(record["dynamodb"]["ApproximateCreationDateTime"])
-
-
 def _iso(moment: float, fraction: bool = True) -> str:
-    return (
-        datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[: -3 if fraction else -7] + "Z"
-    )
+    text = datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return text[: -3 if fraction else -7] + "Z"
 
 
 @dataclass(kw_only=True, eq=False)
 class DynamoDBStreamSource(EventSource):
-    """Lambda's DynamoDB stream event source mapping, locally, over a StreamReader.
+    """Lambda's DynamoDB stream mapping over a StreamReader: one batch per shard at a time, in order.
 
-    One batch per shard at a time, in sequence order (ParallelizationFactor 1). A batch
-    succeeds when the invocation returns; with `report_failures` a `batchItemFailures` answer
-    (itemIdentifier = SequenceNumber) makes the records from the lowest reported one the next
-    attempt (an identifier not in the batch fails it whole). A raised invocation fails the batch
-    whole; with `bisect_on_error` a batch of two or more is split in halves (which does not count
-    as a retry). After `max_retry_attempts` retries (-1: no limit), or for records older than
-    `max_record_age_s`, the batch is given up: `on_failure` gets Lambda's on-failure message and
-    the shard goes on. `poll_once()` and `drain()` run it in the caller's thread; `start()` polls
-    in a thread of its own.
+    With `report_failures`, a `batchItemFailures` answer (itemIdentifier = SequenceNumber) retries
+    from the lowest reported record (one not in the batch fails it whole); a raised invocation fails
+    the batch whole, and `bisect_on_error` splits it in halves (not counted as a retry). Past
+    `max_retry_attempts` (-1: no limit) or `max_record_age_s` the batch goes to `on_failure`.
     """
 
     kind = "dynamodb"
@@ -162,29 +145,14 @@ class DynamoDBStreamSource(EventSource):
     def __post_init__(self) -> None:
         table = self.reader.stream_arn.split(":table/", 1)[-1].split("/", 1)[0]
         super().__init__(self.function_id, self.reader.stream_arn, f"{table} stream -> {self.function_id}")
-        self.filters = [json.loads(item) if isinstance(item, str) else item for item in self.filters]
         self.batch_size = max(1, min(self.batch_size, 10_000))
         self._shards: dict[str, _ShardWork] = {}
-        # What happened so far (for tests and the curious).
-        self.invocations = 0
-        self.delivered = 0  # records in batches that succeeded
-        self.dropped = 0  # records no filter let through
+        self.invocations = self.delivered = self.dropped = 0  # delivered: in batches that succeeded
         self.given_up: list[dict[str, Any]] = []  # the on-failure messages
 
-    def _loop(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                busy = self.poll_once()
-            except Exception as error:  # moto going away at shutdown, or a hiccup: poll again
-                if not self._stopping.is_set():
-                    _log("ddb", f"{self.function_id}: polling failed: {error}")
-                busy = False
-            if not busy:
-                self._stopping.wait(self.idle_poll_s)
-
     def poll_once(self, *, flush: bool = False) -> bool:
-        """Read the stream once, then deliver at most one batch per shard that is due (with
-        `flush`, without waiting for the batching window). True if it read or invoked anything."""
+        """Read the stream once, then deliver at most one due batch per shard (`flush`: without
+        waiting for the batching window). True if it read or invoked anything."""
         busy = False
         for shard_id, records in self.reader.read_by_shard():
             busy = True
@@ -205,8 +173,8 @@ class DynamoDBStreamSource(EventSource):
         return all(not work.pending and not work.batches for work in self._shards.values())
 
     def drain(self, timeout_s: float = 10.0) -> None:
-        """Poll in this thread until everything the stream has now is delivered or given up
-        (retry delays are waited out; the batching window is not). TimeoutError past `timeout_s`."""
+        """Poll in this thread until all the stream has now is delivered or given up (retry delays
+        are waited out, the batching window is not); TimeoutError past `timeout_s`."""
         deadline = self.clock() + timeout_s
         while (busy := self.poll_once(flush=True)) or not self.idle():
             if self.clock() > deadline:
@@ -218,23 +186,21 @@ class DynamoDBStreamSource(EventSource):
         now = self.clock()
         if not work.batches:
             waited = now - (work.waiting_since or now)
-            if not work.pending or not (
-                len(work.pending) >= self.batch_size or flush or waited >= self.batching_window_s
-            ):
+            full = len(work.pending) >= self.batch_size
+            if not work.pending or not (full or flush or waited >= self.batching_window_s):
                 return False
-            taken = [work.pending.popleft() for _ in range(min(self.batch_size, len(work.pending)))]
+            taken = min(self.batch_size, len(work.pending))
+            work.batches.append(_Batch([work.pending.popleft() for _ in range(taken)]))
             work.waiting_since = now if work.pending else None
-            work.batches.append(_Batch(taken))
         batch = work.batches[0]
         if now < batch.not_before:
             return False
         if self.max_record_age_s >= 0:
-            oldest_allowed = time.time() - self.max_record_age_s
-            records = batch.records
-            expired = sum(1 for _ in itertools.takewhile(lambda r: _created(r) < oldest_allowed, records))
-            if expired:
-                self._give_up(shard_id, _Batch(records[:expired]), "RecordAgeExceeded")
-                batch.records = records[expired:]
+            oldest = time.time() - self.max_record_age_s
+            aged = lambda record: record["dynamodb"]["ApproximateCreationDateTime"] < oldest  # noqa: E731
+            if expired := sum(1 for _ in itertools.takewhile(aged, batch.records)):
+                self._give_up(shard_id, _Batch(batch.records[:expired]), "RecordAgeExceeded")
+                batch.records = batch.records[expired:]
                 if not batch.records:
                     work.batches.popleft()
                     return True
@@ -274,11 +240,11 @@ class DynamoDBStreamSource(EventSource):
 
     def _give_up(self, shard_id: str, batch: _Batch, condition: str) -> None:
         first, last = batch.records[0]["dynamodb"], batch.records[-1]["dynamodb"]
-        response: dict[str, Any] = {}
-        if batch.invocations:
-            response = {"statusCode": 200, "executedVersion": "$LATEST"}
-            if batch.function_error:
-                response["functionError"] = "Unhandled"
+        response: dict[str, Any] = (
+            {"statusCode": 200, "executedVersion": "$LATEST"} if batch.invocations else {}
+        )
+        if batch.invocations and batch.function_error:
+            response["functionError"] = "Unhandled"
         message = {
             "requestContext": {
                 "requestId": str(uuid.uuid4()),
@@ -315,30 +281,29 @@ def dynamodb_event_sources(
     stack: Stack, gateway: LocalApiGateway, aws_client: Callable[[str], Any], *, retry_delay_s: float = 0.5
 ) -> list[DynamoDBStreamSource]:
     """One DynamoDBStreamSource per enabled `Type: DynamoDB` event of the functions the gateway
-    runs; `aws_client(service)` makes the boto3 clients (one of each per source)."""
+    runs; `aws_client(service)` makes their boto3 clients."""
     sources = []
     for function_id, _, _, props, invoke in template_events(stack, gateway, ["DynamoDB"]):
-        on_failure = None
-        target = (props.get("DestinationConfig") or {}).get("OnFailure", {}).get("Destination")
-        if target:  # an SQS queue: the template's only kind
-            sqs, name = aws_client("sqs"), str(stack.resolve(target)).rsplit(":", 1)[-1]
+        setting = lambda name, default, props=props: stack.resolve(props.get(name, default))  # noqa: E731
+        on_failure, target = None, (props.get("DestinationConfig") or {}).get("OnFailure", {})
+        if "Destination" in target:  # an SQS queue: the template's only kind
+            sqs, name = aws_client("sqs"), str(stack.resolve(target["Destination"])).rsplit(":", 1)[-1]
             on_failure = sqs_destination(sqs, sqs.get_queue_url(QueueName=name)["QueueUrl"])
         sources.append(
             DynamoDBStreamSource(
                 function_id=function_id,
                 reader=StreamReader(
                     aws_client("dynamodbstreams"),
-                    str(stack.resolve(props["Stream"])),
-                    str(stack.resolve(props.get("StartingPosition", "TRIM_HORIZON"))),
+                    str(setting("Stream", None)),
+                    str(setting("StartingPosition", "TRIM_HORIZON")),
                 ),
                 invoke=invoke,
                 filters=filter_patterns(props.get("FilterCriteria")),
-                batch_size=int(stack.resolve(props.get("BatchSize", 100))),
-                batching_window_s=float(stack.resolve(props.get("MaximumBatchingWindowInSeconds", 0))),
-                bisect_on_error=str(stack.resolve(props.get("BisectBatchOnFunctionError", False))).lower()
-                == "true",
-                max_retry_attempts=int(stack.resolve(props.get("MaximumRetryAttempts", -1))),
-                max_record_age_s=float(stack.resolve(props.get("MaximumRecordAgeInSeconds", -1))),
+                batch_size=int(setting("BatchSize", 100)),
+                batching_window_s=float(setting("MaximumBatchingWindowInSeconds", 0)),
+                bisect_on_error=str(setting("BisectBatchOnFunctionError", False)).lower() == "true",
+                max_retry_attempts=int(setting("MaximumRetryAttempts", -1)),
+                max_record_age_s=float(setting("MaximumRecordAgeInSeconds", -1)),
                 report_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
                 on_failure=on_failure,
                 retry_delay_s=retry_delay_s,

@@ -16,7 +16,8 @@ import uuid
 
 import pytest
 
-from devstack.event_sources import dynamodb_event_sources, sqs_event_sources
+from devstack.event_sources.sqs import sqs_event_sources
+from devstack.event_sources.streams import dynamodb_event_sources
 from devstack.gateway import LocalApiGateway
 from devstack.processes import local_http
 from devstack.template import ROOT, Stack
