@@ -57,37 +57,24 @@ def lambda_record(raw: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
 
 
 class StreamReader:
-    """Reads a DynamoDB stream like Lambda's poller, each shard in order and each record once, from
-    `starting_position` (moto's streams have one shard per table, which never splits)."""
+    """Reads a table's stream like Lambda's poller, each record once, from `starting_position`
+    (moto's stream has one shard per table, which never splits)."""
 
     def __init__(self, client: Any, stream_arn: str, starting_position: str = "TRIM_HORIZON") -> None:
         if starting_position not in ("TRIM_HORIZON", "LATEST"):
             raise ValueError(f"StartingPosition {starting_position!r}: DynamoDB takes TRIM_HORIZON or LATEST")
         self.client, self.stream_arn = client, stream_arn
-        shards = client.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
-        self.iterators: dict[str, str | None] = {
-            shard["ShardId"]: client.get_shard_iterator(
-                StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType=starting_position
-            )["ShardIterator"]
-            for shard in shards
-        }
+        (shard,) = client.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
+        self.shard_id: str = shard["ShardId"]
+        self._iterator = client.get_shard_iterator(
+            StreamArn=stream_arn, ShardId=self.shard_id, ShardIteratorType=starting_position
+        )["ShardIterator"]
 
     def read(self, limit: int = 1000) -> list[dict[str, Any]]:
-        """The records that arrived since the last read, of all shards (at most `limit` per shard)."""
-        return [record for _, records in self.read_by_shard(limit) for record in records]
-
-    def read_by_shard(self, limit: int = 1000) -> list[tuple[str, list[dict[str, Any]]]]:
-        """The new records, [(shard_id, records)] of the shards that had some."""
-        found = []
-        for shard_id, iterator in self.iterators.items():
-            if iterator is not None:  # None: a closed shard, read to its end
-                answer = self.client.get_records(ShardIterator=iterator, Limit=max(1, min(limit, 1000)))
-                self.iterators[shard_id] = answer.get("NextShardIterator")
-                if answer["Records"]:
-                    found.append(
-                        (shard_id, [lambda_record(raw, self.stream_arn) for raw in answer["Records"]])
-                    )
-        return found
+        """The records that arrived since the last read (at most `limit`), in Lambda's format."""
+        answer = self.client.get_records(ShardIterator=self._iterator, Limit=max(1, min(limit, 1000)))
+        self._iterator = answer["NextShardIterator"]
+        return [lambda_record(raw, self.stream_arn) for raw in answer["Records"]]
 
 
 def sqs_destination(client: Any, queue_url: str) -> Callable[[dict[str, Any]], None]:
@@ -104,13 +91,6 @@ class _Batch:
     function_error: bool = False
 
 
-@dataclass
-class _ShardWork:
-    pending: deque[dict[str, Any]] = field(default_factory=deque)
-    waiting_since: float | None = None  # when the oldest pending record was read
-    batches: deque[_Batch] = field(default_factory=deque)  # the one being delivered first
-
-
 def _iso(moment: float, fraction: bool = True) -> str:
     text = datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
     return text[: -3 if fraction else -7] + "Z"
@@ -118,7 +98,7 @@ def _iso(moment: float, fraction: bool = True) -> str:
 
 @dataclass(kw_only=True, eq=False)
 class DynamoDBStreamSource(EventSource):
-    """Lambda's DynamoDB stream mapping over a StreamReader: one batch per shard at a time, in order.
+    """Lambda's DynamoDB stream mapping over a StreamReader: one batch at a time, in order.
 
     With `report_failures`, a `batchItemFailures` answer (itemIdentifier = SequenceNumber) retries
     from the lowest reported record (one not in the batch fails it whole); a raised invocation fails
@@ -146,31 +126,26 @@ class DynamoDBStreamSource(EventSource):
         table = self.reader.stream_arn.split(":table/", 1)[-1].split("/", 1)[0]
         super().__init__(self.function_id, self.reader.stream_arn, f"{table} stream -> {self.function_id}")
         self.batch_size = max(1, min(self.batch_size, 10_000))
-        self._shards: dict[str, _ShardWork] = {}
+        self._pending: deque[dict[str, Any]] = deque()  # read, not yet in a batch
+        self._waiting_since: float | None = None  # when the oldest pending record was read
+        self._batches: deque[_Batch] = deque()  # the first is the one being delivered
         self.invocations = self.delivered = self.dropped = 0  # delivered: in batches that succeeded
         self.given_up: list[dict[str, Any]] = []  # the on-failure messages
 
     def poll_once(self, *, flush: bool = False) -> bool:
-        """Read the stream once, then deliver at most one due batch per shard (`flush`: without
-        waiting for the batching window). True if it read or invoked anything."""
-        busy = False
-        for shard_id, records in self.reader.read_by_shard():
-            busy = True
-            kept = [record for record in records if matches_any(self.filters, record)]
-            self.dropped += len(records) - len(kept)
-            work = self._shards.setdefault(shard_id, _ShardWork())
-            if kept and work.waiting_since is None:
-                work.waiting_since = self.clock()
-            work.pending.extend(kept)
-        for shard_id, work in list(self._shards.items()):
-            if self._stopping.is_set() and self._thread is not None:
-                break
-            busy = self._step(shard_id, work, flush=flush) or busy
-        return busy
+        """Read the stream once, then deliver the batch if it is due (`flush`: without waiting for
+        the batching window). True if it read or invoked anything."""
+        records = self.reader.read()
+        kept = [record for record in records if matches_any(self.filters, record)]
+        self.dropped += len(records) - len(kept)
+        if kept and self._waiting_since is None:
+            self._waiting_since = self.clock()
+        self._pending.extend(kept)
+        return self._step(flush) or bool(records)
 
     def idle(self) -> bool:
         """Nothing read and not yet delivered or given up."""
-        return all(not work.pending and not work.batches for work in self._shards.values())
+        return not self._pending and not self._batches
 
     def drain(self, timeout_s: float = 10.0) -> None:
         """Poll in this thread until all the stream has now is delivered or given up (retry delays
@@ -182,32 +157,36 @@ class DynamoDBStreamSource(EventSource):
             if not busy:
                 time.sleep(min(0.05, max(self.retry_delay_s, 0.001)))
 
-    def _step(self, shard_id: str, work: _ShardWork, *, flush: bool) -> bool:
-        now = self.clock()
-        if not work.batches:
-            waited = now - (work.waiting_since or now)
-            full = len(work.pending) >= self.batch_size
-            if not work.pending or not (full or flush or waited >= self.batching_window_s):
+    def _step(self, flush: bool) -> bool:
+        now, pending = self.clock(), self._pending
+        if self._stopping.is_set():  # request_stop(): no new invocation
+            return False
+        if not self._batches:
+            waited = now - (self._waiting_since or now)
+            if not pending or not (
+                len(pending) >= self.batch_size or flush or waited >= self.batching_window_s
+            ):
                 return False
-            taken = min(self.batch_size, len(work.pending))
-            work.batches.append(_Batch([work.pending.popleft() for _ in range(taken)]))
-            work.waiting_since = now if work.pending else None
-        batch = work.batches[0]
+            self._batches.append(
+                _Batch([pending.popleft() for _ in range(min(self.batch_size, len(pending)))])
+            )
+            self._waiting_since = now if pending else None
+        batch = self._batches[0]
         if now < batch.not_before:
             return False
         if self.max_record_age_s >= 0:
             oldest = time.time() - self.max_record_age_s
             aged = lambda record: record["dynamodb"]["ApproximateCreationDateTime"] < oldest  # noqa: E731
             if expired := sum(1 for _ in itertools.takewhile(aged, batch.records)):
-                self._give_up(shard_id, _Batch(batch.records[:expired]), "RecordAgeExceeded")
+                self._give_up(_Batch(batch.records[:expired]), "RecordAgeExceeded")
                 batch.records = batch.records[expired:]
                 if not batch.records:
-                    work.batches.popleft()
+                    self._batches.popleft()
                     return True
-        self._deliver(shard_id, work, batch)
+        self._deliver(batch)
         return True
 
-    def _deliver(self, shard_id: str, work: _ShardWork, batch: _Batch) -> None:
+    def _deliver(self, batch: _Batch) -> None:
         batch.invocations += 1
         self.invocations += 1
         sequence = [record["dynamodb"]["SequenceNumber"] for record in batch.records]
@@ -221,13 +200,13 @@ class DynamoDBStreamSource(EventSource):
             failed = failed_ids(result, sequence) if self.report_failures else set()
             failed_from, function_error = min((sequence.index(s) for s in failed), default=None), False
         if failed_from is None:
-            work.batches.popleft()
+            self._batches.popleft()
             self.delivered += len(batch.records)
         elif function_error and self.bisect_on_error and len(batch.records) > 1:
-            work.batches.popleft()
+            self._batches.popleft()
             middle, retry_at = len(batch.records) // 2, self.clock() + self.retry_delay_s
             for records in (batch.records[middle:], batch.records[:middle]):
-                work.batches.appendleft(_Batch(records, batch.attempts, batch.invocations, retry_at, True))
+                self._batches.appendleft(_Batch(records, batch.attempts, batch.invocations, retry_at, True))
         else:
             self.delivered += failed_from  # the records before the first reported failure are done
             batch.records = batch.records[failed_from:]
@@ -235,10 +214,10 @@ class DynamoDBStreamSource(EventSource):
             batch.function_error = function_error
             batch.not_before = self.clock() + self.retry_delay_s
             if 0 <= self.max_retry_attempts < batch.attempts:
-                work.batches.popleft()
-                self._give_up(shard_id, batch, "RetryAttemptsExhausted")
+                self._batches.popleft()
+                self._give_up(batch, "RetryAttemptsExhausted")
 
-    def _give_up(self, shard_id: str, batch: _Batch, condition: str) -> None:
+    def _give_up(self, batch: _Batch, condition: str) -> None:
         first, last = batch.records[0]["dynamodb"], batch.records[-1]["dynamodb"]
         response: dict[str, Any] = (
             {"statusCode": 200, "executedVersion": "$LATEST"} if batch.invocations else {}
@@ -256,7 +235,7 @@ class DynamoDBStreamSource(EventSource):
             "version": "1.0",
             "timestamp": _iso(time.time()),
             "DDBStreamBatchInfo": {
-                "shardId": shard_id,
+                "shardId": self.reader.shard_id,
                 "startSequenceNumber": first["SequenceNumber"],
                 "endSequenceNumber": last["SequenceNumber"],
                 "approximateArrivalOfFirstRecord": _iso(first["ApproximateCreationDateTime"], False),
@@ -266,10 +245,7 @@ class DynamoDBStreamSource(EventSource):
             },
         }
         self.given_up.append(message)
-        _log(
-            "ddb",
-            f"{self.function_id}: gave up on {len(batch.records)} record(s) of {shard_id} ({condition})",
-        )
+        _log("ddb", f"{self.function_id}: gave up on {len(batch.records)} record(s) ({condition})")
         try:
             if self.on_failure is not None:
                 self.on_failure(message)

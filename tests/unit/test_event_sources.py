@@ -377,7 +377,7 @@ def test_a_failing_batch_is_retried_then_sent_to_the_on_failure_destination(tabl
     assert message["responseContext"]["functionError"] == "Unhandled"
     assert message["version"] == "1.0" and message["timestamp"].endswith("Z")
     info = message["DDBStreamBatchInfo"]
-    assert info["shardId"] == next(iter(StreamReader(_streams(), stream_arn).iterators))
+    assert info["shardId"] == StreamReader(_streams(), stream_arn).shard_id
     assert info["startSequenceNumber"] == records[0]["dynamodb"]["SequenceNumber"]
     assert info["endSequenceNumber"] == records[1]["dynamodb"]["SequenceNumber"]
     assert info["batchSize"] == 2
@@ -454,16 +454,15 @@ def test_records_older_than_the_maximum_age_are_given_up_unread(table):
     destination: list[dict[str, Any]] = []
     source = _source(stream_arn, function, max_record_age_s=60, on_failure=destination.append)
     _put(dynamodb, "t0", "queued")
-    original = source.reader.read_by_shard
+    original = source.reader.read
 
-    def aged(limit: int = 1000) -> list[tuple[str, list[dict[str, Any]]]]:
-        found = original(limit)
-        for _, records in found:
-            for record in records:
-                record["dynamodb"]["ApproximateCreationDateTime"] -= 3600
-        return found
+    def aged(limit: int = 1000) -> list[dict[str, Any]]:
+        records = original(limit)
+        for record in records:
+            record["dynamodb"]["ApproximateCreationDateTime"] -= 3600
+        return records
 
-    source.reader.read_by_shard = aged  # type: ignore[method-assign]
+    source.reader.read = aged  # type: ignore[method-assign]
     source.drain()
 
     assert function.calls == []
