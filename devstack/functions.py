@@ -125,8 +125,8 @@ def _pump_lines(stream: IO[str], function_id: str) -> None:
 
 
 class FunctionPool:
-    """Up to `size` instances of a function, started on demand like Lambda's (cold starts). One is
-    kept warm: started up front, and replaced when the last one is lost. An event finding all busy
+    """Up to `size` instances of a function, each started by an event that finds none idle (a cold
+    start), as on Lambda: nothing runs for a function no event reaches. An event finding all busy
     waits for one up to the function's Timeout or `acquire_timeout_s` (then "throttled")."""
 
     def __init__(
@@ -148,13 +148,6 @@ class FunctionPool:
         self.invocations: deque[tuple[float, float, bool]] = deque(maxlen=100_000)
         self.cold_starts = self.lost_instances = 0  # lost: died or killed (crash, timeout, failed init)
 
-    def start(self) -> None:
-        threading.Thread(target=self._add_warm, daemon=True).start()
-
-    def wait_ready(self, timeout_s: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: bool(self._idle), timeout_s)
-
     def _spawn(self) -> _Worker:
         """A new instance (under the lock); the caller waits for its init, the cold start."""
         if self._stopped:
@@ -168,15 +161,9 @@ class FunctionPool:
         try:
             worker.call(None, INIT_TIMEOUT_S, "init")  # "ready" or "init_error": either one serves
         except InvocationFailed:
-            self._drop(worker, replace=False)  # died or hung during init: no crash loop
+            self._drop(worker)  # died or hung during init
             raise
         return worker
-
-    def _add_warm(self) -> None:
-        with contextlib.suppress(InvocationFailed):
-            with self._cond:
-                worker = self._spawn()
-            self._release(self._init(worker))
 
     def _acquire(self) -> _Worker:
         """An idle instance, else a new one while there are fewer than `size`, else the next free one."""
@@ -201,8 +188,8 @@ class FunctionPool:
                 self._idle.append(worker)
                 self._cond.notify_all()
 
-    def _drop(self, worker: _Worker, *, replace: bool) -> None:
-        """Like Lambda after a timeout or crash: the instance is gone (and the last one is replaced)."""
+    def _drop(self, worker: _Worker) -> None:
+        """Like Lambda after a timeout or crash: the instance is gone, the next event starts another."""
         worker.process.kill()
         worker.process.wait()
         worker.close_pipes()
@@ -210,9 +197,6 @@ class FunctionPool:
             self.lost_instances += 1
             self._all.discard(worker)
             self._cond.notify_all()
-            replace = replace and not self._stopped and not self._all
-        if replace:
-            self.start()
 
     def invoke(self, event: dict[str, Any], request_id: str) -> Any:
         asked = time.monotonic()
@@ -227,7 +211,7 @@ class FunctionPool:
             message = {"event": event, "request_id": request_id, "deadline_ms": deadline_ms}
             reply = worker.call(message, self.spec.timeout_s, "invoke")
         except InvocationFailed:
-            self._drop(worker, replace=True)
+            self._drop(worker)
             raise
         finally:
             self.invocations.append((acquired - asked, time.monotonic() - acquired, bool(reply.get("ok"))))

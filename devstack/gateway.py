@@ -24,7 +24,6 @@ from devstack import proxy
 from devstack.authorizers import Authorized, Authorizers, authorizer_specs, method_arn
 from devstack.functions import (
     ACQUIRE_TIMEOUT_S,
-    INIT_TIMEOUT_S,
     FunctionPool,
     FunctionSpec,
     InvocationFailed,
@@ -95,7 +94,7 @@ class LocalApiGateway:
         return function_spec(self.stack, function_id, self._environment)
 
     def start(self) -> LocalApiGateway:
-        """Instances for every function something local calls, then the HTTP server."""
+        """A pool for every function something local calls (instances start with events), then the server."""
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             for name in ("gateway", "api-access", *self.stack.functions()):
@@ -115,13 +114,8 @@ class LocalApiGateway:
                 log=log,
                 acquire_timeout_s=self.acquire_timeout_s,
             )
-            self.pools[function_id].start()
         self._server.start_background("local-api-gateway")
         return self
-
-    def wait_ready(self, timeout_s: float = INIT_TIMEOUT_S) -> bool:
-        deadline = time.monotonic() + timeout_s
-        return all(pool.wait_ready(max(0.0, deadline - time.monotonic())) for pool in self.pools.values())
 
     def stop(self) -> None:
         self._server.stop_background()
