@@ -148,45 +148,32 @@ class FunctionPool:
         self.invocations: deque[tuple[float, float, bool]] = deque(maxlen=100_000)
         self.cold_starts = self.lost_instances = 0  # lost: died or killed (crash, timeout, failed init)
 
-    def _spawn(self) -> _Worker:
-        """A new instance (under the lock); the caller waits for its init, the cold start."""
-        if self._stopped:
-            raise InvocationFailed("throttled", "the pool is stopping")
-        worker = _Worker(self.spec, self._log)
-        self._all.add(worker)
-        self.cold_starts += 1
-        return worker
-
-    def _init(self, worker: _Worker) -> _Worker:
+    def _acquire(self) -> _Worker:
+        """An idle instance, else a new one (a cold start) while there are fewer than `size`, else
+        the next one to be free."""
+        deadline = time.monotonic() + min(self.spec.timeout_s, self.acquire_timeout_s)
+        with self._cond:
+            while not self._stopped:
+                while self._idle:
+                    if (worker := self._idle.pop()).process.poll() is None:
+                        return worker
+                    self._all.discard(worker)  # died while idle
+                if len(self._all) < self.size:
+                    break
+                if (remaining := deadline - time.monotonic()) <= 0:
+                    raise InvocationFailed("throttled", f"no free {self.spec.function_id} instance")
+                self._cond.wait(remaining)
+            else:
+                raise InvocationFailed("throttled", "the pool is stopping")
+            worker = _Worker(self.spec, self._log)
+            self._all.add(worker)
+            self.cold_starts += 1
         try:
             worker.call(None, INIT_TIMEOUT_S, "init")  # "ready" or "init_error": either one serves
         except InvocationFailed:
             self._drop(worker)  # died or hung during init
             raise
         return worker
-
-    def _acquire(self) -> _Worker:
-        """An idle instance, else a new one while there are fewer than `size`, else the next free one."""
-        deadline = time.monotonic() + min(self.spec.timeout_s, self.acquire_timeout_s)
-        with self._cond:
-            while True:  # after close() the next _spawn() raises
-                while self._idle:
-                    if (worker := self._idle.pop()).process.poll() is None:
-                        return worker
-                    self._all.discard(worker)  # died while idle
-                if len(self._all) < self.size:
-                    worker = self._spawn()
-                    break
-                if (remaining := deadline - time.monotonic()) <= 0:
-                    raise InvocationFailed("throttled", f"no free {self.spec.function_id} instance")
-                self._cond.wait(remaining)
-        return self._init(worker)
-
-    def _release(self, worker: _Worker) -> None:
-        with self._cond:
-            if not self._stopped:
-                self._idle.append(worker)
-                self._cond.notify_all()
 
     def _drop(self, worker: _Worker) -> None:
         """Like Lambda after a timeout or crash: the instance is gone, the next event starts another."""
@@ -215,7 +202,10 @@ class FunctionPool:
             raise
         finally:
             self.invocations.append((acquired - asked, time.monotonic() - acquired, bool(reply.get("ok"))))
-        self._release(worker)
+        with self._cond:
+            if not self._stopped:
+                self._idle.append(worker)
+                self._cond.notify_all()
         if not reply.get("ok"):
             raise InvocationFailed("error", f"{reply.get('errorType')}: {reply.get('errorMessage')}")
         return reply.get("result")

@@ -1,17 +1,14 @@
 """One local Lambda instance: `python -m devstack.worker FunctionId` (dev-only), started by
 devstack.functions in the function's environment and code directory. Like Lambda it imports the
-handler once (cold start), keeps module state between events, and logs with START/END/REPORT lines.
+handler once (cold start), keeps module state between events, and logs START/END/REPORT lines.
 
-Protocol (private to devstack.functions): JSON lines on the original stdin and stdout, which function
-code cannot reach (fd 1 goes to stderr, where Powertools' logs belong; fd 0 to /dev/null):
-worker -> pool {"type": "ready" | "init_error"}; then per event pool -> worker {"event", "request_id",
-"deadline_ms"} and worker -> pool {"ok": true, "result"} or {"ok": false, "errorType", "errorMessage"}.
-End of input ends it.
-
-`DEVSTACK_CHAOS_FILE`: devstack.chaos's botocore hook, installed before the handler is imported.
-For bench/throughput.py (opt-in): `DEVSTACK_PROFILE_DIR` profiles the handler calls (cProfile; wall
-time, or CPU with `DEVSTACK_PROFILE_CLOCK=cpu`) into <FunctionId>.<pid>.prof at end of input;
-`DEVSTACK_STATS_DIR` counts its AWS calls by service:operation into <FunctionId>.<pid>.json.
+Protocol (private to devstack.functions), JSON lines on the original stdin/stdout, out of function
+code's reach (fd 1 goes to stderr with Powertools' logs, fd 0 to /dev/null): {"type": "ready" |
+"init_error"}, then per {"event", "request_id", "deadline_ms"} a {"ok": true, "result"} or {"ok":
+false, "errorType", "errorMessage"}. End of input ends it. `DEVSTACK_CHAOS_FILE`: devstack.chaos's
+botocore hook. Opt-in for bench/throughput.py, written at end of input: `DEVSTACK_PROFILE_DIR`
+(cProfile of the handler calls, wall time or `DEVSTACK_PROFILE_CLOCK=cpu`, <FunctionId>.<pid>.prof)
+and `DEVSTACK_STATS_DIR` (its AWS calls by service:operation, <FunctionId>.<pid>.json).
 """
 
 from __future__ import annotations
@@ -25,23 +22,19 @@ import sys
 import time
 import traceback
 from collections import Counter
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 
 def _context(request_id: str, deadline_ms: int) -> Any:
-    """The parts of the Lambda context object that handlers and Powertools read."""
+    """The parts of the Lambda context object that the handlers and Powertools read."""
     name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
     return SimpleNamespace(
         function_name=name,
-        function_version="$LATEST",
         invoked_function_arn=f"arn:aws:lambda:{os.environ.get('AWS_REGION')}:123456789012:function:{name}",
         memory_limit_in_mb=int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")),
         aws_request_id=request_id,
-        log_group_name=f"/aws/lambda/{name}",
-        log_stream_name="local",
-        identity=None,
-        client_context=None,
         get_remaining_time_in_millis=lambda: max(0, deadline_ms - int(time.time() * 1000)),
     )
 
@@ -50,19 +43,14 @@ class Measure:
     """The opt-in profile and AWS call counts of this process (see the module docstring)."""
 
     def __init__(self, function_id: str) -> None:
-        self.name, self.invocations, self.api_calls = f"{function_id}.{os.getpid()}", 0, Counter[str]()
-        self.stats = {"function_id": function_id, "api_calls": self.api_calls}
-        self.profile_dir, self.stats_dir = (
-            os.environ.get("DEVSTACK_PROFILE_DIR"),
-            os.environ.get("DEVSTACK_STATS_DIR"),
-        )
+        self.function_id, self.invocations, self.api_calls = function_id, 0, Counter[str]()
         self.profiler: Any = None
-        if self.profile_dir:
+        if os.environ.get("DEVSTACK_PROFILE_DIR"):
             import cProfile
 
             cpu = os.environ.get("DEVSTACK_PROFILE_CLOCK") == "cpu"  # wall: waits included
             self.profiler = cProfile.Profile(time.thread_time) if cpu else cProfile.Profile()
-        if self.stats_dir:  # before the handler makes a client: every botocore session counts
+        if os.environ.get("DEVSTACK_STATS_DIR"):  # before the handler makes a client: all sessions count
             from botocore.handlers import BUILTIN_HANDLERS
 
             BUILTIN_HANDLERS.append(("before-call", self._count))
@@ -76,14 +64,16 @@ class Measure:
             return handler(event, context)
 
     def dump(self) -> None:
+        name = f"{self.function_id}.{os.getpid()}"
+        profiles, stats = os.environ.get("DEVSTACK_PROFILE_DIR"), os.environ.get("DEVSTACK_STATS_DIR")
         try:
-            if self.profile_dir and self.invocations:
-                os.makedirs(self.profile_dir, exist_ok=True)
-                self.profiler.dump_stats(os.path.join(self.profile_dir, self.name + ".prof"))
-            if self.stats_dir:
-                os.makedirs(self.stats_dir, exist_ok=True)
-                with open(os.path.join(self.stats_dir, self.name + ".json"), "w") as out:
-                    json.dump({**self.stats, "invocations": self.invocations}, out)
+            if profiles and self.invocations:
+                os.makedirs(profiles, exist_ok=True)
+                self.profiler.dump_stats(os.path.join(profiles, name + ".prof"))
+            if stats:
+                os.makedirs(stats, exist_ok=True)
+                counts = {"function_id": self.function_id, "invocations": self.invocations}
+                Path(stats, name + ".json").write_text(json.dumps({**counts, "api_calls": self.api_calls}))
         except OSError as error:  # measuring must never break the function
             print(f"[devstack.worker] could not write the profile/stats: {error}", file=sys.stderr)
 

@@ -1,20 +1,105 @@
 """Lambda's event sources, locally (dev-only): what invokes the template's functions other than the
-API, with Lambda's semantics. `sqs` (Type: SQS mappings), `streams` (Type: DynamoDB mappings and
-their FilterCriteria), `schedules` (Schedule/ScheduleV2 timers), `base` (what they share)."""
+API, with Lambda's semantics. Here what they share (the polling thread, the template events they
+serve, Lambda's reading of a batch's answer); `sqs` (Type: SQS mappings), `streams` (Type: DynamoDB
+mappings and their FilterCriteria), `schedules` (ScheduleV2 timers)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+import functools
+import sys
+import threading
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any, Self
 
-from devstack.event_sources.base import EventSource
-from devstack.event_sources.schedules import schedule_event_sources
-from devstack.event_sources.sqs import sqs_event_sources
-from devstack.event_sources.streams import dynamodb_event_sources
-from devstack.template import Stack
+from devstack.template import ACCOUNT, REGION, Stack
 
 if TYPE_CHECKING:
     from devstack.gateway import LocalApiGateway
+
+Invoke = Callable[[dict[str, Any]], Any]
+
+
+def _log(kind: str, message: str) -> None:
+    print(f"[{kind}] {message}", file=sys.stderr, flush=True)
+
+
+def function_arn(function_id: str) -> str:
+    """The ARN a local function answers to (its instances are named local-<FunctionId>)."""
+    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:local-{function_id}"
+
+
+def failed_ids(result: Any, ids: Collection[str]) -> set[str]:
+    """The ids a batch's `batchItemFailures` names; all of them if one is not in the batch (Lambda
+    treats an invalid answer as the whole batch failing)."""
+    failures = result.get("batchItemFailures") if isinstance(result, dict) else None
+    if not failures:
+        return set()
+    items = failures if isinstance(failures, list) else [failures]
+    reported = {str(item.get("itemIdentifier")) if isinstance(item, dict) else "" for item in items}
+    return reported if reported <= set(ids) else set(ids)
+
+
+def template_events(stack: Stack, gateway: LocalApiGateway, types: Collection[str]) -> list[tuple[Any, ...]]:
+    """(function id, event name, type, properties, invoke) of the enabled events of these types."""
+    return [
+        (function_id, name, event["Type"], props, functools.partial(gateway.invoke, function_id))
+        for function_id in gateway.pools
+        for name, event in stack.function_events(function_id).items()
+        if event.get("Type") in types
+        and (props := event.get("Properties", {})).get("Enabled", True) is not False
+    ]
+
+
+class EventSource:
+    """A function, what feeds it, and the thread that calls `poll_once()` until stop()."""
+
+    kind = ""
+    queue_url: str | None = None  # SQS sources only
+    idle_poll_s = 0.25  # how long the loop waits after a poll that found nothing to do
+
+    def __init__(self, function_id: str, source_arn: str, description: str) -> None:
+        self.function_id, self.source_arn = function_id, source_arn
+        self.description = description  # what feeds which function, for people
+        self._stopping, self._paused = threading.Event(), threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def poll_once(self) -> bool:  # pragma: no cover - overridden
+        """Start what is due; True if it did something (then the loop looks again at once)."""
+        raise NotImplementedError
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                busy = not self._paused.is_set() and self.poll_once()
+            except Exception as error:  # moto going away at shutdown, or a hiccup: poll again
+                if not self._stopping.is_set():
+                    _log(self.kind, f"{self.function_id}: polling failed: {error}")
+                busy = False
+            if not busy:
+                self._stopping.wait(self.idle_poll_s)
+
+    def start(self) -> Self:
+        self._thread = threading.Thread(
+            target=self._loop, name=f"{self.kind}-{self.function_id}", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def pause(self) -> None:
+        """No new invocation until resume() (disabling the mapping); what is in flight finishes."""
+        self._paused.set()
+
+    def resume(self) -> None:
+        self._paused.clear()
+
+    def request_stop(self) -> None:
+        """Take no new work from now on; stop() also waits for what is in flight."""
+        self._stopping.set()
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=timeout_s)
 
 
 def build_event_sources(
@@ -27,8 +112,10 @@ def build_event_sources(
 ) -> list[EventSource]:
     """Every event source of the functions the gateway runs, not started; `aws_client(service)`
     makes their boto3 clients."""
+    from devstack.event_sources import schedules, sqs, streams  # they import this module
+
     return [
-        *sqs_event_sources(stack, gateway, aws_client("sqs"), default_concurrency=default_concurrency),
-        *dynamodb_event_sources(stack, gateway, aws_client),
-        *schedule_event_sources(stack, gateway, interval_s=schedule_interval_s),
+        *sqs.sqs_event_sources(stack, gateway, aws_client("sqs"), default_concurrency=default_concurrency),
+        *streams.dynamodb_event_sources(stack, gateway, aws_client),
+        *schedules.schedule_event_sources(stack, gateway, interval_s=schedule_interval_s),
     ]

@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from devstack.event_sources.base import EventSource, Invoke, _log, template_events
+from devstack.event_sources import EventSource, Invoke, _log, template_events
 from devstack.template import ACCOUNT, REGION, Stack
 
 if TYPE_CHECKING:

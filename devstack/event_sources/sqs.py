@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from devstack.event_sources.base import EventSource, Invoke, _log, failed_ids, template_events
+from devstack.event_sources import EventSource, Invoke, _log, failed_ids, template_events
 from devstack.functions import InvocationFailed
 from devstack.template import REGION, Stack
 
@@ -23,15 +23,13 @@ LONG_POLL_S = 1
 
 def lambda_sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
     """One ReceiveMessage message (as boto3 returns it) as a record of Lambda's SQS event."""
-    attributes = {
+    attributes = {  # boto3's StringValue, DataType, ... as Lambda's stringValue, dataType, ...
         name: {
-            "stringValue": value.get("StringValue"),
-            "binaryValue": value.get("BinaryValue"),
             "stringListValues": [],
             "binaryListValues": [],
-            "dataType": value.get("DataType"),
+            **{k[0].lower() + k[1:]: v for k, v in value.items()},
         }
-        for name, value in (message.get("MessageAttributes") or {}).items()
+        for name, value in message.get("MessageAttributes", {}).items()
     }
     return {
         "messageId": message["MessageId"],

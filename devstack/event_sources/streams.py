@@ -1,5 +1,4 @@
-"""A DynamoDB stream as Lambda reads it: the records, the shard reader, FilterCriteria (moto's
-event-pattern matcher) and the event source mapping (batches, retries, bisecting, on-failure)."""
+"""A DynamoDB stream as Lambda reads it: records, reader, FilterCriteria and the event source mapping."""
 
 from __future__ import annotations
 
@@ -16,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from moto.events.models import EventPattern, InvalidEventPatternException
 
-from devstack.event_sources.base import EventSource, Invoke, _log, failed_ids, function_arn, template_events
+from devstack.event_sources import EventSource, Invoke, _log, failed_ids, function_arn, template_events
 from devstack.functions import InvocationFailed
 from devstack.template import Stack
 
@@ -25,8 +24,7 @@ if TYPE_CHECKING:
 
 
 def filter_matches(pattern: Mapping[str, Any], event: Any) -> bool:
-    """Whether `event` matches a Lambda / EventBridge pattern, by moto's matcher (its EventBridge
-    rules' one); ValueError for a malformed pattern (as far as moto checks)."""
+    """Whether `event` matches a Lambda pattern, by moto's EventBridge matcher; ValueError if malformed."""
     try:
         return EventPattern.load(json.dumps(pattern)).matches_event(event)
     except (InvalidEventPatternException, AttributeError, KeyError, TypeError) as error:
@@ -34,8 +32,7 @@ def filter_matches(pattern: Mapping[str, Any], event: Any) -> bool:
 
 
 def matches_any(filters: Iterable[str | Mapping[str, Any]] | None, event: Any) -> bool:
-    """Lambda's FilterCriteria: no filters let everything through, else any matching one does (a
-    filter is a pattern, as a dict or as the JSON text of the template's `Pattern`)."""
+    """Lambda's FilterCriteria: no filters let all through, else any matching one (dict or JSON) does."""
     patterns = [json.loads(item) if isinstance(item, str) else item for item in filters or ()]
     return not patterns or any(filter_matches(pattern, event) for pattern in patterns)
 
@@ -57,8 +54,7 @@ def lambda_record(raw: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
 
 
 class StreamReader:
-    """Reads a table's stream like Lambda's poller, each record once, from `starting_position`
-    (moto's stream has one shard per table, which never splits)."""
+    """Reads a stream like Lambda's poller, each record once (moto: one shard, which never splits)."""
 
     def __init__(self, client: Any, stream_arn: str, starting_position: str = "TRIM_HORIZON") -> None:
         if starting_position not in ("TRIM_HORIZON", "LATEST"):
@@ -133,8 +129,7 @@ class DynamoDBStreamSource(EventSource):
         self.given_up: list[dict[str, Any]] = []  # the on-failure messages
 
     def poll_once(self, *, flush: bool = False) -> bool:
-        """Read the stream once, then deliver the batch if it is due (`flush`: without waiting for
-        the batching window). True if it read or invoked anything."""
+        """Read once, then deliver the batch if due (`flush`: not waiting for the window); True if busy."""
         records = self.reader.read()
         kept = [record for record in records if matches_any(self.filters, record)]
         self.dropped += len(records) - len(kept)
@@ -148,8 +143,7 @@ class DynamoDBStreamSource(EventSource):
         return not self._pending and not self._batches
 
     def drain(self, timeout_s: float = 10.0) -> None:
-        """Poll in this thread until all the stream has now is delivered or given up (retry delays
-        are waited out, the batching window is not); TimeoutError past `timeout_s`."""
+        """Poll here until all the stream has now is delivered or given up; TimeoutError after `timeout_s`."""
         deadline = self.clock() + timeout_s
         while (busy := self.poll_once(flush=True)) or not self.idle():
             if self.clock() > deadline:
@@ -256,8 +250,7 @@ class DynamoDBStreamSource(EventSource):
 def dynamodb_event_sources(
     stack: Stack, gateway: LocalApiGateway, aws_client: Callable[[str], Any], *, retry_delay_s: float = 0.5
 ) -> list[DynamoDBStreamSource]:
-    """One DynamoDBStreamSource per enabled `Type: DynamoDB` event of the functions the gateway
-    runs; `aws_client(service)` makes their boto3 clients."""
+    """One DynamoDBStreamSource per enabled `Type: DynamoDB` event of the functions the gateway runs."""
     sources = []
     for function_id, _, _, props, invoke in template_events(stack, gateway, ["DynamoDB"]):
         setting = lambda name, default, props=props: stack.resolve(props.get(name, default))  # noqa: E731
