@@ -8,6 +8,7 @@ from __future__ import annotations
 import functools
 import sys
 import threading
+import time
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, Self
 
@@ -51,17 +52,18 @@ def template_events(stack: Stack, gateway: LocalApiGateway, types: Collection[st
 
 
 class EventSource:
-    """A function, what feeds it, and the thread that calls `poll_once()` until stop()."""
+    """A function, what feeds it, and the threads (`pollers`) that call `poll_once()` until stop()."""
 
     kind = ""
     queue_url: str | None = None  # SQS sources only
     idle_poll_s = 0.25  # how long the loop waits after a poll that found nothing to do
+    pollers = 1
 
     def __init__(self, function_id: str, source_arn: str, description: str) -> None:
         self.function_id, self.source_arn = function_id, source_arn
         self.description = description  # what feeds which function, for people
         self._stopping, self._paused = threading.Event(), threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     def poll_once(self) -> bool:  # pragma: no cover - overridden
         """Start what is due; True if it did something (then the loop looks again at once)."""
@@ -79,10 +81,12 @@ class EventSource:
                 self._stopping.wait(self.idle_poll_s)
 
     def start(self) -> Self:
-        self._thread = threading.Thread(
-            target=self._loop, name=f"{self.kind}-{self.function_id}", daemon=True
-        )
-        self._thread.start()
+        name = f"{self.kind}-{self.function_id}"
+        self._threads = [
+            threading.Thread(target=self._loop, name=name, daemon=True) for _ in range(self.pollers)
+        ]
+        for thread in self._threads:
+            thread.start()
         return self
 
     def pause(self) -> None:
@@ -97,9 +101,11 @@ class EventSource:
         self._stopping.set()
 
     def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop, waiting up to `timeout_s` for what is in flight (each invocation has its Timeout)."""
         self._stopping.set()
-        if self._thread is not None:
-            self._thread.join(timeout=timeout_s)
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def build_event_sources(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -97,8 +96,8 @@ def tap_event_buses(sqs: Any, events: Any, buses: list[str], name: str, pattern:
 
 @dataclass(kw_only=True, eq=False)
 class SqsEventSource(EventSource):
-    """Lambda's SQS event source mapping over a moto queue: batches of up to BatchSize, at most
-    `concurrency` invocations at once; a batch that succeeded is deleted but the messages its
+    """Lambda's SQS event source mapping over a moto queue: `concurrency` pollers, each receiving up
+    to BatchSize and invoking; a batch that succeeded is deleted but the messages its
     `batchItemFailures` names (with ReportBatchItemFailures), a failed one is not: those come back
     after their visibility timeout, and the queue's redrive policy dead-letters them in the end."""
 
@@ -118,9 +117,8 @@ class SqsEventSource(EventSource):
             self.function_id, self.queue_arn, f"{self.queue_arn.rsplit(':', 1)[-1]} -> {self.function_id}"
         )
         self.batch_size = max(1, min(self.batch_size, 10))  # one ReceiveMessage returns at most 10
-        self._slots = threading.BoundedSemaphore(max(1, self.concurrency))
-        self._deliveries = ThreadPoolExecutor(max(1, self.concurrency), f"sqs-{self.function_id}")
-        self._receiving = threading.Lock()
+        self.pollers = max(1, self.concurrency)
+        self._receiving = threading.Lock()  # the pollers receive in turn
 
     def pause(self) -> None:
         """Also waits for a receive under way (LONG_POLL_S at most); received batches still finish."""
@@ -128,34 +126,20 @@ class SqsEventSource(EventSource):
         with self._receiving:
             pass
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop polling and wait for the invocations in flight (each bounded by its Timeout)."""
-        super().stop(timeout_s)
-        self._deliveries.shutdown(wait=True)
-
     def poll_once(self) -> bool:
-        """With an invocation slot free, one receive; its batch goes to a delivery thread."""
-        if not self._slots.acquire(timeout=self.idle_poll_s):
-            return True  # every slot busy (the acquire waited)
-        messages: list[dict[str, Any]] = []
-        try:
-            with self._receiving:
-                if not self._paused.is_set():
-                    messages = self.client.receive_message(
-                        QueueUrl=self.queue_url,
-                        MaxNumberOfMessages=self.batch_size,
-                        WaitTimeSeconds=LONG_POLL_S,
-                        AttributeNames=["All"],
-                        MessageAttributeNames=["All"],
-                    ).get("Messages", [])
-        finally:
-            if not messages:
-                self._slots.release()
-        if messages:
-            self._deliveries.submit(self._deliver, messages)
-        return True  # the receive long-polled
-
-    def _deliver(self, messages: list[dict[str, Any]]) -> None:
+        """One receive, its batch invoked in this thread."""
+        with self._receiving:
+            if self._paused.is_set() or self._stopping.is_set():
+                return False
+            messages = self.client.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=self.batch_size,
+                WaitTimeSeconds=LONG_POLL_S,
+                AttributeNames=["All"],
+                MessageAttributeNames=["All"],
+            ).get("Messages", [])
+        if not messages:
+            return True  # the receive long-polled
         records = [lambda_sqs_record(message, self.source_arn) for message in messages]
         try:
             result = self.invoke({"Records": records})
@@ -164,8 +148,7 @@ class SqsEventSource(EventSource):
             pass  # nothing deleted: the batch comes back after its visibility timeout
         except Exception as error:  # a failed delete only means a redelivery, as on AWS
             _log("sqs", f"{self.function_id}: delete failed: {error}")
-        finally:
-            self._slots.release()
+        return True
 
 
 def sqs_event_sources(
