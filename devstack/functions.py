@@ -1,7 +1,4 @@
-"""The Lambda runtime, locally (dev-only): a pool of `python -m devstack.worker` processes per
-function, each running one event at a time with the template's handler, timeout and environment.
-An invocation that raises, crashes, times out or finds no free instance in time is InvocationFailed.
-"""
+"""The Lambda runtime, locally (dev-only): per function a pool of `devstack.worker` processes."""
 
 from __future__ import annotations
 
@@ -43,8 +40,7 @@ class FunctionSpec:
 
 
 def function_spec(stack: Stack, function_id: str, overrides: Mapping[str, str] | None = None) -> FunctionSpec:
-    """A template function's handler, timeout, memory and environment: Globals, then its own
-    properties, then `overrides`."""
+    """A template function's handler, timeout and environment: Globals, its properties, `overrides`."""
     globals_ = stack.template.get("Globals", {}).get("Function", {})
     props = {**globals_, **stack.functions()[function_id]["Properties"]}
     # Its layers (Globals' then its own) as Lambda's /opt/python, the common one if none; then this
@@ -125,9 +121,8 @@ def _pump_lines(stream: IO[str], function_id: str) -> None:
 
 
 class FunctionPool:
-    """Up to `size` instances of a function, each started by an event that finds none idle (a cold
-    start), as on Lambda: nothing runs for a function no event reaches. An event finding all busy
-    waits for one up to the function's Timeout or `acquire_timeout_s` (then "throttled")."""
+    """Up to `size` instances of a function, started (cold) by events finding none idle, as on
+    Lambda; an event finding all busy waits up to its Timeout or `acquire_timeout_s` ("throttled")."""
 
     def __init__(
         self,
@@ -149,8 +144,7 @@ class FunctionPool:
         self.cold_starts = self.lost_instances = 0  # lost: died or killed (crash, timeout, failed init)
 
     def _acquire(self) -> _Worker:
-        """An idle instance, else a new one (a cold start) while there are fewer than `size`, else
-        the next one to be free."""
+        """An idle instance, else a new one (a cold start) below `size`, else the next to be free."""
         deadline = time.monotonic() + min(self.spec.timeout_s, self.acquire_timeout_s)
         with self._cond:
             while not self._stopped:

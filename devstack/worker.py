@@ -1,14 +1,12 @@
-"""One local Lambda instance: `python -m devstack.worker FunctionId` (dev-only), started by
-devstack.functions in the function's environment and code directory. Like Lambda it imports the
-handler once (cold start), keeps module state between events, and logs START/END/REPORT lines.
+"""One local Lambda instance, `python -m devstack.worker FunctionId` (dev-only): it imports the
+handler once (the cold start), keeps module state between events and logs START/END/REPORT lines.
 
-Protocol (private to devstack.functions), JSON lines on the original stdin/stdout, out of function
-code's reach (fd 1 goes to stderr with Powertools' logs, fd 0 to /dev/null): {"type": "ready" |
-"init_error"}, then per {"event", "request_id", "deadline_ms"} a {"ok": true, "result"} or {"ok":
-false, "errorType", "errorMessage"}. End of input ends it. `DEVSTACK_CHAOS_FILE`: devstack.chaos's
-botocore hook. Opt-in for bench/throughput.py, written at end of input: `DEVSTACK_PROFILE_DIR`
-(cProfile of the handler calls, wall time or `DEVSTACK_PROFILE_CLOCK=cpu`, <FunctionId>.<pid>.prof)
-and `DEVSTACK_STATS_DIR` (its AWS calls by service:operation, <FunctionId>.<pid>.json).
+Protocol (private to devstack.functions): JSON lines on the original fds 0/1, out of function code's
+reach (fd 1 goes to stderr, with Powertools' logs): {"type": "ready" | "init_error"}, then for each
+{"event", "request_id", "deadline_ms"} a {"ok": true, "result"} or {"ok": false, "errorType",
+"errorMessage"}, until end of input. DEVSTACK_CHAOS_FILE: devstack.chaos's botocore hook. For
+bench/throughput.py, written at end of input: DEVSTACK_PROFILE_DIR (cProfile of the handler calls,
+DEVSTACK_PROFILE_CLOCK=cpu for CPU time), DEVSTACK_STATS_DIR (AWS calls by service:operation).
 """
 
 from __future__ import annotations

@@ -1,7 +1,5 @@
-"""Lambda's event sources, locally (dev-only): what invokes the template's functions other than the
-API, with Lambda's semantics. Here what they share (the polling thread, the template events they
-serve, Lambda's reading of a batch's answer); `sqs` (Type: SQS mappings), `streams` (Type: DynamoDB
-mappings and their FilterCriteria), `schedules` (ScheduleV2 timers)."""
+"""Lambda's event sources, locally (dev-only), and what they share: `sqs` (SQS mappings), `streams`
+(DynamoDB mappings, FilterCriteria), `schedules` (ScheduleV2 timers)."""
 
 from __future__ import annotations
 
@@ -30,8 +28,7 @@ def function_arn(function_id: str) -> str:
 
 
 def failed_ids(result: Any, ids: Collection[str]) -> set[str]:
-    """The ids a batch's `batchItemFailures` names; all of them if one is not in the batch (Lambda
-    treats an invalid answer as the whole batch failing)."""
+    """The ids `batchItemFailures` names; all if one is not in the batch (Lambda: the batch failed)."""
     failures = result.get("batchItemFailures") if isinstance(result, dict) else None
     if not failures:
         return set()
@@ -116,8 +113,7 @@ def build_event_sources(
     default_concurrency: int,
     schedule_interval_s: float | None = None,
 ) -> list[EventSource]:
-    """Every event source of the functions the gateway runs, not started; `aws_client(service)`
-    makes their boto3 clients."""
+    """Every event source of the functions the gateway runs, not started."""
     from devstack.event_sources import schedules, sqs, streams  # they import this module
 
     return [

@@ -25,9 +25,8 @@ def rate_seconds(expression: str) -> float | None:
 
 
 class ScheduleSource(EventSource):
-    """Invokes the function every `interval_s` (first one interval after start()) with the event
-    EventBridge Scheduler sends; a failure is logged and counted, and ticks missed while an
-    invocation ran long are skipped, not queued."""
+    """Invokes the function every `interval_s` (first one interval after start()) as Scheduler
+    does; a failure is logged and counted, ticks an invocation outlasted are skipped."""
 
     kind = "schedule"
 
@@ -76,8 +75,7 @@ def schedule_source(
     invoke: Invoke,
     interval_s: float | None = None,
 ) -> ScheduleSource | None:
-    """The ScheduleSource of a ScheduleV2 event (the template's only kind; `interval_s` replaces
-    its rate()); None for cron() or at() without `interval_s`."""
+    """The ScheduleSource of a ScheduleV2 event (`interval_s` replaces its rate()); None: cron()/at()."""
     expression = str(stack.resolve(props["ScheduleExpression"]))
     if not (interval := interval_s or rate_seconds(expression)):
         _log("schedule", f"{function_id}.{name}: {expression} is not run locally (give an interval)")

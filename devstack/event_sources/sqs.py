@@ -1,5 +1,4 @@
-"""SQS as Lambda sees it: the event source mapping, its record shape, deleting what did not fail;
-and the queue helpers the stack's tests read with (draining, peeking, the event-bus tap)."""
+"""SQS as Lambda sees it (the mapping, its records, deleting what did not fail), and queue helpers."""
 
 from __future__ import annotations
 
@@ -51,8 +50,7 @@ def delete_messages(client: Any, queue_url: str, receipt_handles: list[str]) -> 
 
 
 def delete_done(client: Any, queue_url: str, records: list[dict[str, Any]], result: Any) -> None:
-    """Delete a batch's messages (Lambda records) but those the answer reports as failed, as the
-    mapping does: those come back after their visibility timeout."""
+    """Delete a batch's messages but the ones the answer reports failed (back after their visibility)."""
     failed = failed_ids(result, [record["messageId"] for record in records])
     delete_messages(client, queue_url, [r["receiptHandle"] for r in records if r["messageId"] not in failed])
 
@@ -69,8 +67,7 @@ def drain_queue(client: Any, queue_url: str) -> list[dict[str, Any]]:
 
 
 def peek_queue(client: Any, queue_url: str) -> list[dict[str, Any]]:
-    """The messages on the queue now, left there (each look counts as a receive: peek at
-    dead-letter queues, not at queues a redrive policy watches)."""
+    """The messages on the queue now, left there (each look is a receive: peek at dead-letter queues)."""
     seen: dict[str, dict[str, Any]] = {}
     for _ in range(100):
         answer = client.receive_message(
@@ -84,8 +81,7 @@ def peek_queue(client: Any, queue_url: str) -> list[dict[str, Any]]:
 
 
 def tap_event_buses(sqs: Any, events: Any, buses: list[str], name: str, pattern: dict[str, Any]) -> str:
-    """A queue `name` getting every event matching `pattern` on `buses`, as EventBridge delivers to
-    an SQS target; its URL."""
+    """A queue `name` getting every event matching `pattern` on `buses` (EventBridge's SQS target)."""
     url = sqs.create_queue(QueueName=name)["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     for bus in buses:
@@ -96,10 +92,9 @@ def tap_event_buses(sqs: Any, events: Any, buses: list[str], name: str, pattern:
 
 @dataclass(kw_only=True, eq=False)
 class SqsEventSource(EventSource):
-    """Lambda's SQS event source mapping over a moto queue: `concurrency` pollers, each receiving up
-    to BatchSize and invoking; a batch that succeeded is deleted but the messages its
-    `batchItemFailures` names (with ReportBatchItemFailures), a failed one is not: those come back
-    after their visibility timeout, and the queue's redrive policy dead-letters them in the end."""
+    """Lambda's SQS mapping over a moto queue: `concurrency` pollers, each receiving and invoking; a
+    batch that succeeded is deleted but the messages its `batchItemFailures` names, a failed one is
+    not: those come back after their visibility timeout, and the redrive policy dead-letters them."""
 
     kind = "sqs"
     idle_poll_s = 0.1
