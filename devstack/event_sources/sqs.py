@@ -55,27 +55,20 @@ def delete_done(client: Any, queue_url: str, records: list[dict[str, Any]], resu
     delete_messages(client, queue_url, [r["receiptHandle"] for r in records if r["messageId"] not in failed])
 
 
-def drain_queue(client: Any, queue_url: str) -> list[dict[str, Any]]:
-    """Every message on the queue now, as boto3 returns them, deleted."""
-    drained: list[dict[str, Any]] = []
-    while messages := client.receive_message(
-        QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"]
-    ).get("Messages"):
-        delete_messages(client, queue_url, [message["ReceiptHandle"] for message in messages])
-        drained += messages
-    return drained
-
-
-def peek_queue(client: Any, queue_url: str) -> list[dict[str, Any]]:
-    """The messages on the queue now, left there (each look is a receive: peek at dead-letter queues)."""
+def read_queue(client: Any, queue_url: str, *, delete: bool) -> list[dict[str, Any]]:
+    """The messages on the queue now, as boto3 returns them: deleted, or left there (each look is a
+    receive: peek at dead-letter queues, not at queues a redrive policy watches)."""
     seen: dict[str, dict[str, Any]] = {}
+    options = {} if delete else {"VisibilityTimeout": 0}
     for _ in range(100):
         answer = client.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0, AttributeNames=["All"]
+            QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"], **options
         )
         fresh = {m["MessageId"]: m for m in answer.get("Messages", []) if m["MessageId"] not in seen}
         if not fresh:
             break
+        if delete:
+            delete_messages(client, queue_url, [message["ReceiptHandle"] for message in fresh.values()])
         seen |= fresh
     return list(seen.values())
 
