@@ -48,7 +48,6 @@ def function_spec(stack: Stack, function_id: str, overrides: Mapping[str, str] |
     layers = [*globals_.get("Layers", []), *props.get("Layers", [])]
     resources = stack.template["Resources"]
     paths = {str(ROOT / resources[layer["Ref"]]["Properties"]["ContentUri"]): None for layer in layers}
-    name = f"local-{function_id}"
     runtime = {
         "PATH": os.environ.get("PATH", os.defpath),
         "LANG": "C.UTF-8",
@@ -59,7 +58,7 @@ def function_spec(stack: Stack, function_id: str, overrides: Mapping[str, str] |
         "LAMBDA_TASK_ROOT": str(stack.code_dir(function_id)),
         "AWS_REGION": REGION,
         "AWS_DEFAULT_REGION": REGION,
-        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "AWS_LAMBDA_FUNCTION_NAME": f"local-{function_id}",  # the name devstack.chaos rules match
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(stack.resolve(props.get("MemorySize", 128))),
     }

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, Self
 
-from devstack.template import ACCOUNT, REGION, Stack
+from devstack.template import Stack
 
 if TYPE_CHECKING:
     from devstack.gateway import LocalApiGateway
@@ -20,11 +20,6 @@ Invoke = Callable[[dict[str, Any]], Any]
 
 def _log(kind: str, message: str) -> None:
     print(f"[{kind}] {message}", file=sys.stderr, flush=True)
-
-
-def function_arn(function_id: str) -> str:
-    """The ARN a local function answers to (its instances are named local-<FunctionId>)."""
-    return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:local-{function_id}"
 
 
 def failed_ids(result: Any, ids: Collection[str]) -> set[str]:

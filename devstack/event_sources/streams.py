@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from moto.events.models import EventPattern, InvalidEventPatternException
 
-from devstack.event_sources import EventSource, Invoke, _log, failed_ids, function_arn, template_events
+from devstack.event_sources import EventSource, Invoke, _log, failed_ids, template_events
 from devstack.functions import InvocationFailed
-from devstack.template import Stack
+from devstack.template import ACCOUNT, REGION, Stack
 
 if TYPE_CHECKING:
     from devstack.gateway import LocalApiGateway
@@ -221,7 +221,7 @@ class DynamoDBStreamSource(EventSource):
         message = {
             "requestContext": {
                 "requestId": str(uuid.uuid4()),
-                "functionArn": function_arn(self.function_id),
+                "functionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:local-{self.function_id}",
                 "condition": condition,
                 "approximateInvokeCount": batch.invocations,
             },
