@@ -1,12 +1,4 @@
-"""The Lambda runtime, locally (dev-only): one worker process per function instance.
-
-Each instance is `python -m devstack.worker FunctionId`, handling one event at a time like a
-Lambda instance, with the function's handler, timeout, memory and environment from the template
-(`function_spec`). `FunctionPool` keeps up to a number of instances per function and hands an
-event to a free one; an invocation that raises, crashes, times out or finds no free instance in
-time is `InvocationFailed`. devstack.gateway (the API) and devstack.event_sources (queues,
-streams, schedules) invoke functions through it.
-"""
+"""The Lambda runtime, locally (dev-only): per function a pool of `devstack.worker` processes."""
 
 from __future__ import annotations
 
@@ -28,7 +20,6 @@ from devstack.processes import stop_process
 from devstack.template import REGION, ROOT, Stack
 
 DEFAULT_TIMEOUT_S = 3  # Lambda's default when the template sets none
-DEFAULT_MEMORY_MB = 128
 INIT_TIMEOUT_S = 30.0  # generous: cold starts on a busy 2-core machine take a few seconds
 ACQUIRE_TIMEOUT_S = 30.0  # how long an event waits for a free instance when all are busy
 
@@ -43,74 +34,57 @@ class InvocationFailed(Exception):
 
 @dataclass(frozen=True)
 class FunctionSpec:
-    """What it takes to run one template function locally."""
-
     function_id: str
-    code_dir: Path
-    environment: dict[str, str]
+    environment: dict[str, str]  # all of it, as on Lambda: nothing of the developer's shell leaks in
     timeout_s: float
-    memory_mb: int
-
-
-def _layer_dirs(stack: Stack, props: Mapping[str, Any]) -> list[str]:
-    """The function's layers (Globals' then its own), as Lambda unpacks them into /opt/python; the
-    common layer for a template that declares none."""
-    globals_ = stack.template.get("Globals", {}).get("Function", {}).get("Layers", [])
-    layers = [*globals_, *(layer for layer in props.get("Layers", []) if layer not in globals_)]
-    resources = stack.template["Resources"]
-    dirs = [str(ROOT / resources[layer["Ref"]]["Properties"]["ContentUri"]) for layer in layers]
-    return dirs or [str(ROOT / "layers" / "common")]
 
 
 def function_spec(stack: Stack, function_id: str, overrides: Mapping[str, str] | None = None) -> FunctionSpec:
-    """A template function's handler, timeout, memory and environment (Globals, then its own
-    properties, then `overrides`), in a clean environment as Lambda's: nothing of the developer's
-    shell leaks in."""
-    props = {
-        **stack.template.get("Globals", {}).get("Function", {}),
-        **stack.functions()[function_id]["Properties"],
-    }
-    timeout = float(stack.resolve(props.get("Timeout", DEFAULT_TIMEOUT_S)))
-    memory = int(stack.resolve(props.get("MemorySize", DEFAULT_MEMORY_MB)))
-    name = f"local-{function_id}"
+    """A template function's handler, timeout and environment: Globals, its properties, `overrides`."""
+    globals_ = stack.template.get("Globals", {}).get("Function", {})
+    props = {**globals_, **stack.functions()[function_id]["Properties"]}
+    # Its layers (Globals' then its own) as Lambda's /opt/python, the common one if none; then this
+    # checkout's devstack, not whichever checkout an editable install points at.
+    layers = [*globals_.get("Layers", []), *props.get("Layers", [])]
+    resources = stack.template["Resources"]
+    paths = {str(ROOT / resources[layer["Ref"]]["Properties"]["ContentUri"]): None for layer in layers}
     runtime = {
         "PATH": os.environ.get("PATH", os.defpath),
         "LANG": "C.UTF-8",
         "TZ": "UTC",
         "PYTHONUNBUFFERED": "1",
-        # This checkout's layer (Lambda's /opt/python) and devstack, not whichever checkout an
-        # editable install of the package points at.
-        "PYTHONPATH": os.pathsep.join([*_layer_dirs(stack, props), str(ROOT)]),
+        "PYTHONPATH": os.pathsep.join([*(paths or [str(ROOT / "layers" / "common")]), str(ROOT)]),
         "_HANDLER": str(stack.resolve(props.get("Handler", "app.lambda_handler"))),
         "LAMBDA_TASK_ROOT": str(stack.code_dir(function_id)),
         "AWS_REGION": REGION,
         "AWS_DEFAULT_REGION": REGION,
-        "AWS_LAMBDA_FUNCTION_NAME": name,
+        "AWS_LAMBDA_FUNCTION_NAME": f"local-{function_id}",  # the name devstack.chaos rules match
         "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory),
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(stack.resolve(props.get("MemorySize", 128))),
     }
     environment = {**runtime, **stack.function_environment(function_id), **(overrides or {})}
-    return FunctionSpec(function_id, stack.code_dir(function_id), environment, timeout, memory)
+    return FunctionSpec(
+        function_id, environment, float(stack.resolve(props.get("Timeout", DEFAULT_TIMEOUT_S)))
+    )
 
 
 class _Worker:
-    """One `devstack.worker` process; its pool gives it one event at a time."""
+    """One `devstack.worker` process, given one event at a time on its stdin (JSON lines)."""
 
     def __init__(self, spec: FunctionSpec, log: Path | None) -> None:
         # Append mode: the instances share the log file and each write lands whole at its end.
         with open(log, "ab") if log is not None else contextlib.nullcontext(subprocess.PIPE) as stderr:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "devstack.worker", spec.function_id],
-                cwd=spec.code_dir,
+                cwd=spec.environment["LAMBDA_TASK_ROOT"],
                 env=spec.environment,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
                 encoding="utf-8",
-                # Its own session: a terminal's Ctrl-C reaches the stack, which stops the workers.
-                start_new_session=True,
+                start_new_session=True,  # a terminal's Ctrl-C reaches the stack, which stops the workers
             )
-        if log is None:  # the console
+        if log is None:  # the console, each line marked with the function
             threading.Thread(
                 target=_pump_lines, args=(self.process.stderr, spec.function_id), daemon=True
             ).start()
@@ -146,12 +120,8 @@ def _pump_lines(stream: IO[str], function_id: str) -> None:
 
 
 class FunctionPool:
-    """Up to `size` instances of one function, started on demand like Lambda's (cold starts).
-
-    One instance is started up front and kept warm: if it crashes or times out, another replaces
-    it at once. An event that finds every instance busy waits for one, up to the function's Timeout or
-    `acquire_timeout_s` (then InvocationFailed "throttled").
-    """
+    """Up to `size` instances of a function, started (cold) by events finding none idle, as on
+    Lambda; an event finding all busy waits up to its Timeout or `acquire_timeout_s` ("throttled")."""
 
     def __init__(
         self,
@@ -161,80 +131,45 @@ class FunctionPool:
         log: Path | None = None,
         acquire_timeout_s: float = ACQUIRE_TIMEOUT_S,
     ) -> None:
-        self.spec = spec
-        self.size = max(1, size)
-        self.acquire_timeout_s = acquire_timeout_s
+        self.spec, self.size, self.acquire_timeout_s = spec, max(1, size), acquire_timeout_s
         self._log = log  # the instances' stderr (None: the console)
         self._cond = threading.Condition()
         self._idle: list[_Worker] = []
         self._all: set[_Worker] = set()  # alive or starting
         self._stopped = False
-        # One entry per invocation, for measuring (bench/throughput.py): (seconds waiting for a
-        # free instance, seconds the instance took, whether it produced a result). Bounded, so a
-        # long `make run` session does not grow it without end.
+        # (s waiting for an instance, s it took, whether it answered) per invocation, for
+        # bench/throughput.py; bounded, for long `make run` sessions.
         self.invocations: deque[tuple[float, float, bool]] = deque(maxlen=100_000)
-        self.cold_starts = 0
-        self.lost_instances = 0  # instances that died or were killed (a crash, a timeout, a failed init)
-
-    def start(self) -> None:
-        threading.Thread(target=self._add_warm, daemon=True).start()
-
-    def wait_ready(self, timeout_s: float) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: bool(self._idle), timeout_s)
-
-    def _spawn(self) -> _Worker:
-        """A new instance (called under the lock); the caller waits for its init, the cold start."""
-        if self._stopped:
-            raise InvocationFailed("throttled", "the pool is stopping")
-        worker = _Worker(self.spec, self._log)
-        self._all.add(worker)
-        self.cold_starts += 1
-        return worker
-
-    def _init(self, worker: _Worker) -> _Worker:
-        try:
-            worker.call(None, INIT_TIMEOUT_S, "init")  # "ready" or "init_error": either one serves
-        except InvocationFailed:
-            self._drop(worker, replace=False)  # died or hung during init: no crash loop
-            raise
-        return worker
-
-    def _add_warm(self) -> None:
-        with contextlib.suppress(InvocationFailed):
-            with self._cond:
-                worker = self._spawn()
-            self._release(self._init(worker))
+        self.cold_starts = self.lost_instances = 0  # lost: died or killed (crash, timeout, failed init)
 
     def _acquire(self) -> _Worker:
-        """An idle instance, else a new one while there are fewer than `size`, else the next free one."""
+        """An idle instance, else a new one (a cold start) below `size`, else the next to be free."""
         deadline = time.monotonic() + min(self.spec.timeout_s, self.acquire_timeout_s)
         with self._cond:
-            while True:
-                if self._stopped:
-                    raise InvocationFailed("throttled", "the pool is stopping")
+            while not self._stopped:
                 while self._idle:
-                    worker = self._idle.pop()
-                    if worker.process.poll() is None:
+                    if (worker := self._idle.pop()).process.poll() is None:
                         return worker
                     self._all.discard(worker)  # died while idle
                 if len(self._all) < self.size:
-                    worker = self._spawn()
                     break
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if (remaining := deadline - time.monotonic()) <= 0:
                     raise InvocationFailed("throttled", f"no free {self.spec.function_id} instance")
                 self._cond.wait(remaining)
-        return self._init(worker)
+            else:
+                raise InvocationFailed("throttled", "the pool is stopping")
+            worker = _Worker(self.spec, self._log)
+            self._all.add(worker)
+            self.cold_starts += 1
+        try:
+            worker.call(None, INIT_TIMEOUT_S, "init")  # "ready" or "init_error": either one serves
+        except InvocationFailed:
+            self._drop(worker)  # died or hung during init
+            raise
+        return worker
 
-    def _release(self, worker: _Worker) -> None:
-        with self._cond:
-            if not self._stopped:
-                self._idle.append(worker)
-                self._cond.notify_all()
-
-    def _drop(self, worker: _Worker, *, replace: bool) -> None:
-        """Like Lambda after a timeout or crash: the instance is gone, and a warm one replaces it."""
+    def _drop(self, worker: _Worker) -> None:
+        """Like Lambda after a timeout or crash: the instance is gone, the next event starts another."""
         worker.process.kill()
         worker.process.wait()
         worker.close_pipes()
@@ -242,9 +177,6 @@ class FunctionPool:
             self.lost_instances += 1
             self._all.discard(worker)
             self._cond.notify_all()
-            replace = replace and not self._stopped and not self._all
-        if replace:
-            threading.Thread(target=self._add_warm, daemon=True).start()
 
     def invoke(self, event: dict[str, Any], request_id: str) -> Any:
         asked = time.monotonic()
@@ -253,20 +185,20 @@ class FunctionPool:
         except InvocationFailed:
             self.invocations.append((time.monotonic() - asked, 0.0, False))
             raise
-        acquired = time.monotonic()
+        acquired, reply = time.monotonic(), {}
         deadline_ms = int((time.time() + self.spec.timeout_s) * 1000)
         try:
-            reply = worker.call(
-                {"event": event, "request_id": request_id, "deadline_ms": deadline_ms},
-                self.spec.timeout_s,
-                "invoke",
-            )
+            message = {"event": event, "request_id": request_id, "deadline_ms": deadline_ms}
+            reply = worker.call(message, self.spec.timeout_s, "invoke")
         except InvocationFailed:
-            self.invocations.append((acquired - asked, time.monotonic() - acquired, False))
-            self._drop(worker, replace=True)
+            self._drop(worker)
             raise
-        self._release(worker)
-        self.invocations.append((acquired - asked, time.monotonic() - acquired, bool(reply.get("ok"))))
+        finally:
+            self.invocations.append((acquired - asked, time.monotonic() - acquired, bool(reply.get("ok"))))
+        with self._cond:
+            if not self._stopped:
+                self._idle.append(worker)
+                self._cond.notify_all()
         if not reply.get("ok"):
             raise InvocationFailed("error", f"{reply.get('errorType')}: {reply.get('errorMessage')}")
         return reply.get("result")
@@ -279,9 +211,8 @@ class FunctionPool:
         """Refuse new invocations and hand over the instances, for stop_workers()."""
         with self._cond:
             self._stopped = True
-            workers = list(self._all)
+            workers, self._idle = list(self._all), []
             self._all.clear()
-            self._idle.clear()
             self._cond.notify_all()
         return workers
 

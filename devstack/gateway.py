@@ -72,7 +72,7 @@ class LocalApiGateway:
         return functions.function_spec(self.stack, function_id, self._environment)
 
     def start(self) -> LocalApiGateway:
-        """Instances for every function something local calls, then the HTTP server."""
+        """A pool for every function something local calls (instances start with events), then the server."""
         if self.log_dir is not None:
             self.log_dir.mkdir(parents=True, exist_ok=True)
             for name in ("gateway", "api-access", *self.stack.functions()):
@@ -88,13 +88,8 @@ class LocalApiGateway:
             log = self.log_dir / f"{function_id}.log" if self.log_dir is not None else None
             options = {"size": self._pool_size, "log": log, "acquire_timeout_s": self.acquire_timeout_s}
             self.pools[function_id] = FunctionPool(self.function_spec(function_id), **options)
-            self.pools[function_id].start()
         self._server.start_background("local-api-gateway")
         return self
-
-    def wait_ready(self, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        return all(pool.wait_ready(max(0.0, deadline - time.monotonic())) for pool in self.pools.values())
 
     def stop(self) -> None:
         self._server.stop_background()

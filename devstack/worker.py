@@ -1,33 +1,12 @@
-"""One local Lambda instance: `python -m devstack.worker FunctionId` (dev-only).
+"""One local Lambda instance, `python -m devstack.worker FunctionId` (dev-only): it imports the
+handler once (the cold start), keeps module state between events and logs START/END/REPORT lines.
 
-devstack.functions starts it with the function's environment and cwd = its CodeUri directory,
-then sends it events one at a time. Like Lambda it imports the handler once (cold start), keeps
-module state between invocations (warm starts), and writes the function's logs plus
-START/END/REPORT lines to stderr, which goes to a log file or the console.
-
-Protocol (private to devstack.functions): one JSON object per line, read from the original stdin
-and written to the original stdout. Powertools logs to stdout, so before anything is imported
-fd 1 is pointed at stderr and the protocol keeps a duplicate of the original; fd 0 becomes
-/dev/null so function code cannot swallow an event either.
-
-    worker -> pool  {"type": "ready" | "init_error", "init_ms": ...}
-    pool -> worker  {"event": {...}, "request_id": ..., "deadline_ms": ...}
-    worker -> pool  {"ok": true, "result": ...} or {"ok": false, "errorType": ..., "errorMessage": ...}
-
-End of input (the pool closed the pipe or died) ends the worker.
-
-With `DEVSTACK_CHAOS_FILE` set (the stack's `aws_faults`), devstack.chaos's botocore hook is
-installed before the handler is imported, so every client the function makes can be failed.
-
-Measuring (opt-in, for bench/throughput.py; off by default, and then nothing extra is imported):
-
-- `DEVSTACK_PROFILE_DIR`: each invocation runs under cProfile (enabled only around the handler
-  call, so the cold start and the waits between events are not in it); at end of input the
-  process writes `<FunctionId>.<pid>.prof` there. `DEVSTACK_PROFILE_CLOCK=cpu` profiles CPU time
-  (time.thread_time) instead of wall time.
-- `DEVSTACK_STATS_DIR`: every AWS API call the function makes is counted by service and
-  operation (a botocore before-call hook); at end of input the process writes
-  `<FunctionId>.<pid>.json` there with those counts, its invocation count and its init time.
+Protocol (private to devstack.functions): JSON lines on the original fds 0/1, out of function code's
+reach (fd 1 goes to stderr, with Powertools' logs): {"type": "ready" | "init_error"}, then for each
+{"event", "request_id", "deadline_ms"} a {"ok": true, "result"} or {"ok": false, "errorType",
+"errorMessage"}, until end of input. DEVSTACK_CHAOS_FILE: devstack.chaos's botocore hook. For
+bench/throughput.py, written at end of input: DEVSTACK_PROFILE_DIR (cProfile of the handler calls,
+DEVSTACK_PROFILE_CLOCK=cpu for CPU time), DEVSTACK_STATS_DIR (AWS calls by service:operation).
 """
 
 from __future__ import annotations
@@ -41,27 +20,19 @@ import sys
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from pathlib import Path
 from types import SimpleNamespace
-from typing import IO, Any
-
-Handler = Callable[[Any, Any], Any]
+from typing import Any
 
 
 def _context(request_id: str, deadline_ms: int) -> Any:
-    """The parts of the Lambda context object that handlers and Powertools read."""
+    """The parts of the Lambda context object that the handlers and Powertools read."""
     name = os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "local")
-    region = os.environ.get("AWS_REGION", "us-east-1")
     return SimpleNamespace(
         function_name=name,
-        function_version="$LATEST",
-        invoked_function_arn=f"arn:aws:lambda:{region}:123456789012:function:{name}",
+        invoked_function_arn=f"arn:aws:lambda:{os.environ.get('AWS_REGION')}:123456789012:function:{name}",
         memory_limit_in_mb=int(os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")),
         aws_request_id=request_id,
-        log_group_name=f"/aws/lambda/{name}",
-        log_stream_name="local",
-        identity=None,
-        client_context=None,
         get_remaining_time_in_millis=lambda: max(0, deadline_ms - int(time.time() * 1000)),
     )
 
@@ -70,19 +41,14 @@ class Measure:
     """The opt-in profile and AWS call counts of this process (see the module docstring)."""
 
     def __init__(self, function_id: str) -> None:
-        self.function_id = function_id
-        self.profile_dir = os.environ.get("DEVSTACK_PROFILE_DIR")
-        self.stats_dir = os.environ.get("DEVSTACK_STATS_DIR")
-        self.api_calls: Counter[str] = Counter()
-        self.invocations = self.init_ms = 0
+        self.function_id, self.invocations, self.api_calls = function_id, 0, Counter[str]()
         self.profiler: Any = None
-        if self.profile_dir:
+        if os.environ.get("DEVSTACK_PROFILE_DIR"):
             import cProfile
 
-            # wall: where an invocation's time goes, waits included; cpu: what it costs the machine.
-            cpu = os.environ.get("DEVSTACK_PROFILE_CLOCK") == "cpu"
+            cpu = os.environ.get("DEVSTACK_PROFILE_CLOCK") == "cpu"  # wall: waits included
             self.profiler = cProfile.Profile(time.thread_time) if cpu else cProfile.Profile()
-        if self.stats_dir:  # before the handler makes a client: every botocore session counts
+        if os.environ.get("DEVSTACK_STATS_DIR"):  # before the handler makes a client: all sessions count
             from botocore.handlers import BUILTIN_HANDLERS
 
             BUILTIN_HANDLERS.append(("before-call", self._count))
@@ -90,60 +56,55 @@ class Measure:
     def _count(self, model: Any, **_: Any) -> None:
         self.api_calls[f"{model.service_model.service_name}:{model.name}"] += 1
 
-    def call(self, handler: Handler, event: Any, context: Any) -> Any:
+    def call(self, handler: Any, event: Any, context: Any) -> Any:
         self.invocations += 1
         with self.profiler or contextlib.nullcontext():  # enabled around the handler call only
             return handler(event, context)
 
     def dump(self) -> None:
         name = f"{self.function_id}.{os.getpid()}"
+        profiles, stats = os.environ.get("DEVSTACK_PROFILE_DIR"), os.environ.get("DEVSTACK_STATS_DIR")
         try:
-            if self.profiler is not None and self.profile_dir and self.invocations:
-                os.makedirs(self.profile_dir, exist_ok=True)
-                self.profiler.dump_stats(os.path.join(self.profile_dir, name + ".prof"))
-            if self.stats_dir:
-                os.makedirs(self.stats_dir, exist_ok=True)
-                stats = {"function_id": self.function_id, "pid": os.getpid(), "invocations": self.invocations}
-                stats |= {"init_ms": self.init_ms, "api_calls": dict(self.api_calls)}
-                with open(os.path.join(self.stats_dir, name + ".json"), "w") as out:
-                    json.dump(stats, out)
+            if profiles and self.invocations:
+                os.makedirs(profiles, exist_ok=True)
+                self.profiler.dump_stats(os.path.join(profiles, name + ".prof"))
+            if stats:
+                os.makedirs(stats, exist_ok=True)
+                counts = {"function_id": self.function_id, "invocations": self.invocations}
+                Path(stats, name + ".json").write_text(json.dumps({**counts, "api_calls": self.api_calls}))
         except OSError as error:  # measuring must never break the function
             print(f"[devstack.worker] could not write the profile/stats: {error}", file=sys.stderr)
 
 
-def _error_reply(kind: str, error: BaseException) -> dict[str, Any]:
+def _error_reply(kind: str, error: BaseException, message: str = "") -> dict[str, Any]:
     print(f"[ERROR] {kind}: {error}", file=sys.stderr)
     traceback.print_exception(error, file=sys.stderr)
-    return {"ok": False, "errorType": kind, "errorMessage": str(error)}
+    return {"ok": False, "errorType": kind, "errorMessage": message + str(error)}
 
 
-def _invoke(handler: Handler, message: dict[str, Any], measure: Measure) -> dict[str, Any]:
+def _invoke(handler: Any, message: dict[str, Any], measure: Measure) -> dict[str, Any]:
     request_id = str(message.get("request_id", "local"))
     context = _context(request_id, int(message.get("deadline_ms", 0)))
     print(f"START RequestId: {request_id} Version: $LATEST", file=sys.stderr, flush=True)
     started = time.monotonic()
     try:
-        result = measure.call(handler, message.get("event"), context)
+        reply = {"ok": True, "result": measure.call(handler, message.get("event"), context)}
     except Exception as error:
         reply = _error_reply(type(error).__name__, error)
-    else:
-        try:
-            json.dumps(result)
-            reply = {"ok": True, "result": result}
-        except (TypeError, ValueError) as error:  # what Lambda cannot serialise is an error
-            reply = _error_reply("Runtime.MarshalError", error)
     duration = (time.monotonic() - started) * 1000
-    print(f"END RequestId: {request_id}", file=sys.stderr)
+    report = f"Duration: {duration:.2f} ms\tMemory Size: {context.memory_limit_in_mb} MB"
     print(
-        f"REPORT RequestId: {request_id}\tDuration: {duration:.2f} ms\tMemory Size: {context.memory_limit_in_mb} MB",
-        file=sys.stderr,
-        flush=True,
+        f"END RequestId: {request_id}\nREPORT RequestId: {request_id}\t{report}", file=sys.stderr, flush=True
     )
     return reply
 
 
-def _send(channel: IO[str], message: dict[str, Any]) -> None:
-    channel.write(json.dumps(message) + "\n")
+def _send(channel: Any, reply: dict[str, Any]) -> None:
+    try:
+        line = json.dumps(reply)
+    except (TypeError, ValueError) as error:  # what Lambda cannot serialise is an error
+        line = json.dumps(_error_reply("Runtime.MarshalError", error))
+    channel.write(line + "\n")
     channel.flush()
 
 
@@ -152,15 +113,10 @@ def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the pool owns our lifetime: Ctrl-C is for it
     # Move the protocol off fds 0/1 before any function code (or Powertools) is imported.
     requests, replies = os.fdopen(os.dup(0), encoding="utf-8"), os.fdopen(os.dup(1), "w", encoding="utf-8")
-    devnull = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(devnull, 0)
-    os.close(devnull)
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
     os.dup2(2, 1)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-
-    started = time.monotonic()
-    measure = Measure(function_id)
-    init_error: dict[str, Any] | None = None
+    started, measure, init_error = time.monotonic(), Measure(function_id), None
     try:
         if os.environ.get("DEVSTACK_CHAOS_FILE"):  # the fault suite's AWS faults (devstack.chaos)
             from devstack.chaos import install
@@ -171,17 +127,13 @@ def main() -> int:
         module, _, name = os.environ.get("_HANDLER", "app.lambda_handler").rpartition(".")
         handler = getattr(importlib.import_module(module), name)
     except Exception as error:
-        init_error = _error_reply("Runtime.ImportModuleError", error)
-        init_error["errorMessage"] = f"Unable to import the handler: {error}"
-    measure.init_ms = round((time.monotonic() - started) * 1000)
-    print(f"INIT {function_id}: {measure.init_ms} ms (pid {os.getpid()})", file=sys.stderr, flush=True)
-    try:
-        _send(replies, {"type": "init_error" if init_error else "ready", "init_ms": measure.init_ms})
-        for line in requests:
-            # A failed init fails every invocation, as on Lambda, without a crash loop.
+        init_error = _error_reply("Runtime.ImportModuleError", error, "Unable to import the handler: ")
+    init_ms = round((time.monotonic() - started) * 1000)
+    print(f"INIT {function_id}: {init_ms} ms (pid {os.getpid()})", file=sys.stderr, flush=True)
+    with contextlib.suppress(BrokenPipeError):  # the pool went away: nothing left to serve
+        _send(replies, {"type": "init_error" if init_error else "ready", "init_ms": init_ms})
+        for line in requests:  # a failed init fails every invocation, as on Lambda, without a crash loop
             _send(replies, init_error or _invoke(handler, json.loads(line), measure))
-    except BrokenPipeError:
-        pass  # the pool went away: nothing left to serve
     measure.dump()
     return 0
 

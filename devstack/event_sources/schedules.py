@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from devstack.event_sources.base import EventSource, Invoke, _log, template_events
+from devstack.event_sources import EventSource, Invoke, _log, template_events
 from devstack.template import ACCOUNT, REGION, Stack
 
 if TYPE_CHECKING:
@@ -25,23 +25,14 @@ def rate_seconds(expression: str) -> float | None:
 
 
 class ScheduleSource(EventSource):
-    """Invokes the function every `interval_s`, the first time one interval after start(), with
-    the event EventBridge (Scheduler, for ScheduleV2) sends. An invocation that fails is logged
-    and counted; the next tick still comes (ticks missed while an invocation ran long are
-    skipped, not queued)."""
+    """Invokes the function every `interval_s` (first one interval after start()) as Scheduler
+    does; a failure is logged and counted, ticks an invocation outlasted are skipped."""
 
     kind = "schedule"
 
-    def __init__(
-        self, *, function_id: str, invoke: Invoke, interval_s: float, source_arn: str, scheduler: bool
-    ) -> None:
-        if interval_s <= 0:
-            raise ValueError("a schedule needs an interval above 0")
+    def __init__(self, *, function_id: str, invoke: Invoke, interval_s: float, source_arn: str) -> None:
         super().__init__(function_id, source_arn, f"every {interval_s:g} s -> {function_id}")
-        self.interval_s = float(interval_s)
-        self._invoke = invoke
-        # EventBridge Scheduler sends its detail as a JSON string; EventBridge rules as an object.
-        self._source, self._detail = ("aws.scheduler", "{}") if scheduler else ("aws.events", {})
+        self.interval_s, self._invoke = float(interval_s), invoke
         self.invocations = self.errors = 0
         self.last_result: Any = None
 
@@ -52,12 +43,12 @@ class ScheduleSource(EventSource):
             "version": "0",
             "id": str(uuid.uuid4()),
             "detail-type": "Scheduled Event",
-            "source": self._source,
+            "source": "aws.scheduler",
             "account": ACCOUNT,
             "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "region": REGION,
             "resources": [self.source_arn],
-            "detail": self._detail,
+            "detail": "{}",  # Scheduler's detail is JSON text (EventBridge rules send an object)
         }
         try:
             self.last_result = self._invoke(event)
@@ -72,51 +63,33 @@ class ScheduleSource(EventSource):
         while not self._stopping.wait(max(0.0, due - time.monotonic())):
             if not self._paused.is_set():
                 self.tick()
-            due += self.interval_s
-            while due <= time.monotonic():  # the invocation outlasted one or more intervals
+            while due <= time.monotonic():  # skip the ticks an invocation outlasted
                 due += self.interval_s
 
 
 def schedule_source(
     stack: Stack,
     function_id: str,
-    event_name: str,
-    event: dict[str, Any],
+    name: str,
+    props: dict[str, Any],
     invoke: Invoke,
-    *,
     interval_s: float | None = None,
 ) -> ScheduleSource | None:
-    """The ScheduleSource for one Schedule/ScheduleV2 event (`interval_s` replaces its rate());
-    None when it is disabled or has no interval to run at (cron() or at() without `interval_s`)."""
-    props, v2 = event.get("Properties", {}), event.get("Type") == "ScheduleV2"
-    if props.get("Enabled", True) is False or str(stack.resolve(props.get("State", "ENABLED"))) == "DISABLED":
+    """The ScheduleSource of a ScheduleV2 event (`interval_s` replaces its rate()); None: cron()/at()."""
+    expression = str(stack.resolve(props["ScheduleExpression"]))
+    if not (interval := interval_s or rate_seconds(expression)):
+        _log("schedule", f"{function_id}.{name}: {expression} is not run locally (give an interval)")
         return None
-    expression = str(stack.resolve(props["ScheduleExpression" if v2 else "Schedule"]))
-    interval = interval_s if interval_s is not None else rate_seconds(expression)
-    if not interval:
-        _log("schedule", f"{function_id}.{event_name}: {expression} is not run locally (give an interval)")
-        return None
-    name = str(stack.resolve(props.get("Name", f"{function_id}{event_name}")))
-    group = str(stack.resolve(props.get("GroupName", "default")))
-    arn = (
-        f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/{group}/{name}"
-        if v2
-        else f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{name}"
-    )
-    return ScheduleSource(
-        function_id=function_id, invoke=invoke, interval_s=interval, source_arn=arn, scheduler=v2
-    )
+    arn = f"arn:aws:scheduler:{REGION}:{ACCOUNT}:schedule/default/{function_id}{name}"  # SAM's name
+    return ScheduleSource(function_id=function_id, invoke=invoke, interval_s=interval, source_arn=arn)
 
 
 def schedule_event_sources(
     stack: Stack, gateway: LocalApiGateway, *, interval_s: float | None = None
 ) -> list[ScheduleSource]:
-    """One ScheduleSource per enabled Schedule/ScheduleV2 event of the functions the gateway runs."""
-    sources = []
-    for function_id, name, kind, props, invoke in template_events(stack, gateway, ["Schedule", "ScheduleV2"]):
-        source = schedule_source(
-            stack, function_id, name, {"Type": kind, "Properties": props}, invoke, interval_s=interval_s
-        )
-        if source is not None:
-            sources.append(source)
-    return sources
+    """One ScheduleSource per enabled ScheduleV2 event of the functions the gateway runs."""
+    found = template_events(stack, gateway, ["ScheduleV2"])
+    sources = [
+        schedule_source(stack, f, name, props, invoke, interval_s) for f, name, _, props, invoke in found
+    ]
+    return [source for source in sources if source is not None]

@@ -1,39 +1,33 @@
-"""SQS as Lambda sees it: the event source mapping, its record shape, deleting what did not fail;
-and the queue helpers the stack's tests read with (draining, peeking, the event-bus tap)."""
+"""SQS as Lambda sees it (the mapping, its records, deleting what did not fail), and queue helpers."""
 
 from __future__ import annotations
 
 import json
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from devstack.event_sources.base import EventSource, Invoke, _log, failed_ids, template_events
+from devstack.event_sources import EventSource, Invoke, _log, failed_ids, template_events
 from devstack.functions import InvocationFailed
 from devstack.template import REGION, Stack
 
 if TYPE_CHECKING:
     from devstack.gateway import LocalApiGateway
 
-IDLE_POLL_S = 0.1  # a paused source, or one whose receive failed, looks again after this long
-# Like Lambda's pollers, a receive long-polls (WaitTimeSeconds): moto's server answers as soon as
-# a message is sent, instead of ten empty receives a second per queue costing both processes CPU.
-# Short, because pause() and stop() wait for the receive under way.
+# A receive long-polls like Lambda's pollers (no empty receives ten times a second per queue);
+# briefly, because pause() and stop() wait for the receive under way.
 LONG_POLL_S = 1
 
 
 def lambda_sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
     """One ReceiveMessage message (as boto3 returns it) as a record of Lambda's SQS event."""
-    attributes = {
+    attributes = {  # boto3's StringValue, DataType, ... as Lambda's stringValue, dataType, ...
         name: {
-            "stringValue": value.get("StringValue"),
-            "binaryValue": value.get("BinaryValue"),
             "stringListValues": [],
             "binaryListValues": [],
-            "dataType": value.get("DataType"),
+            **{k[0].lower() + k[1:]: v for k, v in value.items()},
         }
-        for name, value in (message.get("MessageAttributes") or {}).items()
+        for name, value in message.get("MessageAttributes", {}).items()
     }
     return {
         "messageId": message["MessageId"],
@@ -50,49 +44,37 @@ def lambda_sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]
 
 def delete_messages(client: Any, queue_url: str, receipt_handles: list[str]) -> None:
     for start in range(0, len(receipt_handles), 10):  # DeleteMessageBatch takes 10 at most
-        entries = [
-            {"Id": str(n), "ReceiptHandle": handle}
-            for n, handle in enumerate(receipt_handles[start : start + 10])
-        ]
+        batch = receipt_handles[start : start + 10]
+        entries = [{"Id": str(n), "ReceiptHandle": handle} for n, handle in enumerate(batch)]
         client.delete_message_batch(QueueUrl=queue_url, Entries=entries)
 
 
 def delete_done(client: Any, queue_url: str, records: list[dict[str, Any]], result: Any) -> None:
-    """Delete a delivered batch's messages (Lambda records) but those the function's answer reports
-    as failed, as the event source mapping does: those come back after their visibility timeout."""
+    """Delete a batch's messages but the ones the answer reports failed (back after their visibility)."""
     failed = failed_ids(result, [record["messageId"] for record in records])
     delete_messages(client, queue_url, [r["receiptHandle"] for r in records if r["messageId"] not in failed])
 
 
-def drain_queue(client: Any, queue_url: str) -> list[dict[str, Any]]:
-    """Every message on the queue now, as boto3 returns them, deleted."""
-    drained: list[dict[str, Any]] = []
-    while True:
-        answer = client.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"])
-        if not answer.get("Messages"):
-            return drained
-        delete_messages(client, queue_url, [message["ReceiptHandle"] for message in answer["Messages"]])
-        drained += answer["Messages"]
-
-
-def peek_queue(client: Any, queue_url: str) -> list[dict[str, Any]]:
-    """The messages on the queue now, left there (each look counts as a receive, so peek at
-    dead-letter queues, not at queues a redrive policy watches)."""
+def read_queue(client: Any, queue_url: str, *, delete: bool) -> list[dict[str, Any]]:
+    """The messages on the queue now, as boto3 returns them: deleted, or left there (each look is a
+    receive: peek at dead-letter queues, not at queues a redrive policy watches)."""
     seen: dict[str, dict[str, Any]] = {}
+    options = {} if delete else {"VisibilityTimeout": 0}
     for _ in range(100):
         answer = client.receive_message(
-            QueueUrl=queue_url, MaxNumberOfMessages=10, VisibilityTimeout=0, AttributeNames=["All"]
+            QueueUrl=queue_url, MaxNumberOfMessages=10, AttributeNames=["All"], **options
         )
         fresh = {m["MessageId"]: m for m in answer.get("Messages", []) if m["MessageId"] not in seen}
         if not fresh:
             break
+        if delete:
+            delete_messages(client, queue_url, [message["ReceiptHandle"] for message in fresh.values()])
         seen |= fresh
     return list(seen.values())
 
 
 def tap_event_buses(sqs: Any, events: Any, buses: list[str], name: str, pattern: dict[str, Any]) -> str:
-    """A queue `name` that gets every event matching `pattern` on each of `buses`, as EventBridge
-    delivers to an SQS target ({"id", "detail-type", "source", "time", "detail", ...}); its URL."""
+    """A queue `name` getting every event matching `pattern` on `buses` (EventBridge's SQS target)."""
     url = sqs.create_queue(QueueName=name)["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     for bus in buses:
@@ -103,16 +85,12 @@ def tap_event_buses(sqs: Any, events: Any, buses: list[str], name: str, pattern:
 
 @dataclass(kw_only=True, eq=False)
 class SqsEventSource(EventSource):
-    """Lambda's SQS event source mapping, locally: polls a moto queue and invokes the function.
-
-    Like the real one: batches of up to BatchSize, at most MaximumConcurrency invocations at
-    once, every message of a successful invocation deleted except those the function lists in
-    `batchItemFailures` (with ReportBatchItemFailures), and nothing deleted when it fails, so
-    those messages come back after their visibility timeout (or the one the function set), and
-    the queue's redrive policy moves them to the dead-letter queue in the end.
-    """
+    """Lambda's SQS mapping over a moto queue: `concurrency` pollers, each receiving and invoking; a
+    batch that succeeded is deleted but the messages its `batchItemFailures` names, a failed one is
+    not: those come back after their visibility timeout, and the redrive policy dead-letters them."""
 
     kind = "sqs"
+    idle_poll_s = 0.1
     function_id: str
     queue_url: str
     queue_arn: str
@@ -127,56 +105,29 @@ class SqsEventSource(EventSource):
             self.function_id, self.queue_arn, f"{self.queue_arn.rsplit(':', 1)[-1]} -> {self.function_id}"
         )
         self.batch_size = max(1, min(self.batch_size, 10))  # one ReceiveMessage returns at most 10
-        self._slots = threading.BoundedSemaphore(max(1, self.concurrency))
-        self._deliveries = ThreadPoolExecutor(
-            max(1, self.concurrency), thread_name_prefix=f"sqs-{self.function_id}"
-        )
-        self._receiving = threading.Lock()
+        self.pollers = max(1, self.concurrency)
+        self._receiving = threading.Lock()  # the pollers receive in turn
 
     def pause(self) -> None:
-        """Receive nothing until resume(); a receive under way when it is called ends first (within
-        LONG_POLL_S), and batches already received still finish."""
+        """Also waits for a receive under way (LONG_POLL_S at most); received batches still finish."""
         super().pause()
         with self._receiving:
             pass
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop polling and wait for the invocations in flight (each bounded by its Timeout)."""
-        super().stop(timeout_s)
-        self._deliveries.shutdown(wait=True)
-
-    def _loop(self) -> None:
-        while not self._stopping.is_set():
-            if self._paused.is_set():
-                self._stopping.wait(IDLE_POLL_S)
-                continue
-            if not self._slots.acquire(timeout=IDLE_POLL_S):
-                continue
-            with self._receiving:
-                messages = [] if self._paused.is_set() else self._receive()
-            if messages:
-                self._deliveries.submit(self._deliver, messages)
-            else:
-                self._slots.release()
-                if messages is None:  # failed at once: do not ask again in a tight loop
-                    self._stopping.wait(IDLE_POLL_S)
-
-    def _receive(self) -> list[dict[str, Any]] | None:
-        """Up to a batch, waiting up to LONG_POLL_S for the first message; None if it failed."""
-        try:
-            return self.client.receive_message(  # type: ignore[no-any-return]
+    def poll_once(self) -> bool:
+        """One receive, its batch invoked in this thread."""
+        with self._receiving:
+            if self._paused.is_set() or self._stopping.is_set():
+                return False
+            messages = self.client.receive_message(
                 QueueUrl=self.queue_url,
                 MaxNumberOfMessages=self.batch_size,
                 WaitTimeSeconds=LONG_POLL_S,
                 AttributeNames=["All"],
                 MessageAttributeNames=["All"],
             ).get("Messages", [])
-        except Exception as error:  # moto going away at shutdown, or a hiccup: poll again
-            if not self._stopping.is_set():
-                _log("sqs", f"{self.function_id}: receive failed: {error}")
-            return None
-
-    def _deliver(self, messages: list[dict[str, Any]]) -> None:
+        if not messages:
+            return True  # the receive long-polled
         records = [lambda_sqs_record(message, self.source_arn) for message in messages]
         try:
             result = self.invoke({"Records": records})
@@ -185,8 +136,7 @@ class SqsEventSource(EventSource):
             pass  # nothing deleted: the batch comes back after its visibility timeout
         except Exception as error:  # a failed delete only means a redelivery, as on AWS
             _log("sqs", f"{self.function_id}: delete failed: {error}")
-        finally:
-            self._slots.release()
+        return True
 
 
 def sqs_event_sources(
@@ -197,12 +147,12 @@ def sqs_event_sources(
     for function_id, _, _, props, invoke in template_events(stack, gateway, ["SQS"]):
         queue_arn = str(stack.resolve(props["Queue"]))
         concurrency = props.get("ScalingConfig", {}).get("MaximumConcurrency")
-        limit = int(stack.resolve(concurrency)) if concurrency else default_concurrency
-        # No more batches in flight than the function has local instances: Lambda scales the
-        # instances to the mapping's concurrency, but here a batch received beyond the pool would
-        # wait for an instance while its visibility timeout runs, and come back as a second receive.
-        pool = gateway.pools.get(function_id)
-        limit = min(limit, pool.size) if pool is not None else limit
+        # No more batches in flight than the function has instances: a batch waiting for one would
+        # see its visibility timeout run out and come back as a second receive.
+        limit = min(
+            int(stack.resolve(concurrency)) if concurrency else default_concurrency,
+            gateway.pools[function_id].size,
+        )
         sources.append(
             SqsEventSource(
                 function_id=function_id,

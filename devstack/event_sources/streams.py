@@ -1,5 +1,4 @@
-"""A DynamoDB stream as Lambda reads it: the records, the shard reader, and the event source
-mapping (filter, batches, retries, bisecting, the on-failure destination)."""
+"""A DynamoDB stream as Lambda reads it: records, reader, FilterCriteria and the event source mapping."""
 
 from __future__ import annotations
 
@@ -14,87 +13,64 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from devstack.event_sources.base import EventSource, Invoke, _log, failed_ids, function_arn, template_events
-from devstack.event_sources.patterns import filter_patterns, matches_any
+from moto.events.models import EventPattern, InvalidEventPatternException
+
+from devstack.event_sources import EventSource, Invoke, _log, failed_ids, template_events
 from devstack.functions import InvocationFailed
-from devstack.template import Stack
+from devstack.template import ACCOUNT, REGION, Stack
 
 if TYPE_CHECKING:
     from devstack.gateway import LocalApiGateway
 
 
-def _json_ready(value: Any) -> Any:
-    """A boto3 value as it appears in Lambda's JSON event: binary as base64 text."""
-    if isinstance(value, bytes | bytearray):
-        return base64.b64encode(value).decode()
-    if isinstance(value, Mapping):
-        return {key: _json_ready(item) for key, item in value.items()}
-    if isinstance(value, list | set | tuple):
-        return [_json_ready(item) for item in value]
-    return value
+def filter_matches(pattern: Mapping[str, Any], event: Any) -> bool:
+    """Whether `event` matches a Lambda pattern, by moto's EventBridge matcher; ValueError if malformed."""
+    try:
+        return EventPattern.load(json.dumps(pattern)).matches_event(event)
+    except (InvalidEventPatternException, AttributeError, KeyError, TypeError) as error:
+        raise ValueError(f"a malformed event pattern: {pattern!r}") from error
+
+
+def matches_any(filters: Iterable[str | Mapping[str, Any]] | None, event: Any) -> bool:
+    """Lambda's FilterCriteria: no filters let all through, else any matching one (dict or JSON) does."""
+    patterns = [json.loads(item) if isinstance(item, str) else item for item in filters or ()]
+    return not patterns or any(filter_matches(pattern, event) for pattern in patterns)
+
+
+def filter_patterns(criteria: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The patterns of a FilterCriteria ({"Filters": [{"Pattern": "<json>"}, ...]}), parsed."""
+    return [json.loads(item["Pattern"]) for item in (criteria or {}).get("Filters") or []]
+
+
+def _json_value(value: Any) -> Any:
+    """What boto3 parsed, as Lambda's JSON event has it: dates as epoch seconds, binary as base64."""
+    return int(value.timestamp()) if isinstance(value, datetime) else base64.b64encode(value).decode()
 
 
 def lambda_record(raw: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
     """One GetRecords record (as boto3 returns it) in Lambda's DynamoDB-stream event format."""
-    created = raw.get("dynamodb", {}).get("ApproximateCreationDateTime")
-    record: dict[str, Any] = _json_ready({**raw, "eventVersion": "1.1", "eventSourceARN": stream_arn})
-    if isinstance(created, datetime):
-        record["dynamodb"]["ApproximateCreationDateTime"] = int(created.timestamp())
-    return record
+    record = {**raw, "eventVersion": "1.1", "eventSourceARN": stream_arn}
+    return json.loads(json.dumps(record, default=_json_value))  # type: ignore[no-any-return]
 
 
 class StreamReader:
-    """Reads a DynamoDB stream like Lambda's poller: each shard in order, each record once.
-
-    `read()` returns the records that arrived since the last call, in Lambda's DynamoDB event
-    record format. The starting position applies to the stream's shards when the reader is made
-    (moto's streams have one shard per table, which never splits). No threads: call it from the
-    thread you have, under moto's `mock_aws` or against moto's server.
-    """
+    """Reads a stream like Lambda's poller, each record once (moto: one shard, which never splits)."""
 
     def __init__(self, client: Any, stream_arn: str, starting_position: str = "TRIM_HORIZON") -> None:
         if starting_position not in ("TRIM_HORIZON", "LATEST"):
             raise ValueError(f"StartingPosition {starting_position!r}: DynamoDB takes TRIM_HORIZON or LATEST")
-        self.client = client
-        self.stream_arn = stream_arn
-        shards = client.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
-        self._iterators: dict[str, str | None] = {
-            shard["ShardId"]: client.get_shard_iterator(
-                StreamArn=stream_arn, ShardId=shard["ShardId"], ShardIteratorType=starting_position
-            )["ShardIterator"]
-            for shard in shards
-        }
-
-    @property
-    def shard_ids(self) -> list[str]:
-        return list(self._iterators)
+        self.client, self.stream_arn = client, stream_arn
+        (shard,) = client.describe_stream(StreamArn=stream_arn)["StreamDescription"]["Shards"]
+        self.shard_id: str = shard["ShardId"]
+        self._iterator = client.get_shard_iterator(
+            StreamArn=stream_arn, ShardId=self.shard_id, ShardIteratorType=starting_position
+        )["ShardIterator"]
 
     def read(self, limit: int = 1000) -> list[dict[str, Any]]:
-        """The new records of all shards (at most `limit` per shard)."""
-        return [record for _, records in self.read_by_shard(limit) for record in records]
-
-    def read_by_shard(self, limit: int = 1000) -> list[tuple[str, list[dict[str, Any]]]]:
-        """The new records, shard by shard: [(shard_id, records)], only shards that had some."""
-        found = []
-        for shard_id, iterator in self._iterators.items():
-            if iterator is None:
-                continue  # a closed shard, read to its end
-            answer = self.client.get_records(ShardIterator=iterator, Limit=max(1, min(limit, 1000)))
-            self._iterators[shard_id] = answer.get("NextShardIterator")
-            if answer["Records"]:
-                found.append((shard_id, [lambda_record(raw, self.stream_arn) for raw in answer["Records"]]))
-        return found
-
-
-def drain_stream(
-    reader: StreamReader, filters: Iterable[str | Mapping[str, Any]] | None = None
-) -> list[dict[str, Any]]:
-    """Every record the stream has for `reader` now that passes `filters` (Lambda's FilterCriteria:
-    None or [] lets all through), reading until a read brings nothing new."""
-    found: list[dict[str, Any]] = []
-    while records := reader.read():
-        found += [record for record in records if matches_any(filters, record)]
-    return found
+        """The records that arrived since the last read (at most `limit`), in Lambda's format."""
+        answer = self.client.get_records(ShardIterator=self._iterator, Limit=max(1, min(limit, 1000)))
+        self._iterator = answer["NextShardIterator"]
+        return [lambda_record(raw, self.stream_arn) for raw in answer["Records"]]
 
 
 def sqs_destination(client: Any, queue_url: str) -> Callable[[dict[str, Any]], None]:
@@ -111,36 +87,19 @@ class _Batch:
     function_error: bool = False
 
 
-@dataclass
-class _ShardWork:
-    pending: deque[dict[str, Any]] = field(default_factory=deque)
-    waiting_since: float | None = None  # when the oldest pending record was read
-    batches: deque[_Batch] = field(default_factory=deque)  # the one being delivered first
-
-
-def _created(record: dict[str, Any]) -> int:
-    return int(record["dynamodb"]["ApproximateCreationDateTime"])
-
-
 def _iso(moment: float, fraction: bool = True) -> str:
-    return (
-        datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[: -3 if fraction else -7] + "Z"
-    )
+    text = datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
+    return text[: -3 if fraction else -7] + "Z"
 
 
 @dataclass(kw_only=True, eq=False)
 class DynamoDBStreamSource(EventSource):
-    """Lambda's DynamoDB stream event source mapping, locally, over a StreamReader.
+    """Lambda's DynamoDB stream mapping over a StreamReader: one batch at a time, in order.
 
-    One batch per shard at a time, in sequence order (ParallelizationFactor 1). A batch
-    succeeds when the invocation returns; with `report_failures` a `batchItemFailures` answer
-    (itemIdentifier = SequenceNumber) makes the records from the lowest reported one the next
-    attempt (an identifier not in the batch fails it whole). A raised invocation fails the batch
-    whole; with `bisect_on_error` a batch of two or more is split in halves (which does not count
-    as a retry). After `max_retry_attempts` retries (-1: no limit), or for records older than
-    `max_record_age_s`, the batch is given up: `on_failure` gets Lambda's on-failure message and
-    the shard goes on. `poll_once()` and `drain()` run it in the caller's thread; `start()` polls
-    in a thread of its own.
+    With `report_failures`, a `batchItemFailures` answer (itemIdentifier = SequenceNumber) retries
+    from the lowest reported record (one not in the batch fails it whole); a raised invocation fails
+    the batch whole, and `bisect_on_error` splits it in halves (not counted as a retry). Past
+    `max_retry_attempts` (-1: no limit) or `max_record_age_s` the batch goes to `on_failure`.
     """
 
     kind = "dynamodb"
@@ -162,51 +121,29 @@ class DynamoDBStreamSource(EventSource):
     def __post_init__(self) -> None:
         table = self.reader.stream_arn.split(":table/", 1)[-1].split("/", 1)[0]
         super().__init__(self.function_id, self.reader.stream_arn, f"{table} stream -> {self.function_id}")
-        self.filters = [json.loads(item) if isinstance(item, str) else item for item in self.filters]
         self.batch_size = max(1, min(self.batch_size, 10_000))
-        self._shards: dict[str, _ShardWork] = {}
-        # What happened so far (for tests and the curious).
-        self.invocations = 0
-        self.delivered = 0  # records in batches that succeeded
-        self.dropped = 0  # records no filter let through
+        self._pending: deque[dict[str, Any]] = deque()  # read, not yet in a batch
+        self._waiting_since: float | None = None  # when the oldest pending record was read
+        self._batches: deque[_Batch] = deque()  # the first is the one being delivered
+        self.invocations = self.delivered = self.dropped = 0  # delivered: in batches that succeeded
         self.given_up: list[dict[str, Any]] = []  # the on-failure messages
 
-    def _loop(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                busy = self.poll_once()
-            except Exception as error:  # moto going away at shutdown, or a hiccup: poll again
-                if not self._stopping.is_set():
-                    _log("ddb", f"{self.function_id}: polling failed: {error}")
-                busy = False
-            if not busy:
-                self._stopping.wait(self.idle_poll_s)
-
     def poll_once(self, *, flush: bool = False) -> bool:
-        """Read the stream once, then deliver at most one batch per shard that is due (with
-        `flush`, without waiting for the batching window). True if it read or invoked anything."""
-        busy = False
-        for shard_id, records in self.reader.read_by_shard():
-            busy = True
-            kept = [record for record in records if matches_any(self.filters, record)]
-            self.dropped += len(records) - len(kept)
-            work = self._shards.setdefault(shard_id, _ShardWork())
-            if kept and work.waiting_since is None:
-                work.waiting_since = self.clock()
-            work.pending.extend(kept)
-        for shard_id, work in list(self._shards.items()):
-            if self._stopping.is_set() and self._thread is not None:
-                break
-            busy = self._step(shard_id, work, flush=flush) or busy
-        return busy
+        """Read once, then deliver the batch if due (`flush`: not waiting for the window); True if busy."""
+        records = self.reader.read()
+        kept = [record for record in records if matches_any(self.filters, record)]
+        self.dropped += len(records) - len(kept)
+        if kept and self._waiting_since is None:
+            self._waiting_since = self.clock()
+        self._pending.extend(kept)
+        return self._step(flush) or bool(records)
 
     def idle(self) -> bool:
         """Nothing read and not yet delivered or given up."""
-        return all(not work.pending and not work.batches for work in self._shards.values())
+        return not self._pending and not self._batches
 
     def drain(self, timeout_s: float = 10.0) -> None:
-        """Poll in this thread until everything the stream has now is delivered or given up
-        (retry delays are waited out; the batching window is not). TimeoutError past `timeout_s`."""
+        """Poll here until all the stream has now is delivered or given up; TimeoutError after `timeout_s`."""
         deadline = self.clock() + timeout_s
         while (busy := self.poll_once(flush=True)) or not self.idle():
             if self.clock() > deadline:
@@ -214,34 +151,36 @@ class DynamoDBStreamSource(EventSource):
             if not busy:
                 time.sleep(min(0.05, max(self.retry_delay_s, 0.001)))
 
-    def _step(self, shard_id: str, work: _ShardWork, *, flush: bool) -> bool:
-        now = self.clock()
-        if not work.batches:
-            waited = now - (work.waiting_since or now)
-            if not work.pending or not (
-                len(work.pending) >= self.batch_size or flush or waited >= self.batching_window_s
+    def _step(self, flush: bool) -> bool:
+        now, pending = self.clock(), self._pending
+        if self._stopping.is_set():  # request_stop(): no new invocation
+            return False
+        if not self._batches:
+            waited = now - (self._waiting_since or now)
+            if not pending or not (
+                len(pending) >= self.batch_size or flush or waited >= self.batching_window_s
             ):
                 return False
-            taken = [work.pending.popleft() for _ in range(min(self.batch_size, len(work.pending)))]
-            work.waiting_since = now if work.pending else None
-            work.batches.append(_Batch(taken))
-        batch = work.batches[0]
+            self._batches.append(
+                _Batch([pending.popleft() for _ in range(min(self.batch_size, len(pending)))])
+            )
+            self._waiting_since = now if pending else None
+        batch = self._batches[0]
         if now < batch.not_before:
             return False
         if self.max_record_age_s >= 0:
-            oldest_allowed = time.time() - self.max_record_age_s
-            records = batch.records
-            expired = sum(1 for _ in itertools.takewhile(lambda r: _created(r) < oldest_allowed, records))
-            if expired:
-                self._give_up(shard_id, _Batch(records[:expired]), "RecordAgeExceeded")
-                batch.records = records[expired:]
+            oldest = time.time() - self.max_record_age_s
+            aged = lambda record: record["dynamodb"]["ApproximateCreationDateTime"] < oldest  # noqa: E731
+            if expired := sum(1 for _ in itertools.takewhile(aged, batch.records)):
+                self._give_up(_Batch(batch.records[:expired]), "RecordAgeExceeded")
+                batch.records = batch.records[expired:]
                 if not batch.records:
-                    work.batches.popleft()
+                    self._batches.popleft()
                     return True
-        self._deliver(shard_id, work, batch)
+        self._deliver(batch)
         return True
 
-    def _deliver(self, shard_id: str, work: _ShardWork, batch: _Batch) -> None:
+    def _deliver(self, batch: _Batch) -> None:
         batch.invocations += 1
         self.invocations += 1
         sequence = [record["dynamodb"]["SequenceNumber"] for record in batch.records]
@@ -255,13 +194,13 @@ class DynamoDBStreamSource(EventSource):
             failed = failed_ids(result, sequence) if self.report_failures else set()
             failed_from, function_error = min((sequence.index(s) for s in failed), default=None), False
         if failed_from is None:
-            work.batches.popleft()
+            self._batches.popleft()
             self.delivered += len(batch.records)
         elif function_error and self.bisect_on_error and len(batch.records) > 1:
-            work.batches.popleft()
+            self._batches.popleft()
             middle, retry_at = len(batch.records) // 2, self.clock() + self.retry_delay_s
             for records in (batch.records[middle:], batch.records[:middle]):
-                work.batches.appendleft(_Batch(records, batch.attempts, batch.invocations, retry_at, True))
+                self._batches.appendleft(_Batch(records, batch.attempts, batch.invocations, retry_at, True))
         else:
             self.delivered += failed_from  # the records before the first reported failure are done
             batch.records = batch.records[failed_from:]
@@ -269,20 +208,20 @@ class DynamoDBStreamSource(EventSource):
             batch.function_error = function_error
             batch.not_before = self.clock() + self.retry_delay_s
             if 0 <= self.max_retry_attempts < batch.attempts:
-                work.batches.popleft()
-                self._give_up(shard_id, batch, "RetryAttemptsExhausted")
+                self._batches.popleft()
+                self._give_up(batch, "RetryAttemptsExhausted")
 
-    def _give_up(self, shard_id: str, batch: _Batch, condition: str) -> None:
+    def _give_up(self, batch: _Batch, condition: str) -> None:
         first, last = batch.records[0]["dynamodb"], batch.records[-1]["dynamodb"]
-        response: dict[str, Any] = {}
-        if batch.invocations:
-            response = {"statusCode": 200, "executedVersion": "$LATEST"}
-            if batch.function_error:
-                response["functionError"] = "Unhandled"
+        response: dict[str, Any] = (
+            {"statusCode": 200, "executedVersion": "$LATEST"} if batch.invocations else {}
+        )
+        if batch.invocations and batch.function_error:
+            response["functionError"] = "Unhandled"
         message = {
             "requestContext": {
                 "requestId": str(uuid.uuid4()),
-                "functionArn": function_arn(self.function_id),
+                "functionArn": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:local-{self.function_id}",
                 "condition": condition,
                 "approximateInvokeCount": batch.invocations,
             },
@@ -290,7 +229,7 @@ class DynamoDBStreamSource(EventSource):
             "version": "1.0",
             "timestamp": _iso(time.time()),
             "DDBStreamBatchInfo": {
-                "shardId": shard_id,
+                "shardId": self.reader.shard_id,
                 "startSequenceNumber": first["SequenceNumber"],
                 "endSequenceNumber": last["SequenceNumber"],
                 "approximateArrivalOfFirstRecord": _iso(first["ApproximateCreationDateTime"], False),
@@ -300,10 +239,7 @@ class DynamoDBStreamSource(EventSource):
             },
         }
         self.given_up.append(message)
-        _log(
-            "ddb",
-            f"{self.function_id}: gave up on {len(batch.records)} record(s) of {shard_id} ({condition})",
-        )
+        _log("ddb", f"{self.function_id}: gave up on {len(batch.records)} record(s) ({condition})")
         try:
             if self.on_failure is not None:
                 self.on_failure(message)
@@ -314,31 +250,29 @@ class DynamoDBStreamSource(EventSource):
 def dynamodb_event_sources(
     stack: Stack, gateway: LocalApiGateway, aws_client: Callable[[str], Any], *, retry_delay_s: float = 0.5
 ) -> list[DynamoDBStreamSource]:
-    """One DynamoDBStreamSource per enabled `Type: DynamoDB` event of the functions the gateway
-    runs; `aws_client(service)` makes the boto3 clients (one of each per source)."""
+    """One DynamoDBStreamSource per enabled `Type: DynamoDB` event of the functions the gateway runs."""
     sources = []
     for function_id, _, _, props, invoke in template_events(stack, gateway, ["DynamoDB"]):
-        on_failure = None
-        target = (props.get("DestinationConfig") or {}).get("OnFailure", {}).get("Destination")
-        if target:  # an SQS queue: the template's only kind
-            sqs, name = aws_client("sqs"), str(stack.resolve(target)).rsplit(":", 1)[-1]
+        setting = lambda name, default, props=props: stack.resolve(props.get(name, default))  # noqa: E731
+        on_failure, target = None, (props.get("DestinationConfig") or {}).get("OnFailure", {})
+        if "Destination" in target:  # an SQS queue: the template's only kind
+            sqs, name = aws_client("sqs"), str(stack.resolve(target["Destination"])).rsplit(":", 1)[-1]
             on_failure = sqs_destination(sqs, sqs.get_queue_url(QueueName=name)["QueueUrl"])
         sources.append(
             DynamoDBStreamSource(
                 function_id=function_id,
                 reader=StreamReader(
                     aws_client("dynamodbstreams"),
-                    str(stack.resolve(props["Stream"])),
-                    str(stack.resolve(props.get("StartingPosition", "TRIM_HORIZON"))),
+                    str(setting("Stream", None)),
+                    str(setting("StartingPosition", "TRIM_HORIZON")),
                 ),
                 invoke=invoke,
                 filters=filter_patterns(props.get("FilterCriteria")),
-                batch_size=int(stack.resolve(props.get("BatchSize", 100))),
-                batching_window_s=float(stack.resolve(props.get("MaximumBatchingWindowInSeconds", 0))),
-                bisect_on_error=str(stack.resolve(props.get("BisectBatchOnFunctionError", False))).lower()
-                == "true",
-                max_retry_attempts=int(stack.resolve(props.get("MaximumRetryAttempts", -1))),
-                max_record_age_s=float(stack.resolve(props.get("MaximumRecordAgeInSeconds", -1))),
+                batch_size=int(setting("BatchSize", 100)),
+                batching_window_s=float(setting("MaximumBatchingWindowInSeconds", 0)),
+                bisect_on_error=str(setting("BisectBatchOnFunctionError", False)).lower() == "true",
+                max_retry_attempts=int(setting("MaximumRetryAttempts", -1)),
+                max_record_age_s=float(setting("MaximumRecordAgeInSeconds", -1)),
                 report_failures="ReportBatchItemFailures" in props.get("FunctionResponseTypes", []),
                 on_failure=on_failure,
                 retry_delay_s=retry_delay_s,

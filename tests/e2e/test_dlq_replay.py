@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from devstack.event_sources import SqsEventSource
+from devstack.event_sources.sqs import SqsEventSource
 from devstack.fake_aws import FAKE_AWS
 from devstack.stack import DevStack
 from devstack.template import REGION, ROOT

@@ -20,8 +20,8 @@ import boto3
 import httpx
 import pytest
 
-from devstack.event_sources import StreamReader, matches_any
-from devstack.event_sources.sqs import delete_messages, lambda_sqs_record
+from devstack.event_sources.sqs import delete_done, lambda_sqs_record
+from devstack.event_sources.streams import StreamReader, filter_patterns, matches_any
 from devstack.mp4 import render_mp4
 from devstack.template import Stack, secret_value
 from sora_relay.adapters import outbound_http, secrets
@@ -430,9 +430,9 @@ def run_queue(stack: Stack, logical_id: str, handler: Any) -> tuple[dict[str, An
     if not event["Records"]:
         return event, {"batchItemFailures": []}
     answer = handler.lambda_handler(event, LambdaContext())
-    failed = {item["itemIdentifier"] for item in answer.get("batchItemFailures", [])}
-    done = [record["receiptHandle"] for record in event["Records"] if record["messageId"] not in failed]
-    delete_messages(boto3.client("sqs", region_name="us-east-1"), stack.refs[logical_id], done)
+    delete_done(
+        boto3.client("sqs", region_name="us-east-1"), stack.refs[logical_id], event["Records"], answer
+    )
     return event, answer
 
 
@@ -490,7 +490,7 @@ class Downstream:
 def stream_filters(stack: Stack, function_id: str = "TaskEventsFunction") -> list[Any]:
     events = stack.function_events(function_id)
     source = next(event for event in events.values() if event["Type"] == "DynamoDB")
-    return [entry["Pattern"] for entry in source["Properties"].get("FilterCriteria", {}).get("Filters", [])]
+    return filter_patterns(source["Properties"].get("FilterCriteria"))
 
 
 @pytest.fixture

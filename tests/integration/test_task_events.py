@@ -6,7 +6,7 @@ import json
 
 import boto3
 
-from devstack.event_sources import matches_any
+from devstack.event_sources.streams import matches_any
 from sora_relay.adapters.dynamodb import TaskStore
 from sora_relay.domain.errors import EventBusError
 from sora_relay.domain.models import VideoObject

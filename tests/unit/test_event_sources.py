@@ -15,23 +15,22 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from devstack.event_sources import (
+from devstack.event_sources.schedules import ScheduleSource, rate_seconds, schedule_source
+from devstack.event_sources.streams import (
     DynamoDBStreamSource,
-    ScheduleSource,
     StreamReader,
-    drain_stream,
     filter_matches,
+    filter_patterns,
     matches_any,
-    template_filters,
+    sqs_destination,
 )
-from devstack.event_sources.patterns import filter_patterns
-from devstack.event_sources.schedules import rate_seconds, schedule_source
-from devstack.event_sources.streams import sqs_destination
 from devstack.fake_aws import FAKE_AWS
 from devstack.functions import InvocationFailed
 from devstack.template import NO_VALUE, ResetImpossible, Stack, load_template, provision, reset, secret_value
 
 TEMPLATE = load_template()
+(STREAM_EVENT,) = Stack(TEMPLATE, {}).function_events("TaskEventsFunction").values()
+TASK_EVENTS_FILTERS = filter_patterns(STREAM_EVENT["Properties"]["FilterCriteria"])  # the template's
 
 
 # -- event patterns ------------------------------------------------------------------------------
@@ -47,7 +46,7 @@ def _stream_record(event_name: str, old_status: str | None, new_status: str | No
 
 
 def test_the_templates_filter_lets_only_terminal_transitions_through():
-    patterns = template_filters(TEMPLATE, "TaskEventsFunction")
+    patterns = TASK_EVENTS_FILTERS
     assert len(patterns) == 1
 
     assert matches_any(patterns, _stream_record("MODIFY", "in_progress", "completed"))
@@ -228,7 +227,7 @@ def test_latest_starts_after_what_is_there(table):
         StreamReader(_streams(), stream_arn, "AT_TIMESTAMP")
 
 
-def test_drain_stream_applies_the_templates_filter(table):
+def test_the_templates_filter_on_the_streams_records(table):
     dynamodb, stream_arn = table
     reader = StreamReader(_streams(), stream_arn)
     _put(dynamodb, "t1", "queued")
@@ -236,12 +235,12 @@ def test_drain_stream_applies_the_templates_filter(table):
     _set_status(dynamodb, "t1", "completed")
     _set_status(dynamodb, "t1", "completed")  # a second write of a finished task
 
-    records = drain_stream(reader, template_filters(TEMPLATE, "TaskEventsFunction"))
+    records = [record for record in reader.read() if matches_any(TASK_EVENTS_FILTERS, record)]
 
     assert len(records) == 1
     assert records[0]["dynamodb"]["OldImage"]["status"] == {"S": "in_progress"}
     assert records[0]["dynamodb"]["NewImage"]["status"] == {"S": "completed"}
-    assert drain_stream(reader) == []  # all read
+    assert reader.read() == []  # all read
 
 
 # -- the DynamoDB stream event source ------------------------------------------------------------
@@ -378,7 +377,7 @@ def test_a_failing_batch_is_retried_then_sent_to_the_on_failure_destination(tabl
     assert message["responseContext"]["functionError"] == "Unhandled"
     assert message["version"] == "1.0" and message["timestamp"].endswith("Z")
     info = message["DDBStreamBatchInfo"]
-    assert info["shardId"] == StreamReader(_streams(), stream_arn).shard_ids[0]
+    assert info["shardId"] == StreamReader(_streams(), stream_arn).shard_id
     assert info["startSequenceNumber"] == records[0]["dynamodb"]["SequenceNumber"]
     assert info["endSequenceNumber"] == records[1]["dynamodb"]["SequenceNumber"]
     assert info["batchSize"] == 2
@@ -455,16 +454,15 @@ def test_records_older_than_the_maximum_age_are_given_up_unread(table):
     destination: list[dict[str, Any]] = []
     source = _source(stream_arn, function, max_record_age_s=60, on_failure=destination.append)
     _put(dynamodb, "t0", "queued")
-    original = source.reader.read_by_shard
+    original = source.reader.read
 
-    def aged(limit: int = 1000) -> list[tuple[str, list[dict[str, Any]]]]:
-        found = original(limit)
-        for _, records in found:
-            for record in records:
-                record["dynamodb"]["ApproximateCreationDateTime"] -= 3600
-        return found
+    def aged(limit: int = 1000) -> list[dict[str, Any]]:
+        records = original(limit)
+        for record in records:
+            record["dynamodb"]["ApproximateCreationDateTime"] -= 3600
+        return records
 
-    source.reader.read_by_shard = aged  # type: ignore[method-assign]
+    source.reader.read = aged  # type: ignore[method-assign]
     source.drain()
 
     assert function.calls == []
@@ -534,8 +532,9 @@ def test_the_templates_reconciler_schedule():
     event = TEMPLATE["Resources"]["ReconcileFunction"]["Properties"]["Events"]["Every5Minutes"]
     calls: list[dict[str, Any]] = []
 
-    default = schedule_source(stack, "ReconcileFunction", "Every5Minutes", event, calls.append)
-    fast = schedule_source(stack, "ReconcileFunction", "Every5Minutes", event, calls.append, interval_s=1.5)
+    props = event["Properties"]
+    default = schedule_source(stack, "ReconcileFunction", "Every5Minutes", props, calls.append)
+    fast = schedule_source(stack, "ReconcileFunction", "Every5Minutes", props, calls.append, interval_s=1.5)
 
     assert default is not None and default.interval_s == 300
     assert fast is not None and fast.interval_s == 1.5
@@ -550,14 +549,9 @@ def test_the_templates_reconciler_schedule():
     assert sent["detail"] == "{}" and sent["time"].endswith("Z")
 
 
-def test_a_disabled_or_cron_schedule_is_not_run():
+def test_a_cron_schedule_runs_only_at_a_given_interval():
     stack = Stack(TEMPLATE, {})
-    disabled = {
-        "Type": "ScheduleV2",
-        "Properties": {"ScheduleExpression": "rate(1 minute)", "State": "DISABLED"},
-    }
-    cron = {"Type": "Schedule", "Properties": {"Schedule": "cron(0 12 * * ? *)"}}
-    assert schedule_source(stack, "F", "E", disabled, lambda event: None) is None
+    cron = {"ScheduleExpression": "cron(0 12 * * ? *)"}
     assert schedule_source(stack, "F", "E", cron, lambda event: None) is None
     ticking = schedule_source(stack, "F", "E", cron, lambda event: None, interval_s=2)
     assert ticking is not None and ticking.interval_s == 2
@@ -572,7 +566,7 @@ def test_the_timer_ticks_every_interval_and_survives_failures():
             raise InvocationFailed("error", "the second run fails")
         return {"examined": 0}
 
-    source = ScheduleSource(function_id="F", invoke=invoke, interval_s=0.1, source_arn="arn", scheduler=True)
+    source = ScheduleSource(function_id="F", invoke=invoke, interval_s=0.1, source_arn="arn")
     started = time.monotonic()
     source.start()
     try:
@@ -591,9 +585,7 @@ def test_the_timer_ticks_every_interval_and_survives_failures():
 
 def test_stop_ends_the_timer_before_its_first_tick():
     calls: list[dict[str, Any]] = []
-    source = ScheduleSource(
-        function_id="F", invoke=calls.append, interval_s=30, source_arn="arn", scheduler=False
-    )
+    source = ScheduleSource(function_id="F", invoke=calls.append, interval_s=30, source_arn="arn")
     source.start()
     stopped = time.monotonic()
     source.stop()
