@@ -89,7 +89,7 @@ def eventually_fixture() -> Callable[..., Any]:
     return eventually
 
 
-@pytest.fixture(name="unique")
+@pytest.fixture(name="unique", scope="session")  # a plain function: any fixture may use it
 def unique_fixture() -> Callable[[str], str]:
     return unique
 
@@ -140,7 +140,7 @@ def stack() -> Iterator[DevStack]:
         yield local
 
 
-@pytest.fixture
+@pytest.fixture(scope="package")  # the stack's: a class-scoped fixture may ask for it
 def dispatch(stack: DevStack) -> str:
     """How submit copes with an unavailable provider in this template: "inline" retries then 503,
     or "queue": 202 `queued`, and a function consuming the dispatch queue keeps trying."""

@@ -12,10 +12,14 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 
+from devstack.chaos import FaultRule
 from devstack.load import LoadRunner
+from devstack.processes import local_http
+from devstack.receiver import WebhookReceiver
 from devstack.stack import DevStack
 
 pytestmark = pytest.mark.e2e
@@ -208,86 +212,166 @@ def _settled_webhook(stack: DevStack, task_id: str, eventually) -> dict:
     )
 
 
-def test_a_callback_that_crashes_after_recording_the_result_is_finished_once(
-    stack, videos, receiver, unique, chaos, eventually
-):
-    # Given a task whose provider pushes late, and the callback function dying after it recorded
-    # the result but before it queued the copy (its SendMessage for this task)
-    prompt = unique("[sim:late-callback] A crash in the callback")
-    created = videos.create(prompt, callback_url=receiver.url)
-    before = _lost_instances(stack, "CallbackFunction")
-    rule = chaos.add_crash("CallbackFunction", "sqs", "SendMessage", body_contains=created["id"])
+@dataclass(frozen=True)
+class _Crash:
+    """One crash scenario, started: its task, its prompt, its rule and the pool's losses before."""
 
-    # When the push arrives: API Gateway answers the provider 502, as for a Lambda that died
-    video = videos.wait(created["id"], timeout=60)
-
-    # Then the reconciler queued the copy of the recorded result, and the task completed once
-    _crashed(stack, rule, "CallbackFunction", before)
-    (job,) = _jobs_for(stack, prompt)
-    assert 502 in [attempt["status"] for attempt in job.callbacks]
-    assert video["status"] == "completed" and _stored_video_matches(stack, created["id"])
-    _settled_webhook(stack, created["id"], eventually)
-    _delivered_once(stack, receiver, created["id"])
-    assert videos.ids().count(created["id"]) == 1
+    task_id: str
+    prompt: str
+    rule: FaultRule
+    lost_before: int
 
 
-def test_an_archive_that_crashes_before_recording_its_copy_copies_again(
-    stack, videos, receiver, unique, chaos, eventually
-):
-    # Given the archive function dying after its copy is in S3, just before it records it (the
-    # UpdateItem that completes the task with the copy's sha256)
-    created = videos.create(unique("[sim:late-callback] A crash in the archive"), callback_url=receiver.url)
-    before = _lost_instances(stack, "ArchiveFunction")
-    rule = chaos.add_crash(
-        "ArchiveFunction", "dynamodb", "UpdateItem", body_contains=[created["id"], "video_sha256"]
-    )
+@pytest.fixture(scope="class")
+def crashes(stack: DevStack, dispatch: str, unique) -> Iterator[tuple[WebhookReceiver, dict[str, _Crash]]]:
+    """The crash scenarios of TestCrashes, all started at once so that their waits (visibility
+    timeouts, leases, the reconciler) overlap instead of following one another: each kills a
+    different function, on one task's call only, so none touches another's task or pool count.
+    (The stream consumer's crash stays on its own: its retried batch may hold other tasks' records.)"""
+    assert stack.chaos is not None, "the e2e stack installs the AWS fault hook in its functions"
+    stack.chaos.clear()
+    started: dict[str, _Crash] = {}
+    with (
+        WebhookReceiver(stack.tenants[0].webhook_secret) as receiver,
+        local_http(stack.api_url, headers={"x-api-key": stack.api_key}) as client,
+    ):
 
-    # When the message comes back (its visibility timeout) and the crashed claim has lapsed
-    video = videos.wait(created["id"], timeout=90)
+        def start(name: str, prompt: str, function_id: str, *crash: str, at: list[str] | None = None) -> None:
+            response = client.post("/v1/videos", json={"prompt": prompt, "callback_url": receiver.url})
+            assert response.status_code == 202, response.text
+            task_id = response.json()["id"]
+            if name == "dispatch":
+                assert response.json()["status"] == "queued"
+            lost_before = _lost_instances(stack, function_id)
+            assert stack.chaos is not None
+            rule = stack.chaos.add_crash(function_id, *crash, body_contains=[task_id, *(at or [])])
+            started[name] = _Crash(task_id, prompt, rule, lost_before)
 
-    # Then a second attempt copied to its own key and completed the task; the recorded key holds
-    # the bytes of the recorded sha256, and the crashed attempt's copy is not what the task names
-    _crashed(stack, rule, "ArchiveFunction", before)
-    assert video["status"] == "completed" and _stored_video_matches(stack, created["id"])
-    keys = _video_objects(stack, created["id"])
-    assert len(keys) == 2 and (stack.task_item(created["id"]) or {})["video_key"] in keys
-    _settled_webhook(stack, created["id"], eventually)
-    _delivered_once(stack, receiver, created["id"])
+        # The callback dies after it recorded the result, before it queued the copy (its SendMessage)
+        start(
+            "callback",
+            unique("[sim:late-callback] A crash in the callback"),
+            "CallbackFunction",
+            "sqs",
+            "SendMessage",
+        )
+        # The archive dies after its copy is in S3, just before the UpdateItem recording its sha256
+        start(
+            "archive",
+            unique("[sim:late-callback] A crash in the archive"),
+            "ArchiveFunction",
+            "dynamodb",
+            "UpdateItem",
+            at=["video_sha256"],
+        )
+        # The dispatch (a task the provider rate-limits twice) dies once the provider has taken it,
+        # before it records in_progress
+        if dispatch == "queue":
+            start(
+                "dispatch",
+                unique("[sim:429x2] A crash in the dispatch"),
+                "DispatchFunction",
+                "dynamodb",
+                "UpdateItem",
+                at=["provider_task_id"],
+            )
+        # The webhook dies after the client accepted the POST, before it records `delivered`
+        start(
+            "webhook",
+            unique("A crash in the webhook"),
+            "WebhookFunction",
+            "dynamodb",
+            "UpdateItem",
+            at=["delivered"],
+        )
+        yield receiver, started
+    stack.chaos.clear()
 
 
-def test_a_dispatch_that_crashes_after_the_provider_accepted_never_creates_twice(
-    stack, videos, receiver, unique, chaos, eventually, dispatch
-):
-    if dispatch != "queue":
-        pytest.skip("this template has no dispatch queue")
-    # Given a task the provider rate-limits twice (so it waits on the dispatch queue), and the
-    # dispatch function dying once the provider has taken it, before it records in_progress
-    prompt = unique("[sim:429x2] A crash in the dispatch")
-    created = videos.create(prompt, callback_url=receiver.url)
-    assert created["status"] == "queued"
-    before = _lost_instances(stack, "DispatchFunction")
-    rule = chaos.add_crash(
-        "DispatchFunction", "dynamodb", "UpdateItem", body_contains=[created["id"], "provider_task_id"]
-    )
+class TestCrashes:
+    """Crashes whose recovery waits out a visibility timeout or a lease, run together (`crashes`)."""
 
-    # When the provider's push arrives (accepted for a task still `queued`) and the dispatch
-    # message comes back after its visibility timeout
-    video = videos.wait(created["id"], timeout=60)
-    _crashed(stack, rule, "DispatchFunction", before)
-    assert video["status"] == "completed" and _stored_video_matches(stack, created["id"])
-    _settled_webhook(stack, created["id"], eventually)
-    assert stack.simulator is not None
-    eventually(
-        lambda: _drained(stack, "DispatchQueue"),
-        timeout=40,
-        what="the dispatch message to come back and be consumed",
-    )
+    def test_a_callback_that_crashes_after_recording_the_result_is_finished_once(
+        self, stack, videos, crashes, eventually
+    ):
+        receiver, started = crashes
+        crash = started["callback"]
+        # When the push arrives: API Gateway answers the provider 502, as for a Lambda that died
+        video = videos.wait(crash.task_id, timeout=60)
 
-    # Then the redelivered message found the task started and sent nothing: one provider job
-    # (two creates refused with 429, one accepted)
-    assert stack.simulator.create_attempts("429x2", prompt) == 3
-    assert len(_jobs_for(stack, prompt)) == 1
-    _delivered_once(stack, receiver, created["id"])
+        # Then the reconciler queued the copy of the recorded result, and the task completed once
+        _crashed(stack, crash.rule, "CallbackFunction", crash.lost_before)
+        (job,) = _jobs_for(stack, crash.prompt)
+        assert 502 in [attempt["status"] for attempt in job.callbacks]
+        assert video["status"] == "completed" and _stored_video_matches(stack, crash.task_id)
+        _settled_webhook(stack, crash.task_id, eventually)
+        _delivered_once(stack, receiver, crash.task_id)
+        assert videos.ids().count(crash.task_id) == 1
+
+    def test_an_archive_that_crashes_before_recording_its_copy_copies_again(
+        self, stack, videos, crashes, eventually
+    ):
+        receiver, started = crashes
+        crash = started["archive"]
+        # When the message comes back (its visibility timeout) and the crashed claim has lapsed
+        video = videos.wait(crash.task_id, timeout=90)
+
+        # Then a second attempt copied to its own key and completed the task; the recorded key holds
+        # the bytes of the recorded sha256, and the crashed attempt's copy is not what the task names
+        _crashed(stack, crash.rule, "ArchiveFunction", crash.lost_before)
+        assert video["status"] == "completed" and _stored_video_matches(stack, crash.task_id)
+        keys = _video_objects(stack, crash.task_id)
+        assert len(keys) == 2 and (stack.task_item(crash.task_id) or {})["video_key"] in keys
+        _settled_webhook(stack, crash.task_id, eventually)
+        _delivered_once(stack, receiver, crash.task_id)
+
+    def test_a_dispatch_that_crashes_after_the_provider_accepted_never_creates_twice(
+        self, stack, videos, crashes, eventually, dispatch
+    ):
+        if dispatch != "queue":
+            pytest.skip("this template has no dispatch queue")
+        receiver, started = crashes
+        crash = started["dispatch"]
+        # When the provider's push arrives (accepted for a task still `queued`) and the dispatch
+        # message comes back after its visibility timeout
+        video = videos.wait(crash.task_id, timeout=60)
+        _crashed(stack, crash.rule, "DispatchFunction", crash.lost_before)
+        assert video["status"] == "completed" and _stored_video_matches(stack, crash.task_id)
+        _settled_webhook(stack, crash.task_id, eventually)
+        assert stack.simulator is not None
+        eventually(
+            lambda: _drained(stack, "DispatchQueue"),
+            timeout=40,
+            what="the dispatch message to come back and be consumed",
+        )
+
+        # Then the redelivered message found the task started and sent nothing: one provider job
+        # (two creates refused with 429, one accepted)
+        assert stack.simulator.create_attempts("429x2", crash.prompt) == 3
+        assert len(_jobs_for(stack, crash.prompt)) == 1
+        _delivered_once(stack, receiver, crash.task_id)
+
+    def test_a_webhook_that_crashes_after_its_post_sends_the_same_event_again(
+        self, stack, crashes, eventually
+    ):
+        receiver, started = crashes
+        crash = started["webhook"]
+        # When the message comes back and the crashed attempt's lease (timeout + 20 s) has lapsed
+        webhook = eventually(
+            lambda: w if (w := _webhook(stack, crash.task_id)).get("state") == "delivered" else None,
+            timeout=90,
+            what="the second delivery",
+        )
+
+        # Then the client got the same event twice, with one webhook-id; the record shows two attempts
+        # (the first claimed, never recorded) and the second one's answer
+        _crashed(stack, crash.rule, "WebhookFunction", crash.lost_before)
+        deliveries = receiver.deliveries_for(crash.task_id)
+        assert [delivery.answered for delivery in deliveries] == [200, 200]
+        assert len({delivery.headers["webhook-id"] for delivery in deliveries}) == 1
+        assert all(receiver.verify(delivery)["type"] == "video.completed" for delivery in deliveries)
+        assert webhook["attempts"] == 2
+        assert [(a["attempt"], a["status_code"]) for a in webhook["history"]] == [(2, 200)]
 
 
 def _drained(stack: DevStack, logical_id: str) -> bool:
@@ -297,35 +381,6 @@ def _drained(stack: DevStack, logical_id: str) -> bool:
         AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
     )["Attributes"]
     return all(int(count) == 0 for count in attributes.values())
-
-
-def test_a_webhook_that_crashes_after_its_post_sends_the_same_event_again(
-    stack, videos, receiver, unique, chaos, eventually
-):
-    # Given the webhook function dying after the client accepted the POST, before it records that
-    # (the UpdateItem writing `delivered` for this task)
-    created = videos.create(unique("A crash in the webhook"), callback_url=receiver.url)
-    before = _lost_instances(stack, "WebhookFunction")
-    rule = chaos.add_crash(
-        "WebhookFunction", "dynamodb", "UpdateItem", body_contains=[created["id"], "delivered"]
-    )
-
-    # When the message comes back and the crashed attempt's lease (timeout + 20 s) has lapsed
-    webhook = eventually(
-        lambda: w if (w := _webhook(stack, created["id"])).get("state") == "delivered" else None,
-        timeout=90,
-        what="the second delivery",
-    )
-
-    # Then the client got the same event twice, with one webhook-id; the record shows two attempts
-    # (the first claimed, never recorded) and the second one's answer
-    _crashed(stack, rule, "WebhookFunction", before)
-    deliveries = receiver.deliveries_for(created["id"])
-    assert [delivery.answered for delivery in deliveries] == [200, 200]
-    assert len({delivery.headers["webhook-id"] for delivery in deliveries}) == 1
-    assert all(receiver.verify(delivery)["type"] == "video.completed" for delivery in deliveries)
-    assert webhook["attempts"] == 2
-    assert [(a["attempt"], a["status_code"]) for a in webhook["history"]] == [(2, 200)]
 
 
 def test_a_stream_consumer_that_crashes_is_retried_and_each_event_goes_out_once(

@@ -215,13 +215,40 @@ def stack(shared_aws: SharedAws, aws_env: None, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", shared_aws.session)
     provisioned = shared_aws.borrow()
     apply_function_env(monkeypatch, provisioned)
-    # The two test tenants' webhook signing secrets, as the operator command makes them (their
-    # tasks' webhooks are signed with these, not the service-wide secret).
-    prefix = str(provisioned.resolve(provisioned.template["Outputs"]["TenantSecretPrefix"]["Value"]))
-    for tenant in (OWNER, OTHER_OWNER):
-        TenantSecrets(aws("secretsmanager"), prefix).create(tenant)
+    _tenant_secrets(shared_aws, provisioned)
     yield provisioned
     shared_aws.give_back()
+
+
+def _tenant_secrets(shared_aws: SharedAws, provisioned: Stack) -> None:
+    """The two test tenants' webhook signing secrets, as the operator command makes them (their
+    tasks' webhooks are signed with these, not the service-wide secret): made once per provision and
+    recorded as the stack's own secrets, so reset() keeps them and puts their values back after a
+    test rotated one (made afresh for every test, they cost two creates and a list and two deletes
+    in each reset). Their names are `<stack>/tenants/<tenant>/webhook`, which reset() knows as
+    `<stack>/<logical id>`."""
+    prefix = str(provisioned.resolve(provisioned.template["Outputs"]["TenantSecretPrefix"]["Value"]))
+    missing = [
+        tenant
+        for tenant in (OWNER, OTHER_OWNER)
+        if secret_name(prefix, tenant).removeprefix(f"{provisioned.stack_name}/")
+        not in provisioned.secret_values
+    ]
+    if not missing:
+        return
+    shared_aws.changes.recording = False  # part of the provisioned stack, not a test's change
+    try:
+        client = aws("secretsmanager")
+        for tenant in missing:
+            name = secret_name(prefix, tenant)
+            assert name.startswith(f"{provisioned.stack_name}/"), name
+            TenantSecrets(client, prefix).create(tenant)
+            stored = client.get_secret_value(SecretId=name)
+            logical_id = name.removeprefix(f"{provisioned.stack_name}/")
+            provisioned.refs[logical_id] = stored["ARN"]
+            provisioned.secret_values[logical_id] = stored["SecretString"]
+    finally:
+        shared_aws.changes.recording = True
 
 
 def connect_internet(monkeypatch: pytest.MonkeyPatch, fake: FakeInternet) -> None:
@@ -393,7 +420,7 @@ def service_webhook_secret(stack: Stack) -> str:
 
 @pytest.fixture
 def s3(stack: Stack) -> Any:
-    return boto3.client("s3", region_name="us-east-1")
+    return aws("s3")
 
 
 VALID = {
@@ -411,7 +438,7 @@ def submitted(api: Api, internet: FakeInternet, **fields: Any) -> tuple[dict[str
 
 def sqs_event(stack: Stack, logical_id: str, *, max_messages: int = 10) -> dict[str, Any]:
     """Receive what is visible on a queue and shape it as the SQS event Lambda would deliver."""
-    client = boto3.client("sqs", region_name="us-east-1")
+    client = aws("sqs")
     received = client.receive_message(
         QueueUrl=stack.refs[logical_id],
         MaxNumberOfMessages=max_messages,
@@ -430,9 +457,7 @@ def run_queue(stack: Stack, logical_id: str, handler: Any) -> tuple[dict[str, An
     if not event["Records"]:
         return event, {"batchItemFailures": []}
     answer = handler.lambda_handler(event, LambdaContext())
-    delete_done(
-        boto3.client("sqs", region_name="us-east-1"), stack.refs[logical_id], event["Records"], answer
-    )
+    delete_done(aws("sqs"), stack.refs[logical_id], event["Records"], answer)
     return event, answer
 
 
@@ -475,7 +500,7 @@ class Downstream:
 
     def bus_events(self) -> list[dict[str, Any]]:
         """Every event published on the bus so far (the tap queue is drained into `events`)."""
-        client = boto3.client("sqs", region_name="us-east-1")
+        client = aws("sqs")
         while True:
             messages = client.receive_message(QueueUrl=self.tap_url, MaxNumberOfMessages=10).get(
                 "Messages", []
@@ -495,17 +520,17 @@ def stream_filters(stack: Stack, function_id: str = "TaskEventsFunction") -> lis
 
 @pytest.fixture
 def downstream(stack: Stack, handlers: dict[str, Any], internet: FakeInternet) -> Downstream:
-    sqs = boto3.client("sqs", region_name="us-east-1")
+    sqs = aws("sqs")
     tap_url = sqs.create_queue(QueueName="test-event-tap")["QueueUrl"]
     tap_arn = sqs.get_queue_attributes(QueueUrl=tap_url, AttributeNames=["QueueArn"])["Attributes"][
         "QueueArn"
     ]
-    events = boto3.client("events", region_name="us-east-1")
+    events = aws("events")
     bus = stack.refs["EventBus"]
     events.put_rule(Name="tap", EventBusName=bus, EventPattern=json.dumps({"source": ["sora-relay"]}))
     events.put_targets(Rule="tap", EventBusName=bus, Targets=[{"Id": "tap", "Arn": tap_arn}])
     reader = StreamReader(
-        boto3.client("dynamodbstreams", region_name="us-east-1"),
+        aws("dynamodbstreams"),
         stack.attributes[("TasksTable", "StreamArn")],
     )
     return Downstream(stack, handlers, reader, stream_filters(stack), tap_url)
@@ -514,8 +539,18 @@ def downstream(stack: Stack, handlers: dict[str, Any], internet: FakeInternet) -
 # -- tenants, made as the operator command (scripts/tenants.py) makes them ---------------------------
 
 
+_test_clients: dict[tuple[Any, ...], Any] = {}
+
+
 def aws(service: str) -> Any:
-    return boto3.client(service, region_name="us-east-1")
+    """A boto3 client the tests' helpers share, made once per service, endpoint and boto3 session
+    (the shared session is the same for every test; test_memory's moto server is another endpoint):
+    making one costs about 10 ms of CPU, and the helpers asked for 1,300 of them per run. A client
+    holds nothing of a test's (tests patch its methods with monkeypatch, which puts them back)."""
+    key = (service, os.environ.get("AWS_ENDPOINT_URL"), boto3.DEFAULT_SESSION)
+    if key not in _test_clients:
+        _test_clients[key] = boto3.client(service, region_name="us-east-1")
+    return _test_clients[key]
 
 
 @pytest.fixture
