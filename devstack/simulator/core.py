@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import parse_qsl
 
 import httpx
@@ -33,11 +33,9 @@ MAX_BODY_BYTES = 1 << 20
 CALLBACK_TIMEOUT_S = 10.0
 FAILURE_MESSAGE = "simulated generation failure"
 STALE_BY_S = 600  # stale-push signs 10 minutes in the past (fal's and Replicate's windows are 5)
-
 _MARKER = re.compile(r"\[sim:([A-Za-z0-9-]+)\]")  # a prompt picks a fault: "[sim:fail]", "[sim:429x2]"
 _COUNTED = re.compile(r"^(?P<base>.+)x(?P<times>[1-9][0-9]*)$")  # "429x2": only the first 2 attempts
 _FILE_ROUTE = re.compile(r"^/files/(?P<job_id>[A-Za-z0-9_-]+)\.mp4$")
-_SIM_TASK_ROUTE = re.compile(r"^/_sim/tasks/(?P<job_id>[A-Za-z0-9_.:-]+)$")
 
 
 @dataclass(frozen=True)
@@ -99,15 +97,13 @@ class SimulatorConfig:
     fault: str | None = None  # default fault mode for every job without a prompt marker
     host: str = "127.0.0.1"
     port: int = 0  # 0 = let the OS pick a free port
-    video_dir: Path | None = None  # a temp dir (removed on stop) if None
-    public_url: str | None = None  # base of the video URLs, when consumers use another host name
     fal_key: str | None = None
     fal_user_id: str = "sim-fal-user"
     replicate_token: str | None = None
 
 
 class SimError(Exception):
-    """An error answer; each dialect writes it in its provider's shape (Dialect.error_body)."""
+    """An error answer; each dialect writes it in its provider's shape (its error_body)."""
 
     def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
@@ -135,19 +131,10 @@ class Request:
 
 
 Answer = tuple[int, Any, dict[str, str]]  # status, JSON body, extra headers
-Route = tuple[str, re.Pattern[str], Callable[[Request], Answer]]
+Route = tuple[str, str, Callable[[Request], Answer]]  # method, path pattern (fullmatch), handler
 Shape = tuple[str, int, int, int]  # prompt, width, height, seconds of the video a job renders
 Push = Callable[["Job", str], None]  # push(job, kind): kind is progress | forged | stale | final
 Outcome = Callable[["Job"], None]  # writes a job's record as it begins or finishes (under the lock)
-
-
-class Dialect(Protocol):
-    name: str
-    prefix: str  # "" or e.g. "/fal": the local stack's base URL for the provider ends with it
-
-    def routes(self) -> list[Route]: ...
-
-    def error_body(self, error: SimError) -> Any: ...
 
 
 @dataclass
@@ -205,17 +192,16 @@ def _tls_context() -> ssl.SSLContext:
     return ssl.create_default_context()  # ~40 ms to load: shared, so a simulator per test stays cheap
 
 
-def _send(handler: BaseHTTPRequestHandler, status: int, body: bytes, headers: dict[str, str]) -> None:
+def _send(handler: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str]) -> None:
+    """A JSON answer, or bytes as they are (a video); HEAD gets the headers only."""
+    if not isinstance(body, bytes):
+        body, headers = json.dumps(body).encode(), {"Content-Type": "application/json", **headers}
     handler.send_response(status)
     for name, value in {**headers, "Content-Length": str(len(body))}.items():
         handler.send_header(name, value)
     handler.end_headers()
     if handler.command != "HEAD":
         handler.wfile.write(body)
-
-
-def _send_json(handler: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str]) -> None:
-    _send(handler, status, json.dumps(body).encode(), {"Content-Type": "application/json", **headers})
 
 
 class ProviderSimulator:
@@ -232,28 +218,20 @@ class ProviderSimulator:
         self.lock = threading.Lock()  # guards every job's state; a dialect takes it to change a record
         self._jobs: dict[str, Job] = {}
         self._create_attempts: dict[tuple[str, str], int] = {}
-        self.fault: str | None = config.fault  # the default fault mode; set it with set_fault
         self._timers: list[threading.Timer] = []
         self.render_seconds: deque[float] = deque(maxlen=100_000)  # wall seconds per MP4 render
         self._stopping = threading.Event()
         self._server: QuietHTTPServer | None = None
         self._http: httpx.Client | None = None
-        self._owns_video_dir = config.video_dir is None
-        self._video_dir: Path | None = config.video_dir
         # Longest prefix first, so "/fal" wins over the root dialect (AceData, last).
-        self.dialects: list[Dialect] = [Fal(self), Replicate(self), AceData(self)]
-
-    # -- lifecycle -----------------------------------------------------------------------------
+        self.dialects: list[Any] = [Fal(self), Replicate(self), AceData(self)]
 
     def start(self) -> ProviderSimulator:
-        if self._server is not None:
-            raise RuntimeError("simulator already started")
-        self._video_dir = self._video_dir or Path(tempfile.mkdtemp(prefix="sora-sim-"))
-        self._video_dir.mkdir(parents=True, exist_ok=True)
-        self._stopping.clear()
+        self.video_dir = Path(tempfile.mkdtemp(prefix="sora-sim-"))  # removed on stop
         self._http = local_http(timeout=CALLBACK_TIMEOUT_S, verify=_tls_context())
         self._server = QuietHTTPServer(self, self.config.port, host=self.config.host)
         self._server.start_background("sora-simulator")
+        self.url = f"http://{self.config.host}:{self.port}"
         logger.info("simulator listening on %s", self.url)
         return self
 
@@ -266,14 +244,11 @@ class ProviderSimulator:
             timer.cancel()
         for timer in timers:
             timer.join(timeout=CALLBACK_TIMEOUT_S + 1)
-        if self._server is not None:
+        if self._server is not None and self._http is not None:
             self._server.stop_background()
-        if self._http is not None:
             self._http.close()
         self._server = self._http = None
-        if self._owns_video_dir and self._video_dir is not None:
-            shutil.rmtree(self._video_dir, ignore_errors=True)
-            self._video_dir = None
+        shutil.rmtree(self.video_dir, ignore_errors=True)
 
     def __enter__(self) -> ProviderSimulator:
         return self.start()
@@ -287,76 +262,53 @@ class ProviderSimulator:
             raise RuntimeError("simulator not started")
         return int(self._server.server_address[1])
 
-    @property
-    def url(self) -> str:
-        host = "127.0.0.1" if self.config.host in ("0.0.0.0", "") else self.config.host  # noqa: S104
-        return f"http://{host}:{self.port}"
-
-    @property
-    def public_url(self) -> str:
-        return (self.config.public_url or self.url).rstrip("/")
-
     def base_url(self, dialect: str) -> str:
         """Where the relay reaches a dialect (its provider's base URL in the local stack)."""
         return self.url + next(item.prefix for item in self.dialects if item.name == dialect)
-
-    @property
-    def video_dir(self) -> Path:
-        if self._video_dir is None:
-            raise RuntimeError("simulator not started")
-        return self._video_dir
 
     def wait(self, seconds: float) -> bool:
         """Sleep up to `seconds`, waking early when the simulator stops; True if it is stopping."""
         return self._stopping.wait(seconds)
 
-    # -- HTTP ----------------------------------------------------------------------------------
-
     def handle(self, handler: BaseHTTPRequestHandler) -> None:
-        """Route one request (QuietHTTPServer calls this): health, files, /_sim/*, then dialects."""
+        """Route one request (QuietHTTPServer calls this): video files, then the dialects."""
         path, _, query = handler.path.partition("?")
         method = handler.command
         dialect = self.dialects[-1]  # the root dialect's shape until a prefix picks another
         try:
-            if path == "/healthz":
-                return _send_json(handler, 200, {"status": "ok"}, {})
             if method in ("GET", "HEAD") and (match := _FILE_ROUTE.match(path)):
-                return self._send_file(handler, match["job_id"])
+                return _send(handler, *self._video(match["job_id"], counted=method == "GET"))
+            dialect = next(d for d in self.dialects if path == d.prefix or path.startswith(d.prefix + "/"))
             headers = {name.lower(): value for name, value in handler.headers.items()}
             query_args = dict(parse_qsl(query, keep_blank_values=True))
-            request = Request(method, path, query_args, headers, _read_body(handler))
-            if path.startswith("/_sim/"):
-                return _send_json(handler, *self.control(request))
-            dialect = next(d for d in self.dialects if path == d.prefix or path.startswith(d.prefix + "/"))
-            request.path = path[len(dialect.prefix) :] or "/"
-            for route_method, pattern, answer in dialect.routes():
-                if route_method == method and (found := pattern.fullmatch(request.path)):
+            request = Request(method, path[len(dialect.prefix) :] or "/", query_args, headers, _read(handler))
+            for route_method, pattern, answer in dialect.routes:
+                if route_method == method and (found := re.fullmatch(pattern, request.path)):
                     request.groups = found.groupdict()
-                    return _send_json(handler, *answer(request))
+                    return _send(handler, *answer(request))
             raise SimError(404, "no_api", f"no API for {method} {path}")
         except SimError as error:
-            _send_json(handler, error.status, dialect.error_body(error), error.headers)
+            _send(handler, error.status, dialect.error_body(error), error.headers)
         except (BrokenPipeError, ConnectionResetError):
             logger.info("client went away during %s %s", method, path)
         except Exception:  # a simulator bug must answer like a provider does, not hang
             logger.exception("simulator error on %s %s", method, path)
-            _send_json(handler, 500, dialect.error_body(SimError(500, "api_error", "simulator error")), {})
+            _send(handler, 500, dialect.error_body(SimError(500, "api_error", "simulator error")), {})
 
-    def _send_file(self, handler: BaseHTTPRequestHandler, job_id: str) -> None:
+    def _video(self, job_id: str, counted: bool) -> Answer:
+        """A job's MP4, unless its link expired (403), it has none (404) or video-503 holds it back."""
         job = self.job(job_id)
         ttl = job.fault.url_ttl_s if job is not None else None
         if job and ttl is not None and job.finished_at is not None and time.time() > job.finished_at + ttl:
             raise SimError(403, "expired", "the signed URL has expired")
         if (path := self.video_path(job_id)) is None or job is None:
             raise SimError(404, "not_found", f"no video for {job_id}")
-        if handler.command != "HEAD":
+        if counted:
             with self.lock:
                 job.downloads += 1
-            if job.downloads <= job.fault.video_unavailable:  # the video-503 fault's first downloads
+            if job.downloads <= job.fault.video_unavailable:
                 raise SimError(503, "service_unavailable", "the video is not available right now")
-        _send(handler, 200, path.read_bytes(), {"Content-Type": "video/mp4"})  # small clips
-
-    # -- introspection and control -------------------------------------------------------------
+        return 200, path.read_bytes(), {"Content-Type": "video/mp4"}  # small clips
 
     def job(self, job_id: str, dialect: str | None = None) -> Job | None:
         """A job by id; with `dialect`, only one of that dialect's (another's id is unknown there)."""
@@ -373,17 +325,10 @@ class ProviderSimulator:
             job = self._jobs.get(job_id)
             return copy.deepcopy(job.record) if job else None
 
-    @property
-    def tasks(self) -> dict[str, dict[str, Any]]:
-        """A consistent deep copy of every job's record, keyed by job id."""
-        with self.lock:
-            return {job_id: copy.deepcopy(job.record) for job_id, job in self._jobs.items()}
-
     def task_state(self, job_id: str) -> dict[str, Any] | None:
-        """The record, its fault mode and every push attempt (what /_sim/tasks/{id} shows)."""
+        """A copy of the record, its fault mode and every push attempt (what e2e tests read)."""
         with self.lock:
-            job = self._jobs.get(job_id)
-            if job is None:
+            if (job := self._jobs.get(job_id)) is None:
                 return None
             state = {"record": job.record, "dialect": job.dialect, "state": job.state}
             return copy.deepcopy({**state, "fault": job.fault_name, "callbacks": job.callbacks})
@@ -393,48 +338,17 @@ class ProviderSimulator:
         with self.lock:
             return self._create_attempts.get((fault, prompt), 0)
 
-    def set_fault(self, mode: str | None) -> None:
-        """Set the default fault for jobs created from now on (None = behave normally)."""
-        if mode is not None:
-            resolve_fault(mode)
-        with self.lock:
-            self.fault = mode
-
-    def control(self, request: Request) -> Answer:
-        """The test-only routes: POST /_sim/fault, GET /_sim/tasks/{id}."""
-        if request.method == "POST" and request.path == "/_sim/fault":
-            body = request.json()
-            if not isinstance(body, dict) or "mode" not in body:
-                raise bad_request('body must be {"mode": <fault mode or null>}')
-            if body["mode"] is not None and not isinstance(body["mode"], str):
-                raise bad_request("mode must be a string or null")
-            try:
-                self.set_fault(body["mode"])
-            except ValueError as error:
-                raise bad_request(str(error)) from None
-            return 200, {"mode": body["mode"]}, {}
-        if request.method == "GET" and (match := _SIM_TASK_ROUTE.match(request.path)):
-            state = self.task_state(match["job_id"])
-            if state is None:
-                raise SimError(404, "not_found", f"task {match['job_id']} not found")
-            return 200, state, {}
-        raise SimError(404, "no_api", f"no control route {request.method} {request.path}")
-
-    # -- the job lifecycle the dialects share ----------------------------------------------------
-
     def new_job(self, dialect: str, shape: Shape, record: dict[str, Any], job_id: str) -> Job:
         """Register a job, or raise the create-time fault its prompt (or the default) asks for."""
-        prompt = shape[0]
-        marker = _MARKER.search(prompt)
-        with self.lock:
-            fault_name = marker.group(1) if marker else (self.fault or "none")
+        marker = _MARKER.search(shape[0])
+        fault_name = marker.group(1) if marker else (self.config.fault or "none")
         try:
             fault, limit = resolve_fault(fault_name)
         except ValueError as error:
             raise bad_request(f"prompt: {error}") from None
         if fault.create_status is not None:
             with self.lock:
-                key = (fault_name, prompt)
+                key = (fault_name, shape[0])
                 attempt = self._create_attempts[key] = self._create_attempts.get(key, 0) + 1
             if limit is None or attempt <= limit:
                 message = f"simulated {fault.create_status} on create (attempt {attempt})"
@@ -445,7 +359,7 @@ class ProviderSimulator:
             self._jobs[job.id] = job
         return job
 
-    def run(self, job: Job, finish: Outcome, push: Push | None = None, begin: Outcome | None = None) -> None:
+    def run(self, job: Job, finish: Outcome, push: Push | None, begin: Outcome | None = None) -> None:
         """Running at delay/4 (`begin`), done at the delay (`finish`); pushes halfway, then "final"."""
         delay, fault = self.config.callback_delay_s, job.fault
         self.schedule(delay / 4, lambda: self._begin(job, begin))
@@ -476,29 +390,26 @@ class ProviderSimulator:
     def finish(self, job: Job, finish: Outcome) -> None:
         """Set the outcome once (under the lock): finishing twice must not change it."""
         with self.lock:
-            if job.terminal:
-                return
-            job.state = "failed" if job.fault.fail else "succeeded"
-            job.finished_at = time.time()
-            finish(job)
+            if not job.terminal:
+                job.state = "failed" if job.fault.fail else "succeeded"
+                job.finished_at = time.time()
+                finish(job)
 
     def schedule(self, delay: float, action: Callable[[], object]) -> None:
         def run() -> None:
-            if self._stopping.is_set():
-                return
-            try:
-                action()
-            except Exception:  # a timer thread has nobody to report to but the log
-                logger.exception("simulator background action failed")
+            if not self._stopping.is_set():
+                try:
+                    action()
+                except Exception:  # a timer thread has nobody to report to but the log
+                    logger.exception("simulator background action failed")
 
         timer = threading.Timer(delay, run)
         timer.daemon = True
         with self.lock:
-            if self._stopping.is_set():
-                return
-            self._timers = [pending for pending in self._timers if pending.is_alive()]
-            self._timers.append(timer)
-            timer.start()  # under the lock, so stop() never joins a timer that was not started
+            if not self._stopping.is_set():
+                self._timers = [pending for pending in self._timers if pending.is_alive()]
+                self._timers.append(timer)
+                timer.start()  # under the lock, so stop() never joins a timer that was not started
 
     def deliver(self, job: Job, url: str, body: bytes, headers: dict[str, str], kind: str) -> int | None:
         """POST one push and log the attempt on the job; the answer's status (None: no answer)."""
@@ -515,11 +426,9 @@ class ProviderSimulator:
             job.callbacks.append(attempt)
         return attempt["status"]
 
-    # -- videos --------------------------------------------------------------------------------
-
     def video_url(self, job: Job, kind: str = "final") -> str:
         """The job's video link; the one a forged push claims is never served (404)."""
-        return f"{self.public_url}/files/{'forged-' if kind == 'forged' else ''}{job.id}.mp4"
+        return f"{self.url}/files/{'forged-' if kind == 'forged' else ''}{job.id}.mp4"
 
     def video_path(self, job_id: str) -> Path | None:
         """The job's MP4 on disk, rendered on first request; None when there is no video."""
@@ -537,12 +446,10 @@ class ProviderSimulator:
         return path
 
 
-def _read_body(handler: BaseHTTPRequestHandler) -> bytes:
-    try:
-        length = int(handler.headers.get("Content-Length") or 0)
-    except ValueError:
-        length = -1
+def _read(handler: BaseHTTPRequestHandler) -> bytes:
+    """The request body, at most MAX_BODY_BYTES; else a 400 and the connection closed."""
+    length = int(value) if (value := handler.headers.get("Content-Length") or "0").isdigit() else -1
     if not 0 <= length <= MAX_BODY_BYTES:
         handler.close_connection = True  # the unread body must not be taken for the next request
         raise bad_request("invalid Content-Length" if length < 0 else "request body too large")
-    return handler.rfile.read(length) if length else b""
+    return handler.rfile.read(length)

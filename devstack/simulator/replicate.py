@@ -1,9 +1,6 @@
-"""Replicate's dialect under `/replicate`: predictions, Standard Webhooks pushes, the secret.
-
-Contract: shared/providers/replicate.md ("contract" below; "inferred" = the simulator's plausible
-pick). MODELS are the models' own input schemas, apart from catalogue.json on purpose: a catalogue
-entry that spells a field or an enum wrongly gets the real API's 422.
-"""
+"""Replicate under /replicate: predictions, Standard Webhooks pushes, the secret (contract:
+shared/providers/replicate.md; "inferred" = the simulator's plausible pick). MODELS are the models'
+own input schemas, apart from catalogue.json on purpose: a misspelt entry gets the real API's 422."""
 
 from __future__ import annotations
 
@@ -12,11 +9,10 @@ import copy
 import dataclasses
 import hashlib
 import json
-import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,12 +27,10 @@ _EVENT_NAMES = ("completed", "logs", "output", "start")  # a list: `in` must not
 DEFAULT_EVENTS = frozenset({"output", "completed"})  # contract, "Create": what no filter sends
 # Contract, "Webhook": only the final webhook is retried, with backoff (here x callback_delay_s).
 FINAL_RETRY_FACTORS = (1, 2, 4)
-MAX_WAIT_S = 60  # contract, "Create": `Prefer: wait` holds the answer for up to 60 s
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"  # prediction ids: 26 lower-case base32 characters
-_PREFER_WAIT = re.compile(r"^\s*wait(?:\s*=\s*(?P<seconds>\d+))?\s*$", re.IGNORECASE)
 _WEB = "https://replicate.com/p"
-_TITLES = {400: "Bad request", 401: "Unauthenticated", 402: "Insufficient credit", 404: "Not found"}
-_TITLES |= {422: "Input validation failed", 500: "Internal server error", 504: "Gateway timeout"}
+# Problem titles of the engine's errors; the dialect's own carry theirs as the code.
+_TITLES = {400: "Bad request", 404: "Not found", 500: "Internal server error", 504: "Gateway timeout"}
 _EXPECTED = {"uri": "string", "url": "string"}
 
 
@@ -62,10 +56,6 @@ class Model:
     fields: dict[str, Field]
     dimensions: Callable[[dict[str, Any]], tuple[int, int]]  # on the input with defaults filled in
     rule: schema.Rule = lambda _: None
-
-    @property
-    def version(self) -> str:
-        return hashlib.sha256(self.route.encode()).hexdigest()  # simulator-only ids, stable per model
 
     def validate(self, given: Any) -> tuple[dict[str, Any], list[str]]:
         """The input with defaults filled in, and every problem found (empty when valid)."""
@@ -137,7 +127,6 @@ _MODELS = (
     Model("bytedance/seedance-1.5-pro", _SEEDANCE, lambda values: _SEEDANCE_SIZES[values["aspect_ratio"]]),
 )
 MODELS: dict[str, Model] = {model.route: model for model in _MODELS}
-_BY_VERSION = {model.version: model for model in _MODELS}
 
 
 def _now_iso(moment: float | None = None) -> str:
@@ -152,53 +141,43 @@ def _message_id() -> str:
     return "msg_" + secrets.token_urlsafe(18).replace("-", "a").replace("_", "b")
 
 
-@dataclass
-class _Hook:
-    """Where a prediction's webhooks go and what the caller asked for (the job's private notes)."""
-
-    url: str
-    events: frozenset[str]
-    completed_id: str = field(default_factory=_message_id)  # the terminal event's stable webhook-id
-    completed_sent: bool = False
-
-
 class Replicate:
     """The dialect. `retention_s` and `secret` are public so tests can shorten or rotate them."""
 
-    name = "replicate"
-    prefix = "/replicate"
+    name, prefix = "replicate", "/replicate"
 
-    def __init__(self, sim: core.ProviderSimulator, *, retention_s: float = DEFAULT_RETENTION_S) -> None:
-        self.sim, self.retention_s, self.secret = sim, retention_s, _new_secret()
+    def __init__(self, sim: core.ProviderSimulator) -> None:
+        self.sim, self.retention_s, self.secret = sim, DEFAULT_RETENTION_S, _new_secret()
+        prediction = r"/v1/predictions/(?P<id>[^/]+)"
+        self.routes = [
+            ("POST", r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)/predictions", self.create),
+            ("GET", prediction, self.get),
+            ("POST", prediction + "/cancel", self.cancel),
+            ("GET", r"/v1/webhooks/default/secret", self.webhook_secret),
+        ]
 
     def rotate_secret(self) -> str:
         """A new signing secret (the account owner rotated it); pushes from now on use it."""
         self.secret = _new_secret()
         return self.secret
 
-    def routes(self) -> list[core.Route]:
-        prediction, model = r"/v1/predictions/(?P<id>[^/]+)", r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)"
-        return [
-            ("POST", re.compile(model + "/predictions"), self.create_for_model),
-            ("POST", re.compile(r"/v1/predictions"), self.create_for_version),
-            ("GET", re.compile(prediction), self.get),
-            ("POST", re.compile(prediction + "/cancel"), self.cancel),
-            ("GET", re.compile(r"/v1/webhooks/default/secret"), self.webhook_secret),
-        ]
-
     def error_body(self, error: SimError) -> dict[str, Any]:
         """RFC 7807 problem details (contract, "Errors"); a 429 carries only `detail` ("Rate limits")."""
         if error.status == 429:
             reset = error.headers.get("Retry-After", "1")
             return {"detail": f"Request was throttled. Your rate limit resets in ~{reset}s."}
-        title = _TITLES.get(error.status, error.code)
-        return {"title": title, "detail": error.message, "status": error.status}
+        return {
+            "title": _TITLES.get(error.status, error.code),
+            "detail": error.message,
+            "status": error.status,
+        }
 
     def _authorize(self, request: Request) -> None:
         """`Authorization: Bearer $REPLICATE_API_TOKEN` (contract, "Transport")."""
         refused = SimError(401, "Unauthenticated", "You did not pass a valid authentication token")
-        config = self.sim.config
-        core.check_bearer(request, config.replicate_token or config.api_token, refused=refused)
+        core.check_bearer(
+            request, self.sim.config.replicate_token or self.sim.config.api_token, refused=refused
+        )
 
     def _prediction(self, request: Request) -> Job:
         """The prediction the path names, after the token check; only this dialect's."""
@@ -207,59 +186,26 @@ class Replicate:
             raise SimError(404, "Not found", "The requested resource could not be found.")
         return job
 
-    def create_for_model(self, request: Request) -> Answer:
+    def create(self, request: Request) -> Answer:
         """`POST /v1/models/{owner}/{name}/predictions`, the model named in the path (contract, "Create")."""
         self._authorize(request)
-        route = f"{request.groups['owner']}/{request.groups['name']}"
-        if route not in MODELS:
+        if (model := MODELS.get(route := f"{request.groups['owner']}/{request.groups['name']}")) is None:
             raise SimError(404, "Not found", f"The requested model {route} could not be found")
-        return self._create(request, MODELS[route])
-
-    def create_for_version(self, request: Request) -> Answer:
-        """`POST /v1/predictions` with `version` (an id, `owner/name:id` or `owner/name`) or `model`."""
-        self._authorize(request)
-        body = core.json_object(request, _invalid_body())
-        version, named = body.get("version"), body.get("model")
-        model: Model | None = None
-        if isinstance(version, str) and ":" in version:
-            route, _, version_id = version.rpartition(":")
-            model = _BY_VERSION.get(version_id)
-            model = model if model is not None and model.route == route else None
-        elif isinstance(version, str):
-            model = _BY_VERSION.get(version) or MODELS.get(version)
-        elif isinstance(named, str):
-            model = MODELS.get(named)
-        if model is None:
-            raise SimError(422, "Invalid version", "Invalid version or not permitted")
-        return self._create(request, model)
-
-    def _create(self, request: Request, model: Model) -> Answer:
-        body = core.json_object(request, _invalid_body())
+        invalid = SimError(422, "Input validation failed", "- (root): Invalid type. Expected: object")
+        body = core.json_object(request, invalid)
         values, problems = model.validate(body.get("input"))
         hook = self._hook(body, problems)
         if problems:
             raise SimError(422, "Input validation failed", "".join(f"- input.{item}\n" for item in problems))
-        width, height = model.dimensions(values)
         prediction_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(26))
-        base = f"{self.sim.public_url}{self.prefix}/v1/predictions/{prediction_id}"
-        record: dict[str, Any] = {
-            "id": prediction_id,
-            "model": model.route,
-            "version": model.version,
-            "input": copy.deepcopy(body.get("input")),
-            "logs": None,
-            "output": None,
-            "data_removed": False,
-            "error": None,
-            "status": "starting",
-            "created_at": _now_iso(),
-            "started_at": None,
-            "completed_at": None,
-            "urls": {"cancel": f"{base}/cancel", "get": base, "web": f"{_WEB}/{prediction_id}"},
-            "metrics": {},
-        }
-        shape = (str(values["prompt"]), width, height, int(values.get("duration", 5)))
-        job = self.sim.new_job(self.name, shape, record, prediction_id)
+        base = f"{self.sim.url}{self.prefix}/v1/predictions/{prediction_id}"
+        version = hashlib.sha256(model.route.encode()).hexdigest()  # simulator-only ids, stable per model
+        record = {"id": prediction_id, "model": model.route, "version": version, "status": "starting"}
+        record |= {"input": copy.deepcopy(body.get("input")), "logs": None, "output": None, "error": None}
+        record |= {"data_removed": False, "created_at": _now_iso(), "started_at": None, "completed_at": None}
+        record |= {"urls": {"cancel": f"{base}/cancel", "get": base, "web": f"{_WEB}/{prediction_id}"}}
+        shape = (str(values["prompt"]), *model.dimensions(values), int(values.get("duration", 5)))
+        job = self.sim.new_job(self.name, shape, record | {"metrics": {}}, prediction_id)
         # Contract, "Data retention": files go after the retention period; expired-url's shorter ttl wins.
         ttl = self.retention_s if job.fault.url_ttl_s is None else min(job.fault.url_ttl_s, self.retention_s)
         job.fault = dataclasses.replace(job.fault, url_ttl_s=ttl)
@@ -270,13 +216,10 @@ class Replicate:
         start_s = self.sim.config.callback_delay_s / 10
         self.sim.schedule(start_s, lambda: self._event(job, "start", body=created))
         self.sim.run(job, finish=self._finish, push=self._push, begin=self._begin)
-        if found := _PREFER_WAIT.match(request.headers.get("prefer", "")):
-            deadline = time.monotonic() + min(MAX_WAIT_S, int(found["seconds"] or MAX_WAIT_S))
-            while not job.terminal and time.monotonic() < deadline and not self.sim.wait(0.05):
-                pass
         return 201, self._view(job), {}
 
-    def _hook(self, body: dict[str, Any], problems: list[str]) -> _Hook | None:
+    def _hook(self, body: dict[str, Any], problems: list[str]) -> dict[str, Any] | None:
+        """Where the webhooks go, the events asked for, and the terminal event's stable webhook-id."""
         url, events = body.get("webhook"), body.get("webhook_events_filter")
         if url is not None and (not isinstance(url, str) or not url.startswith(("https://", "http://"))):
             problems.append("webhook: Does not match format 'uri'")
@@ -285,7 +228,7 @@ class Replicate:
             problems.append(f"webhook_events_filter: items must be one of the following: {names}")
         if not isinstance(url, str) or problems:
             return None
-        return _Hook(url, frozenset(events) if events is not None else DEFAULT_EVENTS)
+        return {"url": url, "events": DEFAULT_EVENTS if events is None else set(events), "id": _message_id()}
 
     def _begin(self, job: Job) -> None:
         """The prediction starts processing (under the engine's lock)."""
@@ -317,14 +260,12 @@ class Replicate:
 
     def _push(self, job: Job, kind: str) -> None:
         """The engine's push hook: "progress" (the progress fault), "forged", "stale", "final"."""
-        hook: _Hook | None = job.meta.get("hook")
         if kind == "progress":
             self._progress(job)
         elif kind in ("forged", "stale"):  # both claim a success; only the signature tells
             body = self._view(job) | {"status": "succeeded", "output": self.sim.video_url(job, kind)}
             self._send(job, body, _message_id(), kind)
-        elif hook is not None and not (hook.completed_sent and job.meta.get("cancelled")):
-            hook.completed_sent = True  # else a cancel already sent the terminal event
+        elif not job.meta.get("cancelled"):  # else the cancel sent the terminal event
             self._event(job, "completed")
 
     def _progress(self, job: Job) -> None:
@@ -346,20 +287,18 @@ class Replicate:
 
     def _event(self, job: Job, event: str, *, body: dict[str, Any] | None = None, attempt: int = 0) -> None:
         """One event the filter allows; the final keeps its webhook-id, retried while refused ("Webhook")."""
-        hook: _Hook | None = job.meta.get("hook")
-        if hook is None or event not in hook.events:
+        if (hook := job.meta["hook"]) is None or event not in hook["events"]:
             return
         final = event == "completed"
         kind = ("retry" if attempt else "final") if final else event
-        status = self._send(job, body or self._view(job), hook.completed_id if final else _message_id(), kind)
+        status = self._send(job, body or self._view(job), hook["id"] if final else _message_id(), kind)
         if final and attempt < len(FINAL_RETRY_FACTORS) and not (status and 200 <= status < 300):
             delay = self.sim.config.callback_delay_s * FINAL_RETRY_FACTORS[attempt]
             self.sim.schedule(delay, lambda: self._event(job, event, attempt=attempt + 1))
 
     def _send(self, job: Job, body: dict[str, Any], message_id: str, kind: str) -> int | None:
         """The whole Prediction, signed per Standard Webhooks ("Signature"); forged/stale: see _push."""
-        hook: _Hook | None = job.meta.get("hook")
-        if hook is None:
+        if (hook := job.meta["hook"]) is None:
             return None
         raw = json.dumps(body, separators=(",", ":"))
         age_s = core.STALE_BY_S if kind == "stale" else 0
@@ -368,7 +307,7 @@ class Replicate:
         signature = Webhook(secret).sign(msg_id=message_id, timestamp=moment, data=raw)
         headers = {"webhook-id": message_id, "webhook-timestamp": str(int(moment.timestamp()))}
         headers["webhook-signature"] = signature
-        return self.sim.deliver(job, hook.url, raw.encode(), headers, kind=kind)
+        return self.sim.deliver(job, hook["url"], raw.encode(), headers, kind=kind)
 
     def get(self, request: Request) -> Answer:
         """`GET /v1/predictions/{id}`: the Prediction (contract, "Lookup and cancel")."""
@@ -384,8 +323,6 @@ class Replicate:
                 job.meta["cancelled"] = True
                 job.record.update(status="canceled", completed_at=_now_iso(job.finished_at))
         if cancelled:
-            if (hook := job.meta.get("hook")) is not None:
-                hook.completed_sent = True
             self.sim.schedule(0, lambda: self._event(job, "completed"))
         return 200, self._view(job), {}
 
@@ -393,7 +330,3 @@ class Replicate:
         """`GET /v1/webhooks/default/secret` -> `{"key": "whsec_..."}` (contract, "Signature")."""
         self._authorize(request)
         return 200, {"key": self.secret}, {}
-
-
-def _invalid_body() -> SimError:
-    return SimError(422, "Input validation failed", "- (root): Invalid type. Expected: object")

@@ -405,28 +405,6 @@ def test_outputs_are_deleted_after_the_retention_period(
     assert http.get(sim.video_url(job)).status_code == 403
 
 
-def test_prefer_wait_holds_the_answer_until_the_prediction_finishes(api: httpx.Client) -> None:
-    answer = api.post(
-        "/v1/models/google/veo-3.1-fast/predictions",
-        json={"input": {"prompt": "p", "duration": 4, "resolution": "720p"}},
-        headers={"Prefer": "wait=5"},
-    )
-    assert answer.status_code == 201 and answer.json()["status"] == "succeeded"
-
-
-def test_the_version_form_creates_the_same_model(api: httpx.Client) -> None:
-    version = MODELS["minimax/hailuo-02"].version
-    for named in (version, f"minimax/hailuo-02:{version}"):
-        answer = api.post(
-            "/v1/predictions",
-            json={"version": named, "input": {"prompt": "p", "duration": 6, "resolution": "512p"}},
-        )
-        assert answer.status_code == 201, answer.text
-        assert answer.json()["model"] == "minimax/hailuo-02"
-    bad = api.post("/v1/predictions", json={"version": "f" * 64, "input": {"prompt": "p"}})
-    assert bad.status_code == 422
-
-
 def test_the_webhook_secret_route(api: httpx.Client, dialect: Replicate) -> None:
     answer = api.get("/v1/webhooks/default/secret")
     assert answer.status_code == 200 and answer.json() == {"key": dialect.secret}
