@@ -14,9 +14,8 @@ from typing import Any, ClassVar
 
 import httpx
 
-from devstack.simulator import core, schema
-from devstack.simulator.core import Answer, Job, Request, Shape, SimError, bad_request, refuse
-from devstack.simulator.schema import FLAG, PROMPT, TEXT, URL, URLS, Field, frame, one_of
+from devstack.simulator import core
+from devstack.simulator.core import FLAG, PROMPT, TEXT, URL, URLS, Field, bad_request, frame, one_of, refuse
 
 MAX_BATCH_IDS = 50
 _SEEDANCE = "doubao-seedance-"
@@ -42,7 +41,7 @@ def _message(name: str, problem: str, spec: Field, value: Any) -> str:
 
 def _value(values: dict[str, Any], name: str, spec: Field) -> Any:
     """One field checked by a rule (its spec depends on another field); its value or default."""
-    for problem in schema.problems({name: spec}, values):
+    for problem in core.problems({name: spec}, values):
         raise bad_request(_message(*problem))
     return values.get(name, spec.default)
 
@@ -63,7 +62,7 @@ class Veo:
         "translation": FLAG,
     }
 
-    def shape(self, values: dict[str, Any]) -> Shape:
+    def shape(self, values: dict[str, Any]) -> core.Shape:
         action, model, images = values["action"], values.get("model"), values.get("image_urls", [])
         refuse(action == "text2video" and images, "image_urls needs action image2video or ingredients2video")
         if action != "text2video" and not 1 <= len(images) <= 3:
@@ -76,7 +75,7 @@ class Veo:
         width, height = frame(values["aspect_ratio"], "1080p" if resolution in ("1080p", "4k") else "720p")
         return values["prompt"], width, height, 8
 
-    def success(self, job: Job, video_url: str) -> dict[str, Any]:
+    def success(self, job: core.Job, video_url: str) -> dict[str, Any]:
         clock = (
             time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) for at in (job.created_at, job.finished_at)
         )
@@ -99,12 +98,12 @@ class Kling:
         "end_image_url": URL,
         "aspect_ratio": one_of("16:9", "9:16", "1:1", default="16:9"),
         "mode": one_of("std", "pro", "4k", default="std"),
-        "cfg_scale": schema.number(0, 1),
+        "cfg_scale": core.number(0, 1),
         "generate_audio": FLAG,
         "camera_control": Field("object"),
     }
 
-    def shape(self, values: dict[str, Any]) -> Shape:
+    def shape(self, values: dict[str, Any]) -> core.Shape:
         action, start, end = values["action"], values.get("start_image_url"), values.get("end_image_url")
         images = values.get("image_list")
         if images is not None and not (isinstance(images, list) and all(isinstance(i, dict) for i in images)):
@@ -121,7 +120,7 @@ class Kling:
         width, height = frame(values["aspect_ratio"], "720p" if values["mode"] == "std" else "1080p")
         return values["prompt"], width, height, duration
 
-    def success(self, job: Job, video_url: str) -> dict[str, Any]:
+    def success(self, job: core.Job, video_url: str) -> dict[str, Any]:
         video = {"video_id": str(uuid.uuid4()), "video_url": video_url, "duration": f"{job.seconds:.1f}"}
         return {**video, "state": "succeed"}
 
@@ -146,7 +145,7 @@ class Seedance:
         "execution_expires_after": Field("integer", range(3600, 259201)),
     }
 
-    def shape(self, values: dict[str, Any]) -> Shape:
+    def shape(self, values: dict[str, Any]) -> core.Shape:
         model = values["model"]
         texts, images = self._content(values)
         refuse("lite-t2v" in model and images, f"model {model} takes no image; use its i2v twin")
@@ -190,7 +189,7 @@ class Seedance:
                 raise bad_request(f"content[].type must be text or image_url, got {kind!r}")
         return texts, count
 
-    def success(self, job: Job, video_url: str) -> dict[str, Any]:
+    def success(self, job: core.Job, video_url: str) -> dict[str, Any]:
         request = job.record["request"]
         tokens = job.width * job.height * 24 * job.seconds // 1024  # ByteDance's video token count
         return _data(
@@ -224,7 +223,7 @@ class Wan:
         "prompt_extend": FLAG,
     }
 
-    def shape(self, values: dict[str, Any]) -> Shape:
+    def shape(self, values: dict[str, Any]) -> core.Shape:
         action, model, image = values["action"], values["model"], values.get("image_url")
         # Wan's guide: text2video takes only wan2.6-t2v, image2video only the image models.
         if (action == "text2video") != (model == "wan2.6-t2v"):
@@ -241,7 +240,7 @@ class Wan:
             raise bad_request(f"size must have even sides of at most 1920, got {size!r}")
         return values["prompt"], width, height, values["duration"]
 
-    def success(self, job: Job, video_url: str) -> dict[str, Any]:
+    def success(self, job: core.Job, video_url: str) -> dict[str, Any]:
         return {"video_url": video_url, "state": "completed"}
 
 
@@ -257,24 +256,24 @@ class AceData:
         self.routes = [("POST", rf"/(?P<svc>{service})/videos", self.create)]
         self.routes.append(("POST", rf"/(?P<svc>{service})/tasks", self.tasks))
 
-    def error_body(self, error: SimError) -> dict[str, Any]:
+    def error_body(self, error: core.SimError) -> dict[str, Any]:
         """acedata-video.md, "Errors"."""
         failure = {"code": error.code, "message": error.message}
         return {"success": False, "error": failure, "trace_id": str(uuid.uuid4())}
 
-    def _body(self, request: Request) -> dict[str, Any]:
+    def _body(self, request: core.Request) -> dict[str, Any]:
         """acedata-video.md, "Transport": `Authorization: Bearer <token>`; none at all is a 400."""
         if request.headers.get("authorization", "").strip().lower() in ("", "bearer"):
-            raise SimError(400, "no_token", "no token provided in the Authorization header")
+            raise core.SimError(400, "no_token", "no token provided in the Authorization header")
         core.check_bearer(request, self.sim.config.api_token)
-        return core.json_object(request)
+        return request.json_object()
 
-    def create(self, request: Request) -> Answer:
+    def create(self, request: core.Request) -> core.Answer:
         """acedata-video.md, "POST /<svc>/videos (create)": the service's fields, then its rules."""
         body, service = self._body(request), SERVICES[request.groups["svc"]]
-        for problem in schema.problems(service.fields | _DELIVERY, body):
+        for problem in core.problems(service.fields | _DELIVERY, body):
             raise bad_request(_message(*problem))
-        shape = service.shape(schema.filled(service.fields, body))
+        shape = service.shape(core.filled(service.fields, body))
         now, task_id = time.time(), str(uuid.uuid4())
         record = {"id": task_id, "created_at": now, "started_at": now, "trace_id": str(uuid.uuid4())}
         record |= {"type": "videos", "request": copy.deepcopy(body)}
@@ -284,7 +283,7 @@ class AceData:
         self.sim.run(job, finish=self._finish, push=push)
         return 200, {"success": True, "task_id": job.id}, {}
 
-    def _finish(self, job: Job) -> None:
+    def _finish(self, job: core.Job) -> None:
         if job.fault.fail:
             outcome = {"success": False, "error": {"code": "api_error", "message": core.FAILURE_MESSAGE}}
         else:
@@ -292,7 +291,7 @@ class AceData:
         job.record["response"] = {"task_id": job.id, "trace_id": job.record["trace_id"], **outcome}
         job.record["finished_at"] = job.finished_at
 
-    def _push(self, job: Job, url: str, kind: str) -> None:
+    def _push(self, job: core.Job, url: str, kind: str) -> None:
         """acedata-video.md, "The callback": the result, unsigned (forged = a wrong per-task token)."""
         if kind == "progress":
             return
@@ -301,7 +300,7 @@ class AceData:
             url = str(httpx.URL(url).copy_set_param("token", "forged-" + secrets.token_hex(8)))
         self.sim.deliver(job, url, json.dumps(response).encode(), {}, kind=kind)
 
-    def tasks(self, request: Request) -> Answer:
+    def tasks(self, request: core.Request) -> core.Answer:
         """acedata-video.md, "POST /<svc>/tasks (lookup)": retrieve_batch, the lookup the relay makes."""
         body, service = self._body(request), request.groups["svc"]
         action, ids = body.get("action"), body.get("ids")

@@ -16,9 +16,8 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from devstack.simulator import core, schema
-from devstack.simulator.core import Answer, Job, Request, SimError
-from devstack.simulator.schema import INT, PROMPT, TEXT, YES, Field, Rule, one_of
+from devstack.simulator import core
+from devstack.simulator.core import INT, PROMPT, TEXT, YES, Field, Rule, SimError, one_of
 
 FAILURE_TYPE = "generation_failed"  # fal's value is not recorded
 _TYPE_ERRORS = {
@@ -52,7 +51,7 @@ _KLING = {
     "prompt": PROMPT,
     "duration": one_of("5", "10", default="5"),
     "negative_prompt": Field("string", default="blur, distort, and low quality"),
-    "cfg_scale": schema.number(0, 1, 0.5),
+    "cfg_scale": core.number(0, 1, 0.5),
 }
 _LTX = {
     "prompt": PROMPT,
@@ -139,22 +138,22 @@ class Fal:
         """fal-queue.md, Errors: `{"detail": "..."}` or `{"detail": [{"loc", "msg", "type"}]}`."""
         return {"detail": error.detail if isinstance(error, Invalid) else error.message}
 
-    def jwks(self, request: Request) -> Answer:
+    def jwks(self, request: core.Request) -> core.Answer:
         """fal-queue.md, Signature verification 4: an OKP/Ed25519 JWK (RFC 8037), public."""
         raw = self.signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         x = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
         key = {"kty": "OKP", "crv": "Ed25519", "x": x, "use": "sig", "alg": "EdDSA"}
         return 200, {"keys": [{**key, "kid": f"sim-{self._kids}"}]}, {}
 
-    def submit(self, request: Request) -> Answer:
+    def submit(self, request: core.Request) -> core.Answer:
         """fal-queue.md, Submit (Transport: `Authorization: Key $FAL_KEY`)."""
         core.check_bearer(request, self.key, scheme="Key")
         endpoint_id = request.groups["endpoint"]
         fields, rule = ENDPOINTS[endpoint_id]
         not_object = Invalid([_item(None, "Input should be a valid dictionary", "dict_type")])
-        body = core.json_object(request, not_object)
-        errors = [_detail(*found) for found in schema.problems(fields, body)]
-        values = schema.filled(fields, body)
+        body = request.json_object(not_object)
+        errors = [_detail(*found) for found in core.problems(fields, body)]
+        values = core.filled(fields, body)
         if not errors and rule and (broken := rule(values)):
             errors.append(_item(broken[0], broken[1], "value_error"))
         if errors:
@@ -165,7 +164,7 @@ class Fal:
         ratio, tier = str(values.get("aspect_ratio", "16:9")), str(values.get("resolution", "1080p"))
         seconds = int(str(values.get("duration", 5)).removesuffix("s"))
         request_id = str(uuid.uuid4())
-        shape = (str(body.get("prompt", "")), *schema.frame(ratio, tier), seconds)
+        shape = (str(body.get("prompt", "")), *core.frame(ratio, tier), seconds)
         app = "/".join(endpoint_id.split("/")[:2])  # where its requests live (fal-queue.md, Status, result)
         record = {"request_id": request_id, "endpoint": endpoint_id, "app": app, "input": copy.deepcopy(body)}
         record |= {"webhook": webhook, "submitted_at": time.time(), "error": None, "error_type": None}
@@ -177,7 +176,7 @@ class Fal:
         answer = {"status": "IN_QUEUE", "request_id": request_id, "gateway_request_id": request_id}
         return 200, {**answer, **self._urls(app, request_id), "queue_position": 0}, {}
 
-    def status(self, request: Request) -> Answer:
+    def status(self, request: core.Request) -> core.Answer:
         """fal-queue.md, Status, result, cancel."""
         job, record = self._job(request)
         if job.state == "running":
@@ -189,7 +188,7 @@ class Fal:
             answer.update(error=record["error"], error_type=record["error_type"])
         return 200, answer, {}
 
-    def result(self, request: Request) -> Answer:
+    def result(self, request: core.Request) -> core.Answer:
         """fal-queue.md, Status, result, cancel (before completion: 400, the simulator's choice)."""
         job, record = self._job(request)
         if not job.terminal:
@@ -198,12 +197,12 @@ class Fal:
             raise Invalid(_failure(record))
         return 200, self._output(job), {}
 
-    def _finish(self, job: Job) -> None:
+    def _finish(self, job: core.Job) -> None:
         if job.fault.fail:
             job.record.update(error=core.FAILURE_MESSAGE, error_type=FAILURE_TYPE)
         job.record["finished_at"] = job.finished_at
 
-    def _output(self, job: Job, kind: str = "final") -> dict[str, Any]:
+    def _output(self, job: core.Job, kind: str = "final") -> dict[str, Any]:
         """fal-queue.md, Status, result, cancel (the shape is inferred from fal's image example)."""
         video = {
             "url": self.sim.video_url(job, kind),
@@ -215,7 +214,7 @@ class Fal:
             video["file_size"] = path.stat().st_size if path is not None else None
         return {"video": video}
 
-    def _push(self, job: Job, url: str, kind: str) -> None:
+    def _push(self, job: core.Job, url: str, kind: str) -> None:
         """fal-queue.md, Webhook, Signature verification: forged = an unpublished key, stale = old."""
         if kind == "progress":
             return
@@ -233,7 +232,7 @@ class Fal:
         headers = {"Request-Id": job.id, "User-Id": user, "Timestamp": timestamp, "Signature": signature}
         self.sim.deliver(job, url, raw, {f"X-Fal-Webhook-{k}": v for k, v in headers.items()}, kind=kind)
 
-    def _job(self, request: Request) -> tuple[Job, dict[str, Any]]:
+    def _job(self, request: core.Request) -> tuple[core.Job, dict[str, Any]]:
         """The job a status/result path names, under its own app only."""
         core.check_bearer(request, self.key, scheme="Key")
         job = self.sim.job(request.groups["request_id"], self.name)

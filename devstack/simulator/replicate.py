@@ -18,9 +18,8 @@ from typing import Any
 
 from standardwebhooks import Webhook
 
-from devstack.simulator import core, schema
-from devstack.simulator.core import Answer, Job, Request, SimError
-from devstack.simulator.schema import INT, NO, PROMPT, URI, YES, Field, frame, one_of
+from devstack.simulator import core
+from devstack.simulator.core import INT, NO, PROMPT, URI, YES, Field, SimError, frame, one_of
 
 DEFAULT_RETENTION_S = 3600.0  # contract, "Data retention": API predictions' data goes after 1 h
 _EVENT_NAMES = ("completed", "logs", "output", "start")  # a list: `in` must not hash what a client sent
@@ -55,15 +54,15 @@ class Model:
     route: str
     fields: dict[str, Field]
     dimensions: Callable[[dict[str, Any]], tuple[int, int]]  # on the input with defaults filled in
-    rule: schema.Rule = lambda _: None
+    rule: core.Rule = lambda _: None
 
     def validate(self, given: Any) -> tuple[dict[str, Any], list[str]]:
         """The input with defaults filled in, and every problem found (empty when valid)."""
         if not isinstance(given, dict):
             return {}, ["input: Invalid type. Expected: object"]
-        found = [_message(*problem) for problem in schema.problems(self.fields, given)]
+        found = [_message(*problem) for problem in core.problems(self.fields, given)]
         found += [f"{k}: Additional property {k} is not allowed" for k in given if k not in self.fields]
-        values = schema.filled(self.fields, given)
+        values = core.filled(self.fields, given)
         if not found and (broken := self.rule(values)):
             found.append(f"{broken[0]}: {broken[1]}")
         return values, found
@@ -113,7 +112,7 @@ _SEEDANCE = {
     "prompt": PROMPT,
     "image": URI,
     "last_frame_image": URI,
-    "duration": schema.number(2, 12, 5, kind="integer"),
+    "duration": core.number(2, 12, 5, kind="integer"),
     "aspect_ratio": one_of("16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "9:21", default="16:9"),
     "fps": one_of(24, default=24),
     "camera_fixed": NO,
@@ -172,27 +171,27 @@ class Replicate:
             "status": error.status,
         }
 
-    def _authorize(self, request: Request) -> None:
+    def _authorize(self, request: core.Request) -> None:
         """`Authorization: Bearer $REPLICATE_API_TOKEN` (contract, "Transport")."""
         refused = SimError(401, "Unauthenticated", "You did not pass a valid authentication token")
         core.check_bearer(
             request, self.sim.config.replicate_token or self.sim.config.api_token, refused=refused
         )
 
-    def _prediction(self, request: Request) -> Job:
+    def _prediction(self, request: core.Request) -> core.Job:
         """The prediction the path names, after the token check; only this dialect's."""
         self._authorize(request)
         if (job := self.sim.job(request.groups["id"], self.name)) is None:
             raise SimError(404, "Not found", "The requested resource could not be found.")
         return job
 
-    def create(self, request: Request) -> Answer:
+    def create(self, request: core.Request) -> core.Answer:
         """`POST /v1/models/{owner}/{name}/predictions`, the model named in the path (contract, "Create")."""
         self._authorize(request)
         if (model := MODELS.get(route := f"{request.groups['owner']}/{request.groups['name']}")) is None:
             raise SimError(404, "Not found", f"The requested model {route} could not be found")
         invalid = SimError(422, "Input validation failed", "- (root): Invalid type. Expected: object")
-        body = core.json_object(request, invalid)
+        body = request.json_object(invalid)
         values, problems = model.validate(body.get("input"))
         hook = self._hook(body, problems)
         if problems:
@@ -230,11 +229,11 @@ class Replicate:
             return None
         return {"url": url, "events": DEFAULT_EVENTS if events is None else set(events), "id": _message_id()}
 
-    def _begin(self, job: Job) -> None:
+    def _begin(self, job: core.Job) -> None:
         """The prediction starts processing (under the engine's lock)."""
         job.record.update(status="processing", started_at=_now_iso(), logs="Starting video generation\n")
 
-    def _finish(self, job: Job) -> None:
+    def _finish(self, job: core.Job) -> None:
         """The terminal Prediction (under the engine's lock, once)."""
         record, finished = job.record, job.finished_at or time.time()
         record["started_at"] = record["started_at"] or _now_iso(job.created_at)
@@ -250,7 +249,7 @@ class Replicate:
             tail = "100%|██████████| 50/50\nVideo written\n"
         record["logs"] = (record["logs"] or "") + tail
 
-    def _view(self, job: Job) -> dict[str, Any]:
+    def _view(self, job: core.Job) -> dict[str, Any]:
         """The Prediction as the API shows it now: after the retention period its data is gone."""
         view = self.sim.record(job.id) or {}
         if job.finished_at is not None and time.time() > job.finished_at + self.retention_s:
@@ -258,7 +257,7 @@ class Replicate:
             view.update(input={}, output=None, logs=None, data_removed=True)
         return view
 
-    def _push(self, job: Job, kind: str) -> None:
+    def _push(self, job: core.Job, kind: str) -> None:
         """The engine's push hook: "progress" (the progress fault), "forged", "stale", "final"."""
         if kind == "progress":
             self._progress(job)
@@ -268,7 +267,7 @@ class Replicate:
         elif not job.meta.get("cancelled"):  # else the cancel sent the terminal event
             self._event(job, "completed")
 
-    def _progress(self, job: Job) -> None:
+    def _progress(self, job: core.Job) -> None:
         """`logs` events, then `output` with the URL while still `processing` (never terminal)."""
         with self.sim.lock:
             if job.terminal:
@@ -285,7 +284,9 @@ class Replicate:
         if last:
             self._event(job, "output", body=snapshot)
 
-    def _event(self, job: Job, event: str, *, body: dict[str, Any] | None = None, attempt: int = 0) -> None:
+    def _event(
+        self, job: core.Job, event: str, *, body: dict[str, Any] | None = None, attempt: int = 0
+    ) -> None:
         """One event the filter allows; the final keeps its webhook-id, retried while refused ("Webhook")."""
         if (hook := job.meta["hook"]) is None or event not in hook["events"]:
             return
@@ -296,7 +297,7 @@ class Replicate:
             delay = self.sim.config.callback_delay_s * FINAL_RETRY_FACTORS[attempt]
             self.sim.schedule(delay, lambda: self._event(job, event, attempt=attempt + 1))
 
-    def _send(self, job: Job, body: dict[str, Any], message_id: str, kind: str) -> int | None:
+    def _send(self, job: core.Job, body: dict[str, Any], message_id: str, kind: str) -> int | None:
         """The whole Prediction, signed per Standard Webhooks ("Signature"); forged/stale: see _push."""
         if (hook := job.meta["hook"]) is None:
             return None
@@ -309,11 +310,11 @@ class Replicate:
         headers["webhook-signature"] = signature
         return self.sim.deliver(job, hook["url"], raw.encode(), headers, kind=kind)
 
-    def get(self, request: Request) -> Answer:
+    def get(self, request: core.Request) -> core.Answer:
         """`GET /v1/predictions/{id}`: the Prediction (contract, "Lookup and cancel")."""
         return 200, self._view(self._prediction(request)), {}
 
-    def cancel(self, request: Request) -> Answer:
+    def cancel(self, request: core.Request) -> core.Answer:
         """`POST /v1/predictions/{id}/cancel`: `canceled`, terminal, nothing deleted (contract)."""
         job = self._prediction(request)
         with self.sim.lock:
@@ -326,7 +327,7 @@ class Replicate:
             self.sim.schedule(0, lambda: self._event(job, "completed"))
         return 200, self._view(job), {}
 
-    def webhook_secret(self, request: Request) -> Answer:
+    def webhook_secret(self, request: core.Request) -> core.Answer:
         """`GET /v1/webhooks/default/secret` -> `{"key": "whsec_..."}` (contract, "Signature")."""
         self._authorize(request)
         return 200, {"key": self.secret}, {}
