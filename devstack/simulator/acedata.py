@@ -76,11 +76,9 @@ class Veo:
         return values["prompt"], width, height, 8
 
     def success(self, job: core.Job, video_url: str) -> dict[str, Any]:
-        clock = (
-            time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at)) for at in (job.created_at, job.finished_at)
-        )
-        created, completed = clock
-        times = {"created_at": created, "complete_at": completed}
+        clock = "%Y-%m-%d %H:%M:%S"
+        times = {"created_at": time.strftime(clock, time.localtime(job.created_at))}
+        times["complete_at"] = time.strftime(clock, time.localtime(job.finished_at))
         return _data(id=uuid.uuid4().hex, video_url=video_url, **times, state="succeeded")
 
 
@@ -128,12 +126,8 @@ class Kling:
 class Seedance:
     name = "seedance"
     # The model's duration range, by the model name's version.
-    DURATIONS: ClassVar[dict[str, range]] = {
-        "1-0": range(2, 13),
-        "1-5": range(4, 13),
-        "2-0": range(4, 16),
-        "2-5": range(4, 16),
-    }
+    DURATIONS: ClassVar[dict[str, range]] = {"1-0": range(2, 13), "1-5": range(4, 13)}
+    DURATIONS["2-0"] = DURATIONS["2-5"] = range(4, 16)
     MODELS = ("1-0-pro-250528", "1-0-pro-fast-251015", "1-5-pro-251215", "1-0-lite-t2v-250428")
     MODELS += ("1-0-lite-i2v-250428", "2-0-260128", "2-0-fast-260128", "2-0-mini-260615", "2-5-260628")
     fields: ClassVar[dict[str, Field]] = {
@@ -168,11 +162,7 @@ class Seedance:
     def _content(values: dict[str, Any]) -> tuple[list[str], int]:
         """The text prompts and the count of image items of `content`."""
         content = values.get("content")
-        if (
-            not isinstance(content, list)
-            or not content
-            or not all(isinstance(item, dict) for item in content)
-        ):
+        if not (isinstance(content, list) and content and all(isinstance(i, dict) for i in content)):
             raise bad_request("content is required and must be a non-empty list of objects")
         texts, count = [], 0
         for item in content:
@@ -265,7 +255,7 @@ class AceData:
         """acedata-video.md, "Transport": `Authorization: Bearer <token>`; none at all is a 400."""
         if request.headers.get("authorization", "").strip().lower() in ("", "bearer"):
             raise core.SimError(400, "no_token", "no token provided in the Authorization header")
-        core.check_bearer(request, self.sim.config.api_token)
+        request.check_bearer(self.sim.config.api_token)
         return request.json_object()
 
     def create(self, request: core.Request) -> core.Answer:
@@ -293,8 +283,6 @@ class AceData:
 
     def _push(self, job: core.Job, url: str, kind: str) -> None:
         """acedata-video.md, "The callback": the result, unsigned (forged = a wrong per-task token)."""
-        if kind == "progress":
-            return
         response = (self.sim.record(job.id) or {}).get("response") or {"success": True, "task_id": job.id}
         if kind in ("forged", "stale"):
             url = str(httpx.URL(url).copy_set_param("token", "forged-" + secrets.token_hex(8)))
@@ -303,11 +291,8 @@ class AceData:
     def tasks(self, request: core.Request) -> core.Answer:
         """acedata-video.md, "POST /<svc>/tasks (lookup)": retrieve_batch, the lookup the relay makes."""
         body, service = self._body(request), request.groups["svc"]
-        action, ids = body.get("action"), body.get("ids")
-        if action != "retrieve_batch":
-            raise bad_request(f"action must be retrieve_batch (the lookup simulated), got {action!r}")
-        if not isinstance(ids, list) or not all(isinstance(item, str) for item in ids):
-            raise bad_request("ids must be a list of task id strings for action retrieve_batch")
+        _value(body, "action", one_of("retrieve_batch", required=True))  # the only lookup simulated
+        ids = _value(body, "ids", Field("strings", required=True))
         refuse(len(ids) > MAX_BATCH_IDS, f"ids accepts at most {MAX_BATCH_IDS} task ids, got {len(ids)}")
         # Unknown ids, and another service's (inferred: upstream they live per service), are left out.
         jobs = (self.sim.job(task_id, self.name) for task_id in ids)

@@ -49,7 +49,6 @@ class FaultMode:
     late_callback: bool = False  # the final push comes after late_delay_s; the job finishes on time
     video_missing: bool = False  # the job succeeds but its video URL answers 404
     video_unavailable: int = 0  # the first N downloads answer 503
-    progress_pushes: int = 0  # intermediate pushes (not terminal) before the final one
     forged_push: bool = False  # first a push whose signature is wrong (or, unsigned, whose token is)
     stale_push: bool = False  # first a push signed with a timestamp STALE_BY_S old
     url_ttl_s: float | None = None  # the video URL stops working this long after the job finished
@@ -64,7 +63,6 @@ FAULTS: dict[str, FaultMode] = {
     "late-callback": FaultMode(late_callback=True),
     "video-404": FaultMode(video_missing=True),
     "video-503": FaultMode(video_unavailable=2),
-    "progress": FaultMode(progress_pushes=2),
     "forged-push": FaultMode(forged_push=True),
     "stale-push": FaultMode(stale_push=True),
     # The link lapses as the job finishes and the push comes late: any copy is too late.
@@ -133,11 +131,17 @@ class Request:
             raise refused or bad_request("request body must be a JSON object")
         return body
 
+    def check_bearer(self, token: str, scheme: str = "Bearer", refused: SimError | None = None) -> None:
+        """The Authorization header must be `<scheme> <token>`; else `refused` (default: a 401)."""
+        given_scheme, _, given = self.headers.get("authorization", "").strip().partition(" ")
+        matches = secrets.compare_digest(given.strip().encode(), token.encode())
+        if given_scheme.lower() != scheme.lower() or not matches:
+            raise refused or SimError(401, "invalid_token", "the token is invalid")
+
 
 Answer = tuple[int, Any, dict[str, str]]  # status, JSON body, extra headers
-Route = tuple[str, str, Callable[[Request], Answer]]  # method, path pattern (fullmatch), handler
 Shape = tuple[str, int, int, int]  # prompt, width, height, seconds of the video a job renders
-Push = Callable[["Job", str], None]  # push(job, kind): kind is progress | forged | stale | final
+Push = Callable[["Job", str], None]  # push(job, kind): kind is forged | stale | final
 Outcome = Callable[["Job"], None]  # writes a job's record as it begins or finishes (under the lock)
 
 
@@ -165,16 +169,6 @@ class Job:
     @property
     def terminal(self) -> bool:
         return self.state in ("succeeded", "failed")
-
-
-def check_bearer(
-    request: Request, token: str, scheme: str = "Bearer", refused: SimError | None = None
-) -> None:
-    """The Authorization header must be `<scheme> <token>`; else `refused` (default: a 401)."""
-    given_scheme, _, given = request.headers.get("authorization", "").strip().partition(" ")
-    matches = secrets.compare_digest(given.strip().encode(), token.encode())
-    if given_scheme.lower() != scheme.lower() or not matches:
-        raise refused or SimError(401, "invalid_token", "the token is invalid")
 
 
 def refuse(when: object, message: str) -> None:
@@ -308,9 +302,9 @@ class ProviderSimulator:
             job = self._jobs.get(job_id)
         return job if job is not None and dialect in (None, job.dialect) else None
 
-    def jobs(self, dialect: str | None = None) -> list[Job]:
+    def jobs(self) -> list[Job]:
         with self.lock:
-            return [job for job in self._jobs.values() if dialect is None or job.dialect == dialect]
+            return list(self._jobs.values())
 
     def record(self, job_id: str) -> dict[str, Any] | None:
         with self.lock:
@@ -366,8 +360,6 @@ class ProviderSimulator:
             for _ in range(fault.callbacks):
                 push(job, "final")
 
-        if fault.progress_pushes:
-            self.schedule(delay / 2, lambda: [push(job, "progress") for _ in range(fault.progress_pushes)])
         if fault.forged_push or fault.stale_push:
             self.schedule(delay / 2, lambda: push(job, "forged" if fault.forged_push else "stale"))
         self.schedule(self.config.late_delay_s if fault.late_callback else delay, final)

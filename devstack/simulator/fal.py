@@ -116,7 +116,6 @@ class Fal:
         self.sim = sim
         # fal-queue.md, Signature verification 4: the JWKS publishes the signing key; never the forger's.
         self.signing_key, self._forger = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
-        self._kids = 1
         ids = "|".join(map(re.escape, sorted(ENDPOINTS, key=len, reverse=True)))
         request = r"/(?P<app>[^/]+/[^/]+)/requests/(?P<request_id>[A-Za-z0-9_-]+)"
         self.routes = [
@@ -130,10 +129,6 @@ class Fal:
     def key(self) -> str:
         return self.sim.config.fal_key or self.sim.config.api_token
 
-    def rotate_key(self) -> None:
-        """Sign with a new key from now on and publish only it."""
-        self.signing_key, self._kids = Ed25519PrivateKey.generate(), self._kids + 1
-
     def error_body(self, error: SimError) -> dict[str, Any]:
         """fal-queue.md, Errors: `{"detail": "..."}` or `{"detail": [{"loc", "msg", "type"}]}`."""
         return {"detail": error.detail if isinstance(error, Invalid) else error.message}
@@ -142,12 +137,12 @@ class Fal:
         """fal-queue.md, Signature verification 4: an OKP/Ed25519 JWK (RFC 8037), public."""
         raw = self.signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         x = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-        key = {"kty": "OKP", "crv": "Ed25519", "x": x, "use": "sig", "alg": "EdDSA"}
-        return 200, {"keys": [{**key, "kid": f"sim-{self._kids}"}]}, {}
+        key = {"kty": "OKP", "crv": "Ed25519", "x": x, "use": "sig", "alg": "EdDSA", "kid": "sim-1"}
+        return 200, {"keys": [key]}, {}
 
     def submit(self, request: core.Request) -> core.Answer:
         """fal-queue.md, Submit (Transport: `Authorization: Key $FAL_KEY`)."""
-        core.check_bearer(request, self.key, scheme="Key")
+        request.check_bearer(self.key, scheme="Key")
         endpoint_id = request.groups["endpoint"]
         fields, rule = ENDPOINTS[endpoint_id]
         not_object = Invalid([_item(None, "Input should be a valid dictionary", "dict_type")])
@@ -216,8 +211,6 @@ class Fal:
 
     def _push(self, job: core.Job, url: str, kind: str) -> None:
         """fal-queue.md, Webhook, Signature verification: forged = an unpublished key, stale = old."""
-        if kind == "progress":
-            return
         record = self.sim.record(job.id) or {}
         if kind == "final" and record.get("error"):
             detail = {"detail": _failure(record)}
@@ -234,7 +227,7 @@ class Fal:
 
     def _job(self, request: core.Request) -> tuple[core.Job, dict[str, Any]]:
         """The job a status/result path names, under its own app only."""
-        core.check_bearer(request, self.key, scheme="Key")
+        request.check_bearer(self.key, scheme="Key")
         job = self.sim.job(request.groups["request_id"], self.name)
         if job is None or job.record["app"] != request.groups["app"]:
             raise SimError(404, "not_found", "Request not found")

@@ -141,42 +141,30 @@ def _message_id() -> str:
 
 
 class Replicate:
-    """The dialect. `retention_s` and `secret` are public so tests can shorten or rotate them."""
+    """The dialect. `retention_s` is public so tests can shorten it."""
 
     name, prefix = "replicate", "/replicate"
 
     def __init__(self, sim: core.ProviderSimulator) -> None:
         self.sim, self.retention_s, self.secret = sim, DEFAULT_RETENTION_S, _new_secret()
-        prediction = r"/v1/predictions/(?P<id>[^/]+)"
         self.routes = [
             ("POST", r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)/predictions", self.create),
-            ("GET", prediction, self.get),
-            ("POST", prediction + "/cancel", self.cancel),
+            ("GET", r"/v1/predictions/(?P<id>[^/]+)", self.get),
             ("GET", r"/v1/webhooks/default/secret", self.webhook_secret),
         ]
-
-    def rotate_secret(self) -> str:
-        """A new signing secret (the account owner rotated it); pushes from now on use it."""
-        self.secret = _new_secret()
-        return self.secret
 
     def error_body(self, error: SimError) -> dict[str, Any]:
         """RFC 7807 problem details (contract, "Errors"); a 429 carries only `detail` ("Rate limits")."""
         if error.status == 429:
             reset = error.headers.get("Retry-After", "1")
             return {"detail": f"Request was throttled. Your rate limit resets in ~{reset}s."}
-        return {
-            "title": _TITLES.get(error.status, error.code),
-            "detail": error.message,
-            "status": error.status,
-        }
+        title = _TITLES.get(error.status, error.code)
+        return {"title": title, "detail": error.message, "status": error.status}
 
     def _authorize(self, request: core.Request) -> None:
         """`Authorization: Bearer $REPLICATE_API_TOKEN` (contract, "Transport")."""
         refused = SimError(401, "Unauthenticated", "You did not pass a valid authentication token")
-        core.check_bearer(
-            request, self.sim.config.replicate_token or self.sim.config.api_token, refused=refused
-        )
+        request.check_bearer(self.sim.config.replicate_token or self.sim.config.api_token, refused=refused)
 
     def _prediction(self, request: core.Request) -> core.Job:
         """The prediction the path names, after the token check; only this dialect's."""
@@ -210,10 +198,6 @@ class Replicate:
         job.fault = dataclasses.replace(job.fault, url_ttl_s=ttl)
         job.meta["hook"] = hook
         job.meta["create_headers"] = {k: v for k, v in request.headers.items() if k != "authorization"}
-        # "start" goes when the prediction is created (contract, "Webhook": inferred), showing it as created.
-        created = self._view(job)
-        start_s = self.sim.config.callback_delay_s / 10
-        self.sim.schedule(start_s, lambda: self._event(job, "start", body=created))
         self.sim.run(job, finish=self._finish, push=self._push, begin=self._begin)
         return 201, self._view(job), {}
 
@@ -231,16 +215,16 @@ class Replicate:
 
     def _begin(self, job: core.Job) -> None:
         """The prediction starts processing (under the engine's lock)."""
+        job.meta["started"] = time.time()
         job.record.update(status="processing", started_at=_now_iso(), logs="Starting video generation\n")
 
     def _finish(self, job: core.Job) -> None:
         """The terminal Prediction (under the engine's lock, once)."""
         record, finished = job.record, job.finished_at or time.time()
-        record["started_at"] = record["started_at"] or _now_iso(job.created_at)
-        record["completed_at"] = _now_iso(finished)
-        started = datetime.fromisoformat(record["started_at"].replace("Z", "+00:00")).timestamp()
-        predict, total = max(0.0, finished - started), max(0.0, finished - job.created_at)
-        record["metrics"] = {"predict_time": round(predict, 6), "total_time": round(total, 6)}
+        started = job.meta.get("started", job.created_at)
+        record.update(started_at=record["started_at"] or _now_iso(started), completed_at=_now_iso(finished))
+        predict, total = round(finished - started, 6), round(finished - job.created_at, 6)
+        record["metrics"] = {"predict_time": predict, "total_time": total}
         if job.fault.fail:
             record.update(status="failed", error=core.FAILURE_MESSAGE)
             tail = f"Traceback (most recent call last):\nRuntimeError: {core.FAILURE_MESSAGE}\n"
@@ -258,52 +242,30 @@ class Replicate:
         return view
 
     def _push(self, job: core.Job, kind: str) -> None:
-        """The engine's push hook: "progress" (the progress fault), "forged", "stale", "final"."""
-        if kind == "progress":
-            self._progress(job)
-        elif kind in ("forged", "stale"):  # both claim a success; only the signature tells
+        """The engine's push hook; only `completed` is sent (the relay's filter), never progress events."""
+        if kind in ("forged", "stale"):  # both claim a success; only the signature tells
             body = self._view(job) | {"status": "succeeded", "output": self.sim.video_url(job, kind)}
             self._send(job, body, _message_id(), kind)
-        elif not job.meta.get("cancelled"):  # else the cancel sent the terminal event
-            self._event(job, "completed")
+        elif kind == "final":
+            self._event(job)
 
-    def _progress(self, job: core.Job) -> None:
-        """`logs` events, then `output` with the URL while still `processing` (never terminal)."""
-        with self.sim.lock:
-            if job.terminal:
-                return
-            sent = job.meta["progress_sent"] = job.meta.get("progress_sent", 0) + 1
-            percent, record = min(90, 40 * sent), job.record
-            record["status"], record["started_at"] = "processing", record["started_at"] or _now_iso()
-            bar = f"{percent:3d}%|{'█' * (percent // 10):<10}| {percent // 2}/50\n"
-            record["logs"] = (record["logs"] or "") + bar
-            if last := sent >= job.fault.progress_pushes:
-                record["output"] = self.sim.video_url(job)
-            snapshot = copy.deepcopy(record)  # as it is now, should the final event overtake it
-        self._event(job, "logs", body=snapshot)
-        if last:
-            self._event(job, "output", body=snapshot)
-
-    def _event(
-        self, job: core.Job, event: str, *, body: dict[str, Any] | None = None, attempt: int = 0
-    ) -> None:
-        """One event the filter allows; the final keeps its webhook-id, retried while refused ("Webhook")."""
-        if (hook := job.meta["hook"]) is None or event not in hook["events"]:
+    def _event(self, job: core.Job, attempt: int = 0) -> None:
+        """`completed` if the filter asks for it: one webhook-id, retried while refused ("Webhook")."""
+        if (hook := job.meta["hook"]) is None or "completed" not in hook["events"]:
             return
-        final = event == "completed"
-        kind = ("retry" if attempt else "final") if final else event
-        status = self._send(job, body or self._view(job), hook["id"] if final else _message_id(), kind)
-        if final and attempt < len(FINAL_RETRY_FACTORS) and not (status and 200 <= status < 300):
+        status = self._send(job, self._view(job), hook["id"], "retry" if attempt else "final")
+        if attempt < len(FINAL_RETRY_FACTORS) and not (status and 200 <= status < 300):
             delay = self.sim.config.callback_delay_s * FINAL_RETRY_FACTORS[attempt]
-            self.sim.schedule(delay, lambda: self._event(job, event, attempt=attempt + 1))
+            self.sim.schedule(delay, lambda: self._event(job, attempt + 1))
 
     def _send(self, job: core.Job, body: dict[str, Any], message_id: str, kind: str) -> int | None:
         """The whole Prediction, signed per Standard Webhooks ("Signature"); forged/stale: see _push."""
         if (hook := job.meta["hook"]) is None:
             return None
         raw = json.dumps(body, separators=(",", ":"))
-        age_s = core.STALE_BY_S if kind == "stale" else 0
-        moment = datetime.fromtimestamp(int(time.time() - age_s), tz=UTC)
+        moment = datetime.fromtimestamp(
+            int(time.time()) - (core.STALE_BY_S if kind == "stale" else 0), tz=UTC
+        )
         secret = _new_secret() if kind == "forged" else self.secret
         signature = Webhook(secret).sign(msg_id=message_id, timestamp=moment, data=raw)
         headers = {"webhook-id": message_id, "webhook-timestamp": str(int(moment.timestamp()))}
@@ -313,19 +275,6 @@ class Replicate:
     def get(self, request: core.Request) -> core.Answer:
         """`GET /v1/predictions/{id}`: the Prediction (contract, "Lookup and cancel")."""
         return 200, self._view(self._prediction(request)), {}
-
-    def cancel(self, request: core.Request) -> core.Answer:
-        """`POST /v1/predictions/{id}/cancel`: `canceled`, terminal, nothing deleted (contract)."""
-        job = self._prediction(request)
-        with self.sim.lock:
-            cancelled = not job.terminal
-            if cancelled:
-                job.state, job.finished_at = "failed", time.time()  # the engine's terminal state
-                job.meta["cancelled"] = True
-                job.record.update(status="canceled", completed_at=_now_iso(job.finished_at))
-        if cancelled:
-            self.sim.schedule(0, lambda: self._event(job, "completed"))
-        return 200, self._view(job), {}
 
     def webhook_secret(self, request: core.Request) -> core.Answer:
         """`GET /v1/webhooks/default/secret` -> `{"key": "whsec_..."}` (contract, "Signature")."""

@@ -494,7 +494,7 @@ def test_video_of_unknown_or_unfinished_task_is_404(slow_sim: ProviderSimulator)
 
 # Every mode in the table must have a test below; a new mode without one fails this check.
 TESTED_MODES = {"none", "fail", "no-callback", "double-callback", "late-callback", "video-404", "video-503"}
-TESTED_MODES |= {"429", "500", "504", "progress", "forged-push", "stale-push", "expired-url"}
+TESTED_MODES |= {"429", "500", "504", "forged-push", "stale-push", "expired-url"}
 
 
 def test_every_fault_mode_is_covered() -> None:
@@ -583,16 +583,6 @@ def test_fault_video_503_fails_the_first_two_downloads_then_serves_the_video(
     video_url = delivery.body["data"][0]["video_url"]
     assert [web.get(video_url).status_code for _ in range(3)] == [503, 503, 200]
     assert web.get(video_url).content[4:8] == b"ftyp"
-
-
-def test_fault_progress_sends_only_the_final_callback(
-    client: httpx.Client, receiver: CallbackReceiver
-) -> None:
-    # AceData documents no progress pushes (acedata-video.md, "The callback"): the mode is for the
-    # dialects that have them; here the task still finishes with one callback.
-    task_id = submit_with_callback(client, receiver, "[sim:progress] slow build")
-    (delivery,) = receiver.wait_for(1)
-    assert delivery.body["task_id"] == task_id and delivery.body["success"] is True
 
 
 @pytest.mark.parametrize("mode", ["forged-push", "stale-push"])

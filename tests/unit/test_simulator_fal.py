@@ -421,16 +421,3 @@ def test_the_simulator_accepts_every_input_the_catalogue_can_build(
 
     # Only the known gap: Kling's image endpoint has no aspect_ratio (see the entry's notes).
     assert ignored == {"fal-ai/kling-video/v2.5-turbo/pro/image-to-video": {"aspect_ratio"}}
-
-
-def test_a_rotated_simulator_key_is_still_verified(
-    sim: ProviderSimulator, receiver: WebhookReceiver, http: httpx.Client
-) -> None:
-    # A fresh adapter (no cached keys) after a rotation verifies with the new key only.
-    dialect(sim).rotate_key()
-    fal = adapter_for(sim, http)
-
-    fal.submit(request(), callback_url=receiver.url)
-    (delivery,) = pushes(receiver, 1)
-
-    assert fal.read_push(delivery.headers, delivery.body).result is not None
