@@ -1,6 +1,5 @@
-"""AceDataCloud at the root: `POST /<svc>/videos`, `POST /<svc>/tasks`, unsigned callbacks (contract:
-shared/providers/acedata-video.md), for the services the catalogue reaches (veo, kling, seedance, wan).
-A video has the service's frame, except that 4k renders at 1080p's (a 4k clip takes ~12 s here)."""
+"""AceDataCloud at the root (contract: shared/providers/acedata-video.md), the services the catalogue
+reaches; a video has the service's frame, but 4k renders at 1080p's (a 4k clip takes ~12 s here)."""
 
 from __future__ import annotations
 
@@ -46,10 +45,6 @@ def _value(values: dict[str, Any], name: str, spec: Field) -> Any:
     return values.get(name, spec.default)
 
 
-def _data(**video: Any) -> dict[str, Any]:
-    return {"data": [video]}
-
-
 class Veo:
     name = "veo"
     fields: ClassVar[dict[str, Field]] = {
@@ -79,7 +74,7 @@ class Veo:
         clock = "%Y-%m-%d %H:%M:%S"
         times = {"created_at": time.strftime(clock, time.localtime(job.created_at))}
         times["complete_at"] = time.strftime(clock, time.localtime(job.finished_at))
-        return _data(id=uuid.uuid4().hex, video_url=video_url, **times, state="succeeded")
+        return {"data": [{"id": uuid.uuid4().hex, "video_url": video_url, **times, "state": "succeeded"}]}
 
 
 class Kling:
@@ -103,15 +98,9 @@ class Kling:
 
     def shape(self, values: dict[str, Any]) -> core.Shape:
         action, start, end = values["action"], values.get("start_image_url"), values.get("end_image_url")
-        images = values.get("image_list")
-        if images is not None and not (isinstance(images, list) and all(isinstance(i, dict) for i in images)):
-            raise bad_request("image_list must be a list of objects")
-        for item in images or ():
-            _value(item, "image_url", URL)
-        if action == "image2video" and not (start or images):
-            raise bad_request("action image2video needs start_image_url or image_list")
-        if action == "text2video" and (start or end or images):
-            raise bad_request("start_image_url, end_image_url and image_list need action image2video")
+        refuse(action == "image2video" and not start, "action image2video needs start_image_url")
+        if action == "text2video" and (start or end):
+            raise bad_request("start_image_url and end_image_url need action image2video")
         durations = range(3, 16) if values["model"].startswith("kling-v3") else (5, 10)
         duration = _value(values, "duration", Field("integer", durations, 5))
         refuse(end and duration != 5, "duration must be 5 when end_image_url is given")
@@ -132,7 +121,6 @@ class Seedance:
     MODELS += ("1-0-lite-i2v-250428", "2-0-260128", "2-0-fast-260128", "2-0-mini-260615", "2-5-260628")
     fields: ClassVar[dict[str, Field]] = {
         "model": one_of(*(_SEEDANCE + name for name in MODELS), required=True),
-        "frames": Field("integer", range(29, 362)),
         "ratio": one_of("16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "adaptive", default="adaptive"),
         "resolution": one_of("480p", "720p", "1080p", "4k", default="720p"),  # lower case
         "generate_audio": FLAG,
@@ -145,15 +133,9 @@ class Seedance:
         refuse("lite-t2v" in model and images, f"model {model} takes no image; use its i2v twin")
         refuse("lite-i2v" in model and not images, f"model {model} needs an image_url item in content")
         refuse(not texts and not images, "content needs a text item or an image_url item")
-        refuse("duration" in values and "frames" in values, "send duration or frames, not both")
-        frames = values.get("frames")
-        refuse(frames is not None and (frames - 25) % 4, f"frames must be 25 + 4n, got {frames}")
         allowed = self.DURATIONS[model.removeprefix(_SEEDANCE)[:3]]
         duration = _value(values, "duration", one_of(-1, *allowed, default=5))
-        if frames is not None:
-            duration = max(1, round(frames / 24))
-        elif duration == -1:
-            duration = 5  # automatic: the model picks; 5 s here
+        duration = 5 if duration == -1 else duration  # -1: the model picks; 5 s here
         resolution = values["resolution"]
         width, height = frame(values["ratio"], "1080p" if resolution == "4k" else resolution)
         return (texts[0] if texts else ""), width, height, duration
@@ -182,16 +164,10 @@ class Seedance:
     def success(self, job: core.Job, video_url: str) -> dict[str, Any]:
         request = job.record["request"]
         tokens = job.width * job.height * 24 * job.seconds // 1024  # ByteDance's video token count
-        return _data(
-            id="cgt-" + time.strftime("%Y%m%d%H%M%S") + "-" + secrets.token_hex(3),
-            status="succeeded",
-            content={"video_url": video_url},
-            model=request["model"],
-            ratio=request.get("ratio", "adaptive"),
-            resolution=request.get("resolution", "720p"),
-            duration=job.seconds,
-            usage={"completion_tokens": tokens, "total_tokens": tokens},
-        )
+        video = {"id": f"cgt-{time.strftime('%Y%m%d%H%M%S')}-{secrets.token_hex(3)}", "status": "succeeded"}
+        video |= {"content": {"video_url": video_url}, "model": request["model"], "duration": job.seconds}
+        video |= {"ratio": request.get("ratio", "adaptive"), "resolution": request.get("resolution", "720p")}
+        return {"data": [video | {"usage": {"completion_tokens": tokens, "total_tokens": tokens}}]}
 
 
 class Wan:

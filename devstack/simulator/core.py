@@ -29,7 +29,6 @@ from devstack.processes import QuietHTTPServer, local_http
 
 logger = logging.getLogger("devstack.simulator")
 
-MAX_BODY_BYTES = 1 << 20
 CALLBACK_TIMEOUT_S = 10.0
 FAILURE_MESSAGE = "simulated generation failure"
 STALE_BY_S = 600  # stale-push signs 10 minutes in the past (fal's and Replicate's windows are 5)
@@ -42,15 +41,14 @@ _FILE_ROUTE = re.compile(r"^/files/(?P<job_id>[A-Za-z0-9_-]+)\.mp4$")
 class FaultMode:
     """What one fault mode changes about a job; the default instance is a clean run."""
 
-    create_status: int | None = None  # refuse the create with this status and error code
-    create_code: str | None = None
+    create_error: tuple[int, str] | None = None  # refuse the create with this status and error code
     fail: bool = False  # finish with the provider's failure instead of a video
     callbacks: int = 1  # how often the final push is sent: 0 = lost, 2 = duplicated
     late_callback: bool = False  # the final push comes after late_delay_s; the job finishes on time
     video_missing: bool = False  # the job succeeds but its video URL answers 404
     video_unavailable: int = 0  # the first N downloads answer 503
-    forged_push: bool = False  # first a push whose signature is wrong (or, unsigned, whose token is)
-    stale_push: bool = False  # first a push signed with a timestamp STALE_BY_S old
+    # First a "forged" push (a wrong signature or, unsigned, a wrong token) or a "stale" one (STALE_BY_S old).
+    false_push: str | None = None
     url_ttl_s: float | None = None  # the video URL stops working this long after the job finished
 
 
@@ -63,13 +61,13 @@ FAULTS: dict[str, FaultMode] = {
     "late-callback": FaultMode(late_callback=True),
     "video-404": FaultMode(video_missing=True),
     "video-503": FaultMode(video_unavailable=2),
-    "forged-push": FaultMode(forged_push=True),
-    "stale-push": FaultMode(stale_push=True),
+    "forged-push": FaultMode(false_push="forged"),
+    "stale-push": FaultMode(false_push="stale"),
     # The link lapses as the job finishes and the push comes late: any copy is too late.
     "expired-url": FaultMode(url_ttl_s=0.0, late_callback=True),
-    "429": FaultMode(create_status=429, create_code="too_many_requests"),
-    "500": FaultMode(create_status=500, create_code="api_error"),
-    "504": FaultMode(create_status=504, create_code="timeout"),
+    "429": FaultMode(create_error=(429, "too_many_requests")),
+    "500": FaultMode(create_error=(500, "api_error")),
+    "504": FaultMode(create_error=(504, "timeout")),
 }
 
 
@@ -78,7 +76,7 @@ def resolve_fault(mode: str) -> tuple[FaultMode, int | None]:
     if mode in FAULTS:
         return FAULTS[mode], None
     counted = _COUNTED.match(mode)
-    if counted and counted["base"] in FAULTS and FAULTS[counted["base"]].create_status is not None:
+    if counted and counted["base"] in FAULTS and FAULTS[counted["base"]].create_error:
         return FAULTS[counted["base"]], int(counted["times"])
     known = ", ".join(sorted(FAULTS))
     raise ValueError(f"unknown simulator fault {mode!r}; known: {known} (create faults also take xN)")
@@ -101,9 +99,9 @@ class SimulatorConfig:
 
 
 class SimError(Exception):
-    """An error answer; each dialect writes it in its provider's shape (its error_body)."""
+    """An error answer, worded by each dialect's error_body (a fal 422's message: its detail items)."""
 
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, code: str, message: Any, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
 
@@ -248,9 +246,7 @@ class ProviderSimulator:
 
     @property
     def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("simulator not started")
-        return int(self._server.server_address[1])
+        return int(self._server.server_address[1])  # type: ignore[union-attr]  # once started
 
     def base_url(self, dialect: str) -> str:
         """Where the relay reaches a dialect (its provider's base URL in the local stack)."""
@@ -267,7 +263,8 @@ class ProviderSimulator:
             dialect = next(d for d in self.dialects if path == d.prefix or path.startswith(d.prefix + "/"))
             headers = {name.lower(): value for name, value in handler.headers.items()}
             query_args = dict(parse_qsl(query, keep_blank_values=True))
-            request = Request(method, path[len(dialect.prefix) :] or "/", query_args, headers, _read(handler))
+            body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+            request = Request(method, path[len(dialect.prefix) :] or "/", query_args, headers, body)
             for route_method, pattern, answer in dialect.routes:
                 if route_method == method and (found := re.fullmatch(pattern, request.path)):
                     request.groups = found.groupdict()
@@ -332,14 +329,14 @@ class ProviderSimulator:
             fault, limit = resolve_fault(fault_name)
         except ValueError as error:
             raise bad_request(f"prompt: {error}") from None
-        if fault.create_status is not None:
+        if fault.create_error:
             with self.lock:
                 key = (fault_name, shape[0])
                 attempt = self._create_attempts[key] = self._create_attempts.get(key, 0) + 1
             if limit is None or attempt <= limit:
-                message = f"simulated {fault.create_status} on create (attempt {attempt})"
-                headers = {"Retry-After": "1"} if fault.create_status == 429 else None
-                raise SimError(fault.create_status, str(fault.create_code), message, headers)
+                status, code = fault.create_error
+                headers = {"Retry-After": "1"} if status == 429 else None
+                raise SimError(status, code, f"simulated {status} on create (attempt {attempt})", headers)
         job = Job(job_id, dialect, *shape, fault_name, fault, record)
         with self.lock:
             self._jobs[job.id] = job
@@ -360,8 +357,8 @@ class ProviderSimulator:
             for _ in range(fault.callbacks):
                 push(job, "final")
 
-        if fault.forged_push or fault.stale_push:
-            self.schedule(delay / 2, lambda: push(job, "forged" if fault.forged_push else "stale"))
+        if false_push := fault.false_push:
+            self.schedule(delay / 2, lambda: push(job, false_push))
         self.schedule(self.config.late_delay_s if fault.late_callback else delay, final)
 
     def _begin(self, job: Job, begin: Outcome | None) -> None:
@@ -513,12 +510,3 @@ def frame(ratio: str, tier: str) -> tuple[int, int]:
     if across >= down:
         return round(short * across / down / 2) * 2, short
     return short, round(short * down / across / 2) * 2
-
-
-def _read(handler: BaseHTTPRequestHandler) -> bytes:
-    """The request body, at most MAX_BODY_BYTES; else a 400 and the connection closed."""
-    length = int(value) if (value := handler.headers.get("Content-Length") or "0").isdigit() else -1
-    if not 0 <= length <= MAX_BODY_BYTES:
-        handler.close_connection = True  # the unread body must not be taken for the next request
-        raise bad_request("invalid Content-Length" if length < 0 else "request body too large")
-    return handler.rfile.read(length)

@@ -1,6 +1,5 @@
-"""fal.ai's queue under /fal: submit, status, result, JWKS, signed webhooks (contract:
-shared/providers/fal-queue.md, by section). Undefined input fields are ignored, as a pydantic model
-does (inferred), and noted in `meta["ignored_fields"]`."""
+"""fal.ai's queue under /fal (contract: shared/providers/fal-queue.md): submit, status, result, JWKS,
+signed webhooks. Unknown input fields are ignored, as pydantic does, and noted in meta["ignored_fields"]."""
 
 from __future__ import annotations
 
@@ -95,14 +94,6 @@ def _detail(name: str, problem: str, spec: Field, _value: Any) -> dict[str, Any]
     return _item(name, f"Input should be {bound}", "greater_than_equal" if low else "less_than_equal")
 
 
-class Invalid(SimError):
-    """fal's validation answer: 422 with a list of detail items (fal-queue.md, Errors)."""
-
-    def __init__(self, detail: list[dict[str, Any]]) -> None:
-        super().__init__(422, "validation_error", "; ".join(item["msg"] for item in detail))
-        self.detail = detail
-
-
 def _failure(record: dict[str, Any]) -> list[dict[str, Any]]:
     return [_item(None, record["error"], record["error_type"])]
 
@@ -113,7 +104,7 @@ class Fal:
     name, prefix = "fal", "/fal"
 
     def __init__(self, sim: core.ProviderSimulator) -> None:
-        self.sim = sim
+        self.sim, self.key = sim, sim.config.fal_key or sim.config.api_token
         # fal-queue.md, Signature verification 4: the JWKS publishes the signing key; never the forger's.
         self.signing_key, self._forger = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
         ids = "|".join(map(re.escape, sorted(ENDPOINTS, key=len, reverse=True)))
@@ -125,13 +116,9 @@ class Fal:
             ("GET", request, self.result),
         ]
 
-    @property
-    def key(self) -> str:
-        return self.sim.config.fal_key or self.sim.config.api_token
-
     def error_body(self, error: SimError) -> dict[str, Any]:
         """fal-queue.md, Errors: `{"detail": "..."}` or `{"detail": [{"loc", "msg", "type"}]}`."""
-        return {"detail": error.detail if isinstance(error, Invalid) else error.message}
+        return {"detail": error.message}  # a fal 422's message is its list of detail items
 
     def jwks(self, request: core.Request) -> core.Answer:
         """fal-queue.md, Signature verification 4: an OKP/Ed25519 JWK (RFC 8037), public."""
@@ -145,14 +132,14 @@ class Fal:
         request.check_bearer(self.key, scheme="Key")
         endpoint_id = request.groups["endpoint"]
         fields, rule = ENDPOINTS[endpoint_id]
-        not_object = Invalid([_item(None, "Input should be a valid dictionary", "dict_type")])
-        body = request.json_object(not_object)
+        not_object = [_item(None, "Input should be a valid dictionary", "dict_type")]
+        body = request.json_object(SimError(422, "validation_error", not_object))
         errors = [_detail(*found) for found in core.problems(fields, body)]
         values = core.filled(fields, body)
         if not errors and rule and (broken := rule(values)):
             errors.append(_item(broken[0], broken[1], "value_error"))
         if errors:
-            raise Invalid(errors)
+            raise SimError(422, "validation_error", errors)
         webhook = request.query.get("fal_webhook")
         if webhook is not None and not webhook.startswith(("http://", "https://")):
             raise core.bad_request("fal_webhook must be an http(s) URL")
@@ -189,7 +176,7 @@ class Fal:
         if not job.terminal:
             raise SimError(400, "in_progress", "Request is still in progress")
         if record["error"]:
-            raise Invalid(_failure(record))
+            raise SimError(422, "validation_error", _failure(record))
         return 200, self._output(job), {}
 
     def _finish(self, job: core.Job) -> None:
@@ -199,11 +186,8 @@ class Fal:
 
     def _output(self, job: core.Job, kind: str = "final") -> dict[str, Any]:
         """fal-queue.md, Status, result, cancel (the shape is inferred from fal's image example)."""
-        video = {
-            "url": self.sim.video_url(job, kind),
-            "content_type": "video/mp4",
-            "file_name": f"{job.id}.mp4",
-        }
+        video = {"url": self.sim.video_url(job, kind), "content_type": "video/mp4"}
+        video["file_name"] = f"{job.id}.mp4"
         if kind == "final":  # a forged or stale push claims a video it does not size
             path = self.sim.video_path(job.id)  # renders on first use, like the first download
             video["file_size"] = path.stat().st_size if path is not None else None

@@ -1,12 +1,10 @@
-"""Replicate under /replicate: predictions, Standard Webhooks pushes, the secret (contract:
-shared/providers/replicate.md; "inferred" = the simulator's plausible pick). MODELS are the models'
-own input schemas, apart from catalogue.json on purpose: a misspelt entry gets the real API's 422."""
+"""Replicate under /replicate (contract: shared/providers/replicate.md): predictions, signed pushes, the
+secret. MODELS are the models' own schemas, not catalogue.json's: a misspelt entry gets the API's 422."""
 
 from __future__ import annotations
 
 import base64
 import copy
-import dataclasses
 import hashlib
 import json
 import secrets
@@ -21,7 +19,6 @@ from standardwebhooks import Webhook
 from devstack.simulator import core
 from devstack.simulator.core import INT, NO, PROMPT, URI, YES, Field, SimError, frame, one_of
 
-DEFAULT_RETENTION_S = 3600.0  # contract, "Data retention": API predictions' data goes after 1 h
 _EVENT_NAMES = ("completed", "logs", "output", "start")  # a list: `in` must not hash what a client sent
 DEFAULT_EVENTS = frozenset({"output", "completed"})  # contract, "Create": what no filter sends
 # Contract, "Webhook": only the final webhook is retried, with backoff (here x callback_delay_s).
@@ -141,12 +138,12 @@ def _message_id() -> str:
 
 
 class Replicate:
-    """The dialect. `retention_s` is public so tests can shorten it."""
+    """The dialect (its data retention, an hour, is not simulated: no test runs that long)."""
 
     name, prefix = "replicate", "/replicate"
 
     def __init__(self, sim: core.ProviderSimulator) -> None:
-        self.sim, self.retention_s, self.secret = sim, DEFAULT_RETENTION_S, _new_secret()
+        self.sim, self.secret = sim, _new_secret()
         self.routes = [
             ("POST", r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)/predictions", self.create),
             ("GET", r"/v1/predictions/(?P<id>[^/]+)", self.get),
@@ -165,13 +162,6 @@ class Replicate:
         """`Authorization: Bearer $REPLICATE_API_TOKEN` (contract, "Transport")."""
         refused = SimError(401, "Unauthenticated", "You did not pass a valid authentication token")
         request.check_bearer(self.sim.config.replicate_token or self.sim.config.api_token, refused=refused)
-
-    def _prediction(self, request: core.Request) -> core.Job:
-        """The prediction the path names, after the token check; only this dialect's."""
-        self._authorize(request)
-        if (job := self.sim.job(request.groups["id"], self.name)) is None:
-            raise SimError(404, "Not found", "The requested resource could not be found.")
-        return job
 
     def create(self, request: core.Request) -> core.Answer:
         """`POST /v1/models/{owner}/{name}/predictions`, the model named in the path (contract, "Create")."""
@@ -193,13 +183,9 @@ class Replicate:
         record |= {"urls": {"cancel": f"{base}/cancel", "get": base, "web": f"{_WEB}/{prediction_id}"}}
         shape = (str(values["prompt"]), *model.dimensions(values), int(values.get("duration", 5)))
         job = self.sim.new_job(self.name, shape, record | {"metrics": {}}, prediction_id)
-        # Contract, "Data retention": files go after the retention period; expired-url's shorter ttl wins.
-        ttl = self.retention_s if job.fault.url_ttl_s is None else min(job.fault.url_ttl_s, self.retention_s)
-        job.fault = dataclasses.replace(job.fault, url_ttl_s=ttl)
         job.meta["hook"] = hook
-        job.meta["create_headers"] = {k: v for k, v in request.headers.items() if k != "authorization"}
         self.sim.run(job, finish=self._finish, push=self._push, begin=self._begin)
-        return 201, self._view(job), {}
+        return 201, self.sim.record(job.id), {}
 
     def _hook(self, body: dict[str, Any], problems: list[str]) -> dict[str, Any] | None:
         """Where the webhooks go, the events asked for, and the terminal event's stable webhook-id."""
@@ -233,18 +219,10 @@ class Replicate:
             tail = "100%|██████████| 50/50\nVideo written\n"
         record["logs"] = (record["logs"] or "") + tail
 
-    def _view(self, job: core.Job) -> dict[str, Any]:
-        """The Prediction as the API shows it now: after the retention period its data is gone."""
-        view = self.sim.record(job.id) or {}
-        if job.finished_at is not None and time.time() > job.finished_at + self.retention_s:
-            # contract, "Data retention": inputs, outputs, files and logs deleted (field names inferred)
-            view.update(input={}, output=None, logs=None, data_removed=True)
-        return view
-
     def _push(self, job: core.Job, kind: str) -> None:
         """The engine's push hook; only `completed` is sent (the relay's filter), never progress events."""
         if kind in ("forged", "stale"):  # both claim a success; only the signature tells
-            body = self._view(job) | {"status": "succeeded", "output": self.sim.video_url(job, kind)}
+            body = self.sim.record(job.id) | {"status": "succeeded", "output": self.sim.video_url(job, kind)}
             self._send(job, body, _message_id(), kind)
         elif kind == "final":
             self._event(job)
@@ -253,7 +231,7 @@ class Replicate:
         """`completed` if the filter asks for it: one webhook-id, retried while refused ("Webhook")."""
         if (hook := job.meta["hook"]) is None or "completed" not in hook["events"]:
             return
-        status = self._send(job, self._view(job), hook["id"], "retry" if attempt else "final")
+        status = self._send(job, self.sim.record(job.id), hook["id"], "retry" if attempt else "final")
         if attempt < len(FINAL_RETRY_FACTORS) and not (status and 200 <= status < 300):
             delay = self.sim.config.callback_delay_s * FINAL_RETRY_FACTORS[attempt]
             self.sim.schedule(delay, lambda: self._event(job, attempt + 1))
@@ -263,9 +241,7 @@ class Replicate:
         if (hook := job.meta["hook"]) is None:
             return None
         raw = json.dumps(body, separators=(",", ":"))
-        moment = datetime.fromtimestamp(
-            int(time.time()) - (core.STALE_BY_S if kind == "stale" else 0), tz=UTC
-        )
+        moment = datetime.fromtimestamp(int(time.time()) - core.STALE_BY_S * (kind == "stale"), tz=UTC)
         secret = _new_secret() if kind == "forged" else self.secret
         signature = Webhook(secret).sign(msg_id=message_id, timestamp=moment, data=raw)
         headers = {"webhook-id": message_id, "webhook-timestamp": str(int(moment.timestamp()))}
@@ -273,8 +249,11 @@ class Replicate:
         return self.sim.deliver(job, hook["url"], raw.encode(), headers, kind=kind)
 
     def get(self, request: core.Request) -> core.Answer:
-        """`GET /v1/predictions/{id}`: the Prediction (contract, "Lookup and cancel")."""
-        return 200, self._view(self._prediction(request)), {}
+        """`GET /v1/predictions/{id}`: the Prediction (contract, "Lookup and cancel"), only this dialect's."""
+        self._authorize(request)
+        if (job := self.sim.job(request.groups["id"], self.name)) is None:
+            raise SimError(404, "Not found", "The requested resource could not be found.")
+        return 200, self.sim.record(job.id), {}
 
     def webhook_secret(self, request: core.Request) -> core.Answer:
         """`GET /v1/webhooks/default/secret` -> `{"key": "whsec_..."}` (contract, "Signature")."""

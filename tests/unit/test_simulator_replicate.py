@@ -212,7 +212,6 @@ def test_a_submitted_prediction_pushes_one_signed_completed_event_the_adapter_ac
     assert len(receiver.deliveries) == 1
     job = sim.job(task_id)
     assert job is not None
-    assert "prefer" not in job.meta["create_headers"]
     assert job.record["input"] == {
         "prompt": "a lighthouse at dusk",
         "duration": 4,
@@ -301,28 +300,6 @@ def test_a_duplicated_final_webhook_keeps_its_webhook_id(
     first, second = receiver.wait_for(2)
     assert first.headers["webhook-id"] == second.headers["webhook-id"]
     assert first.result == second.result
-
-
-def test_outputs_are_deleted_after_the_retention_period(
-    sim: ProviderSimulator, dialect: Replicate, adapter: ReplicatePredictions, http: httpx.Client
-) -> None:
-    # Given a short retention and a finished prediction that had a video
-    dialect.retention_s = 0.3
-    model = generation().model
-    task_id = adapter.submit(generation(VEO, seconds=4), callback_url="http://127.0.0.1:9/unused")
-    job = sim.job(task_id)
-    assert job is not None
-    eventually(lambda: job.terminal, timeout=15, what="the prediction to finish")
-    assert job.record["output"] == sim.video_url(job)
-    # When the period has passed, Then the lookup says the data is gone and so is the file
-    eventually(
-        lambda: adapter.query(model, [task_id])[0].error_code == "output_expired", timeout=15, what="expiry"
-    )
-    view = http.get(
-        f"{sim.base_url('replicate')}/v1/predictions/{task_id}", headers={"Authorization": f"Bearer {TOKEN}"}
-    ).json()
-    assert (view["status"], view["output"], view["data_removed"]) == ("succeeded", None, True)
-    assert http.get(sim.video_url(job)).status_code == 403
 
 
 def test_only_the_completed_event_is_sent_and_only_when_the_filter_asks_for_it(
