@@ -1,5 +1,4 @@
-"""A local simulator of the video providers sora-relay speaks (shared/providers/*.md): AceDataCloud
-at the root, fal under /fal, Replicate under /replicate, real MP4s, and the faults of core.FAULTS."""
+"""A local simulator of the video providers sora-relay speaks (shared/providers/*.md); see core.py."""
 
 from devstack.simulator.core import FAILURE_MESSAGE, FAULTS, ProviderSimulator, SimulatorConfig
 

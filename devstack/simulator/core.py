@@ -1,5 +1,5 @@
-"""The engine: the HTTP server, jobs and their lifecycle, faults, MP4s, the push log; each family is a
-dialect under its own prefix (the rules all keep: shared/providers/README.md, "Rules for every adapter")."""
+"""The engine: one server, jobs and their lifecycle, faults, MP4s, the push log; a dialect per family
+(AceData at /, fal at /fal, Replicate at /replicate), all keeping shared/providers/README.md's rules."""
 
 from __future__ import annotations
 
@@ -47,8 +47,7 @@ class FaultMode:
     late_callback: bool = False  # the final push comes after late_delay_s; the job finishes on time
     video_missing: bool = False  # the job succeeds but its video URL answers 404
     video_unavailable: int = 0  # the first N downloads answer 503
-    # First a "forged" push (a wrong signature or, unsigned, a wrong token) or a "stale" one (STALE_BY_S old).
-    false_push: str | None = None
+    false_push: str | None = None  # first a "forged" push (wrong signature or token) or a "stale" one
     url_ttl_s: float | None = None  # the video URL stops working this long after the job finished
 
 
@@ -78,8 +77,7 @@ def resolve_fault(mode: str) -> tuple[FaultMode, int | None]:
     counted = _COUNTED.match(mode)
     if counted and counted["base"] in FAULTS and FAULTS[counted["base"]].create_error:
         return FAULTS[counted["base"]], int(counted["times"])
-    known = ", ".join(sorted(FAULTS))
-    raise ValueError(f"unknown simulator fault {mode!r}; known: {known} (create faults also take xN)")
+    raise ValueError(f"unknown simulator fault {mode!r}; known: {', '.join(FAULTS)} (create faults take xN)")
 
 
 @dataclass
@@ -106,8 +104,7 @@ class SimError(Exception):
         self.status, self.code, self.message, self.headers = status, code, message, headers or {}
 
 
-def bad_request(message: str) -> SimError:
-    return SimError(400, "bad_request", message)
+bad_request = functools.partial(SimError, 400, "bad_request")  # bad_request(message): a 400
 
 
 @dataclass
@@ -175,9 +172,7 @@ def refuse(when: object, message: str) -> None:
         raise bad_request(message)
 
 
-@functools.cache
-def _tls_context() -> ssl.SSLContext:
-    return ssl.create_default_context()  # ~40 ms to load: shared, so a simulator per test stays cheap
+_tls_context = functools.cache(ssl.create_default_context)  # ~40 ms to load: one for all simulators
 
 
 def _send(handler: BaseHTTPRequestHandler, status: int, body: Any, headers: dict[str, str]) -> None:
@@ -216,7 +211,8 @@ class ProviderSimulator:
 
     def start(self) -> ProviderSimulator:
         self.video_dir = Path(tempfile.mkdtemp(prefix="sora-sim-"))  # removed on stop
-        self._http = local_http(timeout=CALLBACK_TIMEOUT_S, verify=_tls_context())
+        json_body = {"Content-Type": "application/json"}  # every push is JSON
+        self._http = local_http(timeout=CALLBACK_TIMEOUT_S, verify=_tls_context(), headers=json_body)
         self._server = QuietHTTPServer(self, self.config.port, host=self.config.host)
         self._server.start_background("sora-simulator")
         self.url = f"http://{self.config.host}:{self.port}"
@@ -254,8 +250,7 @@ class ProviderSimulator:
 
     def handle(self, handler: BaseHTTPRequestHandler) -> None:
         """Route one request (QuietHTTPServer calls this): video files, then the dialects."""
-        path, _, query = handler.path.partition("?")
-        method = handler.command
+        (path, _, query), method = handler.path.partition("?"), handler.command
         dialect = self.dialects[-1]  # the root dialect's shape until a prefix picks another
         try:
             if method in ("GET", "HEAD") and (match := _FILE_ROUTE.match(path)):
@@ -305,8 +300,7 @@ class ProviderSimulator:
 
     def record(self, job_id: str) -> dict[str, Any] | None:
         with self.lock:
-            job = self._jobs.get(job_id)
-            return copy.deepcopy(job.record) if job else None
+            return copy.deepcopy(job.record) if (job := self._jobs.get(job_id)) else None
 
     def task_state(self, job_id: str) -> dict[str, Any] | None:
         """A copy of the record, its fault mode and every push attempt (what e2e tests read)."""
@@ -388,8 +382,7 @@ class ProviderSimulator:
         timer.daemon = True
         with self.lock:
             if not self._stopping.is_set():
-                self._timers = [pending for pending in self._timers if pending.is_alive()]
-                self._timers.append(timer)
+                self._timers = [pending for pending in self._timers if pending.is_alive()] + [timer]
                 timer.start()  # under the lock, so stop() never joins a timer that was not started
 
     def deliver(self, job: Job, url: str, body: bytes, headers: dict[str, str], kind: str) -> int | None:
@@ -398,7 +391,6 @@ class ProviderSimulator:
             return None
         attempt: dict[str, Any] = {"at": time.time(), "url": url, "kind": kind, "status": None, "error": None}
         try:
-            headers = {"Content-Type": "application/json", **headers}
             attempt["status"] = self._http.post(url, content=body, headers=headers).status_code
         except httpx.HTTPError as error:
             attempt["error"] = f"{type(error).__name__}: {error}"
@@ -464,10 +456,6 @@ class Field:
 def one_of(*options: Any, default: Any = None, required: bool = False) -> Field:
     """An enum field; its kind is its options' (strings or integers)."""
     return Field("string" if isinstance(options[0], str) else "integer", options, default, required)
-
-
-def number(low: float, high: float, default: Any = None, kind: str = "number") -> Field:
-    return Field(kind, None, default, minimum=low, maximum=high)
 
 
 PROMPT, TEXT, FLAG, INT = Field("string", required=True), Field("string"), Field("boolean"), Field("integer")

@@ -18,7 +18,6 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from devstack.simulator import core
 from devstack.simulator.core import INT, PROMPT, TEXT, YES, Field, Rule, SimError, one_of
 
-FAILURE_TYPE = "generation_failed"  # fal's value is not recorded
 _TYPE_ERRORS = {
     "string": "string_type",
     "boolean": "bool_type",
@@ -50,7 +49,7 @@ _KLING = {
     "prompt": PROMPT,
     "duration": one_of("5", "10", default="5"),
     "negative_prompt": Field("string", default="blur, distort, and low quality"),
-    "cfg_scale": core.number(0, 1, 0.5),
+    "cfg_scale": Field("number", default=0.5, minimum=0, maximum=1),
 }
 _LTX = {
     "prompt": PROMPT,
@@ -59,9 +58,8 @@ _LTX = {
     "fps": one_of(24, 25, 48, 50, default=25),
     "generate_audio": YES,
 }
-# Pages: https://fal.ai/models/<id>/llms.txt; veo3.1/image-to-video's: fal.ai/docs/model-api-reference/
-# video-generation-api/veo3.1-image-to-video. Kling's and LTX's aspect_ratio (and LTX's fps) options
-# are secondary (the catalogue entry's notes, clawhub.ai); "auto" for LTX's image endpoint is unverified.
+# Pages: fal.ai/models/<id>/llms.txt (veo3.1/image-to-video: fal.ai/docs/model-api-reference/...); Kling's and
+# LTX's aspect_ratio and LTX's fps from secondary sources (clawhub.ai); LTX image "auto" unverified.
 _KLING_RATIO = one_of("16:9", "9:16", "1:1", default="16:9")
 _LTX_IMAGE = {"end_image_url": TEXT, "aspect_ratio": _AUTO}
 # An endpoint id: (its input fields, the cross-field rule its page documents, answered as a value_error).
@@ -150,13 +148,15 @@ class Fal:
         app = "/".join(endpoint_id.split("/")[:2])  # where its requests live (fal-queue.md, Status, result)
         record = {"request_id": request_id, "endpoint": endpoint_id, "app": app, "input": copy.deepcopy(body)}
         record |= {"webhook": webhook, "submitted_at": time.time(), "error": None, "error_type": None}
+        # fal-queue.md, Submit: the URLs point back at this simulator's /fal prefix (no cancel: not simulated).
+        record["response_url"] = base = f"{self.sim.url}{self.prefix}/{app}/requests/{request_id}"
         job = self.sim.new_job(self.name, shape, record, request_id)
         job.meta["ignored_fields"] = sorted(set(body) - set(fields))
         push = (lambda job, kind: self._push(job, webhook, kind)) if webhook else None
         self.sim.run(job, finish=self._finish, push=push)
         # gateway_request_id differs from request_id only after an internal retry.
         answer = {"status": "IN_QUEUE", "request_id": request_id, "gateway_request_id": request_id}
-        return 200, {**answer, **self._urls(app, request_id), "queue_position": 0}, {}
+        return 200, {**answer, "response_url": base, "status_url": f"{base}/status", "queue_position": 0}, {}
 
     def status(self, request: core.Request) -> core.Answer:
         """fal-queue.md, Status, result, cancel."""
@@ -165,7 +165,7 @@ class Fal:
             return 200, {"status": "IN_PROGRESS"}, {}
         if not job.terminal:
             return 200, {"status": "IN_QUEUE", "queue_position": 0}, {}
-        answer = {"status": "COMPLETED", "response_url": self._urls(record["app"], job.id)["response_url"]}
+        answer = {"status": "COMPLETED", "response_url": record["response_url"]}
         if record["error"]:
             answer.update(error=record["error"], error_type=record["error_type"])
         return 200, answer, {}
@@ -180,8 +180,9 @@ class Fal:
         return 200, self._output(job), {}
 
     def _finish(self, job: core.Job) -> None:
+        """A failure's error_type: fal's value is not recorded, generation_failed stands in."""
         if job.fault.fail:
-            job.record.update(error=core.FAILURE_MESSAGE, error_type=FAILURE_TYPE)
+            job.record.update(error=core.FAILURE_MESSAGE, error_type="generation_failed")
         job.record["finished_at"] = job.finished_at
 
     def _output(self, job: core.Job, kind: str = "final") -> dict[str, Any]:
@@ -216,8 +217,3 @@ class Fal:
         if job is None or job.record["app"] != request.groups["app"]:
             raise SimError(404, "not_found", "Request not found")
         return job, job.record
-
-    def _urls(self, app: str, request_id: str) -> dict[str, str]:
-        """fal-queue.md, Submit: the URLs point back at this simulator's /fal prefix."""
-        base = f"{self.sim.url}{self.prefix}/{app}/requests/{request_id}"
-        return {"response_url": base, "status_url": f"{base}/status"}  # no cancel: the relay never cancels

@@ -20,19 +20,17 @@ from devstack.simulator import core
 from devstack.simulator.core import INT, NO, PROMPT, URI, YES, Field, SimError, frame, one_of
 
 _EVENT_NAMES = ("completed", "logs", "output", "start")  # a list: `in` must not hash what a client sent
+_EVENTS = ", ".join(_EVENT_NAMES)
 DEFAULT_EVENTS = frozenset({"output", "completed"})  # contract, "Create": what no filter sends
-# Contract, "Webhook": only the final webhook is retried, with backoff (here x callback_delay_s).
-FINAL_RETRY_FACTORS = (1, 2, 4)
+FINAL_RETRY_FACTORS = (1, 2, 4)  # "Webhook": only the final one is retried, backing off (x callback_delay_s)
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"  # prediction ids: 26 lower-case base32 characters
-_WEB = "https://replicate.com/p"
 # Problem titles of the engine's errors; the dialect's own carry theirs as the code.
 _TITLES = {400: "Bad request", 404: "Not found", 500: "Internal server error", 504: "Gateway timeout"}
-_EXPECTED = {"uri": "string", "url": "string"}
 
 
 def _message(name: str, problem: str, spec: Field, value: Any) -> str:
     """Contract, "Errors"; stricter than Cog's coercion on purpose, so a wrong duration_format fails."""
-    expected = _EXPECTED.get(spec.kind, spec.kind)
+    expected = "string" if spec.kind in ("uri", "url") else spec.kind
     text = {
         "missing": f"{name} is required",
         "type": f"Invalid type. Expected: {expected}, given: {type(value).__name__}",
@@ -74,9 +72,8 @@ def _hailuo_rule(values: dict[str, Any]) -> tuple[str, str] | None:
 _HAILUO_SIZES = {"512p": (912, 512), "768p": (1366, 768), "1080p": (1920, 1080)}
 _SEEDANCE_SIZES = {"16:9": (1280, 720), "4:3": (960, 720), "1:1": (960, 960), "3:4": (720, 960)}
 _SEEDANCE_SIZES |= {"9:16": (720, 1280), "21:9": (1680, 720), "9:21": (720, 1680)}
-# Sources: the models' OpenAPI schemas as copied in keremk/renku catalog/models/replicate/video/*.json
-# @00384279 (veo-3.1-fast, kling-v2.5-turbo-pro, seedance-1.5-pro), Replicate's schema page for
-# minimax/hailuo-02 (version c43b610e). Sizes the input does not name (kling, seedance, hailuo 16:9) inferred.
+# Sources: the OpenAPI schemas in keremk/renku catalog/models/replicate/video/*.json @00384279; hailuo-02's
+# Replicate schema page (version c43b610e). Sizes the input does not name (kling, seedance, hailuo) inferred.
 _VEO = {
     "prompt": PROMPT,
     "aspect_ratio": one_of("16:9", "9:16", default="16:9"),
@@ -109,7 +106,7 @@ _SEEDANCE = {
     "prompt": PROMPT,
     "image": URI,
     "last_frame_image": URI,
-    "duration": core.number(2, 12, 5, kind="integer"),
+    "duration": Field("integer", default=5, minimum=2, maximum=12),
     "aspect_ratio": one_of("16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "9:21", default="16:9"),
     "fps": one_of(24, default=24),
     "camera_fixed": NO,
@@ -175,12 +172,12 @@ class Replicate:
         if problems:
             raise SimError(422, "Input validation failed", "".join(f"- input.{item}\n" for item in problems))
         prediction_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(26))
-        base = f"{self.sim.url}{self.prefix}/v1/predictions/{prediction_id}"
         version = hashlib.sha256(model.route.encode()).hexdigest()  # simulator-only ids, stable per model
         record = {"id": prediction_id, "model": model.route, "version": version, "status": "starting"}
         record |= {"input": copy.deepcopy(body.get("input")), "logs": None, "output": None, "error": None}
         record |= {"data_removed": False, "created_at": _now_iso(), "started_at": None, "completed_at": None}
-        record |= {"urls": {"cancel": f"{base}/cancel", "get": base, "web": f"{_WEB}/{prediction_id}"}}
+        get = f"{self.sim.url}{self.prefix}/v1/predictions/{prediction_id}"  # no cancel route: not simulated
+        record |= {"urls": {"get": get, "web": f"https://replicate.com/p/{prediction_id}"}}
         shape = (str(values["prompt"]), *model.dimensions(values), int(values.get("duration", 5)))
         job = self.sim.new_job(self.name, shape, record | {"metrics": {}}, prediction_id)
         job.meta["hook"] = hook
@@ -193,8 +190,7 @@ class Replicate:
         if url is not None and (not isinstance(url, str) or not url.startswith(("https://", "http://"))):
             problems.append("webhook: Does not match format 'uri'")
         if events is not None and not (isinstance(events, list) and all(e in _EVENT_NAMES for e in events)):
-            names = ", ".join(_EVENT_NAMES)
-            problems.append(f"webhook_events_filter: items must be one of the following: {names}")
+            problems.append(f"webhook_events_filter: items must be one of the following: {_EVENTS}")
         if not isinstance(url, str) or problems:
             return None
         return {"url": url, "events": DEFAULT_EVENTS if events is None else set(events), "id": _message_id()}
