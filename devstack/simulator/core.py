@@ -29,6 +29,7 @@ from devstack.processes import QuietHTTPServer, local_http
 
 logger = logging.getLogger("devstack.simulator")
 
+MAX_BODY_BYTES = 1 << 20
 CALLBACK_TIMEOUT_S = 10.0
 FAILURE_MESSAGE = "simulated generation failure"
 STALE_BY_S = 600  # stale-push signs 10 minutes in the past (fal's and Replicate's windows are 5)
@@ -258,7 +259,12 @@ class ProviderSimulator:
             dialect = next(d for d in self.dialects if path == d.prefix or path.startswith(d.prefix + "/"))
             headers = {name.lower(): value for name, value in handler.headers.items()}
             query_args = dict(parse_qsl(query, keep_blank_values=True))
-            body = handler.rfile.read(int(handler.headers.get("Content-Length") or 0))
+            length = handler.headers.get("Content-Length") or "0"
+            # A bad length must not be a 500 (int()) or a read that hangs (negative, or too long).
+            if not re.fullmatch("[0-9]+", length) or int(length) > MAX_BODY_BYTES:
+                handler.close_connection = True  # the unread body must not be taken for the next request
+                raise bad_request(f"invalid Content-Length {length!r} (at most {MAX_BODY_BYTES} bytes)")
+            body = handler.rfile.read(int(length))
             request = Request(method, path[len(dialect.prefix) :] or "/", query_args, headers, body)
             for route_method, pattern, answer in dialect.routes:
                 if route_method == method and (found := re.fullmatch(pattern, request.path)):
