@@ -1,5 +1,5 @@
-"""AceDataCloud at the root (contract: shared/providers/acedata-video.md), the services the catalogue
-reaches; a video has the service's frame, but 4k renders at 1080p's (a 4k clip takes ~12 s here)."""
+"""AceDataCloud at the root (contract: shared/providers/acedata-video.md; the retired /sora/*: acedata-sora.md),
+the services the catalogue reaches; a video has the service's frame, but 4k renders at 1080p's (~12 s)."""
 
 from __future__ import annotations
 
@@ -43,6 +43,32 @@ def _value(values: dict[str, Any], name: str, spec: Field) -> Any:
     for problem in core.problems({name: spec}, values):
         raise bad_request(_message(*problem))
     return values.get(name, spec.default)
+
+
+class Sora:
+    """acedata-sora.md, "POST /sora/videos": the retired route, its v2 mode only."""
+
+    PRO_ONLY = ("1024x1792", "1792x1024")
+    fields: ClassVar[dict[str, Field]] = {
+        "prompt": PROMPT,
+        "model": one_of("sora-2", "sora-2-pro", required=True),
+        "duration": one_of(4, 8, 12, default=4),
+        "size": one_of("720x1280", "1280x720", *PRO_ONLY, default="720x1280"),
+        "image_urls": URLS,
+    }
+
+    def shape(self, values: dict[str, Any]) -> core.Shape:
+        version, size = values.get("version"), values["size"]
+        # "2.0" is documented; older clients sent the integer 2 (type(): a bool is an int too).
+        if not (version == "2.0" or (type(version) is int and version == 2)):
+            raise bad_request(f'version must be "2.0" (only the v2 mode is simulated), got {version!r}')
+        refuse(size in self.PRO_ONLY and values["model"] == "sora-2", f"size {size} needs model sora-2-pro")
+        width, height = map(int, size.split("x"))
+        return values["prompt"], width, height, values["duration"]
+
+    def success(self, job: core.Job, video_url: str) -> dict[str, Any]:
+        video_id = f"{job.record['request']['model']}:task_{secrets.token_hex(13)}"
+        return {"data": [{"id": video_id, "video_url": video_url, "state": "succeeded"}]}
 
 
 class Veo:
@@ -205,7 +231,7 @@ class Wan:
         return {"video_url": video_url, "state": "completed"}
 
 
-SERVICES: dict[str, Any] = {"veo": Veo(), "kling": Kling(), "seedance": Seedance(), "wan": Wan()}
+SERVICES: dict[str, Any] = dict(sora=Sora(), veo=Veo(), kling=Kling(), seedance=Seedance(), wan=Wan())
 
 
 class AceData:
@@ -223,7 +249,9 @@ class AceData:
         return {"success": False, "error": failure, "trace_id": str(uuid.uuid4())}
 
     def _body(self, request: core.Request) -> dict[str, Any]:
-        """acedata-video.md, "Transport": `Authorization: Bearer <token>` (none: 401, not the 400 no_token)."""
+        """acedata-video.md, "Transport": `Authorization: Bearer <token>`; none at all is a 400 no_token."""
+        if request.headers.get("authorization", "").strip().lower() in ("", "bearer"):
+            raise core.SimError(400, "no_token", "no token provided in the Authorization header")
         request.check_bearer(self.sim.config.api_token)
         return request.json_object()
 

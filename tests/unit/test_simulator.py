@@ -4,6 +4,7 @@ videos, fault modes) through the veo route, and each service's create checks, re
 from __future__ import annotations
 
 import hashlib
+import http.client
 import io
 import json
 import socket
@@ -212,14 +213,32 @@ def test_unknown_route_is_no_api(client: httpx.Client) -> None:
 
 @pytest.mark.parametrize("path", ["/veo/videos", "/veo/tasks"])
 @pytest.mark.parametrize(
-    "header", [None, "", "Bearer", "Bearer wrong-token", f"Basic {TOKEN}", f"Bearer {TOKEN}x"]
+    ("header", "status", "code"),
+    [(None, 400, "no_token"), ("", 400, "no_token"), ("Bearer", 400, "no_token")]
+    + [(bad, 401, "invalid_token") for bad in ("Bearer wrong-token", f"Basic {TOKEN}", f"Bearer {TOKEN}x")],
 )
-def test_a_missing_or_wrong_token_is_invalid_token(
-    web: httpx.Client, sim: ProviderSimulator, path: str, header: str | None
+def test_a_missing_token_is_no_token_and_a_wrong_one_invalid_token(
+    web: httpx.Client, sim: ProviderSimulator, path: str, header: str | None, status: int, code: str
 ) -> None:
     headers = {"Authorization": header} if header is not None else {}
     answer = web.post(f"{sim.url}{path}", json=create_body(), headers=headers)
-    assert_error(answer, 401, "invalid_token")
+    assert_error(answer, status, code)
+    assert sim.jobs() == []
+
+
+@pytest.mark.parametrize("length", ["abc", "-1", "1.5", "\u00b2", str(1 << 30)])
+def test_a_bad_content_length_is_bad_request(sim: ProviderSimulator, length: str) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", sim.port, timeout=10)
+    try:
+        connection.putrequest("POST", "/veo/videos")
+        connection.putheader("Authorization", f"Bearer {TOKEN}")
+        connection.putheader("Content-Length", length)  # and no body: a hang, were it read
+        connection.endheaders()
+        answer = connection.getresponse()
+        body = assert_error(httpx.Response(answer.status, content=answer.read()), 400, "bad_request")
+    finally:
+        connection.close()
+    assert "Content-Length" in body["error"]["message"]
     assert sim.jobs() == []
 
 
@@ -722,6 +741,7 @@ def test_render_mp4_refuses_shapes_it_cannot_render_exactly(
 IMAGE_URL = "https://example.com/first.png"
 # A valid create body per service, as small as its request table allows.
 SERVICE_BODIES: dict[str, dict[str, Any]] = {
+    "sora": {"model": "sora-2", "version": "2.0", "prompt": "a heron"},  # the retired route (acedata-sora.md)
     "veo": {"action": "text2video", "model": "veo31-fast", "prompt": "a heron"},
     "kling": {"action": "text2video", "model": "kling-v2-5-turbo", "prompt": "a heron"},
     "seedance": {"model": "doubao-seedance-1-5-pro-251215", "content": [{"type": "text", "text": "a heron"}]},
@@ -745,7 +765,7 @@ def test_every_service_route_wants_the_token(
     web: httpx.Client, sim: ProviderSimulator, service: str, path: str
 ) -> None:
     url = f"{sim.url}/{service}/{path}"
-    assert_error(web.post(url, json=service_body(service)), 401, "invalid_token")
+    assert_error(web.post(url, json=service_body(service)), 400, "no_token")
     assert_error(
         web.post(url, json=service_body(service), headers={"Authorization": "Bearer x"}), 401, "invalid_token"
     )
@@ -756,6 +776,15 @@ def test_every_service_route_wants_the_token(
 RESULT_SHAPES: dict[
     str, tuple[set[str], Callable[[dict[str, Any]], Any], Callable[[dict[str, Any]], Any]]
 ] = {
+    "sora": (
+        {"data"},
+        lambda body: body["data"][0]["video_url"],
+        lambda body: (
+            body["data"][0]["state"] == "succeeded"
+            and body["data"][0]["id"].startswith("sora-2:task_")
+            and set(body["data"][0]) == {"id", "video_url", "state"}
+        ),
+    ),
     "veo": (
         {"data"},
         lambda body: body["data"][0]["video_url"],
@@ -809,6 +838,20 @@ def test_each_service_answers_its_documented_result_body(
 @pytest.mark.parametrize(
     ("service", "overrides", "field"),
     [
+        ("sora", {"prompt": _DROP}, "prompt"),
+        ("sora", {"model": _DROP}, "model"),
+        ("sora", {"model": "sora-1"}, "model"),
+        ("sora", {"version": _DROP}, "version"),
+        ("sora", {"version": "1.0"}, "version"),
+        ("sora", {"version": True}, "version"),
+        ("sora", {"version": 2.0}, "version"),
+        ("sora", {"duration": 10}, "duration"),
+        ("sora", {"duration": "4"}, "duration"),
+        ("sora", {"size": "small"}, "size"),
+        ("sora", {"size": "1792x1024"}, "size"),  # sora-2-pro only
+        ("sora", {"size": "1024x1792"}, "size"),
+        ("sora", {"image_urls": IMAGE_URL}, "image_urls"),
+        ("sora", {"callback_url": _DROP}, "callback_url"),
         ("veo", {"action": _DROP}, "action"),
         ("veo", {"model": "veo9"}, "model"),
         ("veo", {"prompt": ""}, "prompt"),
@@ -881,6 +924,8 @@ def test_invalid_service_create_is_bad_request_naming_the_field(
 @pytest.mark.parametrize(
     ("service", "overrides"),
     [
+        ("sora", {"version": 2}),  # the integer older clients sent
+        ("sora", {"model": "sora-2-pro", "size": "1792x1024", "duration": 12, "image_urls": [IMAGE_URL]}),
         (
             "veo",
             {
@@ -927,6 +972,8 @@ def test_documented_service_options_are_accepted(
     ("service", "overrides", "shape"),
     [
         # (width, height, seconds) of the video the service would deliver for that request
+        ("sora", {"size": "1280x720", "duration": 8}, (1280, 720, 8)),
+        ("sora", {}, (720, 1280, 4)),  # the defaults
         ("veo", {"aspect_ratio": "9:16"}, (720, 1280, 8)),
         ("kling", {"aspect_ratio": "1:1"}, (720, 720, 5)),
         ("seedance", {"resolution": "480p", "ratio": "4:3", "duration": 4}, (640, 480, 4)),
@@ -965,7 +1012,20 @@ def test_a_service_callback_is_its_result_body(client: httpx.Client, receiver: C
     assert delivery.body["state"] == "succeed"
 
 
-def test_a_failed_service_task_has_the_platform_failure_body(client: httpx.Client) -> None:
-    task_id = client.post("/wan/videos", json=service_body("wan", prompt="[sim:fail] no")).json()["task_id"]
-    response = finished_response(client, "wan", task_id)
+@pytest.mark.parametrize("service", ["sora", "wan"])
+def test_a_failed_service_task_has_the_platform_failure_body(client: httpx.Client, service: str) -> None:
+    body = service_body(service, prompt="[sim:fail] no")
+    task_id = client.post(f"/{service}/videos", json=body).json()["task_id"]
+    response = finished_response(client, service, task_id)
     assert (response["success"], response["error"]["code"]) == (False, "api_error")
+
+
+@pytest.mark.parametrize("service", ["sora", "wan"])
+def test_a_service_takes_the_create_fault_markers(client: httpx.Client, service: str) -> None:
+    answer = client.post(f"/{service}/videos", json=service_body(service, prompt="[sim:429x1] busy"))
+    assert_error(answer, 429, "too_many_requests")
+    assert answer.headers["Retry-After"] == "1"
+    assert (
+        client.post(f"/{service}/videos", json=service_body(service, prompt="[sim:429x1] busy")).status_code
+        == 200
+    )
