@@ -1,9 +1,5 @@
-"""fal.ai's queue dialect under /fal: submit, status, result, cancel, JWKS, signed webhooks.
-
-Contract: shared/providers/fal-queue.md (cited by section). ENDPOINTS: the catalogue's fal routes
-with the input schemas their fal pages document; undefined fields are ignored, as a pydantic model
-does (inferred), and noted in `meta["ignored_fields"]`.
-"""
+"""fal.ai's queue under /fal (contract: shared/providers/fal-queue.md): submit, status, result, JWKS,
+signed webhooks. Unknown input fields are ignored, as pydantic does, and noted in meta["ignored_fields"]."""
 
 from __future__ import annotations
 
@@ -14,44 +10,25 @@ import json
 import re
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from devstack.simulator import core, schema
-from devstack.simulator.core import Answer, Job, Request, SimError
-from devstack.simulator.schema import INT, PROMPT, TEXT, YES, Field, Rule, one_of
+from devstack.simulator import core
+from devstack.simulator.core import INT, PROMPT, TEXT, YES, Field, Rule, SimError, one_of
 
-FAILURE_TYPE, CANCELLED_TYPE = "generation_failed", "request_cancelled"  # fal's values are not recorded
 _TYPE_ERRORS = {
     "string": "string_type",
     "boolean": "bool_type",
     "integer": "int_type",
     "number": "float_type",
 }
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """A fal endpoint's input schema, from its page (above ENDPOINTS)."""
-
-    id: str
-    fields: dict[str, Field]
-    rule: Rule | None = None  # documented on the page; fal answers it as a value_error
-
-    @property
-    def app(self) -> str:
-        """`owner/alias`: where its requests live (fal-queue.md, Status, result, cancel)."""
-        return "/".join(self.id.split("/")[:2])
-
-
 _LTX_LONG = "Durations longer than 10 seconds are only supported with 25 FPS and 1080p resolution"
 
 
 def _ltx_long_clips(values: dict[str, Any]) -> tuple[str, str] | None:
-    if values["duration"] > 10 and (values["fps"] != 25 or values["resolution"] != "1080p"):
+    if values["duration"] > 10 and (values["fps"], values["resolution"]) != (25, "1080p"):
         return "duration", _LTX_LONG
     return None
 
@@ -72,7 +49,7 @@ _KLING = {
     "prompt": PROMPT,
     "duration": one_of("5", "10", default="5"),
     "negative_prompt": Field("string", default="blur, distort, and low quality"),
-    "cfg_scale": schema.number(0, 1, 0.5),
+    "cfg_scale": Field("number", default=0.5, minimum=0, maximum=1),
 }
 _LTX = {
     "prompt": PROMPT,
@@ -81,60 +58,38 @@ _LTX = {
     "fps": one_of(24, 25, 48, 50, default=25),
     "generate_audio": YES,
 }
-# Pages: https://fal.ai/models/<id>/llms.txt; veo3.1/image-to-video's: fal.ai/docs/model-api-reference/
-# video-generation-api/veo3.1-image-to-video. Kling's and LTX's aspect_ratio (and LTX's fps) options
-# are secondary (the catalogue entry's notes, clawhub.ai); "auto" for LTX's image endpoint is unverified.
-_KLING_IMAGE = {"tail_image_url": TEXT}
-_LTX_IMAGE = {"end_image_url": TEXT, "aspect_ratio": _AUTO}
+# Pages: fal.ai/models/<id>/llms.txt (veo3.1/image-to-video: fal.ai/docs/model-api-reference/...); Kling's and
+# LTX's aspect_ratio and LTX's fps from secondary sources (clawhub.ai); LTX image "auto" unverified.
 _KLING_RATIO = one_of("16:9", "9:16", "1:1", default="16:9")
-ENDPOINTS: dict[str, Endpoint] = {
-    e.id: e
-    for e in (
-        Endpoint("fal-ai/veo3.1", _VEO | {"aspect_ratio": _WIDE}),
-        Endpoint("fal-ai/veo3.1/image-to-video", _VEO | _IMAGE | {"aspect_ratio": _AUTO}),
-        Endpoint("fal-ai/kling-video/v2.5-turbo/pro/text-to-video", _KLING | {"aspect_ratio": _KLING_RATIO}),
-        Endpoint("fal-ai/kling-video/v2.5-turbo/pro/image-to-video", _KLING | _IMAGE | _KLING_IMAGE),
-        Endpoint("fal-ai/ltx-2.3/text-to-video/fast", _LTX | {"aspect_ratio": _WIDE}, _ltx_long_clips),
-        Endpoint("fal-ai/ltx-2.3/image-to-video/fast", _LTX | _IMAGE | _LTX_IMAGE, _ltx_long_clips),
-    )
+_LTX_IMAGE = {"end_image_url": TEXT, "aspect_ratio": _AUTO}
+# An endpoint id: (its input fields, the cross-field rule its page documents, answered as a value_error).
+ENDPOINTS: dict[str, tuple[dict[str, Field], Rule | None]] = {
+    "fal-ai/veo3.1": (_VEO | {"aspect_ratio": _WIDE}, None),
+    "fal-ai/veo3.1/image-to-video": (_VEO | _IMAGE | {"aspect_ratio": _AUTO}, None),
+    "fal-ai/kling-video/v2.5-turbo/pro/text-to-video": (_KLING | {"aspect_ratio": _KLING_RATIO}, None),
+    "fal-ai/kling-video/v2.5-turbo/pro/image-to-video": (_KLING | _IMAGE | {"tail_image_url": TEXT}, None),
+    "fal-ai/ltx-2.3/text-to-video/fast": (_LTX | {"aspect_ratio": _WIDE}, _ltx_long_clips),
+    "fal-ai/ltx-2.3/image-to-video/fast": (_LTX | _IMAGE | _LTX_IMAGE, _ltx_long_clips),
 }
 
 
-def _detail(name: str, problem: str, spec: Field) -> dict[str, Any]:
-    """One of pydantic's error items, as fal answers them (fal-queue.md, Errors)."""
-    if problem == "missing":
-        kind, message = "missing", "Field required"
-    elif spec.options is not None:
-        shown = [repr(option) if isinstance(option, str) else str(option) for option in spec.options]
-        listed = f"{', '.join(shown[:-1])} or {shown[-1]}" if len(shown) > 1 else shown[0]
-        kind, message = "literal_error", f"Input should be {listed}"
-    elif problem == "type":
-        kind, message = _TYPE_ERRORS[spec.kind], f"Input should be a valid {spec.kind}"
-    elif problem == "minimum":
-        kind, message = "greater_than_equal", f"Input should be >= {spec.minimum}"
-    else:
-        kind, message = "less_than_equal", f"Input should be <= {spec.maximum}"
-    return _item(name, message, kind)
-
-
 def _item(name: str | None, message: str, kind: str) -> dict[str, Any]:
+    """One of pydantic's error items, as fal answers them (fal-queue.md, Errors)."""
     return {"loc": ["body", name] if name else ["body"], "msg": message, "type": kind}
 
 
-def validate(endpoint: Endpoint, body: dict[str, Any]) -> list[dict[str, Any]]:
-    """fal's 422 detail items for a body, empty when valid; the cross-field rule runs last."""
-    errors = [_detail(*found[:3]) for found in schema.problems(endpoint.fields, body)]
-    if not errors and endpoint.rule and (broken := endpoint.rule(schema.filled(endpoint.fields, body))):
-        errors.append(_item(broken[0], broken[1], "value_error"))
-    return errors
-
-
-class Invalid(SimError):
-    """fal's validation answer: 422 with a list of detail items (fal-queue.md, Errors)."""
-
-    def __init__(self, detail: list[dict[str, Any]]) -> None:
-        super().__init__(422, "validation_error", "; ".join(item["msg"] for item in detail))
-        self.detail = detail
+def _detail(name: str, problem: str, spec: Field, _value: Any) -> dict[str, Any]:
+    if problem == "missing":
+        return _item(name, "Field required", "missing")
+    if spec.options is not None:
+        shown = [repr(option) if isinstance(option, str) else str(option) for option in spec.options]
+        listed = f"{', '.join(shown[:-1])} or {shown[-1]}" if len(shown) > 1 else shown[0]
+        return _item(name, f"Input should be {listed}", "literal_error")
+    if problem == "type":
+        return _item(name, f"Input should be a valid {spec.kind}", _TYPE_ERRORS[spec.kind])
+    low = problem == "minimum"
+    bound = f"{'>=' if low else '<='} {spec.minimum if low else spec.maximum}"
+    return _item(name, f"Input should be {bound}", "greater_than_equal" if low else "less_than_equal")
 
 
 def _failure(record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -144,137 +99,103 @@ def _failure(record: dict[str, Any]) -> list[dict[str, Any]]:
 class Fal:
     """The fal queue under /fal, for the catalogue's fal endpoints."""
 
-    name = "fal"
-    prefix = "/fal"
+    name, prefix = "fal", "/fal"
 
     def __init__(self, sim: core.ProviderSimulator) -> None:
-        self.sim = sim
+        self.sim, self.key = sim, sim.config.fal_key or sim.config.api_token
         # fal-queue.md, Signature verification 4: the JWKS publishes the signing key; never the forger's.
         self.signing_key, self._forger = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
-        self._kids = 1
-
-    @property
-    def key(self) -> str:
-        return self.sim.config.fal_key or self.sim.config.api_token
-
-    def rotate_key(self) -> None:
-        """Sign with a new key from now on and publish only it."""
-        self.signing_key, self._kids = Ed25519PrivateKey.generate(), self._kids + 1
-
-    def routes(self) -> list[core.Route]:
-        ids = "|".join(re.escape(endpoint_id) for endpoint_id in sorted(ENDPOINTS, key=len, reverse=True))
+        ids = "|".join(map(re.escape, sorted(ENDPOINTS, key=len, reverse=True)))
         request = r"/(?P<app>[^/]+/[^/]+)/requests/(?P<request_id>[A-Za-z0-9_-]+)"
-        return [
-            ("GET", re.compile(r"/\.well-known/jwks\.json"), self.jwks),
-            ("POST", re.compile(rf"/(?P<endpoint>{ids})"), self.submit),
-            ("GET", re.compile(rf"{request}/status"), self.status),
-            ("PUT", re.compile(rf"{request}/cancel"), self.cancel),
-            ("GET", re.compile(request), self.result),
+        self.routes = [
+            ("GET", r"/\.well-known/jwks\.json", self.jwks),
+            ("POST", rf"/(?P<endpoint>{ids})", self.submit),
+            ("GET", rf"{request}/status", self.status),
+            ("GET", request, self.result),
         ]
 
     def error_body(self, error: SimError) -> dict[str, Any]:
         """fal-queue.md, Errors: `{"detail": "..."}` or `{"detail": [{"loc", "msg", "type"}]}`."""
-        return {"detail": error.detail if isinstance(error, Invalid) else error.message}
+        return {"detail": error.message}  # a fal 422's message is its list of detail items
 
-    def jwks(self, request: Request) -> Answer:
+    def jwks(self, request: core.Request) -> core.Answer:
         """fal-queue.md, Signature verification 4: an OKP/Ed25519 JWK (RFC 8037), public."""
         raw = self.signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
         x = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-        key = {"kty": "OKP", "crv": "Ed25519", "x": x, "use": "sig", "alg": "EdDSA"}
-        return 200, {"keys": [{**key, "kid": f"sim-{self._kids}"}]}, {}
+        key = {"kty": "OKP", "crv": "Ed25519", "x": x, "use": "sig", "alg": "EdDSA", "kid": "sim-1"}
+        return 200, {"keys": [key]}, {}
 
-    def submit(self, request: Request) -> Answer:
+    def submit(self, request: core.Request) -> core.Answer:
         """fal-queue.md, Submit (Transport: `Authorization: Key $FAL_KEY`)."""
-        core.check_bearer(request, self.key, scheme="Key")
-        endpoint = ENDPOINTS[request.groups["endpoint"]]
-        body = request.json()
-        if not isinstance(body, dict):
-            raise Invalid([_item(None, "Input should be a valid dictionary", "dict_type")])
-        if errors := validate(endpoint, body):
-            raise Invalid(errors)
+        request.check_bearer(self.key, scheme="Key")
+        endpoint_id = request.groups["endpoint"]
+        fields, rule = ENDPOINTS[endpoint_id]
+        not_object = [_item(None, "Input should be a valid dictionary", "dict_type")]
+        body = request.json_object(SimError(422, "validation_error", not_object))
+        errors = [_detail(*found) for found in core.problems(fields, body)]
+        values = core.filled(fields, body)
+        if not errors and rule and (broken := rule(values)):
+            errors.append(_item(broken[0], broken[1], "value_error"))
+        if errors:
+            raise SimError(422, "validation_error", errors)
         webhook = request.query.get("fal_webhook")
         if webhook is not None and not webhook.startswith(("http://", "https://")):
             raise core.bad_request("fal_webhook must be an http(s) URL")
-        values, request_id = schema.filled(endpoint.fields, body), str(uuid.uuid4())
         ratio, tier = str(values.get("aspect_ratio", "16:9")), str(values.get("resolution", "1080p"))
         seconds = int(str(values.get("duration", 5)).removesuffix("s"))
-        shape = (str(body.get("prompt", "")), *schema.frame(ratio, tier), seconds)
-        record = {
-            "request_id": request_id,
-            "gateway_request_id": request_id,  # differs only after an internal retry
-            "endpoint": endpoint.id,
-            "app": endpoint.app,
-            "input": copy.deepcopy(body),
-            "webhook": webhook,
-            "submitted_at": time.time(),
-            "cancelled": False,
-            "error": None,
-            "error_type": None,
-        }
+        request_id = str(uuid.uuid4())
+        shape = (str(body.get("prompt", "")), *core.frame(ratio, tier), seconds)
+        app = "/".join(endpoint_id.split("/")[:2])  # where its requests live (fal-queue.md, Status, result)
+        record = {"request_id": request_id, "endpoint": endpoint_id, "app": app, "input": copy.deepcopy(body)}
+        record |= {"webhook": webhook, "submitted_at": time.time(), "error": None, "error_type": None}
+        # fal-queue.md, Submit: the URLs point back at this simulator's /fal prefix (no cancel: not simulated).
+        record["response_url"] = base = f"{self.sim.url}{self.prefix}/{app}/requests/{request_id}"
         job = self.sim.new_job(self.name, shape, record, request_id)
-        job.meta["ignored_fields"] = sorted(set(body) - set(endpoint.fields))
+        job.meta["ignored_fields"] = sorted(set(body) - set(fields))
         push = (lambda job, kind: self._push(job, webhook, kind)) if webhook else None
         self.sim.run(job, finish=self._finish, push=push)
+        # gateway_request_id differs from request_id only after an internal retry.
         answer = {"status": "IN_QUEUE", "request_id": request_id, "gateway_request_id": request_id}
-        return 200, {**answer, **self._urls(endpoint.app, request_id), "queue_position": 0}, {}
+        return 200, {**answer, "response_url": base, "status_url": f"{base}/status", "queue_position": 0}, {}
 
-    def status(self, request: Request) -> Answer:
+    def status(self, request: core.Request) -> core.Answer:
         """fal-queue.md, Status, result, cancel."""
         job, record = self._job(request)
-        logs: list[dict[str, Any]] | None = [] if request.query.get("logs") == "1" else None
         if job.state == "running":
-            return 200, {"status": "IN_PROGRESS", "logs": logs}, {}
+            return 200, {"status": "IN_PROGRESS"}, {}
         if not job.terminal:
-            return 200, {"status": "IN_QUEUE", "queue_position": 0, "logs": logs}, {}
-        answer: dict[str, Any] = {
-            "status": "COMPLETED",
-            "logs": logs,
-            "metrics": {"inference_time": round((job.finished_at or job.created_at) - job.created_at, 3)},
-            "response_url": self._urls(record["app"], job.id)["response_url"],
-        }
+            return 200, {"status": "IN_QUEUE", "queue_position": 0}, {}
+        answer = {"status": "COMPLETED", "response_url": record["response_url"]}
         if record["error"]:
             answer.update(error=record["error"], error_type=record["error_type"])
         return 200, answer, {}
 
-    def result(self, request: Request) -> Answer:
+    def result(self, request: core.Request) -> core.Answer:
         """fal-queue.md, Status, result, cancel (before completion: 400, the simulator's choice)."""
         job, record = self._job(request)
         if not job.terminal:
             raise SimError(400, "in_progress", "Request is still in progress")
         if record["error"]:
-            raise Invalid(_failure(record))
+            raise SimError(422, "validation_error", _failure(record))
         return 200, self._output(job), {}
 
-    def cancel(self, request: Request) -> Answer:
-        """fal-queue.md, Status, result, cancel (the answers are unverified): it ends as an error."""
-        job, record = self._job(request)
-        if job.terminal:
-            return 400, {"status": "ALREADY_COMPLETED"}, {}
-        record["cancelled"] = True  # read by _finish, under the engine's lock
-        return 202, {"status": "CANCELLATION_REQUESTED"}, {}
+    def _finish(self, job: core.Job) -> None:
+        """A failure's error_type: fal's value is not recorded, generation_failed stands in."""
+        if job.fault.fail:
+            job.record.update(error=core.FAILURE_MESSAGE, error_type="generation_failed")
+        job.record["finished_at"] = job.finished_at
 
-    def _finish(self, job: Job) -> None:
-        record = job.record
-        if record["cancelled"]:
-            record.update(error="Request was cancelled", error_type=CANCELLED_TYPE)
-        elif job.fault.fail:
-            record.update(error=core.FAILURE_MESSAGE, error_type=FAILURE_TYPE)
-        record["finished_at"] = job.finished_at
-
-    def _output(self, job: Job, kind: str = "final") -> dict[str, Any]:
+    def _output(self, job: core.Job, kind: str = "final") -> dict[str, Any]:
         """fal-queue.md, Status, result, cancel (the shape is inferred from fal's image example)."""
-        video: dict[str, Any] = {"url": self.sim.video_url(job, kind), "content_type": "video/mp4"}
+        video = {"url": self.sim.video_url(job, kind), "content_type": "video/mp4"}
         video["file_name"] = f"{job.id}.mp4"
-        if kind != "final":  # a forged or stale push claims a video it does not size
-            return {"video": video}
-        path = self.sim.video_path(job.id)  # renders on first use, like the first download
-        video["file_size"] = path.stat().st_size if path is not None else None
-        return {"video": video, "seed": int(hashlib.sha256(job.id.encode()).hexdigest()[:8], 16)}
+        if kind == "final":  # a forged or stale push claims a video it does not size
+            path = self.sim.video_path(job.id)  # renders on first use, like the first download
+            video["file_size"] = path.stat().st_size if path is not None else None
+        return {"video": video}
 
-    def _push(self, job: Job, url: str, kind: str) -> None:
+    def _push(self, job: core.Job, url: str, kind: str) -> None:
         """fal-queue.md, Webhook, Signature verification: forged = an unpublished key, stale = old."""
-        if kind == "progress":
-            return
         record = self.sim.record(job.id) or {}
         if kind == "final" and record.get("error"):
             detail = {"detail": _failure(record)}
@@ -289,15 +210,10 @@ class Fal:
         headers = {"Request-Id": job.id, "User-Id": user, "Timestamp": timestamp, "Signature": signature}
         self.sim.deliver(job, url, raw, {f"X-Fal-Webhook-{k}": v for k, v in headers.items()}, kind=kind)
 
-    def _job(self, request: Request) -> tuple[Job, dict[str, Any]]:
-        """The job a status/result/cancel path names, under its own app only."""
-        core.check_bearer(request, self.key, scheme="Key")
+    def _job(self, request: core.Request) -> tuple[core.Job, dict[str, Any]]:
+        """The job a status/result path names, under its own app only."""
+        request.check_bearer(self.key, scheme="Key")
         job = self.sim.job(request.groups["request_id"], self.name)
         if job is None or job.record["app"] != request.groups["app"]:
             raise SimError(404, "not_found", "Request not found")
         return job, job.record
-
-    def _urls(self, app: str, request_id: str) -> dict[str, str]:
-        """fal-queue.md, Submit: the URLs point back at this simulator's /fal prefix."""
-        base = f"{self.sim.public_url}{self.prefix}/{app}/requests/{request_id}"
-        return {"response_url": base, "status_url": f"{base}/status", "cancel_url": f"{base}/cancel"}

@@ -1,48 +1,36 @@
-"""Replicate's dialect under `/replicate`: predictions, Standard Webhooks pushes, the secret.
-
-Contract: shared/providers/replicate.md ("contract" below; "inferred" = the simulator's plausible
-pick). MODELS are the models' own input schemas, apart from catalogue.json on purpose: a catalogue
-entry that spells a field or an enum wrongly gets the real API's 422.
-"""
+"""Replicate under /replicate (contract: shared/providers/replicate.md): predictions, signed pushes, the
+secret. MODELS are the models' own schemas, not catalogue.json's: a misspelt entry gets the API's 422."""
 
 from __future__ import annotations
 
 import base64
 import copy
-import dataclasses
 import hashlib
 import json
-import re
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from standardwebhooks import Webhook
 
-from devstack.simulator import core, schema
-from devstack.simulator.core import Answer, Job, Request, SimError
-from devstack.simulator.schema import INT, NO, PROMPT, URI, YES, Field, frame, one_of
+from devstack.simulator import core
+from devstack.simulator.core import INT, NO, PROMPT, URI, YES, Field, SimError, frame, one_of
 
-DEFAULT_RETENTION_S = 3600.0  # contract, "Data retention": API predictions' data goes after 1 h
 _EVENT_NAMES = ("completed", "logs", "output", "start")  # a list: `in` must not hash what a client sent
+_EVENTS = ", ".join(_EVENT_NAMES)
 DEFAULT_EVENTS = frozenset({"output", "completed"})  # contract, "Create": what no filter sends
-# Contract, "Webhook": only the final webhook is retried, with backoff (here x callback_delay_s).
-FINAL_RETRY_FACTORS = (1, 2, 4)
-MAX_WAIT_S = 60  # contract, "Create": `Prefer: wait` holds the answer for up to 60 s
+FINAL_RETRY_FACTORS = (1, 2, 4)  # "Webhook": only the final one is retried, backing off (x callback_delay_s)
 _ID_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"  # prediction ids: 26 lower-case base32 characters
-_PREFER_WAIT = re.compile(r"^\s*wait(?:\s*=\s*(?P<seconds>\d+))?\s*$", re.IGNORECASE)
-_WEB = "https://replicate.com/p"
-_TITLES = {400: "Bad request", 401: "Unauthenticated", 402: "Insufficient credit", 404: "Not found"}
-_TITLES |= {422: "Input validation failed", 500: "Internal server error", 504: "Gateway timeout"}
-_EXPECTED = {"uri": "string", "url": "string"}
+# Problem titles of the engine's errors; the dialect's own carry theirs as the code.
+_TITLES = {400: "Bad request", 404: "Not found", 500: "Internal server error", 504: "Gateway timeout"}
 
 
 def _message(name: str, problem: str, spec: Field, value: Any) -> str:
     """Contract, "Errors"; stricter than Cog's coercion on purpose, so a wrong duration_format fails."""
-    expected = _EXPECTED.get(spec.kind, spec.kind)
+    expected = "string" if spec.kind in ("uri", "url") else spec.kind
     text = {
         "missing": f"{name} is required",
         "type": f"Invalid type. Expected: {expected}, given: {type(value).__name__}",
@@ -61,19 +49,15 @@ class Model:
     route: str
     fields: dict[str, Field]
     dimensions: Callable[[dict[str, Any]], tuple[int, int]]  # on the input with defaults filled in
-    rule: schema.Rule = lambda _: None
-
-    @property
-    def version(self) -> str:
-        return hashlib.sha256(self.route.encode()).hexdigest()  # simulator-only ids, stable per model
+    rule: core.Rule = lambda _: None
 
     def validate(self, given: Any) -> tuple[dict[str, Any], list[str]]:
         """The input with defaults filled in, and every problem found (empty when valid)."""
         if not isinstance(given, dict):
             return {}, ["input: Invalid type. Expected: object"]
-        found = [_message(*problem) for problem in schema.problems(self.fields, given)]
+        found = [_message(*problem) for problem in core.problems(self.fields, given)]
         found += [f"{k}: Additional property {k} is not allowed" for k in given if k not in self.fields]
-        values = schema.filled(self.fields, given)
+        values = core.filled(self.fields, given)
         if not found and (broken := self.rule(values)):
             found.append(f"{broken[0]}: {broken[1]}")
         return values, found
@@ -88,9 +72,8 @@ def _hailuo_rule(values: dict[str, Any]) -> tuple[str, str] | None:
 _HAILUO_SIZES = {"512p": (912, 512), "768p": (1366, 768), "1080p": (1920, 1080)}
 _SEEDANCE_SIZES = {"16:9": (1280, 720), "4:3": (960, 720), "1:1": (960, 960), "3:4": (720, 960)}
 _SEEDANCE_SIZES |= {"9:16": (720, 1280), "21:9": (1680, 720), "9:21": (720, 1680)}
-# Sources: the models' OpenAPI schemas as copied in keremk/renku catalog/models/replicate/video/*.json
-# @00384279 (veo-3.1-fast, kling-v2.5-turbo-pro, seedance-1.5-pro), Replicate's schema page for
-# minimax/hailuo-02 (version c43b610e). Sizes the input does not name (kling, seedance, hailuo 16:9) inferred.
+# Sources: the OpenAPI schemas in keremk/renku catalog/models/replicate/video/*.json @00384279; hailuo-02's
+# Replicate schema page (version c43b610e). Sizes the input does not name (kling, seedance, hailuo) inferred.
 _VEO = {
     "prompt": PROMPT,
     "aspect_ratio": one_of("16:9", "9:16", default="16:9"),
@@ -123,7 +106,7 @@ _SEEDANCE = {
     "prompt": PROMPT,
     "image": URI,
     "last_frame_image": URI,
-    "duration": schema.number(2, 12, 5, kind="integer"),
+    "duration": Field("integer", default=5, minimum=2, maximum=12),
     "aspect_ratio": one_of("16:9", "4:3", "1:1", "3:4", "9:16", "21:9", "9:21", default="16:9"),
     "fps": one_of(24, default=24),
     "camera_fixed": NO,
@@ -137,7 +120,6 @@ _MODELS = (
     Model("bytedance/seedance-1.5-pro", _SEEDANCE, lambda values: _SEEDANCE_SIZES[values["aspect_ratio"]]),
 )
 MODELS: dict[str, Model] = {model.route: model for model in _MODELS}
-_BY_VERSION = {model.version: model for model in _MODELS}
 
 
 def _now_iso(moment: float | None = None) -> str:
@@ -152,38 +134,17 @@ def _message_id() -> str:
     return "msg_" + secrets.token_urlsafe(18).replace("-", "a").replace("_", "b")
 
 
-@dataclass
-class _Hook:
-    """Where a prediction's webhooks go and what the caller asked for (the job's private notes)."""
-
-    url: str
-    events: frozenset[str]
-    completed_id: str = field(default_factory=_message_id)  # the terminal event's stable webhook-id
-    completed_sent: bool = False
-
-
 class Replicate:
-    """The dialect. `retention_s` and `secret` are public so tests can shorten or rotate them."""
+    """The dialect (its data retention, an hour, is not simulated: no test runs that long)."""
 
-    name = "replicate"
-    prefix = "/replicate"
+    name, prefix = "replicate", "/replicate"
 
-    def __init__(self, sim: core.ProviderSimulator, *, retention_s: float = DEFAULT_RETENTION_S) -> None:
-        self.sim, self.retention_s, self.secret = sim, retention_s, _new_secret()
-
-    def rotate_secret(self) -> str:
-        """A new signing secret (the account owner rotated it); pushes from now on use it."""
-        self.secret = _new_secret()
-        return self.secret
-
-    def routes(self) -> list[core.Route]:
-        prediction, model = r"/v1/predictions/(?P<id>[^/]+)", r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)"
-        return [
-            ("POST", re.compile(model + "/predictions"), self.create_for_model),
-            ("POST", re.compile(r"/v1/predictions"), self.create_for_version),
-            ("GET", re.compile(prediction), self.get),
-            ("POST", re.compile(prediction + "/cancel"), self.cancel),
-            ("GET", re.compile(r"/v1/webhooks/default/secret"), self.webhook_secret),
+    def __init__(self, sim: core.ProviderSimulator) -> None:
+        self.sim, self.secret = sim, _new_secret()
+        self.routes = [
+            ("POST", r"/v1/models/(?P<owner>[^/]+)/(?P<name>[^/]+)/predictions", self.create),
+            ("GET", r"/v1/predictions/(?P<id>[^/]+)", self.get),
+            ("GET", r"/v1/webhooks/default/secret", self.webhook_secret),
         ]
 
     def error_body(self, error: SimError) -> dict[str, Any]:
@@ -194,111 +155,58 @@ class Replicate:
         title = _TITLES.get(error.status, error.code)
         return {"title": title, "detail": error.message, "status": error.status}
 
-    def _authorize(self, request: Request) -> None:
+    def _authorize(self, request: core.Request) -> None:
         """`Authorization: Bearer $REPLICATE_API_TOKEN` (contract, "Transport")."""
         refused = SimError(401, "Unauthenticated", "You did not pass a valid authentication token")
-        config = self.sim.config
-        core.check_bearer(request, config.replicate_token or config.api_token, refused=refused)
+        request.check_bearer(self.sim.config.replicate_token or self.sim.config.api_token, refused=refused)
 
-    def _prediction(self, request: Request) -> Job:
-        """The prediction the path names, after the token check; only this dialect's."""
-        self._authorize(request)
-        if (job := self.sim.job(request.groups["id"], self.name)) is None:
-            raise SimError(404, "Not found", "The requested resource could not be found.")
-        return job
-
-    def create_for_model(self, request: Request) -> Answer:
+    def create(self, request: core.Request) -> core.Answer:
         """`POST /v1/models/{owner}/{name}/predictions`, the model named in the path (contract, "Create")."""
         self._authorize(request)
-        route = f"{request.groups['owner']}/{request.groups['name']}"
-        if route not in MODELS:
+        if (model := MODELS.get(route := f"{request.groups['owner']}/{request.groups['name']}")) is None:
             raise SimError(404, "Not found", f"The requested model {route} could not be found")
-        return self._create(request, MODELS[route])
-
-    def create_for_version(self, request: Request) -> Answer:
-        """`POST /v1/predictions` with `version` (an id, `owner/name:id` or `owner/name`) or `model`."""
-        self._authorize(request)
-        body = core.json_object(request, _invalid_body())
-        version, named = body.get("version"), body.get("model")
-        model: Model | None = None
-        if isinstance(version, str) and ":" in version:
-            route, _, version_id = version.rpartition(":")
-            model = _BY_VERSION.get(version_id)
-            model = model if model is not None and model.route == route else None
-        elif isinstance(version, str):
-            model = _BY_VERSION.get(version) or MODELS.get(version)
-        elif isinstance(named, str):
-            model = MODELS.get(named)
-        if model is None:
-            raise SimError(422, "Invalid version", "Invalid version or not permitted")
-        return self._create(request, model)
-
-    def _create(self, request: Request, model: Model) -> Answer:
-        body = core.json_object(request, _invalid_body())
+        invalid = SimError(422, "Input validation failed", "- (root): Invalid type. Expected: object")
+        body = request.json_object(invalid)
         values, problems = model.validate(body.get("input"))
         hook = self._hook(body, problems)
         if problems:
             raise SimError(422, "Input validation failed", "".join(f"- input.{item}\n" for item in problems))
-        width, height = model.dimensions(values)
         prediction_id = "".join(secrets.choice(_ID_ALPHABET) for _ in range(26))
-        base = f"{self.sim.public_url}{self.prefix}/v1/predictions/{prediction_id}"
-        record: dict[str, Any] = {
-            "id": prediction_id,
-            "model": model.route,
-            "version": model.version,
-            "input": copy.deepcopy(body.get("input")),
-            "logs": None,
-            "output": None,
-            "data_removed": False,
-            "error": None,
-            "status": "starting",
-            "created_at": _now_iso(),
-            "started_at": None,
-            "completed_at": None,
-            "urls": {"cancel": f"{base}/cancel", "get": base, "web": f"{_WEB}/{prediction_id}"},
-            "metrics": {},
-        }
-        shape = (str(values["prompt"]), width, height, int(values.get("duration", 5)))
-        job = self.sim.new_job(self.name, shape, record, prediction_id)
-        # Contract, "Data retention": files go after the retention period; expired-url's shorter ttl wins.
-        ttl = self.retention_s if job.fault.url_ttl_s is None else min(job.fault.url_ttl_s, self.retention_s)
-        job.fault = dataclasses.replace(job.fault, url_ttl_s=ttl)
+        version = hashlib.sha256(model.route.encode()).hexdigest()  # simulator-only ids, stable per model
+        record = {"id": prediction_id, "model": model.route, "version": version, "status": "starting"}
+        record |= {"input": copy.deepcopy(body.get("input")), "logs": None, "output": None, "error": None}
+        record |= {"data_removed": False, "created_at": _now_iso(), "started_at": None, "completed_at": None}
+        get = f"{self.sim.url}{self.prefix}/v1/predictions/{prediction_id}"  # no cancel route: not simulated
+        record |= {"urls": {"get": get, "web": f"https://replicate.com/p/{prediction_id}"}}
+        shape = (str(values["prompt"]), *model.dimensions(values), int(values.get("duration", 5)))
+        job = self.sim.new_job(self.name, shape, record | {"metrics": {}}, prediction_id)
         job.meta["hook"] = hook
-        job.meta["create_headers"] = {k: v for k, v in request.headers.items() if k != "authorization"}
-        # "start" goes when the prediction is created (contract, "Webhook": inferred), showing it as created.
-        created = self._view(job)
-        start_s = self.sim.config.callback_delay_s / 10
-        self.sim.schedule(start_s, lambda: self._event(job, "start", body=created))
         self.sim.run(job, finish=self._finish, push=self._push, begin=self._begin)
-        if found := _PREFER_WAIT.match(request.headers.get("prefer", "")):
-            deadline = time.monotonic() + min(MAX_WAIT_S, int(found["seconds"] or MAX_WAIT_S))
-            while not job.terminal and time.monotonic() < deadline and not self.sim.wait(0.05):
-                pass
-        return 201, self._view(job), {}
+        return 201, self.sim.record(job.id), {}
 
-    def _hook(self, body: dict[str, Any], problems: list[str]) -> _Hook | None:
+    def _hook(self, body: dict[str, Any], problems: list[str]) -> dict[str, Any] | None:
+        """Where the webhooks go, the events asked for, and the terminal event's stable webhook-id."""
         url, events = body.get("webhook"), body.get("webhook_events_filter")
         if url is not None and (not isinstance(url, str) or not url.startswith(("https://", "http://"))):
             problems.append("webhook: Does not match format 'uri'")
         if events is not None and not (isinstance(events, list) and all(e in _EVENT_NAMES for e in events)):
-            names = ", ".join(_EVENT_NAMES)
-            problems.append(f"webhook_events_filter: items must be one of the following: {names}")
+            problems.append(f"webhook_events_filter: items must be one of the following: {_EVENTS}")
         if not isinstance(url, str) or problems:
             return None
-        return _Hook(url, frozenset(events) if events is not None else DEFAULT_EVENTS)
+        return {"url": url, "events": DEFAULT_EVENTS if events is None else set(events), "id": _message_id()}
 
-    def _begin(self, job: Job) -> None:
+    def _begin(self, job: core.Job) -> None:
         """The prediction starts processing (under the engine's lock)."""
+        job.meta["started"] = time.time()
         job.record.update(status="processing", started_at=_now_iso(), logs="Starting video generation\n")
 
-    def _finish(self, job: Job) -> None:
+    def _finish(self, job: core.Job) -> None:
         """The terminal Prediction (under the engine's lock, once)."""
         record, finished = job.record, job.finished_at or time.time()
-        record["started_at"] = record["started_at"] or _now_iso(job.created_at)
-        record["completed_at"] = _now_iso(finished)
-        started = datetime.fromisoformat(record["started_at"].replace("Z", "+00:00")).timestamp()
-        predict, total = max(0.0, finished - started), max(0.0, finished - job.created_at)
-        record["metrics"] = {"predict_time": round(predict, 6), "total_time": round(total, 6)}
+        started = job.meta.get("started", job.created_at)
+        record.update(started_at=record["started_at"] or _now_iso(started), completed_at=_now_iso(finished))
+        predict, total = round(finished - started, 6), round(finished - job.created_at, 6)
+        record["metrics"] = {"predict_time": predict, "total_time": total}
         if job.fault.fail:
             record.update(status="failed", error=core.FAILURE_MESSAGE)
             tail = f"Traceback (most recent call last):\nRuntimeError: {core.FAILURE_MESSAGE}\n"
@@ -307,93 +215,43 @@ class Replicate:
             tail = "100%|██████████| 50/50\nVideo written\n"
         record["logs"] = (record["logs"] or "") + tail
 
-    def _view(self, job: Job) -> dict[str, Any]:
-        """The Prediction as the API shows it now: after the retention period its data is gone."""
-        view = self.sim.record(job.id) or {}
-        if job.finished_at is not None and time.time() > job.finished_at + self.retention_s:
-            # contract, "Data retention": inputs, outputs, files and logs deleted (field names inferred)
-            view.update(input={}, output=None, logs=None, data_removed=True)
-        return view
-
-    def _push(self, job: Job, kind: str) -> None:
-        """The engine's push hook: "progress" (the progress fault), "forged", "stale", "final"."""
-        hook: _Hook | None = job.meta.get("hook")
-        if kind == "progress":
-            self._progress(job)
-        elif kind in ("forged", "stale"):  # both claim a success; only the signature tells
-            body = self._view(job) | {"status": "succeeded", "output": self.sim.video_url(job, kind)}
+    def _push(self, job: core.Job, kind: str) -> None:
+        """The engine's push hook; only `completed` is sent (the relay's filter), never progress events."""
+        if kind in ("forged", "stale"):  # both claim a success; only the signature tells
+            body = self.sim.record(job.id) | {"status": "succeeded", "output": self.sim.video_url(job, kind)}
             self._send(job, body, _message_id(), kind)
-        elif hook is not None and not (hook.completed_sent and job.meta.get("cancelled")):
-            hook.completed_sent = True  # else a cancel already sent the terminal event
-            self._event(job, "completed")
+        elif kind == "final":
+            self._event(job)
 
-    def _progress(self, job: Job) -> None:
-        """`logs` events, then `output` with the URL while still `processing` (never terminal)."""
-        with self.sim.lock:
-            if job.terminal:
-                return
-            sent = job.meta["progress_sent"] = job.meta.get("progress_sent", 0) + 1
-            percent, record = min(90, 40 * sent), job.record
-            record["status"], record["started_at"] = "processing", record["started_at"] or _now_iso()
-            bar = f"{percent:3d}%|{'█' * (percent // 10):<10}| {percent // 2}/50\n"
-            record["logs"] = (record["logs"] or "") + bar
-            if last := sent >= job.fault.progress_pushes:
-                record["output"] = self.sim.video_url(job)
-            snapshot = copy.deepcopy(record)  # as it is now, should the final event overtake it
-        self._event(job, "logs", body=snapshot)
-        if last:
-            self._event(job, "output", body=snapshot)
-
-    def _event(self, job: Job, event: str, *, body: dict[str, Any] | None = None, attempt: int = 0) -> None:
-        """One event the filter allows; the final keeps its webhook-id, retried while refused ("Webhook")."""
-        hook: _Hook | None = job.meta.get("hook")
-        if hook is None or event not in hook.events:
+    def _event(self, job: core.Job, attempt: int = 0) -> None:
+        """`completed` if the filter asks for it: one webhook-id, retried while refused ("Webhook")."""
+        if (hook := job.meta["hook"]) is None or "completed" not in hook["events"]:
             return
-        final = event == "completed"
-        kind = ("retry" if attempt else "final") if final else event
-        status = self._send(job, body or self._view(job), hook.completed_id if final else _message_id(), kind)
-        if final and attempt < len(FINAL_RETRY_FACTORS) and not (status and 200 <= status < 300):
+        status = self._send(job, self.sim.record(job.id), hook["id"], "retry" if attempt else "final")
+        if attempt < len(FINAL_RETRY_FACTORS) and not (status and 200 <= status < 300):
             delay = self.sim.config.callback_delay_s * FINAL_RETRY_FACTORS[attempt]
-            self.sim.schedule(delay, lambda: self._event(job, event, attempt=attempt + 1))
+            self.sim.schedule(delay, lambda: self._event(job, attempt + 1))
 
-    def _send(self, job: Job, body: dict[str, Any], message_id: str, kind: str) -> int | None:
+    def _send(self, job: core.Job, body: dict[str, Any], message_id: str, kind: str) -> int | None:
         """The whole Prediction, signed per Standard Webhooks ("Signature"); forged/stale: see _push."""
-        hook: _Hook | None = job.meta.get("hook")
-        if hook is None:
+        if (hook := job.meta["hook"]) is None:
             return None
         raw = json.dumps(body, separators=(",", ":"))
-        age_s = core.STALE_BY_S if kind == "stale" else 0
-        moment = datetime.fromtimestamp(int(time.time() - age_s), tz=UTC)
+        moment = datetime.fromtimestamp(int(time.time()) - core.STALE_BY_S * (kind == "stale"), tz=UTC)
         secret = _new_secret() if kind == "forged" else self.secret
         signature = Webhook(secret).sign(msg_id=message_id, timestamp=moment, data=raw)
         headers = {"webhook-id": message_id, "webhook-timestamp": str(int(moment.timestamp()))}
         headers["webhook-signature"] = signature
-        return self.sim.deliver(job, hook.url, raw.encode(), headers, kind=kind)
+        return self.sim.deliver(job, hook["url"], raw.encode(), headers, kind=kind)
 
-    def get(self, request: Request) -> Answer:
-        """`GET /v1/predictions/{id}`: the Prediction (contract, "Lookup and cancel")."""
-        return 200, self._view(self._prediction(request)), {}
+    def get(self, request: core.Request) -> core.Answer:
+        """`GET /v1/predictions/{id}`: the Prediction (contract, "Lookup and cancel"), only this dialect's."""
+        self._authorize(request)
+        if (job := self.sim.job(request.groups["id"], self.name)) is None:
+            raise SimError(404, "Not found", "The requested resource could not be found.")
+        return 200, self.sim.record(job.id), {}
 
-    def cancel(self, request: Request) -> Answer:
-        """`POST /v1/predictions/{id}/cancel`: `canceled`, terminal, nothing deleted (contract)."""
-        job = self._prediction(request)
-        with self.sim.lock:
-            cancelled = not job.terminal
-            if cancelled:
-                job.state, job.finished_at = "failed", time.time()  # the engine's terminal state
-                job.meta["cancelled"] = True
-                job.record.update(status="canceled", completed_at=_now_iso(job.finished_at))
-        if cancelled:
-            if (hook := job.meta.get("hook")) is not None:
-                hook.completed_sent = True
-            self.sim.schedule(0, lambda: self._event(job, "completed"))
-        return 200, self._view(job), {}
-
-    def webhook_secret(self, request: Request) -> Answer:
+    def webhook_secret(self, request: core.Request) -> core.Answer:
         """`GET /v1/webhooks/default/secret` -> `{"key": "whsec_..."}` (contract, "Signature")."""
         self._authorize(request)
         return 200, {"key": self.secret}, {}
-
-
-def _invalid_body() -> SimError:
-    return SimError(422, "Input validation failed", "- (root): Invalid type. Expected: object")
