@@ -330,3 +330,26 @@ def test_our_own_error_at_submit_without_a_dispatch_queue_fails_the_task_and_ans
     again_status, _, again = api.submit(VALID, idempotency_key="ours")
     assert (again_status, again) == (status, video)
     assert internet.provider_calls == []
+
+
+def test_a_start_write_that_fails_once_is_written_again_so_a_lost_push_can_still_be_found(
+    api, stack, internet, monkeypatch
+):
+    """The provider has the job once it answers: its task id must reach the table, or a lost push
+    leaves the reconciler nothing to look up and the video made (and billed) ends as a timeout."""
+    from sora_relay.adapters.dynamodb import TaskStore
+    from sora_relay.domain.errors import StorageError
+
+    real_start, failures = TaskStore.start, []
+
+    def flaky_start(self, task_id, provider_task_id):
+        if not failures:
+            failures.append(task_id)
+            raise StorageError("Could not record the start")  # what an escaped throttle becomes
+        return real_start(self, task_id, provider_task_id)
+
+    monkeypatch.setattr(TaskStore, "start", flaky_start)
+    status, _, video = api.submit(VALID)
+    assert status == 202 and failures == [video["id"]]
+    task = _status(stack, video["id"])
+    assert task["status"] == "in_progress" and task["provider_task_id"] == internet.last_call()["task_id"]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 import uuid
 from dataclasses import dataclass
 
@@ -38,6 +39,10 @@ from sora_relay.observability import logger, metrics
 from sora_relay.usecases import budget, retry
 from sora_relay.usecases.deps import Deps
 from sora_relay.usecases.retry import with_backoff
+
+# The start write, after the provider has the job: tries, and the first wait (doubling, jittered).
+START_WRITE_ATTEMPTS = 4
+START_WRITE_BASE_DELAY_S = 0.2
 
 
 def callback_url_for(public_base_url: str, provider_name: str, task_id: str, key: str) -> str:
@@ -98,17 +103,27 @@ def start_generation(
         metrics.add_metric(name="SubmitFailed", unit="Count", value=1)
         logger.warning("Provider refused the task", extra={"error_code": error.code})
         raise
-    try:
-        started = deps.task_store.start(task.task_id, provider_task_id)
-    except TransitionRejected:
-        # A fast provider's callback finished the task before we got here: report what it is now.
-        started = deps.task_store.get(task.task_id) or task
-    except StorageError:
-        # The provider has the job and will call back with the task id, which finishes the task
-        # from `queued` as well; raising here would only make the client submit it a second time.
-        logger.warning("Could not record in_progress; the callback or the reconciler will finish the task")
-        metrics.add_metric(name="StartNotRecorded", unit="Count", value=1)
-        return task
+    for attempt in range(1, START_WRITE_ATTEMPTS + 1):
+        try:
+            started = deps.task_store.start(task.task_id, provider_task_id)
+            break
+        except TransitionRejected:
+            # A fast provider's callback finished the task before we got here: report what it is now.
+            started = deps.task_store.get(task.task_id) or task
+            break
+        except StorageError:
+            # The provider has the job: without its id on the task, a lost push leaves the
+            # reconciler nothing to look up, so the write is worth a few more tries.
+            if attempt < START_WRITE_ATTEMPTS:
+                time.sleep(retry.backoff_delay(attempt, base=START_WRITE_BASE_DELAY_S, cap=1.0))
+                continue
+            # The callback still finishes the task from `queued`; raising here would only make
+            # the client submit it a second time.
+            logger.warning(
+                "Could not record in_progress; the callback or the reconciler will finish the task"
+            )
+            metrics.add_metric(name="StartNotRecorded", unit="Count", value=1)
+            return task
     metrics.add_metric(name="TaskStarted", unit="Count", value=1)
     logger.info("Task started at the provider", extra={"provider_task_id": provider_task_id})
     return started
