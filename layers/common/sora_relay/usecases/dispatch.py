@@ -103,30 +103,31 @@ def start_generation(
         metrics.add_metric(name="SubmitFailed", unit="Count", value=1)
         logger.warning("Provider refused the task", extra={"error_code": error.code})
         raise
-    for attempt in range(1, START_WRITE_ATTEMPTS + 1):
-        try:
-            started = deps.task_store.start(task.task_id, provider_task_id)
-            break
-        except TransitionRejected:
-            # A fast provider's callback finished the task before we got here: report what it is now.
-            started = deps.task_store.get(task.task_id) or task
-            break
-        except StorageError:
-            # The provider has the job: without its id on the task, a lost push leaves the
-            # reconciler nothing to look up, so the write is worth a few more tries.
-            if attempt < START_WRITE_ATTEMPTS:
-                time.sleep(retry.backoff_delay(attempt, base=START_WRITE_BASE_DELAY_S, cap=1.0))
-                continue
-            # The callback still finishes the task from `queued`; raising here would only make
-            # the client submit it a second time.
-            logger.warning(
-                "Could not record in_progress; the callback or the reconciler will finish the task"
-            )
-            metrics.add_metric(name="StartNotRecorded", unit="Count", value=1)
-            return task
+    started = _record_start(deps, task, provider_task_id)
+    if started is None:
+        # The callback still finishes the task from `queued`; raising here would only make the
+        # client submit it a second time.
+        logger.warning("Could not record in_progress; the provider's push will finish the task")
+        metrics.add_metric(name="StartNotRecorded", unit="Count", value=1)
+        return task
     metrics.add_metric(name="TaskStarted", unit="Count", value=1)
     logger.info("Task started at the provider", extra={"provider_task_id": provider_task_id})
     return started
+
+
+def _record_start(deps: Deps, task: Task, provider_task_id: str) -> Task | None:
+    """`in_progress` with the provider's id, or what a fast callback made of the task; None when the
+    write kept failing. The provider has the job: without its id on the task a lost push leaves
+    the reconciler nothing to look up, so the write is worth a few more tries."""
+    for attempt in range(1, START_WRITE_ATTEMPTS + 1):
+        try:
+            return deps.task_store.start(task.task_id, provider_task_id)
+        except TransitionRejected:
+            return deps.task_store.get(task.task_id) or task  # a fast callback got there first
+        except StorageError:
+            if attempt < START_WRITE_ATTEMPTS:
+                time.sleep(retry.backoff_delay(attempt, base=START_WRITE_BASE_DELAY_S, cap=1.0))
+    return None
 
 
 def _upload_link(deps: Deps, task: Task) -> str | None:
