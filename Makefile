@@ -81,7 +81,8 @@ lint: .venv lint-template ## ruff check + format check over the python dirs, and
 # stack and mostly waiting, on two of them, and the in-process tests on the third, which keeps the
 # cores busy through those waits (tests/conftest.py's scheduler). TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 3
-test: lint ## lint, then the test suite
+test: lint ## lint, then the test suite (installs Debian's chromium for the playground test if missing)
+	scripts/install-browser.sh
 	$(VENV)/bin/pytest $(if $(filter-out 0,$(TEST_WORKERS)),-n $(TEST_WORKERS))
 
 build: tools ## sam build (python3.12, arm64) and prove the layer fits the runtime (scripts/check_layer.py)

@@ -41,7 +41,7 @@ NO_VALUE = "\u2013"  # what the page shows for a time or duration it does not ha
 def browser() -> Iterator[Browser]:
     if shutil.which("chromium") is None and not Path(CHROMIUM).exists():
         pytest.fail(
-            f"Chromium is not installed ({CHROMIUM}): `apt-get install -y chromium` (.ci/run does). "
+            f"Chromium is not installed ({CHROMIUM}): `scripts/install-browser.sh` (`make test` runs it). "
             "The playground's browser test never skips."
         )
     with sync_playwright() as playwright:
