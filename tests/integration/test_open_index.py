@@ -24,7 +24,8 @@ def store(stack, client) -> TaskStore:
     return TaskStore(client, stack.refs["TasksTable"])
 
 
-def _new(store: TaskStore, *, age_minutes: float = 0, number: int = 0) -> Task:
+def _new(store: TaskStore, *, age_minutes: float = 0, number: int = 0, now_ms: int | None = None) -> Task:
+    """A queued task created `age_minutes` and `number` ms before `now_ms` (default: now)."""
     task = Task.new(
         owner="tenant-a",
         model="veo-3.1-fast",
@@ -35,7 +36,7 @@ def _new(store: TaskStore, *, age_minutes: float = 0, number: int = 0) -> Task:
         callback_url=None,
         provider="acedata",
         retention_days=30,
-        now_ms=now_millis() - int(age_minutes * MINUTE_MS) - number,
+        now_ms=(now_ms or now_millis()) - int(age_minutes * MINUTE_MS) - number,
     )
     store.create(task)
     return task
@@ -106,8 +107,10 @@ def test_a_refused_transition_leaves_the_index_alone(store, client, stack):
 
 
 def test_the_lookup_merges_the_shards_oldest_first_up_to_its_limit(store):
-    # Given 60 in-progress tasks spread over the shards, 40 of them stale, and a queued one
-    tasks = [_new(store, age_minutes=30 if n < 40 else 1, number=n) for n in range(60)]
+    # Given 60 in-progress tasks spread over the shards, 40 of them stale, and a queued one, each
+    # created a distinct millisecond before one moment (the clock read per task could make two equal)
+    now = now_millis()
+    tasks = [_new(store, age_minutes=30 if n < 40 else 1, number=n, now_ms=now) for n in range(60)]
     for task in tasks:
         store.start(task.task_id, f"prov-{task.task_id}")
     _new(store, age_minutes=30, number=99)
