@@ -34,7 +34,7 @@ demo: .venv ## local stack, one video end to end (CLI, signed webhook, MP4 check
 	$(VENV)/bin/python -m devstack demo
 
 # 1,000 tasks over the three provider families, AWS faults, provider faults and worker crashes on:
-# about 16 min on a quiet 2-core machine (TASKS=300 for a shorter run).
+# 12 to 16 min on a quiet 2-core machine (TASKS=300 for a shorter run).
 load: .venv ## 1,000 tasks, 300 at once, AWS/provider faults and worker crashes on: lost, duplicates, per-stage latency, overhead
 	$(VENV)/bin/python -m devstack load --tasks $(or $(TASKS),1000)
 
