@@ -8,10 +8,11 @@ import threading
 import boto3
 import httpx
 import pytest
+from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from botocore.exceptions import ClientError
 
-from sora_relay.adapters.aws import dynamodb_client
-from tests.integration.conftest import OTHER_OWNER, VALID
+from sora_relay.runtime.container import current
+from tests.integration.conftest import OTHER_OWNER, VALID, install_container
 
 
 def _task_count(stack) -> int:
@@ -148,17 +149,16 @@ def test_same_key_while_the_first_is_in_flight_is_409(api, internet, stack, monk
 
 
 def test_a_record_that_cannot_be_stored_still_answers_the_task_it_made(api, internet, stack, monkeypatch):
-    # Given an idempotency table that takes the in-progress record but not the finished one
-    client = dynamodb_client()
-    update_item = client.update_item
+    # Given an idempotency store (the container's collaborator, swapped for this test alone) whose
+    # table takes the in-progress record but not the finished one
+    client = boto3.client("dynamodb", region_name="us-east-1")
 
-    def failing_for_the_idempotency_table(**kwargs):
-        if kwargs["TableName"] == stack.refs["IdempotencyTable"]:
-            error = {"Error": {"Code": "InternalServerError", "Message": "down"}}
-            raise ClientError(error, "UpdateItem")
-        return update_item(**kwargs)
+    def refuse_update(**kwargs):
+        raise ClientError({"Error": {"Code": "InternalServerError", "Message": "down"}}, "UpdateItem")
 
-    monkeypatch.setattr(client, "update_item", failing_for_the_idempotency_table)
+    monkeypatch.setattr(client, "update_item", refuse_update)
+    store = DynamoDBPersistenceLayer(table_name=stack.refs["IdempotencyTable"], boto3_client=client)
+    install_container(monkeypatch, current().replace(idempotency_store=store))
     internet.create_failures.append(
         httpx.Response(500, json={"error": {"code": "api_error", "message": "x"}})
     )

@@ -33,6 +33,12 @@ FORBIDDEN: dict[str, frozenset[str]] = {
 }
 
 
+# The AWS client factories: the composition root (runtime) hands the clients' users to the use
+# cases, so no use case makes a client of its own; adapters.secrets reads its secrets with one.
+CLIENTS = "sora_relay.adapters.aws"
+MAY_MAKE_CLIENTS = ("runtime", "adapters")
+
+
 def _module_name(path: Path) -> str:
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
@@ -101,6 +107,16 @@ def test_the_leaves_import_nothing_of_the_package(leaf: str):
 def test_imports_point_one_way():
     problems = [problem for path in _modules() for problem in _violations(path)]
     assert problems == [], "\n".join(problems)
+
+
+def test_only_the_composition_root_and_adapters_make_aws_clients():
+    makers = {
+        f"{path.relative_to(PACKAGE.parent)}:{line}"
+        for path in _modules()
+        for line, module in _imported(path)
+        if module.startswith(CLIENTS) and _layer(_module_name(path)) not in MAY_MAKE_CLIENTS
+    }
+    assert makers == set()
 
 
 @pytest.mark.parametrize(

@@ -33,6 +33,7 @@ from sora_relay.settings import Settings
 
 if TYPE_CHECKING:  # each adapter (boto3, httpx, ...) is imported by the builder that needs it
     import httpx
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
     from sora_relay.adapters.dynamodb import TaskStore
     from sora_relay.adapters.eventbridge import EventBus
@@ -89,6 +90,7 @@ if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":
 COLLABORATORS = frozenset(
     {
         "task_store",
+        "idempotency_store",
         "usage_store",
         "video_store",
         "provider_http",
@@ -142,6 +144,22 @@ class Container:
         from sora_relay.adapters.dynamodb import TaskStore
 
         return self._once("task_store", lambda: TaskStore(dynamodb_client(), self.settings.tasks_table_name))
+
+    @property
+    def idempotency_store(self) -> DynamoDBPersistenceLayer:
+        """Powertools' idempotency records (IdempotencyTable); only submit's functions hold one."""
+        from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+        from sora_relay.adapters.aws import dynamodb_client
+
+        def build() -> DynamoDBPersistenceLayer:
+            if not self.settings.idempotency_table_name:
+                raise ConfigurationError("No idempotency table is configured")
+            return DynamoDBPersistenceLayer(
+                table_name=self.settings.idempotency_table_name, boto3_client=dynamodb_client()
+            )
+
+        return self._once("idempotency_store", build)
 
     @property
     def usage_store(self) -> UsageStore:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:  # types only: a use case that needs no adapter (the catalogue's) imports none
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
     from sora_relay.adapters.dynamodb import TaskStore
     from sora_relay.adapters.eventbridge import EventBus
     from sora_relay.adapters.outbound_http import SafeHttp
@@ -22,6 +24,8 @@ class Deps(Protocol):
     def settings(self) -> Settings: ...
     @property
     def task_store(self) -> TaskStore: ...
+    @property
+    def idempotency_store(self) -> DynamoDBPersistenceLayer: ...
     @property
     def video_store(self) -> VideoStore: ...
     @property

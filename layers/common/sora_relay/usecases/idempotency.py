@@ -23,11 +23,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
     IdempotencyPersistenceLayerError,
@@ -35,7 +31,6 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from sora_relay.adapters.aws import dynamodb_client
 from sora_relay.domain.budget import TenantLimits
 from sora_relay.domain.errors import (
     DO_NOT_RETRY,
@@ -90,9 +85,7 @@ def _idempotent_submit(deps: Deps) -> tuple[Callable[..., dict[str, Any]], Idemp
         payload_validation_jmespath="request",
         expires_after_seconds=settings.idempotency_ttl_seconds,
     )
-    store = DynamoDBPersistenceLayer(
-        table_name=settings.idempotency_table_name, boto3_client=dynamodb_client()
-    )
+    store = deps.idempotency_store
 
     # The tenant's limits are not part of the idempotency payload: a retry after the operator changed
     # them is the same request, and answers what the first one answered.
