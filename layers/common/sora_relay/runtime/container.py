@@ -147,7 +147,7 @@ class Container:
 
     @property
     def idempotency_store(self) -> DynamoDBPersistenceLayer:
-        """Powertools' idempotency records (IdempotencyTable); only submit's functions hold one."""
+        """Powertools' idempotency records (IdempotencyTable): the functions that take submissions."""
         from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
         from sora_relay.adapters.aws import dynamodb_client
