@@ -326,7 +326,9 @@ def test_callback_is_delivered_with_the_documented_body(
     assert record["created_at"] <= record["started_at"] < record["finished_at"]
     assert record["finished_at"] - record["created_at"] >= DELAY
 
-    # And the task's state shows one attempt that the receiver accepted
+    # And the task's state shows one attempt that the receiver accepted (logged once the receiver
+    # has answered, so a moment after the receiver has the push)
+    wait_until(lambda: bool((sim.task_state(task_id) or {}).get("callbacks")))
     state = sim.task_state(task_id)
     assert state is not None
     assert state["record"] == record
