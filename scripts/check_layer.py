@@ -259,6 +259,20 @@ def check_sizes(build_dir: Path, report: Report) -> None:
             report.ok(f"{message}; {with_layers} {total / 2**20:.1f} MiB of Lambda's 250 MiB")
 
 
+def check_no_pydantic_plugins(layer: Path, report: Report) -> None:
+    """template.yaml sets PYDANTIC_DISABLE_PLUGINS=__all__ (no entry-point scan at the first model
+    build): a package that ships a pydantic plugin would then be switched off without a word."""
+    plugins = [
+        path.parent.name
+        for path in sorted(layer.glob("*.dist-info/entry_points.txt"))
+        if "[pydantic]" in path.read_text().split()
+    ]
+    if plugins:
+        report.fail(f"pydantic plugins in the layer, disabled by PYDANTIC_DISABLE_PLUGINS: {plugins}")
+    else:
+        report.ok("no pydantic plugin in the layer (PYDANTIC_DISABLE_PLUGINS=__all__ switches none off)")
+
+
 def runtime_packages_dir(build_dir: Path) -> Path:
     """boto3 for python3.12, apart from the layer (Lambda's runtime provides it)."""
     target = build_dir.parent / (build_dir.name + "-runtime")
@@ -396,6 +410,7 @@ def main() -> int:
         own_objects = check_wheels(own, args.arch, report, required)
         if args.arch == "arm64":
             check_linking_under_qemu(own, own_objects, report)
+    check_no_pydantic_plugins(layer, report)
     check_sizes(args.build_dir, report)
 
     if args.import_build_dir:
