@@ -58,7 +58,7 @@ def _calls_out(url: str | None, name: str) -> bool:
 def pin_outbound_urls(body: Any) -> bool:
     """Replace, in place, each URL of a create body that the service would call outside 127.0.0.1
     with SAFE_URL (judged by the service's own model and URL rules); True if it changed."""
-    from sora_relay.domain.models import CreateVideoRequest
+    from sora_relay.domain.create_request import CreateVideoRequest
 
     try:
         request = CreateVideoRequest.model_validate(json.loads(json.dumps(body)))

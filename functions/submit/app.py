@@ -7,7 +7,8 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 
-from sora_relay.domain.models import CreateVideoRequest, VideoObject
+from sora_relay.domain.create_request import CreateVideoRequest
+from sora_relay.domain.models import VideoObject
 from sora_relay.observability import logger, metrics
 from sora_relay.runtime.api import (
     OWNER_ERRORS,

@@ -20,8 +20,8 @@ import pytest
 
 from sora_relay.domain import catalogue
 from sora_relay.domain import task as task_module
+from sora_relay.domain.create_request import parse_create_request
 from sora_relay.domain.errors import SoraRelayError
-from sora_relay.domain.models import parse_create_request
 from sora_relay.domain.task import now_millis
 from sora_relay.runtime.container import current
 from sora_relay.usecases.dispatch import dispatch_task

@@ -49,7 +49,7 @@ def test_an_on_demand_init_of_the_callback_builds_none_of_the_api_answers():
     assert built["sora_relay.domain.catalogue.InputNames"] is True
     unbuilt = {name for name, complete in built.items() if not complete}
     assert {
-        "sora_relay.domain.models.CreateVideoRequest",
+        "sora_relay.domain.create_request.CreateVideoRequest",
         "sora_relay.domain.models.VideoObject",
         "sora_relay.domain.models.VideoDetail",
         "sora_relay.domain.models.CallbackReceipt",

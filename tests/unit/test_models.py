@@ -10,8 +10,8 @@ import json
 
 import pytest
 
+from sora_relay.domain.create_request import parse_create_request
 from sora_relay.domain.errors import InvalidRequest, UnsafeUrl
-from sora_relay.domain.models import parse_create_request
 
 
 def parse(body, allow_loopback: bool = False):

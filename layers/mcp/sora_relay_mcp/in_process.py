@@ -21,7 +21,12 @@ from sora_relay_mcp.backend import BackendError
 if TYPE_CHECKING:
     from sora_relay.runtime.container import Container
 
-USE_CASES = ("sora_relay.domain.models", "sora_relay.usecases.read", "sora_relay.usecases.submit")
+USE_CASES = (
+    "sora_relay.domain.create_request",
+    "sora_relay.domain.models",
+    "sora_relay.usecases.read",
+    "sora_relay.usecases.submit",
+)
 
 T = TypeVar("T")
 
@@ -47,7 +52,7 @@ class InProcessBackend:
         self._caller = caller
 
     def submit(self, body: dict[str, Any]) -> dict[str, Any]:
-        from sora_relay.domain.models import parse_create_request
+        from sora_relay.domain.create_request import parse_create_request
         from sora_relay.usecases.submit import submit_video
 
         deps = self._deps

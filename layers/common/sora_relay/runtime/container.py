@@ -67,7 +67,11 @@ def import_adapters() -> None:
 
 
 # The modules whose pydantic models are built on first use (`defer_build`), not at import.
-DEFERRED_MODELS = ("sora_relay.domain.models", "sora_relay.domain.catalogue")
+DEFERRED_MODELS = (
+    "sora_relay.domain.create_request",
+    "sora_relay.domain.models",
+    "sora_relay.domain.catalogue",
+)
 
 
 def build_deferred_models() -> None:

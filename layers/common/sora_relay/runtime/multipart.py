@@ -19,8 +19,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
+from sora_relay.domain.create_request import CreateVideoRequest, parse_create_fields, parse_create_request
 from sora_relay.domain.errors import InvalidRequest, RequestTooLarge
-from sora_relay.domain.models import CreateVideoRequest, parse_create_fields, parse_create_request
 from sora_relay.domain.reference_image import IMAGE_FIELD, MAX_IMAGE_BYTES, ImageUpload, image_upload
 from sora_relay.runtime.api import request_body
 from sora_relay.runtime.container import current

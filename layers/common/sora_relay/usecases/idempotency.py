@@ -32,6 +32,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sora_relay.domain.budget import TenantLimits
+from sora_relay.domain.create_request import CreateVideoRequest
 from sora_relay.domain.errors import (
     DO_NOT_RETRY,
     PROVIDER_REFUSALS,
@@ -41,7 +42,7 @@ from sora_relay.domain.errors import (
     Unprocessable,
     invites_retry,
 )
-from sora_relay.domain.models import CreateVideoRequest, VideoObject
+from sora_relay.domain.models import VideoObject
 from sora_relay.domain.reference_image import ImageUpload
 from sora_relay.observability import logger
 from sora_relay.usecases.deps import Deps

@@ -19,8 +19,9 @@ from __future__ import annotations
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from sora_relay.adapters.eventbridge import BusEvent
+from sora_relay.domain.create_request import parse_create_request
 from sora_relay.domain.errors import ConfigurationError, SoraRelayError
-from sora_relay.domain.models import VideoObject, parse_create_request
+from sora_relay.domain.models import VideoObject
 from sora_relay.observability import logger, metrics
 from sora_relay.usecases.deps import Deps
 from sora_relay.usecases.idempotency import submit_once

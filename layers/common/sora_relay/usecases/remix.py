@@ -16,8 +16,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from sora_relay.domain.budget import TenantLimits
+from sora_relay.domain.create_request import MAX_PROMPT_CHARS, CreateVideoRequest, as_invalid_request
 from sora_relay.domain.errors import InvalidRequest
-from sora_relay.domain.models import MAX_PROMPT_CHARS, CreateVideoRequest, VideoObject, as_invalid_request
+from sora_relay.domain.models import VideoObject
 from sora_relay.domain.outbound_url import parse_outbound_url
 from sora_relay.domain.task import Status, Task
 from sora_relay.usecases.deps import Deps

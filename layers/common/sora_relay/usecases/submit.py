@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from sora_relay.domain.budget import TenantLimits
 from sora_relay.domain.catalogue import ModelEntry
+from sora_relay.domain.create_request import DEFAULT_SIZE, CreateVideoRequest
 from sora_relay.domain.errors import (
     PROVIDER_REFUSALS,
     InsufficientQuota,
@@ -44,7 +45,7 @@ from sora_relay.domain.errors import (
     describe_cause,
     invites_retry,
 )
-from sora_relay.domain.models import DEFAULT_SIZE, CreateVideoRequest, VideoObject
+from sora_relay.domain.models import VideoObject
 from sora_relay.domain.reference_image import ImageUpload
 from sora_relay.domain.task import Status, Task
 from sora_relay.observability import logger, metrics
