@@ -255,6 +255,17 @@ def crashes(stack: DevStack, dispatch: str, unique) -> Iterator[tuple[WebhookRec
             "sqs",
             "SendMessage",
         )
+        # ... and only the callback may record that result: the reconciler, which looks the task up
+        # once it is stale (4 s here), is refused the write that records it (the one setting
+        # provider_video_url; its copy requeue, the recovery under test, passes). On a loaded
+        # machine the late push once came after the reconciler had recorded the result, and
+        # nothing crashed.
+        stack.chaos.add_fault(
+            "dynamodb",
+            "UpdateItem",
+            function="ReconcileFunction",
+            body_contains=[started["callback"].task_id, "provider_video_url = :url"],
+        )
         # The archive dies after its copy is in S3, just before the UpdateItem recording its sha256
         start(
             "archive",
