@@ -234,7 +234,9 @@ BROKEN_SECRETS = [
 def test_our_own_error_during_dispatch_leaves_the_task_queued_and_the_message_for_later(
     queued_task, stack, internet, handlers, monkeypatch, variable, secret_id
 ):
-    # Given a secret the dispatch function cannot read
+    # Given a secret the dispatch function cannot read, and a backoff the checks below cannot
+    # outlast (the default's first is 1-2 s: a loaded machine once saw the message visible again)
+    monkeypatch.setenv("DISPATCH_BASE_DELAY_SECONDS", "60")
     _break_secret(monkeypatch, variable, secret_id)
 
     # When the dispatch function gets the message
