@@ -86,6 +86,8 @@ class DevStack:
         self._usage_keys: dict[str, str] = {}  # value -> id of the usage plan's enabled keys
         self._usage_keys_read = 0.0
         self._usage_keys_lock, self._tap_lock = threading.Lock(), threading.Lock()
+        self._clients: dict[tuple[str, str, str], Any] = {}  # aws_client()'s, by service, label, endpoint
+        self._clients_lock = threading.Lock()
         # One key per provider family, each in its own secret, as a deployment with all three has.
         self.provider_api_key, self.fal_key, self.replicate_token = token(48), token(40), "r8_" + token(37)
         self._moto: subprocess.Popen[bytes] | None = None
@@ -112,9 +114,14 @@ class DevStack:
         return self._moto.pid if self._moto is not None else None
 
     def aws_client(self, service: str, *, label: str = "local") -> Any:
-        """A boto3 client for moto, its calls counted in `api_calls` under `label`."""
-        client = moto_client(service, self.moto_url)
-        client.meta.events.register("before-call", functools.partial(self._count_call, label))
+        """A boto3 client for moto, its calls counted in `api_calls` under `label`: one per service
+        and label, made once (botocore clients are thread-safe; making one parses the service's
+        model, which was half the CPU of an e2e worker when every look at a task made its own)."""
+        key = (service, label, self.moto_url)
+        with self._clients_lock:
+            if (client := self._clients.get(key)) is None:
+                client = self._clients[key] = moto_client(service, self.moto_url)
+                client.meta.events.register("before-call", functools.partial(self._count_call, label))
         return client
 
     def _count_call(self, label: str, model: Any, **_: Any) -> None:
@@ -340,6 +347,7 @@ class DevStack:
         if self._moto_log is not None:
             self._moto_log.close()
         self._moto = self._moto_log = None
+        self._clients.clear()
 
     def __enter__(self) -> DevStack:
         return self.start()
