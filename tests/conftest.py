@@ -4,6 +4,7 @@ moto in process with template.yaml provisioned once per session (tests/integrati
 from __future__ import annotations
 
 import copy
+import functools
 import importlib.util
 import io
 import json
@@ -18,6 +19,7 @@ from types import ModuleType
 from typing import Any
 
 import boto3
+import botocore.session
 import pytest
 
 # Powertools reads these when Logger/Metrics/Tracer are created (at import, as in Lambda, where the
@@ -25,6 +27,11 @@ import pytest
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "sora-relay")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "SoraRelayTest")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+
+# Every botocore session a test process makes (scripts/tenants.py's per command, devstack's per
+# client, moto's) reads the service models through one loader, as one session's clients do: each
+# new session parsed them again (500 JSON files, about 8 s of the in-process worker's CPU).
+botocore.session.create_loader = functools.cache(botocore.session.create_loader)  # type: ignore[attr-defined]
 
 ROOT = Path(__file__).resolve().parent.parent
 PROVIDER_TOKEN = "provider-test-token"  # the provider API key the in-process stack is provisioned with
