@@ -203,7 +203,9 @@ _NO_LOCAL_STACK = frozenset({"tests/e2e/test_local_gateway.py", "tests/e2e/test_
 # The two groups take about as long as each other (2026-12-02, -n 3: 170 s and 163 s of test time,
 # 189 s of wall). With test_provider_faults here too they were 201 s and 116 s (212 s of wall); a
 # third stack on a fourth worker (-n 4) was no faster (188 s): the three stacks' CPU slowed the
-# fault suite by as much as the split gained.
+# fault suite by as much as the split gained. 2026-12-03, after DevStack.aws_client kept its clients
+# (on a slower machine): 189 s and 167 s, the in-process tests 218 s, 202-217 s of wall; -n 4 (a
+# fourth worker for in-process tests, no third stack) took 205 s: no gain, the cores are full.
 _FAULT_FILES = frozenset({"tests/e2e/test_fault_suite.py", "tests/e2e/test_dlq_replay.py"})
 
 
