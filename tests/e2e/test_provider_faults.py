@@ -6,9 +6,46 @@ import time
 
 import pytest
 
+from devstack import processes
+from devstack.receiver import WebhookReceiver
 from devstack.simulator import FAILURE_MESSAGE
 
 pytestmark = pytest.mark.e2e
+
+# The faults whose tasks take seconds to settle (a reconciler run, a late push, dispatch backoff):
+# name -> (prompt, whether the task has a callback_url). `started` submits them all at once, so
+# their waits overlap; each test then checks its own task.
+SLOW_FAULTS = {
+    "fail": ("[sim:fail] A storm at sea", True),
+    "no-callback": ("[sim:no-callback] A quiet library", True),
+    "double-callback": ("[sim:double-callback] Two moons", True),
+    "late-callback": ("[sim:late-callback] A slow sunrise", False),
+    "video-404": ("[sim:video-404] A vanished film", True),
+    "video-503": ("[sim:video-503] A flickering neon sign", True),
+    "429": ("[sim:429] A busy provider", False),
+    "429-webhook": ("[sim:429] A provider that stays busy", True),
+    "429x2": ("[sim:429x2] A patient crowd", False),
+}
+
+
+@pytest.fixture(scope="module")
+def receiver(stack):
+    """One receiver for the module (it records by video id): the tasks started together report to it."""
+    with WebhookReceiver(stack.tenants[0].webhook_secret) as webhooks:
+        yield webhooks
+
+
+@pytest.fixture(scope="module")
+def started(stack, receiver, unique) -> dict[str, dict]:
+    """Each of SLOW_FAULTS' tasks, as POST /v1/videos answered it (202), submitted together."""
+    created = {}
+    with processes.local_http(stack.api_url, headers={"x-api-key": stack.api_key}) as client:
+        for name, (prompt, with_webhook) in SLOW_FAULTS.items():
+            hook = {"callback_url": receiver.url} if with_webhook else {}
+            answer = client.post("/v1/videos", json={"prompt": unique(prompt), **hook})
+            assert answer.status_code == 202, answer.text
+            created[name] = answer.json()
+    return created
 
 
 def _provider_task(stack, video_id: str) -> str:
@@ -16,8 +53,10 @@ def _provider_task(stack, video_id: str) -> str:
     return stack.task_item(video_id)["provider_task_id"]
 
 
-def test_a_failed_generation_ends_failed_with_the_providers_code_and_message(stack, videos, receiver, unique):
-    created = videos.create(unique("[sim:fail] A storm at sea"), callback_url=receiver.url)
+def test_a_failed_generation_ends_failed_with_the_providers_code_and_message(
+    stack, videos, receiver, started
+):
+    created = started["fail"]
 
     video = videos.wait(created["id"])
 
@@ -30,9 +69,9 @@ def test_a_failed_generation_ends_failed_with_the_providers_code_and_message(sta
     assert event["data"]["error"]["code"] == "api_error"
 
 
-def test_a_lost_callback_is_finished_by_the_reconciler(stack, videos, receiver, unique, eventually):
+def test_a_lost_callback_is_finished_by_the_reconciler(stack, videos, receiver, started, eventually):
     # Given a task whose provider finishes but never calls back
-    created = videos.create(unique("[sim:no-callback] A quiet library"), callback_url=receiver.url)
+    created = started["no-callback"]
     provider_task = _provider_task(stack, created["id"])
 
     # When the provider has finished it (its record carries the response; no callback is coming)
@@ -52,9 +91,9 @@ def test_a_lost_callback_is_finished_by_the_reconciler(stack, videos, receiver, 
 
 
 def test_a_duplicated_callback_completes_the_task_once_and_sends_one_webhook(
-    stack, videos, receiver, unique, eventually
+    stack, videos, receiver, started, eventually
 ):
-    created = videos.create(unique("[sim:double-callback] Two moons"), callback_url=receiver.url)
+    created = started["double-callback"]
     provider_task = _provider_task(stack, created["id"])
 
     # When both callbacks have been answered
@@ -76,8 +115,8 @@ def test_a_duplicated_callback_completes_the_task_once_and_sends_one_webhook(
     assert receiver.verify(deliveries[0])["type"] == "video.completed"
 
 
-def test_a_late_callback_completes_the_task_when_it_arrives(stack, videos, unique):
-    created = videos.create(unique("[sim:late-callback] A slow sunrise"))
+def test_a_late_callback_completes_the_task_when_it_arrives(stack, videos, started):
+    created = started["late-callback"]
 
     video = videos.wait(created["id"], timeout=stack.late_callback_delay + 20)
 
@@ -93,8 +132,8 @@ def test_a_late_callback_completes_the_task_when_it_arrives(stack, videos, uniqu
     assert item["completed_ms"] - item["created_ms"] >= stack.late_callback_delay * 1000
 
 
-def test_a_missing_video_fails_the_task_with_video_fetch_failed(stack, videos, receiver, unique):
-    created = videos.create(unique("[sim:video-404] A vanished film"), callback_url=receiver.url)
+def test_a_missing_video_fails_the_task_with_video_fetch_failed(stack, videos, receiver, started):
+    created = started["video-404"]
 
     video = videos.wait(created["id"])
 
@@ -106,10 +145,10 @@ def test_a_missing_video_fails_the_task_with_video_fetch_failed(stack, videos, r
 
 
 def test_a_video_the_cdn_refuses_twice_is_copied_by_the_archive_queue_on_a_retry(
-    stack, videos, receiver, unique
+    stack, videos, receiver, started
 ):
     # Given a finished video whose first two downloads answer 503
-    created = videos.create(unique("[sim:video-503] A flickering neon sign"), callback_url=receiver.url)
+    created = started["video-503"]
 
     # When the callback has recorded it and the archive step copies it
     video = videos.wait(created["id"], timeout=60)
@@ -143,14 +182,13 @@ def test_a_5xx_on_create_fails_the_task_at_once_and_is_never_sent_again(stack, v
     assert stack.simulator.create_attempts("500", prompt) == 1
 
 
-@pytest.mark.parametrize("marker", ["429"])
 def test_queued_a_provider_that_keeps_refusing_fails_the_task_after_the_dispatch_attempts(
-    stack, videos, unique, dispatch, marker
+    stack, videos, started, dispatch
 ):
     assert dispatch == "queue"  # the in-line fallback (no queue) is covered in tests/integration
 
-    # Given a provider that throttles every attempt: submit accepts the task all the same
-    created = videos.create(unique(f"[sim:{marker}] A busy provider"))
+    # Given a provider that throttles every attempt (429): submit accepts the task all the same
+    created = started["429"]
     assert created["status"] == "queued"
 
     # Then the dispatch function keeps trying (3 attempts here) and then fails the task
@@ -160,10 +198,11 @@ def test_queued_a_provider_that_keeps_refusing_fails_the_task_after_the_dispatch
 
 
 def test_queued_a_task_the_dispatch_gives_up_on_is_reported_to_the_webhook(
-    stack, videos, receiver, unique, dispatch
+    stack, videos, receiver, started, dispatch
 ):
     assert dispatch == "queue"  # the in-line fallback (no queue) is covered in tests/integration
-    created = videos.create(unique("[sim:429] A provider that stays busy"), callback_url=receiver.url)
+    created = started["429-webhook"]
+    assert created["status"] == "queued"
     assert videos.wait(created["id"], timeout=40)["status"] == "failed"
 
     event = receiver.verify(receiver.wait_for_video(created["id"], timeout=2))
@@ -172,10 +211,10 @@ def test_queued_a_task_the_dispatch_gives_up_on_is_reported_to_the_webhook(
     assert event["data"]["error"]["code"] == "provider_unavailable"
 
 
-def test_queued_a_provider_429_twice_is_dispatched_and_completes(stack, videos, unique, dispatch):
+def test_queued_a_provider_429_twice_is_dispatched_and_completes(stack, videos, started, dispatch):
     assert dispatch == "queue"  # the in-line fallback (no queue) is covered in tests/integration
 
-    created = videos.create(unique("[sim:429x2] A patient crowd"))
+    created = started["429x2"]
 
     assert created["status"] == "queued"
     video = videos.wait(created["id"], timeout=40)
