@@ -98,10 +98,40 @@ def test_a_submit_whose_write_fails_is_retried_with_its_key_and_makes_one_task(s
         runner.close()
 
 
+@pytest.fixture(scope="module")
+def delivery_tasks(stack: DevStack, unique) -> Iterator[tuple[WebhookReceiver, dict[str, dict]]]:
+    """The tasks of the four webhook and bus tests below (no chaos rule touches them), submitted
+    together when the first of them starts, so that their receivers' schedules overlap instead of
+    following one another; each test checks its own. The third waits the longest (the receiver
+    that never accepts), so all are settled before the crash scenarios begin."""
+    with (
+        WebhookReceiver(stack.tenants[0].webhook_secret) as receiver,
+        local_http(stack.api_url, headers={"x-api-key": stack.api_key}) as client,
+    ):
+
+        def start(prompt: str, callback_url: str | None = None) -> dict:
+            hook = {"callback_url": callback_url} if callback_url else {}
+            response = client.post("/v1/videos", json={"prompt": unique(prompt), **hook})
+            assert response.status_code == 202, response.text
+            return response.json()
+
+        yield (
+            receiver,
+            {
+                "fails-three-times": start("A kite over dunes", receiver.url_failing(3, status=503)),
+                "gone": start("A closed door", f"{receiver.url}?status=410"),
+                "nobody-accepts": start("An empty stage", f"{receiver.url}?status=500"),
+                "done": start("A red balloon"),
+                "failed": start("[sim:fail] A grey balloon"),
+            },
+        )
+
+
 def test_a_receiver_that_fails_three_times_gets_the_same_event_a_fourth_time(
-    stack, videos, receiver, unique, eventually
+    stack, delivery_tasks, eventually
 ):
-    created = videos.create(unique("A kite over dunes"), callback_url=receiver.url_failing(3, status=503))
+    receiver, tasks = delivery_tasks
+    created = tasks["fails-three-times"]
     webhook = eventually(
         lambda: w if (w := _webhook(stack, created["id"])).get("state") == "delivered" else None,
         timeout=30,
@@ -116,8 +146,9 @@ def test_a_receiver_that_fails_three_times_gets_the_same_event_a_fourth_time(
     assert [attempt["status_code"] for attempt in webhook["history"]] == [503, 503, 503, 200]
 
 
-def test_410_gone_stops_delivery(stack, videos, receiver, unique, eventually):
-    created = videos.create(unique("A closed door"), callback_url=f"{receiver.url}?status=410")
+def test_410_gone_stops_delivery(stack, delivery_tasks, eventually):
+    receiver, tasks = delivery_tasks
+    created = tasks["gone"]
     webhook = eventually(
         lambda: w if (w := _webhook(stack, created["id"])).get("state") == "gone" else None,
         what="the 410",
@@ -126,9 +157,10 @@ def test_410_gone_stops_delivery(stack, videos, receiver, unique, eventually):
     assert webhook["attempts"] == 1 and len(receiver.deliveries_for(created["id"])) == 1
 
 
-def test_an_event_nobody_accepts_goes_to_the_dead_letter_queue(stack, videos, receiver, unique, eventually):
+def test_an_event_nobody_accepts_goes_to_the_dead_letter_queue(stack, delivery_tasks, eventually):
     # Given a receiver that always answers 500, and the local schedule (8 attempts in ~13 s)
-    created = videos.create(unique("An empty stage"), callback_url=f"{receiver.url}?status=500")
+    receiver, tasks = delivery_tasks
+    created = tasks["nobody-accepts"]
     webhook = eventually(
         lambda: w if (w := _webhook(stack, created["id"])).get("state") == "failed" else None,
         timeout=40,
@@ -142,9 +174,9 @@ def test_an_event_nobody_accepts_goes_to_the_dead_letter_queue(stack, videos, re
     ).items()
 
 
-def test_terminal_transitions_are_published_on_the_bus(stack, videos, unique, eventually):
-    done = videos.create(unique("A red balloon"))
-    failed = videos.create(unique("[sim:fail] A grey balloon"))
+def test_terminal_transitions_are_published_on_the_bus(stack, videos, delivery_tasks, eventually):
+    _, tasks = delivery_tasks
+    done, failed = tasks["done"], tasks["failed"]
     videos.wait(done["id"]), videos.wait(failed["id"])
 
     def published() -> dict[str, dict] | None:
