@@ -101,8 +101,21 @@ def atomic_items(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(DynamoDBBackend, name, locked)
 
 
+@pytest.fixture
+def metrics_off(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Powertools' metric set is one per process, shared by every copy of a handler: threads that
+    flush it at once race (one serializes what another just cleared: SchemaValidationError "Must
+    contain at least one metric"), which separate Lambda environments never do. Metrics are not
+    under test here, so none are published, and what the copies added is dropped afterwards."""
+    from sora_relay.observability import metrics
+
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    yield
+    metrics.clear_metrics()
+
+
 def test_concurrent_submits_never_take_a_tenant_past_its_budget(
-    api: Api, internet: FakeInternet, stack, atomic_items
+    api: Api, internet: FakeInternet, stack, atomic_items, metrics_off
 ):
     # Given a budget of exactly five videos, and twenty submits released at once, each through its
     # own copy of the submit function (Lambda runs concurrent invocations in separate environments)
