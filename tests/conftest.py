@@ -206,6 +206,9 @@ _NO_LOCAL_STACK = frozenset({"tests/e2e/test_local_gateway.py", "tests/e2e/test_
 # fault suite by as much as the split gained. 2026-12-03, after DevStack.aws_client kept its clients
 # (on a slower machine): 189 s and 167 s, the in-process tests 218 s, 202-217 s of wall; -n 4 (a
 # fourth worker for in-process tests, no third stack) took 205 s: no gain, the cores are full.
+# 2026-12-03 later, once test_provider_faults and four fault-suite tests overlapped their waits:
+# make test with -n 3 250.5 s, -n 4 225.2 s, -n 5 226.3 s in one sitting (a slower hour): -n 4,
+# a second worker for the in-process tests, is the Makefile's now.
 _FAULT_FILES = frozenset({"tests/e2e/test_fault_suite.py", "tests/e2e/test_dlq_replay.py"})
 
 
@@ -219,9 +222,9 @@ def e2e_group(path: str) -> str | None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """Under pytest-xdist (`-n 3`, the Makefile's): each file's tests on one worker (module fixtures
+    """Under pytest-xdist (`-n 4`, the Makefile's): each file's tests on one worker (module fixtures
     made once), and tests/e2e in two groups, each on one worker with one local stack, first: they
-    take the longest, mostly waiting, while the third worker runs the in-process tests and takes
+    take the longest, mostly waiting, while the other workers run the in-process tests and take
     what is left as the others finish. A scheduler of our own because `--dist loadgroup` does not
     group on pytest 9.2 (pytest-xdist#1386)."""
     from xdist.scheduler import LoadScopeScheduling
