@@ -172,6 +172,13 @@ def videos(stack: DevStack) -> Iterator[VideoApi]:
         yield VideoApi(client)
 
 
+@pytest.fixture(scope="module")
+def module_videos(stack: DevStack) -> Iterator[VideoApi]:
+    """`videos` for module fixtures that start several tests' tasks together."""
+    with _client(stack.api_url, stack.api_key) as client:
+        yield VideoApi(client)
+
+
 @pytest.fixture
 def other_videos(stack: DevStack) -> Iterator[VideoApi]:
     with _client(stack.api_url, stack.other_api_key) as client:

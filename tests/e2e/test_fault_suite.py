@@ -99,21 +99,19 @@ def test_a_submit_whose_write_fails_is_retried_with_its_key_and_makes_one_task(s
 
 
 @pytest.fixture(scope="module")
-def delivery_tasks(stack: DevStack, unique) -> Iterator[tuple[WebhookReceiver, dict[str, dict]]]:
+def delivery_tasks(
+    stack: DevStack, module_videos, unique
+) -> Iterator[tuple[WebhookReceiver, dict[str, dict]]]:
     """The tasks of the four webhook and bus tests below (no chaos rule touches them), submitted
     together when the first of them starts, so that their receivers' schedules overlap instead of
     following one another; each test checks its own. The third waits the longest (the receiver
     that never accepts), so all are settled before the crash scenarios begin."""
-    with (
-        WebhookReceiver(stack.tenants[0].webhook_secret) as receiver,
-        local_http(stack.api_url, headers={"x-api-key": stack.api_key}) as client,
-    ):
+    with WebhookReceiver(stack.tenants[0].webhook_secret) as receiver:
 
         def start(prompt: str, callback_url: str | None = None) -> dict:
-            hook = {"callback_url": callback_url} if callback_url else {}
-            response = client.post("/v1/videos", json={"prompt": unique(prompt), **hook})
-            assert response.status_code == 202, response.text
-            return response.json()
+            return module_videos.create(
+                unique(prompt), **({"callback_url": callback_url} if callback_url else {})
+            )
 
         yield (
             receiver,

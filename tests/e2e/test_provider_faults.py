@@ -6,7 +6,6 @@ import time
 
 import pytest
 
-from devstack import processes
 from devstack.receiver import WebhookReceiver
 from devstack.simulator import FAILURE_MESSAGE
 
@@ -36,16 +35,12 @@ def receiver(stack):
 
 
 @pytest.fixture(scope="module")
-def started(stack, receiver, unique) -> dict[str, dict]:
+def started(module_videos, receiver, unique) -> dict[str, dict]:
     """Each of SLOW_FAULTS' tasks, as POST /v1/videos answered it (202), submitted together."""
-    created = {}
-    with processes.local_http(stack.api_url, headers={"x-api-key": stack.api_key}) as client:
-        for name, (prompt, with_webhook) in SLOW_FAULTS.items():
-            hook = {"callback_url": receiver.url} if with_webhook else {}
-            answer = client.post("/v1/videos", json={"prompt": unique(prompt), **hook})
-            assert answer.status_code == 202, answer.text
-            created[name] = answer.json()
-    return created
+    return {
+        name: module_videos.create(unique(prompt), **({"callback_url": receiver.url} if hook else {}))
+        for name, (prompt, hook) in SLOW_FAULTS.items()
+    }
 
 
 def _provider_task(stack, video_id: str) -> str:
