@@ -200,15 +200,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 _NO_LOCAL_STACK = frozenset({"tests/e2e/test_local_gateway.py", "tests/e2e/test_profiling.py"})
 # The e2e files that wait longest (visibility timeouts, leases, a 48-task fault run): a stack of
 # their own on a second worker, so their waits overlap the other e2e tests' instead of following them.
-# The two groups take about as long as each other (2026-12-02, -n 3: 170 s and 163 s of test time,
-# 189 s of wall). With test_provider_faults here too they were 201 s and 116 s (212 s of wall); a
-# third stack on a fourth worker (-n 4) was no faster (188 s): the three stacks' CPU slowed the
-# fault suite by as much as the split gained. 2026-12-03, after DevStack.aws_client kept its clients
-# (on a slower machine): 189 s and 167 s, the in-process tests 218 s, 202-217 s of wall; -n 4 (a
-# fourth worker for in-process tests, no third stack) took 205 s: no gain, the cores are full.
-# 2026-12-03 later, once test_provider_faults and four fault-suite tests overlapped their waits:
-# make test with -n 3 250.5 s, -n 4 225.2 s, -n 5 226.3 s in one sitting (a slower hour): -n 4,
-# a second worker for the in-process tests, is the Makefile's now.
+# The two groups take about as long as each other (2026-12-02, -n 3: 170 s and 163 s of test time).
+# With test_provider_faults here too they were 201 s and 116 s; a third stack on another worker was
+# no faster: the three stacks' CPU slowed the fault suite by as much as the split gained. The later
+# runs (-n 3, 4 and 5 compared in one sitting) are in docs/performance.md §9.
 _FAULT_FILES = frozenset({"tests/e2e/test_fault_suite.py", "tests/e2e/test_dlq_replay.py"})
 
 

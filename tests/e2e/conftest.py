@@ -179,6 +179,13 @@ def module_videos(stack: DevStack) -> Iterator[VideoApi]:
         yield VideoApi(client)
 
 
+@pytest.fixture(scope="module")
+def module_receiver(stack: DevStack) -> Iterator[WebhookReceiver]:
+    """`receiver` for those tasks: one for the module (it records by video id)."""
+    with WebhookReceiver(stack.tenants[0].webhook_secret) as webhooks:
+        yield webhooks
+
+
 @pytest.fixture
 def other_videos(stack: DevStack) -> Iterator[VideoApi]:
     with _client(stack.api_url, stack.other_api_key) as client:

@@ -99,37 +99,31 @@ def test_a_submit_whose_write_fails_is_retried_with_its_key_and_makes_one_task(s
 
 
 @pytest.fixture(scope="module")
-def delivery_tasks(
-    stack: DevStack, module_videos, unique
-) -> Iterator[tuple[WebhookReceiver, dict[str, dict]]]:
+def delivery_tasks(module_videos, module_receiver, unique) -> dict[str, dict]:
     """The tasks of the four webhook and bus tests below (no chaos rule touches them), submitted
     together when the first of them starts, so that their receivers' schedules overlap instead of
     following one another; each test checks its own. The third waits the longest (the receiver
-    that never accepts), so all are settled before the crash scenarios begin."""
-    with WebhookReceiver(stack.tenants[0].webhook_secret) as receiver:
+    that never accepts), so all are settled before the crash scenarios begin. Their webhooks go
+    to `module_receiver`."""
 
-        def start(prompt: str, callback_url: str | None = None) -> dict:
-            return module_videos.create(
-                unique(prompt), **({"callback_url": callback_url} if callback_url else {})
-            )
-
-        yield (
-            receiver,
-            {
-                "fails-three-times": start("A kite over dunes", receiver.url_failing(3, status=503)),
-                "gone": start("A closed door", f"{receiver.url}?status=410"),
-                "nobody-accepts": start("An empty stage", f"{receiver.url}?status=500"),
-                "done": start("A red balloon"),
-                "failed": start("[sim:fail] A grey balloon"),
-            },
+    def start(prompt: str, callback_url: str | None = None) -> dict:
+        return module_videos.create(
+            unique(prompt), **({"callback_url": callback_url} if callback_url else {})
         )
+
+    return {
+        "fails-three-times": start("A kite over dunes", module_receiver.url_failing(3, status=503)),
+        "gone": start("A closed door", f"{module_receiver.url}?status=410"),
+        "nobody-accepts": start("An empty stage", f"{module_receiver.url}?status=500"),
+        "done": start("A red balloon"),
+        "failed": start("[sim:fail] A grey balloon"),
+    }
 
 
 def test_a_receiver_that_fails_three_times_gets_the_same_event_a_fourth_time(
-    stack, delivery_tasks, eventually
+    stack, module_receiver, delivery_tasks, eventually
 ):
-    receiver, tasks = delivery_tasks
-    created = tasks["fails-three-times"]
+    receiver, created = module_receiver, delivery_tasks["fails-three-times"]
     webhook = eventually(
         lambda: w if (w := _webhook(stack, created["id"])).get("state") == "delivered" else None,
         timeout=30,
@@ -144,9 +138,8 @@ def test_a_receiver_that_fails_three_times_gets_the_same_event_a_fourth_time(
     assert [attempt["status_code"] for attempt in webhook["history"]] == [503, 503, 503, 200]
 
 
-def test_410_gone_stops_delivery(stack, delivery_tasks, eventually):
-    receiver, tasks = delivery_tasks
-    created = tasks["gone"]
+def test_410_gone_stops_delivery(stack, module_receiver, delivery_tasks, eventually):
+    receiver, created = module_receiver, delivery_tasks["gone"]
     webhook = eventually(
         lambda: w if (w := _webhook(stack, created["id"])).get("state") == "gone" else None,
         what="the 410",
@@ -155,10 +148,11 @@ def test_410_gone_stops_delivery(stack, delivery_tasks, eventually):
     assert webhook["attempts"] == 1 and len(receiver.deliveries_for(created["id"])) == 1
 
 
-def test_an_event_nobody_accepts_goes_to_the_dead_letter_queue(stack, delivery_tasks, eventually):
+def test_an_event_nobody_accepts_goes_to_the_dead_letter_queue(
+    stack, module_receiver, delivery_tasks, eventually
+):
     # Given a receiver that always answers 500, and the local schedule (8 attempts in ~13 s)
-    receiver, tasks = delivery_tasks
-    created = tasks["nobody-accepts"]
+    receiver, created = module_receiver, delivery_tasks["nobody-accepts"]
     webhook = eventually(
         lambda: w if (w := _webhook(stack, created["id"])).get("state") == "failed" else None,
         timeout=40,
@@ -173,8 +167,7 @@ def test_an_event_nobody_accepts_goes_to_the_dead_letter_queue(stack, delivery_t
 
 
 def test_terminal_transitions_are_published_on_the_bus(stack, videos, delivery_tasks, eventually):
-    _, tasks = delivery_tasks
-    done, failed = tasks["done"], tasks["failed"]
+    done, failed = delivery_tasks["done"], delivery_tasks["failed"]
     videos.wait(done["id"]), videos.wait(failed["id"])
 
     def published() -> dict[str, dict] | None:

@@ -6,7 +6,6 @@ import time
 
 import pytest
 
-from devstack.receiver import WebhookReceiver
 from devstack.simulator import FAILURE_MESSAGE
 
 pytestmark = pytest.mark.e2e
@@ -28,17 +27,11 @@ SLOW_FAULTS = {
 
 
 @pytest.fixture(scope="module")
-def receiver(stack):
-    """One receiver for the module (it records by video id): the tasks started together report to it."""
-    with WebhookReceiver(stack.tenants[0].webhook_secret) as webhooks:
-        yield webhooks
-
-
-@pytest.fixture(scope="module")
-def started(module_videos, receiver, unique) -> dict[str, dict]:
-    """Each of SLOW_FAULTS' tasks, as POST /v1/videos answered it (202), submitted together."""
+def started(module_videos, module_receiver, unique) -> dict[str, dict]:
+    """Each of SLOW_FAULTS' tasks, as POST /v1/videos answered it (202), submitted together; their
+    webhooks go to `module_receiver`."""
     return {
-        name: module_videos.create(unique(prompt), **({"callback_url": receiver.url} if hook else {}))
+        name: module_videos.create(unique(prompt), **({"callback_url": module_receiver.url} if hook else {}))
         for name, (prompt, hook) in SLOW_FAULTS.items()
     }
 
@@ -49,7 +42,7 @@ def _provider_task(stack, video_id: str) -> str:
 
 
 def test_a_failed_generation_ends_failed_with_the_providers_code_and_message(
-    stack, videos, receiver, started
+    stack, videos, module_receiver, started
 ):
     created = started["fail"]
 
@@ -59,12 +52,12 @@ def test_a_failed_generation_ends_failed_with_the_providers_code_and_message(
     assert video["error"] == {"code": "api_error", "message": FAILURE_MESSAGE}
     assert video["download_url"] is None
     assert videos.client.get(f"/v1/videos/{created['id']}/content").status_code == 404
-    event = receiver.verify(receiver.wait_for_video(created["id"], timeout=20))
+    event = module_receiver.verify(module_receiver.wait_for_video(created["id"], timeout=20))
     assert event["type"] == "video.failed"
     assert event["data"]["error"]["code"] == "api_error"
 
 
-def test_a_lost_callback_is_finished_by_the_reconciler(stack, videos, receiver, started, eventually):
+def test_a_lost_callback_is_finished_by_the_reconciler(stack, videos, module_receiver, started, eventually):
     # Given a task whose provider finishes but never calls back
     created = started["no-callback"]
     provider_task = _provider_task(stack, created["id"])
@@ -81,12 +74,12 @@ def test_a_lost_callback_is_finished_by_the_reconciler(stack, videos, receiver, 
     assert video["status"] == "completed" and video["progress"] == 100
     assert stack.simulator.task_state(provider_task)["callbacks"] == []
     assert videos.client.get(f"/v1/videos/{created['id']}/content").status_code == 302
-    event = receiver.verify(receiver.wait_for_video(created["id"], timeout=20))
+    event = module_receiver.verify(module_receiver.wait_for_video(created["id"], timeout=20))
     assert event["type"] == "video.completed"
 
 
 def test_a_duplicated_callback_completes_the_task_once_and_sends_one_webhook(
-    stack, videos, receiver, started, eventually
+    stack, videos, module_receiver, started, eventually
 ):
     created = started["double-callback"]
     provider_task = _provider_task(stack, created["id"])
@@ -105,9 +98,9 @@ def test_a_duplicated_callback_completes_the_task_once_and_sends_one_webhook(
         what="the webhook to be delivered",
     )
     time.sleep(1.0)  # room for a second delivery, were there one
-    deliveries = receiver.deliveries_for(created["id"])
+    deliveries = module_receiver.deliveries_for(created["id"])
     assert len(deliveries) == 1
-    assert receiver.verify(deliveries[0])["type"] == "video.completed"
+    assert module_receiver.verify(deliveries[0])["type"] == "video.completed"
 
 
 def test_a_late_callback_completes_the_task_when_it_arrives(stack, videos, started):
@@ -127,7 +120,7 @@ def test_a_late_callback_completes_the_task_when_it_arrives(stack, videos, start
     assert item["completed_ms"] - item["created_ms"] >= stack.late_callback_delay * 1000
 
 
-def test_a_missing_video_fails_the_task_with_video_fetch_failed(stack, videos, receiver, started):
+def test_a_missing_video_fails_the_task_with_video_fetch_failed(stack, videos, module_receiver, started):
     created = started["video-404"]
 
     video = videos.wait(created["id"])
@@ -135,12 +128,12 @@ def test_a_missing_video_fails_the_task_with_video_fetch_failed(stack, videos, r
     assert video["status"] == "failed"
     assert video["error"]["code"] == "video_fetch_failed"
     assert "404" in video["error"]["message"]
-    event = receiver.verify(receiver.wait_for_video(created["id"], timeout=20))
+    event = module_receiver.verify(module_receiver.wait_for_video(created["id"], timeout=20))
     assert event["type"] == "video.failed"
 
 
 def test_a_video_the_cdn_refuses_twice_is_copied_by_the_archive_queue_on_a_retry(
-    stack, videos, receiver, started
+    stack, videos, module_receiver, started
 ):
     # Given a finished video whose first two downloads answer 503
     created = started["video-503"]
@@ -154,7 +147,7 @@ def test_a_video_the_cdn_refuses_twice_is_copied_by_the_archive_queue_on_a_retry
     assert item["copy_error"] == "The video URL answered HTTP 503"  # the failed attempts said why
     assert item["video_key"].startswith(f"videos/{created['id']}/") and "archive_claim" not in item
     assert item["result_received_ms"] <= item["completed_ms"]
-    event = receiver.verify(receiver.wait_for_video(created["id"], timeout=20))
+    event = module_receiver.verify(module_receiver.wait_for_video(created["id"], timeout=20))
     assert event["type"] == "video.completed"
 
 
@@ -193,14 +186,14 @@ def test_queued_a_provider_that_keeps_refusing_fails_the_task_after_the_dispatch
 
 
 def test_queued_a_task_the_dispatch_gives_up_on_is_reported_to_the_webhook(
-    stack, videos, receiver, started, dispatch
+    stack, videos, module_receiver, started, dispatch
 ):
     assert dispatch == "queue"  # the in-line fallback (no queue) is covered in tests/integration
     created = started["429-webhook"]
     assert created["status"] == "queued"
     assert videos.wait(created["id"], timeout=40)["status"] == "failed"
 
-    event = receiver.verify(receiver.wait_for_video(created["id"], timeout=2))
+    event = module_receiver.verify(module_receiver.wait_for_video(created["id"], timeout=2))
 
     assert event["type"] == "video.failed"
     assert event["data"]["error"]["code"] == "provider_unavailable"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import json
 import threading
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -102,7 +103,7 @@ def atomic_items(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def metrics_off(monkeypatch: pytest.MonkeyPatch) -> Any:
+def metrics_off(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Powertools' metric set is one per process, shared by every copy of a handler: threads that
     flush it at once race (one serializes what another just cleared: SchemaValidationError "Must
     contain at least one metric"), which separate Lambda environments never do. Metrics are not
