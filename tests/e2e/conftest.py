@@ -167,6 +167,18 @@ def receiver(stack: DevStack) -> Iterator[WebhookReceiver]:
 
 
 @pytest.fixture
+def webhook_in(stack: DevStack) -> Callable[[str, str], dict[str, Any] | None]:
+    """`webhook_in(task_id, state)`: the task's stored webhook record once it is in `state`
+    (delivered, gone, failed ...), else None: a probe for `eventually`."""
+
+    def probe(task_id: str, state: str) -> dict[str, Any] | None:
+        webhook = (stack.task_item(task_id) or {}).get("webhook") or {}
+        return webhook if webhook.get("state") == state else None
+
+    return probe
+
+
+@pytest.fixture
 def videos(stack: DevStack) -> Iterator[VideoApi]:
     with _client(stack.api_url, stack.api_key) as client:
         yield VideoApi(client)

@@ -33,10 +33,6 @@ def chaos(stack: DevStack) -> Iterator[object]:
     stack.chaos.clear()
 
 
-def _webhook(stack: DevStack, task_id: str) -> dict:
-    return (stack.task_item(task_id) or {}).get("webhook") or {}
-
-
 def _stored_video_matches(stack: DevStack, task_id: str) -> bool:
     item = stack.task_item(task_id) or {}
     assert stack.stack is not None
@@ -121,11 +117,11 @@ def delivery_tasks(module_videos, module_receiver, unique) -> dict[str, dict]:
 
 
 def test_a_receiver_that_fails_three_times_gets_the_same_event_a_fourth_time(
-    stack, module_receiver, delivery_tasks, eventually
+    module_receiver, delivery_tasks, eventually, webhook_in
 ):
     receiver, created = module_receiver, delivery_tasks["fails-three-times"]
     webhook = eventually(
-        lambda: w if (w := _webhook(stack, created["id"])).get("state") == "delivered" else None,
+        lambda: webhook_in(created["id"], "delivered"),
         timeout=30,
         what="the fourth delivery",
     )
@@ -138,10 +134,10 @@ def test_a_receiver_that_fails_three_times_gets_the_same_event_a_fourth_time(
     assert [attempt["status_code"] for attempt in webhook["history"]] == [503, 503, 503, 200]
 
 
-def test_410_gone_stops_delivery(stack, module_receiver, delivery_tasks, eventually):
+def test_410_gone_stops_delivery(module_receiver, delivery_tasks, eventually, webhook_in):
     receiver, created = module_receiver, delivery_tasks["gone"]
     webhook = eventually(
-        lambda: w if (w := _webhook(stack, created["id"])).get("state") == "gone" else None,
+        lambda: webhook_in(created["id"], "gone"),
         what="the 410",
     )
     time.sleep(2.0)  # longer than the next two delays of the schedule
@@ -149,12 +145,12 @@ def test_410_gone_stops_delivery(stack, module_receiver, delivery_tasks, eventua
 
 
 def test_an_event_nobody_accepts_goes_to_the_dead_letter_queue(
-    stack, module_receiver, delivery_tasks, eventually
+    stack, module_receiver, delivery_tasks, eventually, webhook_in
 ):
     # Given a receiver that always answers 500, and the local schedule (8 attempts in ~13 s)
     receiver, created = module_receiver, delivery_tasks["nobody-accepts"]
     webhook = eventually(
-        lambda: w if (w := _webhook(stack, created["id"])).get("state") == "failed" else None,
+        lambda: webhook_in(created["id"], "failed"),
         timeout=40,
         what="the last attempt",
     )
@@ -209,13 +205,13 @@ def _jobs_for(stack: DevStack, prompt: str) -> list:
     return [job for job in stack.simulator.jobs() if prompt in job.prompt]
 
 
-def _delivered_once(stack: DevStack, receiver, task_id: str, status: str = "completed") -> None:
+def _delivered_once(webhook_in, receiver, task_id: str, status: str = "completed") -> None:
     """One event id, accepted once, signed, and the task's delivery recorded as delivered."""
     deliveries = receiver.deliveries_for(task_id)
     assert [d.answered for d in deliveries] == [200], [d.answered for d in deliveries]
     assert deliveries[0].headers["webhook-id"] == f"evt_{task_id.removeprefix('video_')}_{status}"
     assert receiver.verify(deliveries[0])["type"] == f"video.{status}"
-    assert _webhook(stack, task_id)["state"] == "delivered"
+    assert webhook_in(task_id, "delivered")
 
 
 def _video_objects(stack: DevStack, task_id: str) -> list[str]:
@@ -227,9 +223,9 @@ def _video_objects(stack: DevStack, task_id: str) -> list[str]:
     return [item["Key"] for item in listed.get("Contents", []) if item["Key"].endswith(".mp4")]
 
 
-def _settled_webhook(stack: DevStack, task_id: str, eventually) -> dict:
+def _settled_webhook(webhook_in, task_id: str, eventually) -> dict:
     return eventually(
-        lambda: w if (w := _webhook(stack, task_id)).get("state") == "delivered" else None,
+        lambda: webhook_in(task_id, "delivered"),
         timeout=60,
         what="the webhook to be delivered",
     )
@@ -326,7 +322,7 @@ class TestCrashes:
     """Crashes whose recovery waits out a visibility timeout or a lease, run together (`crashes`)."""
 
     def test_a_callback_that_crashes_after_recording_the_result_is_finished_once(
-        self, stack, videos, crashes, eventually
+        self, stack, videos, crashes, eventually, webhook_in
     ):
         receiver, started = crashes
         crash = started["callback"]
@@ -338,12 +334,12 @@ class TestCrashes:
         (job,) = _jobs_for(stack, crash.prompt)
         assert 502 in [attempt["status"] for attempt in job.callbacks]
         assert video["status"] == "completed" and _stored_video_matches(stack, crash.task_id)
-        _settled_webhook(stack, crash.task_id, eventually)
-        _delivered_once(stack, receiver, crash.task_id)
+        _settled_webhook(webhook_in, crash.task_id, eventually)
+        _delivered_once(webhook_in, receiver, crash.task_id)
         assert videos.ids().count(crash.task_id) == 1
 
     def test_an_archive_that_crashes_before_recording_its_copy_copies_again(
-        self, stack, videos, crashes, eventually
+        self, stack, videos, crashes, eventually, webhook_in
     ):
         receiver, started = crashes
         crash = started["archive"]
@@ -356,11 +352,11 @@ class TestCrashes:
         assert video["status"] == "completed" and _stored_video_matches(stack, crash.task_id)
         keys = _video_objects(stack, crash.task_id)
         assert len(keys) == 2 and (stack.task_item(crash.task_id) or {})["video_key"] in keys
-        _settled_webhook(stack, crash.task_id, eventually)
-        _delivered_once(stack, receiver, crash.task_id)
+        _settled_webhook(webhook_in, crash.task_id, eventually)
+        _delivered_once(webhook_in, receiver, crash.task_id)
 
     def test_a_dispatch_that_crashes_after_the_provider_accepted_never_creates_twice(
-        self, stack, videos, crashes, eventually, dispatch
+        self, stack, videos, crashes, eventually, webhook_in, dispatch
     ):
         if dispatch != "queue":
             pytest.skip("this template has no dispatch queue")
@@ -371,7 +367,7 @@ class TestCrashes:
         video = videos.wait(crash.task_id, timeout=60)
         _crashed(stack, crash.rule, "DispatchFunction", crash.lost_before)
         assert video["status"] == "completed" and _stored_video_matches(stack, crash.task_id)
-        _settled_webhook(stack, crash.task_id, eventually)
+        _settled_webhook(webhook_in, crash.task_id, eventually)
         assert stack.simulator is not None
         eventually(
             lambda: _drained(stack, "DispatchQueue"),
@@ -383,16 +379,16 @@ class TestCrashes:
         # (two creates refused with 429, one accepted)
         assert stack.simulator.create_attempts("429x2", crash.prompt) == 3
         assert len(_jobs_for(stack, crash.prompt)) == 1
-        _delivered_once(stack, receiver, crash.task_id)
+        _delivered_once(webhook_in, receiver, crash.task_id)
 
     def test_a_webhook_that_crashes_after_its_post_sends_the_same_event_again(
-        self, stack, crashes, eventually
+        self, stack, crashes, eventually, webhook_in
     ):
         receiver, started = crashes
         crash = started["webhook"]
         # When the message comes back and the crashed attempt's lease (timeout + 20 s) has lapsed
         webhook = eventually(
-            lambda: w if (w := _webhook(stack, crash.task_id)).get("state") == "delivered" else None,
+            lambda: webhook_in(crash.task_id, "delivered"),
             timeout=90,
             what="the second delivery",
         )
@@ -418,7 +414,7 @@ def _drained(stack: DevStack, logical_id: str) -> bool:
 
 
 def test_a_stream_consumer_that_crashes_is_retried_and_each_event_goes_out_once(
-    stack, videos, receiver, unique, chaos, eventually
+    stack, videos, receiver, unique, chaos, eventually, webhook_in
 ):
     # Given the stream consumer dying after it queued the webhook, before it publishes on the bus
     created = videos.create(unique("A crash in the stream consumer"), callback_url=receiver.url)
@@ -427,7 +423,7 @@ def test_a_stream_consumer_that_crashes_is_retried_and_each_event_goes_out_once(
 
     # When the stream retries the batch from that record
     videos.wait(created["id"], timeout=40)
-    _settled_webhook(stack, created["id"], eventually)
+    webhook = _settled_webhook(webhook_in, created["id"], eventually)
     published = eventually(
         lambda: [e for e in stack.bus_events() if e["detail"].get("id") == created["id"]],
         what="the bus event",
@@ -438,11 +434,8 @@ def test_a_stream_consumer_that_crashes_is_retried_and_each_event_goes_out_once(
     # Then the webhook message was queued twice but the client heard the event once (the second
     # copy found it delivered), and the bus carried it once (the crash came before the first)
     _crashed(stack, rule, "TaskEventsFunction", before)
-    _delivered_once(stack, receiver, created["id"])
-    assert (
-        len(published) == 1
-        and published[0]["detail"]["event_id"] == _webhook(stack, created["id"])["event_id"]
-    )
+    _delivered_once(webhook_in, receiver, created["id"])
+    assert len(published) == 1 and published[0]["detail"]["event_id"] == webhook["event_id"]
 
 
 def test_submissions_from_the_queue_are_validated_reported_and_run(stack, unique, eventually):

@@ -79,7 +79,7 @@ def test_a_lost_callback_is_finished_by_the_reconciler(stack, videos, module_rec
 
 
 def test_a_duplicated_callback_completes_the_task_once_and_sends_one_webhook(
-    stack, videos, module_receiver, started, eventually
+    stack, videos, module_receiver, started, eventually, webhook_in
 ):
     created = started["double-callback"]
     provider_task = _provider_task(stack, created["id"])
@@ -94,7 +94,7 @@ def test_a_duplicated_callback_completes_the_task_once_and_sends_one_webhook(
     assert [attempt["status"] for attempt in state["callbacks"]] == [200, 200]
     assert videos.wait(created["id"])["status"] == "completed"
     eventually(
-        lambda: ((stack.task_item(created["id"]) or {}).get("webhook") or {}).get("state") == "delivered",
+        lambda: webhook_in(created["id"], "delivered"),
         what="the webhook to be delivered",
     )
     time.sleep(1.0)  # room for a second delivery, were there one

@@ -54,7 +54,7 @@ def test_a_video_is_generated_archived_and_served_through_a_presigned_url(
 
 
 def test_the_client_webhook_verifies_with_the_standardwebhooks_library(
-    stack, videos, receiver, unique, eventually
+    stack, videos, receiver, unique, eventually, webhook_in
 ):
     # Given a video with a callback_url
     created = videos.create(unique("A kite over the dunes"), callback_url=receiver.url)
@@ -82,13 +82,13 @@ def test_the_client_webhook_verifies_with_the_standardwebhooks_library(
 
     # And the task records the delivery (once the receiver has answered: a moment after it got it)
     eventually(
-        lambda: ((stack.task_item(created["id"]) or {}).get("webhook") or {}).get("state") == "delivered",
+        lambda: webhook_in(created["id"], "delivered"),
         what="the delivery to be recorded",
     )
     assert len(receiver.deliveries_for(created["id"])) == 1
 
 
-def test_a_refused_webhook_is_recorded_and_delivered_again(stack, videos, receiver, unique, eventually):
+def test_a_refused_webhook_is_recorded_and_delivered_again(videos, receiver, unique, eventually, webhook_in):
     # Given a client endpoint that answers 503 to an event's first delivery
     # When a video with that callback_url completes
     created = videos.create(unique("A train crossing a viaduct"), callback_url=receiver.url_failing(1))
@@ -98,11 +98,7 @@ def test_a_refused_webhook_is_recorded_and_delivered_again(stack, videos, receiv
     # attempts are recorded on the task
     assert delivery.answered == 503
     webhook = eventually(
-        lambda: (
-            w
-            if (w := (stack.task_item(created["id"]) or {}).get("webhook") or {}).get("state") == "delivered"
-            else None
-        ),
+        lambda: webhook_in(created["id"], "delivered"),
         what="the redelivery",
     )
     assert [attempt["status_code"] for attempt in webhook["history"]] == [503, 200]
