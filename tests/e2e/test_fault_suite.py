@@ -60,7 +60,7 @@ def test_a_callback_whose_writes_fail_is_finished_by_the_reconciler(stack, video
     assert receiver.verify(delivery)["type"] == "video.completed"
 
 
-def test_a_failed_copy_to_s3_is_copied_again(stack, videos, unique, chaos, eventually):
+def test_a_failed_copy_to_s3_is_copied_again(stack, videos, unique, chaos):
     # Given S3 refusing the copy of the next video (all of botocore's retries)
     rule = chaos.add_fault("s3", count=6, kind="server_error")
     created = videos.create(unique("A lighthouse at dusk"))

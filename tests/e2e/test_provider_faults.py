@@ -42,7 +42,7 @@ def _provider_task(stack, video_id: str) -> str:
 
 
 def test_a_failed_generation_ends_failed_with_the_providers_code_and_message(
-    stack, videos, module_receiver, started
+    videos, module_receiver, started
 ):
     created = started["fail"]
 
@@ -120,7 +120,7 @@ def test_a_late_callback_completes_the_task_when_it_arrives(stack, videos, start
     assert item["completed_ms"] - item["created_ms"] >= stack.late_callback_delay * 1000
 
 
-def test_a_missing_video_fails_the_task_with_video_fetch_failed(stack, videos, module_receiver, started):
+def test_a_missing_video_fails_the_task_with_video_fetch_failed(videos, module_receiver, started):
     created = started["video-404"]
 
     video = videos.wait(created["id"])
@@ -171,7 +171,7 @@ def test_a_5xx_on_create_fails_the_task_at_once_and_is_never_sent_again(stack, v
 
 
 def test_queued_a_provider_that_keeps_refusing_fails_the_task_after_the_dispatch_attempts(
-    stack, videos, started, dispatch
+    videos, started, dispatch
 ):
     assert dispatch == "queue"  # the in-line fallback (no queue) is covered in tests/integration
 
@@ -186,7 +186,7 @@ def test_queued_a_provider_that_keeps_refusing_fails_the_task_after_the_dispatch
 
 
 def test_queued_a_task_the_dispatch_gives_up_on_is_reported_to_the_webhook(
-    stack, videos, module_receiver, started, dispatch
+    videos, module_receiver, started, dispatch
 ):
     assert dispatch == "queue"  # the in-line fallback (no queue) is covered in tests/integration
     created = started["429-webhook"]

@@ -562,8 +562,8 @@ def test_fault_double_callback_sends_the_same_body_twice(
     state = sim.task_state(task_id)
     assert state is not None
     assert [attempt["status"] for attempt in state["callbacks"]] == [200, 200]
-    # Back to back from one finish: the second push is sent once the first has been answered
-    # (an order, not a wall-clock bound: a busy machine stretches any gap)
+    # One after the other, not at once: the second push was sent once the first had been answered
+    # (an order, not a wall-clock bound, which a busy machine stretches)
     earlier, later = state["callbacks"]
     assert later["at"] >= earlier["at"] + earlier["seconds"]
 
