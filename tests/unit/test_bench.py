@@ -309,6 +309,16 @@ def test_every_cold_start_function_has_its_event_its_calls_and_a_template_resour
     assert "AuthorizerFunction" in cold_start.TARGETED
 
 
+def test_the_snapstart_functions_are_those_the_template_deploys_with_it() -> None:
+    """Their target is on the restored figure; the authorizer, without SnapStart, keeps the spawn one."""
+    from bench.cold_start import TARGETED, snapstart_functions
+
+    found = snapstart_functions()
+    assert {"SubmitFunction", "StatusFunction", "CallbackFunction"} <= found
+    assert "AuthorizerFunction" not in found
+    assert TARGETED - found == {"AuthorizerFunction"}
+
+
 def test_the_authorizer_benchmark_counts_only_an_allow_for_the_key_s_tenant() -> None:
     from bench.cold_start import authorizer_problem
     from sora_relay.domain.tenant import TENANT_ACTIVE, Refusal, Tenant, issue_key
