@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import functools
 import hashlib
 import json
 import os
@@ -799,54 +800,35 @@ def main(argv: list[str] | None = None) -> int:
             label = f"round {round_number + 1 - args.warmup}" if measured else "warm-up"
             print(f"{label}:", end="", flush=True)
             for name in functions:
-                handler = run_child("handler", name, round_number, running, python, pycache, workdir)
+                # Every child of this round and function: only the mode, the script and the restore vary.
+                child = functools.partial(
+                    run_child,
+                    logical_id=name,
+                    round_number=round_number,
+                    backends=running,
+                    python=python,
+                    pycache=pycache,
+                    workdir=workdir,
+                )
+                handler = child("handler")
                 problems = check_handler_run(name, handler)
                 if problems:
                     raise ChildFailed(f"{name}: the event did not do its work: {problems}")
                 script = handler.detail["script"]
-                baseline = run_child(
-                    "baseline", name, round_number, running, python, pycache, workdir, script
-                )
-                libraries = run_child(
-                    "libraries",
-                    name,
-                    round_number,
-                    running,
-                    python,
-                    pycache,
-                    workdir,
-                    {**script, "modules": handler.detail["modules"]},
-                )
+                baseline = child("baseline", script=script)
+                libraries = child("libraries", script={**script, "modules": handler.detail["modules"]})
                 restored = restored_baseline = restored_libraries = None
                 if name in snapstart:
-                    restored = run_child(
-                        "handler", name, round_number, running, python, pycache, workdir, restore=True
-                    )
+                    restored = child("handler", restore=True)
                     if problems := check_handler_run(name, restored):
                         raise ChildFailed(f"{name} (restored): the event did not do its work: {problems}")
                     restored_script = restored.detail["script"]
-                    restored_baseline = run_child(
-                        "baseline",
-                        name,
-                        round_number,
-                        running,
-                        python,
-                        pycache,
-                        workdir,
-                        restored_script,
-                        restore=True,
-                    )
+                    restored_baseline = child("baseline", script=restored_script, restore=True)
                     # A snapshot of the same libraries (ours left out): after the restore, what
                     # differs from the handler is the work on the caller's path alone.
-                    restored_libraries = run_child(
+                    restored_libraries = child(
                         "libraries",
-                        name,
-                        round_number,
-                        running,
-                        python,
-                        pycache,
-                        workdir,
-                        {**restored_script, "modules": restored.detail["init_modules"]},
+                        script={**restored_script, "modules": restored.detail["init_modules"]},
                         restore=True,
                     )
                 if libraries.detail["unimportable"]:
@@ -901,105 +883,81 @@ def main(argv: list[str] | None = None) -> int:
     per_function: dict[str, Any] = {}
     for name in functions:
         sample = samples[name]
+
+        ratio = functools.partial(_ratio_figure, name, sample)
+        median_ms = functools.partial(_median_ms, sample)
         cold = harness.ratios(sample["handler"], sample["baseline"])
         warm = harness.ratios(sample["warm_handler"], sample["warm_baseline"])
+        cpu = harness.ratios(sample["cpu_handler"], sample["cpu_baseline"])
+        libraries = harness.ratios(sample["libraries"], sample["baseline"])
+        own = harness.ratios(sample["handler"], sample["libraries"])
         mismatches = details[name]["mismatches"]
         figures.append(
-            harness.Figure(
-                BENCH,
-                f"{name} cold start / baseline",
-                harness.Spread.of(cold),
-                "x",
+            ratio(
+                "cold start / baseline",
+                "handler",
+                "baseline",
+                f"{median_ms('handler')} vs {median_ms('baseline')}"
+                + (f"; {len(mismatches)} replay mismatches" if mismatches else "")
+                + (
+                    "; on-demand init (deployed with SnapStart: see the restored figure)"
+                    if name in snapstart
+                    else ""
+                ),
                 # A SnapStart function's init runs when a version is published, not on a caller's
                 # path: its target is on the restored figure below.
                 limit=LIMIT if name in TARGETED and name not in snapstart else None,
-                note=(
-                    f"{statistics.median(sample['handler']) * 1000:.0f} ms vs "
-                    f"{statistics.median(sample['baseline']) * 1000:.0f} ms"
-                    + (f"; {len(mismatches)} replay mismatches" if mismatches else "")
-                    + (
-                        "; on-demand init (deployed with SnapStart: see the restored figure)"
-                        if name in snapstart
-                        else ""
-                    )
-                ),
             )
         )
         if name in snapstart:
-            restored_ratio = harness.ratios(sample["restored_handler"], sample["restored_baseline"])
             figures.append(
-                harness.Figure(
-                    BENCH,
-                    f"{name} cold start restored from a SnapStart snapshot / baseline's",
-                    harness.Spread.of(restored_ratio),
-                    "x",
+                ratio(
+                    "cold start restored from a SnapStart snapshot / baseline's",
+                    "restored_handler",
+                    "restored_baseline",
+                    f"first event from the restore (a fork of the init): {median_ms('restored_handler')} vs "
+                    f"{median_ms('restored_baseline')} for boto3+httpx restored the same way; "
+                    "the restore itself not counted",
                     limit=LIMIT if name in TARGETED else None,
-                    note=(
-                        f"first event from the restore (a fork of the init): "
-                        f"{statistics.median(sample['restored_handler']) * 1000:.0f} ms vs "
-                        f"{statistics.median(sample['restored_baseline']) * 1000:.0f} ms for boto3+httpx "
-                        "restored the same way; the restore itself not counted"
-                    ),
                 )
             )
             library_figures.append(
-                harness.Figure(
-                    BENCH,
-                    f"{name} cold start restored from a SnapStart snapshot / its libraries alone, restored",
-                    harness.Spread.of(
-                        harness.ratios(sample["restored_handler"], sample["restored_libraries"])
-                    ),
-                    "x",
-                    note=(
-                        f"{statistics.median(sample['restored_libraries']) * 1000:.0f} ms for the same calls "
-                        "from a snapshot of the same libraries, ours left out"
-                    ),
+                ratio(
+                    "cold start restored from a SnapStart snapshot / its libraries alone, restored",
+                    "restored_handler",
+                    "restored_libraries",
+                    f"{median_ms('restored_libraries')} for the same calls from a snapshot of the same "
+                    "libraries, ours left out",
                 )
             )
             cpu_figures.append(
-                harness.Figure(
-                    BENCH,
-                    f"{name} cold start restored from a SnapStart snapshot, CPU time / baseline's",
-                    harness.Spread.of(
-                        harness.ratios(sample["restored_cpu_handler"], sample["restored_cpu_baseline"])
-                    ),
-                    "x",
-                    note=(
-                        f"{statistics.median(sample['restored_cpu_handler']) * 1000:.0f} ms vs "
-                        f"{statistics.median(sample['restored_cpu_baseline']) * 1000:.0f} ms of CPU"
-                    ),
+                ratio(
+                    "cold start restored from a SnapStart snapshot, CPU time / baseline's",
+                    "restored_cpu_handler",
+                    "restored_cpu_baseline",
+                    f"{median_ms('restored_cpu_handler')} vs {median_ms('restored_cpu_baseline')} of CPU",
                 )
             )
-        cpu = harness.ratios(sample["cpu_handler"], sample["cpu_baseline"])
         cpu_figures.append(
-            harness.Figure(
-                BENCH,
-                f"{name} cold start CPU time / baseline",
-                harness.Spread.of(cpu),
-                "x",
-                note=(
-                    f"{statistics.median(sample['cpu_handler']) * 1000:.0f} ms vs "
-                    f"{statistics.median(sample['cpu_baseline']) * 1000:.0f} ms of CPU"
-                ),
+            ratio(
+                "cold start CPU time / baseline",
+                "cpu_handler",
+                "cpu_baseline",
+                f"{median_ms('cpu_handler')} vs {median_ms('cpu_baseline')} of CPU",
             )
         )
-        libraries = harness.ratios(sample["libraries"], sample["baseline"])
-        own = harness.ratios(sample["handler"], sample["libraries"])
         library_figures += [
-            harness.Figure(
-                BENCH,
-                f"{name} cold start, its libraries alone / baseline",
-                harness.Spread.of(libraries),
-                "x",
-                note=f"{statistics.median(sample['libraries']) * 1000:.0f} ms: the same calls after importing "
-                "the handler's modules, ours left out",
+            ratio(
+                "cold start, its libraries alone / baseline",
+                "libraries",
+                "baseline",
+                f"{median_ms('libraries')}: the same calls after importing the handler's modules, ours left out",
             ),
-            harness.Figure(
-                BENCH,
-                f"{name} cold start / its libraries alone (our code's own cost)",
-                harness.Spread.of(own),
-                "x",
-                note="handler vs the libraries-alone child, in the same round",
+            ratio(
+                "cold start / its libraries alone (our code's own cost)",
+                "handler",
+                "libraries",
+                "handler vs the libraries-alone child, in the same round",
             ),
         ]
         per_function[name] = {
@@ -1091,6 +1049,24 @@ def snapstart_functions() -> frozenset[str]:
         for name, resource in load_template()["Resources"].items()
         if resource.get("Properties", {}).get("SnapStart", {}).get("ApplyOn") == "PublishedVersions"
     )
+
+
+def _ratio_figure(
+    name: str,
+    sample: dict[str, list[float]],
+    label: str,
+    numerator: str,
+    denominator: str,
+    note: str,
+    limit: float | None = None,
+) -> harness.Figure:
+    """A figure for one function: the spread of the ratios of two of its samples, with its note."""
+    spread = harness.Spread.of(harness.ratios(sample[numerator], sample[denominator]))
+    return harness.Figure(BENCH, f"{name} {label}", spread, "x", limit=limit, note=note)
+
+
+def _median_ms(sample: dict[str, list[float]], key: str) -> str:
+    return f"{statistics.median(sample[key]) * 1000:.0f} ms"
 
 
 def _ms(values: list[float]) -> harness.Spread:
