@@ -383,11 +383,20 @@ def test_callback_mode_answers_before_the_task_finishes(
 # -- /veo/tasks -------------------------------------------------------------------------------------
 
 
-def test_retrieve_shows_pending_then_finished(client: httpx.Client) -> None:
+def test_retrieve_shows_pending_then_finished(
+    sim: ProviderSimulator, client: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The job's timers are held and then run by hand: with the shared 0.1 s delay, a busy machine
+    # let the job finish before the first retrieve (seen once in CI).
+    held: list[tuple[float, Callable[[], object]]] = []
+    monkeypatch.setattr(sim, "schedule", lambda delay, action: held.append((delay, action)))
     task_id = client.post("/veo/videos", json=create_body()).json()["task_id"]
     pending = retrieve(client, task_id)
     assert "response" not in pending
-    finished = wait_finished(client, task_id)
+    assert held, "the job finishes on the simulator's timers"
+    for _, action in sorted(held, key=lambda timer: timer[0]):  # running at delay/4, then done
+        action()
+    finished = retrieve(client, task_id)
     assert finished["response"]["success"] is True
     assert {key: finished[key] for key in pending} == pending  # finishing only adds fields
 
