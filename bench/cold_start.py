@@ -71,7 +71,6 @@ import hashlib
 import json
 import os
 import secrets
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -883,7 +882,6 @@ def main(argv: list[str] | None = None) -> int:
     per_function: dict[str, Any] = {}
     for name in functions:
         sample = samples[name]
-
         ratio = functools.partial(_ratio_figure, name, sample)
         median_ms = functools.partial(_median_ms, sample)
         cold = harness.ratios(sample["handler"], sample["baseline"])
@@ -1066,7 +1064,7 @@ def _ratio_figure(
 
 
 def _median_ms(sample: dict[str, list[float]], key: str) -> str:
-    return f"{statistics.median(sample[key]) * 1000:.0f} ms"
+    return f"{_ms(sample[key]).median:.0f} ms"
 
 
 def _ms(values: list[float]) -> harness.Spread:
