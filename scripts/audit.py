@@ -58,7 +58,7 @@ PYPROJECT = ROOT / "pyproject.toml"
 IGNORE_FILE = LOCKS / "audit-ignore.txt"
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 # Packages the layer leaves to the runtime (requirements.txt says so; pyproject lists it for the dev venv).
-RUNTIME_PROVIDED = {"boto3"}
+RUNTIME_PROVIDED = {"boto3", "snapshot-restore-py"}
 
 PYPI_RELEASE_URL = "https://pypi.org/pypi/{name}/{version}/json"
 PYPI_PROJECT_URL = "https://pypi.org/pypi/{name}/json"

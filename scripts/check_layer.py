@@ -44,8 +44,9 @@ MACHINES = {"arm64": "aarch64", "x86_64": "x86_64"}
 ELF_MACHINES = {183: "aarch64", 62: "x86_64"}
 # Lambda: a function plus all its layers, unzipped.
 MAX_UNZIPPED_BYTES = 250 * 1024 * 1024
-# The runtime ships boto3; the check installs it beside the layer, never into it.
-RUNTIME_PACKAGES = ["boto3"]
+# The runtime ships boto3 and SnapStart's runtime hooks; the check installs them beside the layer,
+# never into it.
+RUNTIME_PACKAGES = ["boto3", "snapshot-restore-py==1.0.0"]
 PIP_FOR_PYTHON312 = [
     "--quiet",
     "--disable-pip-version-check",
@@ -274,10 +275,10 @@ def check_no_pydantic_plugins(layer: Path, report: Report) -> None:
 
 
 def runtime_packages_dir(build_dir: Path) -> Path:
-    """boto3 for python3.12, apart from the layer (Lambda's runtime provides it)."""
+    """RUNTIME_PACKAGES for python3.12, apart from the layer (Lambda's runtime provides them)."""
     target = build_dir.parent / (build_dir.name + "-runtime")
     stamp = target / ".installed"
-    if not stamp.exists():
+    if not stamp.exists() or stamp.read_text().split() != RUNTIME_PACKAGES:
         shutil.rmtree(target, ignore_errors=True)
         result = subprocess.run(
             [

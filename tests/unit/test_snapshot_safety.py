@@ -46,3 +46,43 @@ def test_jitter_does_not_follow_the_random_modules_seed():
         random.seed(7)  # what a snapshot would freeze
         draws.append([retry.backoff_delay(3, base=2.0, cap=900.0) for _ in range(5)])
     assert draws[0] != draws[1]
+
+
+_HOOKS_PROBE = r"""
+import gc, importlib.util, json, sys
+
+spec = importlib.util.spec_from_file_location("app", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+
+from snapshot_restore_py import get_before_snapshot
+
+hooks = get_before_snapshot()
+tracked = len(gc.get_objects())
+for function, args, kwargs in reversed(hooks):  # what the runtime does before the snapshot
+    function(*args, **kwargs)
+print(json.dumps({"hooks": [f"{h[0].__module__}.{h[0].__qualname__}" for h in hooks],
+                  "tracked": tracked, "frozen": gc.get_freeze_count(), "left": len(gc.get_objects())}))
+"""
+
+
+@pytest.mark.parametrize("function", ["submit", "callback", "status", "playground", "mcp"])
+def test_a_snapstart_init_freezes_its_heap_before_the_snapshot(function):
+    paths = [ROOT / "layers" / "common", ROOT / "layers" / "mcp", ROOT]
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, paths))}
+    snap_start = probe_json(
+        _HOOKS_PROBE,
+        str(ROOT / "functions" / function / "app.py"),
+        env={**environment, "AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start"},
+    )
+    # The runtime's registry holds our hook; run, it leaves the collector nothing of the init to walk
+    assert snap_start["hooks"] == ["sora_relay.runtime.snapshot.freeze_heap"]
+    assert snap_start["frozen"] >= snap_start["tracked"] / 2 > 10_000
+    assert snap_start["left"] < 100
+    # An on-demand init registers nothing: its instance serves events on, no snapshot is taken
+    on_demand = probe_json(
+        _HOOKS_PROBE,
+        str(ROOT / "functions" / function / "app.py"),
+        env={**environment, "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand"},
+    )
+    assert on_demand["hooks"] == [] and on_demand["frozen"] == 0

@@ -13,8 +13,9 @@ built by it sends through the fake).
 Each adapter module (boto3, httpx, ...) is imported by the builder that needs it: an on-demand
 init pays only for what its handler imports (the MCP function's `sora_list_actions` reaches no
 adapter at all). An init that SnapStart snapshots (`AWS_LAMBDA_INITIALIZATION_TYPE=snap-start`)
-imports them all here, as before, since a restored instance gets its imports for free, and builds
-the API's and the catalogue's pydantic models, which an on-demand init builds on first use.
+imports them all here, as before, since a restored instance gets its imports for free, builds the
+API's and the catalogue's pydantic models, which an on-demand init builds on first use, and
+registers the hook that freezes the heap before the snapshot (runtime/snapshot.py).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sora_relay.domain import catalogue
 from sora_relay.domain.errors import ConfigurationError, NotFound
+from sora_relay.runtime import snapshot
 from sora_relay.settings import Settings
 
 if TYPE_CHECKING:  # each adapter (boto3, httpx, ...) is imported by the builder that needs it
@@ -89,6 +91,7 @@ def build_deferred_models() -> None:
 if os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "snap-start":
     import_adapters()
     build_deferred_models()
+    snapshot.register_before_snapshot_hooks()  # the heap frozen once the init is done
 
 # What `replace()` may be given: every collaborator the container builds.
 COLLABORATORS = frozenset(
