@@ -21,6 +21,11 @@ from bench.harness import OUT, ROOT, load
 BENCHMARKS = [
     ("artifact", "4. deployment artifact", []),
     ("cold_start", "1. cold start", ["--repeats", "3"]),
+    (
+        "gc_freeze",
+        "1b. a restored instance's first full collection, its heap frozen or not",
+        ["--repeats", "3"],
+    ),
     ("warm", "3. warm handler overhead", ["--repeats", "3"]),
     ("mcp_cold_start", "8. MCP function cold start and warm tools/call", ["--repeats", "3"]),
     ("archive", "2. archiving a video", ["--repeats", "1"]),

@@ -9,8 +9,8 @@ in the same run. The figure is their ratio, per function (target: at most 1.5 fo
 waits on; for the SnapStart functions, on the restored figure of step 5).
 
 The layout is the one Lambda runs: `make build`'s `.aws-sam/build-x86_64/<LogicalId>` (the
-function's code) + `CommonLayer/python` (the layer) + `.aws-sam/build-x86_64-runtime` (boto3, as
-the runtime provides it), on PYTHONPATH of `python3.12 -S` (no site-packages: nothing else can
+function's code) + `CommonLayer/python` (the layer) + `.aws-sam/build-x86_64-runtime` (boto3 and
+snapshot_restore_py, as the runtime provides them), on PYTHONPATH of `python3.12 -S` (no site-packages: nothing else can
 answer an import), with the function's environment from events/env.json, its resource names and
 endpoints pointed at this run's moto, simulator and receiver. Both children use that same
 interpreter and path, with fake AWS credentials and AWS_ENDPOINT_URL at moto. Bytecode is cached
@@ -49,7 +49,10 @@ How one round runs, per function (handler and baseline alternate, so drift hits 
    the restored instance, whose first event is timed from the fork; its baseline is the baseline
    child restored the same way (boto3 and httpx imported, a fork, the same calls), and a third
    child restores a snapshot of the same libraries (the modules the handler's init imported, ours
-   left out) and replays them: the cost of the work on the caller's path alone (recorded). In AWS a restored instance never runs the init: it is run when a
+   left out) and replays them: the cost of the work on the caller's path alone (recorded). Before
+   each fork the before-snapshot hooks run, as the runtime runs them: the handler's (registered
+   through snapshot_restore_py) collect and freeze its heap, and the other two children's heaps
+   are frozen the same way. In AWS a restored instance never runs the init: it is run when a
    version is published (docs.aws.amazon.com/lambda/latest/dg/snapstart-monitoring.html: the
    REPORT of a restored instance has a Restore Duration and no Init Duration). The restore itself
    is not modelled; it is paid by both alike, so leaving it out only raises the ratio. The target
@@ -176,7 +179,18 @@ def _child_main():
     restored = imported
     if os.environ.get("BENCH_RESTORE"):
         # SnapStart: what ran so far is the init in the snapshot; a fork of it is a restored
-        # instance, timed from the fork (its CPU counters start there too).
+        # instance, timed from the fork (its CPU counters start there too). Before the snapshot
+        # the runtime runs the hooks the init registered, the last registered first: the
+        # handler's freeze its heap (sora_relay/runtime/snapshot.py); the other two children's
+        # heaps are frozen the same way, so no child's first event walks its init's objects.
+        if mode == "handler":
+            from snapshot_restore_py import get_before_snapshot
+            for hook, args, kwargs in reversed(get_before_snapshot()):
+                hook(*args, **kwargs)
+        else:
+            import gc
+            gc.collect()
+            gc.freeze()
         pid = os.fork()
         if pid:
             os._exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
@@ -748,9 +762,11 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown functions: {unknown}")
     missing = [name for name in ["CommonLayer", *functions] if not (BUILD / name).is_dir()]
-    if missing or not (RUNTIME / "boto3").is_dir():
+    runtime = ["boto3", "snapshot_restore_py.py"]  # what Lambda's runtime provides (scripts/check_layer.py)
+    missing += [f"runtime {name}" for name in runtime if not (RUNTIME / name).exists()]
+    if missing:
         print(
-            f"no build at {BUILD} (missing {missing or ['runtime boto3']}): run `make build` first",
+            f"no build at {BUILD} (missing {missing}): run `make build` first",
             file=sys.stderr,
         )
         return 2
