@@ -10,8 +10,8 @@ waits on; for the SnapStart functions, on the restored figure of step 5).
 
 The layout is the one Lambda runs: `make build`'s `.aws-sam/build-x86_64/<LogicalId>` (the
 function's code) + `CommonLayer/python` (the layer) + `.aws-sam/build-x86_64-runtime` (boto3 and
-snapshot_restore_py, as the runtime provides them), on PYTHONPATH of `python3.12 -S` (no site-packages: nothing else can
-answer an import), with the function's environment from events/env.json, its resource names and
+snapshot_restore_py, as the runtime provides them), on PYTHONPATH of `python3.12 -S` (no
+site-packages: nothing else can answer an import), with the function's environment from events/env.json, its resource names and
 endpoints pointed at this run's moto, simulator and receiver. Both children use that same
 interpreter and path, with fake AWS credentials and AWS_ENDPOINT_URL at moto. Bytecode is cached
 (PYTHONPYCACHEPREFIX, a temporary directory; the warm-up round fills it) for both alike, so the

@@ -58,11 +58,10 @@ spec.loader.exec_module(module)
 from snapshot_restore_py import get_before_snapshot
 
 hooks = get_before_snapshot()
-tracked = len(gc.get_objects())
 for function, args, kwargs in reversed(hooks):  # what the runtime does before the snapshot
     function(*args, **kwargs)
 print(json.dumps({"hooks": [f"{h[0].__module__}.{h[0].__qualname__}" for h in hooks],
-                  "tracked": tracked, "frozen": gc.get_freeze_count(), "left": len(gc.get_objects())}))
+                  "frozen": gc.get_freeze_count(), "left": len(gc.get_objects())}))
 """
 
 
@@ -77,12 +76,11 @@ def test_a_snapstart_init_freezes_its_heap_before_the_snapshot(function):
     )
     # The runtime's registry holds our hook; run, it leaves the collector nothing of the init to walk
     assert snap_start["hooks"] == ["sora_relay.runtime.snapshot.freeze_heap"]
-    assert snap_start["frozen"] >= snap_start["tracked"] / 2 > 10_000
-    assert snap_start["left"] < 100
+    assert snap_start["frozen"] > 10_000 and snap_start["left"] < 100
     # An on-demand init registers nothing: its instance serves events on, no snapshot is taken
     on_demand = probe_json(
         _HOOKS_PROBE,
         str(ROOT / "functions" / function / "app.py"),
         env={**environment, "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand"},
     )
-    assert on_demand["hooks"] == [] and on_demand["frozen"] == 0
+    assert on_demand["hooks"] == [] and on_demand["left"] > 10_000

@@ -13,19 +13,18 @@ import gc
 
 def freeze_heap() -> None:
     """Collect once, then move every object the init left to the permanent generation
-    (`gc.freeze`): no collection in a restored instance walks them again. Unfrozen, a full
-    collection of the init's ~55,000 objects could fall inside a restored instance's first event
-    (45-60 ms in bench/cold_start.py on the dev machine: docs/performance.md, section 1)."""
+    (`gc.freeze`): no collection in a restored instance walks them again. Unfrozen, one full
+    collection of an API function's ~58,000 objects (the MCP function's 109,000) costs a restored
+    instance 29-94 ms on the dev machine (bench/gc_freeze.py; docs/performance.md, section 1)."""
     gc.collect()
     gc.freeze()
 
 
-def register_before_snapshot_hooks() -> bool:
-    """Register freeze_heap with the runtime; False where `snapshot_restore_py` is not installed
+def register_before_snapshot_hooks() -> None:
+    """Register freeze_heap with the runtime; nothing where `snapshot_restore_py` is not installed
     (no runtime that takes snapshots is there to run it)."""
     try:
         from snapshot_restore_py import register_before_snapshot
     except ImportError:
-        return False
+        return
     register_before_snapshot(freeze_heap)
-    return True
