@@ -19,9 +19,11 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 from bench import harness
 from bench.cold_start import BUILD, RUNTIME, python312, snapstart_functions
+from devstack.template import load_template
 
 BENCH = "gc_freeze"
 
@@ -50,8 +52,17 @@ print(json.dumps({"seconds": seconds, "tracked": tracked, "frozen": gc.get_freez
 """
 
 
+def layer_dirs(logical_id: str) -> list[Path]:
+    """The function's layers as Lambda mounts them: the Globals' `Layers`, then its own (SAM
+    appends a function's to the Globals')."""
+    template = load_template()
+    own = template["Resources"][logical_id]["Properties"].get("Layers", [])
+    refs = [*template.get("Globals", {}).get("Function", {}).get("Layers", []), *own]
+    return [BUILD / ref["Ref"] / "python" for ref in refs]
+
+
 def run_child(python: str, logical_id: str, mode: str) -> dict[str, float]:
-    layers = [BUILD / "CommonLayer" / "python", BUILD / "McpLayer" / "python"]
+    layers = layer_dirs(logical_id)
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "PYTHONPATH": os.pathsep.join(map(str, [BUILD / logical_id, *layers, RUNTIME])),

@@ -15,7 +15,7 @@ def freeze_heap() -> None:
     """Collect once, then move every object the init left to the permanent generation
     (`gc.freeze`): no collection in a restored instance walks them again. Unfrozen, one full
     collection of an API function's ~58,000 objects (the MCP function's 109,000) costs a restored
-    instance 29-94 ms on the dev machine (bench/gc_freeze.py; docs/performance.md, section 1)."""
+    instance 29-99 ms on the dev machine (bench/gc_freeze.py; docs/performance.md, section 1)."""
     gc.collect()
     gc.freeze()
 
